@@ -1,0 +1,109 @@
+import { ProxyError, errorMessage } from '../errors';
+import type { CallContext, Interceptor, MethodInfo, Next } from './types';
+
+export type OnError = 'failOpen' | 'failClosed';
+
+export interface ChainEntry {
+  readonly interceptor: Interceptor;
+  readonly onError: OnError;
+  /** Patterns naming the methods this entry runs for (`Name`, `pkg.Service/Name`, `*` globs); all if absent. */
+  readonly methods: readonly string[] | undefined;
+}
+
+/** Told about every interceptor fault, whether the call then failed (failClosed) or went on (failOpen). */
+export type FaultListener = (entry: ChainEntry, error: unknown, ctx: CallContext) => void;
+
+export type Terminal = (ctx: CallContext) => Promise<void>;
+export type RunChain = (ctx: CallContext) => Promise<void>;
+
+/** Errors that come back out of next(): the call's own failure, to pass on untouched. */
+const downstreamErrors = new WeakSet<object>();
+
+/**
+ * Builds the chain runner: entries in configured order around the terminal step (the call to the runtime).
+ * Runners are built once per method and cached, so a call pays only for the entries that apply to it.
+ */
+export class Chain {
+  private readonly byPath = new Map<string, RunChain>();
+  private readonly matchers: readonly ((method: MethodInfo) => boolean)[];
+
+  constructor(
+    readonly entries: readonly ChainEntry[],
+    private readonly terminal: Terminal,
+    private readonly onFault: FaultListener,
+  ) {
+    this.matchers = entries.map((entry) => compileMethodFilter(entry.methods));
+  }
+
+  runnerFor(method: MethodInfo): RunChain {
+    let runner = this.byPath.get(method.path);
+    if (runner) return runner;
+    const applicable = this.entries.filter((_, i) => (this.matchers[i] as (m: MethodInfo) => boolean)(method));
+    runner = compose(applicable, this.terminal, this.onFault);
+    // Unknown paths come from clients; cache only what the table bounds.
+    if (method.known) this.byPath.set(method.path, runner);
+    return runner;
+  }
+}
+
+export function compose(entries: readonly ChainEntry[], terminal: Terminal, onFault: FaultListener): RunChain {
+  if (entries.length === 0) return terminal;
+  return (ctx) => {
+    const dispatch = (index: number): Promise<void> => {
+      const entry = entries[index];
+      if (!entry) return terminal(ctx);
+      return runEntry(entry, ctx, () => dispatch(index + 1), onFault);
+    };
+    return dispatch(0);
+  };
+}
+
+async function runEntry(entry: ChainEntry, ctx: CallContext, next: Next, onFault: FaultListener): Promise<void> {
+  let nextCalled = false;
+  const guardedNext: Next = () => {
+    if (nextCalled) {
+      return Promise.reject(
+        new ProxyError('CHAIN_MISUSE', `interceptor "${entry.interceptor.name}" called next() more than once`),
+      );
+    }
+    nextCalled = true;
+    return next().catch((err: unknown) => {
+      if (typeof err === 'object' && err !== null) downstreamErrors.add(err);
+      throw err;
+    });
+  };
+  try {
+    await entry.interceptor.intercept(ctx, guardedNext);
+  } catch (err) {
+    // A ProxyError is a decision (deny, unavailable); anything else is a fault of the interceptor.
+    if (isDownstream(err) || (err instanceof ProxyError && err.code !== 'CHAIN_MISUSE')) throw err;
+    onFault(entry, err, ctx);
+    if (entry.onError === 'failClosed') {
+      throw new ProxyError(
+        'INTERCEPTOR_FAILED',
+        `cri-proxy: interceptor "${entry.interceptor.name}" failed: ${errorMessage(err)}`,
+        { cause: err },
+      );
+    }
+    if (!nextCalled) await guardedNext();
+  }
+}
+
+function isDownstream(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && downstreamErrors.has(err);
+}
+
+/** Patterns like `RunPodSandbox`, `runtime.v1.ImageService/*` or `*Status`, matched against name and service/name. */
+export function compileMethodFilter(patterns: readonly string[] | undefined): (method: MethodInfo) => boolean {
+  if (!patterns || patterns.length === 0) return () => true;
+  const regexes = patterns.map(globToRegExp);
+  return (method) => {
+    const qualified = `${method.service}/${method.name}`;
+    return regexes.some((re) => re.test(method.name) || re.test(qualified));
+  };
+}
+
+function globToRegExp(glob: string): RegExp {
+  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
+  return new RegExp(`^${escaped}$`);
+}

@@ -1,0 +1,100 @@
+/**
+ * Follows gRPC length-prefixed message boundaries in a byte stream without copying it: the proxy forwards
+ * chunks as they arrive and only needs to know where messages start and how long they are (to enforce the
+ * size limit and, when an interceptor asks, to hand out whole messages).
+ */
+export interface FrameScannerOptions {
+  readonly maxMessageBytes: number;
+  /** Called with each whole message (prefix excluded) when somebody wants messages; copies only then. */
+  readonly onMessage?: ((message: Buffer, compressed: boolean) => void) | undefined;
+}
+
+export class MessageTooLargeError extends Error {
+  override readonly name = 'MessageTooLargeError';
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
+    super(`message of ${size} bytes exceeds the limit of ${limit} bytes`);
+  }
+}
+
+const PREFIX_BYTES = 5;
+
+export class FrameScanner {
+  private prefixFilled = 0;
+  private readonly prefix = Buffer.alloc(PREFIX_BYTES);
+  private bodyRemaining = 0;
+  private parts: Buffer[] = [];
+  private compressed = false;
+  messages = 0;
+
+  constructor(private readonly options: FrameScannerOptions) {}
+
+  /** Consumes one chunk; throws MessageTooLargeError as soon as a prefix announces too large a message. */
+  push(chunk: Buffer): void {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.bodyRemaining > 0) {
+        const take = Math.min(this.bodyRemaining, chunk.length - offset);
+        if (this.options.onMessage) this.parts.push(chunk.subarray(offset, offset + take));
+        this.bodyRemaining -= take;
+        offset += take;
+        if (this.bodyRemaining === 0) this.completeMessage();
+        continue;
+      }
+      // Fast path: a whole prefix inside this chunk.
+      if (this.prefixFilled === 0 && chunk.length - offset >= PREFIX_BYTES) {
+        this.startMessage(chunk[offset] !== 0, chunk.readUInt32BE(offset + 1));
+        offset += PREFIX_BYTES;
+        continue;
+      }
+      const take = Math.min(PREFIX_BYTES - this.prefixFilled, chunk.length - offset);
+      chunk.copy(this.prefix, this.prefixFilled, offset, offset + take);
+      this.prefixFilled += take;
+      offset += take;
+      if (this.prefixFilled === PREFIX_BYTES) {
+        this.prefixFilled = 0;
+        this.startMessage(this.prefix[0] !== 0, this.prefix.readUInt32BE(1));
+      }
+    }
+  }
+
+  /** True when the stream ended on a message boundary. */
+  get atBoundary(): boolean {
+    return this.prefixFilled === 0 && this.bodyRemaining === 0;
+  }
+
+  private startMessage(compressed: boolean, length: number): void {
+    this.compressed = compressed;
+    if (length > this.options.maxMessageBytes) throw new MessageTooLargeError(length, this.options.maxMessageBytes);
+    this.bodyRemaining = length;
+    if (length === 0) this.completeMessage();
+  }
+
+  private completeMessage(): void {
+    this.messages++;
+    const onMessage = this.options.onMessage;
+    if (!onMessage) return;
+    const message = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
+    this.parts = [];
+    onMessage(message, this.compressed);
+  }
+}
+
+/** Frames one message with the gRPC prefix (uncompressed). */
+export function frameMessage(message: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(PREFIX_BYTES + message.length);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, PREFIX_BYTES);
+  return out;
+}
+
+/** Reads the single message of a framed unary body; undefined when it is not exactly one uncompressed message. */
+export function unframeSingle(body: Buffer): Buffer | undefined {
+  if (body.length < PREFIX_BYTES || body[0] !== 0) return undefined;
+  const length = body.readUInt32BE(1);
+  if (body.length !== PREFIX_BYTES + length) return undefined;
+  return body.subarray(PREFIX_BYTES);
+}

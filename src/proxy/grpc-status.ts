@@ -1,0 +1,82 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+
+/** grpc-message is percent-encoded: bytes outside printable ASCII, and '%' itself. */
+export function encodeGrpcMessage(message: string): string {
+  let plain = true;
+  for (let i = 0; i < message.length; i++) {
+    const c = message.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return message;
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out += byte < 0x20 || byte > 0x7e || byte === 0x25 ? '%' + byte.toString(16).toUpperCase().padStart(2, '0') : String.fromCharCode(byte);
+  }
+  return out;
+}
+
+export function decodeGrpcMessage(encoded: string): string {
+  if (!encoded.includes('%')) return encoded;
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return encoded;
+  }
+}
+
+/** Headers of a trailers-only response carrying only a status. */
+export function statusHeaders(code: number, message: string): OutgoingHttpHeaders {
+  return {
+    ':status': 200,
+    'content-type': 'application/grpc',
+    'grpc-status': String(code),
+    'grpc-message': encodeGrpcMessage(message),
+  };
+}
+
+export function statusTrailers(code: number, message: string): OutgoingHttpHeaders {
+  return { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
+}
+
+/** Reads grpc-status / grpc-message from trailers (or trailers-only headers); a missing status is UNKNOWN. */
+export function readStatus(headers: IncomingHttpHeaders): { code: number; message: string } {
+  const raw = headers['grpc-status'];
+  const code = typeof raw === 'string' ? Number.parseInt(raw, 10) : Number.NaN;
+  const message = headers['grpc-message'];
+  return {
+    code: Number.isInteger(code) ? code : 2,
+    message: typeof message === 'string' ? decodeGrpcMessage(message) : Number.isInteger(code) ? '' : 'missing grpc-status',
+  };
+}
+
+/** `grpc-timeout` value ("100m", "5S", …) in milliseconds; undefined when absent or malformed. */
+export function parseGrpcTimeout(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string' || value.length < 2 || value.length > 9) return undefined;
+  const amount = Number(value.slice(0, -1));
+  if (!Number.isInteger(amount) || amount < 0) return undefined;
+  switch (value[value.length - 1]) {
+    case 'H':
+      return amount * 3_600_000;
+    case 'M':
+      return amount * 60_000;
+    case 'S':
+      return amount * 1000;
+    case 'm':
+      return amount;
+    case 'u':
+      return amount / 1000;
+    case 'n':
+      return amount / 1_000_000;
+    default:
+      return undefined;
+  }
+}
+
+export function formatGrpcTimeout(ms: number): string {
+  // At most 8 digits; milliseconds cover 27 hours, beyond that whole seconds.
+  const whole = Math.max(0, Math.ceil(ms));
+  return whole < 100_000_000 ? `${whole}m` : `${Math.ceil(whole / 1000)}S`;
+}

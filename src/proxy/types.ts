@@ -1,0 +1,98 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { Logger } from '../log';
+
+/** How a CRI call moves: one request and one response, or one request and a stream of responses. */
+export type CallKind = 'unary' | 'server-stream';
+
+/** Identity fields interceptors ask for; where each lies differs per method (see method-table.ts). */
+export type CriField =
+  | 'sandboxId'
+  | 'podName'
+  | 'podNamespace'
+  | 'podUid'
+  | 'containerId'
+  | 'containerName'
+  | 'image'
+  | 'runtimeHandler';
+
+export type FieldPaths = Readonly<Partial<Record<CriField, string>>>;
+
+export interface MethodInfo {
+  /** HTTP/2 `:path`, e.g. `/runtime.v1.RuntimeService/RunPodSandbox`. */
+  readonly path: string;
+  /** Fully qualified service, e.g. `runtime.v1.RuntimeService`. */
+  readonly service: string;
+  /** Method name, e.g. `RunPodSandbox`. */
+  readonly name: string;
+  /** False for methods not in the table (future CRI versions): forwarded, never decoded. */
+  readonly known: boolean;
+  readonly kind: CallKind | 'unknown';
+  /** Changes state on the node (audit logs these by default). */
+  readonly mutating: boolean;
+  /** Called by kubelet in a loop (List*, *Status): logged at debug only. */
+  readonly polling: boolean;
+  /** Fully qualified protobuf message names, e.g. `runtime.v1.RunPodSandboxRequest`. */
+  readonly requestType: string | undefined;
+  readonly responseType: string | undefined;
+  /** Dotted proto field paths (snake_case) of identity fields in the request. */
+  readonly requestFields: FieldPaths;
+  /** Dotted proto field paths of identity fields in the (unary) response. */
+  readonly responseFields: FieldPaths;
+}
+
+/** A decoded protobuf message as a plain object with snake_case keys; unknown fields are dropped. */
+export type DecodedMessage = Readonly<Record<string, unknown>>;
+
+/** One message of a stream, decoded only if asked. `bytes` are the message as it crossed the wire. */
+export interface StreamMessage {
+  readonly bytes: Buffer;
+  decode(): DecodedMessage | undefined;
+}
+
+/** How the call ended; set once the runtime (or the proxy) has answered. */
+export interface CallOutcome {
+  readonly code: number;
+  readonly message: string;
+  /** True when the proxy produced the status itself rather than relaying the runtime's. */
+  readonly fromProxy: boolean;
+}
+
+export interface CallContext {
+  readonly method: MethodInfo;
+  /** The client's request headers (gRPC metadata plus pseudo-headers), as received. */
+  readonly metadata: IncomingHttpHeaders;
+  /** Absolute deadline in ms since the epoch, from `grpc-timeout`; undefined if none. */
+  readonly deadline: number | undefined;
+  /** `process.hrtime.bigint()` when the call arrived. */
+  readonly startedAt: bigint;
+  /** Aborted when the client cancels or the call otherwise ends early. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** Backend chosen for the call; routing may set it before `next()`. */
+  backend: string | undefined;
+  /** Extra headers sent to the runtime (e.g. an injected `traceparent`). */
+  readonly upstreamMetadata: OutgoingHttpHeaders;
+  /** Per-call state shared between interceptors, keyed by whatever each chooses. */
+  readonly state: Map<unknown, unknown>;
+  /** The request, decoded on first call (and only then read from the client). */
+  request(): Promise<DecodedMessage | undefined>;
+  /** An identity field of the request (decodes it if needed). */
+  requestField(field: CriField): Promise<string | undefined>;
+  /** The unary response after `next()` resolved; undefined for streams, errors and unknown methods. */
+  response(): DecodedMessage | undefined;
+  /** Observe each response message of a stream as it passes; never buffers. Register before `next()`. */
+  onResponseMessage(observer: (message: StreamMessage) => void): void;
+  /** Set after `next()` resolves (or rejects). */
+  readonly outcome: CallOutcome | undefined;
+  /** Nanoseconds spent waiting on the runtime (from request sent to last byte); 0 if it was never called. */
+  readonly upstreamNanos: bigint;
+}
+
+export type Next = () => Promise<void>;
+
+export interface Interceptor {
+  readonly name: string;
+  intercept(ctx: CallContext, next: Next): Promise<void>;
+  /** Releases resources (files, exporters) on shutdown or when replaced on reload. */
+  close?(): Promise<void>;
+}
