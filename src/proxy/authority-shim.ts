@@ -76,16 +76,14 @@ class ClientFrameReader {
   private prefaceSeen = false;
   private ackRemoved = false;
   private ackOffset = -1;
-  private firstBlock: { authorityOk: boolean } | undefined;
   /** Header block being assembled across HEADERS + CONTINUATION frames. */
   private block: { flags: number; streamId: number; priority: Buffer | undefined; fragments: Buffer[] } | undefined;
 
   /** Looks at the bytes so far (without consuming them) until the first header block and our ACK are seen. */
   inspect(bytes: Buffer): Verdict {
-    let offset = 0;
     if (bytes.length < PREFACE.length) return 'undecided';
     if (!bytes.subarray(0, PREFACE.length).equals(PREFACE)) throw new Error('not an HTTP/2 gRPC client (bad preface)');
-    offset = PREFACE.length;
+    let offset = PREFACE.length;
     this.ackOffset = -1;
     const probe = hpack.decompressor.create({ table: { size: 4096 } });
     let blockParts: Buffer[] = [];
@@ -109,7 +107,6 @@ class ClientFrameReader {
       offset += FRAME_HEADER + length;
     }
     if (authorityOk === undefined || this.ackOffset < 0) return 'undecided';
-    this.firstBlock = { authorityOk };
     return authorityOk ? 'pass' : 'rewrite';
   }
 
@@ -121,11 +118,11 @@ class ClientFrameReader {
   }
 
   /** Rewrites a run of whole frames; returns the bytes to pass on and how many input bytes were used. */
-  rewrite(bytes: Buffer, start: number): { out: Buffer[]; used: number } {
+  rewrite(bytes: Buffer): { out: Buffer[]; used: number } {
     const out: Buffer[] = [];
-    let offset = start;
+    let offset = 0;
     if (!this.prefaceSeen) {
-      if (bytes.length < PREFACE.length) return { out, used: 0 };
+      // The inspector has checked the preface already.
       out.push(bytes.subarray(0, PREFACE.length));
       offset = PREFACE.length;
       this.prefaceSeen = true;
@@ -157,7 +154,7 @@ class ClientFrameReader {
         this.block = undefined;
       }
     }
-    return { out, used: offset - start };
+    return { out, used: offset };
   }
 
   private reencode(block: { flags: number; streamId: number; priority: Buffer | undefined; fragments: Buffer[] }): Buffer[] {
@@ -171,7 +168,7 @@ class ClientFrameReader {
     const frames: Buffer[] = [];
     let rest = first;
     let type = TYPE_HEADERS;
-    let flags = (block.flags & (FLAG_END_STREAM | FLAG_PRIORITY)) as number;
+    let flags = block.flags & (FLAG_END_STREAM | FLAG_PRIORITY);
     do {
       const piece = rest.subarray(0, MAX_FRAME_PAYLOAD);
       rest = rest.subarray(piece.length);
@@ -180,11 +177,6 @@ class ClientFrameReader {
       flags = 0;
     } while (rest.length > 0);
     return frames;
-  }
-
-  /** The first block was already decoded by the inspector's probe; replay it through the real decoder. */
-  get decided(): boolean {
-    return this.firstBlock !== undefined;
   }
 }
 
@@ -242,7 +234,7 @@ class RewritingDuplex extends Duplex {
   private drainBuffered(onError: (err: Error) => void): void {
     let result: { out: Buffer[]; used: number };
     try {
-      result = this.reader.rewrite(this.buffered, 0);
+      result = this.reader.rewrite(this.buffered);
     } catch (err) {
       onError(err as Error);
       this.socket.destroy();

@@ -17,7 +17,7 @@ export type Terminal = (ctx: CallContext) => Promise<void>;
 export type RunChain = (ctx: CallContext) => Promise<void>;
 
 /** Errors that come back out of next(): the call's own failure, to pass on untouched. */
-const downstreamErrors = new WeakSet<object>();
+const downstreamErrors = new WeakSet();
 
 /**
  * Builds the chain runner: entries in configured order around the terminal step (the call to the runtime).

@@ -85,7 +85,7 @@ export function forwardToUpstream(options: ExchangeOptions): ExchangeResult {
         client.once('drain', () => stream.resume());
       }
     });
-    stream.on('trailers', (headers) => {
+    stream.on('trailers', (headers: http2.IncomingHttpHeaders) => {
       trailers = { headers, trailersOnly: false };
     });
     stream.on('error', (err) => {

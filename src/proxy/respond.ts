@@ -38,7 +38,7 @@ function endWithTrailers(stream: http2.ServerHttp2Stream, trailers: http2.Outgoi
 
 function stripPseudo(headers: http2.OutgoingHttpHeaders): http2.OutgoingHttpHeaders {
   if (headers[':status'] === undefined) return headers;
-  const { ':status': _status, ...rest } = headers;
-  void _status;
+  const rest = { ...headers };
+  delete rest[':status'];
   return rest;
 }

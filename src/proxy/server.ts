@@ -42,7 +42,7 @@ export class ProxyServer {
     this.h2.on('session', (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
       session.setLocalWindowSize(8 * 1024 * 1024);
-      session.on('error', (err) => options.log.debug('client connection error', { error: err.message }));
+      session.on('error', (err: Error) => options.log.debug('client connection error', { error: err.message }));
       session.once('close', () => this.sessions.delete(session));
     });
     this.h2.on('stream', (stream, headers) => {

@@ -1,0 +1,144 @@
+import * as fs from 'node:fs';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { encodeMessage } from '../../src/proxy/codec';
+import { frameMessage } from '../../src/proxy/grpc-frames';
+import { startTestProxy, type TestProxy } from '../support/proxy-harness';
+import { spawnSync } from 'node:child_process';
+import { ProxyServer } from '../../src/proxy/server';
+
+interface RawResponse {
+  status: number | undefined;
+  grpcStatus: string | undefined;
+  body: Buffer;
+  rstCode: number | undefined;
+}
+
+/** One gRPC call by hand over node:http2, so the test controls every header, `:authority` included. */
+function rawCall(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body: Buffer): Promise<RawResponse> {
+  return new Promise((resolve) => {
+    const req = session.request({
+      ':method': 'POST',
+      ':path': '/runtime.v1.RuntimeService/Version',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...headers,
+    });
+    const chunks: Buffer[] = [];
+    let status: number | undefined;
+    let grpcStatus: string | undefined;
+    req.on('response', (h) => {
+      status = h[':status'];
+      const s = h['grpc-status'];
+      if (typeof s === 'string') grpcStatus = s;
+    });
+    req.on('trailers', (t) => {
+      const s = t['grpc-status'];
+      if (typeof s === 'string') grpcStatus = s;
+    });
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('error', () => undefined);
+    req.on('close', () => resolve({ status, grpcStatus, body: Buffer.concat(chunks), rstCode: req.rstCode }));
+    req.end(body);
+  });
+}
+
+describe('client connections', () => {
+  let proxy: TestProxy;
+  afterEach(async () => {
+    await proxy.close();
+  });
+
+  test.each([
+    ['a socket path', '/run/cri-proxy/cri-proxy.sock'],
+    ['a percent-free hostname', 'localhost'],
+  ])(':authority set to %s is served, call after call on one connection', async (_label, authority) => {
+    proxy = await startTestProxy();
+    const session = http2.connect('http://localhost', { createConnection: () => net.connect(proxy.socketPath) });
+    session.on('error', () => undefined);
+    const body = frameMessage(encodeMessage('runtime.v1.VersionRequest', { version: 'v1' }));
+    const big = 'x'.repeat(40_000); // forces CONTINUATION frames
+    for (const extra of [{}, { 'x-trace': 'a' }, { 'x-big': big }, {}]) {
+      const response = await rawCall(session, { ':authority': authority, ...extra }, body);
+      expect(response).toMatchObject({ status: 200, grpcStatus: '0', rstCode: 0 });
+      expect(response.body.length).toBeGreaterThan(5);
+    }
+    expect(proxy.runtime.calls.map((c) => c.metadata['x-big'])).toEqual([undefined, undefined, big, undefined]);
+    session.close();
+  });
+
+  test('an unreachable runtime gives UNAVAILABLE naming the socket within a second, then recovers', async () => {
+    proxy = await startTestProxy({ runtimeDown: true });
+    const client = proxy.client();
+    const started = Date.now();
+    const down = await client.unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0));
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(down.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(down.status.details).toContain(proxy.runtime.socketPath);
+    await proxy.runtime.start();
+    const up = await client.unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0));
+    expect(up.status.code).toBe(grpc.status.OK);
+    // A restart of the runtime is survived too.
+    await proxy.runtime.stop();
+    await proxy.runtime.start();
+    const again = await client.unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0));
+    expect(again.status.code).toBe(grpc.status.OK);
+  });
+
+  test('a 100,000-event stream to a slow reader keeps the proxy memory bounded', async () => {
+    proxy = await startTestProxy();
+    const event = encodeMessage('runtime.v1.ContainerEventResponse', { container_id: 'c'.repeat(64), created_at: '1' });
+    let produced = 0;
+    proxy.runtime.on('GetContainerEvents', {
+      stream: function* () {
+        for (; produced < 100_000; produced++) yield Buffer.concat([event, Buffer.alloc(200)]);
+      },
+    });
+    const client = proxy.client();
+    const stream = client.serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0));
+    let received = 0;
+    let peakBacklog = 0;
+    const baseline = process.memoryUsage().arrayBuffers;
+    let peakBuffers = 0;
+    const done = new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
+    stream.on('data', () => {
+      received++;
+      if (received % 1000 === 0) {
+        peakBacklog = Math.max(peakBacklog, produced - received);
+        peakBuffers = Math.max(peakBuffers, process.memoryUsage().arrayBuffers - baseline);
+        // The slow reader: stop for a while every thousand events.
+        stream.pause();
+        setTimeout(() => stream.resume(), 5);
+      }
+    });
+    const status = await done;
+    expect(status.code).toBe(grpc.status.OK);
+    expect(received).toBe(100_000);
+    // ~26 MB went through; flow control must keep the backlog to a few window sizes, not the stream.
+    expect(peakBacklog).toBeLessThan(60_000);
+    expect(peakBuffers).toBeLessThan(64 * 1024 * 1024);
+  }, 60_000);
+
+  test('a stale socket file is replaced and the socket gets mode 0660', async () => {
+    proxy = await startTestProxy();
+    const stale = path.join(proxy.dir, 'stale.sock');
+    // A process killed while listening leaves a socket file nobody serves.
+    const script = `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`;
+    spawnSync(process.execPath, ['-e', script]);
+    expect(fs.statSync(stale).isSocket()).toBe(true);
+    const second = new ProxyServer({ ...proxy.serverOptions, socketPath: stale });
+    await second.listen();
+    expect(fs.statSync(stale).mode & 0o777).toBe(0o660);
+    await second.close(10);
+  });
+
+  test('a socket another live process serves is not taken over', async () => {
+    proxy = await startTestProxy();
+    const second = new ProxyServer({ ...proxy.serverOptions, socketPath: proxy.socketPath });
+    await expect(second.listen()).rejects.toThrow(/another process is serving/);
+    const stillServed = await proxy.client().unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0));
+    expect(stillServed.status.code).toBe(grpc.status.OK);
+  });
+});

@@ -1,0 +1,119 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { silentLogger, type Logger } from '../../src/log';
+import { Call } from '../../src/proxy/call';
+import { Chain, type ChainEntry, type FaultListener } from '../../src/proxy/chain';
+import { Router } from '../../src/proxy/router';
+import { ProxyServer, type ProxyServerOptions } from '../../src/proxy/server';
+import { Upstream } from '../../src/proxy/upstream';
+import { FakeRuntime } from './fake-runtime';
+
+export interface TestProxy {
+  readonly dir: string;
+  readonly runtime: FakeRuntime;
+  readonly server: ProxyServer;
+  readonly serverOptions: ProxyServerOptions;
+  readonly socketPath: string;
+  readonly faults: { entry: string; error: unknown }[];
+  client(): RawClient;
+  close(): Promise<void>;
+}
+
+export interface TestProxyOptions {
+  readonly entries?: readonly ChainEntry[];
+  readonly maxMessageBytes?: number;
+  readonly log?: Logger;
+  /** Do not start the fake runtime (to test an unreachable upstream). */
+  readonly runtimeDown?: boolean;
+}
+
+export function makeTempDir(prefix = 'cri-proxy-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A fake runtime and a proxy in front of it, both on sockets in a fresh temp dir. */
+export async function startTestProxy(options: TestProxyOptions = {}): Promise<TestProxy> {
+  const dir = makeTempDir();
+  const runtime = new FakeRuntime(path.join(dir, 'runtime.sock'));
+  if (!options.runtimeDown) await runtime.start();
+  const log = options.log ?? silentLogger;
+  const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
+  const upstream = new Upstream({ name: 'fake', socketPath: runtime.socketPath, connectTimeoutMs: 1000, maxMessageBytes, log });
+  const router = new Router([upstream], 'fake');
+  const faults: { entry: string; error: unknown }[] = [];
+  const onFault: FaultListener = (entry, error) => faults.push({ entry: entry.interceptor.name, error });
+  const chain = new Chain(options.entries ?? [], (ctx) => (ctx as Call).forward(), onFault);
+  const socketPath = path.join(dir, 'proxy', 'cri-proxy.sock');
+  const serverOptions: ProxyServerOptions = { socketPath, socketMode: 0o660, maxMessageBytes, log, router, chain };
+  const server = new ProxyServer(serverOptions);
+  await server.listen();
+  const clients: RawClient[] = [];
+  return {
+    dir,
+    runtime,
+    server,
+    serverOptions,
+    socketPath,
+    faults,
+    client: () => {
+      const c = new RawClient(`unix:${socketPath}`);
+      clients.push(c);
+      return c;
+    },
+    close: async () => {
+      for (const c of clients) c.close();
+      await server.close(100);
+      router.close();
+      await runtime.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const identity = (b: Buffer): Buffer => b;
+
+export interface RawResult {
+  readonly response: Buffer | undefined;
+  readonly status: grpc.StatusObject;
+  readonly headers: grpc.Metadata | undefined;
+}
+
+/** A grpc-js client that sends and receives raw message bytes on any path. */
+export class RawClient {
+  readonly client: grpc.Client;
+
+  constructor(target: string, options: grpc.ChannelOptions = {}) {
+    this.client = new grpc.Client(target, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': -1,
+      'grpc.max_send_message_length': -1,
+      ...options,
+    });
+  }
+
+  unary(path: string, request: Buffer, metadata = new grpc.Metadata(), options: grpc.CallOptions = {}): Promise<RawResult> {
+    return new Promise((resolve) => {
+      let headers: grpc.Metadata | undefined;
+      let response: Buffer | undefined;
+      const call = this.client.makeUnaryRequest(path, identity, identity, request, metadata, options, (err, value) => {
+        response = value ?? undefined;
+        if (err) resolve({ response, status: { code: err.code, details: err.details, metadata: err.metadata }, headers });
+      });
+      call.on('metadata', (m: grpc.Metadata) => {
+        headers = m;
+      });
+      call.on('status', (status: grpc.StatusObject) => {
+        if (status.code === grpc.status.OK) resolve({ response, status, headers });
+      });
+    });
+  }
+
+  serverStream(path: string, request: Buffer, metadata = new grpc.Metadata(), options: grpc.CallOptions = {}): grpc.ClientReadableStream<Buffer> {
+    return this.client.makeServerStreamRequest(path, identity, identity, request, metadata, options);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

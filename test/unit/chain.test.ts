@@ -1,0 +1,149 @@
+import { ProxyError } from '../../src/errors';
+import { Chain, compileMethodFilter, type ChainEntry, type OnError } from '../../src/proxy/chain';
+import { lookupMethod } from '../../src/proxy/method-table';
+import type { CallContext, Interceptor, Next } from '../../src/proxy/types';
+
+const runPod = lookupMethod('/runtime.v1.RuntimeService/RunPodSandbox');
+const pull = lookupMethod('/runtime.v1.ImageService/PullImage');
+
+function fakeCtx(): CallContext {
+  return { method: runPod } as unknown as CallContext;
+}
+
+function entry(interceptor: Interceptor, onError: OnError = 'failClosed', methods?: string[]): ChainEntry {
+  return { interceptor, onError, methods };
+}
+
+function recorder(name: string, log: string[]): Interceptor {
+  return {
+    name,
+    async intercept(_ctx: CallContext, next: Next) {
+      log.push(`${name}:before`);
+      await next();
+      log.push(`${name}:after`);
+    },
+  };
+}
+
+function build(entries: ChainEntry[], log: string[] = []) {
+  const faults: string[] = [];
+  let terminalRuns = 0;
+  const chain = new Chain(
+    entries,
+    () => {
+      terminalRuns++;
+      log.push('runtime');
+      return Promise.resolve();
+    },
+    (e) => faults.push(e.interceptor.name),
+  );
+  return { chain, faults, terminalRuns: () => terminalRuns };
+}
+
+describe('interceptor chain', () => {
+  test('runs entries in configured order around the runtime call, not sorted', async () => {
+    const log: string[] = [];
+    const names = ['zeta', 'alpha', 'mid'];
+    const { chain } = build(names.map((n) => entry(recorder(n, log))), log);
+    await chain.runnerFor(runPod)(fakeCtx());
+    expect(log).toEqual(['zeta:before', 'alpha:before', 'mid:before', 'runtime', 'mid:after', 'alpha:after', 'zeta:after']);
+  });
+
+  test('an entry limited to methods is skipped for others', async () => {
+    const log: string[] = [];
+    const { chain } = build([entry(recorder('images', log), 'failClosed', ['runtime.v1.ImageService/*']), entry(recorder('all', log))], log);
+    await chain.runnerFor(runPod)(fakeCtx());
+    expect(log).toEqual(['all:before', 'runtime', 'all:after']);
+    log.length = 0;
+    await chain.runnerFor(pull)(fakeCtx());
+    expect(log).toEqual(['images:before', 'all:before', 'runtime', 'all:after', 'images:after']);
+  });
+
+  test('a second next() is an error and the runtime is called once', async () => {
+    const twice: Interceptor = {
+      name: 'twice',
+      async intercept(_ctx, next) {
+        await next();
+        await next();
+      },
+    };
+    const { chain, faults, terminalRuns } = build([entry(twice)]);
+    const run = chain.runnerFor(runPod)(fakeCtx());
+    await expect(run).rejects.toMatchObject({ code: 'INTERCEPTOR_FAILED', message: expect.stringContaining('next() more than once') });
+    expect(terminalRuns()).toBe(1);
+    expect(faults).toEqual(['twice']);
+  });
+
+  const broken: Interceptor = {
+    name: 'broken',
+    intercept() {
+      return Promise.reject(new TypeError('boom'));
+    },
+  };
+
+  test('failClosed: a throwing interceptor fails the call with a clear status and the runtime is not called', async () => {
+    const { chain, faults, terminalRuns } = build([entry(broken, 'failClosed')]);
+    const err = await chain.runnerFor(runPod)(fakeCtx()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProxyError);
+    expect((err as ProxyError).grpcStatus).toBe(13);
+    expect((err as ProxyError).message).toContain('interceptor "broken" failed: boom');
+    expect(terminalRuns()).toBe(0);
+    expect(faults).toEqual(['broken']);
+  });
+
+  test('failOpen: a throwing interceptor is counted and the call proceeds', async () => {
+    const { chain, faults, terminalRuns } = build([entry(broken, 'failOpen')]);
+    await chain.runnerFor(runPod)(fakeCtx());
+    expect(terminalRuns()).toBe(1);
+    expect(faults).toEqual(['broken']);
+  });
+
+  test('failOpen after next(): the call keeps its outcome', async () => {
+    const late: Interceptor = {
+      name: 'late',
+      async intercept(_ctx, next) {
+        await next();
+        throw new Error('after');
+      },
+    };
+    const { chain, faults, terminalRuns } = build([entry(late, 'failOpen')]);
+    await chain.runnerFor(runPod)(fakeCtx());
+    expect(terminalRuns()).toBe(1);
+    expect(faults).toEqual(['late']);
+  });
+
+  test('a decision (ProxyError) passes through failOpen untouched', async () => {
+    const deny: Interceptor = {
+      name: 'deny',
+      intercept() {
+        return Promise.reject(new ProxyError('POLICY_DENIED', 'no'));
+      },
+    };
+    const { chain, faults } = build([entry(deny, 'failOpen')]);
+    await expect(chain.runnerFor(runPod)(fakeCtx())).rejects.toMatchObject({ code: 'POLICY_DENIED' });
+    expect(faults).toEqual([]);
+  });
+
+  test("the runtime step's failure passes through every interceptor as is, not as their fault", async () => {
+    const failure = new ProxyError('UPSTREAM_UNAVAILABLE', 'down');
+    const chain = new Chain([entry(recorder('a', [])), entry(recorder('b', []), 'failOpen')], () => Promise.reject(failure), () => {
+      throw new Error('no fault expected');
+    });
+    await expect(chain.runnerFor(runPod)(fakeCtx())).rejects.toBe(failure);
+  });
+});
+
+describe('method filters', () => {
+  test.each([
+    [['RunPodSandbox'], runPod, true],
+    [['RunPodSandbox'], pull, false],
+    [['runtime.v1.ImageService/*'], pull, true],
+    [['*Sandbox'], runPod, true],
+    [['*Sandbox'], pull, false],
+    [['runtime.v1.RuntimeService/Run*', 'PullImage'], pull, true],
+    [[], pull, true],
+    [['Pull.Image'], pull, false],
+  ] as const)('%j on %p: %s', (patterns, method, expected) => {
+    expect(compileMethodFilter(patterns)(method)).toBe(expected);
+  });
+});
