@@ -13,8 +13,8 @@ export interface ChainEntry {
 /** Told about every interceptor fault, whether the call then failed (failClosed) or went on (failOpen). */
 export type FaultListener = (entry: ChainEntry, error: unknown, ctx: CallContext) => void;
 
-export type Terminal = (ctx: CallContext) => Promise<void>;
-export type RunChain = (ctx: CallContext) => Promise<void>;
+export type Terminal<C extends CallContext> = (ctx: C) => Promise<void>;
+export type RunChain<C extends CallContext> = (ctx: C) => Promise<void>;
 
 /** Errors that come back out of next(): the call's own failure, to pass on untouched. */
 const downstreamErrors = new WeakSet();
@@ -23,19 +23,19 @@ const downstreamErrors = new WeakSet();
  * Builds the chain runner: entries in configured order around the terminal step (the call to the runtime).
  * Runners are built once per method and cached, so a call pays only for the entries that apply to it.
  */
-export class Chain {
-  private readonly byPath = new Map<string, RunChain>();
+export class Chain<C extends CallContext = CallContext> {
+  private readonly byPath = new Map<string, RunChain<C>>();
   private readonly matchers: readonly ((method: MethodInfo) => boolean)[];
 
   constructor(
     readonly entries: readonly ChainEntry[],
-    private readonly terminal: Terminal,
+    private readonly terminal: Terminal<C>,
     private readonly onFault: FaultListener,
   ) {
     this.matchers = entries.map((entry) => compileMethodFilter(entry.methods));
   }
 
-  runnerFor(method: MethodInfo): RunChain {
+  runnerFor(method: MethodInfo): RunChain<C> {
     let runner = this.byPath.get(method.path);
     if (runner) return runner;
     const applicable = this.entries.filter((_, i) => (this.matchers[i] as (m: MethodInfo) => boolean)(method));
@@ -46,7 +46,7 @@ export class Chain {
   }
 }
 
-export function compose(entries: readonly ChainEntry[], terminal: Terminal, onFault: FaultListener): RunChain {
+export function compose<C extends CallContext>(entries: readonly ChainEntry[], terminal: Terminal<C>, onFault: FaultListener): RunChain<C> {
   if (entries.length === 0) return terminal;
   return (ctx) => {
     const dispatch = (index: number): Promise<void> => {

@@ -17,7 +17,7 @@ export interface ProxyServerOptions {
   readonly maxMessageBytes: number;
   readonly log: Logger;
   readonly router: Router;
-  readonly chain: Chain;
+  readonly chain: Chain<Call>;
 }
 
 /**
@@ -29,7 +29,7 @@ export class ProxyServer {
   private readonly h2: http2.Http2Server;
   private readonly sessions = new Set<http2.Http2Session>();
   private env: CallEnvironment;
-  private chain: Chain;
+  private chain: Chain<Call>;
   private inFlight = 0;
 
   constructor(private readonly options: ProxyServerOptions) {
@@ -66,7 +66,7 @@ export class ProxyServer {
   }
 
   /** Swaps what new calls run through; calls in flight finish with what they started with. */
-  reconfigure(chain: Chain, router: Router, log: Logger): void {
+  reconfigure(chain: Chain<Call>, router: Router, log: Logger): void {
     this.chain = chain;
     this.env = { ...this.env, router, log };
   }

@@ -34,7 +34,7 @@ function rawCall(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpH
       const s = h['grpc-status'];
       if (typeof s === 'string') grpcStatus = s;
     });
-    req.on('trailers', (t) => {
+    req.on('trailers', (t: http2.IncomingHttpHeaders) => {
       const s = t['grpc-status'];
       if (typeof s === 'string') grpcStatus = s;
     });

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '../../src/log';
-import { Call } from '../../src/proxy/call';
+import type { Call } from '../../src/proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from '../../src/proxy/chain';
 import { Router } from '../../src/proxy/router';
 import { ProxyServer, type ProxyServerOptions } from '../../src/proxy/server';
@@ -44,7 +44,7 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
   const router = new Router([upstream], 'fake');
   const faults: { entry: string; error: unknown }[] = [];
   const onFault: FaultListener = (entry, error) => faults.push({ entry: entry.interceptor.name, error });
-  const chain = new Chain(options.entries ?? [], (ctx) => (ctx as Call).forward(), onFault);
+  const chain = new Chain<Call>(options.entries ?? [], (call) => call.forward(), onFault);
   const socketPath = path.join(dir, 'proxy', 'cri-proxy.sock');
   const serverOptions: ProxyServerOptions = { socketPath, socketMode: 0o660, maxMessageBytes, log, router, chain };
   const server = new ProxyServer(serverOptions);

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up (npm packages, build) and runs cri-proxy with the arguments given, e.g.
+#   ./scripts/run.sh --upstream unix:///run/containerd/containerd.sock
+#   ./scripts/run.sh --config /etc/cri-proxy/config.yaml
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund >&2
+fi
+npm run build --silent >&2
+exec node dist/src/cli.js "$@"

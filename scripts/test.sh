@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (npm packages; containerd, runc, CNI, a registry and
+# image tools from Debian), then runs lint, type checks, unit, integration and end-to-end tests.
+# The end-to-end suite runs real pods and needs root; it is never skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing system packages for the end-to-end suite"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh: the end-to-end suite runs a real containerd and must run as root (try: sudo $0)" >&2
+  exit 1
+fi
+bash scripts/install-e2e-deps.sh
+
+step "installing npm packages"
+npm ci --no-audit --no-fund
+
+step "lint and type check"
+npx eslint --max-warnings=0 .
+npx tsc -p tsconfig.json --noEmit
+
+step "build"
+npm run build --silent
+
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+status=0
+
+step "unit and integration tests"
+npx jest --selectProjects unit integration --json --outputFile="$results/fast.json" || status=1
+
+step "end-to-end tests (real containerd)"
+npx jest --selectProjects e2e --runInBand --json --outputFile="$results/e2e.json" || status=1
+
+node -e '
+  const fs = require("fs");
+  let passed = 0, failed = 0;
+  for (const f of process.argv.slice(1)) {
+    if (!fs.existsSync(f)) { failed++; continue; }
+    const r = JSON.parse(fs.readFileSync(f, "utf8"));
+    passed += r.numPassedTests; failed += r.numFailedTests + r.numRuntimeErrorTestSuites;
+  }
+  console.log(`\ntests: ${passed} passed, ${failed} failed`);
+' "$results/fast.json" "$results/e2e.json"
+exit $status

@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { App } from './app';
+import { ConfigError, USAGE, UsageError, loadConfigFile, parseArgs, type CliCommand } from './config/load';
+import { errorMessage } from './errors';
+import { createLogger } from './log';
+
+type Run = Extract<CliCommand, { command: 'run' }>;
+
+/** Exit codes: 0 ok, 1 a check failed, 2 bad usage or config, 3 the proxy could not start. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let command: CliCommand;
+  try {
+    command = parseArgs(argv);
+  } catch (err) {
+    process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
+    return 2;
+  }
+  switch (command.command) {
+    case 'help':
+      process.stdout.write(USAGE);
+      return 0;
+    case 'version':
+      process.stdout.write(`cri-proxy ${packageVersion()}\n`);
+      return 0;
+    case 'config-validate':
+      return validateConfig(command.file);
+    case 'run':
+      return run(command);
+  }
+}
+
+function validateConfig(file: string): number {
+  try {
+    loadConfigFile(file);
+    process.stdout.write(`${file}: valid\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`${errorMessage(err)}\n`);
+    return err instanceof ConfigError ? 1 : 2;
+  }
+}
+
+async function run(command: Run): Promise<number> {
+  let app: App;
+  try {
+    const config = loadConfigFile(command.configFile, command.overrides);
+    app = await App.start(config, { log: createLogger(config.logLevel) });
+  } catch (err) {
+    process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
+    return err instanceof ConfigError || err instanceof UsageError ? 2 : 3;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      app.log.info('signal received', { signal });
+      app.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          app.log.error('unclean stop', { error: errorMessage(err) });
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      let next;
+      try {
+        next = loadConfigFile(command.configFile, command.overrides);
+      } catch (err) {
+        app.log.error('reload rejected; keeping the current configuration', { error: errorMessage(err) });
+        return;
+      }
+      app.reload(next).catch((err: unknown) => {
+        app.log.error('reload failed; keeping the current configuration', { error: errorMessage(err) });
+      });
+    });
+  });
+}
+
+function packageVersion(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 4; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'cri-proxy' && pkg.version) return pkg.version;
+    } catch {
+      // keep walking up
+    }
+    dir = path.dirname(dir);
+  }
+  return 'unknown';
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+      // Signal handlers keep nothing else alive; exit promptly once stopped.
+      if (code !== 0 || process.listenerCount('SIGTERM') > 0) process.exit(code);
+    },
+    (err: unknown) => {
+      process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
+      process.exit(3);
+    },
+  );
+}

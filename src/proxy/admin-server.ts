@@ -1,0 +1,81 @@
+import * as http from 'node:http';
+import type { Registry } from 'prom-client';
+import { errorMessage } from '../errors';
+import type { Logger } from '../log';
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly detail: string;
+}
+
+export interface AdminServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly log: Logger;
+  readonly registry: Registry;
+  /** Ready means the default runtime answers; checked on each probe. */
+  readonly readiness: () => Promise<Readiness>;
+}
+
+/** The HTTP side: `/healthz` (the process is alive), `/readyz` (the runtime answers), `/metrics`. */
+export class AdminServer {
+  private readonly server: http.Server;
+
+  constructor(private readonly options: AdminServerOptions) {
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        options.log.warn('admin request failed', { path: req.url, error: errorMessage(err) });
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end('internal error\n');
+      });
+    });
+  }
+
+  get address(): string {
+    const addr = this.server.address();
+    if (addr === null || typeof addr === 'string') return String(addr);
+    return addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`;
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    switch (path) {
+      case '/healthz':
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+        return;
+      case '/readyz': {
+        const readiness = await this.options.readiness();
+        res.writeHead(readiness.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${readiness.detail}\n`);
+        return;
+      }
+      case '/metrics': {
+        const body = await this.options.registry.metrics();
+        res.writeHead(200, { 'content-type': this.options.registry.contentType }).end(body);
+        return;
+      }
+      default:
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  }
+}

@@ -1,0 +1,164 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { FakeRuntime } from '../support/fake-runtime';
+import { RawClient, makeTempDir } from '../support/proxy-harness';
+import { waitFor } from '../support/wait';
+
+const CLI = path.resolve(__dirname, '../../dist/src/cli.js');
+
+interface Running {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  stderr: () => string;
+}
+
+function startCli(args: string[]): Running {
+  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`);
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  child.stdout?.resume();
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, exited, stderr: () => err };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function httpGet(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+describe('the cri-proxy command', () => {
+  let dir: string;
+  let runtimes: FakeRuntime[];
+  let running: Running | undefined;
+  let clients: RawClient[];
+
+  beforeEach(() => {
+    dir = makeTempDir();
+    runtimes = [];
+    clients = [];
+  });
+  afterEach(async () => {
+    for (const c of clients) c.close();
+    if (running && running.child.exitCode === null) {
+      running.child.kill('SIGKILL');
+      await running.exited;
+    }
+    for (const r of runtimes) await r.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function runtime(name: string): Promise<FakeRuntime> {
+    const r = new FakeRuntime(path.join(dir, `${name}.sock`));
+    await r.start();
+    runtimes.push(r);
+    return r;
+  }
+
+  function writeConfig(file: string, backend: string, port: number, extra = ''): void {
+    fs.writeFileSync(
+      file,
+      `listen: unix://${dir}/proxy.sock\nlogLevel: warn\nhttp:\n  listen: 127.0.0.1:${port}\nbackends:\n  - name: main\n    endpoint: unix://${backend}\n${extra}`,
+    );
+  }
+
+  async function started(port: number): Promise<void> {
+    await waitFor(() => fs.existsSync(path.join(dir, 'proxy.sock')), 10_000);
+    const health = await httpGet(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(200);
+  }
+
+  function client(): RawClient {
+    const c = new RawClient(`unix:${dir}/proxy.sock`);
+    clients.push(c);
+    return c;
+  }
+
+  test('serves health and readiness, and SIGTERM lets a call in flight finish before exiting 0', async () => {
+    const fake = await runtime('a');
+    const port = await freePort();
+    const config = path.join(dir, 'config.yaml');
+    writeConfig(config, fake.socketPath, port);
+    running = startCli(['--config', config]);
+    await started(port);
+    expect((await httpGet(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+
+    fake.on('StopContainer', { delayMs: 500 });
+    const inFlight = client().unary('/runtime.v1.RuntimeService/StopContainer', Buffer.alloc(0));
+    await waitFor(() => fake.lastCall('StopContainer') !== undefined);
+    running.child.kill('SIGTERM');
+    const result = await inFlight;
+    expect(result.status.code).toBe(grpc.status.OK);
+    expect(await running.exited).toBe(0);
+    expect(fs.existsSync(path.join(dir, 'proxy.sock'))).toBe(false);
+  });
+
+  test('readiness follows the runtime', async () => {
+    const fake = await runtime('a');
+    const port = await freePort();
+    const config = path.join(dir, 'config.yaml');
+    writeConfig(config, fake.socketPath, port);
+    running = startCli(['--config', config]);
+    await started(port);
+    await fake.stop();
+    expect((await httpGet(`http://127.0.0.1:${port}/readyz`)).status).toBe(503);
+    await fake.start();
+    expect((await httpGet(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+  });
+
+  test('SIGHUP swaps the config; a bad one is refused and the old one kept', async () => {
+    const first = await runtime('a');
+    const second = await runtime('b');
+    const port = await freePort();
+    const config = path.join(dir, 'config.yaml');
+    writeConfig(config, first.socketPath, port);
+    running = startCli(['--config', config]);
+    await started(port);
+    const c = client();
+    expect((await c.unary('/runtime.v1.RuntimeService/Status', Buffer.alloc(0))).status.code).toBe(0);
+    expect(first.calls).toHaveLength(1);
+
+    writeConfig(config, second.socketPath, port);
+    running.child.kill('SIGHUP');
+    await waitFor(() => {
+      void c.unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0));
+      return second.calls.length > 0;
+    });
+
+    fs.writeFileSync(config, 'backends: [{ name: x, endpoint: relative/path }]\n');
+    running.child.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 300));
+    const before = second.calls.length;
+    expect((await c.unary('/runtime.v1.RuntimeService/Status', Buffer.alloc(0))).status.code).toBe(0);
+    expect(second.calls.length).toBe(before + 1);
+    expect(running.child.exitCode).toBeNull();
+  });
+
+  test('a malformed config fails at startup with the path of the bad key', async () => {
+    const config = path.join(dir, 'config.yaml');
+    fs.writeFileSync(config, 'backends:\n  - name: main\n    endpoint: unix:///x.sock\n    conectTimeoutMs: 5\n');
+    running = startCli(['--config', config]);
+    expect(await running.exited).toBe(2);
+    expect(running.stderr()).toContain('backends[0].conectTimeoutMs');
+  });
+});
