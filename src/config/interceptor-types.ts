@@ -1,3 +1,4 @@
+import type { TracerProvider } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import type { z } from 'zod';
 import type { Logger } from '../log';
@@ -13,6 +14,8 @@ export interface InterceptorDeps {
   readonly registry: Registry;
   /** The backends, for calls an interceptor makes on its own (image lookups, say). */
   readonly router: Router;
+  /** Overrides the provider a tracing interceptor would build from its own config (tests inject one). */
+  readonly tracerProvider?: TracerProvider;
 }
 
 /** A kind of interceptor that config entries can name in `type`. */

@@ -23,7 +23,8 @@ const PREFIX_BYTES = 5;
 
 export class FrameScanner {
   private prefixFilled = 0;
-  private readonly prefix = Buffer.alloc(PREFIX_BYTES);
+  /** Only for a prefix split across chunks; allocated the first time that happens. */
+  private prefix: Buffer | undefined;
   private bodyRemaining = 0;
   private parts: Buffer[] = [];
   private compressed = false;
@@ -49,13 +50,14 @@ export class FrameScanner {
         offset += PREFIX_BYTES;
         continue;
       }
+      const prefix = (this.prefix ??= Buffer.alloc(PREFIX_BYTES));
       const take = Math.min(PREFIX_BYTES - this.prefixFilled, chunk.length - offset);
-      chunk.copy(this.prefix, this.prefixFilled, offset, offset + take);
+      chunk.copy(prefix, this.prefixFilled, offset, offset + take);
       this.prefixFilled += take;
       offset += take;
       if (this.prefixFilled === PREFIX_BYTES) {
         this.prefixFilled = 0;
-        this.startMessage(this.prefix[0] !== 0, this.prefix.readUInt32BE(1));
+        this.startMessage(prefix[0] !== 0, prefix.readUInt32BE(1));
       }
     }
   }
