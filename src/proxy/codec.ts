@@ -1,0 +1,92 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as protobuf from 'protobufjs';
+import { ProxyError, errorMessage } from '../errors';
+import type { DecodedMessage } from './types';
+
+const PROTO_RELATIVE = join('proto', 'runtime', 'v1', 'cri.proto');
+
+/**
+ * The schema ships beside package.json; walking up finds it whether this file runs from `src/` (ts-jest) or
+ * from the compiled `dist/src/`.
+ */
+export function criProtoPath(): string {
+  for (let dir = __dirname; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return join(dir, PROTO_RELATIVE);
+    if (dirname(dir) === dir) throw new Error(`cannot locate ${PROTO_RELATIVE}: no package.json above ${__dirname}`);
+  }
+}
+
+let root: protobuf.Root | undefined;
+
+/** The parsed CRI schema, loaded on first use and then kept. */
+export function criRoot(): protobuf.Root {
+  if (!root) {
+    const loaded = new protobuf.Root();
+    // keepCase: decoded keys must match the snake_case paths of the method table.
+    loaded.loadSync(criProtoPath(), { keepCase: true });
+    loaded.resolveAll();
+    root = loaded;
+  }
+  return root;
+}
+
+const types = new Map<string, protobuf.Type>();
+
+/** A message type by fully qualified name (e.g. `runtime.v1.RunPodSandboxRequest`). */
+export function messageType(typeName: string): protobuf.Type {
+  let type = types.get(typeName);
+  if (!type) {
+    const found = criRoot().lookup(typeName);
+    if (!(found instanceof protobuf.Type)) {
+      throw new ProxyError('MALFORMED_REQUEST', `unknown message type ${typeName}`);
+    }
+    type = found;
+    types.set(typeName, type);
+  }
+  return type;
+}
+
+const toObjectOptions: protobuf.IConversionOptions = {
+  longs: String,
+  enums: String,
+  bytes: Buffer,
+  defaults: false,
+};
+
+/** Decodes wire bytes into a plain object; fields the schema does not know are dropped. */
+export function decodeMessage(typeName: string, bytes: Uint8Array): DecodedMessage {
+  const type = messageType(typeName);
+  // A Buffer makes protobufjs hand back `bytes` fields as Buffers (slices, no copy).
+  const input = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let message: protobuf.Message;
+  try {
+    message = type.decode(input);
+  } catch (err) {
+    throw new ProxyError('MALFORMED_REQUEST', `cannot decode ${typeName}: ${errorMessage(err)}`, { cause: err });
+  }
+  return type.toObject(message, toObjectOptions);
+}
+
+/** Encodes a plain object (snake_case keys, as decodeMessage returns them) into wire bytes. */
+export function encodeMessage(typeName: string, obj: Readonly<Record<string, unknown>>): Buffer {
+  const type = messageType(typeName);
+  const bytes = type.encode(type.fromObject(obj)).finish();
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** The string at a dotted path (e.g. `config.metadata.name`), or undefined if absent or not a string. */
+export function fieldAt(msg: DecodedMessage | undefined, path: string): string | undefined {
+  let value: unknown = msg;
+  let start = 0;
+  while (value !== null && typeof value === 'object') {
+    const dot = path.indexOf('.', start);
+    const key = dot === -1 ? path.slice(start) : path.slice(start, dot);
+    // Own properties only: a path must never reach into Object.prototype.
+    if (!Object.hasOwn(value, key)) return undefined;
+    value = (value as Record<string, unknown>)[key];
+    if (dot === -1) return typeof value === 'string' ? value : undefined;
+    start = dot + 1;
+  }
+  return undefined;
+}

@@ -1,0 +1,177 @@
+import type { FieldPaths, MethodInfo } from './types';
+
+/**
+ * Every CRI v1 method the proxy understands. Each row is a short tuple; all per-method differences live in
+ * these rows. Flags: `s` server-streaming, `m` mutating, `p` polled by kubelet in a loop.
+ */
+type Row = readonly [
+  name: string,
+  flags: '' | 's' | 'm' | 'p' | 'sp',
+  requestFields?: FieldPaths,
+  responseFields?: FieldPaths,
+  types?: readonly [request: string, response: string],
+];
+
+const PKG = 'runtime.v1';
+
+// Recurring field locations, named so the rows stay readable.
+const sandbox: FieldPaths = { sandboxId: 'pod_sandbox_id' };
+const container: FieldPaths = { containerId: 'container_id' };
+const pod = (prefix: string): FieldPaths => ({
+  podName: `${prefix}.name`,
+  podNamespace: `${prefix}.namespace`,
+  podUid: `${prefix}.uid`,
+});
+const image = (prefix: string): FieldPaths => ({
+  image: `${prefix}.image`,
+  runtimeHandler: `${prefix}.runtime_handler`,
+});
+// List/Stream filters name the object they narrow to; audit and policy treat that as the call's subject.
+const containerFilter: FieldPaths = { containerId: 'filter.id', sandboxId: 'filter.pod_sandbox_id' };
+const sandboxFilter: FieldPaths = { sandboxId: 'filter.id' };
+const imageFilter: FieldPaths = { image: 'filter.image.image' };
+
+const runtimeRows: readonly Row[] = [
+  ['Version', 'p'],
+  ['Status', 'p'],
+  ['UpdateRuntimeConfig', 'm'],
+  ['RuntimeConfig', 'p'],
+
+  [
+    'RunPodSandbox',
+    'm',
+    { ...pod('config.metadata'), runtimeHandler: 'runtime_handler' },
+    { sandboxId: 'pod_sandbox_id' },
+  ],
+  ['StopPodSandbox', 'm', sandbox],
+  ['RemovePodSandbox', 'm', sandbox],
+  [
+    'PodSandboxStatus',
+    'p',
+    sandbox,
+    { sandboxId: 'status.id', ...pod('status.metadata'), runtimeHandler: 'status.runtime_handler' },
+  ],
+  ['ListPodSandbox', 'p', sandboxFilter],
+  ['StreamPodSandboxes', 'sp', sandboxFilter],
+  ['UpdatePodSandboxResources', 'm', sandbox],
+
+  [
+    'CreateContainer',
+    'm',
+    {
+      ...sandbox,
+      ...pod('sandbox_config.metadata'),
+      containerName: 'config.metadata.name',
+      image: 'config.image.image',
+    },
+    { containerId: 'container_id' },
+  ],
+  ['StartContainer', 'm', container],
+  ['StopContainer', 'm', container],
+  ['RemoveContainer', 'm', container],
+  ['ListContainers', 'p', containerFilter],
+  ['StreamContainers', 'sp', containerFilter],
+  [
+    'ContainerStatus',
+    'p',
+    container,
+    { containerId: 'status.id', containerName: 'status.metadata.name', image: 'status.image.image' },
+  ],
+  ['UpdateContainerResources', 'm', container],
+  ['ReopenContainerLog', 'm', container],
+
+  ['ExecSync', 'm', container],
+  ['Exec', 'm', container],
+  ['Attach', 'm', container],
+  ['PortForward', 'm', sandbox],
+
+  [
+    'ContainerStats',
+    'p',
+    container,
+    { containerId: 'stats.attributes.id', containerName: 'stats.attributes.metadata.name' },
+  ],
+  ['ListContainerStats', 'p', containerFilter],
+  ['StreamContainerStats', 'sp', containerFilter],
+  ['PodSandboxStats', 'p', sandbox, { sandboxId: 'stats.attributes.id', ...pod('stats.attributes.metadata') }],
+  ['ListPodSandboxStats', 'p', sandboxFilter],
+  ['StreamPodSandboxStats', 'sp', sandboxFilter],
+  ['ListMetricDescriptors', 'p'],
+  ['ListPodSandboxMetrics', 'p'],
+  ['StreamPodSandboxMetrics', 'sp'],
+
+  ['CheckpointContainer', 'm', container],
+  ['CheckpointPod', 'm', sandbox],
+  ['RestorePod', 'm', { ...pod('config.metadata'), runtimeHandler: 'runtime_handler' }, sandbox],
+
+  ['GetContainerEvents', 's', {}, {}, ['GetEventsRequest', 'ContainerEventResponse']],
+];
+
+const imageRows: readonly Row[] = [
+  ['ListImages', 'p', imageFilter],
+  ['StreamImages', 'sp', imageFilter],
+  ['ImageStatus', 'p', image('image'), { image: 'image.id' }],
+  ['PullImage', 'm', { ...image('image'), ...pod('sandbox_config.metadata') }, { image: 'image_ref' }],
+  ['RemoveImage', 'm', image('image')],
+  ['ImageFsInfo', 'p'],
+];
+
+function build(service: string, row: Row): MethodInfo {
+  const [name, flags, requestFields = {}, responseFields = {}, types] = row;
+  const [req, res] = types ?? [`${name}Request`, `${name}Response`];
+  return Object.freeze({
+    path: `/${service}/${name}`,
+    service,
+    name,
+    known: true,
+    kind: flags.includes('s') ? 'server-stream' : 'unary',
+    mutating: flags.includes('m'),
+    polling: flags.includes('p'),
+    requestType: `${PKG}.${req}`,
+    responseType: `${PKG}.${res}`,
+    requestFields: Object.freeze({ ...requestFields }),
+    responseFields: Object.freeze({ ...responseFields }),
+  });
+}
+
+export const methodTable: readonly MethodInfo[] = Object.freeze([
+  ...runtimeRows.map((r) => build(`${PKG}.RuntimeService`, r)),
+  ...imageRows.map((r) => build(`${PKG}.ImageService`, r)),
+]);
+
+const byPath = new Map<string, MethodInfo>(methodTable.map((m) => [m.path, m]));
+
+// Unknown paths come from newer kubelets (or anyone who can reach the socket), so the cache is bounded.
+const UNKNOWN_CACHE_MAX = 256;
+const unknownByPath = new Map<string, MethodInfo>();
+const noFields: FieldPaths = Object.freeze({});
+
+function describeUnknown(path: string): MethodInfo {
+  const match = /^\/([^/]+)\/([^/]+)$/.exec(path);
+  return Object.freeze({
+    path,
+    service: match?.[1] ?? '',
+    name: match?.[2] ?? path,
+    known: false,
+    kind: 'unknown',
+    mutating: false,
+    polling: false,
+    requestType: undefined,
+    responseType: undefined,
+    requestFields: noFields,
+    responseFields: noFields,
+  });
+}
+
+/** The table row for a `:path`, or a descriptor with `known: false` that the proxy forwards blindly. */
+export function lookupMethod(path: string): MethodInfo {
+  const known = byPath.get(path);
+  if (known) return known;
+  let unknown = unknownByPath.get(path);
+  if (!unknown) {
+    if (unknownByPath.size >= UNKNOWN_CACHE_MAX) unknownByPath.clear();
+    unknown = describeUnknown(path);
+    unknownByPath.set(path, unknown);
+  }
+  return unknown;
+}
