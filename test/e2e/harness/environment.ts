@@ -1,0 +1,223 @@
+/**
+ * One e2e run's world in a fresh temp dir: locally built images in a private registry, and a private
+ * containerd with CRI and CNI that pulls from it. `stop()` removes all of it, also after a partial start.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { containerdLayout, detectSnapshotter, startContainerd, type ContainerdLayout, type Snapshotter } from './containerd';
+import { buildImages, type BuiltImages } from './images';
+import {
+  listProcesses,
+  spawnLogged,
+  waitForUnixSocket,
+  withDescendants,
+  type ManagedProcess,
+  type ProcInfo,
+} from './processes';
+import { pushImage, startRegistry, type Registry } from './registry';
+import { markOwner, markStopped, processesOf, reclaimAbandonedRuns, WORK_DIR_PREFIX } from './reclaim';
+import { killOwnedSync, mountsUnder, teardownContainerd } from './teardown';
+
+export interface EnvironmentOptions {
+  /** Parent of the per-run work dir; the OS temp dir unless given. */
+  readonly tmpRoot?: string;
+  /** Keep the work dir (logs, configs) after stop(); defaults to CRI_PROXY_E2E_KEEP=1 in the environment. */
+  readonly keepWorkDir?: boolean;
+  /** Skip probing and use this snapshotter. */
+  readonly snapshotter?: Snapshotter;
+}
+
+export interface StartProcessOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+  /** Resolve only once this unix socket accepts connections. */
+  readonly waitForSocket?: string;
+  readonly timeoutMs?: number;
+}
+
+export interface E2eEnvironment {
+  readonly workDir: string;
+  /** One `<name>.log` per process of the run. */
+  readonly logDir: string;
+  /** A directory for pods' `log_directory`. */
+  readonly podLogDir: string;
+  readonly containerdSocket: string;
+  /** `127.0.0.1:PORT` of the private registry. */
+  readonly registryHost: string;
+  /** `127.0.0.1:PORT/library/busybox:1.0` */
+  readonly busyboxImage: string;
+  /** `127.0.0.1:PORT/library/pause:1.0`, containerd's sandbox image. */
+  readonly pauseImage: string;
+  readonly snapshotter: Snapshotter;
+  /** The CNI bridge pods are attached to. */
+  readonly bridge: string;
+  /** `<workDir>/<name>.sock`: a place for further sockets (e.g. cri-proxy's). */
+  socketPath(name: string): string;
+  /** Starts a further process of the run (e.g. cri-proxy); stop() ends it before containerd. */
+  startProcess(name: string, command: string, args: readonly string[], options?: StartProcessOptions): Promise<ManagedProcess>;
+  /** Stops containerd and starts it again on the same state (pods keep running). */
+  restartContainerd(): Promise<void>;
+  /** The current containerd's pid. */
+  readonly containerdPid: number;
+  /** Processes of this run still alive: anything naming the work dir, containerd's shims, and their children. */
+  ownedProcesses(): ProcInfo[];
+  /** Tears everything down; idempotent. Rejects (after doing all it can) if something could not be cleaned. */
+  stop(): Promise<void>;
+}
+
+const REQUIRED_COMMANDS = ['containerd', 'ctr', 'containerd-shim-runc-v2', 'runc', 'docker-registry', 'skopeo', 'umoci', 'gcc', 'ip', 'mount', 'umount'];
+const REQUIRED_CNI = ['bridge', 'host-local', 'loopback'].map((p) => `/usr/lib/cni/${p}`);
+
+function preflight(): void {
+  if (process.getuid?.() !== 0) throw new Error('the e2e environment needs root (containerd, mounts, network namespaces)');
+  const dirs = (process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
+  const missing = [
+    ...REQUIRED_COMMANDS.filter((cmd) => !dirs.some((d) => existsSync(join(d, cmd)))),
+    ...REQUIRED_CNI.filter((p) => !existsSync(p)),
+  ];
+  if (missing.length > 0) {
+    throw new Error(`e2e dependencies missing (${missing.join(', ')}): run scripts/install-e2e-deps.sh as root`);
+  }
+}
+
+interface RunState {
+  readonly workDir: string;
+  readonly extra: ManagedProcess[];
+  registry?: Registry;
+  layout?: ContainerdLayout;
+  containerd?: ManagedProcess;
+}
+
+export async function startEnvironment(options: EnvironmentOptions = {}): Promise<E2eEnvironment> {
+  preflight();
+  const tmpRoot = options.tmpRoot ?? tmpdir();
+  const keep = options.keepWorkDir ?? process.env['CRI_PROXY_E2E_KEEP'] === '1';
+  await reclaimAbandonedRuns(tmpRoot, !keep);
+  const workDir = await mkdtemp(join(tmpRoot, WORK_DIR_PREFIX));
+  markOwner(workDir);
+  const logDir = join(workDir, 'logs');
+  const podLogDir = join(workDir, 'pods');
+  await Promise.all([mkdir(logDir), mkdir(podLogDir)]);
+  const state: RunState = { workDir, extra: [] };
+
+  // Last resort if the test process exits without stop(): no daemon or container may outlive it.
+  const onExit = (): void => {
+    const pids = [...state.extra, state.containerd, state.registry?.process].flatMap((p) => (p ? [p.pid] : []));
+    killOwnedSync(state.layout?.socket ?? join(workDir, 'containerd.sock'), pids);
+  };
+  process.once('exit', onExit);
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= teardown(state, keep).finally(() => process.removeListener('exit', onExit));
+    return stopping;
+  };
+
+  try {
+    const imagesP = buildImages(workDir);
+    const registryP = startRegistry(workDir, logDir).then((r) => (state.registry = r));
+    const snapshotterP = options.snapshotter ?? detectSnapshotter(workDir);
+    // Wait for all three before failing, so a registry started alongside a failed build is still recorded.
+    await Promise.allSettled([imagesP, registryP, snapshotterP]);
+    const [images, registry, snapshotter] = [await imagesP, await registryP, await snapshotterP];
+    const busyboxImage = `${registry.host}/library/busybox:1.0`;
+    const pauseImage = `${registry.host}/library/pause:1.0`;
+    await pushImages(images, busyboxImage, pauseImage);
+
+    const layout = containerdLayout(workDir);
+    state.layout = layout;
+    const settings = { sandboxImage: pauseImage, registryHost: registry.host, snapshotter };
+    const launchContainerd = async (): Promise<void> => {
+      await startContainerd(layout, settings, logDir, (p) => {
+        state.containerd = p;
+      });
+    };
+    await launchContainerd();
+
+    return {
+      workDir,
+      logDir,
+      podLogDir,
+      containerdSocket: layout.socket,
+      registryHost: registry.host,
+      busyboxImage,
+      pauseImage,
+      snapshotter,
+      bridge: layout.bridge,
+      socketPath: (name) => join(workDir, `${name}.sock`),
+      async startProcess(name, command, args, opts = {}) {
+        const proc = await spawnLogged(name, command, args, {
+          logDir,
+          ...(opts.env !== undefined ? { env: opts.env } : {}),
+          ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+        });
+        state.extra.push(proc);
+        if (opts.waitForSocket !== undefined) {
+          await waitForUnixSocket(opts.waitForSocket, { timeoutMs: opts.timeoutMs ?? 20_000, process: proc });
+        }
+        return proc;
+      },
+      async restartContainerd() {
+        // SIGTERM leaves the shims, and so the pods, running; the new containerd reconnects to them.
+        await state.containerd?.stop(10_000);
+        await launchContainerd();
+      },
+      get containerdPid() {
+        return state.containerd?.pid ?? 0;
+      },
+      ownedProcesses: () => ownedProcesses(state),
+      stop,
+    };
+  } catch (err) {
+    await stop().catch((cleanupErr: unknown) => {
+      if (err instanceof Error) err.message += `\n(teardown after failed start: ${String(cleanupErr)})`;
+    });
+    throw err;
+  }
+}
+
+async function pushImages(images: BuiltImages, busyboxImage: string, pauseImage: string): Promise<void> {
+  await Promise.all([
+    pushImage(images.layoutDir, images.busyboxTag, busyboxImage),
+    pushImage(images.layoutDir, images.pauseTag, pauseImage),
+  ]);
+}
+
+function ownedProcesses(state: RunState): ProcInfo[] {
+  const processes = listProcesses();
+  const tracked = [...state.extra, state.containerd, state.registry?.process].flatMap((p) => (p ? [p.pid] : []));
+  // Shims name our socket (inside the work dir), so they and their containers are found through it too.
+  const pids = new Set([...processesOf(state.workDir), ...withDescendants(tracked, processes)]);
+  return processes.filter((p) => pids.has(p.pid) && p.pid !== process.pid);
+}
+
+async function teardown(state: RunState, keep: boolean): Promise<void> {
+  const errors: string[] = [];
+  const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      errors.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+  for (const proc of [...state.extra].reverse()) {
+    await attempt(`stop ${proc.name}`, async () => {
+      await proc.stop(5000);
+    });
+  }
+  const layout = state.layout;
+  if (layout !== undefined) await attempt('containerd', () => teardownContainerd(layout, state.containerd));
+  const registry = state.registry;
+  if (registry !== undefined) await attempt('registry', () => registry.stop());
+  const left = ownedProcesses(state);
+  if (left.length > 0) errors.push(`processes left: ${left.map((p) => `${p.pid} ${p.args.join(' ')}`).join('; ')}`);
+  // Never recurse into a dir that still has something mounted in it.
+  if (!keep && mountsUnder(state.workDir).length === 0) {
+    await attempt('remove work dir', () => rm(state.workDir, { recursive: true, force: true }));
+  } else if (errors.length === 0) {
+    markStopped(state.workDir);
+  }
+  if (errors.length > 0) throw new Error(`e2e teardown (${state.workDir}):\n${errors.join('\n')}`);
+}

@@ -1,0 +1,37 @@
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { E2eEnvironment } from './environment';
+import type { ManagedProcess } from './processes';
+
+/** The built command a user runs; the e2e suites always test that, not the sources. */
+export const CRI_PROXY_CLI = resolve(__dirname, '../../../dist/src/cli.js');
+
+export interface RunningProxy {
+  readonly process: ManagedProcess;
+  readonly socketPath: string;
+  readonly configPath: string;
+}
+
+/**
+ * Starts cri-proxy in front of the environment's containerd with `extraYaml` appended to its config
+ * (interceptors, http listener). Stopped by env.stop() before containerd.
+ */
+export async function startProxy(env: E2eEnvironment, name = 'cri-proxy', extraYaml = 'http:\n  listen: ""\n'): Promise<RunningProxy> {
+  const socketPath = env.socketPath(name);
+  const configPath = join(env.workDir, `${name}.yaml`);
+  writeFileSync(
+    configPath,
+    [
+      `listen: unix://${socketPath}`,
+      'logLevel: info',
+      'backends:',
+      '  - name: containerd',
+      `    endpoint: unix://${env.containerdSocket}`,
+      extraYaml,
+    ].join('\n'),
+  );
+  const process = await env.startProcess(name, globalThis.process.execPath, [CRI_PROXY_CLI, '--config', configPath], {
+    waitForSocket: socketPath,
+  });
+  return { process, socketPath, configPath };
+}
