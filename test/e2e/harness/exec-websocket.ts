@@ -45,7 +45,10 @@ export function execOverWebSocket(url: string, timeoutMs = 15_000): Promise<Exec
           const frame = readFrame(pending);
           if (!frame) return;
           pending = pending.subarray(frame.length);
-          if (frame.opcode === 8) return finish();
+          if (frame.opcode === 8) {
+            finish();
+            return;
+          }
           if ((frame.opcode === 1 || frame.opcode === 2) && frame.payload.length > 0) {
             channels[frame.payload[0] as number]?.push(frame.payload.subarray(1));
           }
