@@ -1,0 +1,139 @@
+/**
+ * The load generator: node:http2 with hand-framed gRPC bodies, one session per target, closed-loop workers.
+ * Deliberately nothing per call beyond one stream and four listeners, so the client is not what is measured.
+ */
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { CallType } from './workloads';
+
+export interface PhaseResult {
+  readonly calls: number;
+  readonly errors: number;
+  /** From the first call sent to the last one answered. */
+  readonly wallMs: number;
+  /** Per-call latency in µs, only when asked for (it costs an array push per call). */
+  readonly latenciesUs: readonly number[] | undefined;
+}
+
+export interface PhaseSpec {
+  readonly call: CallType;
+  /** Framed response bytes (data frames' payload) a correct answer carries. */
+  readonly expectedBytes: number;
+  readonly concurrency: number;
+  readonly durationMs: number;
+  readonly recordLatency: boolean;
+}
+
+/** One HTTP/2 connection to a unix socket, with windows big enough that flow control never waits. */
+export function connect(socketPath: string): Promise<http2.ClientHttp2Session> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect('http://localhost', {
+      createConnection: () => net.connect(socketPath),
+      settings: { initialWindowSize: 4 * 1024 * 1024 },
+      peerMaxConcurrentStreams: 1000,
+    });
+    const onError = (err: Error): void => {
+      session.destroy();
+      reject(err);
+    };
+    session.once('error', onError);
+    session.once('connect', () => {
+      session.off('error', onError);
+      // Errors after connect surface on the streams; an unhandled 'error' must not kill the bench.
+      session.on('error', () => undefined);
+      session.setLocalWindowSize(8 * 1024 * 1024);
+      resolve(session);
+    });
+  });
+}
+
+function headersFor(call: CallType): http2.OutgoingHttpHeaders {
+  return {
+    ':method': 'POST',
+    ':path': call.path,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    'user-agent': 'cri-proxy-bench',
+  };
+}
+
+/** Sends one call; `done` learns whether it ended with status 0 and exactly the expected bytes. */
+function callOnce(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body: Buffer,
+  expectedBytes: number,
+  done: (ok: boolean) => void,
+): void {
+  // request() copies the headers, so one object serves every call.
+  const stream = session.request(headers, { endStream: false });
+  let bytes = 0;
+  let status: unknown;
+  stream.on('response', (h) => {
+    if (h['grpc-status'] !== undefined) status = h['grpc-status'];
+  });
+  stream.on('data', (chunk: Buffer) => {
+    bytes += chunk.length;
+  });
+  stream.on('trailers', (t: http2.IncomingHttpHeaders) => {
+    status = t['grpc-status'];
+  });
+  stream.on('error', () => undefined);
+  stream.on('close', () => done(status === '0' && bytes === expectedBytes));
+  stream.end(body);
+}
+
+/** Runs `concurrency` closed-loop workers for `durationMs`; rejects only if the session itself breaks. */
+export function runPhase(session: http2.ClientHttp2Session, spec: PhaseSpec): Promise<PhaseResult> {
+  const headers = headersFor(spec.call);
+  const { body } = spec.call;
+  return new Promise((resolve, reject) => {
+    const latencies: number[] | undefined = spec.recordLatency ? [] : undefined;
+    const start = performance.now();
+    const end = start + spec.durationMs;
+    let calls = 0;
+    let errors = 0;
+    let active = spec.concurrency;
+    let failed = false;
+    const issue = (): void => {
+      const sentAt = performance.now();
+      try {
+        callOnce(session, headers, body, spec.expectedBytes, (ok) => {
+          const now = performance.now();
+          calls++;
+          if (!ok) errors++;
+          latencies?.push((now - sentAt) * 1000);
+          if (now < end && !failed) issue();
+          else if (--active === 0 && !failed) resolve({ calls, errors, wallMs: now - start, latenciesUs: latencies });
+        });
+      } catch (err) {
+        failed = true;
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    };
+    for (let i = 0; i < spec.concurrency; i++) issue();
+  });
+}
+
+/** Polls until a call through `socketPath` succeeds, so the first phase never measures a start-up. */
+export async function waitUntilServing(socketPath: string, call: CallType, expectedBytes: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let lastError = 'no answer';
+  while (Date.now() < until) {
+    try {
+      const session = await connect(socketPath);
+      try {
+        const result = await runPhase(session, { call, expectedBytes, concurrency: 1, durationMs: 0, recordLatency: false });
+        if (result.errors === 0) return;
+        lastError = 'the call failed';
+      } finally {
+        session.close();
+      }
+    } catch (err) {
+      lastError = err instanceof Error ? err.message : String(err);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${socketPath} did not answer ${call.name} within ${timeoutMs} ms: ${lastError}`);
+}

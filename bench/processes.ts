@@ -1,0 +1,153 @@
+/** Child processes of the bench (fake runtime, proxy) and what /proc says about them. */
+import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import type { FakeReadyMessage } from './fake-runtime-process';
+
+const STDERR_TAIL_BYTES = 8 * 1024;
+
+export class Child {
+  private tail = '';
+  private exitCode: number | string | undefined;
+  /** Settles when the process has exited, with its exit code or the signal that ended it. */
+  readonly exited: Promise<number | string>;
+
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+  ) {
+    proc.stderr?.setEncoding('utf8');
+    proc.stderr?.on('data', (text: string) => {
+      this.tail = (this.tail + text).slice(-STDERR_TAIL_BYTES);
+    });
+    this.exited = new Promise((resolve) => {
+      proc.once('exit', (code, signal) => {
+        this.exitCode = code ?? signal ?? 'unknown';
+        resolve(this.exitCode);
+      });
+    });
+  }
+
+  get pid(): number {
+    if (this.proc.pid === undefined) throw new Error(`${this.name} has no pid (did it start?)`);
+    return this.proc.pid;
+  }
+
+  get running(): boolean {
+    return this.exitCode === undefined;
+  }
+
+  get stderrTail(): string {
+    return this.tail;
+  }
+
+  /** `work`, unless the child dies first: then an error carrying what it last wrote to stderr. */
+  async unlessItDies<T>(work: Promise<T>): Promise<T> {
+    const death = this.exited.then((code): never => {
+      throw new Error(`${this.name} exited (${code}) unexpectedly:\n${this.tail}`);
+    });
+    return Promise.race([work, death]);
+  }
+
+  /** SIGTERM, then SIGKILL if it is still there after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    if (!this.running) return;
+    this.proc.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), graceMs);
+    });
+    const outcome = await Promise.race([this.exited, late]);
+    clearTimeout(timer);
+    if (outcome === 'late' && this.running) {
+      this.proc.kill('SIGKILL');
+      await this.exited;
+    }
+  }
+}
+
+/** Forks the fake runtime on `socketPath` and waits until it serves; it learns the response sizes from it. */
+export async function startFakeRuntime(socketPath: string): Promise<{ child: Child; responseBytes: Readonly<Record<string, number>> }> {
+  const proc = fork(path.join(__dirname, 'fake-runtime-process.js'), [socketPath], {
+    execArgv: [],
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  const child = new Child('fake runtime', proc);
+  const ready = new Promise<FakeReadyMessage>((resolve) => {
+    proc.on('message', (message: FakeReadyMessage) => {
+      if (message.type === 'ready') resolve(message);
+    });
+  });
+  const message = await child.unlessItDies(ready);
+  return { child, responseBytes: message.responseBytes };
+}
+
+export interface ProxyLaunch {
+  readonly name: string;
+  readonly configFile: string;
+  readonly listen: string;
+  readonly upstream: string;
+  /** Extra node flags (profiling). */
+  readonly nodeArgs: readonly string[];
+}
+
+/** Starts the built CLI exactly as an operator would; `dist/bench/..` is `dist/`. */
+export function startProxy(launch: ProxyLaunch): Child {
+  const cli = path.join(__dirname, '..', 'src', 'cli.js');
+  const args = [...launch.nodeArgs, cli, '--config', launch.configFile, '--listen', `unix://${launch.listen}`, '--upstream', `unix://${launch.upstream}`];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  return new Child(launch.name, proc);
+}
+
+let ticksPerSecond: number | undefined;
+
+/** The unit of /proc/PID/stat times (USER_HZ); almost always 100. */
+export function clockTicksPerSecond(): number {
+  if (ticksPerSecond === undefined) {
+    let value = 100;
+    try {
+      const parsed = Number.parseInt(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim(), 10);
+      if (parsed > 0) value = parsed;
+    } catch {
+      // No getconf: 100 is what Linux has used on every mainstream architecture.
+    }
+    ticksPerSecond = value;
+  }
+  return ticksPerSecond;
+}
+
+/** utime + stime of a process, in µs. */
+export function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may hold spaces; count fields after its closing one.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return ((utime + stime) * 1e6) / clockTicksPerSecond();
+}
+
+export interface MemoryUse {
+  readonly rssKb: number;
+  readonly hwmKb: number;
+}
+
+export function memoryOf(pid: number): MemoryUse {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string): number => {
+    const match = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
+    return match?.[1] === undefined ? Number.NaN : Number(match[1]);
+  };
+  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+}
+
+export interface SyscallCounts {
+  readonly reads: number;
+  readonly writes: number;
+}
+
+/** read-like and write-like syscalls so far (/proc/PID/io): how many socket round trips a call costs. */
+export function syscallsOf(pid: number): SyscallCounts {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  const count = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(io)?.[1] ?? Number.NaN);
+  return { reads: count('syscr'), writes: count('syscw') };
+}
