@@ -128,13 +128,15 @@ export class Call implements CallContext {
       throw new ProxyError('DEADLINE_EXCEEDED', 'the deadline expired before the call reached the runtime');
     }
     const sentAt = process.hrtime.bigint();
+    const unary = this.method.kind === 'unary';
     this.result = forwardToUpstream({
       upstream,
       client: this.stream,
       headers,
-      requestBody: this.requestBody,
+      // A unary request is one message: read it whole, then send headers and body to the runtime at once.
+      requestBody: unary ? this.collectRequest() : this.requestBody,
       maxMessageBytes: this.env.maxMessageBytes,
-      keepUnaryResponse: this.method.kind === 'unary' && this.method.responseType !== undefined,
+      unary,
       observers: this.observers,
       responseType: this.method.responseType,
     });
@@ -165,8 +167,7 @@ export class Call implements CallContext {
     const headers: http2.OutgoingHttpHeaders = this.metadata;
     if (this.extraHeaders) Object.assign(headers, this.extraHeaders);
     // Time spent in interceptors is taken off the deadline the runtime sees.
-    const elapsedMs = Number(process.hrtime.bigint() - this.startedAt) / 1e6;
-    if (elapsedMs > 1 && headers['grpc-timeout'] !== undefined) {
+    if (headers['grpc-timeout'] !== undefined && Number(process.hrtime.bigint() - this.startedAt) > 1e6) {
       const deadline = this.deadline;
       if (deadline !== undefined) {
         const remaining = deadline - Date.now();

@@ -13,100 +13,134 @@ export interface ExchangeOptions {
   readonly upstream: Upstream;
   readonly client: http2.ServerHttp2Stream;
   readonly headers: http2.OutgoingHttpHeaders;
-  /** The request body if an interceptor already read it; otherwise the client's stream is piped. */
+  /** The whole request when it was read first (unary calls); otherwise the client's stream is piped. */
   readonly requestBody: Promise<Buffer> | undefined;
   readonly maxMessageBytes: number;
-  readonly keepUnaryResponse: boolean;
+  /** A known unary call: its response is held and sent in one go, with its status. */
+  readonly unary: boolean;
   readonly observers: readonly ((message: StreamMessage) => void)[] | undefined;
   readonly responseType: string | undefined;
+}
+
+export interface UpstreamTrailers {
+  readonly headers: http2.IncomingHttpHeaders;
+  readonly trailersOnly: boolean;
 }
 
 export interface ExchangeResult {
   /** Resolves (never rejects) when the runtime's side of the call is over. */
   readonly done: Promise<CallOutcome>;
   /** The runtime's trailers, or its trailers-only response headers. */
-  readonly upstreamTrailers: () => { headers: http2.IncomingHttpHeaders; trailersOnly: boolean } | undefined;
+  readonly upstreamTrailers: () => UpstreamTrailers | undefined;
+  /** The whole response body of a unary call. */
   readonly unaryResponse: () => Buffer | undefined;
+  /** Sends what is still held back (response headers and data of a unary call) to the client. */
+  flushHeld(): void;
   cancel(): void;
 }
+
+/** A unary response up to this size is held and sent with its status in one write; larger ones stream. */
+const HOLD_LIMIT = 64 * 1024;
 
 /**
  * Relays one call to the runtime byte for byte: request bytes up, response headers, bytes and trailers
  * down, each direction paced by the slower side (HTTP/2 flow control does the rest), sizes checked on the
- * fly without buffering.
+ * fly. Unary calls go up as one request and come back as one response: fewer frames and writes per call.
  */
 export function forwardToUpstream(options: ExchangeOptions): ExchangeResult {
   const { upstream, client, maxMessageBytes } = options;
   let up: http2.ClientHttp2Stream | undefined;
   let proxyOutcome: CallOutcome | undefined;
-  let responseChunks: Buffer[] | undefined = options.keepUnaryResponse ? [] : undefined;
-  let trailers: { headers: http2.IncomingHttpHeaders; trailersOnly: boolean } | undefined;
+  let trailers: UpstreamTrailers | undefined;
   let responded = false;
   let lastError: unknown;
+  let unaryChunks: Buffer[] | undefined = options.unary ? [] : undefined;
+  let heldHeaders: http2.IncomingHttpHeaders | undefined;
+  let held: Buffer[] | undefined = options.unary ? [] : undefined;
+  let heldBytes = 0;
 
   const failWith = (error: ProxyError): void => {
     proxyOutcome ??= { code: error.grpcStatus, message: error.message, fromProxy: true };
     if (up && !up.closed) up.close(NGHTTP2_CANCEL);
   };
 
+  const writeToClient = (stream: http2.ClientHttp2Stream, chunk: Buffer): void => {
+    if (client.destroyed || client.writableEnded) return;
+    if (!client.write(chunk)) {
+      stream.pause();
+      client.once('drain', () => stream.resume());
+    }
+  };
+
+  const flushHeld = (): void => {
+    if (client.destroyed || client.closed) return;
+    if (heldHeaders && !client.headersSent) client.respond(heldHeaders, { waitForTrailers: true });
+    heldHeaders = undefined;
+    const pending = held;
+    held = undefined;
+    if (pending && up) for (const chunk of pending) writeToClient(up, chunk);
+  };
+
   const done = new Promise<CallOutcome>((resolve) => {
-    try {
-      up = upstream.request(options.headers);
-    } catch (err) {
-      const error = err instanceof ProxyError ? err : upstream.unavailable(err);
-      resolve({ code: error.grpcStatus, message: error.message, fromProxy: true });
+    const start = (body: Buffer | undefined): void => {
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = upstream.request(options.headers);
+      } catch (err) {
+        const error = err instanceof ProxyError ? err : upstream.unavailable(err);
+        resolve({ code: error.grpcStatus, message: error.message, fromProxy: true });
+        return;
+      }
+      up = stream;
+      const scanner = new FrameScanner({
+        maxMessageBytes,
+        onMessage: options.observers ? observeWith(options.observers, options.responseType) : undefined,
+      });
+      stream.on('response', (headers, flags) => {
+        responded = true;
+        if (flags & END_STREAM) trailers = { headers, trailersOnly: true };
+        else if (held) heldHeaders = headers;
+        else if (!client.destroyed && !client.headersSent) client.respond(headers, { waitForTrailers: true });
+      });
+      stream.on('data', (chunk: Buffer) => {
+        try {
+          scanner.push(chunk);
+        } catch (err) {
+          failWith(tooLarge(err, 'response'));
+          return;
+        }
+        unaryChunks?.push(chunk);
+        if (!held) {
+          writeToClient(stream, chunk);
+          return;
+        }
+        held.push(chunk);
+        heldBytes += chunk.length;
+        if (heldBytes > HOLD_LIMIT) flushHeld();
+      });
+      stream.on('trailers', (headers: http2.IncomingHttpHeaders) => {
+        trailers = { headers, trailersOnly: false };
+      });
+      stream.on('error', (err) => {
+        lastError = err;
+      });
+      stream.on('close', () => {
+        resolve(outcomeOf(stream));
+      });
+      if (body) stream.end(body);
+      else pipeRequest(stream);
+    };
+    if (!options.requestBody) {
+      start(undefined);
       return;
     }
-    const stream = up;
-    const scanner = new FrameScanner({
-      maxMessageBytes,
-      onMessage: options.observers ? observeWith(options.observers, options.responseType) : undefined,
+    options.requestBody.then(start, (err: unknown) => {
+      const error = err instanceof ProxyError ? err : new ProxyError('CANCELLED', errorMessage(err));
+      resolve({ code: error.grpcStatus, message: error.message, fromProxy: true });
     });
-
-    stream.on('response', (headers, flags) => {
-      responded = true;
-      if (flags & END_STREAM) {
-        trailers = { headers, trailersOnly: true };
-        return;
-      }
-      if (!client.destroyed && !client.headersSent) client.respond(headers, { waitForTrailers: true });
-    });
-    stream.on('data', (chunk: Buffer) => {
-      try {
-        scanner.push(chunk);
-      } catch (err) {
-        failWith(tooLarge(err, 'response'));
-        return;
-      }
-      responseChunks?.push(chunk);
-      if (client.destroyed) return;
-      if (!client.write(chunk)) {
-        stream.pause();
-        client.once('drain', () => stream.resume());
-      }
-    });
-    stream.on('trailers', (headers: http2.IncomingHttpHeaders) => {
-      trailers = { headers, trailersOnly: false };
-    });
-    stream.on('error', (err) => {
-      lastError = err;
-    });
-    stream.on('close', () => {
-      resolve(outcomeOf(stream));
-    });
-    pumpRequest(stream);
   });
 
-  function pumpRequest(stream: http2.ClientHttp2Stream): void {
-    if (options.requestBody) {
-      options.requestBody.then(
-        (body) => stream.end(body),
-        (err: unknown) => {
-          failWith(err instanceof ProxyError ? err : new ProxyError('CANCELLED', errorMessage(err)));
-        },
-      );
-      return;
-    }
+  function pipeRequest(stream: http2.ClientHttp2Stream): void {
     const scanner = new FrameScanner({ maxMessageBytes });
     client.on('data', (chunk: Buffer) => {
       try {
@@ -125,7 +159,10 @@ export function forwardToUpstream(options: ExchangeOptions): ExchangeResult {
 
   function outcomeOf(stream: http2.ClientHttp2Stream): CallOutcome {
     if (proxyOutcome) return proxyOutcome;
-    if (trailers) return { ...readStatus(trailers.headers), fromProxy: false };
+    if (trailers) {
+      const status = readStatus(trailers.headers);
+      return { code: status.code, message: status.message, fromProxy: false };
+    }
     if (!responded) {
       const error = upstream.unavailable(lastError ?? new Error(`stream reset (code ${stream.rstCode ?? 'none'})`));
       return { code: error.grpcStatus, message: error.message, fromProxy: true };
@@ -141,10 +178,11 @@ export function forwardToUpstream(options: ExchangeOptions): ExchangeResult {
     done,
     upstreamTrailers: () => trailers,
     unaryResponse: () => {
-      if (!responseChunks) return undefined;
-      if (responseChunks.length !== 1) responseChunks = [Buffer.concat(responseChunks)];
-      return responseChunks[0];
+      if (!unaryChunks) return undefined;
+      if (unaryChunks.length !== 1) unaryChunks = [Buffer.concat(unaryChunks)];
+      return unaryChunks[0];
     },
+    flushHeld,
     cancel: () => {
       if (up && !up.closed) up.close(NGHTTP2_CANCEL);
     },

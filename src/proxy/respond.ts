@@ -22,6 +22,7 @@ export function finishWithUpstreamStatus(stream: http2.ServerHttp2Stream, result
     stream.respond(trailers.headers, { endStream: true });
     return;
   }
+  result.flushHeld();
   endWithTrailers(stream, trailers.headers);
 }
 

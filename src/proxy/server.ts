@@ -109,15 +109,18 @@ export class ProxyServer {
     this.chain
       .runnerFor(method)(call)
       .then(
-        () => call.finish(),
-        (err: unknown) => call.finish(err),
-      )
-      .catch((err: unknown) => this.env.log.error('failed to finish a call', { method: method.path, error: errorMessage(err) }))
-      .finally(() => this.callEnded());
+        () => this.callEnded(call),
+        (err: unknown) => this.callEnded(call, err),
+      );
   }
 
-  private callEnded(): void {
+  private callEnded(call: Call, error?: unknown): void {
     this.inFlight--;
+    try {
+      call.finish(error);
+    } catch (err) {
+      this.env.log.error('failed to finish a call', { method: call.method.path, error: errorMessage(err) });
+    }
   }
 }
 

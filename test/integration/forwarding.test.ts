@@ -53,6 +53,15 @@ describe('forwarding through the proxy', () => {
     expect(proxy.runtime.lastCall(method.name)?.requestBytes.toString('hex')).toBe(request.toString('hex'));
   });
 
+  test.each([10, 200_000, 3_000_000])('a unary response of %i bytes arrives whole', async (size) => {
+    const reply = Buffer.alloc(size, 7);
+    proxy.runtime.on('ListImages', { respond: reply, trailers: { 'x-after': 'body' } });
+    const result = await client.unary('/runtime.v1.ImageService/ListImages', Buffer.alloc(0));
+    expect(result.status.code).toBe(grpc.status.OK);
+    expect(result.response?.equals(reply)).toBe(true);
+    expect(result.status.metadata.get('x-after')).toEqual(['body']);
+  });
+
   test('metadata travels both ways, binary keys included', async () => {
     proxy.runtime.on('Status', { initialMetadata: { 'x-runtime': 'yes', 'x-blob-bin': Buffer.from([0, 1, 2]) } });
     const md = new grpc.Metadata();
