@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { App } from './app';
+import { runAuditVerify } from './audit/verify-command';
+import { runPolicyCheck } from './policies/policy-check-command';
 import { ConfigError, USAGE, UsageError, loadConfigFile, parseArgs, type CliCommand } from './config/load';
 import { errorMessage } from './errors';
 import { createLogger } from './log';
@@ -10,6 +12,13 @@ type Run = Extract<CliCommand, { command: 'run' }>;
 
 /** Exit codes: 0 ok, 1 a check failed, 2 bad usage or config, 3 the proxy could not start. */
 export async function main(argv: readonly string[]): Promise<number> {
+  // Tools that check files without starting the proxy take their own arguments.
+  if (argv[0] === 'policy') return runPolicyCheck(argv.slice(1));
+  if (argv[0] === 'audit') {
+    if (argv[1] === 'verify') return runAuditVerify(argv.slice(2));
+    process.stderr.write(`cri-proxy: audit: unknown subcommand "${argv[1] ?? ''}"\n\n${USAGE}`);
+    return 2;
+  }
   let command: CliCommand;
   try {
     command = parseArgs(argv);

@@ -22,6 +22,8 @@ export interface InterceptorDeps {
 export interface InterceptorType<S extends z.ZodType = z.ZodType> {
   /** Validates the entry's `config`; its issues are reported under `interceptors[i].config`. */
   readonly schema: S;
+  /** Keys of `config` that hold file paths: relative ones are resolved against the config file's folder. */
+  readonly pathKeys?: readonly string[];
   /** Builds one instance from the validated (and deep-frozen) output of `schema`. */
   create(config: z.output<S>, deps: InterceptorDeps): Interceptor;
 }

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs as parseArgv } from 'node:util';
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { errorMessage, ProxyError } from '../errors';
+import { interceptorType } from './interceptor-types';
 import { formatPath, validateProxyConfig, type IssuePath, type ProxyConfig } from './schema';
 
 /** The runtime socket used when no config file names one. */
@@ -118,6 +120,22 @@ function validate(
   throw new ConfigError(source, [...issues].sort((a, b) => key(a) - key(b)));
 }
 
+/** Relative file paths in interceptor configs mean "next to the config file", whatever the working directory. */
+function resolveRelativePaths(input: unknown, baseDir: string): unknown {
+  if (!isRecord(input) || !Array.isArray(input['interceptors'])) return input;
+  const interceptors = input['interceptors'].map((entry: unknown) => {
+    if (!isRecord(entry) || typeof entry['type'] !== 'string' || !isRecord(entry['config'])) return entry;
+    const keys = interceptorType(entry['type'])?.pathKeys ?? [];
+    const config = { ...entry['config'] };
+    for (const key of keys) {
+      const value = config[key];
+      if (typeof value === 'string' && value !== '' && !isAbsolute(value)) config[key] = resolve(baseDir, value);
+    }
+    return { ...entry, config };
+  });
+  return { ...input, interceptors };
+}
+
 /** Parses and validates a config file's text; `source` names it in error messages. */
 export function parseConfig(yamlText: string, source: string, overrides: ConfigOverrides = {}): ProxyConfig {
   const lines = new LineCounter();
@@ -134,7 +152,7 @@ export function parseConfig(yamlText: string, source: string, overrides: ConfigO
     throw new ConfigError(source, [{ path: '', message: errorMessage(err) }]);
   }
   // An empty file is an empty config, not an error about `null`.
-  return validate(input ?? {}, source, overrides, (path) => {
+  return validate(resolveRelativePaths(input ?? {}, dirname(resolve(source))), source, overrides, (path) => {
     const offset = locate(doc, path);
     return offset === undefined ? undefined : positionOf(lines, offset);
   });
@@ -164,6 +182,8 @@ export type CliCommand =
 export const USAGE = `Usage:
   cri-proxy [--config FILE] [--listen ADDRESS] [--upstream ADDRESS] [--log-level LEVEL]
   cri-proxy config validate FILE
+  cri-proxy policy check --config FILE [--namespace NS] IMAGE...
+  cri-proxy audit verify [--json] FILE...
   cri-proxy --help | --version
 
 Options:

@@ -1,2 +1,4 @@
 /** Importing this module registers every built-in interceptor type with the config registry. */
+import './audit';
+import './image-policy';
 export {};

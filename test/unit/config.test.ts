@@ -15,6 +15,7 @@ import {
   type ConfigOverrides,
 } from '../../src/config/load';
 import { defaultBackend, formatPath } from '../../src/config/schema';
+import '../../src/interceptors';
 import { GrpcStatus, ProxyError } from '../../src/errors';
 
 const FIXTURES = join(__dirname, 'fixtures/config');
@@ -210,7 +211,7 @@ describe('interceptor entries', () => {
   });
 
   test('registry lists types and refuses a second registration', () => {
-    expect(interceptorTypeNames()).toEqual(['test-rules']);
+    expect(interceptorTypeNames()).toContain('test-rules');
     const def = { schema: z.object({}), create: () => ({ name: 'x', intercept: (_ctx: unknown, next: () => Promise<void>) => next() }) };
     expect(() => registerInterceptorType('test-rules', def)).toThrow();
     expect(() => registerInterceptorType('Bad_Name', def)).toThrow();

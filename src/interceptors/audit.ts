@@ -1,0 +1,171 @@
+import { isAbsolute } from 'node:path';
+import { Counter, type Registry } from 'prom-client';
+import { z } from 'zod';
+import { buildRecord, compileRedactor, type Redactor } from '../audit/record';
+import { acquireAuditWriter } from '../audit/shared-writer';
+import type { AuditIo } from '../audit/writer';
+import { registerInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
+import { GrpcStatus, ProxyError, errorMessage } from '../errors';
+import { policyDecisionKey } from '../policies/decision-key';
+import type { CallContext, CallOutcome, DecodedMessage, Interceptor, MethodInfo } from '../proxy/types';
+
+const MAX_INT32 = 2 ** 31 - 1;
+const MIB = 1024 * 1024;
+const keyGlob = z.string().min(1, 'must not be empty');
+
+export const auditConfigSchema = z.strictObject({
+  /** The live log file; rotated files sit beside it as `<path>.1` … `<path>.<keep>`. */
+  path: z.string().min(1, 'must not be empty').refine(isAbsolute, 'must be an absolute path'),
+  /** Also record calls that change nothing (List*, *Status, …): kubelet polls those constantly. */
+  includeReads: z.boolean().default(false),
+  fsync: z.enum(['record', 'interval']).default('record'),
+  fsyncIntervalMs: z.int().min(1).max(MAX_INT32).default(1000),
+  queueSize: z.int().min(1).max(1_000_000).default(10_000),
+  whenFull: z.enum(['block', 'drop']).default('block'),
+  rotate: z
+    .strictObject({
+      maxBytes: z.int().min(1024).default(100 * MIB),
+      keep: z.int().min(1).max(1000).default(10),
+    })
+    .prefault({}),
+  redact: z
+    .strictObject({
+      annotationKeys: z.array(keyGlob).default([]),
+      labelKeys: z.array(keyGlob).default([]),
+    })
+    .prefault({}),
+});
+
+export type AuditConfig = z.output<typeof auditConfigSchema>;
+
+/** For tests: replace the writer's write/fsync to stall or break it. */
+export interface AuditTestHooks {
+  readonly io?: Partial<AuditIo>;
+}
+
+const LABELS = ['interceptor'] as const;
+
+/** Get-or-create: a reload builds a new instance against the same registry. */
+function counter(registry: Registry, name: string, help: string): Counter<'interceptor'> {
+  const existing = registry.getSingleMetric(name);
+  if (existing instanceof Counter) return existing;
+  return new Counter({ name, help, labelNames: LABELS, registers: [registry] });
+}
+
+/**
+ * Writes one hash-chained JSON line per mutating call (and per read with includeReads), after the call has
+ * run, so the outcome is in the record. The call's status goes out only once its record is written: a
+ * failed write fails the call (failClosed) rather than letting it go unrecorded.
+ */
+export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDeps, hooks: AuditTestHooks = {}): Interceptor {
+  const redactor = compileRedactor(config.redact);
+  const labels = { interceptor: deps.name };
+  const records = counter(deps.registry, 'cri_proxy_audit_records_total', 'Audit records written');
+  const dropped = counter(deps.registry, 'cri_proxy_audit_dropped_total', 'Audit records dropped because the queue was full (whenFull: drop)');
+  const writeErrors = counter(deps.registry, 'cri_proxy_audit_write_errors_total', 'Failed writes, fsyncs or rotations of the audit log');
+  for (const c of [records, dropped, writeErrors]) c.inc(labels, 0);
+  const lease = acquireAuditWriter({
+    path: config.path,
+    fsync: config.fsync,
+    fsyncIntervalMs: config.fsyncIntervalMs,
+    queueSize: config.queueSize,
+    whenFull: config.whenFull,
+    maxBytes: config.rotate.maxBytes,
+    keep: config.rotate.keep,
+    log: deps.log,
+    onError: () => writeErrors.inc(labels),
+    ...(hooks.io ? { io: hooks.io } : {}),
+  });
+  // Unknown methods (a newer CRI) might change state, so they are recorded too, without decoding.
+  const recorded = (m: MethodInfo): boolean => config.includeReads || m.mutating || !m.known;
+
+  return {
+    name: deps.name,
+    async intercept(ctx, next) {
+      if (!recorded(ctx.method)) return next();
+      // Read before forwarding: afterwards the request bytes are gone.
+      const request = await readRequest(ctx);
+      let failed = false;
+      let failure: unknown;
+      try {
+        await next();
+      } catch (err) {
+        failed = true;
+        failure = err;
+      }
+      const fields = recordOf(ctx, request, failed ? failure : undefined, redactor);
+      let result;
+      try {
+        result = await lease.writer.append(fields);
+      } catch (err) {
+        // The call fails anyway; the write error is counted and logged by the writer.
+        if (failed) throw failure;
+        throw new Error(`audit log write failed: ${errorMessage(err)}`, { cause: err });
+      }
+      (result === 'dropped' ? dropped : records).inc(labels);
+      if (failed) throw failure;
+    },
+    close: () => lease.release(),
+  };
+}
+
+interface RequestRead {
+  readonly message?: DecodedMessage | undefined;
+  readonly error?: string;
+}
+
+async function readRequest(ctx: CallContext): Promise<RequestRead> {
+  if (!ctx.method.known) return {};
+  try {
+    return { message: await ctx.request() };
+  } catch (err) {
+    // An undecodable request is still forwarded (the runtime judges it) and still recorded.
+    return { error: errorMessage(err) };
+  }
+}
+
+function recordOf(ctx: CallContext, request: RequestRead, failure: unknown, redactor: Redactor): Record<string, unknown> {
+  const outcome = outcomeOf(ctx, failure);
+  const time = new Date();
+  const durationMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
+  try {
+    return buildRecord(
+      {
+        method: ctx.method,
+        request: request.message,
+        requestError: request.error,
+        response: responseOf(ctx, outcome),
+        outcome,
+        durationMs,
+        backend: ctx.backend,
+        decision: ctx.state.get(policyDecisionKey),
+        time,
+      },
+      redactor,
+    );
+  } catch (err) {
+    // Never lose the record over a field we could not read: keep what is certain.
+    return { time: time.toISOString(), method: ctx.method.path, outcome: { code: outcome.code }, durationMs, recordError: errorMessage(err) };
+  }
+}
+
+function outcomeOf(ctx: CallContext, failure: unknown): CallOutcome {
+  if (failure === undefined && ctx.outcome) return ctx.outcome;
+  const code = failure instanceof ProxyError ? failure.grpcStatus : GrpcStatus.INTERNAL;
+  return { code, message: failure === undefined ? 'the call ended without an outcome' : errorMessage(failure), fromProxy: true };
+}
+
+function responseOf(ctx: CallContext, outcome: CallOutcome): DecodedMessage | undefined {
+  // Decoding a response costs; only methods whose response names an object are worth it.
+  if (outcome.code !== GrpcStatus.OK || Object.keys(ctx.method.responseFields).length === 0) return undefined;
+  try {
+    return ctx.response();
+  } catch {
+    return undefined;
+  }
+}
+
+registerInterceptorType('audit', {
+  schema: auditConfigSchema,
+  create: (config, deps) => createAuditInterceptor(config, deps),
+});

@@ -1,0 +1,66 @@
+/** The names (tags and digests) an image ID has on the node, asked of the runtime and cached. */
+import { LRUCache } from 'lru-cache';
+import { GrpcStatus, ProxyError } from '../errors';
+import { callRuntimeTyped } from '../proxy/runtime-client';
+import type { DecodedMessage } from '../proxy/types';
+import type { Upstream } from '../proxy/upstream';
+
+const IMAGE_STATUS = {
+  path: '/runtime.v1.ImageService/ImageStatus',
+  requestType: 'runtime.v1.ImageStatusRequest',
+  responseType: 'runtime.v1.ImageStatusResponse',
+} as const;
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string' && v !== '') : [];
+}
+
+/** Tags first, then digests: a denial then names the tag the user most likely knows. */
+export function namesOf(response: DecodedMessage | undefined): string[] {
+  const image = response?.image;
+  if (typeof image !== 'object' || image === null) return [];
+  const { repo_tags: tags, repo_digests: digests } = image as Record<string, unknown>;
+  return [...strings(tags), ...strings(digests)];
+}
+
+/**
+ * Only names are cached, never decisions, so a policy change applies at once. An image ID denotes fixed
+ * content, so a name it once had still vouches for that content; images with no names are not cached,
+ * as a later pull may name them.
+ */
+export class ImageNameResolver {
+  private readonly cache: LRUCache<string, readonly string[]>;
+  private readonly inFlight = new Map<string, Promise<readonly string[]>>();
+
+  constructor(
+    cacheSize: number,
+    private readonly timeoutMs: number,
+  ) {
+    this.cache = new LRUCache({ max: cacheSize });
+  }
+
+  /** The image's names ([] if the runtime does not know it); throws when the runtime cannot be asked. */
+  names(upstream: Upstream, id: string, deadline: number | undefined): Promise<readonly string[]> {
+    const key = `${upstream.name}\n${id}`;
+    const cached = this.cache.get(key);
+    if (cached !== undefined) return Promise.resolve(cached);
+    let pending = this.inFlight.get(key);
+    if (pending === undefined) {
+      pending = this.lookup(upstream, id, deadline).finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async lookup(upstream: Upstream, id: string, deadline: number | undefined): Promise<readonly string[]> {
+    // Leave the call its own deadline rather than spending all of it here.
+    const left = deadline === undefined ? this.timeoutMs : Math.min(this.timeoutMs, deadline - Date.now());
+    if (left <= 0) throw new ProxyError('DEADLINE_EXCEEDED', 'no time left to look the image up');
+    const reply = await callRuntimeTyped(upstream, IMAGE_STATUS, { image: { image: id } }, left);
+    if (reply.code === GrpcStatus.NOT_FOUND) return [];
+    if (reply.code !== GrpcStatus.OK) throw new Error(`status ${reply.code}: ${reply.message}`);
+    const names = namesOf(reply.response);
+    if (names.length > 0) this.cache.set(`${upstream.name}\n${id}`, names);
+    return names;
+  }
+}

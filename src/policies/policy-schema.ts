@@ -1,0 +1,50 @@
+/** Zod schemas of image policy rules, shared by inline config and rules files so both report the same way. */
+import { z } from 'zod';
+import { compileImagePattern, compileNamespacePattern, POLICY_ACTIONS, POLICY_MODES } from './image-rules';
+
+export const policyModeSchema = z.enum(POLICY_MODES);
+export const policyActionSchema = z.enum(POLICY_ACTIONS);
+
+const imagePatternSchema = z.string().superRefine((pattern, ctx) => {
+  const result = compileImagePattern(pattern);
+  if (!result.ok) ctx.addIssue({ code: 'custom', message: result.reason });
+});
+
+const namespacePatternSchema = z.string().superRefine((pattern, ctx) => {
+  const result = compileNamespacePattern(pattern);
+  if (!result.ok) ctx.addIssue({ code: 'custom', message: result.reason });
+});
+
+const ruleSchema = z
+  .strictObject({
+    name: z.string().min(1, 'must not be empty'),
+    match: z.strictObject({ images: z.array(imagePatternSchema).min(1, 'must list at least one image pattern') }),
+    namespaces: z.array(namespacePatternSchema).min(1, 'must list at least one namespace; omit it to match all').optional(),
+    action: policyActionSchema,
+    constraints: z.strictObject({ denyLatest: z.boolean().optional(), requireDigest: z.boolean().optional() }).optional(),
+  })
+  .superRefine((rule, ctx) => {
+    // A deny rule denies whatever it matches, so a constraint on it could only mislead.
+    if (rule.action === 'deny' && rule.constraints !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['constraints'], message: 'constraints apply to allow rules only' });
+    }
+  });
+
+/** Rules in file order; names are unique because denials name the rule. */
+export const rulesSchema = z.array(ruleSchema).superRefine((rules, ctx) => {
+  const seen = new Map<string, number>();
+  rules.forEach((rule, i) => {
+    const first = seen.get(rule.name);
+    if (first === undefined) seen.set(rule.name, i);
+    else ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate rule name "${rule.name}" (also rules[${first}])` });
+  });
+});
+
+/** The content of a `rulesFile`. */
+export const policyFileSchema = z.strictObject({
+  mode: policyModeSchema.optional(),
+  defaultAction: policyActionSchema.optional(),
+  rules: rulesSchema,
+});
+
+export type PolicyFileContent = z.output<typeof policyFileSchema>;

@@ -1,0 +1,52 @@
+import * as path from 'node:path';
+import { rmSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
+import { App } from '../../src/app';
+import { verifyAuditFiles } from '../../src/audit/verify';
+import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
+import '../../src/interceptors';
+import { silentLogger } from '../../src/log';
+import { encodeMessage } from '../../src/proxy/codec';
+import { FakeRuntime } from '../support/fake-runtime';
+import { RawClient, makeTempDir } from '../support/proxy-harness';
+
+const START = '/runtime.v1.RuntimeService/StartContainer';
+
+function configFor(dir: string, runtime: FakeRuntime, audit: Record<string, unknown>): ProxyConfig {
+  const result = validateProxyConfig({
+    listen: `unix://${path.join(dir, 'proxy.sock')}`,
+    http: { listen: '' },
+    shutdownGraceSeconds: 0,
+    backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
+    interceptors: [{ name: 'audit', type: 'audit', config: { path: path.join(dir, 'audit.log'), ...audit } }],
+  });
+  if (!result.ok) throw new Error(JSON.stringify(result.issues));
+  return result.config;
+}
+
+test('in the running proxy, a config reload keeps one writer and one chain', async () => {
+  const dir = makeTempDir();
+  const runtime = new FakeRuntime(path.join(dir, 'runtime.sock'));
+  await runtime.start();
+  const registry = new Registry();
+  const app = await App.start(configFor(dir, runtime, {}), { log: silentLogger, registry });
+  const client = new RawClient(`unix:${app.socketPath}`);
+  try {
+    const call = (id: string): Promise<number> =>
+      client.unary(START, encodeMessage('runtime.v1.StartContainerRequest', { container_id: id })).then((r) => r.status.code);
+    expect(await call('a')).toBe(grpc.status.OK);
+    await app.reload(configFor(dir, runtime, { fsync: 'interval' }));
+    expect(await call('b')).toBe(grpc.status.OK);
+    await app.reload(configFor(dir, runtime, {}));
+    expect(await call('c')).toBe(grpc.status.OK);
+    const metric = await registry.getSingleMetric('cri_proxy_audit_records_total')?.get();
+    expect(metric?.values.find((v) => v.labels.interceptor === 'audit')?.value).toBe(3);
+  } finally {
+    client.close();
+    await app.stop(0);
+    await runtime.stop();
+  }
+  expect(await verifyAuditFiles([path.join(dir, 'audit.log')])).toMatchObject({ ok: true, records: 3, lastSeq: 3 });
+  rmSync(dir, { recursive: true, force: true });
+});

@@ -1,0 +1,222 @@
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
+import { verifyAuditFiles } from '../../src/audit/verify';
+import { nodeIo, type AuditIo } from '../../src/audit/writer';
+import type { InterceptorDeps } from '../../src/config/interceptor-types';
+import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
+import { createLogger, silentLogger, type Logger } from '../../src/log';
+import type { OnError } from '../../src/proxy/chain';
+import { encodeMessage } from '../../src/proxy/codec';
+import type { Interceptor } from '../../src/proxy/types';
+import { makeTempDir, startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
+import { waitFor } from '../support/wait';
+
+const RT = '/runtime.v1.RuntimeService';
+const IMG = '/runtime.v1.ImageService';
+const start1 = (id: string): Buffer => encodeMessage('runtime.v1.StartContainerRequest', { container_id: id });
+
+interface Harness {
+  readonly proxy: TestProxy;
+  readonly client: RawClient;
+  readonly dir: string;
+  readonly path: string;
+  readonly registry: Registry;
+  lines(): string[];
+  close(): Promise<void>;
+}
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+async function start(config: Record<string, unknown>, log: Logger = silentLogger, io?: Partial<AuditIo>, onError: OnError = 'failClosed'): Promise<Harness> {
+  const dir = makeTempDir('cri-proxy-audit-');
+  const path = join(dir, 'audit.log');
+  const registry = new Registry();
+  const holder: { proxy?: TestProxy } = {};
+  const deps: InterceptorDeps = {
+    name: 'audit',
+    log,
+    registry,
+    get router() {
+      if (holder.proxy === undefined) throw new Error('proxy not started');
+      return holder.proxy.serverOptions.router;
+    },
+  };
+  const audit: Interceptor = createAuditInterceptor(auditConfigSchema.parse({ path, ...config }), deps, io ? { io } : {});
+  const proxy = await startTestProxy({ entries: [{ interceptor: audit, onError, methods: undefined }], log });
+  holder.proxy = proxy;
+  return {
+    proxy,
+    client: proxy.client(),
+    dir,
+    path,
+    registry,
+    lines: () => readFileSync(path, 'utf8').split('\n').filter((l) => l !== ''),
+    close: async () => {
+      await proxy.close();
+      await audit.close?.();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function counted(registry: Registry, name: string): Promise<number> {
+  const metric = await registry.getSingleMetric(name)?.get();
+  return metric?.values.find((v) => v.labels.interceptor === 'audit')?.value ?? 0;
+}
+
+/** Writes wait until opened; counts how many were attempted. */
+function gatedIo(): { io: Partial<AuditIo>; open: () => void; writes: () => number } {
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let writes = 0;
+  return {
+    io: {
+      write: async (fd, data) => {
+        writes += 1;
+        await gate;
+        await nodeIo.write(fd, data);
+      },
+    },
+    open: () => release(),
+    writes: () => writes,
+  };
+}
+
+const settled = <T>(p: Promise<T>): { done: () => boolean } => {
+  let done = false;
+  void p.then(() => (done = true));
+  return { done: () => done };
+};
+
+test('SENTINEL: secrets reach neither the audit log nor any log line', async () => {
+  const SENTINEL = 'S3NT1NEL-a8f2c9d1';
+  const logLines: string[] = [];
+  const log = createLogger('debug', (line) => logLines.push(line));
+  h = await start({ redact: { annotationKeys: ['example.com/db-*'], labelKeys: ['example.com/owner-*'] } }, log);
+  h.proxy.runtime.on('PullImage', { respond: encodeMessage('runtime.v1.PullImageResponse', { image_ref: 'sha256:1' }) });
+  h.proxy.runtime.on('Exec', { respond: encodeMessage('runtime.v1.ExecResponse', { url: `http://127.0.0.1:10010/exec/${SENTINEL}` }) });
+  const auth = { username: SENTINEL, password: SENTINEL, auth: SENTINEL, identity_token: SENTINEL, registry_token: SENTINEL, server_address: 'registry.example' };
+  const annotations = { 'example.com/db-password': SENTINEL, 'kubectl.kubernetes.io/last-applied-configuration': `{"env":"${SENTINEL}"}`, 'example.com/team': 'shop' };
+  const labels = { 'example.com/owner-email': SENTINEL, app: 'web' };
+  const sandbox = { metadata: { name: 'web-0', namespace: 'shop', uid: 'u1' }, labels, annotations };
+  const calls: [string, Buffer][] = [
+    [`${IMG}/PullImage`, encodeMessage('runtime.v1.PullImageRequest', { image: { image: 'registry.example/app:1' }, auth, sandbox_config: sandbox })],
+    [`${RT}/RunPodSandbox`, encodeMessage('runtime.v1.RunPodSandboxRequest', { config: sandbox })],
+    [
+      `${RT}/CreateContainer`,
+      encodeMessage('runtime.v1.CreateContainerRequest', {
+        pod_sandbox_id: 'sb-1',
+        config: {
+          metadata: { name: 'app' },
+          image: { image: 'registry.example/app:1' },
+          envs: [
+            { key: 'DB_PASSWORD', value: Buffer.from(SENTINEL) },
+            { key: 'API_KEY', value: Buffer.from(`prefix-${SENTINEL}`) },
+          ],
+          labels,
+          annotations,
+        },
+        sandbox_config: sandbox,
+      }),
+    ],
+    [`${RT}/Exec`, encodeMessage('runtime.v1.ExecRequest', { container_id: 'c-1', cmd: ['sh'], tty: true, stdin: true })],
+  ];
+  for (const [path, request] of calls) expect((await h.client.unary(path, request)).status.code).toBe(grpc.status.OK);
+
+  const records = h.lines();
+  expect(records.map((l) => (JSON.parse(l) as { method: string }).method)).toEqual(['PullImage', 'RunPodSandbox', 'CreateContainer', 'Exec']);
+  // The secrets did travel: the runtime got them byte for byte.
+  expect(h.proxy.runtime.lastCall('PullImage')?.requestBytes.includes(SENTINEL)).toBe(true);
+  const everything = readdirSync(h.dir).map((f) => readFileSync(join(h?.dir ?? '', f), 'utf8')).join('\n');
+  expect(everything).not.toContain(SENTINEL);
+  expect(logLines.length).toBeGreaterThan(0);
+  expect(logLines.filter((l) => l.includes(SENTINEL))).toEqual([]);
+  // What is recorded instead: which credentials were present, and every non-secret key.
+  const [pull, run, create] = records.map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(pull?.auth).toEqual({
+    username: '[redacted]',
+    password: '[redacted]',
+    auth: '[redacted]',
+    identity_token: '[redacted]',
+    registry_token: '[redacted]',
+    server_address: 'registry.example',
+  });
+  expect(run?.labels).toEqual({ 'example.com/owner-email': '[redacted]', app: 'web' });
+  expect(run?.annotations).toEqual({
+    'example.com/db-password': '[redacted]',
+    'kubectl.kubernetes.io/last-applied-configuration': '[redacted]',
+    'example.com/team': 'shop',
+  });
+  expect(create?.env).toEqual([
+    { name: 'DB_PASSWORD', value: '[redacted]' },
+    { name: 'API_KEY', value: '[redacted]' },
+  ]);
+});
+
+test('whenFull: block — the call waits while the writer is stalled', async () => {
+  const gate = gatedIo();
+  h = await start({ queueSize: 1, whenFull: 'block' }, silentLogger, gate.io);
+  const first = h.client.unary(`${RT}/StartContainer`, start1('a'));
+  const second = h.client.unary(`${RT}/StartContainer`, start1('b'));
+  const [a, b] = [settled(first), settled(second)];
+  await waitFor(() => h?.proxy.runtime.calls.length === 2 && gate.writes() === 1);
+  await new Promise((r) => setTimeout(r, 150));
+  expect([a.done(), b.done()]).toEqual([false, false]);
+  gate.open();
+  expect((await first).status.code).toBe(grpc.status.OK);
+  expect((await second).status.code).toBe(grpc.status.OK);
+  expect(h.lines()).toHaveLength(2);
+  expect(await counted(h.registry, 'cri_proxy_audit_dropped_total')).toBe(0);
+  expect(await counted(h.registry, 'cri_proxy_audit_records_total')).toBe(2);
+});
+
+test('whenFull: drop — calls over the limit go through unrecorded and are counted', async () => {
+  const gate = gatedIo();
+  h = await start({ queueSize: 1, whenFull: 'drop' }, silentLogger, gate.io);
+  const first = h.client.unary(`${RT}/StartContainer`, start1('a'));
+  await waitFor(() => gate.writes() === 1);
+  const a = settled(first);
+  expect((await h.client.unary(`${RT}/StartContainer`, start1('b'))).status.code).toBe(grpc.status.OK);
+  expect((await h.client.unary(`${RT}/StopContainer`, start1('c'))).status.code).toBe(grpc.status.OK);
+  expect(a.done()).toBe(false);
+  expect(await counted(h.registry, 'cri_proxy_audit_dropped_total')).toBe(2);
+  gate.open();
+  expect((await first).status.code).toBe(grpc.status.OK);
+  expect(h.lines().map((l) => (JSON.parse(l) as { container: { id: string } }).container.id)).toEqual(['a']);
+});
+
+describe('a failed write', () => {
+  let failing = true;
+  const io: Partial<AuditIo> = {
+    write: (fd, data) => (failing ? Promise.reject(new Error('EIO: i/o error, write')) : nodeIo.write(fd, data)),
+  };
+  beforeEach(() => {
+    failing = true;
+  });
+
+  test('fails the call under failClosed, with a clear status; later records chain on', async () => {
+    h = await start({}, silentLogger, io);
+    const result = await h.client.unary(`${RT}/StartContainer`, start1('a'));
+    expect(result.status.code).toBe(grpc.status.INTERNAL);
+    expect(result.status.details).toContain('audit log write failed: EIO: i/o error, write');
+    expect(await counted(h.registry, 'cri_proxy_audit_write_errors_total')).toBe(1);
+    expect(await counted(h.registry, 'cri_proxy_audit_records_total')).toBe(0);
+    failing = false;
+    expect((await h.client.unary(`${RT}/StartContainer`, start1('b'))).status.code).toBe(grpc.status.OK);
+    expect(await verifyAuditFiles([h.path])).toMatchObject({ ok: true, records: 1 });
+  });
+
+  test('lets the call through under failOpen (counted)', async () => {
+    h = await start({}, silentLogger, io, 'failOpen');
+    const result = await h.client.unary(`${RT}/StartContainer`, start1('a'));
+    expect(result.status.code).toBe(grpc.status.OK);
+    expect(await counted(h.registry, 'cri_proxy_audit_write_errors_total')).toBe(1);
+    expect(h.proxy.faults.map((f) => f.entry)).toEqual(['audit']);
+  });
+});
