@@ -1,0 +1,198 @@
+import { z } from 'zod';
+import { registerInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
+import { GrpcStatus, ProxyError, errorMessage } from '../errors';
+import { DEFAULT_BUCKETS, backendGauges, callMetrics, type CallLabels, type CallMetrics, type MethodLabels } from '../observability/metrics-calls';
+import type { HistogramCell, ValueCell } from '../observability/metrics-fast';
+import { ImagePullMetrics } from '../observability/metrics-image-pull';
+import { PodStartMetrics, podStartConfigSchema } from '../observability/metrics-pod-start';
+import { GRPC_CODE_COUNT, grpcCodeName, type CollectedGauge } from '../observability/metrics-registry';
+import { methodTable } from '../proxy/method-table';
+import type { Router } from '../proxy/router';
+import type { CallContext, Interceptor, MethodInfo, Next } from '../proxy/types';
+
+export { DEFAULT_BUCKETS } from '../observability/metrics-calls';
+
+export const metricsConfigSchema = z.strictObject({
+  buckets: z
+    .array(z.number().positive())
+    .min(1)
+    .refine((b) => b.every((v, i) => i === 0 || v > (b[i - 1] as number)), 'buckets must be strictly increasing')
+    .optional(),
+  podStart: podStartConfigSchema.default({ enabled: true }),
+});
+export type MetricsConfig = z.output<typeof metricsConfigSchema>;
+
+/** Label value for calls whose path is not a CRI method: clients choose paths, so they must not become labels. */
+const UNKNOWN = 'unknown';
+/** Label value for calls that never reached a configured backend (denied, or routed to no such backend). */
+const NO_BACKEND = 'none';
+
+/** Cells of one (method, backend): resolved once, then indexed by status code on every call. */
+interface BackendSeries {
+  readonly label: string;
+  readonly runtime: HistogramCell<'service' | 'method' | 'backend'>;
+  readonly calls: (ValueCell<CallLabels> | undefined)[];
+  readonly durations: (HistogramCell<CallLabels> | undefined)[];
+}
+
+/** Everything a call of one method touches, resolved once per method so a call builds no label objects. */
+interface MethodSeries {
+  readonly service: string;
+  readonly method: string;
+  readonly role: 'pull' | 'image-status' | undefined;
+  /** One of the calls a pod start consists of (and pod start metrics are on). */
+  readonly podStart: boolean;
+  readonly inFlight: ValueCell<MethodLabels>;
+  readonly overhead: HistogramCell<MethodLabels>;
+  readonly streamMessages: ValueCell<MethodLabels> | undefined;
+  readonly backends: Map<string, BackendSeries>;
+}
+
+class MetricsInterceptor implements Interceptor {
+  private readonly byPath = new Map<string, MethodSeries>();
+  private readonly unknown: MethodSeries;
+  private readonly backendGauges: readonly CollectedGauge<'backend'>[];
+  private failures = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly metrics: CallMetrics,
+    private readonly router: Router,
+    private readonly imagePulls: ImagePullMetrics,
+    private readonly podStarts: PodStartMetrics | undefined,
+    backendGauges: readonly CollectedGauge<'backend'>[],
+    private readonly deps: InterceptorDeps,
+  ) {
+    for (const method of methodTable) this.byPath.set(method.path, this.seriesOf(method.service, method.name, method));
+    this.unknown = this.seriesOf(UNKNOWN, UNKNOWN, undefined);
+    this.backendGauges = backendGauges;
+  }
+
+  async intercept(ctx: CallContext, next: Next): Promise<void> {
+    const series = this.begin(ctx);
+    if (series?.podStart === true) await this.preparePodStart(ctx);
+    try {
+      await next();
+    } catch (err) {
+      this.end(ctx, series, err instanceof ProxyError ? err.grpcStatus : GrpcStatus.INTERNAL);
+      throw err;
+    }
+    this.end(ctx, series, ctx.outcome?.code ?? GrpcStatus.INTERNAL);
+  }
+
+  close(): Promise<void> {
+    for (const gauge of this.backendGauges) gauge.release();
+    this.podStarts?.close();
+    return Promise.resolve();
+  }
+
+  private async preparePodStart(ctx: CallContext): Promise<void> {
+    try {
+      await this.podStarts?.prepare(ctx);
+    } catch (err) {
+      this.fault(err);
+    }
+  }
+
+  private begin(ctx: CallContext): MethodSeries | undefined {
+    try {
+      const series = (ctx.method.known ? this.byPath.get(ctx.method.path) : undefined) ?? this.unknown;
+      const counter = series.streamMessages;
+      // Counted per message so long-lived streams show progress; the messages themselves are never decoded.
+      if (counter !== undefined) ctx.onResponseMessage(() => counter.inc());
+      // Last, so a failure above cannot leave the gauge raised for a call that end() will not see.
+      series.inFlight.inc();
+      return series;
+    } catch (err) {
+      this.fault(err);
+      return undefined;
+    }
+  }
+
+  private end(ctx: CallContext, series: MethodSeries | undefined, code: number): void {
+    if (series === undefined) return;
+    try {
+      series.inFlight.dec();
+      const totalNanos = process.hrtime.bigint() - ctx.startedAt;
+      const total = Number(totalNanos) / 1e9;
+      const backend = this.backendSeries(series, ctx.backend);
+      let calls = backend.calls[code];
+      let duration = backend.durations[code];
+      if (calls === undefined || duration === undefined) {
+        const labels = [series.service, series.method, grpcCodeName(code), backend.label];
+        calls = this.metrics.calls.cell(...labels);
+        duration = this.metrics.duration.cell(...labels);
+        // Codes outside the spec all read UNKNOWN; only the spec's codes get a slot.
+        if (code >= 0 && code < GRPC_CODE_COUNT) {
+          backend.calls[code] = calls;
+          backend.durations[code] = duration;
+        }
+      }
+      calls.inc();
+      duration.observe(total);
+      const upstreamNanos = ctx.upstreamNanos;
+      if (upstreamNanos > 0n) backend.runtime.observe(Number(upstreamNanos) / 1e9);
+      series.overhead.observe(Math.max(0, Number(totalNanos - upstreamNanos) / 1e9));
+      if (series.role === 'pull') this.imagePulls.onPull(ctx, code, total);
+      else if (series.role === 'image-status' && code === GrpcStatus.OK && this.imagePulls.waiting) {
+        this.imagePulls.onImageStatus(ctx);
+      }
+      if (series.podStart) this.podStarts?.observe(ctx, code);
+    } catch (err) {
+      this.fault(err);
+    }
+  }
+
+  private backendSeries(series: MethodSeries, backend: string | undefined): BackendSeries {
+    const label = this.backendLabel(backend);
+    let found = series.backends.get(label);
+    if (found === undefined) {
+      found = {
+        label,
+        runtime: this.metrics.runtime.cell(series.service, series.method, label),
+        calls: new Array<undefined>(GRPC_CODE_COUNT),
+        durations: new Array<undefined>(GRPC_CODE_COUNT),
+      };
+      // Bounded: labels are configured backend names or "none".
+      series.backends.set(label, found);
+    }
+    return found;
+  }
+
+  private backendLabel(backend: string | undefined): string {
+    return backend !== undefined && this.router.get(backend) !== undefined ? backend : NO_BACKEND;
+  }
+
+  private seriesOf(service: string, method: string, info: MethodInfo | undefined): MethodSeries {
+    const isImage = info?.service === 'runtime.v1.ImageService';
+    return {
+      service,
+      method,
+      role: isImage && method === 'PullImage' ? 'pull' : isImage && method === 'ImageStatus' ? 'image-status' : undefined,
+      inFlight: this.metrics.inFlight.cell(service, method),
+      overhead: this.metrics.overhead.cell(service, method),
+      streamMessages: info?.kind === 'server-stream' ? this.metrics.streamMessages.cell(service, method) : undefined,
+      podStart: this.podStarts !== undefined && info !== undefined && PodStartMetrics.tracks(info),
+      backends: new Map(),
+    };
+  }
+
+  /** Observational: a failure here never reaches the call; it is logged, rarely, and otherwise ignored. */
+  private fault(err: unknown): void {
+    this.failures++;
+    // Powers of two: the first failure and then ever more rarely, so a persistent bug cannot flood the log.
+    if ((this.failures & (this.failures - 1)) === 0) {
+      this.deps.log.warn('metrics interceptor failed to record a call', { error: errorMessage(err), failures: this.failures });
+    }
+  }
+}
+
+export function createMetricsInterceptor(config: MetricsConfig, deps: InterceptorDeps): Interceptor {
+  const metrics = callMetrics(deps.registry, config.buckets ?? DEFAULT_BUCKETS);
+  const imagePulls = new ImagePullMetrics(deps.registry);
+  const podStarts = config.podStart.enabled ? new PodStartMetrics(config.podStart, deps) : undefined;
+  const gauges = backendGauges(deps.registry, deps.router);
+  return new MetricsInterceptor(deps.name, metrics, deps.router, imagePulls, podStarts, gauges, deps);
+}
+
+registerInterceptorType('metrics', { schema: metricsConfigSchema, create: createMetricsInterceptor });

@@ -1,0 +1,131 @@
+import type { Histogram } from 'prom-client';
+import { z } from 'zod';
+import type { InterceptorDeps } from '../config/interceptor-types';
+import type { CallContext, MethodInfo } from '../proxy/types';
+import { ensureHistogram } from './metrics-registry';
+import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhaseName, type PodStartTrackerOptions } from './pod-start-tracker';
+
+export const podStartConfigSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** Quiet period after a StartContainer before the pod counts as started. */
+  settleMs: z.number().int().min(0).max(600_000).optional(),
+  /** Pods followed at once. */
+  maxPods: z.number().int().min(1).max(1_000_000).optional(),
+  /** A pod with no new phase for this long is forgotten. */
+  ttlMs: z.number().int().min(1000).optional(),
+});
+export type PodStartMetricsConfig = z.output<typeof podStartConfigSchema>;
+
+const POD_START_BUCKETS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600];
+const PHASE_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600];
+
+/**
+ * Runtime handlers come from RuntimeClass objects, a short list in practice; but the value arrives in a
+ * request, so only this many distinct ones become labels and the rest read "other".
+ */
+const MAX_HANDLERS = 32;
+/** kubelet sends an empty handler for the node's default runtime. */
+const DEFAULT_HANDLER = 'default';
+const OTHER_HANDLER = 'other';
+
+/**
+ * Pod start histograms fed by a PodStartTracker: one observation per pod that started (failed starts are
+ * not durations of a start), and per phase kind the pod went through, the summed time of that kind.
+ */
+export class PodStartMetrics {
+  private readonly total: Histogram<'runtime_handler'>;
+  private readonly phases: Histogram<'phase' | 'runtime_handler'>;
+  private readonly handlers = new Map<string, HandlerSeries>();
+  private readonly tracker: PodStartTracker;
+
+  constructor(config: PodStartMetricsConfig, deps: InterceptorDeps) {
+    const { registry } = deps;
+    this.total = ensureHistogram(registry, {
+      name: 'cri_proxy_pod_start_duration_seconds',
+      help: 'Pod start as seen in CRI calls: RunPodSandbox arrival to the answer of its last StartContainer',
+      labelNames: ['runtime_handler'] as const,
+      buckets: POD_START_BUCKETS,
+    });
+    this.phases = ensureHistogram(registry, {
+      name: 'cri_proxy_pod_start_phase_duration_seconds',
+      help: 'Time a pod start spent per phase (sandbox, pull, create, start), summed over its calls of that phase',
+      labelNames: ['phase', 'runtime_handler'] as const,
+      buckets: PHASE_BUCKETS,
+    });
+    const options: { -readonly [K in keyof PodStartTrackerOptions]: PodStartTrackerOptions[K] } = {
+      onComplete: (podStart) => {
+        try {
+          this.record(podStart);
+        } catch (err) {
+          deps.log.warn('pod start metrics failed', { error: err instanceof Error ? err.message : String(err) });
+        }
+      },
+    };
+    if (config.settleMs !== undefined) options.settleMs = config.settleMs;
+    if (config.maxPods !== undefined) options.maxPods = config.maxPods;
+    if (config.ttlMs !== undefined) options.ttlMs = config.ttlMs;
+    this.tracker = new PodStartTracker(options);
+  }
+
+  static tracks(method: MethodInfo): boolean {
+    return PodStartTracker.tracks(method);
+  }
+
+  /** Before `next()`, tracked methods only: reads the request while it can still be read. Never rejects. */
+  prepare(ctx: CallContext): Promise<void> {
+    return this.tracker.prepare(ctx);
+  }
+
+  /** After `next()` settled, tracked methods only. */
+  observe(ctx: CallContext, code: number): void {
+    this.tracker.observe(ctx, { code });
+  }
+
+  /** Reports pods whose containers have started, without waiting for the quiet period (tests, shutdown). */
+  flush(): void {
+    this.tracker.flush();
+  }
+
+  close(): void {
+    this.tracker.close();
+  }
+
+  private record(podStart: PodStart): void {
+    if (podStart.status !== 'ok') return;
+    const series = this.handlerSeries(podStart.runtimeHandler);
+    series.total.observe(podStart.totalMs / 1000);
+    const seen = new Set<PodStartPhaseName>();
+    for (const phase of podStart.phases) seen.add(phase.phase);
+    for (const name of podStartPhaseNames) {
+      // Only phases the pod went through: a pod whose image was present has no pull, not a zero-second one.
+      if (seen.has(name)) series.phases[name].observe(podStart.phaseTotals[name] / 1000);
+    }
+  }
+
+  private handlerSeries(handler: string | undefined): HandlerSeries {
+    let label = handler === undefined || handler === '' ? DEFAULT_HANDLER : handler;
+    let series = this.handlers.get(label);
+    if (series !== undefined) return series;
+    if (this.handlers.size >= MAX_HANDLERS) {
+      label = OTHER_HANDLER;
+      series = this.handlers.get(label);
+      if (series !== undefined) return series;
+    }
+    series = {
+      total: this.total.labels(label),
+      phases: {
+        sandbox: this.phases.labels('sandbox', label),
+        pull: this.phases.labels('pull', label),
+        create: this.phases.labels('create', label),
+        start: this.phases.labels('start', label),
+      },
+    };
+    this.handlers.set(label, series);
+    return series;
+  }
+}
+
+interface HandlerSeries {
+  readonly total: Histogram.Internal<'runtime_handler'>;
+  readonly phases: Readonly<Record<PodStartPhaseName, Histogram.Internal<'phase' | 'runtime_handler'>>>;
+}

@@ -1,0 +1,345 @@
+import { LRUCache } from 'lru-cache';
+import { fieldAt } from '../proxy/codec';
+import type { CallContext, CriField, DecodedMessage, MethodInfo } from '../proxy/types';
+import { elapsedMs, instantAt, type Instant } from './clock';
+
+export type { Instant } from './clock';
+
+/*
+ * Follows each pod from RunPodSandbox to the start of its last container using the CRI calls alone, and reports
+ * one record per pod start. Independent of any telemetry library: tracing turns records into spans, metrics into
+ * histograms.
+ */
+
+export type PodStartPhaseName = 'sandbox' | 'pull' | 'create' | 'start';
+export const podStartPhaseNames: readonly PodStartPhaseName[] = ['sandbox', 'pull', 'create', 'start'];
+
+/** A W3C trace context as received in a call's metadata (the caller's span, typically kubelet's). */
+export interface TraceContextRef {
+  readonly traceparent: string;
+  readonly tracestate?: string;
+}
+
+export interface PodStartPhase {
+  readonly phase: PodStartPhaseName;
+  /** The image (pull), the container name (create, start), or undefined (sandbox). */
+  readonly detail: string | undefined;
+  readonly start: Instant;
+  readonly end: Instant;
+  readonly durationMs: number;
+  /** The call's gRPC status code. */
+  readonly code: number;
+  readonly links: readonly TraceContextRef[];
+}
+
+export interface PodStart {
+  readonly uid: string;
+  readonly name: string | undefined;
+  readonly namespace: string | undefined;
+  readonly sandboxId: string | undefined;
+  readonly runtimeHandler: string | undefined;
+  /** When RunPodSandbox arrived. */
+  readonly start: Instant;
+  /** When the last StartContainer answered (or a failed RunPodSandbox did). */
+  readonly end: Instant;
+  readonly totalMs: number;
+  /** 'failed' when RunPodSandbox failed or the last StartContainer did; `code` is that call's gRPC code. */
+  readonly status: 'ok' | 'failed';
+  readonly code: number;
+  /** In call order, at most `maxPhases` (the rest are counted in `phasesDropped`). */
+  readonly phases: readonly PodStartPhase[];
+  readonly phasesDropped: number;
+  /** Sum of durations per phase kind, in ms. */
+  readonly phaseTotals: Readonly<Record<PodStartPhaseName, number>>;
+  /** Containers started. */
+  readonly containers: number;
+}
+
+export type PodDropReason = 'evicted' | 'expired' | 'replaced';
+
+export interface PodStartTrackerOptions {
+  readonly onComplete: (podStart: PodStart) => void;
+  /** A pod forgotten before it finished starting. */
+  readonly onDrop?: (reason: PodDropReason, uid: string) => void;
+  /** Quiet period after a StartContainer before the pod counts as started (default 3000). */
+  readonly settleMs?: number;
+  /** Pods followed at once; the least recently active is dropped beyond this (default 1000). */
+  readonly maxPods?: number;
+  /** A pod with no new phase for this long is dropped (default 10 min). */
+  readonly ttlMs?: number;
+  /** Phases (and containers) kept per pod (default 128). */
+  readonly maxPhases?: number;
+}
+
+/** Facts about a finished call that its context does not hold; all optional. */
+export interface ObservedCall {
+  /** hrtime when the call started (default `ctx.startedAt`) and ended (default now). */
+  readonly startedAt?: bigint;
+  readonly endedAt?: bigint;
+  /** gRPC status code; default `ctx.outcome.code`, UNKNOWN if unset (next() rejected). */
+  readonly code?: number;
+  /** Links besides the caller's `traceparent` (e.g. the proxy's own span of the call). */
+  readonly links?: readonly TraceContextRef[];
+}
+
+export interface PodStartStats {
+  readonly active: number;
+  readonly completed: number;
+  readonly failed: number;
+  readonly dropped: number;
+}
+
+const TRACKED = new Set(['RunPodSandbox', 'PullImage', 'CreateContainer', 'StartContainer']);
+/** What prepare() saw before the call went on: the request, and the caller's trace context. */
+const PREPARED_KEY = Symbol('pod-start-tracker.prepared');
+interface Prepared {
+  readonly request: DecodedMessage | undefined;
+  readonly caller: TraceContextRef | undefined;
+}
+const GRPC_UNKNOWN = 2;
+
+interface PodRecord extends Pick<PodStart, 'uid' | 'name' | 'namespace' | 'runtimeHandler' | 'start'> {
+  sandboxId: string | undefined;
+  readonly phases: PodStartPhase[];
+  phasesDropped: number;
+  /** container id → name */
+  readonly containers: Map<string, string | undefined>;
+  started: number;
+  lastStart: PodStartPhase | undefined;
+  settle: NodeJS.Timeout | undefined;
+  /** Reported already; a late disposal must not count it as dropped. */
+  done: boolean;
+}
+
+export class PodStartTracker {
+  private readonly pods: LRUCache<string, PodRecord>;
+  private readonly bySandbox = new Map<string, PodRecord>();
+  private readonly byContainer = new Map<string, PodRecord>();
+  private readonly settleMs: number;
+  private readonly maxPhases: number;
+  private readonly purgeTimer: NodeJS.Timeout;
+  private readonly counts = { completed: 0, failed: 0, dropped: 0 };
+  private closed = false;
+
+  constructor(private readonly options: PodStartTrackerOptions) {
+    this.settleMs = options.settleMs ?? 3000;
+    this.maxPhases = options.maxPhases ?? 128;
+    const ttlMs = options.ttlMs ?? 10 * 60 * 1000;
+    this.pods = new LRUCache<string, PodRecord>({
+      max: options.maxPods ?? 1000,
+      ttl: ttlMs,
+      // Age counts from the pod's last phase, so a slow but progressing start is not dropped.
+      updateAgeOnGet: true,
+      dispose: (record, _uid, reason) => {
+        this.forget(record);
+        if (!record.done && (reason === 'evict' || reason === 'expire')) this.drop(record, reason === 'evict' ? 'evicted' : 'expired');
+      },
+    });
+    // Expiry is lazy in lru-cache; the sweep reports abandoned pods without waiting for a lookup.
+    this.purgeTimer = setInterval(() => this.pods.purgeStale(), Math.min(Math.max(ttlMs, 1000), 60_000));
+    this.purgeTimer.unref();
+  }
+
+  /** True for the calls a pod start consists of; every other call can skip the tracker entirely. */
+  static tracks(method: MethodInfo): boolean {
+    return method.known && TRACKED.has(method.name);
+  }
+
+  /**
+   * Call before `next()` for tracked methods: reads the request while it can still be read (once forwarded
+   * unread, it is gone), and the caller's trace context before forwarding can replace it. Never rejects.
+   */
+  async prepare(ctx: CallContext): Promise<void> {
+    if (!PodStartTracker.tracks(ctx.method) || ctx.state.has(PREPARED_KEY)) return;
+    const caller = callerOf(ctx);
+    try {
+      const prepared: Prepared = { request: await ctx.request(), caller };
+      ctx.state.set(PREPARED_KEY, prepared);
+    } catch {
+      // An unreadable request fails the call on its own; there is nothing to track.
+    }
+  }
+
+  /** Call after `next()` settled (resolved or rejected). Never throws. */
+  observe(ctx: CallContext, call: ObservedCall = {}): void {
+    if (this.closed || !PodStartTracker.tracks(ctx.method)) return;
+    const prepared = ctx.state.get(PREPARED_KEY) as Prepared | undefined;
+    const request = prepared?.request;
+    if (request === undefined) return;
+    const start = instantAt(call.startedAt ?? ctx.startedAt);
+    const end = instantAt(call.endedAt ?? process.hrtime.bigint());
+    const code = call.code ?? ctx.outcome?.code ?? GRPC_UNKNOWN;
+    const links = [...(prepared?.caller ? [prepared.caller] : []), ...(call.links ?? [])];
+    const req = (field: CriField): string | undefined => {
+      const path = ctx.method.requestFields[field];
+      return path === undefined ? undefined : nonEmpty(fieldAt(request, path));
+    };
+    const res = (field: CriField): string | undefined => {
+      const path = ctx.method.responseFields[field];
+      return path === undefined || code !== 0 ? undefined : nonEmpty(fieldAt(ctx.response(), path));
+    };
+    const phase = (name: PodStartPhaseName, detail: string | undefined): PodStartPhase => ({
+      phase: name, detail, start, end, durationMs: elapsedMs(start, end), code, links,
+    });
+    try {
+      switch (ctx.method.name) {
+        case 'RunPodSandbox': {
+          const uid = req('podUid');
+          if (uid === undefined) return;
+          this.begin(uid, req('podName'), req('podNamespace'), req('runtimeHandler'), phase('sandbox', undefined), res('sandboxId'));
+          return;
+        }
+        case 'PullImage': {
+          const record = this.lookup(undefined, req('podUid'));
+          if (record) this.addPhase(record, phase('pull', req('image')));
+          return;
+        }
+        case 'CreateContainer': {
+          const sandboxId = req('sandboxId');
+          const record = this.lookup(this.bySandbox.get(sandboxId ?? ''), req('podUid'));
+          // A container of an older sandbox of the same pod is not part of this start.
+          if (!record || (record.sandboxId !== undefined && sandboxId !== undefined && record.sandboxId !== sandboxId)) return;
+          if (record.sandboxId === undefined && sandboxId !== undefined) this.bySandbox.set((record.sandboxId = sandboxId), record);
+          const name = req('containerName');
+          this.addPhase(record, phase('create', name));
+          const id = res('containerId');
+          if (id !== undefined && record.containers.size < this.maxPhases) {
+            record.containers.set(id, name);
+            this.byContainer.set(id, record);
+          }
+          return;
+        }
+        case 'StartContainer': {
+          const id = req('containerId') ?? '';
+          const record = this.lookup(this.byContainer.get(id), undefined);
+          if (!record) return;
+          const started = phase('start', record.containers.get(id) ?? id);
+          this.addPhase(record, started);
+          record.started++;
+          record.lastStart = started;
+          // The proxy cannot know how many containers a pod has: the start is over once no phase follows for a while.
+          record.settle = setTimeout(() => this.complete(record), this.settleMs);
+          record.settle.unref();
+          return;
+        }
+        default:
+          return;
+      }
+    } catch {
+      // Observation must never affect the call; a malformed response simply goes untracked.
+    }
+  }
+
+  /** Reports every pod whose containers have started now, without waiting for the quiet period. */
+  flush(): void {
+    for (const record of [...this.pods.values()]) if (record.lastStart) this.complete(record);
+  }
+
+  get stats(): PodStartStats {
+    return { active: this.pods.size, ...this.counts };
+  }
+
+  /** Reports pods already started (their end is known), forgets the rest, stops all timers. */
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    clearInterval(this.purgeTimer);
+    this.pods.clear();
+  }
+
+  private begin(uid: string, name: string | undefined, namespace: string | undefined, runtimeHandler: string | undefined, sandbox: PodStartPhase, sandboxId: string | undefined): void {
+    const previous = this.pods.peek(uid);
+    if (previous) {
+      // A new sandbox for the same pod (the old one died or failed): the old start is over either way.
+      if (previous.lastStart) this.complete(previous);
+      else {
+        this.pods.delete(uid);
+        this.drop(previous, 'replaced');
+      }
+    }
+    const record: PodRecord = {
+      uid, name, namespace, runtimeHandler, sandboxId, start: sandbox.start, phases: [sandbox], phasesDropped: 0,
+      containers: new Map(), started: 0, lastStart: undefined, settle: undefined, done: false,
+    };
+    if (sandbox.code !== 0) {
+      this.emit(record, sandbox.end, 'failed', sandbox.code);
+      return;
+    }
+    this.pods.set(uid, record);
+    if (sandboxId !== undefined) this.bySandbox.set(sandboxId, record);
+  }
+
+  /** The live record for a pod, found by sandbox/container index or uid; refreshes its age. */
+  private lookup(indexed: PodRecord | undefined, uid: string | undefined): PodRecord | undefined {
+    const key = indexed?.uid ?? uid;
+    if (key === undefined) return undefined;
+    const record = this.pods.get(key);
+    return indexed === undefined || record === indexed ? record : undefined;
+  }
+
+  private addPhase(record: PodRecord, phase: PodStartPhase): void {
+    if (record.settle) {
+      clearTimeout(record.settle);
+      record.settle = undefined;
+    }
+    if (record.phases.length < this.maxPhases) record.phases.push(phase);
+    else record.phasesDropped++;
+  }
+
+  private complete(record: PodRecord): void {
+    const last = record.lastStart;
+    if (record.done) return;
+    if (this.pods.peek(record.uid) === record) this.pods.delete(record.uid);
+    else this.forget(record);
+    if (!last) return;
+    this.emit(record, last.end, last.code === 0 ? 'ok' : 'failed', last.code);
+  }
+
+  private emit(record: PodRecord, end: Instant, status: 'ok' | 'failed', code: number): void {
+    record.done = true;
+    const phaseTotals: Record<PodStartPhaseName, number> = { sandbox: 0, pull: 0, create: 0, start: 0 };
+    for (const p of record.phases) phaseTotals[p.phase] += p.durationMs;
+    if (status === 'ok') this.counts.completed++;
+    else this.counts.failed++;
+    const { uid, name, namespace, sandboxId, runtimeHandler, start, phases, phasesDropped, started: containers } = record;
+    const totalMs = elapsedMs(start, end);
+    try {
+      const podStart = { uid, name, namespace, sandboxId, runtimeHandler, start, end, totalMs, status, code };
+      this.options.onComplete({ ...podStart, phases, phasesDropped, phaseTotals, containers });
+    } catch {
+      // A consumer's fault must not break tracking of other pods; consumers guard and report their own errors.
+    }
+  }
+
+  private forget(record: PodRecord): void {
+    if (record.settle) clearTimeout(record.settle);
+    record.settle = undefined;
+    if (record.sandboxId !== undefined && this.bySandbox.get(record.sandboxId) === record) this.bySandbox.delete(record.sandboxId);
+    for (const id of record.containers.keys()) if (this.byContainer.get(id) === record) this.byContainer.delete(id);
+  }
+
+  private drop(record: PodRecord, reason: PodDropReason): void {
+    this.counts.dropped++;
+    try {
+      this.options.onDrop?.(reason, record.uid);
+    } catch {
+      // As for onComplete.
+    }
+  }
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function callerOf(ctx: CallContext): TraceContextRef | undefined {
+  const traceparent = headerValue(ctx.metadata.traceparent);
+  if (traceparent === undefined) return undefined;
+  const tracestate = headerValue(ctx.metadata.tracestate);
+  return tracestate === undefined ? { traceparent } : { traceparent, tracestate };
+}
