@@ -1,10 +1,18 @@
-import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { E2eEnvironment } from './environment';
 import type { ManagedProcess } from './processes';
 
 /** The built command a user runs; the e2e suites always test that, not the sources. */
-export const CRI_PROXY_CLI = resolve(__dirname, '../../../dist/src/cli.js');
+export const CRI_PROXY_CLI = join(projectRoot(__dirname), 'dist', 'src', 'cli.js');
+
+/** The folder holding package.json, from the sources or from their compiled copy under dist/. */
+function projectRoot(start: string): string {
+  for (let dir = start; dirname(dir) !== dir; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+  }
+  throw new Error(`no package.json above ${start}`);
+}
 
 export interface RunningProxy {
   readonly process: ManagedProcess;
