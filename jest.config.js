@@ -1,6 +1,6 @@
 /** Three projects: fast unit tests, integration tests against an in-process fake runtime, and the
  * end-to-end suite against a real containerd (needs root and the Debian packages the suite installs). */
-const tsJest = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] };
+const tsJest = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] };
 const common = { testEnvironment: 'node', transform: tsJest, moduleFileExtensions: ['ts', 'js', 'json'] };
 module.exports = {
   projects: [

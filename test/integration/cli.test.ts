@@ -84,7 +84,13 @@ describe('the cri-proxy command', () => {
 
   async function started(port: number): Promise<void> {
     await waitFor(() => fs.existsSync(path.join(dir, 'proxy.sock')), 10_000);
-    const health = await httpGet(`http://127.0.0.1:${port}/healthz`);
+    // The HTTP listener opens just after the CRI socket.
+    let health = { status: 0, body: '' };
+    const until = Date.now() + 10_000;
+    while (health.status !== 200 && Date.now() < until) {
+      health = await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => ({ status: 0, body: '' }));
+      if (health.status !== 200) await new Promise((r) => setTimeout(r, 50));
+    }
     expect(health.status).toBe(200);
   }
 
