@@ -2,4 +2,5 @@
 import './audit';
 import './image-policy';
 import './metrics';
+import './tracing';
 export {};

@@ -164,15 +164,15 @@ export class Call implements CallContext {
   }
 
   private upstreamHeaders(): http2.OutgoingHttpHeaders | undefined {
-    const headers: http2.OutgoingHttpHeaders = this.metadata;
-    if (this.extraHeaders) Object.assign(headers, this.extraHeaders);
+    // The client's headers stay as received for interceptors; a copy carries what they add.
+    const headers: http2.OutgoingHttpHeaders = this.extraHeaders ? { ...this.metadata, ...this.extraHeaders } : this.metadata;
     // Time spent in interceptors is taken off the deadline the runtime sees.
     if (headers['grpc-timeout'] !== undefined && Number(process.hrtime.bigint() - this.startedAt) > 1e6) {
       const deadline = this.deadline;
       if (deadline !== undefined) {
         const remaining = deadline - Date.now();
         if (remaining <= 0) return undefined;
-        headers['grpc-timeout'] = formatGrpcTimeout(remaining);
+        return { ...headers, 'grpc-timeout': formatGrpcTimeout(remaining) };
       }
     }
     return headers;

@@ -1,0 +1,59 @@
+import { ConfigError, parseConfig } from '../../src/config/load';
+import { tracingConfigSchema } from '../../src/interceptors/tracing';
+
+const BACKEND = 'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\n';
+
+function tracingEntry(config: string): string {
+  return `${BACKEND}interceptors:\n  - name: trace\n    type: tracing\n    config: ${config}\n`;
+}
+
+function issuePaths(yaml: string): string[] {
+  try {
+    parseConfig(yaml, 'test.yaml');
+  } catch (err) {
+    if (err instanceof ConfigError) return err.issues.map((i) => i.path).sort();
+    throw err;
+  }
+  return [];
+}
+
+describe('tracing config', () => {
+  test('an empty config gets every default', () => {
+    expect(tracingConfigSchema.parse({})).toEqual({
+      exporter: { type: 'none', timeoutMs: 10_000 },
+      samplingRatio: 1,
+      serviceName: 'cri-proxy',
+      podStart: { enabled: true, settleMs: 3000, maxPods: 1000, ttlMs: 600_000 },
+    });
+  });
+
+  test('a full config is taken as written', () => {
+    const yaml = tracingEntry(
+      '{ exporter: { type: otlp-grpc, endpoint: "http://collector:4317", headers: { x-api-key: k }, timeoutMs: 2000 }, ' +
+        'samplingRatio: 0.25, serviceName: node-a, podStart: { enabled: false, settleMs: 1000, maxPods: 10, ttlMs: 60000 } }',
+    );
+    const config = parseConfig(yaml, 'test.yaml');
+    expect(config.interceptors[0]?.config).toEqual({
+      exporter: { type: 'otlp-grpc', endpoint: 'http://collector:4317', headers: { 'x-api-key': 'k' }, timeoutMs: 2000 },
+      samplingRatio: 0.25,
+      serviceName: 'node-a',
+      podStart: { enabled: false, settleMs: 1000, maxPods: 10, ttlMs: 60_000 },
+    });
+  });
+
+  test.each([
+    ['ratio above 1', '{ samplingRatio: 1.5 }', ['interceptors[0].config.samplingRatio']],
+    ['negative ratio', '{ samplingRatio: -0.1 }', ['interceptors[0].config.samplingRatio']],
+    ['unknown exporter', '{ exporter: { type: jaeger } }', ['interceptors[0].config.exporter.type']],
+    ['endpoint not http', '{ exporter: { type: otlp-http, endpoint: "ftp://x/v1/traces" } }', ['interceptors[0].config.exporter.endpoint']],
+    ['endpoint not a URL', '{ exporter: { type: otlp-http, endpoint: "collector:4318" } }', ['interceptors[0].config.exporter.endpoint']],
+    ['zero timeout', '{ exporter: { timeoutMs: 0 } }', ['interceptors[0].config.exporter.timeoutMs']],
+    ['unknown key', '{ exporter: { type: none, url: "http://x" } }', ['interceptors[0].config.exporter.url']],
+    ['unknown top-level key', '{ sampler: always }', ['interceptors[0].config.sampler']],
+    ['fractional settleMs', '{ podStart: { settleMs: 1.5 } }', ['interceptors[0].config.podStart.settleMs']],
+    ['zero maxPods', '{ podStart: { maxPods: 0 } }', ['interceptors[0].config.podStart.maxPods']],
+    ['empty service name', '{ serviceName: "" }', ['interceptors[0].config.serviceName']],
+  ])('%s is rejected at its path', (_name, config, paths) => {
+    expect(issuePaths(tracingEntry(config))).toEqual(paths);
+  });
+});
