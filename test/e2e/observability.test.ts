@@ -1,0 +1,134 @@
+/** A real pod start through cri-proxy yields one pod-start trace over OTLP/HTTP and one histogram count. */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { createCriClient, stringField, type CriClient } from './harness/cri-client';
+import { startEnvironment, type E2eEnvironment } from './harness/environment';
+import { freePort, waitUntil } from './harness/processes';
+import { startProxy } from './harness/proxy';
+
+jest.setTimeout(180_000);
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  startTimeUnixNano: string | number;
+  endTimeUnixNano: string | number;
+  attributes?: { key: string; value: Record<string, unknown> }[];
+}
+
+/** A minimal OTLP/HTTP receiver: collects the spans of every JSON export request. */
+async function startReceiver(): Promise<{ url: string; spans: OtlpSpan[]; close: () => Promise<void> }> {
+  const spans: OtlpSpan[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let body = Buffer.concat(chunks);
+      if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
+      const payload = JSON.parse(body.toString()) as { resourceSpans?: { scopeSpans?: { spans?: OtlpSpan[] }[] }[] };
+      for (const rs of payload.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) spans.push(...(ss.spans ?? []));
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}/v1/traces`, spans, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+function attr(span: OtlpSpan, key: string): number | string | undefined {
+  const value = span.attributes?.find((a) => a.key === key)?.value;
+  if (!value) return undefined;
+  const raw = value['intValue'] ?? value['doubleValue'] ?? value['stringValue'];
+  return typeof raw === 'string' && /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : (raw as number | string | undefined);
+}
+
+const ms = (nanos: string | number): number => Number(BigInt(nanos) / 1000n) / 1000;
+
+let env: E2eEnvironment;
+let receiver: Awaited<ReturnType<typeof startReceiver>>;
+let via: CriClient;
+let metricsUrl: string;
+
+beforeAll(async () => {
+  env = await startEnvironment();
+  receiver = await startReceiver();
+  const port = await freePort();
+  metricsUrl = `http://127.0.0.1:${port}/metrics`;
+  const proxy = await startProxy(
+    env,
+    'cri-proxy',
+    [
+      'http:',
+      `  listen: 127.0.0.1:${port}`,
+      'interceptors:',
+      '  - name: tracing',
+      '    type: tracing',
+      '    onError: failOpen',
+      '    config:',
+      `      exporter: { type: otlp-http, endpoint: "${receiver.url}" }`,
+      '      podStart: { settleMs: 1000 }',
+      '  - name: metrics',
+      '    type: metrics',
+      '    onError: failOpen',
+      '    config:',
+      '      podStart: { settleMs: 1000 }',
+    ].join('\n'),
+  );
+  via = createCriClient(proxy.socketPath);
+});
+
+afterAll(async () => {
+  via?.close();
+  await env?.stop();
+  await receiver?.close();
+});
+
+test('starting a real pod yields a pod-start trace whose phases add up, and the histogram counts it once', async () => {
+  const config = { metadata: { name: 'traced', namespace: 'e2e', uid: 'traced-uid', attempt: 0 }, log_directory: join(env.podLogDir, 'traced'), linux: {} };
+  const podId = stringField(await via.call('RunPodSandbox', { config }), 'pod_sandbox_id');
+  await via.call('PullImage', { image: { image: env.busyboxImage }, sandbox_config: config });
+  for (const name of ['first', 'second']) {
+    const created = await via.call('CreateContainer', {
+      pod_sandbox_id: podId,
+      sandbox_config: config,
+      config: { metadata: { name }, image: { image: env.busyboxImage }, command: ['sleep', '60'] },
+    });
+    await via.call('StartContainer', { container_id: stringField(created, 'container_id') });
+  }
+
+  await waitUntil('the pod-start trace to be exported', () => Promise.resolve(receiver.spans.some((s) => s.name === 'pod start')), {
+    timeoutMs: 30_000,
+  });
+  const pods = receiver.spans.filter((s) => s.name === 'pod start');
+  expect(pods).toHaveLength(1);
+  const pod = pods[0] as OtlpSpan;
+  expect(attr(pod, 'cri.pod.uid')).toBe('traced-uid');
+  const phases = receiver.spans.filter((s) => s.parentSpanId === pod.spanId && s.traceId === pod.traceId);
+  expect(phases.map((p) => attr(p, 'cri.pod_start.phase')).sort()).toEqual(['create', 'create', 'pull', 'sandbox', 'start', 'start']);
+
+  const podStart = ms(pod.startTimeUnixNano);
+  const podEnd = ms(pod.endTimeUnixNano);
+  for (const phase of phases) {
+    expect(ms(phase.startTimeUnixNano)).toBeGreaterThanOrEqual(podStart - 0.001);
+    expect(ms(phase.endTimeUnixNano)).toBeLessThanOrEqual(podEnd + 0.001);
+    expect(attr(phase, 'cri.pod_start.phase_ms')).toBeCloseTo(ms(phase.endTimeUnixNano) - ms(phase.startTimeUnixNano), 0);
+  }
+  // The phases run one after another inside the pod's start: their sum fits in the total.
+  const total = attr(pod, 'cri.pod_start.total_ms') as number;
+  expect(total).toBeCloseTo(podEnd - podStart, 0);
+  const phaseSum = ['sandbox', 'pull', 'create', 'start'].reduce((sum, p) => sum + (attr(pod, `cri.pod_start.${p}_ms`) as number), 0);
+  expect(phaseSum).toBeLessThanOrEqual(total + 1);
+  expect(phaseSum).toBeGreaterThan(total * 0.5);
+
+  const metrics = await (await fetch(metricsUrl)).text();
+  expect(metrics).toMatch(/^cri_proxy_pod_start_duration_seconds_count\{[^}]*\} 1$/m);
+  // Per pod, one observation per phase kind: the time of both creates, summed.
+  expect(metrics).toMatch(/^cri_proxy_pod_start_phase_duration_seconds_count\{[^}]*phase="create"[^}]*\} 1$/m);
+
+  await via.call('StopPodSandbox', { pod_sandbox_id: podId });
+  await via.call('RemovePodSandbox', { pod_sandbox_id: podId });
+});
