@@ -101,7 +101,8 @@ export interface PathIssue {
 }
 export type ValidationResult = { ok: true; config: ProxyConfig } | { ok: false; issues: PathIssue[] };
 
-const errorMap: z.core.$ZodErrorMap = (iss) => {
+/** Messages for missing and unknown keys, shared by every config schema (the proxy's and policy files'). */
+export const errorMap: z.core.$ZodErrorMap = (iss) => {
   if (iss.code === 'invalid_type' && iss.input === undefined) return 'required';
   if (iss.code === 'unrecognized_keys') {
     const known = iss.inst instanceof z.core.$ZodObject ? Object.keys(iss.inst._zod.def.shape) : [];

@@ -2,8 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import { z } from 'zod';
-import { formatPath } from '../config/schema';
+import { errorMap, formatPath } from '../config/schema';
 import { errorMessage } from '../errors';
 import { compilePolicy, type CompiledPolicy, type ImageRule, type PolicyAction, type PolicyMode, type RuleSet } from './image-rules';
 import { policyFileSchema, type PolicyFileContent } from './policy-schema';
@@ -23,14 +22,6 @@ export type PolicyLoad =
   | { readonly ok: true; readonly policy: CompiledPolicy; readonly ruleSet: RuleSet }
   | { readonly ok: false; readonly problems: readonly string[] };
 
-const errorMap: z.core.$ZodErrorMap = (iss) => {
-  if (iss.code === 'invalid_type' && iss.input === undefined) return 'required';
-  if (iss.code === 'unrecognized_keys') {
-    const known = iss.inst instanceof z.core.$ZodObject ? Object.keys(iss.inst._zod.def.shape) : [];
-    return known.length > 0 ? `unknown key; expected one of: ${known.join(', ')}` : 'unknown key';
-  }
-  return undefined;
-};
 
 /** Settings from the interceptor config fill in what the file leaves out; a clash is an error, not a guess. */
 function merge(config: PolicyConfig, file: PolicyFileContent): PolicyLoad {

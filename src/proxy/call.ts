@@ -4,7 +4,7 @@ import type { Logger } from '../log';
 import { decodeMessage, fieldAt } from './codec';
 import { FrameScanner, MessageTooLargeError, unframeSingle } from './grpc-frames';
 import { formatGrpcTimeout, parseGrpcTimeout } from './grpc-status';
-import { forwardToUpstream, type ExchangeResult } from './exchange';
+import { forwardToUpstream, tooLarge, type ExchangeResult } from './exchange';
 import type { Router } from './router';
 import type {
   CallContext,
@@ -220,11 +220,6 @@ export class Call implements CallContext {
 
 export function toProxyError(err: unknown, direction: 'request' | 'response' = 'request'): ProxyError {
   if (err instanceof ProxyError) return err;
-  if (err instanceof MessageTooLargeError) {
-    return new ProxyError(
-      'MESSAGE_TOO_LARGE',
-      `cri-proxy: ${direction} message of ${err.size} bytes exceeds the limit of ${err.limit} bytes (maxMessageBytes)`,
-    );
-  }
+  if (err instanceof MessageTooLargeError) return tooLarge(err, direction);
   return new ProxyError('INTERCEPTOR_FAILED', `cri-proxy: ${errorMessage(err)}`, { cause: err });
 }

@@ -189,7 +189,7 @@ export function forwardToUpstream(options: ExchangeOptions): ExchangeResult {
   };
 }
 
-function tooLarge(err: unknown, direction: 'request' | 'response'): ProxyError {
+export function tooLarge(err: unknown, direction: 'request' | 'response'): ProxyError {
   if (err instanceof MessageTooLargeError) {
     return new ProxyError(
       'MESSAGE_TOO_LARGE',
