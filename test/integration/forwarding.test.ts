@@ -117,11 +117,22 @@ describe('forwarding through the proxy', () => {
     await waitFor(() => proxy.runtime.lastCall('GetContainerEvents')?.cancelled === true);
   });
 
-  test('a method the proxy does not know passes through to the runtime', async () => {
-    const result = await client.unary('/runtime.v1alpha2.RuntimeService/Version', Buffer.from([1, 2, 3]));
-    // The fake implements only v1: UNIMPLEMENTED is the runtime's own answer, relayed.
-    expect(result.status.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(result.status.details).toContain('runtime.v1alpha2.RuntimeService/Version');
+  test('a method the proxy does not know reaches the runtime byte for byte, and its answer comes back', async () => {
+    const future = '/runtime.v1alpha2.RuntimeService/Version';
+    await proxy.close();
+    proxy = await startTestProxy({ extraMethods: [future] });
+    client = proxy.client();
+    proxy.runtime.on(future, { respond: Buffer.from([0x0a, 0x01, 0x7a]), trailers: { 'x-old': 'api' } });
+    const request = Buffer.concat([Buffer.from([1, 2, 3]), UNKNOWN_FIELD]);
+    const result = await client.unary(future, request);
+    expect(result.status.code).toBe(grpc.status.OK);
+    expect(result.response?.toString('hex')).toBe('0a017a');
+    expect(result.status.metadata.get('x-old')).toEqual(['api']);
+    expect(proxy.runtime.lastCall(future)?.requestBytes.toString('hex')).toBe(request.toString('hex'));
+    // An unknown service altogether gets the runtime's own UNIMPLEMENTED.
+    const unknown = await client.unary('/vendor.Thing/Do', Buffer.alloc(0));
+    expect(unknown.status.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(unknown.status.details).toContain('/vendor.Thing/Do');
   });
 
   test('a request larger than the limit is refused with RESOURCE_EXHAUSTED', async () => {

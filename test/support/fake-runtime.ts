@@ -4,7 +4,7 @@ import { setTimeout } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { errorMessage } from '../../src/errors';
 import { encodeMessage } from '../../src/proxy/codec';
-import { methodTable } from '../../src/proxy/method-table';
+import { lookupMethod, methodTable } from '../../src/proxy/method-table';
 import type { MethodInfo } from '../../src/proxy/types';
 
 /** Metadata as received: text keys give a string (or several), `-bin` keys give Buffers. */
@@ -59,7 +59,11 @@ export class FakeRuntime {
   private readonly behaviours = new Map<string, Behaviour>();
   private server: grpc.Server | undefined;
 
-  constructor(readonly socketPath: string) {}
+  /** `extraMethods`: paths outside CRI v1 (a future version, say) served as unary methods too. */
+  constructor(
+    readonly socketPath: string,
+    private readonly extraMethods: readonly string[] = [],
+  ) {}
 
   /** The gRPC target for clients, e.g. `unix:/tmp/x/fake.sock`. */
   get target(): string {
@@ -93,6 +97,7 @@ export class FakeRuntime {
     rmSync(this.socketPath, { force: true });
     const server = new grpc.Server({ 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 });
     for (const method of methodTable) this.register(server, method);
+    for (const path of this.extraMethods) this.register(server, lookupMethod(path));
     await new Promise<void>((resolve, reject) => {
       server.bindAsync(this.target, grpc.ServerCredentials.createInsecure(), (err) => {
         if (err) reject(err);
@@ -127,7 +132,7 @@ export class FakeRuntime {
 
   private async prepare(method: MethodInfo, call: UnaryCall | StreamCall): Promise<[RecordedCall, Behaviour]> {
     const record = this.record(method, call);
-    const behaviour = this.behaviours.get(method.name) ?? {};
+    const behaviour = this.behaviours.get(keyOf(method)) ?? {};
     if (behaviour.initialMetadata) call.sendMetadata(toMetadata(behaviour.initialMetadata));
     if (behaviour.delayMs !== undefined) await delay(behaviour.delayMs, call);
     return [record, behaviour];
@@ -161,7 +166,7 @@ export class FakeRuntime {
     const deadline = deadlineMs(call.getDeadline());
     const record: RecordedCall = {
       path: method.path,
-      name: method.name,
+      name: keyOf(method),
       requestBytes: call.request,
       metadata: fromMetadata(call.metadata),
       ...(deadline === undefined ? {} : { deadline }),
@@ -178,7 +183,13 @@ export class FakeRuntime {
 const byName = new Map(methodTable.map((m) => [m.name, m]));
 const byPath = new Map(methodTable.map((m) => [m.path, m]));
 
+/** Calls and behaviours are keyed by method name, or by path for methods outside CRI v1. */
+function keyOf(method: MethodInfo): string {
+  return method.known ? method.name : method.path;
+}
+
 function nameOf(method: string): string {
+  if (method.startsWith('/') && !lookupMethod(method).known) return method;
   const found = byPath.get(method) ?? byName.get(method);
   if (!found) throw new Error(`not a CRI method: ${method}`);
   return found.name;

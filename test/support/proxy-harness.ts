@@ -27,6 +27,8 @@ export interface TestProxyOptions {
   readonly log?: Logger;
   /** Do not start the fake runtime (to test an unreachable upstream). */
   readonly runtimeDown?: boolean;
+  /** Paths outside CRI v1 the fake runtime serves too. */
+  readonly extraMethods?: readonly string[];
 }
 
 export function makeTempDir(prefix = 'cri-proxy-test-'): string {
@@ -36,7 +38,7 @@ export function makeTempDir(prefix = 'cri-proxy-test-'): string {
 /** A fake runtime and a proxy in front of it, both on sockets in a fresh temp dir. */
 export async function startTestProxy(options: TestProxyOptions = {}): Promise<TestProxy> {
   const dir = makeTempDir();
-  const runtime = new FakeRuntime(path.join(dir, 'runtime.sock'));
+  const runtime = new FakeRuntime(path.join(dir, 'runtime.sock'), options.extraMethods);
   if (!options.runtimeDown) await runtime.start();
   const log = options.log ?? silentLogger;
   const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
