@@ -193,12 +193,15 @@ export class Call implements CallContext {
         }
         chunks.push(chunk);
       };
+      let ended = false;
       stream.on('data', onData);
       stream.once('end', () => {
+        ended = true;
         resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
       });
+      // Every stream closes; only one closed before its request ended was cancelled (an Error is costly).
       stream.once('close', () => {
-        reject(new ProxyError('CANCELLED', 'the client cancelled the call'));
+        if (!ended) reject(new ProxyError('CANCELLED', 'the client cancelled the call'));
       });
     }));
   }
