@@ -11,6 +11,7 @@ import type { OnError } from '../../src/proxy/chain';
 import { encodeMessage } from '../../src/proxy/codec';
 import type { Interceptor } from '../../src/proxy/types';
 import { makeTempDir, startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
+import { gatedIo } from '../support/gated-io';
 import { waitFor } from '../support/wait';
 
 const RT = '/runtime.v1.RuntimeService';
@@ -70,23 +71,6 @@ async function counted(registry: Registry, name: string): Promise<number> {
   return metric?.values.find((v) => v.labels.interceptor === 'audit')?.value ?? 0;
 }
 
-/** Writes wait until opened; counts how many were attempted. */
-function gatedIo(): { io: Partial<AuditIo>; open: () => void; writes: () => number } {
-  let release: () => void = () => undefined;
-  const gate = new Promise<void>((resolve) => (release = resolve));
-  let writes = 0;
-  return {
-    io: {
-      write: async (fd, data) => {
-        writes += 1;
-        await gate;
-        await nodeIo.write(fd, data);
-      },
-    },
-    open: () => release(),
-    writes: () => writes,
-  };
-}
 
 const settled = <T>(p: Promise<T>): { done: () => boolean } => {
   let done = false;

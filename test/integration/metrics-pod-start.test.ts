@@ -5,26 +5,13 @@ import { silentLogger } from '../../src/log';
 import type { ChainEntry } from '../../src/proxy/chain';
 import { encodeMessage } from '../../src/proxy/codec';
 import type { Interceptor } from '../../src/proxy/types';
+import { sample } from '../support/metric-samples';
 import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
 
 const RUNTIME = '/runtime.v1.RuntimeService';
 const IMAGE = '/runtime.v1.ImageService';
 
-type Labels = Readonly<Record<string, string>>;
 
-/** Histogram samples carry their full name (`x_bucket`, `x_sum`, `x_count`); the base type does not declare it. */
-function metricNameOf(v: object): string | undefined {
-  return 'metricName' in v && typeof v.metricName === 'string' ? v.metricName : undefined;
-}
-
-async function sample(registry: Registry, name: string, labels: Labels = {}, suffix = ''): Promise<number | undefined> {
-  const values = (await registry.getSingleMetric(name)?.get())?.values ?? [];
-  const matches = values.filter(
-    (v) => (metricNameOf(v) ?? name) === name + suffix && Object.entries(labels).every(([k, want]) => v.labels[k] === want),
-  );
-  if (matches.length > 1) throw new Error(`${name}${suffix}: ${matches.length} samples match`);
-  return matches[0]?.value;
-}
 
 /** Polls an async condition (metrics are read asynchronously); fails after `timeoutMs`. */
 async function eventually(check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {

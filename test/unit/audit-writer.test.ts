@@ -4,6 +4,7 @@ import { acquireAuditWriter } from '../../src/audit/shared-writer';
 import { verifyAuditFiles } from '../../src/audit/verify';
 import { AuditWriter, nodeIo, type AuditIo, type AuditWriterSettings } from '../../src/audit/writer';
 import { makeTempDir } from '../support/proxy-harness';
+import { gatedIo } from '../support/gated-io';
 import { waitFor } from '../support/wait';
 
 const base: AuditWriterSettings = { fsync: 'record', fsyncIntervalMs: 1000, queueSize: 100, whenFull: 'block', maxBytes: 1 << 30, keep: 3 };
@@ -26,23 +27,6 @@ async function writeN(writer: AuditWriter, n: number, tag = 'r'): Promise<void> 
   for (let i = 0; i < n; i++) await writer.append({ method: 'StartContainer', tag: `${tag}${i}`, pad: 'x'.repeat(100) });
 }
 
-/** An io whose writes wait until `open()` is called. */
-function gatedIo(): { io: Partial<AuditIo>; open: () => void; writes: () => number } {
-  let release: () => void = () => undefined;
-  const gate = new Promise<void>((resolve) => (release = resolve));
-  let writes = 0;
-  return {
-    io: {
-      write: async (fd, data) => {
-        writes += 1;
-        await gate;
-        await nodeIo.write(fd, data);
-      },
-    },
-    open: () => release(),
-    writes: () => writes,
-  };
-}
 
 test('records are numbered from 1 and chained; the directory is created', async () => {
   const writer = new AuditWriter(file, base);
