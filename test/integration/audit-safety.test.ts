@@ -4,13 +4,12 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { verifyAuditFiles } from '../../src/audit/verify';
 import { nodeIo, type AuditIo } from '../../src/audit/writer';
-import type { InterceptorDeps } from '../../src/config/interceptor-types';
 import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
 import { createLogger, silentLogger, type Logger } from '../../src/log';
 import type { OnError } from '../../src/proxy/chain';
 import { encodeMessage } from '../../src/proxy/codec';
 import type { Interceptor } from '../../src/proxy/types';
-import { makeTempDir, startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
+import { makeTempDir, startTestProxy, type RawClient, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
 import { gatedIo } from '../support/gated-io';
 import { waitFor } from '../support/wait';
 
@@ -38,19 +37,10 @@ async function start(config: Record<string, unknown>, log: Logger = silentLogger
   const dir = makeTempDir('cri-proxy-audit-');
   const path = join(dir, 'audit.log');
   const registry = new Registry();
-  const holder: { proxy?: TestProxy } = {};
-  const deps: InterceptorDeps = {
-    name: 'audit',
-    log,
-    registry,
-    get router() {
-      if (holder.proxy === undefined) throw new Error('proxy not started');
-      return holder.proxy.serverOptions.router;
-    },
-  };
+  const { deps, bind } = depsForTestProxy('audit', registry, log);
   const audit: Interceptor = createAuditInterceptor(auditConfigSchema.parse({ path, ...config }), deps, io ? { io } : {});
   const proxy = await startTestProxy({ entries: [{ interceptor: audit, onError, methods: undefined }], log });
-  holder.proxy = proxy;
+  bind(proxy);
   return {
     proxy,
     client: proxy.client(),

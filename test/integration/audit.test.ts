@@ -5,7 +5,6 @@ import { Registry } from 'prom-client';
 import { GENESIS_HASH } from '../../src/audit/line-format';
 import { verifyAuditFiles } from '../../src/audit/verify';
 import type { AuditIo } from '../../src/audit/writer';
-import type { InterceptorDeps } from '../../src/config/interceptor-types';
 import { ProxyError } from '../../src/errors';
 import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
 import { silentLogger, type Logger } from '../../src/log';
@@ -13,7 +12,7 @@ import { policyDecisionKey, type PolicyDecisionRecord } from '../../src/policies
 import type { OnError } from '../../src/proxy/chain';
 import { encodeMessage } from '../../src/proxy/codec';
 import type { Interceptor } from '../../src/proxy/types';
-import { makeTempDir, startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
+import { makeTempDir, startTestProxy, type RawClient, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
 import { waitFor } from '../support/wait';
 
 const RT = '/runtime.v1.RuntimeService';
@@ -66,16 +65,7 @@ async function start(options: StartOptions = {}): Promise<Harness> {
   const path = join(dir, 'audit.log');
   const registry = new Registry();
   const log = options.log ?? silentLogger;
-  const holder: { proxy?: TestProxy } = {};
-  const deps: InterceptorDeps = {
-    name: 'audit',
-    log,
-    registry,
-    get router() {
-      if (holder.proxy === undefined) throw new Error('proxy not started');
-      return holder.proxy.serverOptions.router;
-    },
-  };
+  const { deps, bind } = depsForTestProxy('audit', registry, log);
   const config = auditConfigSchema.parse({ path, ...options.config });
   const audit = createAuditInterceptor(config, deps, options.io ? { io: options.io } : {});
   const entries = [audit, ...(options.after ?? [])].map((interceptor) => ({
@@ -84,7 +74,7 @@ async function start(options: StartOptions = {}): Promise<Harness> {
     methods: undefined,
   }));
   const proxy = await startTestProxy({ entries, log, ...(options.runtimeDown ? { runtimeDown: true } : {}) });
-  holder.proxy = proxy;
+  bind(proxy);
   return {
     proxy,
     client: proxy.client(),

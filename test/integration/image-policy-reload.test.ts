@@ -4,13 +4,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
-import type { InterceptorDeps } from '../../src/config/interceptor-types';
 import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
 import { createImagePolicyInterceptor, imagePolicySchema, type ImagePolicyInterceptor } from '../../src/interceptors/image-policy';
 import { silentLogger } from '../../src/log';
 import { encodeMessage } from '../../src/proxy/codec';
 import { FakeRuntime } from '../support/fake-runtime';
-import { RawClient, makeTempDir, startTestProxy, type TestProxy } from '../support/proxy-harness';
+import { RawClient, makeTempDir, startTestProxy, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
 import { waitFor } from '../support/wait';
 
 const PULL = '/runtime.v1.ImageService/PullImage';
@@ -49,23 +48,14 @@ describe('image-policy rules file reload', () => {
 
   beforeEach(async () => {
     registry = new Registry();
-    const holder: { proxy?: TestProxy } = {};
-    const deps: InterceptorDeps = {
-      name: 'images',
-      log: silentLogger,
-      registry,
-      get router() {
-        if (holder.proxy === undefined) throw new Error('proxy not started');
-        return holder.proxy.serverOptions.router;
-      },
-    };
+    const { deps, bind } = depsForTestProxy('images', registry);
     // A directory of its own, so that only the policy file changes in it.
     dir = makeTempDir('cri-proxy-policy-');
     file = path.join(dir, 'policy.yaml');
     writeFileSync(file, ALLOW_OFFICIAL);
     interceptor = createImagePolicyInterceptor(imagePolicySchema.parse({ rulesFile: file }), deps);
     proxy = await startTestProxy({ entries: [{ interceptor, onError: 'failClosed', methods: undefined }] });
-    holder.proxy = proxy;
+    bind(proxy);
     client = proxy.client();
   });
 

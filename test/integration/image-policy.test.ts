@@ -1,12 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import type { InterceptorDeps } from '../../src/config/interceptor-types';
 import { createImagePolicyInterceptor, imagePolicySchema } from '../../src/interceptors/image-policy';
-import { silentLogger } from '../../src/log';
 import { policyDecisionKey } from '../../src/policies/decision-key';
 import { encodeMessage } from '../../src/proxy/codec';
 import type { Interceptor } from '../../src/proxy/types';
-import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
+import { startTestProxy, type RawClient, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
 
 const PULL = '/runtime.v1.ImageService/PullImage';
 const CREATE = '/runtime.v1.RuntimeService/CreateContainer';
@@ -50,17 +48,7 @@ describe('image-policy interceptor', () => {
 
   async function start(config: Record<string, unknown>): Promise<void> {
     registry = new Registry();
-    const holder: { proxy?: TestProxy } = {};
-    const deps: InterceptorDeps = {
-      name: 'images',
-      log: silentLogger,
-      registry,
-      // The harness builds the router; the interceptor needs it only once calls arrive.
-      get router() {
-        if (holder.proxy === undefined) throw new Error('proxy not started');
-        return holder.proxy.serverOptions.router;
-      },
-    };
+    const { deps, bind } = depsForTestProxy('images', registry);
     const interceptor = createImagePolicyInterceptor(imagePolicySchema.parse(config), deps);
     // Stands where an audit interceptor would: before the policy, reading its decision afterwards.
     decisions = [];
@@ -80,7 +68,7 @@ describe('image-policy interceptor', () => {
         { interceptor, onError: 'failClosed', methods: undefined },
       ],
     });
-    holder.proxy = proxy;
+    bind(proxy);
     client = proxy.client();
   }
 

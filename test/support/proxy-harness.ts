@@ -2,6 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import type { Registry } from 'prom-client';
+import type { InterceptorDeps } from '../../src/config/interceptor-types';
 import { silentLogger, type Logger } from '../../src/log';
 import type { Call } from '../../src/proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from '../../src/proxy/chain';
@@ -118,4 +120,26 @@ export class RawClient {
   close(): void {
     this.client.close();
   }
+}
+
+/**
+ * Dependencies for an interceptor built before its test proxy exists: the router is read from the proxy
+ * once `bind` has been called (the interceptor needs it only when calls arrive).
+ */
+export function depsForTestProxy(
+  name: string,
+  registry: Registry,
+  log: Logger = silentLogger,
+): { deps: InterceptorDeps; bind: (proxy: TestProxy) => void } {
+  const holder: { proxy?: TestProxy } = {};
+  const deps: InterceptorDeps = {
+    name,
+    log,
+    registry,
+    get router() {
+      if (holder.proxy === undefined) throw new Error('proxy not started');
+      return holder.proxy.serverOptions.router;
+    },
+  };
+  return { deps, bind: (proxy) => (holder.proxy = proxy) };
 }
