@@ -7,6 +7,7 @@ import { createLogger, type Logger } from './log';
 import { AdminServer, type Readiness } from './proxy/admin-server';
 import type { Call } from './proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from './proxy/chain';
+import { dataPlaneMetrics } from './proxy/data-plane-metrics';
 import { callRuntime } from './proxy/runtime-client';
 import { Router } from './proxy/router';
 import { ProxyServer } from './proxy/server';
@@ -70,6 +71,7 @@ export class App {
       log,
       router: generation.router,
       chain: generation.chain,
+      registry,
     });
     let admin: AdminServer | undefined;
     const app: { current?: App } = {};
@@ -157,6 +159,7 @@ function notReady(): Promise<Readiness> {
 }
 
 function buildGeneration(config: ProxyConfig, log: Logger, registry: Registry, onFault: FaultListener): Generation {
+  const metrics = dataPlaneMetrics(registry);
   const upstreams = config.backends.map(
     (backend) =>
       new Upstream({
@@ -165,6 +168,7 @@ function buildGeneration(config: ProxyConfig, log: Logger, registry: Registry, o
         connectTimeoutMs: backend.connectTimeoutMs,
         maxMessageBytes: config.maxMessageBytes,
         log,
+        onProtocolError: (error) => metrics.protocolError('runtime', error),
       }),
   );
   const router = new Router(upstreams, defaultBackend(config).name);

@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import {
   ROOT_CONTEXT,
   SpanKind,
@@ -21,6 +20,7 @@ import type { TracingConfig } from '../interceptors/tracing';
 import type { Logger } from '../log';
 import { fieldAt } from '../proxy/codec';
 import { methodTable } from '../proxy/method-table';
+import type { Metadata, OutgoingMetadata } from '../proxy/metadata';
 import type { CallContext, CriField, MethodInfo, Next } from '../proxy/types';
 import {
   ATTR_CRI_BACKEND,
@@ -63,14 +63,12 @@ interface MethodPlan {
   readonly podStart: boolean;
 }
 
-const headerGetter: TextMapGetter<IncomingHttpHeaders> = {
-  keys: (carrier) => Object.keys(carrier),
-  get: (carrier, key) => carrier[key],
+const headerGetter: TextMapGetter<Metadata> = {
+  keys: (carrier) => carrier.keys(),
+  get: (carrier, key) => carrier.get(key),
 };
-const headerSetter: TextMapSetter<OutgoingHttpHeaders> = {
-  set: (carrier, key, value) => {
-    carrier[key] = value;
-  },
+const headerSetter: TextMapSetter<OutgoingMetadata> = {
+  set: (carrier, key, value) => carrier.set(key, value),
 };
 const refGetter: TextMapGetter<TraceContextRef> = {
   keys: () => ['traceparent', 'tracestate'],
@@ -138,7 +136,7 @@ export class CallTracer {
 
   private startCallSpan(ctx: CallContext, plan: MethodPlan): Span {
     // Kubelet sends its span as W3C trace context in the gRPC metadata; without it the span starts a new trace.
-    const parent = ctx.metadata.traceparent === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, ctx.metadata, headerGetter);
+    const parent = ctx.metadata.get('traceparent') === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, ctx.metadata, headerGetter);
     const span = this.tracer.startSpan(
       plan.spanName,
       { kind: SpanKind.SERVER, startTime: instantAt(ctx.startedAt).epochMs, attributes: plan.attributes },

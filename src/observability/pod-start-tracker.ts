@@ -265,13 +265,9 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === '' ? undefined : value;
 }
 
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
 function callerOf(ctx: CallContext): TraceContextRef | undefined {
-  const traceparent = headerValue(ctx.metadata.traceparent);
+  const traceparent = ctx.metadata.get('traceparent');
   if (traceparent === undefined) return undefined;
-  const tracestate = headerValue(ctx.metadata.tracestate);
+  const tracestate = ctx.metadata.get('tracestate');
   return tracestate === undefined ? { traceparent } : { traceparent, tracestate };
 }

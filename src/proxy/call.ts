@@ -1,20 +1,14 @@
-import * as http2 from 'node:http2';
 import { GrpcStatus, ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
-import { decodeMessage, fieldAt } from './codec';
-import { FrameScanner, MessageTooLargeError, unframeSingle } from './grpc-frames';
-import { formatGrpcTimeout, parseGrpcTimeout } from './grpc-status';
-import { forwardToUpstream, tooLarge, type ExchangeResult } from './exchange';
+import { decodeMessage } from './codec';
+import { MessageTooLargeError, unframeSingle } from './grpc-frames';
+import { parseGrpcTimeout } from './grpc-status';
+import { Metadata, OutgoingMetadata } from './metadata';
+import { tooLarge } from './relay-messages';
+import { upstreamFields } from './request-headers';
 import type { Router } from './router';
-import type {
-  CallContext,
-  CallOutcome,
-  CriField,
-  DecodedMessage,
-  MethodInfo,
-  StreamMessage,
-} from './types';
-import { respondWithStatus, finishWithUpstreamStatus } from './respond';
+import type { CallTransport } from './transport';
+import type { CallContext, CallOutcome, DecodedMessage, MethodInfo, ResponseStream, StreamMessage } from './types';
 
 export interface CallEnvironment {
   readonly maxMessageBytes: number;
@@ -22,11 +16,14 @@ export interface CallEnvironment {
   readonly router: Router;
 }
 
-const noop = (): void => undefined;
+/** A status the proxy produces itself, carrying the stable error code. */
+export function outcomeOfError(error: ProxyError): CallOutcome {
+  return { code: error.grpcStatus, message: error.message, fromProxy: true, errorCode: error.code };
+}
 
 /**
- * One CRI call in flight: the context interceptors see, and the state needed to finish the client's stream
- * once the chain has run. Nothing is decoded or buffered unless an interceptor asks for it.
+ * One CRI call in flight: the context interceptors see, built on a transport port that knows nothing of the
+ * chain. Nothing is decoded or read ahead unless an interceptor asks for it.
  */
 export class Call implements CallContext {
   readonly startedAt = process.hrtime.bigint();
@@ -35,78 +32,81 @@ export class Call implements CallContext {
   upstreamNanos = 0n;
   outcome: CallOutcome | undefined = undefined;
   private stateMap: Map<unknown, unknown> | undefined;
-  private extraHeaders: http2.OutgoingHttpHeaders | undefined;
+  private extra: OutgoingMetadata | undefined;
   private abortController: AbortController | undefined;
-  private requestBody: Promise<Buffer> | undefined;
+  private metadataView: Metadata | undefined;
+  private message: Promise<Buffer> | undefined;
   private decodedRequest: Promise<DecodedMessage | undefined> | undefined;
-  private result: ExchangeResult | undefined;
+  /** The chain tried to read the request and it does not decode. */
+  private unreadable: ProxyError | undefined;
   private observers: ((message: StreamMessage) => void)[] | undefined;
   private finished = false;
-  clientGone = false;
 
   constructor(
-    readonly stream: http2.ServerHttp2Stream,
-    readonly metadata: http2.IncomingHttpHeaders,
+    private readonly transport: CallTransport,
     readonly method: MethodInfo,
     private readonly env: CallEnvironment,
   ) {
-    stream.on('error', noop);
-    stream.once('close', () => {
-      if (this.finished && this.outcome) return;
-      this.clientGone = true;
-      this.abortController?.abort(new ProxyError('CANCELLED', 'the client cancelled the call'));
-      this.result?.cancel();
-    });
+    transport.onCancel(() => this.abortController?.abort(new ProxyError('CANCELLED', 'the client cancelled the call')));
   }
 
   get log(): Logger {
     return this.env.log;
   }
 
+  get metadata(): Metadata {
+    return (this.metadataView ??= new Metadata(this.transport.fields));
+  }
+
   get state(): Map<unknown, unknown> {
     return (this.stateMap ??= new Map());
   }
 
-  get upstreamMetadata(): http2.OutgoingHttpHeaders {
-    return (this.extraHeaders ??= {});
+  get upstreamMetadata(): OutgoingMetadata {
+    return (this.extra ??= new OutgoingMetadata());
   }
 
   get signal(): AbortSignal {
     if (!this.abortController) {
       this.abortController = new AbortController();
-      if (this.clientGone) this.abortController.abort(new ProxyError('CANCELLED', 'the client cancelled the call'));
+      if (this.transport.cancelled) this.abortController.abort(new ProxyError('CANCELLED', 'the client cancelled the call'));
     }
     return this.abortController.signal;
   }
 
   get deadline(): number | undefined {
-    const timeout = parseGrpcTimeout(this.metadata['grpc-timeout']);
+    const timeout = parseGrpcTimeout(this.metadata.get('grpc-timeout'));
     return timeout === undefined ? undefined : this.arrivedAt + timeout;
+  }
+
+  requestBytes(): Promise<Buffer | undefined> {
+    if (this.method.requestType === undefined) return Promise.resolve(undefined);
+    return (this.message ??= this.transport.readRequest().then((body) => {
+      const message = unframeSingle(body);
+      if (message === undefined) {
+        throw (this.unreadable = new ProxyError('MALFORMED_REQUEST', `${this.method.name}: the request is not one uncompressed gRPC message`));
+      }
+      return message;
+    }));
   }
 
   request(): Promise<DecodedMessage | undefined> {
     const type = this.method.requestType;
     if (type === undefined) return Promise.resolve(undefined);
-    return (this.decodedRequest ??= this.collectRequest().then((body) => {
-      const message = unframeSingle(body);
-      if (message === undefined) {
-        throw new ProxyError('MALFORMED_REQUEST', `${this.method.name}: the request is not one uncompressed gRPC message`);
+    return (this.decodedRequest ??= this.requestBytes().then((message) => {
+      try {
+        return decodeMessage(type, message ?? Buffer.alloc(0));
+      } catch (err) {
+        throw (this.unreadable = toProxyError(err));
       }
-      return decodeMessage(type, message);
     }));
-  }
-
-  async requestField(field: CriField): Promise<string | undefined> {
-    const path = this.method.requestFields[field];
-    if (path === undefined) return undefined;
-    return fieldAt(await this.request(), path);
   }
 
   response(): DecodedMessage | undefined {
     const type = this.method.responseType;
-    const body = this.result?.unaryResponse();
-    if (type === undefined || body === undefined || this.outcome?.code !== GrpcStatus.OK) return undefined;
-    const message = unframeSingle(body);
+    if (type === undefined || this.outcome?.code !== GrpcStatus.OK || this.outcome.fromProxy) return undefined;
+    const body = this.transport.responseBody();
+    const message = body === undefined ? undefined : unframeSingle(body);
     return message === undefined ? undefined : decodeMessage(type, message);
   }
 
@@ -114,96 +114,61 @@ export class Call implements CallContext {
     (this.observers ??= []).push(observer);
   }
 
+  respond(messages: readonly Buffer[]): void {
+    this.claim();
+    this.transport.respond(messages);
+    this.outcome = { code: GrpcStatus.OK, message: '', fromProxy: true };
+  }
+
+  openResponse(): ResponseStream {
+    this.claim();
+    return this.transport.openResponse((outcome) => (this.outcome = outcome));
+  }
+
   /** The last step of every chain: send the call to the runtime the router picks and relay its answer. */
   async forward(): Promise<void> {
-    if (this.outcome) throw new ProxyError('CHAIN_MISUSE', 'the call was already forwarded');
-    if (this.clientGone) {
-      this.outcome = { code: GrpcStatus.CANCELLED, message: 'the client cancelled the call', fromProxy: true };
-      return;
-    }
+    this.claim();
+    // A mutating call the chain could not read is refused, never passed on for the runtime to half-apply.
+    if (this.unreadable !== undefined && this.method.mutating) throw this.unreadable;
     const upstream = this.env.router.pick(this.backend);
     this.backend = upstream.name;
-    const headers = this.upstreamHeaders();
-    if (headers === undefined) {
-      throw new ProxyError('DEADLINE_EXCEEDED', 'the deadline expired before the call reached the runtime');
-    }
+    const headers = upstreamFields(this.transport.fields, { extra: this.extra, remainingMs: this.remainingMs() });
     const sentAt = process.hrtime.bigint();
-    const unary = this.method.kind === 'unary';
-    this.result = forwardToUpstream({
+    const outcome = await this.transport.forward({
       upstream,
-      client: this.stream,
       headers,
-      // A unary request is one message: read it whole, then send headers and body to the runtime at once.
-      requestBody: unary ? this.collectRequest() : this.requestBody,
+      holdResponse: this.method.kind === 'unary',
+      keepResponse: Object.keys(this.method.responseFields).length > 0,
       maxMessageBytes: this.env.maxMessageBytes,
-      unary,
       observers: this.observers,
       responseType: this.method.responseType,
     });
-    const outcome = await this.result.done;
     this.upstreamNanos = process.hrtime.bigint() - sentAt;
-    this.outcome = this.clientGone && outcome.fromProxy ? { ...outcome, code: GrpcStatus.CANCELLED } : outcome;
+    this.outcome = outcome;
   }
 
-  /** Sends the call's final status to the client once the chain has run; `error` overrides the runtime's. */
+  /** Sends the call's final status once the chain has run; `error` overrides the runtime's. */
   finish(error?: unknown): void {
     if (this.finished) return;
     this.finished = true;
-    if (error !== undefined) {
-      const proxyError = toProxyError(error);
-      this.outcome = { code: proxyError.grpcStatus, message: proxyError.message, fromProxy: true };
-      this.result?.cancel();
-    } else if (!this.outcome) {
-      this.outcome = { code: GrpcStatus.INTERNAL, message: 'cri-proxy: the interceptor chain ended without forwarding the call', fromProxy: true };
-    }
-    const outcome = this.outcome;
-    this.logOutcome(outcome);
-    if (this.stream.destroyed || this.stream.closed) return;
-    if (outcome.fromProxy || !this.result) respondWithStatus(this.stream, outcome.code, outcome.message);
-    else finishWithUpstreamStatus(this.stream, this.result);
+    if (error !== undefined) this.outcome = outcomeOfError(toProxyError(error));
+    else this.outcome ??= outcomeOfError(new ProxyError('CHAIN_MISUSE', 'cri-proxy: the interceptor chain ended without forwarding the call'));
+    this.logOutcome(this.outcome);
+    this.transport.finish(this.outcome);
   }
 
-  private upstreamHeaders(): http2.OutgoingHttpHeaders | undefined {
-    // The client's headers stay as received for interceptors; a copy carries what they add.
-    const headers: http2.OutgoingHttpHeaders = this.extraHeaders ? { ...this.metadata, ...this.extraHeaders } : this.metadata;
-    // Time spent in interceptors is taken off the deadline the runtime sees.
-    if (headers['grpc-timeout'] !== undefined && Number(process.hrtime.bigint() - this.startedAt) > 1e6) {
-      const deadline = this.deadline;
-      if (deadline !== undefined) {
-        const remaining = deadline - Date.now();
-        if (remaining <= 0) return undefined;
-        return { ...headers, 'grpc-timeout': formatGrpcTimeout(remaining) };
-      }
-    }
-    return headers;
+  private claim(): void {
+    if (this.outcome !== undefined) throw new ProxyError('CHAIN_MISUSE', 'the call was already forwarded or answered');
   }
 
-  private collectRequest(): Promise<Buffer> {
-    return (this.requestBody ??= new Promise<Buffer>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      const scanner = new FrameScanner({ maxMessageBytes: this.env.maxMessageBytes });
-      const stream = this.stream;
-      const onData = (chunk: Buffer): void => {
-        try {
-          scanner.push(chunk);
-        } catch (err) {
-          stream.off('data', onData);
-          reject(toProxyError(err, 'request'));
-          return;
-        }
-        chunks.push(chunk);
-      };
-      let ended = false;
-      stream.on('data', onData);
-      stream.once('end', () => {
-        ended = true;
-        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
-      });
-      // Every stream closes; only one closed before its request ended was cancelled (an Error is costly).
-      stream.once('close', () => {
-        if (!ended) reject(new ProxyError('CANCELLED', 'the client cancelled the call'));
-      });
-    }));
+  /** The deadline left for the runtime, when time spent in the proxy (over 1 ms) must come off it. */
+  private remainingMs(): number | undefined {
+    if (process.hrtime.bigint() - this.startedAt < 1_000_000n) return undefined;
+    const deadline = this.deadline;
+    if (deadline === undefined) return undefined;
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw new ProxyError('DEADLINE_EXCEEDED', 'the deadline expired before the call reached the runtime');
+    return remaining;
   }
 
   private logOutcome(outcome: CallOutcome): void {
@@ -214,6 +179,7 @@ export class Call implements CallContext {
       method: this.method.path,
       code: outcome.code,
       ...(outcome.code === GrpcStatus.OK ? {} : { message: outcome.message }),
+      ...(outcome.errorCode === undefined ? {} : { errorCode: outcome.errorCode }),
       fromProxy: outcome.fromProxy,
       backend: this.backend,
       durationMs: Number(process.hrtime.bigint() - this.startedAt) / 1e6,
@@ -224,5 +190,6 @@ export class Call implements CallContext {
 export function toProxyError(err: unknown, direction: 'request' | 'response' = 'request'): ProxyError {
   if (err instanceof ProxyError) return err;
   if (err instanceof MessageTooLargeError) return tooLarge(err, direction);
-  return new ProxyError('INTERCEPTOR_FAILED', `cri-proxy: ${errorMessage(err)}`, { cause: err });
+  // Whatever else reaches here is a defect of the proxy itself, not an interceptor's (those the chain wraps).
+  return new ProxyError('INTERNAL_ERROR', `cri-proxy: internal error: ${errorMessage(err)}`, { cause: err });
 }

@@ -80,3 +80,27 @@ export function formatGrpcTimeout(ms: number): string {
   const whole = Math.max(0, Math.ceil(ms));
   return whole < 100_000_000 ? `${whole}m` : `${Math.ceil(whole / 1000)}S`;
 }
+
+/** Response headers of a call the proxy answers itself with messages. */
+export const RESPONSE_FIELDS: readonly string[] = Object.freeze([':status', '200', 'content-type', 'application/grpc']);
+
+/** A status as a header list: trailers, or a whole trailers-only response when `alone`. */
+export function statusFields(code: number, message: string, alone: boolean): string[] {
+  const status = ['grpc-status', String(code), 'grpc-message', encodeGrpcMessage(message)];
+  return alone ? [...RESPONSE_FIELDS, ...status] : status;
+}
+
+/** grpc-status / grpc-message from a header list (trailers, or a trailers-only response); no status is UNKNOWN. */
+export function readStatusFields(fields: readonly string[]): { code: number; message: string } {
+  let raw: string | undefined;
+  let message: string | undefined;
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === 'grpc-status') raw ??= fields[i + 1];
+    else if (fields[i] === 'grpc-message') message ??= fields[i + 1];
+  }
+  const code = raw === undefined ? Number.NaN : Number.parseInt(raw, 10);
+  return {
+    code: Number.isInteger(code) ? code : 2,
+    message: message !== undefined ? decodeGrpcMessage(message) : Number.isInteger(code) ? '' : 'missing grpc-status',
+  };
+}

@@ -1,73 +1,115 @@
-import * as http2 from 'node:http2';
-import { ProxyError, errorMessage } from '../errors';
+import { ProxyError } from '../errors';
 import { decodeMessage, encodeMessage } from './codec';
-import { FrameScanner, frameMessage, unframeSingle } from './grpc-frames';
-import { readStatus } from './grpc-status';
+import { FrameScanner, MessageTooLargeError, frameMessage, unframeSingle } from './grpc-frames';
+import { readStatusFields } from './grpc-status';
+import type { HeaderBlock } from './http2/hpack-decoder';
+import type { RuntimeConnection, StreamFailure, UpstreamHandler, UpstreamStream } from './runtime-connection';
 import type { DecodedMessage } from './types';
 import type { Upstream } from './upstream';
 
 export interface UnaryReply {
   readonly code: number;
   readonly message: string;
+  /** The response message (unframed), when there was exactly one. */
   readonly body: Buffer | undefined;
+  /** The runtime's trailers (or trailers-only response) as received. */
+  readonly trailers: readonly string[];
 }
 
-/** A call the proxy makes on its own behalf (readiness, image lookups): unary, bounded in time and size. */
-export function callRuntime(upstream: Upstream, path: string, request: Buffer, timeoutMs: number): Promise<UnaryReply> {
+export interface CallOptions {
+  readonly timeoutMs: number;
+  /** Metadata sent with the call (names and values alternating), e.g. a client's, passed on. */
+  readonly metadata?: readonly string[];
+}
+
+/** A unary call the proxy makes on its own behalf (readiness, image lookups, routing): bounded in time and size. */
+export function callRuntime(upstream: Upstream, path: string, request: Buffer, options: number | CallOptions): Promise<UnaryReply> {
+  const { timeoutMs, metadata = [] } = typeof options === 'number' ? { timeoutMs: options } : options;
   return new Promise((resolve, reject) => {
-    let stream: http2.ClientHttp2Stream;
+    let conn: RuntimeConnection;
     try {
-      stream = upstream.request({
-        ':method': 'POST',
-        ':path': path,
-        'content-type': 'application/grpc',
-        te: 'trailers',
-        'grpc-timeout': `${Math.max(1, Math.ceil(timeoutMs))}m`,
-        'user-agent': 'cri-proxy',
-      });
+      conn = upstream.connection();
     } catch (err) {
       reject(err instanceof ProxyError ? err : upstream.unavailable(err));
       return;
     }
-    const chunks: Buffer[] = [];
-    const scanner = new FrameScanner({ maxMessageBytes: upstream.options.maxMessageBytes });
-    let status: { code: number; message: string } | undefined;
-    let failure: unknown;
-    const timer = setTimeout(() => {
-      failure = new ProxyError('DEADLINE_EXCEEDED', `${path} took longer than ${timeoutMs} ms`);
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-    }, timeoutMs);
-    stream.on('response', (headers, flags) => {
-      if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) status = readStatus(headers);
-    });
-    stream.on('data', (chunk: Buffer) => {
-      try {
-        scanner.push(chunk);
-        chunks.push(chunk);
-      } catch (err) {
-        failure = new ProxyError('MESSAGE_TOO_LARGE', `${path}: ${errorMessage(err)}`);
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-      }
-    });
-    stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
-      status = readStatus(trailers);
-    });
-    stream.on('error', (err) => {
-      failure ??= err;
-    });
-    stream.on('close', () => {
-      clearTimeout(timer);
-      if (status && failure === undefined) {
-        resolve({ ...status, body: unframeSingle(Buffer.concat(chunks)) });
-        return;
-      }
-      reject(failure instanceof ProxyError ? failure : upstream.unavailable(failure ?? new Error('no status')));
-    });
-    stream.end(frameMessage(request));
+    const handler = new UnaryCollector(upstream, path, resolve, reject);
+    const stream = conn.open(
+      [
+        ':method', 'POST', ':scheme', 'http', ':path', path, ':authority', 'localhost',
+        'content-type', 'application/grpc', 'te', 'trailers',
+        'grpc-timeout', `${Math.max(1, Math.ceil(timeoutMs))}m`, 'user-agent', 'cri-proxy', ...metadata,
+      ],
+      handler,
+    );
+    conn.sendData(stream, frameMessage(request), true);
+    handler.start(conn, stream, timeoutMs);
   });
 }
 
-/** Encodes, calls and decodes one CRI method; a non-OK status becomes a ProxyError-free reply the caller inspects. */
+class UnaryCollector implements UpstreamHandler {
+  private readonly parts: Buffer[] = [];
+  private readonly scanner: FrameScanner;
+  private conn: RuntimeConnection | undefined;
+  private stream: UpstreamStream | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private done = false;
+
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly path: string,
+    private readonly resolve: (reply: UnaryReply) => void,
+    private readonly reject: (error: unknown) => void,
+  ) {
+    this.scanner = new FrameScanner({ maxMessageBytes: upstream.options.maxMessageBytes });
+  }
+
+  start(conn: RuntimeConnection, stream: UpstreamStream, timeoutMs: number): void {
+    this.conn = conn;
+    this.stream = stream;
+    if (this.done) return;
+    this.timer = setTimeout(() => this.fail(new ProxyError('DEADLINE_EXCEEDED', `${this.path} took longer than ${timeoutMs} ms`)), timeoutMs);
+    this.timer.unref();
+  }
+
+  onResponseHeaders(block: HeaderBlock, end: boolean): void {
+    if (!end) return;
+    const status = readStatusFields(block.fields);
+    const whole = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
+    this.settle(() => this.resolve({ ...status, body: unframeSingle(whole), trailers: block.fields }));
+  }
+
+  onResponseData(data: Buffer): void {
+    if (this.done) return;
+    if (this.stream !== undefined) this.conn?.consumed(this.stream, data.length);
+    try {
+      this.scanner.push(data);
+    } catch (err) {
+      const size = err instanceof MessageTooLargeError ? err.size : 0;
+      this.fail(new ProxyError('MESSAGE_TOO_LARGE', `${this.path}: response message of ${size} bytes exceeds maxMessageBytes`));
+      return;
+    }
+    this.parts.push(data);
+  }
+
+  onStreamFailed(failure: StreamFailure): void {
+    this.settle(() => this.reject(this.upstream.unavailable(failure.error ?? new Error(`stream reset (code ${failure.code ?? 'none'})`))));
+  }
+
+  private fail(error: ProxyError): void {
+    if (this.stream !== undefined && !this.stream.closed) this.conn?.cancel(this.stream);
+    this.settle(() => this.reject(error));
+  }
+
+  private settle(report: () => void): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    report();
+  }
+}
+
+/** Encodes, calls and decodes one CRI method; a non-OK status is returned for the caller to inspect. */
 export async function callRuntimeTyped(
   upstream: Upstream,
   method: { path: string; requestType: string; responseType: string },

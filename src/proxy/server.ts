@@ -1,14 +1,50 @@
 import * as fs from 'node:fs';
-import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { Registry } from 'prom-client';
 import { errorMessage } from '../errors';
 import type { Logger } from '../log';
-import { acceptConnection } from './authority-shim';
 import { Call, type CallEnvironment } from './call';
 import type { Chain } from './chain';
+import { ClientConnection } from './client-connection';
+import type { ClientStream } from './client-stream';
+import { dataPlaneMetrics, type DataPlaneMetrics } from './data-plane-metrics';
+import { pseudoHeader } from './request-headers';
 import { lookupMethod } from './method-table';
 import type { Router } from './router';
+
+/** What one client connection may use; every limit that triggers is counted in `cri_proxy_limit_exceeded_total`. */
+export interface ConnectionLimits {
+  /** Client connections held at once; at the limit the longest-idle one is closed, or the new one refused. */
+  readonly maxConnections: number;
+  /** Time from accept to the client's preface and SETTINGS. */
+  readonly handshakeTimeoutMs: number;
+  /** Bytes a client may send before its preface and SETTINGS are complete. */
+  readonly handshakeMaxBytes: number;
+  /** A connection without calls for this long is closed (GOAWAY, NO_ERROR); 0 never. */
+  readonly idleTimeoutMs: number;
+  /** Calls in flight per connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused (REFUSED_STREAM). */
+  readonly maxConcurrentStreams: number;
+  /** Largest request header list (SETTINGS_MAX_HEADER_LIST_SIZE); a larger one gets RESOURCE_EXHAUSTED. */
+  readonly maxHeaderListBytes: number;
+  /** Request bytes held per connection for interceptors that read requests; beyond, RESOURCE_EXHAUSTED. */
+  readonly maxHeldRequestBytes: number;
+  /** Flow-control windows given to each client: per stream and per connection. */
+  readonly streamWindowBytes: number;
+  readonly connectionWindowBytes: number;
+}
+
+export const DEFAULT_LIMITS: ConnectionLimits = Object.freeze({
+  maxConnections: 128,
+  handshakeTimeoutMs: 10_000,
+  handshakeMaxBytes: 64 * 1024,
+  idleTimeoutMs: 300_000,
+  maxConcurrentStreams: 256,
+  maxHeaderListBytes: 64 * 1024,
+  maxHeldRequestBytes: 64 * 1024 * 1024,
+  streamWindowBytes: 1024 * 1024,
+  connectionWindowBytes: 16 * 1024 * 1024,
+});
 
 export interface ProxyServerOptions {
   readonly socketPath: string;
@@ -18,43 +54,33 @@ export interface ProxyServerOptions {
   readonly log: Logger;
   readonly router: Router;
   readonly chain: Chain<Call>;
+  readonly limits?: Partial<ConnectionLimits>;
+  /** Where the data plane's own metrics go (limits, protocol errors, connections). */
+  readonly registry?: Registry;
 }
 
 /**
- * The proxy's CRI endpoint: a unix socket speaking HTTP/2, every stream a call run through the chain. The
- * chain and router can be swapped at runtime (config reload); calls in flight keep the ones they started with.
+ * The proxy's CRI endpoint: a unix socket speaking HTTP/2 through the proxy's own frame relay, every stream a
+ * call run through the chain. The chain and router can be swapped at runtime (config reload); calls in flight
+ * keep the ones they started with.
  */
 export class ProxyServer {
   private readonly listener: net.Server;
-  private readonly h2: http2.Http2Server;
-  private readonly sessions = new Set<http2.Http2Session>();
+  private readonly connections = new Set<ClientConnection>();
+  private readonly limits: ConnectionLimits;
   private env: CallEnvironment;
   private chain: Chain<Call>;
   private inFlight = 0;
+  private idleSweep: NodeJS.Timeout | undefined;
+  private readonly counters: DataPlaneMetrics;
 
   constructor(private readonly options: ProxyServerOptions) {
     this.chain = options.chain;
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.env = { maxMessageBytes: options.maxMessageBytes, log: options.log, router: options.router };
-    this.h2 = http2.createServer({
-      maxSessionMemory: Math.max(10, Math.ceil((options.maxMessageBytes * 2) / (1024 * 1024))),
-      settings: { maxConcurrentStreams: 1000, initialWindowSize: 4 * 1024 * 1024 },
-    });
-    this.h2.on('session', (session: http2.ServerHttp2Session) => {
-      this.sessions.add(session);
-      session.setLocalWindowSize(8 * 1024 * 1024);
-      session.on('error', (err: Error) => options.log.debug('client connection error', { error: err.message }));
-      session.once('close', () => this.sessions.delete(session));
-    });
-    this.h2.on('stream', (stream, headers) => {
-      this.handleStream(stream, headers);
-    });
-    this.listener = net.createServer((socket) => {
-      acceptConnection(
-        socket,
-        (admitted) => this.h2.emit('connection', admitted),
-        (err) => options.log.debug('client connection error', { error: err.message }),
-      );
-    });
+    this.counters = dataPlaneMetrics(options.registry ?? new Registry());
+    this.listener = net.createServer((socket) => this.accept(socket));
+    this.listener.on('error', (err) => options.log.error('listener error', { error: err.message }));
   }
 
   get socketPath(): string {
@@ -63,6 +89,10 @@ export class ProxyServer {
 
   get activeCalls(): number {
     return this.inFlight;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
   }
 
   /** Swaps what new calls run through; calls in flight finish with what they started with. */
@@ -83,28 +113,82 @@ export class ProxyServer {
       });
     });
     await fs.promises.chmod(socketPath, this.options.socketMode);
+    this.startIdleSweep();
   }
 
   /** Stops accepting, lets calls in flight finish within `graceMs`, then closes what is left. */
   async close(graceMs: number): Promise<void> {
+    clearInterval(this.idleSweep);
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
-    // close() sends GOAWAY and calls back once the session's last stream has ended.
-    const drained = Promise.all([...this.sessions].map((s) => new Promise<void>((resolve) => s.close(resolve))));
+    const drained = Promise.all([...this.connections].map((c) => new Promise<void>((resolve) => c.socket.once('close', () => resolve()))));
+    for (const connection of this.connections) connection.shutdown();
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, graceMs);
     });
     await Promise.race([drained, expired]);
     clearTimeout(timer);
-    for (const session of this.sessions) session.destroy();
+    for (const connection of this.connections) connection.socket.destroy();
     await closed;
     await fs.promises.rm(this.options.socketPath, { force: true });
   }
 
-  private handleStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    const rawPath = headers[':path'];
-    const method = lookupMethod(typeof rawPath === 'string' ? rawPath : '');
-    const call = new Call(stream, headers, method, this.env);
+  private accept(socket: net.Socket): void {
+    if (this.connections.size >= this.limits.maxConnections && !this.evictIdle()) {
+      this.counters.limit('connections');
+      socket.destroy();
+      return;
+    }
+    const limits = this.limits;
+    const connection = new ClientConnection(socket, {
+      settings: {
+        streamWindow: limits.streamWindowBytes,
+        connectionWindow: limits.connectionWindowBytes,
+        maxHeaderListBytes: limits.maxHeaderListBytes,
+        maxConcurrentStreams: limits.maxConcurrentStreams,
+      },
+      maxMessageBytes: this.options.maxMessageBytes,
+      maxHeldRequestBytes: limits.maxHeldRequestBytes,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      handshakeMaxBytes: limits.handshakeMaxBytes,
+      onRequest: (stream) => this.handleStream(stream),
+      onLimit: this.counters.limit,
+      onProtocolError: (error) => this.counters.protocolError('client', error),
+      onObserverFault: this.counters.observerFault,
+      onClosed: (c) => {
+        this.connections.delete(c);
+        this.counters.connections(this.connections.size);
+      },
+    });
+    this.connections.add(connection);
+    this.counters.connections(this.connections.size);
+  }
+
+  /** Makes room for a new connection by closing the longest-idle one; false if every one has calls. */
+  private evictIdle(): boolean {
+    let oldest: ClientConnection | undefined;
+    for (const c of this.connections) {
+      if (c.activeCalls === 0 && (oldest === undefined || c.idleSince < oldest.idleSince)) oldest = c;
+    }
+    if (oldest === undefined) return false;
+    oldest.closeIdle('connections');
+    this.connections.delete(oldest);
+    return true;
+  }
+
+  private startIdleSweep(): void {
+    const idle = this.limits.idleTimeoutMs;
+    if (idle <= 0) return;
+    this.idleSweep = setInterval(() => {
+      const cutoff = Date.now() - idle;
+      for (const c of this.connections) if (c.admitted && c.activeCalls === 0 && c.idleSince < cutoff) c.closeIdle('idleTimeout');
+    }, Math.min(1000, Math.max(10, idle / 4)));
+    this.idleSweep.unref();
+  }
+
+  private handleStream(stream: ClientStream): void {
+    const method = lookupMethod(pseudoHeader(stream.fields, ':path') ?? '');
+    const call = new Call(stream, method, this.env);
     this.inFlight++;
     this.chain
       .runnerFor(method)(call)

@@ -1,5 +1,6 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { ProxyErrorCode } from '../errors';
 import type { Logger } from '../log';
+import type { Metadata, OutgoingMetadata } from './metadata';
 
 /** How a CRI call moves: one request and one response, or one request and a stream of responses. */
 export type CallKind = 'unary' | 'server-stream';
@@ -51,16 +52,31 @@ export interface StreamMessage {
 
 /** How the call ended; set once the runtime (or the proxy) has answered. */
 export interface CallOutcome {
+  /** The gRPC status code the client gets. */
   readonly code: number;
   readonly message: string;
   /** True when the proxy produced the status itself rather than relaying the runtime's. */
   readonly fromProxy: boolean;
+  /** The proxy's stable error code, when the proxy failed the call itself (see errors.ts). */
+  readonly errorCode?: ProxyErrorCode | undefined;
+}
+
+/** A response the proxy streams itself (a stream merged from several runtimes, say). */
+export interface ResponseStream {
+  /** Sends one message (unframed protobuf bytes); false when the client is not keeping up: wait for `drained`. */
+  write(message: Buffer): boolean;
+  /** Resolves once the client has taken what was written (or the call ended). */
+  drained(): Promise<void>;
+  /** Ends the response with a status (OK by default). */
+  end(code?: number, message?: string): void;
+  /** True once the client went away or `end` was called. */
+  readonly closed: boolean;
 }
 
 export interface CallContext {
   readonly method: MethodInfo;
-  /** The client's request headers (gRPC metadata plus pseudo-headers), as received. */
-  readonly metadata: IncomingHttpHeaders;
+  /** The client's gRPC metadata, as received. */
+  readonly metadata: Metadata;
   /** Absolute deadline in ms since the epoch, from `grpc-timeout`; undefined if none. */
   readonly deadline: number | undefined;
   /** `process.hrtime.bigint()` when the call arrived. */
@@ -70,16 +86,23 @@ export interface CallContext {
   readonly log: Logger;
   /** Backend chosen for the call; routing may set it before `next()`. */
   backend: string | undefined;
-  /** Extra headers sent to the runtime (e.g. an injected `traceparent`). */
-  readonly upstreamMetadata: OutgoingHttpHeaders;
+  /** Metadata sent to the runtime on top of (or instead of) the client's (e.g. an injected `traceparent`). */
+  readonly upstreamMetadata: OutgoingMetadata;
   /** Per-call state shared between interceptors, keyed by whatever each chooses. */
   readonly state: Map<unknown, unknown>;
   /** The request, decoded on first call (and only then read from the client). */
   request(): Promise<DecodedMessage | undefined>;
-  /** An identity field of the request (decodes it if needed). */
-  requestField(field: CriField): Promise<string | undefined>;
-  /** The unary response after `next()` resolved; undefined for streams, errors and unknown methods. */
+  /** The request message as the client sent it (read whole on first call); undefined for unknown methods. */
+  requestBytes(): Promise<Buffer | undefined>;
+  /**
+   * The unary response after `next()` resolved, for methods whose table row names response fields; undefined
+   * for other methods, streams, errors and unknown methods.
+   */
   response(): DecodedMessage | undefined;
+  /** Answers the call with messages the proxy built (unframed protobuf bytes), then OK; instead of `next()`. */
+  respond(messages: readonly Buffer[]): void;
+  /** Opens a response the proxy streams itself; instead of `next()`. The call ends when it is ended. */
+  openResponse(): ResponseStream;
   /** Observe each response message of a stream as it passes; never buffers. Register before `next()`. */
   onResponseMessage(observer: (message: StreamMessage) => void): void;
   /** Set after `next()` resolves (or rejects). */

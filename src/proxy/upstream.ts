@@ -1,7 +1,9 @@
-import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
+import type { ConnectionError, StreamError } from './http2/frames';
+import { RuntimeConnection } from './runtime-connection';
+import type { LocalSettings } from './http2/connection';
 
 export interface UpstreamOptions {
   readonly name: string;
@@ -10,6 +12,10 @@ export interface UpstreamOptions {
   readonly connectTimeoutMs: number;
   readonly maxMessageBytes: number;
   readonly log: Logger;
+  /** Flow-control windows and header limit announced to the runtime; defaults suit a local runtime. */
+  readonly settings?: Partial<LocalSettings>;
+  /** Told about every HTTP/2 protocol error on the runtime's side (counted by the server). */
+  readonly onProtocolError?: (error: ConnectionError | StreamError) => void;
 }
 
 export interface UpstreamHealth {
@@ -18,21 +24,25 @@ export interface UpstreamHealth {
   readonly lastErrorAt: number | undefined;
 }
 
+const DEFAULT_SETTINGS: LocalSettings = {
+  streamWindow: 1024 * 1024,
+  connectionWindow: 16 * 1024 * 1024,
+  maxHeaderListBytes: 1024 * 1024,
+};
+
 /**
  * One multiplexed HTTP/2 connection to a runtime socket, opened on first use and again after it fails or the
- * runtime restarts: callers never see a stale session, only UNAVAILABLE while the runtime is really gone.
+ * runtime restarts: callers never see a stale connection, only UNAVAILABLE while the runtime is really gone.
  */
 export class Upstream {
-  private session: http2.ClientHttp2Session | undefined;
-  private connected = false;
-  private health: { up: boolean; lastError: string | undefined; lastErrorAt: number | undefined } = {
-    up: false,
-    lastError: undefined,
-    lastErrorAt: undefined,
-  };
+  private current: RuntimeConnection | undefined;
+  private health: UpstreamHealth = { up: false, lastError: undefined, lastErrorAt: undefined };
   private closed = false;
+  private readonly settings: LocalSettings;
 
-  constructor(readonly options: UpstreamOptions) {}
+  constructor(readonly options: UpstreamOptions) {
+    this.settings = { ...DEFAULT_SETTINGS, ...options.settings };
+  }
 
   get name(): string {
     return this.options.name;
@@ -46,13 +56,15 @@ export class Upstream {
     return this.health;
   }
 
-  /** Starts a call; the stream reports connection failures through its 'error' event. */
-  request(headers: http2.OutgoingHttpHeaders): http2.ClientHttp2Stream {
+  /** The connection new streams go on; a fresh one if there is none or the current one is going away. */
+  connection(): RuntimeConnection {
     if (this.closed) throw new ProxyError('SHUTTING_DOWN', 'cri-proxy is shutting down');
-    return this.currentSession().request(headers, { endStream: false });
+    const existing = this.current;
+    if (existing?.usable) return existing;
+    return this.connect();
   }
 
-  /** Turns a stream error that happened before any response into a clear UNAVAILABLE error. */
+  /** A clear UNAVAILABLE error for a call that could not reach the runtime. */
   unavailable(cause: unknown): ProxyError {
     return new ProxyError(
       'UPSTREAM_UNAVAILABLE',
@@ -63,52 +75,36 @@ export class Upstream {
 
   close(): void {
     this.closed = true;
-    this.session?.close();
-    this.session = undefined;
+    this.current?.close();
+    this.current = undefined;
   }
 
-  private currentSession(): http2.ClientHttp2Session {
-    const existing = this.session;
-    if (existing && !existing.closed && !existing.destroyed) return existing;
-    return this.connect();
-  }
-
-  private connect(): http2.ClientHttp2Session {
-    const { socketPath, connectTimeoutMs, maxMessageBytes } = this.options;
-    this.connected = false;
-    const session = http2.connect('http://localhost', {
-      createConnection: () => net.connect(socketPath),
-      // Headroom over one message so flow control never stalls a maximal message.
-      settings: { initialWindowSize: 4 * 1024 * 1024, maxHeaderListSize: 64 * 1024 },
-      maxSessionMemory: Math.max(10, Math.ceil((maxMessageBytes * 2) / (1024 * 1024))),
-      peerMaxConcurrentStreams: 1000,
-    });
-    this.session = session;
+  private connect(): RuntimeConnection {
+    const { socketPath, connectTimeoutMs } = this.options;
+    const socket = net.connect(socketPath);
+    let connected = false;
     const timer = setTimeout(() => {
-      if (!this.connected) session.destroy(new Error(`no connection within ${connectTimeoutMs} ms`));
+      if (!connected) socket.destroy(new Error(`no connection within ${connectTimeoutMs} ms`));
     }, connectTimeoutMs);
     timer.unref();
-    session.once('connect', () => {
+    socket.once('connect', () => {
+      connected = true;
       clearTimeout(timer);
-      this.connected = true;
-      session.setLocalWindowSize(8 * 1024 * 1024);
       this.markUp();
     });
-    session.on('error', (err: Error) => {
-      this.markDown(err);
-    });
-    session.once('goaway', () => {
-      // The runtime is going away (restart): new calls must open a fresh connection.
-      if (this.session === session) this.session = undefined;
-    });
-    session.once('close', () => {
-      clearTimeout(timer);
-      if (this.session === session) this.session = undefined;
-      if (!this.closed && this.connected) this.markDown(new Error('connection closed'));
-    });
     // An idle connection must not keep the process alive on shutdown.
-    session.unref();
-    return session;
+    socket.unref();
+    const connection = new RuntimeConnection(socket, this.settings, {
+      onClosed: (conn, error) => {
+        clearTimeout(timer);
+        if (this.current === conn) this.current = undefined;
+        if (!this.closed && (connected || error)) this.markDown(error ?? new Error('connection closed'));
+      },
+      onProtocolError: (error) => this.options.onProtocolError?.(error),
+    });
+    // The previous connection (going away) finishes its streams on its own.
+    this.current = connection;
+    return connection;
   }
 
   private markUp(): void {

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import { Metadata, OutgoingMetadata } from '../../src/proxy/metadata';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { createMetricsInterceptor, metricsConfigSchema } from '../../src/interceptors/metrics';
 import { silentLogger } from '../../src/log';
@@ -24,7 +24,7 @@ function fakeCall(path: string, overrides: Partial<CallContext> = {}): { ctx: Ca
   const state = { outcome: undefined as CallOutcome | undefined, backend: undefined as string | undefined };
   const ctx = {
     method: lookupMethod(path),
-    metadata: {} as IncomingHttpHeaders,
+    metadata: new Metadata([]),
     deadline: undefined,
     startedAt: process.hrtime.bigint(),
     signal: new AbortController().signal,
@@ -35,11 +35,15 @@ function fakeCall(path: string, overrides: Partial<CallContext> = {}): { ctx: Ca
     set backend(b: string | undefined) {
       state.backend = b;
     },
-    upstreamMetadata: {} as OutgoingHttpHeaders,
+    upstreamMetadata: new OutgoingMetadata(),
     state: new Map<unknown, unknown>(),
     request: () => Promise.resolve(undefined),
-    requestField: () => Promise.resolve(undefined),
+    requestBytes: () => Promise.resolve(undefined),
     response: () => undefined,
+    respond: (): void => undefined,
+    openResponse: () => {
+      throw new Error('not in this test');
+    },
     onResponseMessage: (): void => undefined,
     get outcome() {
       return state.outcome;

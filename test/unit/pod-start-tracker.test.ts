@@ -1,3 +1,4 @@
+import { Metadata, OutgoingMetadata } from '../../src/proxy/metadata';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '../../src/log';
 import { PodStartTracker, type PodStart, type PodStartTrackerOptions } from '../../src/observability/pod-start-tracker';
@@ -21,17 +22,21 @@ interface FakeCall {
 function fakeCtx(call: FakeCall): CallContext {
   return {
     method: lookupMethod(call.path),
-    metadata: call.metadata ?? {},
+    metadata: new Metadata(Object.entries(call.metadata ?? {}).flat()),
     deadline: undefined,
     startedAt: process.hrtime.bigint(),
     signal: new AbortController().signal,
     log: silentLogger,
     backend: 'fake',
-    upstreamMetadata: {},
+    upstreamMetadata: new OutgoingMetadata(),
     state: new Map(),
     request: () => Promise.resolve(call.request),
-    requestField: () => Promise.resolve(undefined),
+    requestBytes: () => Promise.resolve(undefined),
     response: () => ((call.code ?? 0) === 0 ? call.response : undefined),
+    respond: () => undefined,
+    openResponse: () => {
+      throw new Error('not in this test');
+    },
     onResponseMessage: () => undefined,
     outcome: { code: call.code ?? 0, message: call.code ? 'failed' : '', fromProxy: false },
     upstreamNanos: 0n,

@@ -1,0 +1,234 @@
+/**
+ * HTTP/2 frames (RFC 9113 §4, §6): the constants the relay uses, a reader that cuts a byte stream into frames
+ * without copying whole frames that arrive in one chunk, and writers for the frames the proxy sends itself.
+ */
+
+export const FRAME_HEADER_BYTES = 9;
+export const CONNECTION_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+/** The largest SETTINGS_MAX_FRAME_SIZE a peer may announce, and the smallest (the default). */
+export const MAX_FRAME_SIZE_LIMIT = 16_777_215;
+export const DEFAULT_MAX_FRAME_SIZE = 16_384;
+export const DEFAULT_WINDOW = 65_535;
+export const MAX_WINDOW = 2 ** 31 - 1;
+
+export const FrameType = {
+  DATA: 0x0,
+  HEADERS: 0x1,
+  PRIORITY: 0x2,
+  RST_STREAM: 0x3,
+  SETTINGS: 0x4,
+  PUSH_PROMISE: 0x5,
+  PING: 0x6,
+  GOAWAY: 0x7,
+  WINDOW_UPDATE: 0x8,
+  CONTINUATION: 0x9,
+} as const;
+
+export const Flag = {
+  END_STREAM: 0x1,
+  ACK: 0x1,
+  END_HEADERS: 0x4,
+  PADDED: 0x8,
+  PRIORITY: 0x20,
+} as const;
+
+export const Setting = {
+  HEADER_TABLE_SIZE: 0x1,
+  ENABLE_PUSH: 0x2,
+  MAX_CONCURRENT_STREAMS: 0x3,
+  INITIAL_WINDOW_SIZE: 0x4,
+  MAX_FRAME_SIZE: 0x5,
+  MAX_HEADER_LIST_SIZE: 0x6,
+} as const;
+
+/** Error codes of RST_STREAM and GOAWAY (RFC 9113 §7). */
+export const ErrorCode = {
+  NO_ERROR: 0x0,
+  PROTOCOL_ERROR: 0x1,
+  INTERNAL_ERROR: 0x2,
+  FLOW_CONTROL_ERROR: 0x3,
+  SETTINGS_TIMEOUT: 0x4,
+  STREAM_CLOSED: 0x5,
+  FRAME_SIZE_ERROR: 0x6,
+  REFUSED_STREAM: 0x7,
+  CANCEL: 0x8,
+  COMPRESSION_ERROR: 0x9,
+  CONNECT_ERROR: 0xa,
+  ENHANCE_YOUR_CALM: 0xb,
+  INADEQUATE_SECURITY: 0xc,
+  HTTP_1_1_REQUIRED: 0xd,
+} as const;
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const errorNames = new Map<number, string>(Object.entries(ErrorCode).map(([name, code]) => [code, name]));
+
+export function errorCodeName(code: number): string {
+  return errorNames.get(code) ?? `0x${code.toString(16)}`;
+}
+
+/** A connection error (RFC 9113 §5.4.1): the connection ends with GOAWAY carrying `code`. */
+export class ConnectionError extends Error {
+  override readonly name = 'ConnectionError';
+  constructor(
+    readonly code: ErrorCodeValue,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A stream error (RFC 9113 §5.4.2): only that stream ends, with RST_STREAM carrying `code`. */
+export class StreamError extends Error {
+  override readonly name = 'StreamError';
+  constructor(
+    readonly streamId: number,
+    readonly code: ErrorCodeValue,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface FrameHandler {
+  /** `payload` is a view of the received bytes; it stays valid (nothing reuses the memory). */
+  onFrame(type: number, flags: number, streamId: number, payload: Buffer): void;
+}
+
+/**
+ * Cuts a byte stream into frames. A frame inside one chunk is handed out as a view of that chunk; only a frame
+ * split across chunks is copied together, and at most one frame (≤ max frame size) is ever held.
+ */
+export class FrameReader {
+  private partial: Buffer | undefined;
+  private stopped = false;
+  /** The SETTINGS_MAX_FRAME_SIZE this side announced: larger frames are a connection error. */
+  maxFrameSize: number;
+
+  constructor(
+    private readonly handler: FrameHandler,
+    maxFrameSize = DEFAULT_MAX_FRAME_SIZE,
+  ) {
+    this.maxFrameSize = maxFrameSize;
+  }
+
+  /** Bytes held back waiting for the rest of a frame. */
+  get heldBytes(): number {
+    return this.partial?.length ?? 0;
+  }
+
+  /** No further frames are handed out (the connection is going away). */
+  stop(): void {
+    this.stopped = true;
+    this.partial = undefined;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.stopped) return;
+    let bytes = chunk;
+    if (this.partial !== undefined) {
+      bytes = Buffer.concat([this.partial, chunk]);
+      this.partial = undefined;
+    }
+    let offset = 0;
+    const end = bytes.length;
+    while (end - offset >= FRAME_HEADER_BYTES && !this.stopped) {
+      const length = ((bytes[offset] as number) << 16) | ((bytes[offset + 1] as number) << 8) | (bytes[offset + 2] as number);
+      if (length > this.maxFrameSize) {
+        throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes exceeds the maximum frame size ${this.maxFrameSize}`);
+      }
+      const frameEnd = offset + FRAME_HEADER_BYTES + length;
+      if (frameEnd > end) break;
+      const type = (bytes[offset + 3] as number);
+      const flags = (bytes[offset + 4] as number);
+      const streamId = bytes.readUInt32BE(offset + 5) & 0x7fffffff;
+      const payload = bytes.subarray(offset + FRAME_HEADER_BYTES, frameEnd);
+      offset = frameEnd;
+      this.handler.onFrame(type, flags, streamId, payload);
+    }
+    if (offset < end && !this.stopped) this.partial = bytes.subarray(offset);
+  }
+}
+
+/** Writes a frame header into `out` at `at`. */
+export function writeFrameHeader(out: Buffer, at: number, length: number, type: number, flags: number, streamId: number): void {
+  out[at] = (length >>> 16) & 0xff;
+  out[at + 1] = (length >>> 8) & 0xff;
+  out[at + 2] = length & 0xff;
+  out[at + 3] = type;
+  out[at + 4] = flags;
+  out.writeUInt32BE(streamId, at + 5);
+}
+
+export function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  writeFrameHeader(out, 0, length, type, flags, streamId);
+  return out;
+}
+
+export function settingsFrame(settings: readonly (readonly [id: number, value: number])[]): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + settings.length * 6);
+  writeFrameHeader(out, 0, settings.length * 6, FrameType.SETTINGS, 0, 0);
+  let at = FRAME_HEADER_BYTES;
+  for (const [id, value] of settings) {
+    out.writeUInt16BE(id, at);
+    out.writeUInt32BE(value, at + 2);
+    at += 6;
+  }
+  return out;
+}
+
+export const SETTINGS_ACK = frameHeader(0, FrameType.SETTINGS, Flag.ACK, 0);
+
+export function windowUpdateFrame(streamId: number, increment: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4);
+  writeFrameHeader(out, 0, 4, FrameType.WINDOW_UPDATE, 0, streamId);
+  out.writeUInt32BE(increment, FRAME_HEADER_BYTES);
+  return out;
+}
+
+export function rstStreamFrame(streamId: number, code: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4);
+  writeFrameHeader(out, 0, 4, FrameType.RST_STREAM, 0, streamId);
+  out.writeUInt32BE(code, FRAME_HEADER_BYTES);
+  return out;
+}
+
+export function pingFrame(payload: Buffer, ack: boolean): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 8);
+  writeFrameHeader(out, 0, 8, FrameType.PING, ack ? Flag.ACK : 0, 0);
+  payload.copy(out, FRAME_HEADER_BYTES, 0, 8);
+  return out;
+}
+
+export function goawayFrame(lastStreamId: number, code: number, debug = ''): Buffer {
+  const text = Buffer.from(debug, 'utf8');
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 8 + text.length);
+  writeFrameHeader(out, 0, 8 + text.length, FrameType.GOAWAY, 0, 0);
+  out.writeUInt32BE(lastStreamId & 0x7fffffff, FRAME_HEADER_BYTES);
+  out.writeUInt32BE(code, FRAME_HEADER_BYTES + 4);
+  text.copy(out, FRAME_HEADER_BYTES + 8);
+  return out;
+}
+
+/** The header block fragment of a HEADERS frame: padding and priority fields removed (priority is ignored). */
+export function headersFragment(flags: number, payload: Buffer): Buffer {
+  let start = 0;
+  let end = payload.length;
+  if (flags & Flag.PADDED) {
+    if (payload.length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS frame too short for its padding');
+    end -= (payload[0] as number);
+    start = 1;
+  }
+  if (flags & Flag.PRIORITY) start += 5;
+  if (start > end) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
+  return payload.subarray(start, end);
+}
+
+/** The data of a DATA frame without its padding. */
+export function dataPayload(flags: number, payload: Buffer): Buffer {
+  if (!(flags & Flag.PADDED)) return payload;
+  if (payload.length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'DATA frame too short for its padding');
+  const pad = (payload[0] as number);
+  if (pad >= payload.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA padding exceeds the frame');
+  return payload.subarray(1, payload.length - pad);
+}

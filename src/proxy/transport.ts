@@ -1,0 +1,41 @@
+import type { CallOutcome, ResponseStream, StreamMessage } from './types';
+import type { Upstream } from './upstream';
+
+/** How a call is relayed to a runtime. */
+export interface ForwardRequest {
+  readonly upstream: Upstream;
+  /** The header list for the runtime (names and values alternating, pseudo-headers first). */
+  readonly headers: readonly string[];
+  /** A known unary call: its response is held (up to a bound) and sent with its status in one go. */
+  readonly holdResponse: boolean;
+  /** Keep the whole response body for `responseBody()` (methods whose response the chain reads). */
+  readonly keepResponse: boolean;
+  readonly maxMessageBytes: number;
+  readonly observers: readonly ((message: StreamMessage) => void)[] | undefined;
+  readonly responseType: string | undefined;
+}
+
+/**
+ * The transport port: what a call needs of the connection it arrived on. The call context interceptors see is
+ * built on this and never sees HTTP/2.
+ */
+export interface CallTransport {
+  /** The request header list as received (names and values alternating, pseudo-headers first). */
+  readonly fields: readonly string[];
+  /** True once the client cancelled the call or went away. */
+  readonly cancelled: boolean;
+  /** Called once if the client cancels the call or goes away. */
+  onCancel(listener: () => void): void;
+  /** The whole request body (gRPC-framed), read before forwarding; the transport credits the client itself. */
+  readRequest(): Promise<Buffer>;
+  /** Relays the call to a runtime; resolves (never rejects) when the runtime's side of the call is over. */
+  forward(request: ForwardRequest): Promise<CallOutcome>;
+  /** The framed response body of a forwarded call, when `keepResponse` was asked for. */
+  responseBody(): Buffer | undefined;
+  /** The proxy's own answer: these messages (unframed), sent with OK when the call finishes. */
+  respond(messages: readonly Buffer[]): void;
+  /** A response the proxy streams itself; `onEnd` reports the status it ended with. */
+  openResponse(onEnd: (outcome: CallOutcome) => void): ResponseStream;
+  /** Sends the call's final status: the runtime's as it sent it, or the proxy's own. */
+  finish(outcome: CallOutcome): void;
+}
