@@ -29,7 +29,8 @@ import { summarizeRuntime, type BenchResult, type MemorySummary, type PhaseRecor
 class Resources {
   readonly children: Child[] = [];
   readonly rows: Row[] = [];
-  readonly runtimes: Runtime[] = [];
+  /** Runtimes' teardowns, each safe to run twice. */
+  readonly teardowns: (() => Promise<void>)[] = [];
   /** Set on Ctrl-C: the failures that follow are the teardown's, not worth reporting. */
   interrupted = false;
   private cleaned: Promise<void> | undefined;
@@ -40,7 +41,7 @@ class Resources {
     return (this.cleaned ??= (async () => {
       for (const row of this.rows) row.session?.destroy();
       await Promise.all(this.children.map((c) => c.stop(3000)));
-      for (const runtime of this.runtimes) await runtime.stop();
+      for (const teardown of this.teardowns) await teardown();
       fs.rmSync(this.dir, { recursive: true, force: true });
     })());
   }
@@ -144,12 +145,12 @@ async function runBench(settings: Settings, res: Resources): Promise<void> {
   const fakeDir = path.join(res.dir, 'fake-runtime');
   fs.mkdirSync(fakeDir, { recursive: true });
   const fake = await startFake(fakeDir, settings.calls);
-  res.runtimes.push(fake);
+  res.teardowns.push(() => fake.stop());
   runs[fake.name] = await runRuntime(fake, settings, res, { soak: true });
+  await fake.stop();
   if (settings.containerd) {
     progress('starting a private containerd');
-    const ctd = await startPrivateContainerd(path.join(res.dir, 'containerd'), settings.calls);
-    res.runtimes.push(ctd);
+    const ctd = await startPrivateContainerd(path.join(res.dir, 'containerd'), settings.calls, (stop) => res.teardowns.push(stop));
     if (ctd.calls.length > 0) runs[ctd.name] = await runRuntime(ctd, settings, res, { soak: false });
     else progress('containerd: none of BENCH_CALLS can be measured against it');
   }

@@ -78,14 +78,17 @@ function watchContainerd(ctd: Containerd): Watched {
 
 /**
  * A private containerd (its own root, state and socket in `dir`, the CRI plugin on, configured like the e2e
- * suite's) with no pods: Version and ListContainers answer without any. Teardown is the e2e suite's too.
+ * suite's) with no pods: Version and ListContainers answer without any. Teardown is the e2e suite's too, handed
+ * to `onTeardown` before anything starts.
  */
-export async function startPrivateContainerd(dir: string, calls: readonly CallType[]): Promise<Runtime> {
+export async function startPrivateContainerd(dir: string, calls: readonly CallType[], onTeardown: (stop: () => Promise<void>) => void): Promise<Runtime> {
   const layout = containerdLayout(path.join(dir, 'ctd'));
   const logDir = path.join(dir, 'logs');
   mkdirSync(logDir, { recursive: true });
   let started: Containerd['process'] | undefined;
+  // Safe to run more than once, and before containerd has started: an interrupted start is torn down too.
   const stop = (): Promise<void> => teardownContainerd(layout, started);
+  onTeardown(stop);
   try {
     // No pod is ever started: the sandbox image is never pulled and no registry is contacted.
     const settings = { sandboxImage: ALLOWED_IMAGE, registryHost: '127.0.0.1:1', snapshotter: 'native' as const };
