@@ -2,11 +2,17 @@
  * Child-process entry: the in-process fake runtime on its own, so its CPU is not counted with the proxy's or
  * the load generator's. Started by the bench with an IPC channel: `node fake-runtime-process.js SOCKET`.
  */
-import { encodeMessage } from '../src/proxy/codec';
 import { FakeRuntime } from '../test/support/fake-runtime';
-import { listContainersResponse } from './workloads';
+import {
+  createContainerResponse,
+  largeListContainersRequest,
+  largeListContainersResponse,
+  listContainersResponse,
+  runPodSandboxResponse,
+  versionResponse,
+} from './workloads';
 
-/** What the child tells its parent once it serves; sizes are of the unframed messages. */
+/** What the child tells its parent once it serves: message sizes (unframed) by call type name. */
 export interface FakeReadyMessage {
   readonly type: 'ready';
   readonly responseBytes: Readonly<Record<string, number>>;
@@ -16,14 +22,17 @@ async function main(): Promise<void> {
   const socketPath = process.argv[2];
   if (socketPath === undefined) throw new Error('usage: fake-runtime-process SOCKET');
   const fake = new FakeRuntime(socketPath);
-  const version = encodeMessage('runtime.v1.VersionResponse', {
-    version: '0.1.0',
-    runtime_name: 'fake-runtime',
-    runtime_version: '1.0.0',
-    runtime_api_version: 'v1',
-  });
+  const version = versionResponse();
   const list = listContainersResponse();
-  fake.on('Version', { respond: version }).on('ListContainers', { respond: list });
+  const largeList = largeListContainersResponse();
+  const largeRequest = largeListContainersRequest();
+  const sandbox = runPodSandboxResponse();
+  const created = createContainerResponse();
+  fake
+    .on('Version', { respond: version })
+    .on('ListContainers', { respond: (call) => (call.requestBytes.equals(largeRequest) ? largeList : list) })
+    .on('RunPodSandbox', { respond: sandbox })
+    .on('CreateContainer', { respond: created });
   await fake.start();
   // The fake records every call for tests; over a bench run that would grow by millions.
   setInterval(() => {
@@ -36,7 +45,14 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   // The parent is gone (killed, crashed): do not outlive it.
   process.on('disconnect', stop);
-  const ready: FakeReadyMessage = { type: 'ready', responseBytes: { Version: version.length, ListContainers: list.length } };
+  const responseBytes = {
+    Version: version.length,
+    ListContainers: list.length,
+    ListContainers10k: largeList.length,
+    RunPodSandbox: sandbox.length,
+    CreateContainer: created.length,
+  };
+  const ready: FakeReadyMessage = { type: 'ready', responseBytes };
   process.send?.(ready);
 }
 

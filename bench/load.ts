@@ -21,7 +21,10 @@ export interface PhaseSpec {
   /** Framed response bytes (data frames' payload) a correct answer carries. */
   readonly expectedBytes: number;
   readonly concurrency: number;
+  /** Infinity with `maxCalls`: as long as those take. */
   readonly durationMs: number;
+  /** Stop once this many calls have been sent (the long memory run counts calls, not seconds). */
+  readonly maxCalls?: number;
   readonly recordLatency: boolean;
 }
 
@@ -58,13 +61,12 @@ function headersFor(call: CallType): http2.OutgoingHttpHeaders {
   };
 }
 
-/** Sends one call; `done` learns whether it ended with status 0 and exactly the expected bytes. */
+/** Sends one call; `done` learns the response's DATA bytes and whether its status was 0. */
 function callOnce(
   session: http2.ClientHttp2Session,
   headers: http2.OutgoingHttpHeaders,
   body: Buffer,
-  expectedBytes: number,
-  done: (ok: boolean) => void,
+  done: (statusOk: boolean, bytes: number) => void,
 ): void {
   // request() copies the headers, so one object serves every call.
   const stream = session.request(headers, { endStream: false });
@@ -80,8 +82,28 @@ function callOnce(
     status = t['grpc-status'];
   });
   stream.on('error', () => undefined);
-  stream.on('close', () => done(status === '0' && bytes === expectedBytes));
+  stream.on('close', () => done(status === '0', bytes));
   stream.end(body);
+}
+
+/** One call on its own, timed: for the first calls after a start, where each one is a sample. */
+export function timedCall(session: http2.ClientHttp2Session, call: CallType, expectedBytes: number): Promise<{ readonly ok: boolean; readonly us: number }> {
+  return new Promise((resolve) => {
+    const sentAt = performance.now();
+    callOnce(session, headersFor(call), call.body, (statusOk, bytes) => {
+      resolve({ ok: statusOk && bytes === expectedBytes, us: (performance.now() - sentAt) * 1000 });
+    });
+  });
+}
+
+/** The DATA bytes a successful `call` answers with (from a runtime whose answers the bench does not script). */
+export function responseBytesOf(session: http2.ClientHttp2Session, call: CallType): Promise<number> {
+  return new Promise((resolve, reject) => {
+    callOnce(session, headersFor(call), call.body, (statusOk, bytes) => {
+      if (statusOk) resolve(bytes);
+      else reject(new Error(`${call.name} failed on the runtime itself`));
+    });
+  });
 }
 
 /** Runs `concurrency` closed-loop workers for `durationMs`; rejects only if the session itself breaks. */
@@ -92,19 +114,23 @@ export function runPhase(session: http2.ClientHttp2Session, spec: PhaseSpec): Pr
     const latencies: number[] | undefined = spec.recordLatency ? [] : undefined;
     const start = performance.now();
     const end = start + spec.durationMs;
+    const maxCalls = spec.maxCalls ?? Infinity;
+    let sent = 0;
     let calls = 0;
     let errors = 0;
-    let active = spec.concurrency;
+    const workers = Math.min(spec.concurrency, maxCalls);
+    let active = workers;
     let failed = false;
     const issue = (): void => {
       const sentAt = performance.now();
+      sent++;
       try {
-        callOnce(session, headers, body, spec.expectedBytes, (ok) => {
+        callOnce(session, headers, body, (statusOk, bytes) => {
           const now = performance.now();
           calls++;
-          if (!ok) errors++;
+          if (!statusOk || bytes !== spec.expectedBytes) errors++;
           latencies?.push((now - sentAt) * 1000);
-          if (now < end && !failed) issue();
+          if (now < end && sent < maxCalls && !failed) issue();
           else if (--active === 0 && !failed) resolve({ calls, errors, wallMs: now - start, latenciesUs: latencies });
         });
       } catch (err) {
@@ -112,7 +138,8 @@ export function runPhase(session: http2.ClientHttp2Session, spec: PhaseSpec): Pr
         reject(err instanceof Error ? err : new Error(String(err)));
       }
     };
-    for (let i = 0; i < spec.concurrency; i++) issue();
+    if (workers <= 0) resolve({ calls: 0, errors: 0, wallMs: 0, latenciesUs: latencies });
+    for (let i = 0; i < workers; i++) issue();
   });
 }
 

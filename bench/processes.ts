@@ -1,12 +1,26 @@
-/** Child processes of the bench (fake runtime, proxy) and what /proc says about them. */
+/** Child processes of the bench (runtime, reference relays, proxy) and what /proc says about them. */
 import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { socketAccepts } from '../test/e2e/harness/processes';
 import type { FakeReadyMessage } from './fake-runtime-process';
+import { cliPath } from './paths';
 
 const STDERR_TAIL_BYTES = 8 * 1024;
 
-export class Child {
+/** A process whose CPU the bench reads and whose death ends the measurement it is part of. */
+export interface Watched {
+  readonly name: string;
+  readonly pid: number;
+  /** `work`, unless the process dies first: then an error saying so. */
+  unlessItDies<T>(work: Promise<T>): Promise<T>;
+}
+
+export class Child implements Watched {
+  /** performance.now() when it was started. */
+  readonly startedAt = performance.now();
   private tail = '';
   private exitCode: number | string | undefined;
   /** Settles when the process has exited, with its exit code or the signal that ended it. */
@@ -82,21 +96,55 @@ export async function startFakeRuntime(socketPath: string): Promise<{ child: Chi
   return { child, responseBytes: message.responseBytes };
 }
 
-export interface ProxyLaunch {
+export interface RelayLaunch {
   readonly name: string;
-  readonly configFile: string;
   readonly listen: string;
   readonly upstream: string;
   /** Extra node flags (profiling). */
   readonly nodeArgs: readonly string[];
 }
 
-/** Starts the built CLI exactly as an operator would; `dist/bench/..` is `dist/`. */
-export function startProxy(launch: ProxyLaunch): Child {
-  const cli = path.join(__dirname, '..', 'src', 'cli.js');
-  const args = [...launch.nodeArgs, cli, '--config', launch.configFile, '--listen', `unix://${launch.listen}`, '--upstream', `unix://${launch.upstream}`];
+/** Starts the built CLI exactly as an operator would: its config file and command line, nothing else. */
+export function startProxy(launch: RelayLaunch & { readonly configFile: string }): Child {
+  const args = [...launch.nodeArgs, cliPath(), '--config', launch.configFile, '--listen', `unix://${launch.listen}`, '--upstream', `unix://${launch.upstream}`];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   return new Child(launch.name, proc);
+}
+
+/** Forks a reference relay (`splice-process.js`, say) of the compiled bench; it exits when the bench does. */
+export function startReference(script: string, launch: RelayLaunch): Child {
+  const proc = fork(path.join(__dirname, script), [launch.listen, launch.upstream], {
+    execArgv: [...launch.nodeArgs],
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  return new Child(launch.name, proc);
+}
+
+/** Waits until `socketPath` accepts a connection (no call is made); returns the ms since the child started. */
+export async function waitUntilListening(child: Child, socketPath: string, timeoutMs: number): Promise<number> {
+  const until = performance.now() + timeoutMs;
+  while (!(await child.unlessItDies(socketAccepts(socketPath)))) {
+    if (performance.now() > until) throw new Error(`${child.name} did not listen on ${socketPath} within ${timeoutMs} ms:\n${child.stderrTail}`);
+    await child.unlessItDies(sleep(20));
+  }
+  return performance.now() - child.startedAt;
+}
+
+/**
+ * VmRSS once it has stopped moving (five samples 100 ms apart within 1 MB), or after `maxMs`: what a process
+ * holds idle, including what it loads in the background after it starts listening.
+ */
+export async function settledRssKb(child: Child, maxMs: number): Promise<{ readonly rssKb: number; readonly settled: boolean }> {
+  const samples: number[] = [];
+  const until = performance.now() + maxMs;
+  for (;;) {
+    samples.push(memoryOf(child.pid).rssKb);
+    const recent = samples.slice(-5);
+    const latest = recent[recent.length - 1] ?? Number.NaN;
+    if (recent.length === 5 && Math.max(...recent) - Math.min(...recent) <= 1024) return { rssKb: latest, settled: true };
+    if (performance.now() > until) return { rssKb: latest, settled: false };
+    await child.unlessItDies(sleep(100));
+  }
 }
 
 let ticksPerSecond: number | undefined;

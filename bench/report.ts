@@ -1,253 +1,158 @@
-/** Turns measured phases into the bench's summary: medians over rounds, ratios against direct, targets. */
-import { median, round } from './stats';
-
-export type Workload = 'throughput' | 'latency';
-
-/** One measured phase: one call type, one workload, one target, one round. */
-export interface PhaseRecord {
-  readonly round: number;
-  readonly call: string;
-  readonly workload: Workload;
-  readonly concurrency: number;
-  readonly target: string;
-  readonly calls: number;
-  readonly errors: number;
-  readonly wallMs: number;
-  readonly callsPerSec: number;
-  readonly p50Us: number | undefined;
-  readonly p99Us: number | undefined;
-  /** Undefined for the direct target. */
-  readonly proxyCpuUsPerCall: number | undefined;
-  /** The proxy's read and write syscalls per call; undefined for the direct target. */
-  readonly proxyReadsPerCall: number | undefined;
-  readonly proxyWritesPerCall: number | undefined;
-  readonly runtimeCpuUsPerCall: number;
-  readonly clientCpuUsPerCall: number;
-  /** CPU of client, runtime and proxy over wall time: 2.0 means both cores of this machine were busy. */
-  readonly coresBusy: number;
-}
-
-export const DIRECT = 'direct';
-
-export const TARGETS = {
-  throughputRatioMin: 0.9,
-  addedP50UsMax: 60,
-  cpuUsPerCallMax: 50,
-  rssMbMax: 64,
-} as const;
-
-export interface VariantSummary {
-  readonly throughput: { readonly directCallsPerSec: number; readonly callsPerSec: number; readonly ratio: number };
-  readonly latency: {
-    readonly directP50Us: number;
-    readonly p50Us: number;
-    readonly addedP50Us: number;
-    readonly directP99Us: number;
-    readonly p99Us: number;
-    readonly addedP99Us: number;
-  };
-  readonly proxyCpuUsPerCall: { readonly throughput: number; readonly latency: number };
-  /** Syscalls the proxy makes per call, by workload: batching at high concurrency shows here. */
-  readonly proxySyscallsPerCall: {
-    readonly throughput: { readonly reads: number; readonly writes: number };
-    readonly latency: { readonly reads: number; readonly writes: number };
-  };
-  /** Context for the ratios: what the other processes spent per call, and how busy the machine was. */
-  readonly runtimeCpuUsPerCall: { readonly direct: number; readonly proxied: number };
-  readonly clientCpuUsPerCall: { readonly direct: number; readonly proxied: number };
-  readonly coresBusy: { readonly direct: number; readonly proxied: number };
-}
-
-export interface MemorySummary {
-  readonly rssMb: number;
-  readonly hwmMb: number;
-}
-
-export interface TargetCheck {
-  readonly what: string;
-  readonly value: number;
-  readonly target: string;
-  readonly met: boolean;
-}
-
-export interface BenchResult {
-  readonly schema: 1;
-  readonly at: string;
-  readonly node: string;
-  readonly cpus: number;
-  readonly settings: {
-    readonly phaseSeconds: number;
-    readonly rounds: number;
-    readonly concurrency: number;
-    readonly proxyNodeArgs: readonly string[];
-    readonly profiling: boolean;
-  };
-  readonly responseBytes: Readonly<Record<string, number>>;
-  /** call type → proxy variant → summary. */
-  readonly calls: Readonly<Record<string, Readonly<Record<string, VariantSummary>>>>;
-  readonly memory: Readonly<Record<string, MemorySummary>>;
-  readonly skipped: Readonly<Record<string, string>>;
-  readonly checks: readonly TargetCheck[];
-  readonly errors: number;
-}
-
-export interface RunFacts {
-  readonly settings: BenchResult['settings'];
-  readonly responseBytes: Readonly<Record<string, number>>;
-  readonly memory: Readonly<Record<string, MemorySummary>>;
-  readonly skipped: Readonly<Record<string, string>>;
-  readonly cpus: number;
-}
-
-/** Pairs each phase of `variant` with the direct phase of the same round, so drift cancels in the ratio. */
-function paired(phases: readonly PhaseRecord[], call: string, workload: Workload, variant: string): [PhaseRecord, PhaseRecord][] {
-  const pick = (target: string): PhaseRecord[] => phases.filter((p) => p.call === call && p.workload === workload && p.target === target);
-  const direct = pick(DIRECT);
-  return pick(variant).flatMap((v): [PhaseRecord, PhaseRecord][] => {
-    const d = direct.find((p) => p.round === v.round);
-    return d ? [[d, v]] : [];
-  });
-}
-
-function summarize(phases: readonly PhaseRecord[], call: string, variant: string): VariantSummary {
-  const tp = paired(phases, call, 'throughput', variant);
-  const lat = paired(phases, call, 'latency', variant);
-  const m = (pairs: [PhaseRecord, PhaseRecord][], f: (d: PhaseRecord, v: PhaseRecord) => number | undefined): number =>
-    round(median(pairs.map(([d, v]) => f(d, v) ?? Number.NaN)), 2);
-  const num = (x: number | undefined): number => x ?? Number.NaN;
-  return {
-    throughput: {
-      directCallsPerSec: m(tp, (d) => d.callsPerSec),
-      callsPerSec: m(tp, (_, v) => v.callsPerSec),
-      ratio: round(median(tp.map(([d, v]) => v.callsPerSec / d.callsPerSec)), 3),
-    },
-    latency: {
-      directP50Us: m(lat, (d) => d.p50Us),
-      p50Us: m(lat, (_, v) => v.p50Us),
-      addedP50Us: m(lat, (d, v) => num(v.p50Us) - num(d.p50Us)),
-      directP99Us: m(lat, (d) => d.p99Us),
-      p99Us: m(lat, (_, v) => v.p99Us),
-      addedP99Us: m(lat, (d, v) => num(v.p99Us) - num(d.p99Us)),
-    },
-    proxyCpuUsPerCall: { throughput: m(tp, (_, v) => v.proxyCpuUsPerCall), latency: m(lat, (_, v) => v.proxyCpuUsPerCall) },
-    proxySyscallsPerCall: {
-      throughput: { reads: m(tp, (_, v) => v.proxyReadsPerCall), writes: m(tp, (_, v) => v.proxyWritesPerCall) },
-      latency: { reads: m(lat, (_, v) => v.proxyReadsPerCall), writes: m(lat, (_, v) => v.proxyWritesPerCall) },
-    },
-    runtimeCpuUsPerCall: { direct: m(tp, (d) => d.runtimeCpuUsPerCall), proxied: m(tp, (_, v) => v.runtimeCpuUsPerCall) },
-    clientCpuUsPerCall: { direct: m(tp, (d) => d.clientCpuUsPerCall), proxied: m(tp, (_, v) => v.clientCpuUsPerCall) },
-    coresBusy: { direct: m(tp, (d) => d.coresBusy), proxied: m(tp, (_, v) => v.coresBusy) },
-  };
-}
-
-export function buildResult(phases: readonly PhaseRecord[], facts: RunFacts): BenchResult {
-  const callNames = [...new Set(phases.map((p) => p.call))];
-  const variants = [...new Set(phases.map((p) => p.target))].filter((t) => t !== DIRECT);
-  const calls: Record<string, Record<string, VariantSummary>> = {};
-  const checks: TargetCheck[] = [];
-  for (const call of callNames) {
-    const byVariant: Record<string, VariantSummary> = {};
-    for (const variant of variants) {
-      const s = summarize(phases, call, variant);
-      byVariant[variant] = s;
-      const c = facts.settings.concurrency;
-      checks.push(
-        check(`${call} ${variant}: throughput ratio @${c}`, s.throughput.ratio, `≥ ${TARGETS.throughputRatioMin}`, (v) => v >= TARGETS.throughputRatioMin),
-        check(`${call} ${variant}: added p50 µs @1`, s.latency.addedP50Us, `≤ ${TARGETS.addedP50UsMax}`, (v) => v <= TARGETS.addedP50UsMax),
-        check(`${call} ${variant}: proxy CPU µs/call @${c}`, s.proxyCpuUsPerCall.throughput, `≤ ${TARGETS.cpuUsPerCallMax}`, (v) => v <= TARGETS.cpuUsPerCallMax),
-      );
-    }
-    calls[call] = byVariant;
-  }
-  for (const [variant, mem] of Object.entries(facts.memory)) {
-    checks.push(check(`${variant}: peak RSS MB (VmHWM)`, mem.hwmMb, `≤ ${TARGETS.rssMbMax}`, (v) => v <= TARGETS.rssMbMax));
-  }
-  return {
-    schema: 1,
-    at: new Date().toISOString(),
-    node: process.version,
-    cpus: facts.cpus,
-    settings: facts.settings,
-    responseBytes: facts.responseBytes,
-    calls,
-    memory: facts.memory,
-    skipped: facts.skipped,
-    checks,
-    errors: phases.reduce((sum, p) => sum + p.errors, 0),
-  };
-}
-
-function check(what: string, value: number, target: string, ok: (v: number) => boolean): TargetCheck {
-  return { what, value, target, met: Number.isFinite(value) && ok(value) };
-}
+/** The bench's result as text tables: one section per runtime, the targets beside the numbers. */
+import { TARGETS, type BenchResult, type CallSummary, type RowSummary, type RuntimeResult } from './summary';
 
 /** Left-aligned first column, right-aligned numbers. */
 function table(rows: readonly (readonly string[])[]): string {
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   return rows
-    .map((row) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  '))
+    .map((row) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ').trimEnd())
     .join('\n');
 }
 
-const fmt = (v: number, digits = 0): string => (Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
+const fmt = (v: number | undefined, digits = 0): string => (v !== undefined && Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
 const mark = (met: boolean): string => (met ? 'ok' : 'MISSED');
+/** The target and whether it is met, for proxy rows only: reference rows are there for comparison. */
+const target = (s: RowSummary, text: string, met: boolean): string => (s.kind === 'proxy' ? `${text} ${mark(met)}` : '');
 
-export function formatReport(r: BenchResult): string {
-  const c = r.settings.concurrency;
-  const out: string[] = [];
-  const sizes = Object.entries(r.responseBytes).map(([k, v]) => `${k} ${v} B`).join(', ');
-  out.push(
-    `cri-proxy bench: ${r.settings.rounds} rounds of ${r.settings.phaseSeconds} s phases, node ${r.node}, ${r.cpus} cpus; responses: ${sizes}`,
-    'medians over rounds; ratios and added latency are per round (each proxied phase against the direct phase beside it)',
-  );
-  if (r.settings.proxyNodeArgs.length > 0) out.push(`proxy node flags: ${r.settings.proxyNodeArgs.join(' ')}`);
-  if (r.settings.profiling) out.push('the proxy ran under --cpu-prof: its numbers include the profiler\'s overhead');
-  out.push('');
-  const tp: string[][] = [[`throughput @${c} concurrent`, 'direct/s', 'proxied/s', 'ratio', `target ≥${TARGETS.throughputRatioMin}`]];
-  const lat: string[][] = [['latency @1 (µs)', 'p50 dir', 'p50 prx', '+p50', 'p99 dir', 'p99 prx', '+p99', `+p50 ≤${TARGETS.addedP50UsMax}`]];
-  const cpu: string[][] = [
-    [
-      'CPU µs per call',
-      `proxy @${c}`,
-      'proxy @1',
-      `target ≤${TARGETS.cpuUsPerCallMax}`,
-      'runtime dir/prx',
-      'client dir/prx',
-      'cores busy dir/prx',
-      `proxy syscalls r+w @${c}`,
-      'r+w @1',
-    ],
-  ];
-  for (const [call, variants] of Object.entries(r.calls)) {
-    for (const [variant, s] of Object.entries(variants)) {
-      const label = `${call} via ${variant}`;
-      tp.push([label, fmt(s.throughput.directCallsPerSec), fmt(s.throughput.callsPerSec), fmt(s.throughput.ratio, 3), mark(s.throughput.ratio >= TARGETS.throughputRatioMin)]);
-      const l = s.latency;
-      lat.push([label, fmt(l.directP50Us), fmt(l.p50Us), fmt(l.addedP50Us), fmt(l.directP99Us), fmt(l.p99Us), fmt(l.addedP99Us), mark(l.addedP50Us <= TARGETS.addedP50UsMax)]);
-      const p = s.proxyCpuUsPerCall;
-      cpu.push([
-        label,
-        fmt(p.throughput, 1),
-        fmt(p.latency, 1),
-        mark(p.throughput <= TARGETS.cpuUsPerCallMax),
-        `${fmt(s.runtimeCpuUsPerCall.direct)}/${fmt(s.runtimeCpuUsPerCall.proxied)}`,
-        `${fmt(s.clientCpuUsPerCall.direct)}/${fmt(s.clientCpuUsPerCall.proxied)}`,
-        `${fmt(s.coresBusy.direct, 2)}/${fmt(s.coresBusy.proxied, 2)}`,
-        `${fmt(s.proxySyscallsPerCall.throughput.reads, 1)}+${fmt(s.proxySyscallsPerCall.throughput.writes, 1)}`,
-        `${fmt(s.proxySyscallsPerCall.latency.reads, 1)}+${fmt(s.proxySyscallsPerCall.latency.writes, 1)}`,
-      ]);
+function bytes(n: number): string {
+  if (n >= 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  if (n >= 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${n} B`;
+}
+
+type Rows = [string, CallSummary, string, RowSummary][];
+
+function rowsOf(r: RuntimeResult): Rows {
+  return Object.entries(r.calls).flatMap(([call, c]) => Object.entries(c.rows).map(([row, s]): [string, CallSummary, string, RowSummary] => [call, c, row, s]));
+}
+
+function throughputTable(r: RuntimeResult): string {
+  const out: string[][] = [['throughput', 'calls at once', 'calls/s', '×direct', '×splice', 'target']];
+  for (const [call, c] of Object.entries(r.calls)) {
+    out.push([`${call} direct`, fmt(c.direct.throughputConcurrency), fmt(c.direct.callsPerSec), '', '', '']);
+    for (const [row, s] of Object.entries(c.rows)) {
+      const t = s.throughput;
+      const goal = c.size === 'small' ? target(s, `≥${TARGETS.throughputVsDirectMin}`, t.vsDirect >= TARGETS.throughputVsDirectMin) : '';
+      out.push([`${call} ${row}`, fmt(c.direct.throughputConcurrency), fmt(t.callsPerSec), fmt(t.vsDirect, 3), fmt(t.vsSplice, 3), goal]);
     }
   }
-  out.push(table(tp), '', table(lat), '', table(cpu), '');
-  const mem: string[][] = [['proxy memory at the end', 'VmRSS MB', 'VmHWM MB', `target ≤${TARGETS.rssMbMax}`]];
-  for (const [variant, m] of Object.entries(r.memory)) mem.push([variant, fmt(m.rssMb, 1), fmt(m.hwmMb, 1), mark(m.hwmMb <= TARGETS.rssMbMax)]);
-  out.push(table(mem), '');
-  for (const [variant, why] of Object.entries(r.skipped)) out.push(`${variant}: skipped (${why})`);
+  return table(out);
+}
+
+function latencyTable(r: RuntimeResult): string {
+  const out: string[][] = [['latency at 1 call (µs)', 'p50', '+p50', '+p50 vs splice', 'p50 ×direct', 'p99', '+p99', 'target']];
+  for (const [call, c] of Object.entries(r.calls)) {
+    out.push([`${call} direct`, fmt(c.direct.p50Us), '', '', '', fmt(c.direct.p99Us), '', '']);
+    for (const [row, s] of Object.entries(c.rows)) {
+      const l = s.latency;
+      const goal =
+        c.size === 'small'
+          ? target(s, `+p50 ≤${TARGETS.addedP50UsMax}`, l.addedP50Us <= TARGETS.addedP50UsMax)
+          : target(s, `×direct ≤${TARGETS.largeP50VsDirectMax}`, l.p50VsDirect <= TARGETS.largeP50VsDirectMax);
+      out.push([`${call} ${row}`, fmt(l.p50Us), fmt(l.addedP50Us), fmt(l.addedP50VsSpliceUs), fmt(l.p50VsDirect, 3), fmt(l.p99Us), fmt(l.addedP99Us), goal]);
+    }
+  }
+  return table(out);
+}
+
+function cpuTable(r: RuntimeResult): string {
+  const out: string[][] = [
+    ['CPU per call (µs)', 'relay (tp)', 'relay @1', 'relay ×splice', 'target', 'runtime', 'client', 'cores busy', 'syscalls (tp)', 'syscalls @1'],
+  ];
+  for (const [call, c] of Object.entries(r.calls)) {
+    const d = c.direct;
+    out.push([`${call} direct`, '', '', '', '', fmt(d.runtimeCpuUsPerCall), fmt(d.clientCpuUsPerCall), fmt(d.coresBusy, 2), '', '']);
+  }
+  for (const [call, c, row, s] of rowsOf(r)) {
+    const p = s.cpuUsPerCall;
+    const goal = c.size === 'small' ? target(s, `≤${TARGETS.cpuUsPerCallMax}`, p.throughput <= TARGETS.cpuUsPerCallMax) : '';
+    out.push([
+      `${call} ${row}`,
+      fmt(p.throughput, 1),
+      fmt(p.latency, 1),
+      fmt(p.vsSplice, 2),
+      goal,
+      fmt(s.runtimeCpuUsPerCall),
+      fmt(s.clientCpuUsPerCall),
+      fmt(s.coresBusy, 2),
+      fmt(s.syscallsPerCall.throughput, 1),
+      fmt(s.syscallsPerCall.latency, 1),
+    ]);
+  }
+  return table(out);
+}
+
+function memoryTable(r: RuntimeResult, proxyRows: ReadonlySet<string>): string {
+  const max = TARGETS.rssMbMax;
+  const out: string[][] = [['memory (MB)', 'listening after ms', 'idle RSS', 'end RSS', 'peak (VmHWM)', `idle ≤${max}`, `peak ≤${max}`]];
+  for (const [row, m] of Object.entries(r.memory)) {
+    const proxy = proxyRows.has(row);
+    out.push([
+      row,
+      fmt(m.listeningMs),
+      `${fmt(m.idleRssMb, 1)}${m.idleSettled ? '' : ' (still moving)'}`,
+      fmt(m.rssMb, 1),
+      fmt(m.hwmMb, 1),
+      proxy ? mark(m.idleRssMb <= max) : '',
+      proxy ? mark(m.hwmMb <= max) : '',
+    ]);
+  }
+  return table(out);
+}
+
+function startupTable(r: RuntimeResult): string {
+  const entries = Object.entries(r.startup ?? {});
+  const first = entries[0]?.[1];
+  if (first === undefined) return '';
+  const calls = Object.keys(first.calls);
+  const out: string[][] = [['first calls after start (µs)', ...calls.flatMap((c) => [`first ${c}`, `later`, '×'])]];
+  for (const [row, s] of entries) {
+    out.push([
+      `${row}${s.errors > 0 ? ` (${s.errors} failed)` : ''}`,
+      ...calls.flatMap((c) => {
+        const x = s.calls[c];
+        return x === undefined ? ['n/a', 'n/a', 'n/a'] : [fmt(x.firstUs), fmt(x.laterMedianUs), fmt(x.firstUs / x.laterMedianUs, 1)];
+      }),
+    ]);
+  }
+  return `${table(out)}\n(later: the median of the next ${first.later} of each, on the same connection)`;
+}
+
+function soakTable(r: RuntimeResult): string {
+  const entries = Object.entries(r.soak ?? {});
+  if (entries.length === 0) return '';
+  const out: string[][] = [['memory over calls', 'calls', 'VmRSS MB', 'VmHWM MB', 'calls/s', 'failed']];
+  for (const [row, samples] of entries) {
+    for (const x of samples) out.push([row, String(x.calls), fmt(x.rssMb, 1), fmt(x.hwmMb, 1), fmt(x.callsPerSec), String(x.errors)]);
+  }
+  return table(out);
+}
+
+function runtimeSection(name: string, r: RuntimeResult): string[] {
+  const sizes = Object.entries(r.responseBytes).map(([k, v]) => `${k} ${bytes(v)}`).join(', ');
+  const proxyRows = new Set(rowsOf(r).filter(([, , , s]) => s.kind === 'proxy').map(([, , row]) => row));
+  const out = [`== ${name}: ${r.description}`, `responses: ${sizes}`, '', throughputTable(r), '', latencyTable(r), '', cpuTable(r), '', memoryTable(r, proxyRows), ''];
+  for (const extra of [startupTable(r), soakTable(r)]) if (extra !== '') out.push(extra, '');
+  for (const [what, why] of Object.entries(r.skipped)) out.push(`${what}: skipped (${why})`);
+  return out;
+}
+
+export function formatReport(r: BenchResult): string {
+  const s = r.settings;
+  const out: string[] = [
+    `cri-proxy bench: ${s.rounds} round(s) of ${s.phaseSeconds} s phases, node ${r.node}, ${r.cpus} cpus; throughput (tp) at ${s.concurrency} calls at once (large calls: ${s.largeConcurrency}); tracing exporter: ${s.tracingExporter}`,
+    'medians over rounds; every ratio and difference pairs a row with the direct (or splice) phase of the same round',
+  ];
+  if (s.proxyNodeArgs.length > 0) out.push(`proxy node flags: ${s.proxyNodeArgs.join(' ')}`);
+  if (s.profiling) out.push("the proxies ran under --cpu-prof: their numbers include the profiler's overhead");
+  out.push('');
+  for (const [name, runtime] of Object.entries(r.runtimes)) out.push(...runtimeSection(name, runtime));
   const missed = r.checks.filter((k) => !k.met);
   out.push(
     `failed calls: ${r.errors}${r.errors > 0 ? '  <-- some calls failed or returned the wrong bytes; the numbers are suspect' : ''}`,
-    `targets: ${r.checks.length - missed.length}/${r.checks.length} met${missed.length > 0 ? `; missed: ${missed.map((k) => `${k.what} = ${k.value} (${k.target})`).join('; ')}` : ''}`,
+    `targets: ${r.checks.length - missed.length}/${r.checks.length} met${missed.length > 0 ? '; missed:' : ''}`,
+    ...missed.map((k) => `  ${k.what} = ${k.value} (${k.target})`),
   );
   return out.join('\n');
 }
