@@ -1,5 +1,6 @@
 import { GrpcStatus, ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
+import { outcomeOfError } from './call-outcome';
 import { decodeMessage } from './codec';
 import { MessageTooLargeError, unframeSingle } from './grpc-frames';
 import { parseGrpcTimeout } from './grpc-status';
@@ -14,11 +15,6 @@ export interface CallEnvironment {
   readonly maxMessageBytes: number;
   readonly log: Logger;
   readonly router: Router;
-}
-
-/** A status the proxy produces itself, carrying the stable error code. */
-export function outcomeOfError(error: ProxyError): CallOutcome {
-  return { code: error.grpcStatus, message: error.message, fromProxy: true, errorCode: error.code };
 }
 
 /**

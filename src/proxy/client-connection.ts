@@ -11,7 +11,8 @@ import {
   pingFrame,
   rstStreamFrame,
 } from './http2/frames';
-import { Http2Connection, type LocalSettings } from './http2/connection';
+import { Http2Connection } from './http2/connection';
+import type { LocalSettings } from './http2/output';
 import type { HeaderBlock } from './http2/hpack-decoder';
 import { headerFrames } from './http2/header-frames';
 import { malformedRequest } from './request-headers';

@@ -1,17 +1,16 @@
 import { GrpcStatus, ProxyError } from '../errors';
+import { CANCELLED_OUTCOME, outcomeOfError } from './call-outcome';
 import { FrameScanner, frameMessage } from './grpc-frames';
-import { RESPONSE_FIELDS, readStatusFields, statusFields } from './grpc-status';
+import { RESPONSE_FIELDS, statusFields } from './grpc-status';
 import { ErrorCode } from './http2/frames';
-import { Http2Stream } from './http2/connection';
-import type { HeaderBlock } from './http2/hpack-decoder';
-import { observeWith, tooLarge } from './relay-messages';
-import type { RuntimeConnection, StreamFailure, UpstreamHandler, UpstreamStream } from './runtime-connection';
+import { Http2Stream } from './http2/output';
+import { tooLarge } from './relay-messages';
+import { ResponseRelay, type ResponseSink } from './response-relay';
+import type { RuntimeConnection } from './runtime-connection';
 import type { CallTransport, ForwardRequest } from './transport';
 import type { CallOutcome, ResponseStream } from './types';
 import type { ClientConnection } from './client-connection';
 
-/** A unary response up to this size is held and sent with its status in one write; larger ones stream. */
-const HOLD_LIMIT = 64 * 1024;
 /** A response the proxy streams itself pauses its producer above this many unsent bytes. */
 const STREAM_HIGH_WATER = 256 * 1024;
 const EMPTY = Buffer.alloc(0);
@@ -25,23 +24,12 @@ const enum RequestMode {
   Pipe,
 }
 
-function outcomeOf(error: ProxyError): CallOutcome {
-  return { code: error.grpcStatus, message: error.message, fromProxy: true, errorCode: error.code };
-}
-
-const CANCELLED_OUTCOME: CallOutcome = Object.freeze({
-  code: GrpcStatus.CANCELLED,
-  message: 'the client cancelled the call',
-  fromProxy: true,
-  errorCode: 'CANCELLED',
-});
-
 /**
  * One call on a client connection, and the relay of it to a runtime stream: the transport port a call context
  * is built on. Request bytes go up and response bytes come down as views of what was received, each paced by
  * the other side's flow control.
  */
-export class ClientStream extends Http2Stream implements CallTransport, UpstreamHandler {
+export class ClientStream extends Http2Stream implements CallTransport, ResponseSink {
   cancelled = false;
   private cancelListener: (() => void) | undefined;
   private mode = RequestMode.Queue;
@@ -49,29 +37,12 @@ export class ClientStream extends Http2Stream implements CallTransport, Upstream
   private body: Body | undefined;
   private requestError: ProxyError | undefined;
   private readonly requestScanner: FrameScanner;
-  private upConn: RuntimeConnection | undefined;
-  private up: UpstreamStream | undefined;
-  private forwarded: ForwardRequest | undefined;
-  private settle: ((outcome: CallOutcome) => void) | undefined;
-  /** The runtime's side of a forwarded call is over (or was never started). */
-  private settled = true;
-  private responseStarted = false;
+  private relay: ResponseRelay | undefined;
   private headersSent = false;
-  private holding = false;
-  private heldHeaders: readonly string[] | undefined;
-  private heldData: Buffer[] | undefined;
-  private heldBytes = 0;
-  private kept: Buffer[] | undefined;
-  private trailers: readonly string[] | undefined;
-  private trailersOnly = false;
-  private responseScanner: FrameScanner | undefined;
   private reply: readonly Buffer[] | undefined;
   private finished = false;
   private drainWaiters: (() => void)[] | undefined;
   private readonly creditClient = (bytes: number): void => this.conn.consumed(this, bytes);
-  private readonly creditUpstream = (bytes: number): void => {
-    if (this.up !== undefined) this.upConn?.consumed(this.up, bytes);
-  };
 
   constructor(
     readonly conn: ClientConnection,
@@ -103,8 +74,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Upstream
     }
     const body = this.body;
     if (this.mode === RequestMode.Pipe) {
-      const sent = this.up !== undefined && this.upConn?.sendData(this.up, data, end, this.creditClient) === true;
-      if (!sent) this.conn.consumed(this, data.length);
+      if (this.relay?.sendRequest(data, end, this.creditClient) !== true) this.conn.consumed(this, data.length);
     } else if (body !== undefined) {
       this.hold(body, data);
       if (end) body.settle?.();
@@ -149,7 +119,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Upstream
     this.requestError = error;
     this.dropQueued();
     this.body?.settle?.(error);
-    if (!this.settled) this.failUpstream(error);
+    this.relay?.fail(error);
   }
 
   private dropQueued(): void {
@@ -163,133 +133,41 @@ export class ClientStream extends Http2Stream implements CallTransport, Upstream
     // A request read by the chain goes up whole, once it is all here.
     const body = this.mode === RequestMode.Hold ? await this.body?.done.catch(() => undefined) : undefined;
     if (this.cancelled) return CANCELLED_OUTCOME;
-    if (this.requestError !== undefined) return outcomeOf(this.requestError);
+    if (this.requestError !== undefined) return outcomeOfError(this.requestError);
     let conn: RuntimeConnection;
     try {
       conn = request.upstream.connection();
     } catch (err) {
-      return outcomeOf(err instanceof ProxyError ? err : request.upstream.unavailable(err));
+      return outcomeOfError(err instanceof ProxyError ? err : request.upstream.unavailable(err));
     }
-    this.forwarded = request;
-    this.upConn = conn;
-    this.holding = request.holdResponse;
-    if (request.keepResponse) this.kept = [];
-    this.responseScanner = new FrameScanner({
-      maxMessageBytes: request.maxMessageBytes,
-      onMessage: request.observers ? observeWith(request.observers, request.responseType, this.conn.onObserverFault) : undefined,
-    });
-    this.settled = false;
-    const outcome = new Promise<CallOutcome>((resolve) => (this.settle = resolve));
-    const up = (this.up = conn.open(request.headers, this));
+    const relay = (this.relay = new ResponseRelay(this, request, conn, this.conn.onObserverFault));
     if (body !== undefined) {
       // Held bytes were credited to the client already.
-      conn.sendData(up, body, true);
+      relay.sendRequest(body, true, undefined);
     } else {
       this.mode = RequestMode.Pipe;
       const queued = this.queued ?? [];
       this.queued = undefined;
-      for (const [i, part] of queued.entries()) conn.sendData(up, part, this.remoteEnded && i === queued.length - 1, this.creditClient);
-      if (queued.length === 0 && this.remoteEnded) conn.sendData(up, EMPTY, true);
+      for (const [i, part] of queued.entries()) relay.sendRequest(part, this.remoteEnded && i === queued.length - 1, this.creditClient);
+      if (queued.length === 0 && this.remoteEnded) relay.sendRequest(EMPTY, true, undefined);
     }
-    return outcome;
+    return relay.outcome;
   }
 
-  private settleWith(outcome: CallOutcome): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.settle?.(outcome);
-  }
-
-  private failUpstream(error: ProxyError): void {
-    if (this.up !== undefined && !this.up.closed) this.upConn?.cancel(this.up);
-    this.settleWith(outcomeOf(error));
-  }
-
-  private protocolError(problem: string): void {
-    const name = this.forwarded?.upstream.name ?? '';
-    this.failUpstream(new ProxyError('UPSTREAM_PROTOCOL', `cri-proxy: runtime "${name}" ${problem}`));
-  }
-
-  onResponseHeaders(block: HeaderBlock, end: boolean): void {
-    if (this.settled) return;
-    if (block.overLimit) {
-      this.protocolError(`sent a header list of ${block.listBytes} bytes, over the limit`);
-    } else if (this.responseStarted) {
-      if (!end) this.protocolError('sent a second header block before the end of the stream');
-      else this.settleWithTrailers(block.fields);
-    } else {
-      this.responseStarted = true;
-      this.trailersOnly = end;
-      if (end) this.settleWithTrailers(block.fields);
-      else if (this.holding) this.heldHeaders = block.fields;
-      else this.sendResponseHeaders(block.fields);
-    }
-  }
-
-  private settleWithTrailers(fields: readonly string[]): void {
-    this.trailers = fields;
-    this.settleWith({ ...readStatusFields(fields), fromProxy: false });
-  }
-
-  onResponseData(data: Buffer, end: boolean): void {
-    const length = data.length;
-    if (this.settled || !this.responseStarted) {
-      this.creditUpstream(length);
-      if (!this.settled) this.protocolError('sent DATA before response headers');
-      return;
-    }
-    try {
-      if (length > 0) this.responseScanner?.push(data);
-    } catch (err) {
-      this.creditUpstream(length);
-      this.failUpstream(tooLarge(err, 'response'));
-      return;
-    }
-    if (length > 0) this.kept?.push(data);
-    if (this.holding) {
-      this.creditUpstream(length);
-      if (length > 0) (this.heldData ??= []).push(data);
-      this.heldBytes += length;
-      if (this.heldBytes > HOLD_LIMIT) this.flushHeld();
-    } else if (!this.conn.sendData(this, data, false, this.creditUpstream)) {
-      this.creditUpstream(length);
-    }
-    if (end) this.protocolError('ended the call without a status');
-  }
-
-  onStreamFailed(failure: StreamFailure): void {
-    const upstream = this.forwarded?.upstream;
-    if (this.settled || upstream === undefined) return;
-    const code = failure.code === undefined ? 'none' : String(failure.code);
-    if (!this.responseStarted) {
-      this.settleWith(outcomeOf(upstream.unavailable(failure.error ?? new Error(`stream reset (code ${code})`))));
-      return;
-    }
-    const why = failure.error ? failure.error.message : `reset code ${code}`;
-    this.settleWith(outcomeOf(new ProxyError('UPSTREAM_PROTOCOL', `cri-proxy: runtime "${upstream.name}" ended the call without a status (${why})`)));
-  }
-
-  responseBody(): Buffer | undefined {
-    const kept = this.kept;
-    if (kept === undefined || kept.length === 1) return kept?.[0];
-    const whole = Buffer.concat(kept);
-    this.kept = [whole];
-    return whole;
-  }
-
-  private sendResponseHeaders(fields: readonly string[]): void {
+  sendResponseHeaders(fields: readonly string[]): void {
     this.headersSent = true;
     this.conn.sendHeaders(this, fields, false);
   }
 
-  private flushHeld(): void {
-    this.holding = false;
-    if (this.heldHeaders !== undefined) this.sendResponseHeaders(this.heldHeaders);
-    this.heldHeaders = undefined;
-    const held = this.heldData;
-    this.heldData = undefined;
-    if (held) for (const part of held) this.conn.sendData(this, part, false);
+  /** False when the stream has ended on the client's side (the caller credits the bytes then). */
+  sendResponseData(data: Buffer, onSent: ((bytes: number) => void) | undefined): boolean {
+    return this.conn.sendData(this, data, false, onSent);
   }
+
+  responseBody(): Buffer | undefined {
+    return this.relay?.responseBody();
+  }
+
 
   // ---- the proxy's own answers ----
   respond(messages: readonly Buffer[]): void {
@@ -326,7 +204,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Upstream
   finish(outcome: CallOutcome): void {
     if (this.finished) return;
     this.finished = true;
-    if (outcome.fromProxy && this.up !== undefined && !this.up.closed) this.upConn?.cancel(this.up);
+    if (outcome.fromProxy) this.relay?.cancel();
     if (!this.cancelled && !this.localEnded) this.sendOutcome(outcome);
     // Last: a draining connection may close once its last call has ended.
     this.conn.callEnded(this, this.body?.bytes ?? 0);
@@ -340,11 +218,11 @@ export class ClientStream extends Http2Stream implements CallTransport, Upstream
         for (const message of this.reply) conn.sendData(this, frameMessage(message), false);
       }
       conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent), true);
-    } else if (this.trailersOnly && !this.headersSent) {
-      conn.sendHeaders(this, this.trailers ?? statusFields(outcome.code, outcome.message, true), true);
     } else {
-      this.flushHeld();
-      conn.sendHeaders(this, this.trailers ?? statusFields(outcome.code, outcome.message, false), true);
+      const relay = this.relay;
+      const trailersOnly = relay?.trailersOnly === true && !this.headersSent;
+      if (!trailersOnly) relay?.flushHeld();
+      conn.sendHeaders(this, relay?.trailers ?? statusFields(outcome.code, outcome.message, !this.headersSent), true);
     }
     // The response is complete: a client still sending is told to stop (RFC 9113 §8.1).
     if (!this.remoteEnded && this.out === undefined) conn.resetStream(this, ErrorCode.NO_ERROR);
@@ -356,8 +234,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Upstream
     this.cancelled = true;
     this.dropQueued();
     this.body?.settle?.(new ProxyError('CANCELLED', CANCELLED_OUTCOME.message));
-    if (this.up !== undefined && !this.up.closed) this.upConn?.cancel(this.up);
-    this.settleWith(CANCELLED_OUTCOME);
+    this.relay?.cancel(CANCELLED_OUTCOME);
     this.wakeDrainWaiters();
     this.cancelListener?.();
   }

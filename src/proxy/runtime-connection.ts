@@ -1,6 +1,7 @@
 import type * as net from 'node:net';
 import { CONNECTION_PREFACE, ConnectionError, ErrorCode, Setting, type StreamError } from './http2/frames';
-import { Http2Connection, Http2Stream, type LocalSettings } from './http2/connection';
+import { Http2Connection } from './http2/connection';
+import { Http2Stream, type LocalSettings } from './http2/output';
 import type { HeaderBlock } from './http2/hpack-decoder';
 
 /** Why a stream to the runtime ended without (the rest of) a response. */

@@ -3,7 +3,7 @@ import { ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import type { ConnectionError, StreamError } from './http2/frames';
 import { RuntimeConnection } from './runtime-connection';
-import type { LocalSettings } from './http2/connection';
+import type { LocalSettings } from './http2/output';
 
 export interface UpstreamOptions {
   readonly name: string;

@@ -1,4 +1,3 @@
-import type * as net from 'node:net';
 import {
   ConnectionError,
   DEFAULT_MAX_FRAME_SIZE,
@@ -13,115 +12,26 @@ import {
   Setting,
   StreamError,
   dataPayload,
-  goawayFrame,
   headersFragment,
   pingFrame,
   rstStreamFrame,
   settingsFrame,
   windowUpdateFrame,
-  type ErrorCodeValue,
 } from './frames';
 import { HpackDecoder, type HeaderBlock } from './hpack-decoder';
-import { HpackEncoder } from './hpack-encoder';
-import { headerFrames } from './header-frames';
-
-/** What this side announces, and how it paces the peer. */
-export interface LocalSettings {
-  /** SETTINGS_INITIAL_WINDOW_SIZE: how much the peer may send on one stream before we credit it. */
-  readonly streamWindow: number;
-  /** The connection-level window we give the peer (raised from 65,535 with a WINDOW_UPDATE at start). */
-  readonly connectionWindow: number;
-  /** SETTINGS_MAX_HEADER_LIST_SIZE; larger header lists are refused. */
-  readonly maxHeaderListBytes: number;
-  /** SETTINGS_MAX_CONCURRENT_STREAMS, announced only when set (servers). */
-  readonly maxConcurrentStreams?: number;
-}
-
-/** The peer's settings as last received (RFC 9113 §6.5.2 defaults until then). */
-interface PeerSettings {
-  maxConcurrentStreams: number;
-  initialWindow: number;
-  maxFrameSize: number;
-  maxHeaderListSize: number;
-}
-
-/** Bytes to send on a stream once its flow-control windows allow; `onSent` credits whoever they came from. */
-interface OutData {
-  data: Buffer;
-  readonly end: boolean;
-  readonly onSent: ((bytes: number) => void) | undefined;
-}
-interface OutHeaders {
-  readonly fields: readonly string[];
-  readonly end: boolean;
-  readonly neverIndexed: readonly number[] | undefined;
-}
-type OutItem = OutData | OutHeaders;
-
-/** Per-stream state the connection keeps; relay code extends it. */
-export class Http2Stream {
-  sendWindow: number;
-  recvWindow: number;
-  recvUncredited = 0;
-  out: OutItem[] | undefined;
-  /** We sent END_STREAM (or reset the stream). */
-  localEnded = false;
-  /** The peer sent END_STREAM (or reset the stream). */
-  remoteEnded = false;
-  closed = false;
-
-  /** 0 until the stream is opened (a runtime may make new streams wait for a free slot). */
-  id: number;
-
-  constructor(id: number, sendWindow: number, recvWindow: number) {
-    this.id = id;
-    this.sendWindow = sendWindow;
-    this.recvWindow = recvWindow;
-  }
-}
-
-/** Above this many bytes waiting in the socket, credits for relayed data wait for 'drain'. */
-const CREDIT_HOLD_BYTES = 64 * 1024;
-/** Writes smaller than this are joined into one buffer; larger ones go out as a vector. */
-const JOIN_BELOW_BYTES = 16 * 1024;
+import { Http2Output, type Http2Stream } from './output';
 
 /**
  * One HTTP/2 connection as the relay sees it (RFC 9113): frames in through a FrameReader, header blocks through
- * a per-connection HPACK decoder, frames out through a per-tick outbox (one write per tick), flow control on
- * both directions. Protocol errors become stream errors (RST_STREAM) or connection errors (GOAWAY) as the RFC
- * says. Subclasses add the role: the side facing clients, the side facing a runtime.
+ * a per-connection HPACK decoder, frames out through Http2Output. Protocol errors become stream errors
+ * (RST_STREAM) or connection errors (GOAWAY) as the RFC says. Subclasses add the role: the side facing
+ * clients, the side facing a runtime.
  */
-export abstract class Http2Connection<S extends Http2Stream> {
-  protected readonly streams = new Map<number, S>();
-  protected readonly peer: PeerSettings = {
-    maxConcurrentStreams: Infinity,
-    initialWindow: DEFAULT_WINDOW,
-    maxFrameSize: DEFAULT_MAX_FRAME_SIZE,
-    maxHeaderListSize: Infinity,
-  };
+export abstract class Http2Connection<S extends Http2Stream> extends Http2Output<S> {
   protected readonly reader = new FrameReader(this);
-  protected readonly encoder = new HpackEncoder();
   private readonly decoder = new HpackDecoder();
-  private sendWindow = DEFAULT_WINDOW;
-  private recvWindow = DEFAULT_WINDOW;
-  private recvUncredited = 0;
   private settingsAcked = false;
-  private outbox: Buffer[] = [];
-  private outboxBytes = 0;
-  private flushScheduled = false;
-  private readonly blocked = new Set<S>();
-  private heldCredits: (() => void)[] | undefined;
   private block: { streamId: number; flags: number; fragments: Buffer[]; bytes: number } | undefined;
-  /** Set once the connection is going away: no new streams, frames still flow for the open ones. */
-  goawaySent = false;
-  closed = false;
-
-  constructor(
-    readonly socket: net.Socket,
-    protected readonly local: LocalSettings,
-  ) {
-    socket.on('drain', () => this.onDrain());
-  }
 
   /** Our SETTINGS frame and the connection window raise, sent first on every connection. */
   protected greeting(extra: readonly (readonly [number, number])[]): Buffer[] {
@@ -373,191 +283,24 @@ export abstract class Http2Connection<S extends Http2Stream> {
     this.pump(stream);
   }
 
-  // ---- flow control, receiving side ----
-  /** `bytes` received on `stream` have been dealt with: the peer may send that much more (batched). */
-  consumed(stream: S, bytes: number): void {
-    if (this.closed || bytes === 0) return;
-    this.creditConnection(bytes);
-    if (stream.remoteEnded) return;
-    stream.recvUncredited += bytes;
-    if (stream.recvUncredited * 2 >= this.local.streamWindow) {
-      this.writeFrame(windowUpdateFrame(stream.id, stream.recvUncredited));
-      stream.recvWindow += stream.recvUncredited;
-      stream.recvUncredited = 0;
-    }
-  }
 
-  private creditConnection(bytes: number): void {
-    this.recvUncredited += bytes;
-    if (this.recvUncredited * 2 >= this.local.connectionWindow) {
-      this.writeFrame(windowUpdateFrame(0, this.recvUncredited));
-      this.recvWindow += this.recvUncredited;
-      this.recvUncredited = 0;
-    }
-  }
 
-  // ---- output ----
-  protected writeFrame(frame: Buffer): void {
-    if (this.closed) return;
-    this.outbox.push(frame);
-    this.outboxBytes += frame.length;
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      process.nextTick(() => this.flush());
-    }
-  }
 
-  /** Writes everything queued this tick in one go. */
-  flush(): void {
-    this.flushScheduled = false;
-    const out = this.outbox;
-    if (out.length === 0 || this.closed) return;
-    this.outbox = [];
-    const bytes = this.outboxBytes;
-    this.outboxBytes = 0;
-    if (out.length === 1 || bytes < JOIN_BELOW_BYTES) {
-      this.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, bytes));
-      return;
-    }
-    this.socket.cork();
-    for (const piece of out) this.socket.write(piece);
-    this.socket.uncork();
-  }
 
-  /** Bytes queued for the socket and not yet handed to the kernel. */
-  get backlogBytes(): number {
-    return this.outboxBytes + this.socket.writableLength;
-  }
 
-  sendHeaders(stream: S, fields: readonly string[], end: boolean, neverIndexed?: readonly number[]): void {
-    if (stream.localEnded || this.closed) return;
-    if (end) stream.localEnded = true;
-    if (stream.out !== undefined || stream.id === 0) {
-      stream.out ??= [];
-      stream.out.push({ fields, end, neverIndexed });
-      return;
-    }
-    for (const frame of headerFrames(this.encoder, stream.id, fields, end, this.peer.maxFrameSize, neverIndexed)) this.writeFrame(frame);
-    if (end) this.closeIfDone(stream);
-  }
 
-  /**
-   * Queues `data` on the stream; it goes out as the windows allow, and `onSent` reports each part sent. False
-   * (and nothing queued) when the stream has already ended on this side.
-   */
-  sendData(stream: S, data: Buffer, end: boolean, onSent?: (bytes: number) => void): boolean {
-    if (stream.localEnded || this.closed) return false;
-    if (end) stream.localEnded = true;
-    const item: OutData = { data, end, onSent };
-    if (stream.out === undefined) stream.out = [item];
-    else stream.out.push(item);
-    this.pump(stream);
-    return true;
-  }
 
-  protected pump(stream: S): void {
-    const out = stream.out;
-    if (out === undefined || this.closed || stream.id === 0) return;
-    while (out.length > 0) {
-      const item = out[0] as OutItem;
-      if (!('data' in item)) {
-        for (const frame of headerFrames(this.encoder, stream.id, item.fields, item.end, this.peer.maxFrameSize, item.neverIndexed)) this.writeFrame(frame);
-        out.shift();
-        continue;
-      }
-      const length = item.data.length;
-      const room = Math.min(stream.sendWindow, this.sendWindow, this.peer.maxFrameSize);
-      if (length > 0 && room <= 0) {
-        this.blocked.add(stream);
-        return;
-      }
-      const take = Math.min(length, room);
-      const last = take === length;
-      const header = Buffer.allocUnsafe(9);
-      header[0] = (take >>> 16) & 0xff;
-      header[1] = (take >>> 8) & 0xff;
-      header[2] = take & 0xff;
-      header[3] = FrameType.DATA;
-      header[4] = last && item.end ? Flag.END_STREAM : 0;
-      header.writeUInt32BE(stream.id, 5);
-      this.writeFrame(header);
-      if (take > 0) this.writeFrame(last ? item.data : item.data.subarray(0, take));
-      stream.sendWindow -= take;
-      this.sendWindow -= take;
-      if (item.onSent !== undefined && take > 0) this.credit(item.onSent, take);
-      if (last) out.shift();
-      else item.data = item.data.subarray(take);
-    }
-    stream.out = undefined;
-    this.blocked.delete(stream);
-    this.closeIfDone(stream);
-    this.onStreamDrained();
-  }
 
-  /** A stream's queued output has all been written. */
-  protected onStreamDrained(): void {}
 
-  protected hasQueuedOutput(): boolean {
-    for (const stream of this.streams.values()) if (stream.out !== undefined) return true;
-    return false;
-  }
 
-  private pumpBlocked(): void {
-    for (const stream of [...this.blocked]) {
-      if (this.sendWindow <= 0) return;
-      this.blocked.delete(stream);
-      this.pump(stream);
-    }
-  }
 
-  /** Relayed bytes are credited to their source once written here, or after 'drain' if the socket is full. */
-  private credit(onSent: (bytes: number) => void, bytes: number): void {
-    if (this.socket.writableLength + this.outboxBytes < CREDIT_HOLD_BYTES && this.heldCredits === undefined) {
-      onSent(bytes);
-      return;
-    }
-    (this.heldCredits ??= []).push(() => onSent(bytes));
-  }
 
-  private onDrain(): void {
-    const held = this.heldCredits;
-    this.heldCredits = undefined;
-    if (held) for (const run of held) run();
-    this.onWritable();
-  }
 
-  /** The socket took everything written so far. */
-  protected onWritable(): void {}
 
-  /** Ends a stream with RST_STREAM; queued output for it is dropped. */
-  resetStream(stream: S, code: ErrorCodeValue): void {
-    if (stream.closed) return;
-    stream.localEnded = stream.remoteEnded = true;
-    this.writeFrame(rstStreamFrame(stream.id, code));
-    this.forget(stream);
-  }
 
-  protected closeIfDone(stream: S): void {
-    if (stream.localEnded && stream.remoteEnded && stream.out === undefined) this.forget(stream);
-  }
 
-  protected forget(stream: S): void {
-    if (stream.closed) return;
-    stream.closed = true;
-    stream.out = undefined;
-    this.blocked.delete(stream);
-    this.streams.delete(stream.id);
-    this.onStreamClosed();
-  }
 
-  protected onStreamClosed(): void {}
 
-  /** Sends GOAWAY; with an error code the connection then closes. */
-  protected sendGoaway(lastStreamId: number, code: number, debug: string): void {
-    if (this.closed) return;
-    this.goawaySent = true;
-    this.writeFrame(goawayFrame(lastStreamId, code, debug));
-  }
 
   /** A connection error: GOAWAY with its code, then the connection closes (RFC 9113 §5.4.1). */
   fail(error: ConnectionError): void {

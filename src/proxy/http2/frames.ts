@@ -99,7 +99,9 @@ export interface FrameHandler {
  * split across chunks is copied together, and at most one frame (≤ max frame size) is ever held.
  */
 export class FrameReader {
-  private partial: Buffer | undefined;
+  /** Pieces of a frame split across chunks, and how many bytes they hold. */
+  private partial: Buffer[] = [];
+  private partialBytes = 0;
   private stopped = false;
   /** The SETTINGS_MAX_FRAME_SIZE this side announced: larger frames are a connection error. */
   maxFrameSize: number;
@@ -113,39 +115,79 @@ export class FrameReader {
 
   /** Bytes held back waiting for the rest of a frame. */
   get heldBytes(): number {
-    return this.partial?.length ?? 0;
+    return this.partialBytes;
   }
 
   /** No further frames are handed out (the connection is going away). */
   stop(): void {
     this.stopped = true;
-    this.partial = undefined;
+    this.partial = [];
+    this.partialBytes = 0;
   }
 
   push(chunk: Buffer): void {
     if (this.stopped) return;
-    let bytes = chunk;
-    if (this.partial !== undefined) {
-      bytes = Buffer.concat([this.partial, chunk]);
-      this.partial = undefined;
-    }
     let offset = 0;
-    const end = bytes.length;
+    if (this.partialBytes > 0) {
+      offset = this.completePartial(chunk);
+      if (offset < 0) return;
+    }
+    const end = chunk.length;
     while (end - offset >= FRAME_HEADER_BYTES && !this.stopped) {
-      const length = ((bytes[offset] as number) << 16) | ((bytes[offset + 1] as number) << 8) | (bytes[offset + 2] as number);
-      if (length > this.maxFrameSize) {
-        throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes exceeds the maximum frame size ${this.maxFrameSize}`);
-      }
+      const length = this.frameLength(chunk, offset);
       const frameEnd = offset + FRAME_HEADER_BYTES + length;
       if (frameEnd > end) break;
-      const type = (bytes[offset + 3] as number);
-      const flags = (bytes[offset + 4] as number);
-      const streamId = bytes.readUInt32BE(offset + 5) & 0x7fffffff;
-      const payload = bytes.subarray(offset + FRAME_HEADER_BYTES, frameEnd);
+      this.dispatch(chunk, offset, frameEnd);
       offset = frameEnd;
-      this.handler.onFrame(type, flags, streamId, payload);
     }
-    if (offset < end && !this.stopped) this.partial = bytes.subarray(offset);
+    if (offset < end && !this.stopped) {
+      this.partial.push(chunk.subarray(offset));
+      this.partialBytes = end - offset;
+    }
+  }
+
+  /**
+   * Completes the frame held from earlier chunks with the start of `chunk`, copying only that one frame;
+   * returns where the rest of `chunk` starts, or -1 if the frame is still not complete.
+   */
+  private completePartial(chunk: Buffer): number {
+    let head = this.partial.length === 1 ? (this.partial[0] as Buffer) : Buffer.concat(this.partial, this.partialBytes);
+    let offset = 0;
+    if (head.length < FRAME_HEADER_BYTES) {
+      offset = Math.min(FRAME_HEADER_BYTES - head.length, chunk.length);
+      head = Buffer.concat([head, chunk.subarray(0, offset)]);
+      if (head.length < FRAME_HEADER_BYTES) {
+        this.partial = [head];
+        this.partialBytes = head.length;
+        return -1;
+      }
+    }
+    const need = FRAME_HEADER_BYTES + this.frameLength(head, 0) - head.length;
+    if (chunk.length - offset < need) {
+      this.partial = [head, chunk.subarray(offset)];
+      this.partialBytes = head.length + chunk.length - offset;
+      return -1;
+    }
+    const frame = Buffer.concat([head, chunk.subarray(offset, offset + need)]);
+    this.partial = [];
+    this.partialBytes = 0;
+    this.dispatch(frame, 0, frame.length);
+    return this.stopped ? -1 : offset + need;
+  }
+
+  private frameLength(bytes: Buffer, offset: number): number {
+    const length = ((bytes[offset] as number) << 16) | ((bytes[offset + 1] as number) << 8) | (bytes[offset + 2] as number);
+    if (length > this.maxFrameSize) {
+      throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes exceeds the maximum frame size ${this.maxFrameSize}`);
+    }
+    return length;
+  }
+
+  private dispatch(bytes: Buffer, offset: number, frameEnd: number): void {
+    const type = bytes[offset + 3] as number;
+    const flags = bytes[offset + 4] as number;
+    const streamId = bytes.readUInt32BE(offset + 5) & 0x7fffffff;
+    this.handler.onFrame(type, flags, streamId, bytes.subarray(offset + FRAME_HEADER_BYTES, frameEnd));
   }
 }
 
