@@ -1,10 +1,12 @@
 import type * as net from 'node:net';
+import { GrpcStatus } from '../errors';
 import { statusFields } from './grpc-status';
 import { ClientStream } from './client-stream';
 import {
   CONNECTION_PREFACE,
   ConnectionError,
   ErrorCode,
+  FRAME_HEADER_BYTES,
   FrameType,
   MAX_WINDOW,
   StreamError,
@@ -44,6 +46,7 @@ export interface ClientConnectionOptions {
 /** Reading stops while more than this is waiting to be written to a client that does not read. */
 const PAUSE_ABOVE_BYTES = 4 * 1024 * 1024;
 const GRACEFUL_PING = Buffer.from('cri-prxy', 'latin1');
+const RECENTLY_CLOSED = 128;
 
 /**
  * A connection from a client (kubelet, crictl): the server side of HTTP/2. Requests become ClientStreams the
@@ -52,7 +55,6 @@ const GRACEFUL_PING = Buffer.from('cri-prxy', 'latin1');
 export class ClientConnection extends Http2Connection<ClientStream> {
   private phase: 'preface' | 'settings' | 'open' = 'preface';
   private prefaceSeen = 0;
-  private handshakeBytes = 0;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private lastStreamId = 0;
   /** Calls started and not yet finished, reset streams included (their calls still run). */
@@ -60,6 +62,8 @@ export class ClientConnection extends Http2Connection<ClientStream> {
   /** When the last call finished (or the connection opened), for the idle timeout. */
   idleSince = Date.now();
   private heldBytes = 0;
+  /** Ids of the last streams closed, so late frames on them are told apart from frames on ids never used. */
+  private readonly recentlyClosed = new Set<number>();
   private paused = false;
   private draining: 'no' | 'announced' | 'final' = 'no';
   readonly onObserverFault: (error: unknown) => void;
@@ -112,19 +116,22 @@ export class ClientConnection extends Http2Connection<ClientStream> {
     this.socket.end();
   }
 
+  protected override forget(stream: ClientStream): void {
+    if (!stream.closed) this.remember(stream.id);
+    super.forget(stream);
+  }
+
+  private remember(id: number): void {
+    this.recentlyClosed.add(id);
+    if (this.recentlyClosed.size > RECENTLY_CLOSED) this.recentlyClosed.delete(this.recentlyClosed.values().next().value as number);
+  }
+
   protected override onStreamDrained(): void {
     this.endIfDone();
   }
 
   private onSocketData(chunk: Buffer): void {
     let bytes = chunk;
-    if (this.phase !== 'open') {
-      this.handshakeBytes += chunk.length;
-      if (this.handshakeBytes > this.options.handshakeMaxBytes) {
-        this.abandon('handshakeBytes');
-        return;
-      }
-    }
     if (this.phase === 'preface') {
       const take = Math.min(CONNECTION_PREFACE.length - this.prefaceSeen, bytes.length);
       if (!bytes.subarray(0, take).equals(CONNECTION_PREFACE.subarray(this.prefaceSeen, this.prefaceSeen + take))) {
@@ -137,6 +144,11 @@ export class ClientConnection extends Http2Connection<ClientStream> {
       this.phase = 'settings';
     }
     if (!this.receive(bytes)) return;
+    // Bytes before admission: the preface and whatever part of the first SETTINGS frame has arrived.
+    if (this.phase !== 'open' && this.prefaceSeen + this.reader.heldBytes > this.options.handshakeMaxBytes) {
+      this.abandon('handshakeBytes');
+      return;
+    }
     // A client that sends but does not read (a PING flood, say) stops being read until it catches up.
     if (this.backlogBytes > PAUSE_ABOVE_BYTES && !this.paused) {
       this.paused = true;
@@ -152,9 +164,15 @@ export class ClientConnection extends Http2Connection<ClientStream> {
   }
 
   override onFrame(type: number, flags: number, id: number, payload: Buffer): void {
-    if (this.phase === 'settings' && type !== FrameType.SETTINGS) {
-      this.fail(new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'the client preface must start with SETTINGS'));
-      return;
+    if (this.phase === 'settings') {
+      if (type !== FrameType.SETTINGS) {
+        this.fail(new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'the client preface must start with SETTINGS'));
+        return;
+      }
+      if (CONNECTION_PREFACE.length + FRAME_HEADER_BYTES + payload.length > this.options.handshakeMaxBytes) {
+        this.abandon('handshakeBytes');
+        return;
+      }
     }
     super.onFrame(type, flags, id, payload);
   }
@@ -176,7 +194,8 @@ export class ClientConnection extends Http2Connection<ClientStream> {
       return;
     }
     if (id % 2 === 0 || id <= this.lastStreamId) {
-      if (id % 2 === 1 && id <= this.lastStreamId) return;
+      // Trailers racing the reset of a stream that just closed are ignored; reopening an old id is an error.
+      if (this.recentlyClosed.has(id)) return;
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS opening stream ${id} out of order`);
     }
     this.lastStreamId = id;
@@ -185,14 +204,16 @@ export class ClientConnection extends Http2Connection<ClientStream> {
     if (block.overLimit) {
       this.options.onLimit('headerListBytes');
       const message = `cri-proxy: request headers of ${block.listBytes} bytes exceed the limit of ${this.local.maxHeaderListBytes} (limits.maxHeaderListBytes)`;
-      for (const frame of headerFrames(this.encoder, id, statusFields(8, message, true), true, this.peer.maxFrameSize)) this.writeFrame(frame);
+      for (const frame of headerFrames(this.encoder, id, statusFields(GrpcStatus.RESOURCE_EXHAUSTED, message, true), true, this.peer.maxFrameSize)) this.writeFrame(frame);
       if (!endStream) this.writeFrame(rstStreamFrame(id, ErrorCode.NO_ERROR));
+      this.remember(id);
       return;
     }
     if (this.activeCalls >= this.options.settings.maxConcurrentStreams) {
       // Refused streams are retried by gRPC clients; calls of reset streams still count until they end.
       this.options.onLimit('concurrentStreams');
       this.writeFrame(rstStreamFrame(id, ErrorCode.REFUSED_STREAM));
+      this.remember(id);
       return;
     }
     const problem = malformedRequest(block.fields);

@@ -37,7 +37,7 @@ export interface ConnectionLimits {
 export const DEFAULT_LIMITS: ConnectionLimits = Object.freeze({
   maxConnections: 128,
   handshakeTimeoutMs: 10_000,
-  handshakeMaxBytes: 64 * 1024,
+  handshakeMaxBytes: 4096,
   idleTimeoutMs: 300_000,
   maxConcurrentStreams: 256,
   maxHeaderListBytes: 64 * 1024,

@@ -8,7 +8,8 @@ import { silentLogger, type Logger } from '../../src/log';
 import type { Call } from '../../src/proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from '../../src/proxy/chain';
 import { Router } from '../../src/proxy/router';
-import { ProxyServer, type ProxyServerOptions } from '../../src/proxy/server';
+import type { LocalSettings } from '../../src/proxy/http2/output';
+import { ProxyServer, type ConnectionLimits, type ProxyServerOptions } from '../../src/proxy/server';
 import { Upstream } from '../../src/proxy/upstream';
 import { FakeRuntime } from './fake-runtime';
 
@@ -31,6 +32,12 @@ export interface TestProxyOptions {
   readonly runtimeDown?: boolean;
   /** Paths outside CRI v1 the fake runtime serves too. */
   readonly extraMethods?: readonly string[];
+  /** Client connection limits of the proxy's server. */
+  readonly limits?: Partial<ConnectionLimits>;
+  /** Windows and header limit the proxy announces to the runtime. */
+  readonly upstreamSettings?: Partial<LocalSettings>;
+  /** Where the data plane's metrics go. */
+  readonly registry?: Registry;
 }
 
 export function makeTempDir(prefix = 'cri-proxy-test-'): string {
@@ -44,13 +51,29 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
   if (!options.runtimeDown) await runtime.start();
   const log = options.log ?? silentLogger;
   const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
-  const upstream = new Upstream({ name: 'fake', socketPath: runtime.socketPath, connectTimeoutMs: 1000, maxMessageBytes, log });
+  const upstream = new Upstream({
+    name: 'fake',
+    socketPath: runtime.socketPath,
+    connectTimeoutMs: 1000,
+    maxMessageBytes,
+    log,
+    ...(options.upstreamSettings ? { settings: options.upstreamSettings } : {}),
+  });
   const router = new Router([upstream], 'fake');
   const faults: { entry: string; error: unknown }[] = [];
   const onFault: FaultListener = (entry, error) => faults.push({ entry: entry.interceptor.name, error });
   const chain = new Chain<Call>(options.entries ?? [], (call) => call.forward(), onFault);
   const socketPath = path.join(dir, 'proxy', 'cri-proxy.sock');
-  const serverOptions: ProxyServerOptions = { socketPath, socketMode: 0o660, maxMessageBytes, log, router, chain };
+  const serverOptions: ProxyServerOptions = {
+    socketPath,
+    socketMode: 0o660,
+    maxMessageBytes,
+    log,
+    router,
+    chain,
+    ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.registry ? { registry: options.registry } : {}),
+  };
   const server = new ProxyServer(serverOptions);
   await server.listen();
   const clients: RawClient[] = [];
