@@ -312,7 +312,7 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
     this.closed = true;
     this.socket.end();
     // A peer that never closes its side must not keep the socket (and its memory) forever.
-    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.socket.setTimeout(1000, () => this.socket.destroy());
   }
 
   protected abstract lastPeerStreamId(): number;
