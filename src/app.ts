@@ -72,6 +72,7 @@ export class App {
       router: generation.router,
       chain: generation.chain,
       registry,
+      limits: config.limits,
     });
     let admin: AdminServer | undefined;
     const app: { current?: App } = {};

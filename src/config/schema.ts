@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { errorMessage } from '../errors';
 import { parseHostPort, parseUnixAddress } from './address';
+import { DEFAULT_LIMITS } from '../proxy/server';
 import { interceptorType, interceptorTypeNames } from './interceptor-types';
 
 export const DEFAULT_LISTEN = 'unix:///run/cri-proxy/cri-proxy.sock';
@@ -67,6 +68,20 @@ export const proxyConfigSchema = z.strictObject({
   logLevel: z.enum(LOG_LEVELS).default('info'),
   maxMessageBytes: z.int().min(1).max(MAX_INT32).default(DEFAULT_MAX_MESSAGE_BYTES),
   shutdownGraceSeconds: z.number().min(0).max(3600).default(DEFAULT_SHUTDOWN_GRACE_SECONDS),
+  /** What each client connection may use (docs/data-plane.md). */
+  limits: z
+    .strictObject({
+      maxConnections: z.int().min(1).max(100_000).default(DEFAULT_LIMITS.maxConnections),
+      handshakeTimeoutMs: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.handshakeTimeoutMs),
+      handshakeMaxBytes: z.int().min(64).max(MAX_INT32).default(DEFAULT_LIMITS.handshakeMaxBytes),
+      idleTimeoutMs: z.int().min(0).max(MAX_INT32).default(DEFAULT_LIMITS.idleTimeoutMs),
+      maxConcurrentStreams: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxConcurrentStreams),
+      maxHeaderListBytes: z.int().min(1024).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeaderListBytes),
+      maxHeldRequestBytes: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeldRequestBytes),
+      streamWindowBytes: z.int().min(65_535).max(MAX_INT32).default(DEFAULT_LIMITS.streamWindowBytes),
+      connectionWindowBytes: z.int().min(65_535).max(MAX_INT32).default(DEFAULT_LIMITS.connectionWindowBytes),
+    })
+    .prefault({}),
   http: z
     .strictObject({
       /** `host:port` of the health/metrics listener; "" disables it. */

@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from '../../src/proxy/server';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,6 +55,7 @@ describe('defaults', () => {
       logLevel: 'info',
       maxMessageBytes: 16 * 1024 * 1024,
       shutdownGraceSeconds: 30,
+      limits: DEFAULT_LIMITS,
       http: { listen: '127.0.0.1:9464' },
       backends: [{ name: 'containerd', endpoint: '/run/containerd/containerd.sock', default: true, connectTimeoutMs: 1000 }],
       interceptors: [],
