@@ -52,15 +52,15 @@ export interface Placement {
 
 export interface CompiledRouting {
   readonly defaultBackend: string;
-  place(facts: PodFacts): Placement;
+  readonly place: (facts: PodFacts) => Placement;
   /** RunPodSandbox and RestorePod: `config` (metadata, labels, annotations) and `runtime_handler`. */
-  placeSandbox(request: DecodedMessage | undefined): Placement;
+  readonly placeSandbox: (request: DecodedMessage | undefined) => Placement;
   /** PullImage: the pod's `sandbox_config` and `image.runtime_handler`, when kubelet sends them. */
-  placeImagePull(request: DecodedMessage | undefined): Placement;
+  readonly placeImagePull: (request: DecodedMessage | undefined) => Placement;
   /** `handler` as `backend` knows it. */
-  translateHandler(backend: string, handler: string): string;
+  readonly translateHandler: (backend: string, handler: string) => string;
   /** The kubelet handler names that reach `backendHandler` on `backend` through `handlers`. */
-  kubeletNamesOf(backend: string, backendHandler: string): string[];
+  readonly kubeletNamesOf: (backend: string, backendHandler: string) => string[];
 }
 
 // Local stand-in for the shared glob helper (src/policies/glob.ts): swap this one function for it.
