@@ -144,7 +144,14 @@ test('info: the default backend\'s keys as they are, the others\' under their ba
   expect(m['info']).toEqual({ config: '{"a":1}', 'crio/config': '{"b":2}', 'crio/golang': '"go1.22"' });
 });
 
-test('fields of the first answer this schema does not know are kept', () => {
+test('with the default backend down, the others\' info stays under their names', () => {
+  const replies = [named('containerd', fail(14, 'down')), named('crio', ok(withUnknown(status(ready, { info: { config: '{}' } }), 'crio-top')))];
+  expect(merged(replies)['info']).toEqual({ 'crio/config': '{}' });
+  // Unknown top-level fields are the default backend's only.
+  expect(mergeStatus(replies, names).body?.toString()).not.toContain('crio-top');
+});
+
+test('fields of the default backend\'s answer this schema does not know are kept', () => {
   const answer = mergeStatus([named('containerd', ok(withUnknown(status(ready), 'top-level'))), named('crio', ok(withUnknown(status(ready), 'other')))], names);
   const body = answer.body ?? Buffer.alloc(0);
   expect(body.toString()).toContain('top-level');

@@ -91,13 +91,13 @@ function mergedFeatures(answered: readonly Answered[]): Record<string, boolean> 
   return features;
 }
 
-/** The first backend's info as it is; the others' under `<backend>/<key>`. */
-function mergedInfo(answered: readonly Answered[]): Record<string, string> {
+/** The default backend's info as it is; the others' under `<backend>/<key>`. */
+function mergedInfo(answered: readonly Answered[], defaultBackend: string): Record<string, string> {
   const info: Record<string, string> = {};
-  answered.forEach((a, i) => {
+  for (const a of answered) {
     const entries = Object.entries((a.decoded['info'] as Record<string, unknown> | undefined) ?? {});
-    for (const [key, value] of entries) if (typeof value === 'string') info[i === 0 ? key : `${a.backend}/${key}`] = value;
-  });
+    for (const [key, value] of entries) if (typeof value === 'string') info[a.backend === defaultBackend ? key : `${a.backend}/${key}`] = value;
+  }
   return info;
 }
 
@@ -121,7 +121,7 @@ function mergedHandlers(answered: readonly Answered[], names: HandlerNames): Buf
   return out;
 }
 
-/** Top-level fields of the first answer that this schema does not know, kept as they were. */
+/** Top-level fields of the default backend's answer that this schema does not know, kept as they were. */
 function unknownFields(answer: Answered): Buffer[] {
   const known = messageType(RESPONSE).fieldsById;
   return wireFields(answer.body)
@@ -129,7 +129,7 @@ function unknownFields(answer: Answered): Buffer[] {
     .map((f) => answer.body.subarray(f.start, f.end));
 }
 
-/** One Status from every backend's answer (in backend order, the default first). */
+/** One Status from every backend's answer (in backend order, the default first: its words win). */
 export function mergeStatus(replies: readonly NamedReply[], names: HandlerNames): BuiltAnswer {
   const answeredReplies = replies.filter((r) => r.reply.code === GrpcStatus.OK);
   if (answeredReplies.length === 0) return fanOutFailure('Status', failuresOf(replies));
@@ -141,15 +141,16 @@ export function mergeStatus(replies: readonly NamedReply[], names: HandlerNames)
       throw new ProxyError('UPSTREAM_PROTOCOL', `backend "${backend}" sent a malformed ${RESPONSE}: ${errorMessage(err)}`, { cause: err });
     }
   });
-  const [first] = answered as [Answered, ...Answered[]];
+  const defaultBackend = replies[0]?.backend ?? '';
+  const primary = answered.find((a) => a.backend === defaultBackend);
   const built = encodeMessage(RESPONSE, {
     status: { conditions: mergedConditions(answered, failuresOf(replies)).map(asProto3) },
-    info: mergedInfo(answered),
+    info: mergedInfo(answered, defaultBackend),
     features: mergedFeatures(answered),
   });
   let carried: Buffer[];
   try {
-    carried = [...mergedHandlers(answered, names), ...unknownFields(first)];
+    carried = [...mergedHandlers(answered, names), ...(primary === undefined ? [] : unknownFields(primary))];
   } catch (err) {
     if (!(err instanceof WireFormatError)) throw err;
     throw new ProxyError('UPSTREAM_PROTOCOL', `a backend sent a malformed ${RESPONSE}: ${err.message}`, { cause: err });
