@@ -125,7 +125,7 @@ function subMessage(message: DecodedMessage | undefined, key: string): DecodedMe
 }
 
 /** The facts of a pod from its PodSandboxConfig and the handler kubelet asked for. */
-export function podFacts(sandboxConfig: DecodedMessage | undefined, handler: string | undefined): PodFacts {
+function podFacts(sandboxConfig: DecodedMessage | undefined, handler: string | undefined): PodFacts {
   return {
     handler: handler ?? '',
     namespace: fieldAt(sandboxConfig, 'metadata.namespace') ?? '',

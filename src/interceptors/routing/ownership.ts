@@ -62,20 +62,7 @@ const lookups = {
   container: { path: `${SERVICE}/ContainerStatus`, request: 'runtime.v1.ContainerStatusRequest', field: 'container_id' },
 } as const;
 
-let listPaths: { sandboxId: readonly number[]; podUid: readonly number[]; containerId: readonly number[]; containerSandbox: readonly number[] } | undefined;
-
-/** Field numbers of what a rebuild reads from list items, resolved once from the schema. */
-function itemPaths(): NonNullable<typeof listPaths> {
-  listPaths ??= {
-    sandboxId: resolvePath('runtime.v1.PodSandbox', 'id').numbers,
-    podUid: resolvePath('runtime.v1.PodSandbox', 'metadata.uid').numbers,
-    containerId: resolvePath('runtime.v1.Container', 'id').numbers,
-    containerSandbox: resolvePath('runtime.v1.Container', 'pod_sandbox_id').numbers,
-  };
-  return listPaths;
-}
-
-/** Items of the (only) repeated field of a list response, each as its bytes. */
+/** Items of a list response's repeated field (number 1 in ListPodSandbox and ListContainers), each as its bytes. */
 function listItems(body: Buffer | undefined): Buffer[] {
   if (body === undefined) return [];
   return wireFields(body)
@@ -285,7 +272,13 @@ export class OwnershipCache {
       const error = failed.map((f) => `${statusName(f.code)}: ${f.message}`).join('; ') || 'no answer';
       return { backend, ok: false, sandboxes: 0, containers: 0, error };
     }
-    const paths = itemPaths();
+    // Once per start-up: resolving the paths from the schema here costs nothing worth caching.
+    const paths = {
+      sandboxId: resolvePath('runtime.v1.PodSandbox', 'id').numbers,
+      podUid: resolvePath('runtime.v1.PodSandbox', 'metadata.uid').numbers,
+      containerId: resolvePath('runtime.v1.Container', 'id').numbers,
+      containerSandbox: resolvePath('runtime.v1.Container', 'pod_sandbox_id').numbers,
+    };
     try {
       const pods = listItems(sandboxes.reply.body);
       for (const item of pods) this.learnSandbox(stringAt(item, paths.sandboxId) ?? '', backend, stringAt(item, paths.podUid));
