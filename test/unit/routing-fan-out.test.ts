@@ -1,5 +1,5 @@
 import { ProxyError } from '../../src/errors';
-import { rewriteHandler } from '../../src/interceptors/routing/handler-rewrite';
+import { requestString, rewriteHandler } from '../../src/interceptors/routing/request-fields';
 import { imageStatusAcross, removeImageAcross } from '../../src/interceptors/routing/image-lookup';
 import { toEveryBackend } from '../../src/interceptors/routing/node-wide';
 import { decodeMessage } from '../../src/proxy/codec';
@@ -126,33 +126,47 @@ describe('handler rewrite', () => {
   const run = encode('RunPodSandboxRequest', { config: { metadata: { name: 'p' } }, runtime_handler: 'kata-fast' });
 
   test('renames the handler, keeping every other byte', () => {
-    const out = rewriteHandler(run, 'runtime.v1.RunPodSandboxRequest', 'runtime_handler', 'kata');
+    const seen: string[] = [];
+    const out = rewriteHandler(run, 'runtime.v1.RunPodSandboxRequest', 'runtime_handler', (h) => {
+      seen.push(h);
+      return 'kata';
+    });
+    expect(seen).toEqual(['kata-fast']);
     expect(decodeMessage('runtime.v1.RunPodSandboxRequest', out)).toEqual({ config: { metadata: { name: 'p' } }, runtime_handler: 'kata' });
   });
 
   test('the same handler: the very same buffer', () => {
-    expect(rewriteHandler(run, 'runtime.v1.RunPodSandboxRequest', 'runtime_handler', 'kata-fast')).toBe(run);
+    expect(rewriteHandler(run, 'runtime.v1.RunPodSandboxRequest', 'runtime_handler', (h) => h)).toBe(run);
     const none = encode('RunPodSandboxRequest', {});
-    expect(rewriteHandler(none, 'runtime.v1.RunPodSandboxRequest', 'runtime_handler', '')).toBe(none);
+    expect(rewriteHandler(none, 'runtime.v1.RunPodSandboxRequest', 'runtime_handler', () => '')).toBe(none);
   });
 
   test('"" selects the backend\'s default handler: the field goes', () => {
-    const out = rewriteHandler(run, 'runtime.v1.RunPodSandboxRequest', 'runtime_handler', '');
+    const out = rewriteHandler(run, 'runtime.v1.RunPodSandboxRequest', 'runtime_handler', () => '');
     expect(decodeMessage('runtime.v1.RunPodSandboxRequest', out)).toEqual({ config: { metadata: { name: 'p' } } });
   });
 
   test('nested handlers (an image spec) keep unknown fields', () => {
     const image = withUnknown(encode('ImageSpec', { image: 'busybox', runtime_handler: 'kata-fast' }), 'keep-me');
     const pull = lengthDelimited(1, image);
-    const out = rewriteHandler(pull, 'runtime.v1.PullImageRequest', 'image.runtime_handler', 'kata');
+    const out = rewriteHandler(pull, 'runtime.v1.PullImageRequest', 'image.runtime_handler', () => 'kata');
     expect(out.toString()).toContain('keep-me');
     expect(decodeMessage('runtime.v1.PullImageRequest', out)).toEqual({ image: { image: 'busybox', runtime_handler: 'kata' } });
   });
 
-  test('a request that does not decode is INVALID_ARGUMENT', () => {
+  test('requestString reads a field without decoding the rest', () => {
+    expect(requestString(run, 'runtime.v1.RunPodSandboxRequest', 'runtime_handler')).toBe('kata-fast');
+    expect(requestString(run, 'runtime.v1.RunPodSandboxRequest', 'config.metadata.name')).toBe('p');
+    expect(requestString(run, 'runtime.v1.RunPodSandboxRequest', 'config.metadata.uid')).toBe('');
+  });
+
+  test.each([
+    ['rewriteHandler', () => rewriteHandler(Buffer.from([0x12, 0x09]), 'runtime.v1.RunPodSandboxRequest', 'runtime_handler', () => 'x')],
+    ['requestString', () => requestString(Buffer.from([0x12, 0x09]), 'runtime.v1.RunPodSandboxRequest', 'runtime_handler')],
+  ])('%s: a request that does not decode is INVALID_ARGUMENT', (_name, act) => {
     let error: unknown;
     try {
-      rewriteHandler(Buffer.from([0x12, 0x09]), 'runtime.v1.RunPodSandboxRequest', 'runtime_handler', 'x');
+      act();
     } catch (err) {
       error = err;
     }
