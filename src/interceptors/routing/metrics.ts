@@ -5,6 +5,8 @@ import { ensureCounter, ensureGauge } from '../../observability/metrics-registry
 export type OwnedKind = 'sandbox' | 'container' | 'pod';
 
 export interface RoutingMetrics {
+  /** New pods (RunPodSandbox, RestorePod) and image pulls placed by the rules; rule "default" when none matched. */
+  readonly placements: Counter<'backend' | 'rule'>;
   /** result: hit | miss. */
   readonly lookups: Counter<'kind' | 'result'>;
   /** How misses were settled. result: found | unknown (no backend knows it) | unavailable (could not ask them all). */
@@ -22,6 +24,11 @@ export interface RoutingMetrics {
 
 export function routingMetrics(registry: Registry): RoutingMetrics {
   return {
+    placements: ensureCounter(registry, {
+      name: 'cri_proxy_routing_placements_total',
+      help: 'Pods and image pulls placed by the routing rules, by backend and deciding rule ("default" when no rule matched)',
+      labelNames: ['backend', 'rule'],
+    }),
     lookups: ensureCounter(registry, {
       name: 'cri_proxy_routing_ownership_lookups_total',
       help: 'Lookups of the backend owning a sandbox, container or pod, by kind and whether the cache knew it (hit, miss)',
