@@ -91,7 +91,7 @@ export async function startPrivateContainerd(dir: string, calls: readonly CallTy
   onTeardown(stop);
   try {
     // No pod is ever started: the sandbox image is never pulled and no registry is contacted.
-    const settings = { sandboxImage: ALLOWED_IMAGE, registryHost: '127.0.0.1:1', snapshotter: 'native' as const };
+    const settings = { sandboxImage: ALLOWED_IMAGE, registryHost: '127.0.0.1:1', snapshotter: 'native' as const, runtime: 'runc' as const };
     const ctd = await startContainerd(layout, settings, logDir, (p) => (started = p));
     const usable = calls.filter((c) => !c.fakeOnly);
     const skipped = Object.fromEntries(calls.filter((c) => c.fakeOnly).map((c) => [c.name, 'needs data only the fake runtime has']));

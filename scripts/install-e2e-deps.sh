@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end suite needs (a real containerd, runc, CNI plugins, a registry and image tools)
-# from Debian packages. Idempotent: does nothing when everything is present. The suite runs private instances
+# Installs what the end-to-end suite needs (a real containerd, runc and crun, CNI plugins, a registry and image
+# tools) from Debian packages. Idempotent: does nothing when everything is present. The suite runs private instances
 # of containerd and the registry, so no system service may be left running or enabled by the install.
 set -euo pipefail
 
-packages=(containerd runc containernetworking-plugins docker-registry skopeo umoci busybox-static iproute2 gcc libc6-dev)
+packages=(containerd runc crun containernetworking-plugins docker-registry skopeo umoci busybox-static iproute2 gcc libc6-dev)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-e2e-deps: must run as root (apt-get install, and the e2e suite itself needs root)" >&2

@@ -24,6 +24,14 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
   readonly schema: S;
   /** Keys of `config` that hold file paths: relative ones are resolved against the config file's folder. */
   readonly pathKeys?: readonly string[];
+  /**
+   * Checks the validated config against the names in `backends` (a rule naming a backend that does not exist,
+   * say); each issue's path is relative to the entry's `config`.
+   */
+  readonly checkBackends?: (
+    config: z.output<S>,
+    backends: readonly string[],
+  ) => readonly { readonly path: readonly (string | number)[]; readonly message: string }[];
   /** Builds one instance from the validated (and deep-frozen) output of `schema`. */
   create(config: z.output<S>, deps: InterceptorDeps): Interceptor;
 }

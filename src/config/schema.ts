@@ -171,7 +171,7 @@ function checkBackends(list: unknown, issues: PathIssue[]): void {
 }
 
 /** Checks each entry's type and config; returns each config's validated output by index. */
-function checkInterceptors(list: unknown, issues: PathIssue[]): unknown[] {
+function checkInterceptors(list: unknown, backends: readonly string[], issues: PathIssue[]): unknown[] {
   checkUniqueNames('interceptors', list, issues);
   const outputs: unknown[] = [];
   for (const [entry, i] of records(list)) {
@@ -187,8 +187,14 @@ function checkInterceptors(list: unknown, issues: PathIssue[]): unknown[] {
     try {
       // `config:` left empty in YAML reads as null; both mean "no settings".
       const result = def.schema.safeParse(entry.config ?? {}, { error: errorMap });
-      if (result.success) outputs[i] = result.data;
-      else issues.push(...fromZod(result.error.issues, prefix));
+      if (!result.success) {
+        issues.push(...fromZod(result.error.issues, prefix));
+        continue;
+      }
+      outputs[i] = result.data;
+      for (const issue of def.checkBackends?.(result.data, backends) ?? []) {
+        issues.push({ path: [...prefix, ...issue.path], message: issue.message });
+      }
     } catch (err) {
       issues.push({ path: prefix, message: errorMessage(err) });
     }
@@ -218,7 +224,8 @@ export function validateProxyConfig(input: unknown): ValidationResult {
   if (!base.success) issues.push(...fromZod(base.error.issues));
   const raw = isRecord(input) ? input : {};
   checkBackends(raw.backends, issues);
-  const configs = checkInterceptors(raw.interceptors, issues);
+  const backendNames = records(raw.backends).flatMap(([b]) => (typeof b.name === 'string' ? [b.name] : []));
+  const configs = checkInterceptors(raw.interceptors, backendNames, issues);
   if (!base.success || issues.length > 0) return { ok: false, issues };
   const out = base.data;
   const only = out.backends.length === 1;

@@ -2,5 +2,6 @@
 import './audit';
 import './image-policy';
 import './metrics';
+import './routing';
 import './tracing';
 export {};

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bufferField, createCriClient, listField, numberField, stringField, type CriClient } from './harness/cri-client';
 import { startEnvironment, type E2eEnvironment } from './harness/environment';
-import { isAlive, waitUntil } from './harness/processes';
+import { isAlive, run, waitUntil } from './harness/processes';
 import { mountsUnder } from './harness/teardown';
 
 jest.setTimeout(120_000);
@@ -14,6 +14,13 @@ function sandboxConfig(env: E2eEnvironment, name: string): Record<string, unknow
     log_directory: join(env.podLogDir, name),
     linux: {},
   };
+}
+
+/** The containers an OCI runtime has in its state root (`<runtime> --root ROOT list -q`). */
+async function runtimeContainers(runtime: string, root: string): Promise<string[]> {
+  if (!existsSync(root)) return [];
+  const { stdout } = await run(runtime, ['--root', root, 'list', '-q']);
+  return stdout.split('\n').filter((l) => l.trim() !== '');
 }
 
 /** Runs a pod with one busybox container running `command`; returns the ids. */
@@ -109,5 +116,59 @@ describe('e2e harness (real containerd)', () => {
     expect(running.filter((p) => isAlive(p.pid))).toEqual([]);
     expect(mountsUnder(workDir)).toEqual([]);
     expect(existsSync(`/sys/class/net/${bridge}`)).toBe(false);
+  });
+
+  it('runs two containerds side by side, one with runc and one with crun, each pod on its own runtime', async () => {
+    env = await startEnvironment({
+      containerds: [
+        { name: 'containerd', runtime: 'runc' },
+        { name: 'containerd-crun', runtime: 'crun' },
+      ],
+    });
+    const [runcd, crund] = env.containerds;
+    if (runcd === undefined || crund === undefined) throw new Error('two containerds expected');
+    expect([runcd.runtime, crund.runtime]).toEqual(['runc', 'crun']);
+    expect(new Set([runcd.socket, crund.socket, runcd.bridge, crund.bridge, runcd.subnet, crund.subnet]).size).toBe(6);
+    expect(runcd.socket).toBe(env.containerdSocket);
+    expect(env.containerd('containerd-crun')).toBe(crund);
+    expect(runcd.pid).not.toBe(crund.pid);
+
+    const clients = [runcd, crund].map((c) => createCriClient(c.socket));
+    try {
+      const pods = await Promise.all(
+        clients.map(async (client, i) => {
+          await client.call('PullImage', { image: { image: env?.busyboxImage } });
+          if (env === undefined) throw new Error('no environment');
+          return runPod(client, env, `pod-${i}`, ['sleep', '3600']);
+        }),
+      );
+      for (const [i, client] of clients.entries()) {
+        const status = await client.call('PodSandboxStatus', { pod_sandbox_id: pods[i]?.podId });
+        expect(stringField(status, 'status.network.ip')).toMatch(i === 0 ? /^10\.88\.77\.\d+$/ : /^10\.88\.78\.\d+$/);
+        const exec = await client.call('ExecSync', { container_id: pods[i]?.containerId, cmd: ['echo', `on ${i}`], timeout: 10 });
+        expect(bufferField(exec, 'stdout').toString()).toBe(`on ${i}\n`);
+        // Each containerd knows only its own pod.
+        expect(listField(await client.call('ListPodSandbox', {}), 'items').map((p) => stringField(p, 'id'))).toEqual([pods[i]?.podId]);
+      }
+
+      // The runtimes' own state: runc ran the first pod's sandbox and container, crun the second's.
+      const [first, second] = pods as [{ podId: string; containerId: string }, { podId: string; containerId: string }];
+      const runcIds = await runtimeContainers('runc', runcd.runtimeRoot('runc'));
+      const crunIds = await runtimeContainers('crun', crund.runtimeRoot('crun'));
+      expect(runcIds.sort()).toEqual([first.podId, first.containerId].sort());
+      expect(crunIds.sort()).toEqual([second.podId, second.containerId].sort());
+      // And neither runtime ran anything on the other containerd.
+      expect(await runtimeContainers('crun', runcd.runtimeRoot('crun'))).toEqual([]);
+      expect(await runtimeContainers('runc', crund.runtimeRoot('runc'))).toEqual([]);
+    } finally {
+      for (const client of clients) client.close();
+    }
+
+    const { workDir } = env;
+    const bridges = [runcd.bridge, crund.bridge];
+    await env.stop();
+    expect(env.ownedProcesses()).toEqual([]);
+    expect(mountsUnder(workDir)).toEqual([]);
+    expect(bridges.filter((b) => existsSync(`/sys/class/net/${b}`))).toEqual([]);
   });
 });

@@ -108,7 +108,7 @@ describe('example configs', () => {
   const files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f));
 
   test('there are examples', () => {
-    expect(files).toEqual(expect.arrayContaining(['cri-proxy.yaml', 'minimal.yaml', 'multi-backend.yaml']));
+    expect(files).toEqual(expect.arrayContaining(['cri-proxy.yaml', 'minimal.yaml', 'multi-backend.yaml', 'routing.yaml']));
   });
 
   test.each(files)('%s validates', (file) => {

@@ -1,19 +1,34 @@
-/** A private containerd (CRI plugin, runc, CNI bridge) whose every path lives under the run's work dir. */
+/** A private containerd (CRI plugin, runc or crun, CNI bridge) whose every path lives under the run's work dir. */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, spawnLogged, tailFile, waitForUnixSocket, type ManagedProcess } from './processes';
 
 export type Snapshotter = 'overlayfs' | 'native';
 
+/** The OCI runtime a private containerd runs pods with by default (both are runc-compatible, under the runc shim). */
+export type OciRuntime = 'runc' | 'crun';
+
+/** The first instance's name: its dir and socket are the ones a single-containerd run has always used. */
+export const FIRST_CONTAINERD = 'containerd';
+const INSTANCE_NAME = /^containerd(?:-[a-z0-9]+)?$/;
+
 /** Where one private containerd keeps everything; also what teardown needs to find its leftovers. */
 export interface ContainerdLayout {
   readonly workDir: string;
+  /** `containerd`, or `containerd-<suffix>` for further instances: names `dir` and `socket`. */
+  readonly name: string;
+  /** Everything of this instance but its socket (mounts included) lives under here. */
+  readonly dir: string;
   readonly socket: string;
   readonly root: string;
   readonly state: string;
+  /** State roots of the OCI runtimes (`--root`), so none is shared with a system containerd. */
   readonly runcRoot: string;
+  readonly crunRoot: string;
+  /** What the shim runs as crun: /usr/bin/crun, through CRUN_LAUNCHER (see there). */
+  readonly crunBinary: string;
   readonly configFile: string;
   readonly cniConfDir: string;
   readonly cniDataDir: string;
@@ -27,24 +42,53 @@ export interface ContainerdSettings {
   /** `127.0.0.1:PORT`: pulled from over plain http. */
   readonly registryHost: string;
   readonly snapshotter: Snapshotter;
+  /** The default runtime of pods without a runtime handler. */
+  readonly runtime: OciRuntime;
 }
 
-/** `bridge` is given only when re-deriving the layout of an earlier run (see `bridgeOf`). */
-export function containerdLayout(workDir: string, bridge?: string): ContainerdLayout {
-  const dir = join(workDir, 'containerd');
+export interface LayoutOptions {
+  /** FIRST_CONTAINERD unless given. */
+  readonly name?: string;
+  /** Given only when re-deriving the layout of an earlier run (see `bridgeOf`). */
+  readonly bridge?: string;
+  readonly subnet?: string;
+}
+
+export function containerdLayout(workDir: string, options: LayoutOptions = {}): ContainerdLayout {
+  const name = options.name ?? FIRST_CONTAINERD;
+  if (!INSTANCE_NAME.test(name)) throw new Error(`containerd instance name "${name}" must be "containerd" or "containerd-<a-z0-9>"`);
+  const dir = join(workDir, name);
   return {
     workDir,
-    socket: join(workDir, 'containerd.sock'),
+    name,
+    dir,
+    socket: join(workDir, `${name}.sock`),
     root: join(dir, 'root'),
     state: join(dir, 'state'),
     runcRoot: join(dir, 'runc'),
+    crunRoot: join(dir, 'crun'),
+    crunBinary: join(dir, 'crun-launcher'),
     configFile: join(dir, 'config.toml'),
     cniConfDir: join(dir, 'cni', 'conf'),
     cniDataDir: join(dir, 'cni', 'data'),
     // Unique per run, so concurrent runs never share (or delete) each other's bridge; max 15 chars.
-    bridge: bridge ?? `criproxy${randomBytes(3).toString('hex')}`,
-    subnet: '10.88.77.0/24',
+    bridge: options.bridge ?? `criproxy${randomBytes(3).toString('hex')}`,
+    subnet: options.subnet ?? '10.88.77.0/24',
   };
+}
+
+/** The layouts of every instance an earlier run set up in `workDir` (for reclaiming it). */
+export function existingLayouts(workDir: string): ContainerdLayout[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(workDir);
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((e) => INSTANCE_NAME.test(e))
+    .sort()
+    .map((name) => containerdLayout(workDir, { name, bridge: bridgeOf(join(workDir, name)) ?? '' }));
 }
 
 type TomlValue = string | boolean | number | readonly string[];
@@ -116,11 +160,30 @@ export function renderContainerdConfig(defaults: string, layout: ContainerdLayou
     [`${CRI}.containerd.runtimes.runc.options`, 'SystemdCgroup', false],
     // runc's state would otherwise be shared with a system containerd under /run/containerd/runc.
     [`${CRI}.containerd.runtimes.runc.options`, 'Root', layout.runcRoot],
+    // crun under the same shim: only the binary (and its state root) differ.
+    [`${CRI}.containerd.runtimes.crun`, 'runtime_type', 'io.containerd.runc.v2'],
+    [`${CRI}.containerd.runtimes.crun.options`, 'BinaryName', layout.crunBinary],
+    [`${CRI}.containerd.runtimes.crun.options`, 'SystemdCgroup', false],
+    [`${CRI}.containerd.runtimes.crun.options`, 'Root', layout.crunRoot],
+    [`${CRI}.containerd`, 'default_runtime_name', settings.runtime],
     [`${CRI}.registry.mirrors."${settings.registryHost}"`, 'endpoint', [`http://${settings.registryHost}`]],
     ['plugins."io.containerd.internal.v1.opt"', 'path', join(layout.root, 'opt')],
   ];
   return edits.reduce((text, [table, key, value]) => setTomlKey(text, table, key, value), defaults);
 }
+
+/**
+ * Runs /usr/bin/crun. crun 1.8 refuses to start containers on a cgroup v1+v2 hybrid host whose v2 hierarchy has
+ * any controller (CI's VMs are such hosts; runc does not mind); there it runs in a mount namespace of its own
+ * without the v2 mount, so it sees a plain v1 host and manages the v1 cgroups as runc does. Elsewhere it is
+ * crun, unchanged.
+ */
+const CRUN_LAUNCHER = `#!/bin/sh
+if grep -q . /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
+  exec unshare --mount sh -c 'umount -l /sys/fs/cgroup/unified && exec /usr/bin/crun "$@"' crun "$@"
+fi
+exec /usr/bin/crun "$@"
+`;
 
 /**
  * CNI: a bridge with host-local IPAM (its state in our dir). No loopback entry: containerd's CRI adds its own
@@ -147,10 +210,10 @@ export function cniConfList(layout: ContainerdLayout): string {
 
 const CONFLIST = '10-criproxy.conflist';
 
-/** The bridge an earlier run configured in its work dir, if it got that far. */
-export function bridgeOf(workDir: string): string | undefined {
+/** The bridge an earlier run configured in an instance's dir, if it got that far. */
+function bridgeOf(instanceDir: string): string | undefined {
   try {
-    const text = readFileSync(join(containerdLayout(workDir, '').cniConfDir, CONFLIST), 'utf8');
+    const text = readFileSync(join(instanceDir, 'cni', 'conf', CONFLIST), 'utf8');
     const name = (JSON.parse(text) as { name?: unknown }).name;
     return typeof name === 'string' && /^criproxy[0-9a-f]{6}$/.test(name) ? name : undefined;
   } catch {
@@ -178,6 +241,7 @@ export async function detectSnapshotter(workDir: string): Promise<Snapshotter> {
 export interface Containerd {
   readonly layout: ContainerdLayout;
   readonly snapshotter: Snapshotter;
+  readonly runtime: OciRuntime;
   readonly process: ManagedProcess;
 }
 
@@ -189,15 +253,16 @@ export async function startContainerd(
   onStarted: (proc: ManagedProcess) => void,
 ): Promise<Containerd> {
   await Promise.all(
-    [layout.root, layout.state, layout.runcRoot, layout.cniConfDir, layout.cniDataDir].map((d) =>
+    [layout.root, layout.state, layout.runcRoot, layout.crunRoot, layout.cniConfDir, layout.cniDataDir].map((d) =>
       mkdir(d, { recursive: true }),
     ),
   );
   const { stdout: defaults } = await run('containerd', ['config', 'default']);
   await writeFile(layout.configFile, renderContainerdConfig(defaults, layout, settings));
+  await writeFile(layout.crunBinary, CRUN_LAUNCHER, { mode: 0o755 });
   await writeFile(join(layout.cniConfDir, CONFLIST), cniConfList(layout));
 
-  const proc = await spawnLogged('containerd', 'containerd', ['--config', layout.configFile], { logDir });
+  const proc = await spawnLogged(layout.name, 'containerd', ['--config', layout.configFile], { logDir });
   // Registered before waiting, so a containerd that starts but never answers is still torn down.
   onStarted(proc);
   await waitForUnixSocket(layout.socket, { timeoutMs: 30_000, process: proc });
@@ -210,5 +275,5 @@ export async function startContainerd(
     const detail = reasons.length > 0 ? reasons.slice(-10).join('\n') : log.split('\n').slice(-20).join('\n');
     throw new Error(`containerd's CRI plugin is not loaded (${cri?.trim().replace(/\s+/g, ' ') ?? 'absent'}):\n${detail}`);
   }
-  return { layout, snapshotter: settings.snapshotter, process: proc };
+  return { layout, snapshotter: settings.snapshotter, runtime: settings.runtime, process: proc };
 }

@@ -1,12 +1,21 @@
 /**
- * One e2e run's world in a fresh temp dir: locally built images in a private registry, and a private
- * containerd with CRI and CNI that pulls from it. `stop()` removes all of it, also after a partial start.
+ * One e2e run's world in a fresh temp dir: locally built images in a private registry, and one or more private
+ * containerd instances with CRI and CNI that pull from it. `stop()` removes all of it, also after a partial start.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { containerdLayout, detectSnapshotter, startContainerd, type ContainerdLayout, type Snapshotter } from './containerd';
+import {
+  containerdLayout,
+  detectSnapshotter,
+  FIRST_CONTAINERD,
+  startContainerd,
+  type ContainerdLayout,
+  type ContainerdSettings,
+  type OciRuntime,
+  type Snapshotter,
+} from './containerd';
 import { buildImages, type BuiltImages } from './images';
 import {
   listProcesses,
@@ -18,7 +27,7 @@ import {
 } from './processes';
 import { pushImage, startRegistry, type Registry } from './registry';
 import { markOwner, markStopped, processesOf, reclaimAbandonedRuns, WORK_DIR_PREFIX } from './reclaim';
-import { killOwnedSync, mountsUnder, teardownContainerd } from './teardown';
+import { killOwnedSync, mountsUnder, teardownContainerd, unmountAllUnder } from './teardown';
 
 export interface EnvironmentOptions {
   /** Parent of the per-run work dir; the OS temp dir unless given. */
@@ -27,6 +36,33 @@ export interface EnvironmentOptions {
   readonly keepWorkDir?: boolean;
   /** Skip probing and use this snapshotter. */
   readonly snapshotter?: Snapshotter;
+  /**
+   * The containerd instances to run, each with its own root, state, socket and CNI bridge and subnet; the first
+   * is the environment's `containerdSocket`. One `containerd` running runc unless given.
+   */
+  readonly containerds?: readonly ContainerdSpec[];
+}
+
+export interface ContainerdSpec {
+  /** `containerd` for the first; `containerd-<a-z0-9>` for the others. */
+  readonly name: string;
+  /** The OCI runtime pods run with by default. */
+  readonly runtime: OciRuntime;
+}
+
+/** One running private containerd of the environment. */
+export interface ContainerdInstance {
+  readonly name: string;
+  readonly runtime: OciRuntime;
+  readonly socket: string;
+  readonly bridge: string;
+  readonly subnet: string;
+  /** Where `runtime` keeps the state of CRI's containers here (`<runtime> --root <this> list` shows them). */
+  runtimeRoot(runtime: OciRuntime): string;
+  /** The current containerd process's pid. */
+  readonly pid: number;
+  /** Stops this containerd and starts it again on the same state (pods keep running). */
+  restart(): Promise<void>;
 }
 
 export interface StartProcessOptions {
@@ -51,15 +87,19 @@ export interface E2eEnvironment {
   /** `127.0.0.1:PORT/library/pause:1.0`, containerd's sandbox image. */
   readonly pauseImage: string;
   readonly snapshotter: Snapshotter;
-  /** The CNI bridge pods are attached to. */
+  /** The CNI bridge pods of the first containerd are attached to. */
   readonly bridge: string;
+  /** Every containerd of the run, in the order asked for. */
+  readonly containerds: readonly ContainerdInstance[];
+  /** The instance named `name`; throws when there is none. */
+  containerd(name: string): ContainerdInstance;
   /** `<workDir>/<name>.sock`: a place for further sockets (e.g. cri-proxy's). */
   socketPath(name: string): string;
   /** Starts a further process of the run (e.g. cri-proxy); stop() ends it before containerd. */
   startProcess(name: string, command: string, args: readonly string[], options?: StartProcessOptions): Promise<ManagedProcess>;
-  /** Stops containerd and starts it again on the same state (pods keep running). */
+  /** Stops the first containerd and starts it again on the same state (pods keep running). */
   restartContainerd(): Promise<void>;
-  /** The current containerd's pid. */
+  /** The first containerd's current pid. */
   readonly containerdPid: number;
   /** Processes of this run still alive: anything naming the work dir, containerd's shims, and their children. */
   ownedProcesses(): ProcInfo[];
@@ -69,12 +109,17 @@ export interface E2eEnvironment {
 
 const REQUIRED_COMMANDS = ['containerd', 'ctr', 'containerd-shim-runc-v2', 'runc', 'docker-registry', 'skopeo', 'umoci', 'gcc', 'ip', 'mount', 'umount'];
 const REQUIRED_CNI = ['bridge', 'host-local', 'loopback'].map((p) => `/usr/lib/cni/${p}`);
+const DEFAULT_CONTAINERDS: readonly ContainerdSpec[] = [{ name: FIRST_CONTAINERD, runtime: 'runc' }];
 
-function preflight(): void {
+function preflight(specs: readonly ContainerdSpec[]): void {
   if (process.getuid?.() !== 0) throw new Error('the e2e environment needs root (containerd, mounts, network namespaces)');
+  const [first] = specs;
+  if (first?.name !== FIRST_CONTAINERD) throw new Error(`the first containerd must be named "${FIRST_CONTAINERD}"`);
+  if (new Set(specs.map((s) => s.name)).size !== specs.length) throw new Error('containerd instance names must be unique');
   const dirs = (process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
+  const commands = [...REQUIRED_COMMANDS, ...new Set(specs.map((s) => s.runtime))];
   const missing = [
-    ...REQUIRED_COMMANDS.filter((cmd) => !dirs.some((d) => existsSync(join(d, cmd)))),
+    ...commands.filter((cmd) => !dirs.some((d) => existsSync(join(d, cmd)))),
     ...REQUIRED_CNI.filter((p) => !existsSync(p)),
   ];
   if (missing.length > 0) {
@@ -82,16 +127,25 @@ function preflight(): void {
   }
 }
 
+interface InstanceState {
+  readonly layout: ContainerdLayout;
+  readonly settings: ContainerdSettings;
+  process?: ManagedProcess;
+}
+
 interface RunState {
   readonly workDir: string;
   readonly extra: ManagedProcess[];
   registry?: Registry;
-  layout?: ContainerdLayout;
-  containerd?: ManagedProcess;
+  readonly instances: InstanceState[];
 }
 
+const processesOfRun = (state: RunState): ManagedProcess[] =>
+  [...state.extra, ...state.instances.map((i) => i.process), state.registry?.process].filter((p): p is ManagedProcess => p !== undefined);
+
 export async function startEnvironment(options: EnvironmentOptions = {}): Promise<E2eEnvironment> {
-  preflight();
+  const specs = options.containerds ?? DEFAULT_CONTAINERDS;
+  preflight(specs);
   const tmpRoot = options.tmpRoot ?? tmpdir();
   const keep = options.keepWorkDir ?? process.env['CRI_PROXY_E2E_KEEP'] === '1';
   await reclaimAbandonedRuns(tmpRoot, !keep);
@@ -100,12 +154,12 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
   const logDir = join(workDir, 'logs');
   const podLogDir = join(workDir, 'pods');
   await Promise.all([mkdir(logDir), mkdir(podLogDir)]);
-  const state: RunState = { workDir, extra: [] };
+  const state: RunState = { workDir, extra: [], instances: [] };
 
   // Last resort if the test process exits without stop(): no daemon or container may outlive it.
   const onExit = (): void => {
-    const pids = [...state.extra, state.containerd, state.registry?.process].flatMap((p) => (p ? [p.pid] : []));
-    killOwnedSync(state.layout?.socket ?? join(workDir, 'containerd.sock'), pids);
+    const pids = processesOfRun(state).map((p) => p.pid);
+    for (const instance of state.instances) killOwnedSync(instance.layout.socket, pids);
   };
   process.once('exit', onExit);
 
@@ -126,26 +180,59 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
     const pauseImage = `${registry.host}/library/pause:1.0`;
     await pushImages(images, busyboxImage, pauseImage);
 
-    const layout = containerdLayout(workDir);
-    state.layout = layout;
-    const settings = { sandboxImage: pauseImage, registryHost: registry.host, snapshotter };
-    const launchContainerd = async (): Promise<void> => {
-      await startContainerd(layout, settings, logDir, (p) => {
-        state.containerd = p;
+    const instances = specs.map((spec, i): InstanceState => {
+      // Subnets differ only so each pod's address tells its runtime; without a gateway on the host they never clash.
+      const layout = containerdLayout(workDir, { name: spec.name, subnet: `10.88.${77 + i}.0/24` });
+      return { layout, settings: { sandboxImage: pauseImage, registryHost: registry.host, snapshotter, runtime: spec.runtime } };
+    });
+    state.instances.push(...instances);
+    const launch = async (instance: InstanceState): Promise<void> => {
+      await startContainerd(instance.layout, instance.settings, logDir, (p) => {
+        instance.process = p;
       });
     };
-    await launchContainerd();
+    // At once: each waits mostly for its own start-up. All settle before a failure is reported.
+    const launched = await Promise.allSettled(instances.map(launch));
+    const failed = launched.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason));
+
+    const views = instances.map(
+      (instance): ContainerdInstance => ({
+        name: instance.layout.name,
+        runtime: instance.settings.runtime,
+        socket: instance.layout.socket,
+        bridge: instance.layout.bridge,
+        subnet: instance.layout.subnet,
+        // The shim adds containerd's namespace to the configured root.
+        runtimeRoot: (runtime) => join(runtime === 'crun' ? instance.layout.crunRoot : instance.layout.runcRoot, 'k8s.io'),
+        get pid() {
+          return instance.process?.pid ?? 0;
+        },
+        async restart() {
+          // SIGTERM leaves the shims, and so the pods, running; the new containerd reconnects to them.
+          await instance.process?.stop(10_000);
+          await launch(instance);
+        },
+      }),
+    );
+    const [first] = views as [ContainerdInstance, ...ContainerdInstance[]];
 
     return {
       workDir,
       logDir,
       podLogDir,
-      containerdSocket: layout.socket,
+      containerdSocket: first.socket,
       registryHost: registry.host,
       busyboxImage,
       pauseImage,
       snapshotter,
-      bridge: layout.bridge,
+      bridge: first.bridge,
+      containerds: views,
+      containerd(name) {
+        const found = views.find((v) => v.name === name);
+        if (found === undefined) throw new Error(`no containerd named "${name}" in this environment`);
+        return found;
+      },
       socketPath: (name) => join(workDir, `${name}.sock`),
       async startProcess(name, command, args, opts = {}) {
         const proc = await spawnLogged(name, command, args, {
@@ -159,13 +246,9 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
         }
         return proc;
       },
-      async restartContainerd() {
-        // SIGTERM leaves the shims, and so the pods, running; the new containerd reconnects to them.
-        await state.containerd?.stop(10_000);
-        await launchContainerd();
-      },
+      restartContainerd: () => first.restart(),
       get containerdPid() {
-        return state.containerd?.pid ?? 0;
+        return first.pid;
       },
       ownedProcesses: () => ownedProcesses(state),
       stop,
@@ -187,7 +270,7 @@ async function pushImages(images: BuiltImages, busyboxImage: string, pauseImage:
 
 function ownedProcesses(state: RunState): ProcInfo[] {
   const processes = listProcesses();
-  const tracked = [...state.extra, state.containerd, state.registry?.process].flatMap((p) => (p ? [p.pid] : []));
+  const tracked = processesOfRun(state).map((p) => p.pid);
   // Shims name our socket (inside the work dir), so they and their containers are found through it too.
   const pids = new Set([...processesOf(state.workDir), ...withDescendants(tracked, processes)]);
   return processes.filter((p) => pids.has(p.pid) && p.pid !== process.pid);
@@ -207,8 +290,11 @@ async function teardown(state: RunState, keep: boolean): Promise<void> {
       await proc.stop(5000);
     });
   }
-  const layout = state.layout;
-  if (layout !== undefined) await attempt('containerd', () => teardownContainerd(layout, state.containerd));
+  for (const instance of state.instances) {
+    await attempt(instance.layout.name, () => teardownContainerd(instance.layout, instance.process));
+  }
+  // Anything else mounted in the run's dir (each instance detached its own).
+  await attempt('unmount', () => unmountAllUnder(state.workDir));
   const registry = state.registry;
   if (registry !== undefined) await attempt('registry', () => registry.stop());
   const left = ownedProcesses(state);

@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bridgeOf, containerdLayout } from './containerd';
+import { existingLayouts } from './containerd';
 import { isAlive, killSync, listProcesses, waitForExit, withDescendants } from './processes';
 import { mountsUnder, teardownContainerd } from './teardown';
 
@@ -46,7 +46,7 @@ export async function reclaimRun(workDir: string, removeDir: boolean): Promise<v
   const pids = processesOf(workDir);
   killSync(pids);
   await waitForExit(pids, 10_000);
-  await teardownContainerd(containerdLayout(workDir, bridgeOf(workDir) ?? ''), undefined);
+  for (const layout of existingLayouts(workDir)) await teardownContainerd(layout, undefined);
   if (removeDir && mountsUnder(workDir).length === 0) await rm(workDir, { recursive: true, force: true });
   else markStopped(workDir);
 }

@@ -143,7 +143,8 @@ export async function teardownContainerd(layout: ContainerdLayout, proc: Managed
     killSync(pids); // children first: container processes, then their shim
     await waitForExit(pids, 10_000);
   });
-  await step('unmount', () => unmountAllUnder(layout.workDir));
+  // Its own dir only: another instance of the run may still have pods running.
+  await step('unmount', () => unmountAllUnder(layout.dir));
   await step('cgroups', async () => {
     for (const task of tasks) {
       if (task.cgroupsPath !== undefined) await removeCgroup(task.cgroupsPath);

@@ -1,0 +1,78 @@
+/** Routing's own metrics, in the registry the proxy passes in (they survive config reloads there). */
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { ensureCounter, ensureGauge } from '../../observability/metrics-registry';
+
+export type OwnedKind = 'sandbox' | 'container' | 'pod';
+
+export interface RoutingMetrics {
+  /** New pods (RunPodSandbox, RestorePod) and image pulls placed by the rules; rule "default" when none matched. */
+  readonly placements: Counter<'backend' | 'rule'>;
+  /** result: hit | miss. */
+  readonly lookups: Counter<'kind' | 'result'>;
+  /** How misses were settled. result: found | unknown (no backend knows it) | unavailable (could not ask them all). */
+  readonly resolutions: Counter<'kind' | 'result'>;
+  readonly evictions: Counter<'kind'>;
+  readonly entries: Gauge<'kind'>;
+  /** Start-up rebuilds per backend. result: ok | failed. */
+  readonly rebuilds: Counter<'backend' | 'result'>;
+  readonly eventReconnects: Counter<'backend'>;
+  /** 1 while the backend's event stream is open, 0 while it waits to reconnect. */
+  readonly eventUpstreamUp: Gauge<'backend'>;
+  readonly eventSubscribers: Gauge;
+  readonly eventSubscribersDropped: Counter;
+}
+
+export function routingMetrics(registry: Registry): RoutingMetrics {
+  return {
+    placements: ensureCounter(registry, {
+      name: 'cri_proxy_routing_placements_total',
+      help: 'Pods and image pulls placed by the routing rules, by backend and deciding rule ("default" when no rule matched)',
+      labelNames: ['backend', 'rule'],
+    }),
+    lookups: ensureCounter(registry, {
+      name: 'cri_proxy_routing_ownership_lookups_total',
+      help: 'Lookups of the backend owning a sandbox, container or pod, by kind and whether the cache knew it (hit, miss)',
+      labelNames: ['kind', 'result'],
+    }),
+    resolutions: ensureCounter(registry, {
+      name: 'cri_proxy_routing_ownership_resolutions_total',
+      help: 'Cache misses settled by asking every backend: found, unknown (no backend has it) or unavailable (a backend could not be asked)',
+      labelNames: ['kind', 'result'],
+    }),
+    evictions: ensureCounter(registry, {
+      name: 'cri_proxy_routing_ownership_evictions_total',
+      help: 'Ownership entries dropped because the cache was full (found again on demand)',
+      labelNames: ['kind'],
+    }),
+    entries: ensureGauge(registry, {
+      name: 'cri_proxy_routing_ownership_entries',
+      help: 'Ownership entries held, by kind',
+      labelNames: ['kind'],
+    }),
+    rebuilds: ensureCounter(registry, {
+      name: 'cri_proxy_routing_ownership_rebuilds_total',
+      help: 'Start-up rebuilds of the ownership cache from a backend\'s ListPodSandbox and ListContainers, by result (ok, failed)',
+      labelNames: ['backend', 'result'],
+    }),
+    eventReconnects: ensureCounter(registry, {
+      name: 'cri_proxy_routing_event_upstream_reconnects_total',
+      help: 'GetContainerEvents streams to a backend that ended and were opened again',
+      labelNames: ['backend'],
+    }),
+    eventUpstreamUp: ensureGauge(registry, {
+      name: 'cri_proxy_routing_event_upstream_up',
+      help: '1 while the GetContainerEvents stream to the backend is open, 0 while it waits to reconnect',
+      labelNames: ['backend'],
+    }),
+    eventSubscribers: ensureGauge(registry, {
+      name: 'cri_proxy_routing_event_subscribers',
+      help: 'GetContainerEvents callers currently subscribed',
+      labelNames: [],
+    }),
+    eventSubscribersDropped: ensureCounter(registry, {
+      name: 'cri_proxy_routing_event_subscribers_dropped_total',
+      help: 'GetContainerEvents callers dropped because they fell behind by more than their buffer',
+      labelNames: [],
+    }),
+  };
+}
