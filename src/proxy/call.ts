@@ -2,14 +2,14 @@ import { GrpcStatus, ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { outcomeOfError } from './call-outcome';
 import { decodeMessage } from './codec';
-import { MessageTooLargeError, unframeSingle } from './grpc-frames';
-import { parseGrpcTimeout } from './grpc-status';
+import { MessageTooLargeError, frameMessage, unframeSingle } from './grpc-frames';
+import { parseGrpcTimeout, readStatusFields } from './grpc-status';
 import { Metadata, OutgoingMetadata } from './metadata';
 import { tooLarge } from './relay-messages';
 import { upstreamFields } from './request-headers';
 import type { Router } from './router';
 import type { CallTransport } from './transport';
-import type { CallContext, CallOutcome, DecodedMessage, MethodInfo, ResponseStream, StreamMessage } from './types';
+import type { CallContext, CallOutcome, DecodedMessage, MethodInfo, OwnAnswer, ResponseStream, StreamMessage } from './types';
 
 export interface CallEnvironment {
   readonly maxMessageBytes: number;
@@ -110,10 +110,16 @@ export class Call implements CallContext {
     (this.observers ??= []).push(observer);
   }
 
-  respond(messages: readonly Buffer[]): void {
+  respond(answer: OwnAnswer): void {
     this.claim();
-    this.transport.respond(messages);
-    this.outcome = { code: GrpcStatus.OK, message: '', fromProxy: true };
+    this.transport.respond(answer);
+    const status = answer.trailers === undefined ? undefined : readStatusFields(answer.trailers);
+    this.outcome = { code: status?.code ?? answer.code ?? GrpcStatus.OK, message: status?.message ?? answer.message ?? '', fromProxy: true };
+  }
+
+  replaceRequest(message: Buffer): void {
+    if (this.message === undefined) throw new ProxyError('CHAIN_MISUSE', 'replaceRequest() before requestBytes()');
+    this.transport.replaceRequest(frameMessage(message));
   }
 
   openResponse(): ResponseStream {

@@ -8,7 +8,7 @@ import { tooLarge } from './relay-messages';
 import { ResponseRelay, type ResponseSink } from './response-relay';
 import type { RuntimeConnection } from './runtime-connection';
 import type { CallTransport, ForwardRequest } from './transport';
-import type { CallOutcome, ResponseStream } from './types';
+import type { CallOutcome, OwnAnswer, ResponseStream } from './types';
 import type { ClientConnection } from './client-connection';
 
 /** A response the proxy streams itself pauses its producer above this many unsent bytes. */
@@ -39,7 +39,8 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private readonly requestScanner: FrameScanner;
   private relay: ResponseRelay | undefined;
   private headersSent = false;
-  private reply: readonly Buffer[] | undefined;
+  private reply: OwnAnswer | undefined;
+  private replacement: Buffer | undefined;
   private finished = false;
   private drainWaiters: (() => void)[] | undefined;
   private readonly creditClient = (bytes: number): void => this.conn.consumed(this, bytes);
@@ -143,7 +144,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     const relay = (this.relay = new ResponseRelay(this, request, conn, this.conn.onObserverFault));
     if (body !== undefined) {
       // Held bytes were credited to the client already.
-      relay.sendRequest(body, true, undefined);
+      relay.sendRequest(this.replacement ?? body, true, undefined);
     } else {
       this.mode = RequestMode.Pipe;
       const queued = this.queued ?? [];
@@ -170,8 +171,13 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
 
 
   // ---- the proxy's own answers ----
-  respond(messages: readonly Buffer[]): void {
-    this.reply = messages;
+  respond(answer: OwnAnswer): void {
+    this.reply = answer;
+  }
+
+  replaceRequest(body: Buffer): void {
+    if (this.body === undefined) throw new ProxyError('CHAIN_MISUSE', 'the request was replaced before it was read');
+    this.replacement = body;
   }
 
   openResponse(onEnd: (outcome: CallOutcome) => void): ResponseStream {
@@ -213,11 +219,15 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private sendOutcome(outcome: CallOutcome): void {
     const conn = this.conn;
     if (outcome.fromProxy) {
-      if (this.reply !== undefined && outcome.code === GrpcStatus.OK) {
+      // An error after the answer was chosen (a later interceptor failing) replaces it.
+      const reply = outcome.errorCode === undefined ? this.reply : undefined;
+      if (reply?.messages !== undefined && reply.messages.length > 0) {
         this.sendResponseHeaders(RESPONSE_FIELDS);
-        for (const message of this.reply) conn.sendData(this, frameMessage(message), false);
+        for (const message of reply.messages) conn.sendData(this, frameMessage(message), false);
       }
-      conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent), true);
+      const trailers = reply?.trailers;
+      if (trailers === undefined) conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent), true);
+      else conn.sendHeaders(this, this.headersSent ? withoutPseudoHeaders(trailers) : asTrailersOnly(trailers), true);
     } else {
       const relay = this.relay;
       const trailersOnly = relay?.trailersOnly === true && !this.headersSent;
@@ -238,6 +248,18 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     this.wakeDrainWaiters();
     this.cancelListener?.();
   }
+}
+
+/** Trailers as HTTP/2 allows them: no pseudo-headers. */
+function withoutPseudoHeaders(fields: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < fields.length; i += 2) if (!(fields[i] as string).startsWith(':')) out.push(fields[i] as string, fields[i + 1] as string);
+  return out;
+}
+
+/** A trailers-only response carrying `fields`: kept as they are if they already are one (a runtime's). */
+function asTrailersOnly(fields: readonly string[]): readonly string[] {
+  return fields[0] === ':status' ? fields : [...RESPONSE_FIELDS, ...fields];
 }
 
 interface Body {

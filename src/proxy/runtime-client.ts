@@ -1,4 +1,4 @@
-import { ProxyError } from '../errors';
+import { GrpcStatus, ProxyError } from '../errors';
 import { decodeMessage, encodeMessage } from './codec';
 import { FrameScanner, MessageTooLargeError, frameMessage, unframeSingle } from './grpc-frames';
 import { readStatusFields } from './grpc-status';
@@ -119,4 +119,152 @@ export async function callRuntimeTyped(
   const reply = await callRuntime(upstream, method.path, encodeMessage(method.requestType, request), timeoutMs);
   const response = reply.code === 0 && reply.body ? decodeMessage(method.responseType, reply.body) : undefined;
   return { code: reply.code, message: reply.message, response };
+}
+
+export interface StreamOptions {
+  /** Metadata sent with the call (names and values alternating). */
+  readonly metadata?: readonly string[];
+  /** Absolute deadline in ms since the epoch; none when undefined. */
+  readonly deadline?: number | undefined;
+  /** Aborting it cancels the call (RST_STREAM CANCEL); the call then ends CANCELLED. */
+  readonly signal?: AbortSignal;
+}
+
+export interface StreamEnd {
+  readonly code: number;
+  readonly message: string;
+  readonly trailers: readonly string[];
+}
+
+/**
+ * A server-streaming call the proxy makes on its own behalf (routing's merged streams). Each response message
+ * goes to `onMessage` in order; while a promise it returned is pending, nothing more is delivered and the
+ * runtime is not credited, so a slow consumer slows the runtime instead of growing a buffer. Never rejects:
+ * an unreachable runtime ends the call UNAVAILABLE.
+ */
+export function streamRuntime(
+  upstream: Upstream,
+  path: string,
+  request: Buffer,
+  options: StreamOptions,
+  onMessage: (message: Buffer) => void | Promise<void>,
+): Promise<StreamEnd> {
+  return new Promise((resolve) => {
+    let conn: RuntimeConnection;
+    try {
+      conn = upstream.connection();
+    } catch (err) {
+      const error = err instanceof ProxyError ? err : upstream.unavailable(err);
+      resolve({ code: error.grpcStatus, message: error.message, trailers: [] });
+      return;
+    }
+    const timeout = options.deadline === undefined ? [] : ['grpc-timeout', `${Math.max(1, Math.ceil(options.deadline - Date.now()))}m`];
+    const handler = new StreamCollector(upstream, onMessage, resolve);
+    const stream = conn.open(
+      [
+        ':method', 'POST', ':scheme', 'http', ':path', path, ':authority', 'localhost',
+        'content-type', 'application/grpc', 'te', 'trailers', ...timeout, 'user-agent', 'cri-proxy', ...(options.metadata ?? []),
+      ],
+      handler,
+    );
+    handler.attach(conn, stream, options.signal);
+    conn.sendData(stream, frameMessage(request), true);
+  });
+}
+
+class StreamCollector implements UpstreamHandler {
+  private readonly scanner: FrameScanner;
+  /** Messages waiting for the consumer, with the bytes to credit once each is taken. */
+  private readonly queue: { message: Buffer | undefined; credit: number }[] = [];
+  private busy = false;
+  private ending: StreamEnd | undefined;
+  private done = false;
+  private conn: RuntimeConnection | undefined;
+  private stream: UpstreamStream | undefined;
+
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly onMessage: (message: Buffer) => void | Promise<void>,
+    private readonly resolve: (end: StreamEnd) => void,
+  ) {
+    this.scanner = new FrameScanner({
+      maxMessageBytes: upstream.options.maxMessageBytes,
+      onMessage: (message) => this.queue.push({ message, credit: 0 }),
+    });
+  }
+
+  attach(conn: RuntimeConnection, stream: UpstreamStream, signal: AbortSignal | undefined): void {
+    this.conn = conn;
+    this.stream = stream;
+    if (signal === undefined) return;
+    const abort = (): void => {
+      if (!stream.closed) conn.cancel(stream);
+      this.finish({ code: GrpcStatus.CANCELLED, message: 'cancelled', trailers: [] });
+    };
+    if (signal.aborted) abort();
+    else signal.addEventListener('abort', abort, { once: true });
+  }
+
+  onResponseHeaders(block: HeaderBlock, end: boolean): void {
+    if (!end) return;
+    this.ending = { ...readStatusFields(block.fields), trailers: block.fields };
+    this.drain();
+  }
+
+  onResponseData(data: Buffer): void {
+    if (this.done) return;
+    try {
+      this.scanner.push(data);
+    } catch (err) {
+      const size = err instanceof MessageTooLargeError ? err.size : 0;
+      if (this.stream !== undefined && !this.stream.closed) this.conn?.cancel(this.stream);
+      this.finish({ code: GrpcStatus.RESOURCE_EXHAUSTED, message: `response message of ${size} bytes exceeds maxMessageBytes`, trailers: [] });
+      return;
+    }
+    // The bytes are credited once the messages they completed have been taken.
+    this.queue.push({ message: undefined, credit: data.length });
+    this.drain();
+  }
+
+  onStreamFailed(failure: StreamFailure): void {
+    const error = this.upstream.unavailable(failure.error ?? new Error(`stream reset (code ${failure.code ?? 'none'})`));
+    this.ending = { code: error.grpcStatus, message: error.message, trailers: [] };
+    this.drain();
+  }
+
+  private drain(): void {
+    while (!this.busy && !this.done) {
+      const next = this.queue.shift();
+      if (next === undefined) {
+        if (this.ending !== undefined) this.finish(this.ending);
+        return;
+      }
+      if (next.message === undefined) {
+        if (this.stream !== undefined) this.conn?.consumed(this.stream, next.credit);
+        continue;
+      }
+      const taken = this.onMessage(next.message);
+      if (taken instanceof Promise) {
+        this.busy = true;
+        taken.then(
+          () => {
+            this.busy = false;
+            this.drain();
+          },
+          () => {
+            this.busy = false;
+            if (this.stream !== undefined && !this.stream.closed) this.conn?.cancel(this.stream);
+            this.finish({ code: GrpcStatus.CANCELLED, message: 'the consumer stopped taking messages', trailers: [] });
+          },
+        );
+      }
+    }
+  }
+
+  private finish(end: StreamEnd): void {
+    if (this.done) return;
+    this.done = true;
+    this.queue.length = 0;
+    this.resolve(end);
+  }
 }

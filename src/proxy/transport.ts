@@ -1,4 +1,4 @@
-import type { CallOutcome, ResponseStream, StreamMessage } from './types';
+import type { CallOutcome, OwnAnswer, ResponseStream, StreamMessage } from './types';
 import type { Upstream } from './upstream';
 
 /** How a call is relayed to a runtime. */
@@ -32,8 +32,10 @@ export interface CallTransport {
   forward(request: ForwardRequest): Promise<CallOutcome>;
   /** The framed response body of a forwarded call, when `keepResponse` was asked for. */
   responseBody(): Buffer | undefined;
-  /** The proxy's own answer: these messages (unframed), sent with OK when the call finishes. */
-  respond(messages: readonly Buffer[]): void;
+  /** The proxy's own answer, sent when the call finishes. */
+  respond(answer: OwnAnswer): void;
+  /** The framed request body the runtime gets instead of the one the client sent (read first). */
+  replaceRequest(body: Buffer): void;
   /** A response the proxy streams itself; `onEnd` reports the status it ended with. */
   openResponse(onEnd: (outcome: CallOutcome) => void): ResponseStream;
   /** Sends the call's final status: the runtime's as it sent it, or the proxy's own. */

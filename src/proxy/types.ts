@@ -61,6 +61,17 @@ export interface CallOutcome {
   readonly errorCode?: ProxyErrorCode | undefined;
 }
 
+/** An answer the proxy gives itself instead of a runtime's (a merged list, a runtime's answer relayed). */
+export interface OwnAnswer {
+  /** Response messages, unframed protobuf bytes; none for an error. */
+  readonly messages?: readonly Buffer[];
+  /** The status; OK when absent. */
+  readonly code?: number;
+  readonly message?: string;
+  /** Trailers to send as they are (names and values alternating, `grpc-status` among them), e.g. a runtime's. */
+  readonly trailers?: readonly string[];
+}
+
 /** A response the proxy streams itself (a stream merged from several runtimes, say). */
 export interface ResponseStream {
   /** Sends one message (unframed protobuf bytes); false when the client is not keeping up: wait for `drained`. */
@@ -99,8 +110,13 @@ export interface CallContext {
    * for other methods, streams, errors and unknown methods.
    */
   response(): DecodedMessage | undefined;
-  /** Answers the call with messages the proxy built (unframed protobuf bytes), then OK; instead of `next()`. */
-  respond(messages: readonly Buffer[]): void;
+  /** Answers the call without a runtime (messages it built, a status, a runtime's answer relayed); instead of `next()`. */
+  respond(answer: OwnAnswer): void;
+  /**
+   * The request message the runtime gets instead of the client's (unframed protobuf bytes), e.g. with a field
+   * rewritten; only after `requestBytes()`. Interceptors keep seeing the client's request.
+   */
+  replaceRequest(message: Buffer): void;
   /** Opens a response the proxy streams itself; instead of `next()`. The call ends when it is ended. */
   openResponse(): ResponseStream;
   /** Observe each response message of a stream as it passes; never buffers. Register before `next()`. */

@@ -115,7 +115,7 @@ function answer(stream: ClientStream): void {
       );
       return;
     default:
-      stream.respond([Buffer.from('reply')]);
+      stream.respond({ messages: [Buffer.from('reply')] });
   }
 }
 

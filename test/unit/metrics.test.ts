@@ -1,8 +1,7 @@
-import { Metadata, OutgoingMetadata } from '../../src/proxy/metadata';
+import { fakeCallContext } from '../support/fake-context';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { createMetricsInterceptor, metricsConfigSchema } from '../../src/interceptors/metrics';
 import { silentLogger } from '../../src/log';
-import { lookupMethod } from '../../src/proxy/method-table';
 import { Router } from '../../src/proxy/router';
 import type { CallContext, CallOutcome, Interceptor } from '../../src/proxy/types';
 import { Upstream, type UpstreamHealth } from '../../src/proxy/upstream';
@@ -23,28 +22,13 @@ function create(registry: Registry, config: unknown = {}, router = new Router([u
 function fakeCall(path: string, overrides: Partial<CallContext> = {}): { ctx: CallContext; next: () => Promise<void> } {
   const state = { outcome: undefined as CallOutcome | undefined, backend: undefined as string | undefined };
   const ctx = {
-    method: lookupMethod(path),
-    metadata: new Metadata([]),
-    deadline: undefined,
-    startedAt: process.hrtime.bigint(),
-    signal: new AbortController().signal,
-    log: silentLogger,
+    ...fakeCallContext(path),
     get backend() {
       return state.backend;
     },
     set backend(b: string | undefined) {
       state.backend = b;
     },
-    upstreamMetadata: new OutgoingMetadata(),
-    state: new Map<unknown, unknown>(),
-    request: () => Promise.resolve(undefined),
-    requestBytes: () => Promise.resolve(undefined),
-    response: () => undefined,
-    respond: (): void => undefined,
-    openResponse: () => {
-      throw new Error('not in this test');
-    },
-    onResponseMessage: (): void => undefined,
     get outcome() {
       return state.outcome;
     },

@@ -1,8 +1,6 @@
-import { Metadata, OutgoingMetadata } from '../../src/proxy/metadata';
+import { fakeCallContext } from '../support/fake-context';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { silentLogger } from '../../src/log';
 import { PodStartTracker, type PodStart, type PodStartTrackerOptions } from '../../src/observability/pod-start-tracker';
-import { lookupMethod } from '../../src/proxy/method-table';
 import type { CallContext, DecodedMessage } from '../../src/proxy/types';
 import { waitFor } from '../support/wait';
 
@@ -21,23 +19,10 @@ interface FakeCall {
 
 function fakeCtx(call: FakeCall): CallContext {
   return {
-    method: lookupMethod(call.path),
-    metadata: new Metadata(Object.entries(call.metadata ?? {}).flat()),
-    deadline: undefined,
-    startedAt: process.hrtime.bigint(),
-    signal: new AbortController().signal,
-    log: silentLogger,
+    ...fakeCallContext(call.path, call.metadata),
     backend: 'fake',
-    upstreamMetadata: new OutgoingMetadata(),
-    state: new Map(),
     request: () => Promise.resolve(call.request),
-    requestBytes: () => Promise.resolve(undefined),
     response: () => ((call.code ?? 0) === 0 ? call.response : undefined),
-    respond: () => undefined,
-    openResponse: () => {
-      throw new Error('not in this test');
-    },
-    onResponseMessage: () => undefined,
     outcome: { code: call.code ?? 0, message: call.code ? 'failed' : '', fromProxy: false },
     upstreamNanos: 0n,
   };

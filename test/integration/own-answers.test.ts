@@ -1,0 +1,143 @@
+import * as grpc from '@grpc/grpc-js';
+import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
+import type { ChainEntry } from '../../src/proxy/chain';
+import { callRuntime, streamRuntime } from '../../src/proxy/runtime-client';
+import type { CallContext, Next } from '../../src/proxy/types';
+import { startTestProxy, type TestProxy } from '../support/proxy-harness';
+import { waitFor } from '../support/wait';
+
+function entry(name: string, intercept: (ctx: CallContext, next: Next) => Promise<void>): ChainEntry {
+  return { interceptor: { name, intercept }, onError: 'failClosed', methods: undefined };
+}
+
+function collect(stream: grpc.ClientReadableStream<Buffer>): Promise<{ messages: Buffer[]; status: grpc.StatusObject }> {
+  return new Promise((resolve) => {
+    const messages: Buffer[] = [];
+    stream.on('data', (m: Buffer) => messages.push(m));
+    stream.on('error', () => undefined);
+    stream.on('status', (status: grpc.StatusObject) => resolve({ messages, status }));
+  });
+}
+
+describe('answers the proxy gives itself', () => {
+  let proxy: TestProxy;
+  afterEach(async () => {
+    await proxy.close();
+  });
+
+  test('messages it built, with OK, and the runtime is never called', async () => {
+    const built = encodeMessage('runtime.v1.VersionResponse', { runtime_name: 'merged' });
+    proxy = await startTestProxy({ entries: [entry('answer', (ctx) => Promise.resolve(ctx.respond({ messages: [built] })))] });
+    const result = await proxy.client().unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0));
+    expect(result.status.code).toBe(grpc.status.OK);
+    expect(result.response?.equals(built)).toBe(true);
+    expect(proxy.runtime.calls).toHaveLength(0);
+  });
+
+  test('a status of any code, with its message', async () => {
+    const answer = entry('answer', (ctx) => Promise.resolve(ctx.respond({ code: grpc.status.UNIMPLEMENTED, message: 'not on "crio" 100%' })));
+    proxy = await startTestProxy({ entries: [answer] });
+    const result = await proxy.client().unary('/runtime.v1.RuntimeService/ListPodSandboxMetrics', Buffer.alloc(0));
+    expect(result.status.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(result.status.details).toBe('not on "crio" 100%');
+  });
+
+  test("a runtime's answer relayed with its trailers", async () => {
+    const relay = entry('relay', async (ctx) => {
+      const upstream = proxy.serverOptions.router.pick(undefined);
+      const reply = await callRuntime(upstream, ctx.method.path, (await ctx.requestBytes()) ?? Buffer.alloc(0), 1000);
+      ctx.respond({ messages: reply.body ? [reply.body] : [], trailers: reply.trailers });
+    });
+    proxy = await startTestProxy({ entries: [relay] });
+    proxy.runtime.on('ImageStatus', { respond: Buffer.from([0x0a, 0x00]), trailers: { 'x-from': 'runtime' } });
+    const ok = await proxy.client().unary('/runtime.v1.ImageService/ImageStatus', Buffer.alloc(0));
+    expect(ok.status.code).toBe(grpc.status.OK);
+    expect(ok.response?.toString('hex')).toBe('0a00');
+    expect(ok.status.metadata.get('x-from')).toEqual(['runtime']);
+    proxy.runtime.on('ImageStatus', { fail: { code: grpc.status.NOT_FOUND, message: 'no such image', trailers: { 'x-why': 'gone' } } });
+    const missing = await proxy.client().unary('/runtime.v1.ImageService/ImageStatus', Buffer.alloc(0));
+    expect(missing.status.code).toBe(grpc.status.NOT_FOUND);
+    expect(missing.status.details).toBe('no such image');
+    expect(missing.status.metadata.get('x-why')).toEqual(['gone']);
+  });
+
+  test('a replaced request reaches the runtime; interceptors still see the client’s', async () => {
+    const seen: unknown[] = [];
+    const rewrite = entry('rewrite', async (ctx, next) => {
+      const request = await ctx.request();
+      ctx.replaceRequest(encodeMessage('runtime.v1.RunPodSandboxRequest', { ...request, runtime_handler: 'kata' }));
+      return next();
+    });
+    const observe = entry('observe', async (ctx, next) => {
+      seen.push(await ctx.request());
+      return next();
+    });
+    proxy = await startTestProxy({ entries: [rewrite, observe] });
+    const sent = encodeMessage('runtime.v1.RunPodSandboxRequest', { runtime_handler: 'kata-fast', config: { metadata: { name: 'p' } } });
+    const result = await proxy.client().unary('/runtime.v1.RuntimeService/RunPodSandbox', sent);
+    expect(result.status.code).toBe(grpc.status.OK);
+    const received = decodeMessage('runtime.v1.RunPodSandboxRequest', proxy.runtime.lastCall('RunPodSandbox')?.requestBytes ?? Buffer.alloc(0));
+    expect(received).toMatchObject({ runtime_handler: 'kata', config: { metadata: { name: 'p' } } });
+    expect(seen).toEqual([expect.objectContaining({ runtime_handler: 'kata-fast' })]);
+  });
+
+  test('a stream it writes itself, paced by the client', async () => {
+    const event = encodeMessage('runtime.v1.ContainerEventResponse', { container_id: 'c' });
+    const stream = entry('stream', async (ctx) => {
+      const out = ctx.openResponse();
+      for (let i = 0; i < 5000 && !out.closed; i++) if (!out.write(event)) await out.drained();
+      out.end();
+    });
+    proxy = await startTestProxy({ entries: [stream] });
+    const { messages, status } = await collect(proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)));
+    expect(status.code).toBe(grpc.status.OK);
+    expect(messages).toHaveLength(5000);
+    expect(proxy.runtime.calls).toHaveLength(0);
+  });
+});
+
+describe("the proxy's own streaming calls", () => {
+  let proxy: TestProxy;
+  afterEach(async () => {
+    await proxy.close();
+  });
+
+  test('deliver every message in order to a slow consumer, then the status', async () => {
+    proxy = await startTestProxy();
+    proxy.runtime.on('GetContainerEvents', {
+      stream: function* () {
+        for (let i = 0; i < 2000; i++) yield encodeMessage('runtime.v1.ContainerEventResponse', { container_id: String(i) });
+      },
+      trailers: { 'x-end': 'yes' },
+    });
+    const upstream = proxy.serverOptions.router.pick(undefined);
+    const ids: unknown[] = [];
+    const end = await streamRuntime(upstream, '/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0), {}, async (m) => {
+      ids.push(decodeMessage('runtime.v1.ContainerEventResponse', m)['container_id']);
+      if (ids.length % 100 === 0) await new Promise((resolve) => setImmediate(resolve));
+    });
+    expect(end.code).toBe(grpc.status.OK);
+    expect(ids).toEqual(Array.from({ length: 2000 }, (_, i) => String(i)));
+    expect(end.trailers).toEqual(expect.arrayContaining(['x-end', 'yes']));
+  });
+
+  test('end CANCELLED when aborted, and the runtime sees the cancellation', async () => {
+    proxy = await startTestProxy();
+    proxy.runtime.on('GetContainerEvents', { delayMs: Infinity });
+    const upstream = proxy.serverOptions.router.pick(undefined);
+    const controller = new AbortController();
+    const ended = streamRuntime(upstream, '/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0), { signal: controller.signal }, () => undefined);
+    await waitFor(() => proxy.runtime.lastCall('GetContainerEvents') !== undefined);
+    controller.abort();
+    expect((await ended).code).toBe(grpc.status.CANCELLED);
+    await waitFor(() => proxy.runtime.lastCall('GetContainerEvents')?.cancelled === true);
+  });
+
+  test('end UNAVAILABLE naming the runtime when it cannot be reached', async () => {
+    proxy = await startTestProxy({ runtimeDown: true });
+    const upstream = proxy.serverOptions.router.pick(undefined);
+    const end = await streamRuntime(upstream, '/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0), {}, () => undefined);
+    expect(end.code).toBe(grpc.status.UNAVAILABLE);
+    expect(end.message).toContain(proxy.runtime.socketPath);
+  });
+});
