@@ -27,7 +27,11 @@ describe('answers the proxy gives itself', () => {
 
   test('messages it built, with OK, and the runtime is never called', async () => {
     const built = encodeMessage('runtime.v1.VersionResponse', { runtime_name: 'merged' });
-    proxy = await startTestProxy({ entries: [entry('answer', (ctx) => Promise.resolve(ctx.respond({ messages: [built] })))] });
+    const answer = entry('answer', (ctx) => {
+      ctx.respond({ messages: [built] });
+      return Promise.resolve();
+    });
+    proxy = await startTestProxy({ entries: [answer] });
     const result = await proxy.client().unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0));
     expect(result.status.code).toBe(grpc.status.OK);
     expect(result.response?.equals(built)).toBe(true);
@@ -35,7 +39,10 @@ describe('answers the proxy gives itself', () => {
   });
 
   test('a status of any code, with its message', async () => {
-    const answer = entry('answer', (ctx) => Promise.resolve(ctx.respond({ code: grpc.status.UNIMPLEMENTED, message: 'not on "crio" 100%' })));
+    const answer = entry('answer', (ctx) => {
+      ctx.respond({ code: grpc.status.UNIMPLEMENTED, message: 'not on "crio" 100%' });
+      return Promise.resolve();
+    });
     proxy = await startTestProxy({ entries: [answer] });
     const result = await proxy.client().unary('/runtime.v1.RuntimeService/ListPodSandboxMetrics', Buffer.alloc(0));
     expect(result.status.code).toBe(grpc.status.UNIMPLEMENTED);
