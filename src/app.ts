@@ -7,7 +7,9 @@ import { createLogger, type Logger } from './log';
 import { AdminServer, type Readiness } from './proxy/admin-server';
 import type { Call } from './proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from './proxy/chain';
+import { warmCodec } from './proxy/codec';
 import { dataPlaneMetrics } from './proxy/data-plane-metrics';
+import { methodTable } from './proxy/method-table';
 import { callRuntime } from './proxy/runtime-client';
 import { Router } from './proxy/router';
 import { ProxyServer } from './proxy/server';
@@ -27,6 +29,7 @@ interface Generation {
 }
 
 const READINESS_TIMEOUT_MS = 1000;
+const VERSION_PATH = '/runtime.v1.RuntimeService/Version';
 
 /** The running proxy: CRI server, admin listener and the current config generation, swapped on reload. */
 export class App {
@@ -64,6 +67,7 @@ export class App {
       });
     };
     const generation = buildGeneration(config, log, registry, onFault);
+    await warmUp(generation);
     const server = new ProxyServer({
       socketPath: parseUnixAddress(config.listen),
       socketMode: Number.parseInt(config.socketMode, 8),
@@ -121,6 +125,7 @@ export class App {
       this.log.error('interceptor failed', { interceptor: entry.interceptor.name, method: ctx.method.path, error: errorMessage(error) });
     };
     const next = buildGeneration(config, this.log, this.registry, onFault);
+    await warmUp(next);
     this.generation = next;
     this.server.reconfigure(next.chain, next.router, this.log);
     this.log.info('configuration reloaded', { interceptors: config.interceptors.map((i) => i.name) });
@@ -131,7 +136,7 @@ export class App {
     const router = this.generation.router;
     const upstream = router.pick(undefined);
     try {
-      const reply = await callRuntime(upstream, '/runtime.v1.RuntimeService/Version', Buffer.alloc(0), READINESS_TIMEOUT_MS);
+      const reply = await callRuntime(upstream, VERSION_PATH, Buffer.alloc(0), READINESS_TIMEOUT_MS);
       if (reply.code === 0) return { ready: true, detail: `runtime "${upstream.name}" answers` };
       return { ready: false, detail: `runtime "${upstream.name}" answered Version with status ${reply.code}: ${reply.message}` };
     } catch (err) {
@@ -147,6 +152,26 @@ export class App {
     await retire(this.generation, 0, this.log);
     this.log.info('cri-proxy stopped');
   }
+}
+
+/** Time start-up (or a reload) waits at most for the warm-up. */
+const WARM_UP_MS = 1000;
+
+/**
+ * Before calls are taken: decoders built, interceptors' lazy parts loaded, a connection open to every runtime
+ * (and its path through the relay run once), so the first pod after a start is as fast as the next. Bounded:
+ * a runtime that does not answer only delays start-up by WARM_UP_MS.
+ */
+async function warmUp(generation: Generation): Promise<void> {
+  warmCodec(methodTable.flatMap((m) => [m.requestType, m.responseType].filter((t) => t !== undefined)));
+  const pending = [
+    ...generation.chain.entries.map((e) => e.interceptor.warmUp?.()),
+    ...[...generation.router.upstreams].map((u) => callRuntime(u, VERSION_PATH, Buffer.alloc(0), WARM_UP_MS).then(() => undefined, () => undefined)),
+  ];
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<void>((resolve) => (timer = setTimeout(resolve, WARM_UP_MS)));
+  await Promise.race([Promise.all(pending), expired]);
+  clearTimeout(timer);
 }
 
 function freshRegistry(): Registry {

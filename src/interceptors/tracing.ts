@@ -59,6 +59,9 @@ export function createTracingInterceptor(config: TracingConfig, deps: Intercepto
       if (tracer) return tracer.intercept(ctx, next);
       return ready.then((active) => (active ? active.intercept(ctx, next) : next()));
     },
+    async warmUp(): Promise<void> {
+      await ready;
+    },
     async close(): Promise<void> {
       await (await ready)?.close();
     },

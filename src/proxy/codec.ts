@@ -54,6 +54,17 @@ const toObjectOptions: protobuf.IConversionOptions = {
   defaults: false,
 };
 
+/**
+ * Loads the schema and builds each type's decoder (protobufjs generates them on first use), so that the first
+ * calls after a start cost what later ones do.
+ */
+export function warmCodec(typeNames: Iterable<string>): void {
+  for (const name of typeNames) {
+    const type = messageType(name);
+    type.toObject(type.decode(Buffer.alloc(0)), toObjectOptions);
+  }
+}
+
 /** Decodes wire bytes into a plain object; fields the schema does not know are dropped. */
 export function decodeMessage(typeName: string, bytes: Uint8Array): DecodedMessage {
   const type = messageType(typeName);

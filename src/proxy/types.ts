@@ -132,6 +132,8 @@ export type Next = () => Promise<void>;
 export interface Interceptor {
   readonly name: string;
   intercept(ctx: CallContext, next: Next): Promise<void>;
+  /** Gets ready before the first call (loads what it loads lazily); awaited, briefly, before calls are taken. */
+  warmUp?(): Promise<void>;
   /** Releases resources (files, exporters) on shutdown or when replaced on reload. */
   close?(): Promise<void>;
 }
