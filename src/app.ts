@@ -164,8 +164,8 @@ const WARM_UP_MS = 1000;
  */
 async function warmUp(generation: Generation): Promise<void> {
   warmCodec(methodTable.flatMap((m) => [m.requestType, m.responseType].filter((t) => t !== undefined)));
-  const pending = [
-    ...generation.chain.entries.map((e) => e.interceptor.warmUp?.()),
+  const pending: Promise<void>[] = [
+    ...generation.chain.entries.flatMap((e) => e.interceptor.warmUp?.() ?? []),
     ...[...generation.router.upstreams].map((u) => callRuntime(u, VERSION_PATH, Buffer.alloc(0), WARM_UP_MS).then(() => undefined, () => undefined)),
   ];
   let timer: NodeJS.Timeout | undefined;
