@@ -4,7 +4,7 @@ import { interceptorType } from './config/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
 import { errorMessage } from './errors';
 import { createLogger, type Logger } from './log';
-import { AdminServer, type Readiness } from './proxy/admin-server';
+import { AdminServer, type Readiness } from './admin/admin-server';
 import type { Call } from './proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from './proxy/chain';
 import { callRuntime } from './proxy/runtime-client';

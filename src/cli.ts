@@ -2,9 +2,11 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { App } from './app';
-import { runAuditVerify } from './audit/verify-command';
-import { runPolicyCheck } from './policies/policy-check-command';
-import { ConfigError, USAGE, UsageError, loadConfigFile, parseArgs, type CliCommand } from './config/load';
+import { runAuditVerify } from './commands/audit-verify';
+import { runPolicyCheck } from './commands/policy-check';
+import { USAGE, UsageError, parseArgs, type CliCommand } from './commands/args';
+import { validateConfig } from './commands/config-validate';
+import { ConfigError, loadConfigFile } from './config/load';
 import { errorMessage } from './errors';
 import { createLogger } from './log';
 
@@ -37,17 +39,6 @@ export async function main(argv: readonly string[]): Promise<number> {
       return validateConfig(command.file);
     case 'run':
       return run(command);
-  }
-}
-
-function validateConfig(file: string): number {
-  try {
-    loadConfigFile(file);
-    process.stdout.write(`${file}: valid\n`);
-    return 0;
-  } catch (err) {
-    process.stderr.write(`${errorMessage(err)}\n`);
-    return err instanceof ConfigError ? 1 : 2;
   }
 }
 

@@ -1,7 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GENESIS_HASH, checkLine, formatRecord, sha256Hex } from '../../src/audit/line-format';
-import { rotationOrder, runAuditVerify } from '../../src/audit/verify-command';
+import { rotationOrder, runAuditVerify } from '../../src/commands/audit-verify';
 import { verifyAuditFiles, type VerifyResult } from '../../src/audit/verify';
 import { AuditWriter } from '../../src/audit/writer';
 import { makeTempDir } from '../support/proxy-harness';

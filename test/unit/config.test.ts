@@ -8,12 +8,11 @@ import {
   ConfigError,
   DEFAULT_UPSTREAM,
   loadConfigFile,
-  parseArgs,
   parseConfig,
-  UsageError,
   type ConfigIssue,
   type ConfigOverrides,
 } from '../../src/config/load';
+import { parseArgs, UsageError } from '../../src/commands/args';
 import { defaultBackend, formatPath } from '../../src/config/schema';
 import '../../src/interceptors';
 import { GrpcStatus, ProxyError } from '../../src/errors';

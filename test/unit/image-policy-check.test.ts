@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runPolicyCheck } from '../../src/policies/policy-check-command';
+import { runPolicyCheck } from '../../src/commands/policy-check';
 
 const ROOT = join(__dirname, '../..');
 const BACKEND = 'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\n';

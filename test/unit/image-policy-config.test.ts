@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ConfigError, loadConfigFile, parseConfig, type ConfigIssue } from '../../src/config/load';
 import '../../src/interceptors/image-policy';
 import { parseImageReference } from '../../src/policies/image-reference';
-import { readPolicyFile } from '../../src/policies/policy-file';
+import { readPolicyFile } from '../../src/interceptors/image-policy/policy-file';
 
 const ROOT = join(__dirname, '../..');
 const BACKEND = 'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\n';

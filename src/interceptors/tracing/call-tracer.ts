@@ -15,13 +15,13 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import type { InterceptorDeps } from '../config/interceptor-types';
-import { GrpcStatus, ProxyError, errorMessage } from '../errors';
-import type { TracingConfig } from '../interceptors/tracing';
-import type { Logger } from '../log';
-import { fieldAt } from '../proxy/codec';
-import { methodTable } from '../proxy/method-table';
-import type { CallContext, CriField, MethodInfo, Next } from '../proxy/types';
+import type { InterceptorDeps } from '../../config/interceptor-types';
+import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
+import type { TracingConfig } from './config';
+import type { Logger } from '../../log';
+import { fieldAt } from '../../proxy/codec';
+import { methodTable } from '../../proxy/method-table';
+import type { CallContext, CriField, MethodInfo, Next } from '../../proxy/types';
 import {
   ATTR_CRI_BACKEND,
   ATTR_CRI_CONTAINER_NAME,
@@ -46,8 +46,8 @@ import {
   criFieldAttributes,
   podStartPhaseTotalAttribute,
 } from './attributes';
-import { instantAt } from './clock';
-import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhase, type TraceContextRef } from './pod-start-tracker';
+import { instantAt } from '../../observability/clock';
+import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhase, type TraceContextRef } from '../../observability/pod-start-tracker';
 import { buildTracerProvider } from './tracer-provider';
 
 const TRACER_NAME = 'cri-proxy';

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { errorMessage } from '../errors';
-import { verifyAuditFiles, type VerifyResult } from './verify';
+import { verifyAuditFiles, type VerifyResult } from '../audit/verify';
 
 export const AUDIT_VERIFY_USAGE = `Usage: cri-proxy audit verify [--json] FILE...
 

@@ -1,9 +1,9 @@
 import type { Histogram } from 'prom-client';
 import { z } from 'zod';
-import type { InterceptorDeps } from '../config/interceptor-types';
-import type { CallContext, MethodInfo } from '../proxy/types';
-import { ensureHistogram } from './metrics-registry';
-import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhaseName, type PodStartTrackerOptions } from './pod-start-tracker';
+import type { InterceptorDeps } from '../../config/interceptor-types';
+import type { CallContext, MethodInfo } from '../../proxy/types';
+import { ensureHistogram } from '../../observability/metrics-registry';
+import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhaseName, type PodStartTrackerOptions } from '../../observability/pod-start-tracker';
 
 export const podStartConfigSchema = z.strictObject({
   enabled: z.boolean().default(true),

@@ -1,8 +1,8 @@
 /** Notices changes to a rules file, however they are made, and reports them once things settle. */
 import { watch, type FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { errorMessage } from '../errors';
-import type { Logger } from '../log';
+import { errorMessage } from '../../errors';
+import type { Logger } from '../../log';
 
 export const RELOAD_DEBOUNCE_MS = 100;
 

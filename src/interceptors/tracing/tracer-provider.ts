@@ -8,9 +8,9 @@ import {
   type ReadableSpan,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
-import { errorMessage } from '../errors';
-import type { Logger } from '../log';
-import type { TracingConfig } from '../interceptors/tracing';
+import { errorMessage } from '../../errors';
+import type { Logger } from '../../log';
+import type { TracingConfig } from './config';
 import { ATTR_SERVICE_NAME } from './attributes';
 
 type ExporterConfig = TracingConfig['exporter'];

@@ -2,10 +2,10 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import { errorMap, formatPath } from '../config/schema';
-import { errorMessage } from '../errors';
-import { compilePolicy, type CompiledPolicy, type ImageRule, type PolicyAction, type PolicyMode, type RuleSet } from './image-rules';
-import { policyFileSchema, type PolicyFileContent } from './policy-schema';
+import { errorMap, formatPath } from '../../config/schema';
+import { errorMessage } from '../../errors';
+import { compilePolicy, type CompiledPolicy, type ImageRule, type PolicyAction, type PolicyMode, type RuleSet } from '../../policies/image-rules';
+import { policyFileSchema, type PolicyFileContent } from '../../policies/policy-schema';
 
 export const DEFAULT_MODE: PolicyMode = 'enforce';
 export const DEFAULT_ACTION: PolicyAction = 'deny';

@@ -4,9 +4,9 @@ import { loadConfigFile } from '../config/load';
 import { errorMessage } from '../errors';
 import '../interceptors';
 import { IMAGE_POLICY_TYPE, type ImagePolicyConfig } from '../interceptors/image-policy';
-import { classifyImage } from './image-reference';
-import type { CompiledPolicy } from './image-rules';
-import { loadConfiguredPolicy } from './policy-file';
+import { classifyImage } from '../policies/image-reference';
+import type { CompiledPolicy } from '../policies/image-rules';
+import { loadConfiguredPolicy } from '../interceptors/image-policy/policy-file';
 
 export const POLICY_CHECK_USAGE = 'cri-proxy policy check --config FILE [--namespace NS] IMAGE...';
 

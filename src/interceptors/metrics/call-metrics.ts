@@ -1,13 +1,13 @@
 import type { Registry } from 'prom-client';
-import type { Router } from '../proxy/router';
-import type { FastCounter, FastGauge, FastHistogram } from './metrics-fast';
+import type { Router } from '../../proxy/router';
+import type { FastCounter, FastGauge, FastHistogram } from '../../observability/metrics-fast';
 import {
   ensureCollectedGauge,
   ensureFastCounter,
   ensureFastGauge,
   ensureFastHistogram,
   type CollectedGauge,
-} from './metrics-registry';
+} from '../../observability/metrics-registry';
 
 /** CRI latencies: sub-millisecond status polls up to minute-long pulls and execs. */
 export const DEFAULT_BUCKETS: readonly number[] = [

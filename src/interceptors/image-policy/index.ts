@@ -4,17 +4,17 @@
  */
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
-import { registerInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
-import { ProxyError, errorMessage } from '../errors';
-import { fieldAt } from '../proxy/codec';
-import type { CallContext, DecodedMessage, Interceptor, Next } from '../proxy/types';
-import { policyDecisionKey, type PolicyDecisionRecord } from '../policies/decision-key';
-import { ImageNameResolver } from '../policies/image-names';
-import { classifyImage, parseImageReference, type ImageReference } from '../policies/image-reference';
-import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../policies/image-rules';
-import { loadConfiguredPolicy, policyLabel, readPolicyFile } from '../policies/policy-file';
-import { policyActionSchema, policyModeSchema, rulesSchema } from '../policies/policy-schema';
-import { PolicyFileWatcher } from '../policies/policy-watcher';
+import { registerInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { ProxyError, errorMessage } from '../../errors';
+import { fieldAt } from '../../proxy/codec';
+import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
+import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
+import { ImageNameResolver } from './image-names';
+import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
+import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../../policies/image-rules';
+import { loadConfiguredPolicy, policyLabel, readPolicyFile } from './policy-file';
+import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
+import { PolicyFileWatcher } from './policy-watcher';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 const MAX_INT32 = 2 ** 31 - 1;

@@ -1,16 +1,16 @@
 import { z } from 'zod';
-import { registerInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
-import { GrpcStatus, ProxyError, errorMessage } from '../errors';
-import { DEFAULT_BUCKETS, backendGauges, callMetrics, type CallLabels, type CallMetrics, type MethodLabels } from '../observability/metrics-calls';
-import type { HistogramCell, ValueCell } from '../observability/metrics-fast';
-import { ImagePullMetrics } from '../observability/metrics-image-pull';
-import { PodStartMetrics, podStartConfigSchema } from '../observability/metrics-pod-start';
-import { GRPC_CODE_COUNT, grpcCodeName, type CollectedGauge } from '../observability/metrics-registry';
-import { methodTable } from '../proxy/method-table';
-import type { Router } from '../proxy/router';
-import type { CallContext, Interceptor, MethodInfo, Next } from '../proxy/types';
+import { registerInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
+import { DEFAULT_BUCKETS, backendGauges, callMetrics, type CallLabels, type CallMetrics, type MethodLabels } from './call-metrics';
+import type { HistogramCell, ValueCell } from '../../observability/metrics-fast';
+import { ImagePullMetrics } from './image-pull-metrics';
+import { PodStartMetrics, podStartConfigSchema } from './pod-start-metrics';
+import { GRPC_CODE_COUNT, grpcCodeName, type CollectedGauge } from '../../observability/metrics-registry';
+import { methodTable } from '../../proxy/method-table';
+import type { Router } from '../../proxy/router';
+import type { CallContext, Interceptor, MethodInfo, Next } from '../../proxy/types';
 
-export { DEFAULT_BUCKETS } from '../observability/metrics-calls';
+export { DEFAULT_BUCKETS } from './call-metrics';
 
 export const metricsConfigSchema = z.strictObject({
   buckets: z
