@@ -1,6 +1,6 @@
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseHostPort, parseUnixAddress } from './config/address';
-import { interceptorType } from './config/interceptor-types';
+import { InterceptorTypes } from './config/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
 import { errorMessage } from './errors';
 import { createLogger, type Logger } from './log';
@@ -11,12 +11,14 @@ import { callRuntime } from './proxy/runtime-client';
 import { Router } from './proxy/router';
 import { ProxyServer } from './proxy/server';
 import { Upstream } from './proxy/upstream';
-import './interceptors';
+import { builtinInterceptorTypes } from './interceptors';
 
 export interface AppOptions {
   readonly log?: Logger;
   /** Metrics go here; a fresh registry with the process metrics when absent. */
   readonly registry?: Registry;
+  /** The interceptor types the config was validated against; the built-in ones when absent. */
+  readonly types?: InterceptorTypes;
 }
 
 interface Generation {
@@ -39,6 +41,7 @@ export class App {
     readonly log: Logger,
     readonly registry: Registry,
     faults: Counter<'interceptor' | 'on_error'>,
+    private readonly types: InterceptorTypes,
   ) {
     this.generation = generation;
     this.faults = faults;
@@ -47,6 +50,7 @@ export class App {
   static async start(config: ProxyConfig, options: AppOptions = {}): Promise<App> {
     const log = options.log ?? createLogger(config.logLevel);
     const registry = options.registry ?? freshRegistry();
+    const types = options.types ?? new InterceptorTypes(builtinInterceptorTypes);
     const faults = new Counter({
       name: 'cri_proxy_interceptor_errors_total',
       help: 'Interceptor failures, by interceptor and what the call did about it (failOpen or failClosed)',
@@ -62,7 +66,7 @@ export class App {
         error: errorMessage(error),
       });
     };
-    const generation = buildGeneration(config, log, registry, onFault);
+    const generation = buildGeneration(config, types, log, registry, onFault);
     const server = new ProxyServer({
       socketPath: parseUnixAddress(config.listen),
       socketMode: Number.parseInt(config.socketMode, 8),
@@ -84,7 +88,7 @@ export class App {
       await server.close(0);
       throw err;
     }
-    app.current = new App(server, admin, generation, log, registry, faults);
+    app.current = new App(server, admin, generation, log, registry, faults, types);
     log.info('cri-proxy started', {
       listen: server.socketPath,
       http: admin?.address,
@@ -117,7 +121,7 @@ export class App {
       this.faults.inc({ interceptor: entry.interceptor.name, on_error: entry.onError });
       this.log.error('interceptor failed', { interceptor: entry.interceptor.name, method: ctx.method.path, error: errorMessage(error) });
     };
-    const next = buildGeneration(config, this.log, this.registry, onFault);
+    const next = buildGeneration(config, this.types, this.log, this.registry, onFault);
     this.generation = next;
     this.server.reconfigure(next.chain, next.router, this.log);
     this.log.info('configuration reloaded', { interceptors: config.interceptors.map((i) => i.name) });
@@ -156,7 +160,7 @@ function notReady(): Promise<Readiness> {
   return Promise.resolve({ ready: false, detail: 'starting' });
 }
 
-function buildGeneration(config: ProxyConfig, log: Logger, registry: Registry, onFault: FaultListener): Generation {
+function buildGeneration(config: ProxyConfig, types: InterceptorTypes, log: Logger, registry: Registry, onFault: FaultListener): Generation {
   const upstreams = config.backends.map(
     (backend) =>
       new Upstream({
@@ -169,8 +173,8 @@ function buildGeneration(config: ProxyConfig, log: Logger, registry: Registry, o
   );
   const router = new Router(upstreams, defaultBackend(config).name);
   const entries: ChainEntry[] = config.interceptors.map((entry) => {
-    const type = interceptorType(entry.type);
-    if (!type) throw new Error(`interceptor type "${entry.type}" is not registered`);
+    const type = types.get(entry.type);
+    if (!type) throw new Error(`interceptor type "${entry.type}" is not known`);
     const interceptor = type.create(entry.config, { name: entry.name, log: log.child({ interceptor: entry.name }), registry, router });
     return { interceptor, onError: entry.onError, methods: entry.methods };
   });

@@ -6,6 +6,7 @@ import { runAuditVerify } from './commands/audit-verify';
 import { runPolicyCheck } from './commands/policy-check';
 import { USAGE, UsageError, parseArgs, type CliCommand } from './commands/args';
 import { validateConfig } from './commands/config-validate';
+import { builtinTypes } from './commands/builtin-types';
 import { ConfigError, loadConfigFile } from './config/load';
 import { errorMessage } from './errors';
 import { createLogger } from './log';
@@ -45,8 +46,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 async function run(command: Run): Promise<number> {
   let app: App;
   try {
-    const config = loadConfigFile(command.configFile, command.overrides);
-    app = await App.start(config, { log: createLogger(config.logLevel) });
+    const config = loadConfigFile(command.configFile, builtinTypes(), command.overrides);
+    app = await App.start(config, { log: createLogger(config.logLevel), types: builtinTypes() });
   } catch (err) {
     process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
     return err instanceof ConfigError || err instanceof UsageError ? 2 : 3;
@@ -70,7 +71,7 @@ async function run(command: Run): Promise<number> {
     process.on('SIGHUP', () => {
       let next;
       try {
-        next = loadConfigFile(command.configFile, command.overrides);
+        next = loadConfigFile(command.configFile, builtinTypes(), command.overrides);
       } catch (err) {
         app.log.error('reload rejected; keeping the current configuration', { error: errorMessage(err) });
         return;

@@ -1,10 +1,11 @@
 /** `cri-proxy config validate FILE`: checks a configuration file without starting anything. */
 import { ConfigError, loadConfigFile } from '../config/load';
+import { builtinTypes } from './builtin-types';
 import { errorMessage } from '../errors';
 
 export function validateConfig(file: string): number {
   try {
-    loadConfigFile(file);
+    loadConfigFile(file, builtinTypes());
     process.stdout.write(`${file}: valid\n`);
     return 0;
   } catch (err) {

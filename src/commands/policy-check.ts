@@ -1,8 +1,8 @@
 /** `cri-proxy policy check`: what the configured image policy would decide, without a runtime. */
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load';
+import { builtinTypes } from './builtin-types';
 import { errorMessage } from '../errors';
-import '../interceptors';
 import { IMAGE_POLICY_TYPE, type ImagePolicyConfig } from '../interceptors/image-policy';
 import { classifyImage } from '../policies/image-reference';
 import type { CompiledPolicy } from '../policies/image-rules';
@@ -73,7 +73,7 @@ export function runPolicyCheck(argv: readonly string[], out: CheckOutput = proce
 
   let policies: { name: string; policy: CompiledPolicy }[];
   try {
-    const config = loadConfigFile(values.config);
+    const config = loadConfigFile(values.config, builtinTypes());
     policies = config.interceptors
       .filter((entry) => entry.type === IMAGE_POLICY_TYPE)
       .map((entry) => ({ name: entry.name, policy: loadConfiguredPolicy(entry.config as ImagePolicyConfig).policy }));

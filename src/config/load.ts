@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { errorMessage, ProxyError } from '../errors';
-import { interceptorType } from './interceptor-types';
+import type { InterceptorTypes } from './interceptor-types';
 import { formatPath, validateProxyConfig, type IssuePath, type ProxyConfig } from './schema';
 
 /** The runtime socket used when no config file names one. */
@@ -102,11 +102,12 @@ function locate(doc: Document, path: IssuePath): number | undefined {
 function validate(
   input: unknown,
   source: string,
+  types: InterceptorTypes,
   overrides: ConfigOverrides,
   position: (path: IssuePath) => Position | undefined,
 ): ProxyConfig {
   const applied = applyOverrides(input, overrides);
-  const result = validateProxyConfig(applied.input);
+  const result = validateProxyConfig(applied.input, types);
   if (result.ok) return result.config;
   const issues = result.issues.map((iss): ConfigIssue => {
     const path = formatPath(iss.path);
@@ -120,11 +121,11 @@ function validate(
 }
 
 /** Relative file paths in interceptor configs mean "next to the config file", whatever the working directory. */
-function resolveRelativePaths(input: unknown, baseDir: string): unknown {
+function resolveRelativePaths(input: unknown, baseDir: string, types: InterceptorTypes): unknown {
   if (!isRecord(input) || !Array.isArray(input['interceptors'])) return input;
   const interceptors = input['interceptors'].map((entry: unknown) => {
     if (!isRecord(entry) || typeof entry['type'] !== 'string' || !isRecord(entry['config'])) return entry;
-    const keys = interceptorType(entry['type'])?.pathKeys ?? [];
+    const keys = types.get(entry['type'])?.pathKeys ?? [];
     const config = { ...entry['config'] };
     for (const key of keys) {
       const value = config[key];
@@ -136,7 +137,7 @@ function resolveRelativePaths(input: unknown, baseDir: string): unknown {
 }
 
 /** Parses and validates a config file's text; `source` names it in error messages. */
-export function parseConfig(yamlText: string, source: string, overrides: ConfigOverrides = {}): ProxyConfig {
+export function parseConfig(yamlText: string, source: string, types: InterceptorTypes, overrides: ConfigOverrides = {}): ProxyConfig {
   const lines = new LineCounter();
   const doc = parseDocument(yamlText, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   // Warnings (unknown tags, say) are errors too: a value that might be misread should stop startup.
@@ -151,17 +152,17 @@ export function parseConfig(yamlText: string, source: string, overrides: ConfigO
     throw new ConfigError(source, [{ path: '', message: errorMessage(err) }]);
   }
   // An empty file is an empty config, not an error about `null`.
-  return validate(resolveRelativePaths(input ?? {}, dirname(resolve(source))), source, overrides, (path) => {
+  return validate(resolveRelativePaths(input ?? {}, dirname(resolve(source)), types), source, types, overrides, (path) => {
     const offset = locate(doc, path);
     return offset === undefined ? undefined : positionOf(lines, offset);
   });
 }
 
 /** Loads the config file, or builds the config from defaults and flags alone when `path` is undefined. */
-export function loadConfigFile(path: string | undefined, overrides: ConfigOverrides = {}): ProxyConfig {
+export function loadConfigFile(path: string | undefined, types: InterceptorTypes, overrides: ConfigOverrides = {}): ProxyConfig {
   if (path === undefined) {
     const withUpstream = { ...overrides, upstream: overrides.upstream ?? DEFAULT_UPSTREAM };
-    return validate({}, '(command line)', withUpstream, () => undefined);
+    return validate({}, '(command line)', types, withUpstream, () => undefined);
   }
   let text: string;
   try {
@@ -169,5 +170,5 @@ export function loadConfigFile(path: string | undefined, overrides: ConfigOverri
   } catch (err) {
     throw new ConfigError(path, [{ path: '', message: `cannot read file: ${errorMessage(err)}` }]);
   }
-  return parseConfig(text, path, overrides);
+  return parseConfig(text, path, types, overrides);
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { errorMessage } from '../errors';
 import { parseHostPort, parseUnixAddress } from './address';
-import { interceptorType, interceptorTypeNames } from './interceptor-types';
+import type { InterceptorTypes } from './interceptor-types';
 
 export const DEFAULT_LISTEN = 'unix:///run/cri-proxy/cri-proxy.sock';
 export const DEFAULT_HTTP_LISTEN = '127.0.0.1:9464';
@@ -49,7 +49,7 @@ const backendSchema = z.strictObject({
 
 const interceptorEntrySchema = z.strictObject({
   name: instanceName,
-  // Whether the type exists, and its `config`, are checked against the registry afterwards.
+  // Whether the type exists, and its `config`, are checked against the known types afterwards.
   type: z.string(),
   methods: z.array(methodPattern).min(1, 'must list at least one method; omit it to match all').optional(),
   onError: z.enum(ON_ERROR_MODES).default('failClosed'),
@@ -156,15 +156,15 @@ function checkBackends(list: unknown, issues: PathIssue[]): void {
 }
 
 /** Checks each entry's type and config; returns each config's validated output by index. */
-function checkInterceptors(list: unknown, issues: PathIssue[]): unknown[] {
+function checkInterceptors(list: unknown, types: InterceptorTypes, issues: PathIssue[]): unknown[] {
   checkUniqueNames('interceptors', list, issues);
   const outputs: unknown[] = [];
   for (const [entry, i] of records(list)) {
     if (typeof entry.type !== 'string') continue;
-    const def = interceptorType(entry.type);
+    const def = types.get(entry.type);
     if (def === undefined) {
-      const names = interceptorTypeNames();
-      const known = names.length > 0 ? `registered types: ${names.join(', ')}` : 'no types are registered';
+      const names = types.names();
+      const known = names.length > 0 ? `known types: ${names.join(', ')}` : 'no types are known';
       issues.push({ path: ['interceptors', i, 'type'], message: `unknown interceptor type "${entry.type}" (${known})` });
       continue;
     }
@@ -197,13 +197,13 @@ export function deepFreeze<T>(value: T): DeepReadonly<T> {
 }
 
 /** Validates a parsed config document: every problem is reported, each with its key path. */
-export function validateProxyConfig(input: unknown): ValidationResult {
+export function validateProxyConfig(input: unknown, types: InterceptorTypes): ValidationResult {
   const issues: PathIssue[] = [];
   const base = proxyConfigSchema.safeParse(input, { error: errorMap });
   if (!base.success) issues.push(...fromZod(base.error.issues));
   const raw = isRecord(input) ? input : {};
   checkBackends(raw.backends, issues);
-  const configs = checkInterceptors(raw.interceptors, issues);
+  const configs = checkInterceptors(raw.interceptors, types, issues);
   if (!base.success || issues.length > 0) return { ok: false, issues };
   const out = base.data;
   const only = out.backends.length === 1;

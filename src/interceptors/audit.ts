@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { buildRecord, compileRedactor, type Redactor } from '../audit/record';
 import { acquireAuditWriter } from '../audit/shared-writer';
 import type { AuditIo } from '../audit/writer';
-import { registerInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../errors';
 import { policyDecisionKey } from '../policies/decision-key';
 import type { CallContext, CallOutcome, DecodedMessage, Interceptor, MethodInfo } from '../proxy/types';
@@ -165,7 +165,8 @@ function responseOf(ctx: CallContext, outcome: CallOutcome): DecodedMessage | un
   }
 }
 
-registerInterceptorType('audit', {
+export const auditInterceptorType = defineInterceptorType({
+  name: 'audit',
   schema: auditConfigSchema,
   create: (config, deps) => createAuditInterceptor(config, deps),
 });

@@ -1,6 +1,13 @@
-/** Importing this module registers every built-in interceptor type with the config registry. */
-import './audit';
-import './image-policy';
-import './metrics';
-import './tracing';
-export {};
+import type { InterceptorType } from '../config/interceptor-types';
+import { auditInterceptorType } from './audit';
+import { imagePolicyInterceptorType } from './image-policy';
+import { metricsInterceptorType } from './metrics';
+import { tracingInterceptorType } from './tracing';
+
+/** The interceptor types cri-proxy ships; the proxy and its commands know these and no others. */
+export const builtinInterceptorTypes: readonly InterceptorType[] = [
+  auditInterceptorType,
+  imagePolicyInterceptorType,
+  metricsInterceptorType,
+  tracingInterceptorType,
+];

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
+import { builtinTypes } from '../../src/commands/builtin-types';
 import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
 import { createImagePolicyInterceptor, imagePolicySchema, type ImagePolicyInterceptor } from '../../src/interceptors/image-policy';
 import { silentLogger } from '../../src/log';
@@ -130,7 +131,7 @@ describe('image-policy in the running proxy', () => {
         shutdownGraceSeconds: 0,
         backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
         interceptors: [{ name: 'images', type: 'image-policy', methods: ['PullImage', 'CreateContainer'], config: { rulesFile: file, ...extra } }],
-      });
+      }, builtinTypes());
       if (!result.ok) throw new Error(JSON.stringify(result.issues));
       return result.config;
     };

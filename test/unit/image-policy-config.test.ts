@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfigFile, parseConfig, type ConfigIssue } from '../../src/config/load';
+import { builtinTypes } from '../../src/commands/builtin-types';
 import '../../src/interceptors/image-policy';
 import { parseImageReference } from '../../src/policies/image-reference';
 import { readPolicyFile } from '../../src/interceptors/image-policy/policy-file';
@@ -15,7 +16,7 @@ function withPolicy(config: string): string {
 
 function issuesOf(yaml: string): { path: string; message: string }[] {
   try {
-    parseConfig(yaml, 'test.yaml');
+    parseConfig(yaml, 'test.yaml', builtinTypes());
   } catch (err) {
     if (err instanceof ConfigError) return err.issues.map((i: ConfigIssue) => ({ path: i.path, message: i.message }));
     throw err;
@@ -42,7 +43,7 @@ describe('the example files', () => {
     const cwd = process.cwd();
     process.chdir('/');
     try {
-      const config = loadConfigFile(join(ROOT, 'config/image-policy.yaml'));
+      const config = loadConfigFile(join(ROOT, 'config/image-policy.yaml'), builtinTypes());
       expect(config.interceptors.map((i) => i.type)).toEqual(['image-policy']);
       expect(config.interceptors[0]?.config).toMatchObject({ rulesFile: join(ROOT, 'config/policies/image-policy-rules.yaml') });
     } finally {
@@ -71,7 +72,7 @@ describe('the example files', () => {
 
 describe('config validation', () => {
   test('inline rules validate, with defaults', () => {
-    const config = parseConfig(withPolicy('{ rules: [{ name: r, match: { images: ["docker.io/**"] }, action: allow }] }'), 't');
+    const config = parseConfig(withPolicy('{ rules: [{ name: r, match: { images: ["docker.io/**"] }, action: allow }] }'), 't', builtinTypes());
     expect(config.interceptors[0]?.config).toEqual({
       rules: [{ name: 'r', match: { images: ['docker.io/**'] }, action: 'allow' }],
       imageStatusTimeoutMs: 2000,

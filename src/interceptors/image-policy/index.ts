@@ -4,7 +4,7 @@
  */
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
-import { registerInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
 import { ProxyError, errorMessage } from '../../errors';
 import { fieldAt } from '../../proxy/codec';
 import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
@@ -229,7 +229,8 @@ export function createImagePolicyInterceptor(config: ImagePolicyConfig, deps: In
   return new ImagePolicyInterceptor(config, deps);
 }
 
-registerInterceptorType(IMAGE_POLICY_TYPE, {
+export const imagePolicyInterceptorType = defineInterceptorType({
+  name: IMAGE_POLICY_TYPE,
   schema: imagePolicySchema,
   pathKeys: ['rulesFile'],
   create: createImagePolicyInterceptor,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { registerInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
 import { DEFAULT_BUCKETS, backendGauges, callMetrics, type CallLabels, type CallMetrics, type MethodLabels } from './call-metrics';
 import type { HistogramCell, ValueCell } from '../../observability/metrics-fast';
@@ -195,4 +195,4 @@ export function createMetricsInterceptor(config: MetricsConfig, deps: Intercepto
   return new MetricsInterceptor(deps.name, metrics, deps.router, imagePulls, podStarts, gauges, deps);
 }
 
-registerInterceptorType('metrics', { schema: metricsConfigSchema, create: createMetricsInterceptor });
+export const metricsInterceptorType = defineInterceptorType({ name: 'metrics', schema: metricsConfigSchema, create: createMetricsInterceptor });

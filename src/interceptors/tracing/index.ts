@@ -1,4 +1,4 @@
-import { registerInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
 import { errorMessage } from '../../errors';
 import type { CallTracer } from './call-tracer';
 import type { CallContext, Interceptor, Next } from '../../proxy/types';
@@ -35,4 +35,4 @@ export function createTracingInterceptor(config: TracingConfig, deps: Intercepto
   };
 }
 
-registerInterceptorType('tracing', { schema: tracingConfigSchema, create: createTracingInterceptor });
+export const tracingInterceptorType = defineInterceptorType({ name: 'tracing', schema: tracingConfigSchema, create: createTracingInterceptor });
