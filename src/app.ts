@@ -1,9 +1,10 @@
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics, type Counter } from 'prom-client';
 import { parseHostPort, parseUnixAddress } from './config/address';
 import { InterceptorTypes } from './config/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
 import { errorMessage } from './errors';
 import { createLogger, type Logger } from './log';
+import { ensureCounter } from './observability/metrics-registry';
 import { AdminServer, type Readiness } from './admin/admin-server';
 import type { Call } from './proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from './proxy/chain';
@@ -51,11 +52,10 @@ export class App {
     const log = options.log ?? createLogger(config.logLevel);
     const registry = options.registry ?? freshRegistry();
     const types = options.types ?? new InterceptorTypes(builtinInterceptorTypes);
-    const faults = new Counter({
+    const faults = ensureCounter(registry, {
       name: 'cri_proxy_interceptor_errors_total',
       help: 'Interceptor failures, by interceptor and what the call did about it (failOpen or failClosed)',
       labelNames: ['interceptor', 'on_error'] as const,
-      registers: [registry],
     });
     const onFault: FaultListener = (entry, error, ctx) => {
       faults.inc({ interceptor: entry.interceptor.name, on_error: entry.onError });

@@ -90,9 +90,6 @@ export type DeepReadonly<T> = T extends (infer U)[]
 
 export type ProxyConfig = DeepReadonly<z.output<typeof proxyConfigSchema>>;
 export type BackendConfig = ProxyConfig['backends'][number];
-/** One chain entry; `config` is the output of its type's schema. */
-export type InterceptorEntry = ProxyConfig['interceptors'][number];
-export type OnErrorMode = (typeof ON_ERROR_MODES)[number];
 
 export type IssuePath = readonly (string | number)[];
 export interface PathIssue {

@@ -18,10 +18,6 @@ export function instantAt(hrtime: bigint): Instant {
   return { epochMs: anchorEpochMs + Number(hrtime - anchorHr) / 1e6, hrtime };
 }
 
-export function now(): Instant {
-  return instantAt(process.hrtime.bigint());
-}
-
 /** Milliseconds from `start` to `end` (fractional, exact to the nanosecond reading). */
 export function elapsedMs(start: Instant, end: Instant): number {
   return Number(end.hrtime - start.hrtime) / 1e6;

@@ -2,10 +2,11 @@
  * `image-policy`: an image allowlist enforced on the node itself, at PullImage and at CreateContainer, so
  * it also holds for static pods and for images that are already present.
  */
-import { Counter, type Registry } from 'prom-client';
+import type { Counter } from 'prom-client';
 import { z } from 'zod';
 import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
 import { ProxyError, errorMessage } from '../../errors';
+import { ensureCounter } from '../../observability/metrics-registry';
 import { fieldAt } from '../../proxy/codec';
 import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
@@ -61,13 +62,6 @@ interface Verdict {
   readonly rule: string | undefined;
 }
 
-/** Counters survive config reloads: the new instance finds the old one's in the shared registry. */
-function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]): Counter<L> {
-  const existing = registry.getSingleMetric(name);
-  if (existing instanceof Counter) return existing;
-  return new Counter({ name, help, labelNames, registers: [registry] });
-}
-
 /** The image a call is about; CreateContainer prefers the name the user wrote over the ID kubelet resolved. */
 function imageOf(door: Door, request: DecodedMessage | undefined): string {
   if (door === 'pull') return fieldAt(request, 'image.image') ?? '';
@@ -97,24 +91,22 @@ export class ImagePolicyInterceptor implements Interceptor {
     this.label = policyLabel(config, deps.name);
     this.resolver = new ImageNameResolver(config.cacheSize, config.imageStatusTimeoutMs);
     const { registry } = deps;
-    this.decisions = counter(
-      registry,
-      'cri_proxy_image_policy_decisions_total',
-      'Image policy decisions, by door (pull or create), action and mode',
-      ['door', 'action', 'mode'],
-    );
-    this.reloadFailures = counter(
-      registry,
-      'cri_proxy_image_policy_reload_failures_total',
-      'Changed image policy files that were rejected (the previous policy stays)',
-      [],
-    );
-    this.lookupFailures = counter(
-      registry,
-      'cri_proxy_image_policy_lookup_failures_total',
-      'Image IDs whose names could not be looked up with ImageStatus',
-      [],
-    );
+    // Counters survive config reloads: the new instance finds the old one's in the shared registry.
+    this.decisions = ensureCounter(registry, {
+      name: 'cri_proxy_image_policy_decisions_total',
+      help: 'Image policy decisions, by door (pull or create), action and mode',
+      labelNames: ['door', 'action', 'mode'] as const,
+    });
+    this.reloadFailures = ensureCounter(registry, {
+      name: 'cri_proxy_image_policy_reload_failures_total',
+      help: 'Changed image policy files that were rejected (the previous policy stays)',
+      labelNames: [],
+    });
+    this.lookupFailures = ensureCounter(registry, {
+      name: 'cri_proxy_image_policy_lookup_failures_total',
+      help: 'Image IDs whose names could not be looked up with ImageStatus',
+      labelNames: [],
+    });
     const file = config.rulesFile;
     this.watcher = file === undefined ? undefined : new PolicyFileWatcher(file, () => this.reloadFile(), deps.log);
   }

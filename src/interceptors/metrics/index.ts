@@ -10,8 +10,6 @@ import { methodTable } from '../../proxy/method-table';
 import type { Router } from '../../proxy/router';
 import type { CallContext, Interceptor, MethodInfo, Next } from '../../proxy/types';
 
-export { DEFAULT_BUCKETS } from './call-metrics';
-
 export const metricsConfigSchema = z.strictObject({
   buckets: z
     .array(z.number().positive())

@@ -81,11 +81,6 @@ export class PodStartMetrics {
     this.tracker.observe(ctx, { code });
   }
 
-  /** Reports pods whose containers have started, without waiting for the quiet period (tests, shutdown). */
-  flush(): void {
-    this.tracker.flush();
-  }
-
   close(): void {
     this.tracker.close();
   }
