@@ -1,27 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { errorMessage, ProxyError } from '../errors';
 import type { InterceptorTypes } from './interceptor-types';
-import { formatPath, validateProxyConfig, type IssuePath, type ProxyConfig } from './schema';
+import { describeIssue, formatPath, type ConfigIssue, type IssuePath } from './issues';
+import { validateProxyConfig, type ProxyConfig } from './schema';
+import { isRecord } from '../values';
+import { parseYaml, sortIssues } from './yaml';
 
 /** The runtime socket used when no config file names one. */
 export const DEFAULT_UPSTREAM = 'unix:///run/containerd/containerd.sock';
-
-export interface ConfigIssue {
-  /** Key path such as `backends[0].endpoint`, the flag (`--listen`) that set the value, or "" for the file. */
-  readonly path: string;
-  readonly message: string;
-  /** 1-based position in the file, when the problem can be placed there. */
-  readonly line?: number;
-  readonly column?: number;
-}
-
-function formatIssue(source: string, issue: ConfigIssue): string {
-  const where = issue.line === undefined ? '' : ` (line ${issue.line}, column ${issue.column ?? 1})`;
-  const path = issue.path === '' ? '' : `${issue.path}: `;
-  return `config ${source}: ${path}${issue.message}${where}`;
-}
 
 /** The configuration is unusable; `issues` lists every problem found, one line each in `message`. */
 export class ConfigError extends ProxyError {
@@ -29,7 +16,7 @@ export class ConfigError extends ProxyError {
     readonly source: string,
     readonly issues: readonly ConfigIssue[],
   ) {
-    super('CONFIG_INVALID', issues.map((i) => formatIssue(source, i)).join('\n'));
+    super('CONFIG_INVALID', issues.map((i) => `config ${source}: ${describeIssue(i)}`).join('\n'));
   }
 }
 
@@ -39,10 +26,6 @@ export interface ConfigOverrides {
   /** Endpoint of the default backend (or of a backend named `default` when the file has none). */
   readonly upstream?: string | undefined;
   readonly logLevel?: string | undefined;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** Applies flags to the parsed document; `flags` maps each replaced key path to its flag for error reports. */
@@ -74,37 +57,12 @@ function applyOverrides(input: unknown, o: ConfigOverrides): { input: unknown; f
   return { input: out, flags };
 }
 
-type Position = { line: number; column: number };
-
-function positionOf(lines: LineCounter, offset: number): Position {
-  const { line, col } = lines.linePos(offset);
-  return { line, column: col };
-}
-
-/** Offset of the YAML node a key path points at: the key for map entries, the item for list entries. */
-function locate(doc: Document, path: IssuePath): number | undefined {
-  let node: unknown = doc.contents;
-  let offset = isNode(node) ? node.range?.[0] : undefined;
-  for (const seg of path) {
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
-      if (pair === undefined) break;
-      offset = isNode(pair.key) ? (pair.key.range?.[0] ?? offset) : offset;
-      node = pair.value;
-    } else if (isSeq(node) && typeof seg === 'number') {
-      node = node.items[seg];
-      offset = isNode(node) ? (node.range?.[0] ?? offset) : offset;
-    } else break;
-  }
-  return offset;
-}
-
 function validate(
   input: unknown,
   source: string,
   types: InterceptorTypes,
   overrides: ConfigOverrides,
-  position: (path: IssuePath) => Position | undefined,
+  place: (path: IssuePath) => { line: number; column: number } | undefined,
 ): ProxyConfig {
   const applied = applyOverrides(input, overrides);
   const result = validateProxyConfig(applied.input, types);
@@ -113,11 +71,10 @@ function validate(
     const path = formatPath(iss.path);
     const flag = applied.flags.get(path);
     if (flag !== undefined) return { path: flag, message: iss.message };
-    return { path, message: iss.message, ...position(iss.path) };
+    return { path, message: iss.message, ...place(iss.path) };
   });
   // Problems without a place (flags, missing sections) first, then in file order.
-  const key = (i: ConfigIssue): number => (i.line === undefined ? -1 : i.line * 1e6 + (i.column ?? 0));
-  throw new ConfigError(source, [...issues].sort((a, b) => key(a) - key(b)));
+  throw new ConfigError(source, sortIssues(issues));
 }
 
 /** Relative file paths in interceptor configs mean "next to the config file", whatever the working directory. */
@@ -138,24 +95,9 @@ function resolveRelativePaths(input: unknown, baseDir: string, types: Intercepto
 
 /** Parses and validates a config file's text; `source` names it in error messages. */
 export function parseConfig(yamlText: string, source: string, types: InterceptorTypes, overrides: ConfigOverrides = {}): ProxyConfig {
-  const lines = new LineCounter();
-  const doc = parseDocument(yamlText, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  // Warnings (unknown tags, say) are errors too: a value that might be misread should stop startup.
-  const yamlIssues = [...doc.errors, ...doc.warnings].map(
-    (e): ConfigIssue => ({ path: '', message: e.message, ...positionOf(lines, e.pos[0]) }),
-  );
-  if (yamlIssues.length > 0) throw new ConfigError(source, yamlIssues);
-  let input: unknown;
-  try {
-    input = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    throw new ConfigError(source, [{ path: '', message: errorMessage(err) }]);
-  }
-  // An empty file is an empty config, not an error about `null`.
-  return validate(resolveRelativePaths(input ?? {}, dirname(resolve(source)), types), source, types, overrides, (path) => {
-    const offset = locate(doc, path);
-    return offset === undefined ? undefined : positionOf(lines, offset);
-  });
+  const parsed = parseYaml(yamlText);
+  if (!parsed.ok) throw new ConfigError(source, parsed.issues);
+  return validate(resolveRelativePaths(parsed.input, dirname(resolve(source)), types), source, types, overrides, parsed.place);
 }
 
 /** Loads the config file, or builds the config from defaults and flags alone when `path` is undefined. */

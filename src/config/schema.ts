@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { errorMessage } from '../errors';
 import { parseHostPort, parseUnixAddress } from './address';
 import type { InterceptorTypes } from './interceptor-types';
+import { errorMap, zodIssues, type PathIssue } from './issues';
+import { isRecord, MAX_INT32 } from '../values';
 
 export const DEFAULT_LISTEN = 'unix:///run/cri-proxy/cri-proxy.sock';
 export const DEFAULT_HTTP_LISTEN = '127.0.0.1:9464';
@@ -11,9 +13,6 @@ export const DEFAULT_SHUTDOWN_GRACE_SECONDS = 30;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export const ON_ERROR_MODES = ['failClosed', 'failOpen'] as const;
-
-// Sizes and timeouts end up in Buffer lengths and setTimeout, both of which misbehave past int32.
-const MAX_INT32 = 2 ** 31 - 1;
 
 interface IssueSink {
   addIssue(issue: { code: 'custom'; message: string }): void;
@@ -91,35 +90,7 @@ export type DeepReadonly<T> = T extends (infer U)[]
 export type ProxyConfig = DeepReadonly<z.output<typeof proxyConfigSchema>>;
 export type BackendConfig = ProxyConfig['backends'][number];
 
-export type IssuePath = readonly (string | number)[];
-export interface PathIssue {
-  readonly path: IssuePath;
-  readonly message: string;
-}
 export type ValidationResult = { ok: true; config: ProxyConfig } | { ok: false; issues: PathIssue[] };
-
-/** Messages for missing and unknown keys, shared by every config schema (the proxy's and policy files'). */
-export const errorMap: z.core.$ZodErrorMap = (iss) => {
-  if (iss.code === 'invalid_type' && iss.input === undefined) return 'required';
-  if (iss.code === 'unrecognized_keys') {
-    const known = iss.inst instanceof z.core.$ZodObject ? Object.keys(iss.inst._zod.def.shape) : [];
-    return known.length > 0 ? `unknown key; expected one of: ${known.join(', ')}` : 'unknown key';
-  }
-  return undefined;
-};
-
-/** Zod issues with one issue per unknown key, so each points at the key itself. */
-function fromZod(issues: readonly z.core.$ZodIssue[], prefix: IssuePath = []): PathIssue[] {
-  return issues.flatMap((iss) => {
-    const path = [...prefix, ...iss.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
-    if (iss.code === 'unrecognized_keys') return iss.keys.map((k) => ({ path: [...path, k], message: iss.message }));
-    return [{ path, message: iss.message }];
-  });
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** Entries of a list that are objects, with their index; anything else zod has already reported. */
 function records(list: unknown): [Record<string, unknown>, number][] {
@@ -170,7 +141,7 @@ function checkInterceptors(list: unknown, types: InterceptorTypes, issues: PathI
       // `config:` left empty in YAML reads as null; both mean "no settings".
       const result = def.schema.safeParse(entry.config ?? {}, { error: errorMap });
       if (result.success) outputs[i] = result.data;
-      else issues.push(...fromZod(result.error.issues, prefix));
+      else issues.push(...zodIssues(result.error.issues, prefix));
     } catch (err) {
       issues.push({ path: prefix, message: errorMessage(err) });
     }
@@ -197,7 +168,7 @@ export function deepFreeze<T>(value: T): DeepReadonly<T> {
 export function validateProxyConfig(input: unknown, types: InterceptorTypes): ValidationResult {
   const issues: PathIssue[] = [];
   const base = proxyConfigSchema.safeParse(input, { error: errorMap });
-  if (!base.success) issues.push(...fromZod(base.error.issues));
+  if (!base.success) issues.push(...zodIssues(base.error.issues));
   const raw = isRecord(input) ? input : {};
   checkBackends(raw.backends, issues);
   const configs = checkInterceptors(raw.interceptors, types, issues);
@@ -219,15 +190,4 @@ export function defaultBackend(config: ProxyConfig): BackendConfig {
   const found = config.backends.find((b) => b.default);
   if (found === undefined) throw new Error('config has no default backend');
   return found;
-}
-
-/** `['backends', 0, 'endpoint']` → `backends[0].endpoint`. */
-export function formatPath(path: IssuePath): string {
-  return path
-    .map((seg, i) => {
-      if (typeof seg === 'number') return `[${seg}]`;
-      if (/^[A-Za-z_$][\w$-]*$/.test(seg)) return i === 0 ? seg : `.${seg}`;
-      return `[${JSON.stringify(seg)}]`;
-    })
-    .join('');
 }

@@ -1,5 +1,6 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
+import { MAX_INT32 } from '../values';
 import { buildRecord, compileRedactor, type Redactor } from '../audit/record';
 import { acquireAuditWriter } from '../audit/shared-writer';
 import type { AuditIo } from '../audit/writer';
@@ -9,7 +10,6 @@ import { ensureCounter } from '../observability/metrics-registry';
 import { policyDecisionKey } from '../policies/decision-key';
 import type { CallContext, CallOutcome, DecodedMessage, Interceptor, MethodInfo } from '../proxy/types';
 
-const MAX_INT32 = 2 ** 31 - 1;
 const MIB = 1024 * 1024;
 const keyGlob = z.string().min(1, 'must not be empty');
 

@@ -1,4 +1,5 @@
 import { ProxyError, errorMessage } from '../errors';
+import { globMatcher } from '../policies/glob';
 import type { CallContext, Interceptor, MethodInfo, Next } from './types';
 
 export type OnError = 'failOpen' | 'failClosed';
@@ -93,17 +94,9 @@ function isDownstream(err: unknown): boolean {
   return typeof err === 'object' && err !== null && downstreamErrors.has(err);
 }
 
-/** Patterns like `RunPodSandbox`, `runtime.v1.ImageService/*` or `*Status`, matched against name and service/name. */
+/** Globs (policies/glob.ts) like `RunPodSandbox`, `runtime.v1.ImageService/*` or `*Status`, matched against name and service/name. */
 export function compileMethodFilter(patterns: readonly string[] | undefined): (method: MethodInfo) => boolean {
   if (!patterns || patterns.length === 0) return () => true;
-  const regexes = patterns.map(globToRegExp);
-  return (method) => {
-    const qualified = `${method.service}/${method.name}`;
-    return regexes.some((re) => re.test(method.name) || re.test(qualified));
-  };
-}
-
-function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
-  return new RegExp(`^${escaped}$`);
+  const matches = globMatcher(patterns);
+  return (method) => matches(method.name) || matches(`${method.service}/${method.name}`);
 }

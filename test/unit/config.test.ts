@@ -10,11 +10,11 @@ import {
   DEFAULT_UPSTREAM,
   loadConfigFile,
   parseConfig,
-  type ConfigIssue,
   type ConfigOverrides,
 } from '../../src/config/load';
 import { parseArgs, UsageError } from '../../src/commands/args';
-import { defaultBackend, formatPath } from '../../src/config/schema';
+import { defaultBackend } from '../../src/config/schema';
+import { formatPath, type ConfigIssue } from '../../src/config/issues';
 import { GrpcStatus, ProxyError } from '../../src/errors';
 
 const FIXTURES = join(__dirname, 'fixtures/config');

@@ -1,8 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfigFile, parseConfig, type ConfigIssue } from '../../src/config/load';
+import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load';
 import { builtinTypes } from '../../src/commands/builtin-types';
+import type { ConfigIssue } from '../../src/config/issues';
 import '../../src/interceptors/image-policy';
 import { parseImageReference } from '../../src/policies/image-reference';
 import { readPolicyFile } from '../../src/interceptors/image-policy/policy-file';
@@ -121,10 +122,10 @@ describe('config validation', () => {
   });
 
   test.each<[string, string, RegExp]>([
-    ['syntax', 'rules: [\n', /^line \d+, column \d+: /],
-    ['missing rules', 'mode: audit\n', /^rules: required$/],
-    ['unknown key', 'rules: []\nextra: 1\n', /^extra: unknown key; expected one of: mode, defaultAction, rules$/],
-    ['unknown rule key', 'rules: [{ name: r, match: { images: ["quay.io/**"] }, action: allow, tag: x }]\n', /^rules\[0\]\.tag: unknown key; expected one of: name, match, namespaces, action, constraints$/],
+    ['syntax', 'rules: [\n', /^Flow sequence .* \(line 2, column 1\)$/],
+    ['missing rules', 'mode: audit\n', /^rules: required \(line 1, column 1\)$/],
+    ['unknown key', 'rules: []\nextra: 1\n', /^extra: unknown key; expected one of: mode, defaultAction, rules \(line 2, column 1\)$/],
+    ['unknown rule key', 'rules: [{ name: r, match: { images: ["quay.io/**"] }, action: allow, tag: x }]\n', /^rules\[0\]\.tag: unknown key; expected one of: name, match, namespaces, action, constraints \(line 1, column 70\)$/],
     ['mode clash', 'mode: audit\nrules: []\n', /^mode: "audit" conflicts with mode "enforce" in the interceptor config/],
   ])('rules file problem: %s', (name, text, message) => {
     const file = policyFile(`${name.replace(/ /g, '-')}.yaml`, text);

@@ -4,6 +4,7 @@
  */
 import type { Counter } from 'prom-client';
 import { z } from 'zod';
+import { MAX_INT32 } from '../../values';
 import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
 import { ProxyError, errorMessage } from '../../errors';
 import { ensureCounter } from '../../observability/metrics-registry';
@@ -18,7 +19,6 @@ import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policie
 import { PolicyFileWatcher } from './policy-watcher';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
-const MAX_INT32 = 2 ** 31 - 1;
 const PULL_IMAGE = '/runtime.v1.ImageService/PullImage';
 const CREATE_CONTAINER = '/runtime.v1.RuntimeService/CreateContainer';
 

@@ -4,7 +4,8 @@ import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
 import { DEFAULT_BUCKETS, backendGauges, callMetrics, type CallLabels, type CallMetrics, type MethodLabels } from './call-metrics';
 import type { HistogramCell, ValueCell } from '../../observability/metrics-fast';
 import { ImagePullMetrics } from './image-pull-metrics';
-import { PodStartMetrics, podStartConfigSchema } from './pod-start-metrics';
+import { podStartConfigSchema } from '../../observability/pod-start-config';
+import { PodStartMetrics } from './pod-start-metrics';
 import { GRPC_CODE_COUNT, grpcCodeName, type CollectedGauge } from '../../observability/metrics-registry';
 import { methodTable } from '../../proxy/method-table';
 import type { Router } from '../../proxy/router';
@@ -16,7 +17,7 @@ export const metricsConfigSchema = z.strictObject({
     .min(1)
     .refine((b) => b.every((v, i) => i === 0 || v > (b[i - 1] as number)), 'buckets must be strictly increasing')
     .optional(),
-  podStart: podStartConfigSchema.default({ enabled: true }),
+  podStart: podStartConfigSchema,
 });
 export type MetricsConfig = z.output<typeof metricsConfigSchema>;
 

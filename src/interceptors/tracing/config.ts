@@ -1,7 +1,6 @@
 import { z } from 'zod';
-
-// Timeouts end up in setTimeout, which misbehaves past int32.
-const MAX_INT32 = 2 ** 31 - 1;
+import { podStartConfigSchema } from '../../observability/pod-start-config';
+import { MAX_INT32 } from '../../values';
 
 export const EXPORTER_TYPES = ['none', 'otlp-http', 'otlp-grpc'] as const;
 
@@ -21,13 +20,6 @@ export const tracingConfigSchema = z.strictObject({
   /** Share of new traces kept; calls that arrive with a trace context follow the caller's decision. */
   samplingRatio: z.number().min(0).max(1).default(1),
   serviceName: z.string().min(1).default('cri-proxy'),
-  podStart: z
-    .strictObject({
-      enabled: z.boolean().default(true),
-      settleMs: z.int().min(0).max(600_000).default(3000),
-      maxPods: z.int().min(1).max(1_000_000).default(1000),
-      ttlMs: z.int().min(1000).max(MAX_INT32).default(10 * 60 * 1000),
-    })
-    .prefault({}),
+  podStart: podStartConfigSchema,
 });
 export type TracingConfig = z.output<typeof tracingConfigSchema>;
