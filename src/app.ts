@@ -1,8 +1,8 @@
-import { Registry, collectDefaultMetrics, type Counter } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseHostPort, parseUnixAddress } from './config/address';
 import { InterceptorTypes } from './config/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
-import { errorMessage } from './errors';
+import { ProxyError, errorMessage } from './errors';
 import { createLogger, type Logger } from './log';
 import { ensureCounter } from './observability/metrics-registry';
 import { AdminServer, type Readiness } from './admin/admin-server';
@@ -33,7 +33,6 @@ const READINESS_TIMEOUT_MS = 1000;
 /** The running proxy: CRI server, admin listener and the current config generation, swapped on reload. */
 export class App {
   private generation: Generation;
-  private readonly faults: Counter<'interceptor' | 'on_error'>;
 
   private constructor(
     private readonly server: ProxyServer,
@@ -41,31 +40,17 @@ export class App {
     generation: Generation,
     readonly log: Logger,
     readonly registry: Registry,
-    faults: Counter<'interceptor' | 'on_error'>,
+    private readonly onFault: FaultListener,
     private readonly types: InterceptorTypes,
   ) {
     this.generation = generation;
-    this.faults = faults;
   }
 
   static async start(config: ProxyConfig, options: AppOptions = {}): Promise<App> {
     const log = options.log ?? createLogger(config.logLevel);
     const registry = options.registry ?? freshRegistry();
     const types = options.types ?? new InterceptorTypes(builtinInterceptorTypes);
-    const faults = ensureCounter(registry, {
-      name: 'cri_proxy_interceptor_errors_total',
-      help: 'Interceptor failures, by interceptor and what the call did about it (failOpen or failClosed)',
-      labelNames: ['interceptor', 'on_error'] as const,
-    });
-    const onFault: FaultListener = (entry, error, ctx) => {
-      faults.inc({ interceptor: entry.interceptor.name, on_error: entry.onError });
-      log.error('interceptor failed', {
-        interceptor: entry.interceptor.name,
-        onError: entry.onError,
-        method: ctx.method.path,
-        error: errorMessage(error),
-      });
-    };
+    const onFault = faultListener(registry, log);
     const generation = buildGeneration(config, types, log, registry, onFault);
     const server = new ProxyServer({
       socketPath: parseUnixAddress(config.listen),
@@ -88,7 +73,7 @@ export class App {
       await server.close(0);
       throw err;
     }
-    app.current = new App(server, admin, generation, log, registry, faults, types);
+    app.current = new App(server, admin, generation, log, registry, onFault, types);
     log.info('cri-proxy started', {
       listen: server.socketPath,
       http: admin?.address,
@@ -117,11 +102,7 @@ export class App {
       this.log.warn('listen addresses change only on restart; keeping the current ones');
     }
     this.log.level = config.logLevel;
-    const onFault: FaultListener = (entry, error, ctx) => {
-      this.faults.inc({ interceptor: entry.interceptor.name, on_error: entry.onError });
-      this.log.error('interceptor failed', { interceptor: entry.interceptor.name, method: ctx.method.path, error: errorMessage(error) });
-    };
-    const next = buildGeneration(config, this.types, this.log, this.registry, onFault);
+    const next = buildGeneration(config, this.types, this.log, this.registry, this.onFault);
     this.generation = next;
     this.server.reconfigure(next.chain, next.router, this.log);
     this.log.info('configuration reloaded', { interceptors: config.interceptors.map((i) => i.name) });
@@ -148,6 +129,25 @@ export class App {
     await retire(this.generation, 0, this.log);
     this.log.info('cri-proxy stopped');
   }
+}
+
+/** Counts and logs every interceptor failure, for every generation of the config. */
+function faultListener(registry: Registry, log: Logger): FaultListener {
+  const faults = ensureCounter(registry, {
+    name: 'cri_proxy_interceptor_errors_total',
+    help: 'Interceptor failures, by interceptor and what the call did about it (failOpen or failClosed)',
+    labelNames: ['interceptor', 'on_error'] as const,
+  });
+  return (entry, error, ctx) => {
+    faults.inc({ interceptor: entry.interceptor.name, on_error: entry.onError });
+    log.error('interceptor failed', {
+      interceptor: entry.interceptor.name,
+      onError: entry.onError,
+      method: ctx.method.path,
+      ...(error instanceof ProxyError ? { code: error.code } : {}),
+      error: errorMessage(error),
+    });
+  };
 }
 
 function freshRegistry(): Registry {

@@ -1,7 +1,7 @@
-import type { Histogram } from 'prom-client';
-import type { InterceptorDeps } from '../../config/interceptor-types';
+import type { Histogram, Registry } from 'prom-client';
 import type { CallContext, MethodInfo } from '../../proxy/types';
 import { ensureHistogram } from '../../observability/metrics-registry';
+import type { ObserverFaultReporter } from '../../observability/observer-faults';
 import type { PodStartConfig } from '../../observability/pod-start-config';
 import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhaseName } from '../../observability/pod-start-tracker';
 
@@ -27,8 +27,7 @@ export class PodStartMetrics {
   private readonly handlers = new Map<string, HandlerSeries>();
   private readonly tracker: PodStartTracker;
 
-  constructor(config: PodStartConfig, deps: InterceptorDeps) {
-    const { registry } = deps;
+  constructor(config: PodStartConfig, registry: Registry, fault: ObserverFaultReporter) {
     this.total = ensureHistogram(registry, {
       name: 'cri_proxy_pod_start_duration_seconds',
       help: 'Pod start as seen in CRI calls: RunPodSandbox arrival to the answer of its last StartContainer',
@@ -49,7 +48,7 @@ export class PodStartMetrics {
         try {
           this.record(podStart);
         } catch (err) {
-          deps.log.warn('pod start metrics failed', { error: err instanceof Error ? err.message : String(err) });
+          fault(err);
         }
       },
     });
