@@ -2,9 +2,9 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseHostPort, parseUnixAddress } from './config/address';
 import { InterceptorTypes } from './config/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
-import { ProxyError, errorMessage } from './errors';
+import { ProxyError, errorMessage, listenError } from './errors';
 import { createLogger, type Logger } from './log';
-import { ensureCounter } from './observability/metrics-registry';
+import { ensureCounter, ensureGauge } from './observability/metrics-registry';
 import { AdminServer, type Readiness } from './admin/admin-server';
 import type { Call } from './proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from './proxy/chain';
@@ -42,6 +42,7 @@ export class App {
     readonly registry: Registry,
     private readonly onFault: FaultListener,
     private readonly types: InterceptorTypes,
+    private readonly reloads: ReloadMetrics,
   ) {
     this.generation = generation;
   }
@@ -66,14 +67,20 @@ export class App {
       const { host, port } = parseHostPort(config.http.listen);
       admin = new AdminServer({ host, port, log, registry, readiness: () => app.current?.readiness() ?? notReady() });
     }
-    await server.listen();
     try {
-      await admin?.listen();
+      await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen, err)));
     } catch (err) {
-      await server.close(0);
+      await retire(generation, 0, log);
       throw err;
     }
-    app.current = new App(server, admin, generation, log, registry, onFault, types);
+    try {
+      await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen, err)));
+    } catch (err) {
+      await server.close(0);
+      await retire(generation, 0, log);
+      throw err;
+    }
+    app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry));
     log.info('cri-proxy started', {
       listen: server.socketPath,
       http: admin?.address,
@@ -93,6 +100,27 @@ export class App {
 
   get adminAddress(): string | undefined {
     return this.admin?.address;
+  }
+
+  /**
+   * Reloads from wherever `load` reads the config (SIGHUP): a config that does not load is refused and the running
+   * one kept. Counted by result in `cri_proxy_config_reloads_total`.
+   */
+  async reloadWith(load: () => ProxyConfig): Promise<ReloadResult> {
+    let config: ProxyConfig;
+    try {
+      config = load();
+    } catch (err) {
+      this.log.error('reload rejected; keeping the current configuration', { error: errorMessage(err) });
+      return this.reloads.record('rejected');
+    }
+    try {
+      await this.reload(config);
+    } catch (err) {
+      this.log.error('reload failed; keeping the current configuration', { error: errorMessage(err) });
+      return this.reloads.record('failed');
+    }
+    return this.reloads.record('applied');
   }
 
   /** Swaps in a new config for new calls; calls in flight finish with the old one. */
@@ -129,6 +157,34 @@ export class App {
     await retire(this.generation, 0, this.log);
     this.log.info('cri-proxy stopped');
   }
+}
+
+export type ReloadResult = 'applied' | 'rejected' | 'failed';
+
+interface ReloadMetrics {
+  record(result: ReloadResult): ReloadResult;
+}
+
+function reloadMetrics(registry: Registry): ReloadMetrics {
+  const reloads = ensureCounter(registry, {
+    name: 'cri_proxy_config_reloads_total',
+    help: 'Configuration reloads (SIGHUP) by result: applied, rejected (did not validate) or failed (could not be built)',
+    labelNames: ['result'] as const,
+  });
+  const lastOk = ensureGauge(registry, {
+    name: 'cri_proxy_config_last_reload_successful',
+    help: '1 if the last configuration reload was applied (or none was tried yet), 0 if it was refused',
+    labelNames: [],
+  });
+  for (const result of ['applied', 'rejected', 'failed']) reloads.inc({ result }, 0);
+  lastOk.set(1);
+  return {
+    record: (result) => {
+      reloads.inc({ result });
+      lastOk.set(result === 'applied' ? 1 : 0);
+      return result;
+    },
+  };
 }
 
 /** Counts and logs every interceptor failure, for every generation of the config. */

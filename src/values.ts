@@ -5,3 +5,6 @@ export const MAX_INT32 = 2 ** 31 - 1;
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
+
+/** What stands in for a secret wherever one would otherwise be shown (audit records, `config print`). */
+export const REDACTED = '[redacted]';

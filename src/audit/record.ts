@@ -2,7 +2,7 @@ import { GrpcStatus } from '../errors';
 import { globMatcher } from '../policies/glob';
 import { fieldAt } from '../proxy/codec';
 import type { CallOutcome, CriField, DecodedMessage, MethodInfo } from '../proxy/types';
-import { REDACTED } from './line-format';
+import { REDACTED } from '../values';
 
 /** Decides which label and annotation values are replaced by the redaction marker. */
 export interface Redactor {

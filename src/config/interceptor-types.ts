@@ -26,6 +26,11 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
   readonly schema: S;
   /** Keys of `config` that hold file paths: relative ones are resolved against the config file's folder. */
   readonly pathKeys?: readonly string[];
+  /**
+   * Dotted key paths of `config` whose values are secrets (`*` stands for every key of a map, as in
+   * `exporter.headers.*`): `config print` masks them.
+   */
+  readonly secretKeys?: readonly string[];
   /** Builds one instance from the validated (and deep-frozen) output of `schema`. */
   create(config: z.output<S>, deps: InterceptorDeps): Interceptor;
 }

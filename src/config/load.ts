@@ -20,12 +20,17 @@ export class ConfigError extends ProxyError {
   }
 }
 
+/** The file could not be read at all (as opposed to read and found invalid). */
+export class ConfigReadError extends ConfigError {}
+
 /** Values given on the command line; each replaces what the file says. */
 export interface ConfigOverrides {
   readonly listen?: string | undefined;
   /** Endpoint of the default backend (or of a backend named `default` when the file has none). */
   readonly upstream?: string | undefined;
   readonly logLevel?: string | undefined;
+  /** `http.listen`; "" turns the HTTP listener off. */
+  readonly httpListen?: string | undefined;
 }
 
 /** Applies flags to the parsed document; `flags` maps each replaced key path to its flag for error reports. */
@@ -40,6 +45,10 @@ function applyOverrides(input: unknown, o: ConfigOverrides): { input: unknown; f
   if (o.logLevel !== undefined) {
     out.logLevel = o.logLevel;
     flags.set('logLevel', '--log-level');
+  }
+  if (o.httpListen !== undefined) {
+    out.http = { ...(isRecord(out.http) ? out.http : {}), listen: o.httpListen };
+    flags.set('http.listen', '--http-listen');
   }
   const upstream = o.upstream;
   if (upstream !== undefined) {
@@ -110,7 +119,7 @@ export function loadConfigFile(path: string | undefined, types: InterceptorTypes
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(path, [{ path: '', message: `cannot read file: ${errorMessage(err)}` }]);
+    throw new ConfigReadError(path, [{ path: '', message: `cannot read file: ${errorMessage(err)}` }]);
   }
   return parseConfig(text, path, types, overrides);
 }

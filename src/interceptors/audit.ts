@@ -94,7 +94,7 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
       } catch (err) {
         // The call fails anyway; the write error is counted and logged by the writer.
         if (failed) throw failure;
-        throw new Error(`audit log write failed: ${errorMessage(err)}`, { cause: err });
+        throw new ProxyError('AUDIT_WRITE_FAILED', `cri-proxy: audit log write failed: ${errorMessage(err)}`, { cause: err });
       }
       (result === 'dropped' ? dropped : records).inc(labels);
       if (failed) throw failure;

@@ -32,6 +32,10 @@ export function ensureCounter<L extends string>(registry: Registry, shape: Shape
   return ensure(registry, 'counter', shape, () => new Counter({ ...shape, registers: [registry] }));
 }
 
+export function ensureGauge<L extends string>(registry: Registry, shape: Shape<L>): Gauge<L> {
+  return ensure(registry, 'gauge', shape, () => new Gauge({ ...shape, registers: [registry] }));
+}
+
 const collectors = new WeakMap<Metric, () => void>();
 
 export interface CollectedGauge<L extends string> {

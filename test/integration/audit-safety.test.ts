@@ -5,6 +5,7 @@ import { Registry } from 'prom-client';
 import { verifyAuditFiles } from '../../src/audit/verify';
 import { nodeIo, type AuditIo } from '../../src/audit/writer';
 import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
+import { ProxyError } from '../../src/errors';
 import { createLogger, silentLogger, type Logger } from '../../src/log';
 import type { OnError } from '../../src/proxy/chain';
 import { encodeMessage } from '../../src/proxy/codec';
@@ -177,8 +178,10 @@ describe('a failed write', () => {
   test('fails the call under failClosed, with a clear status; later records chain on', async () => {
     h = await start({}, silentLogger, io);
     const result = await h.client.unary(`${RT}/StartContainer`, start1('a'));
-    expect(result.status.code).toBe(grpc.status.INTERNAL);
-    expect(result.status.details).toContain('audit log write failed: EIO: i/o error, write');
+    // AUDIT_WRITE_FAILED: the node cannot record changes right now.
+    expect(result.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(result.status.details).toBe('cri-proxy: audit log write failed: EIO: i/o error, write');
+    expect(h.proxy.faults.map((f) => [f.entry, f.error instanceof ProxyError ? f.error.code : undefined])).toEqual([['audit', 'AUDIT_WRITE_FAILED']]);
     expect(await counted(h.registry, 'cri_proxy_audit_write_errors_total')).toBe(1);
     expect(await counted(h.registry, 'cri_proxy_audit_records_total')).toBe(0);
     failing = false;

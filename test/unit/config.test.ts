@@ -296,10 +296,17 @@ describe('parseArgs', () => {
       ['--config=c.yaml', '--listen', '/l.sock', '--upstream', '/u.sock', '--log-level', 'debug'],
       { command: 'run', configFile: 'c.yaml', overrides: { listen: '/l.sock', upstream: '/u.sock', logLevel: 'debug' } },
     ],
+    [['--http-listen', ''], { command: 'run', configFile: undefined, overrides: { httpListen: '' } }],
     [['config', 'validate', 'c.yaml'], { command: 'config-validate', file: 'c.yaml' }],
-    [['config', 'validate', '--help'], { command: 'help' }],
-    [['--help'], { command: 'help' }],
-    [['-h', '--config', 'x'], { command: 'help' }],
+    [['config', 'validate', '--help'], { command: 'help', topic: 'config validate' }],
+    [['config', 'print'], { command: 'config-print', configFile: undefined, overrides: {} }],
+    [
+      ['config', 'print', '--config', 'c.yaml', '--http-listen', '[::1]:9000', '--log-level', 'warn'],
+      { command: 'config-print', configFile: 'c.yaml', overrides: { httpListen: '[::1]:9000', logLevel: 'warn' } },
+    ],
+    [['config', 'print', '-h'], { command: 'help', topic: 'config print' }],
+    [['--help'], { command: 'help', topic: 'main' }],
+    [['-h', '--config', 'x'], { command: 'help', topic: 'main' }],
     [['--version'], { command: 'version' }],
   ])('%j', (argv, expected) => {
     expect(parseArgs(argv)).toEqual(expected);
@@ -315,6 +322,8 @@ describe('parseArgs', () => {
     [['config', 'validate']],
     [['config', 'validate', 'a', 'b']],
     [['config', 'validate', '--force', 'a']],
+    [['config', 'print', 'c.yaml']],
+    [['config', 'print', '--version']],
   ])('%j is a usage error', (argv) => {
     expect(() => parseArgs(argv)).toThrow(UsageError);
   });

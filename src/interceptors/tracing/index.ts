@@ -35,4 +35,10 @@ export function createTracingInterceptor(config: TracingConfig, deps: Intercepto
   };
 }
 
-export const tracingInterceptorType = defineInterceptorType({ name: 'tracing', schema: tracingConfigSchema, create: createTracingInterceptor });
+export const tracingInterceptorType = defineInterceptorType({
+  name: 'tracing',
+  schema: tracingConfigSchema,
+  // Exporter headers carry API keys and bearer tokens.
+  secretKeys: ['exporter.headers.*'],
+  create: createTracingInterceptor,
+});
