@@ -2,7 +2,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseHostPort, parseUnixAddress } from './config/address';
 import { InterceptorTypes } from './config/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
-import { ProxyError, errorMessage, listenError } from './errors';
+import { GrpcStatus, ProxyError, errorMessage, listenError } from './errors';
 import { createLogger, type Logger } from './log';
 import { ensureCounter, ensureGauge } from './observability/metrics-registry';
 import { AdminServer, type Readiness } from './admin/admin-server';
@@ -142,7 +142,7 @@ export class App {
     const upstream = router.pick(undefined);
     try {
       const reply = await callRuntime(upstream, '/runtime.v1.RuntimeService/Version', Buffer.alloc(0), READINESS_TIMEOUT_MS);
-      if (reply.code === 0) return { ready: true, detail: `runtime "${upstream.name}" answers` };
+      if (reply.code === GrpcStatus.OK) return { ready: true, detail: `runtime "${upstream.name}" answers` };
       return { ready: false, detail: `runtime "${upstream.name}" answered Version with status ${reply.code}: ${reply.message}` };
     } catch (err) {
       return { ready: false, detail: errorMessage(err) };

@@ -141,7 +141,8 @@ test('whenFull: block — the call waits while the writer is stalled', async () 
   const second = h.client.unary(`${RT}/StartContainer`, start1('b'));
   const [a, b] = [settled(first), settled(second)];
   await waitFor(() => h?.proxy.runtime.calls.length === 2 && gate.writes() === 1);
-  await new Promise((r) => setTimeout(r, 150));
+  // A read (not recorded) makes a full round trip through the proxy meanwhile; the stalled calls still wait.
+  expect((await h.client.unary(`${RT}/Version`, Buffer.alloc(0))).status.code).toBe(grpc.status.OK);
   expect([a.done(), b.done()]).toEqual([false, false]);
   gate.open();
   expect((await first).status.code).toBe(grpc.status.OK);

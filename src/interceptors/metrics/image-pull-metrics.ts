@@ -1,5 +1,6 @@
 import type { Histogram, Registry } from 'prom-client';
 import { fieldAt } from '../../proxy/codec';
+import { GrpcStatus } from '../../errors';
 import type { CallContext } from '../../proxy/types';
 import { GRPC_CODE_COUNT, ensureHistogram, grpcCodeName } from '../../observability/metrics-registry';
 
@@ -47,7 +48,7 @@ export class ImagePullMetrics {
       if (code >= 0 && code < GRPC_CODE_COUNT) this.byCode[code] = child;
     }
     child.observe(seconds);
-    if (code !== 0) return;
+    if (code !== GrpcStatus.OK) return;
     const ref = fieldAt(ctx.response(), 'image_ref');
     if (ref === undefined || ref === '') return;
     const now = Date.now();
