@@ -1,5 +1,61 @@
+import path from 'node:path';
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+
+/*
+ * The layers of src/, lowest first. A module may import its own folder and any lower layer, never a layer at
+ * its own rank or above: the data plane knows nothing of config or interceptors, policies know nothing at all.
+ */
+const LAYERS = [
+  ['errors', 'log', 'values'],
+  ['metrics'],
+  ['policies'],
+  ['proxy', 'admin'],
+  ['observability', 'audit'],
+  ['config'],
+  ['interceptors'],
+  ['app'],
+  ['commands'],
+  ['cli'],
+];
+const SRC = path.join(import.meta.dirname, 'src');
+/** Folders whose modules must stay free of I/O: values in, values out. */
+const PURE = new Set(['policies']);
+
+function layerOf(file) {
+  const rel = path.relative(SRC, file);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) return undefined;
+  const name = rel.split(path.sep)[0].replace(/\.ts$/, '');
+  const rank = LAYERS.findIndex((layer) => layer.includes(name));
+  return rank === -1 ? { name, rank: LAYERS.length } : { name, rank };
+}
+
+const layersRule = {
+  meta: { type: 'problem', schema: [], messages: { upward: '{{from}} must not import {{to}}: it stands above it (see LAYERS in eslint.config.mjs)', impure: '{{from}} holds pure decisions: no {{to}}' } },
+  create(context) {
+    const from = layerOf(context.filename);
+    if (from === undefined) return {};
+    const check = (source) => {
+      if (source?.type !== 'Literal' || typeof source.value !== 'string') return;
+      const spec = source.value;
+      if (!spec.startsWith('.')) {
+        if (PURE.has(from.name) && (spec.startsWith('node:') || ['fs', 'net', 'http', 'http2', 'child_process'].includes(spec))) {
+          context.report({ node: source, messageId: 'impure', data: { from: from.name, to: spec } });
+        }
+        return;
+      }
+      const to = layerOf(path.resolve(path.dirname(context.filename), spec));
+      if (to === undefined || to.name === from.name || to.rank < from.rank) return;
+      context.report({ node: source, messageId: 'upward', data: { from: from.name, to: to.name } });
+    };
+    return {
+      ImportDeclaration: (node) => check(node.source),
+      ImportExpression: (node) => check(node.source),
+      ExportNamedDeclaration: (node) => check(node.source),
+      ExportAllDeclaration: (node) => check(node.source),
+    };
+  },
+};
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'eslint.config.mjs', 'jest.config.js'] },
@@ -10,12 +66,14 @@ export default tseslint.config(
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },
     linterOptions: { reportUnusedDisableDirectives: 'error' },
+    plugins: { house: { rules: { layers: layersRule } } },
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
       '@typescript-eslint/no-unnecessary-condition': 'off',
       '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true }],
+      'house/layers': 'error',
     },
   },
 );

@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 bash scripts/install-e2e-deps.sh >&2
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm install --no-audit --no-fund >&2
+  npm install --no-audit --no-fund --no-save >&2
 fi
 npm run build --silent >&2
 exec node dist/test/e2e/demo/demo.js

@@ -40,9 +40,33 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Another apt or dpkg (unattended-upgrades, a second test run) may hold the locks: wait for it rather than fail.
+# apt waits for the dpkg lock by itself (DPkg::Lock::Timeout); the lists lock of `apt-get update` it does not, so
+# a failure that names a lock is retried until LOCK_WAIT_SECONDS have passed.
+LOCK_WAIT_SECONDS=${LOCK_WAIT_SECONDS:-900}
+apt_get() {
+  local deadline=$((SECONDS + LOCK_WAIT_SECONDS)) log status
+  log=$(mktemp)
+  while :; do
+    status=0
+    apt-get -o DPkg::Lock::Timeout="$LOCK_WAIT_SECONDS" "$@" 2>&1 | tee "$log" || status=$?
+    if [ "$status" -eq 0 ]; then
+      rm -f "$log"
+      return 0
+    fi
+    if grep -qiE 'could not get lock|unable to (acquire|lock)|is another process using it' "$log" && [ "$SECONDS" -lt "$deadline" ]; then
+      echo "install-e2e-deps: another apt or dpkg is running; waiting for it to finish"
+      sleep 5
+      continue
+    fi
+    rm -f "$log"
+    return "$status"
+  done
+}
+
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+apt_get update
+apt_get install -y --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
   "${missing[@]}"
 
 # Belt and braces: a service that slipped through (e.g. systemd enabling units) is stopped and disabled; only

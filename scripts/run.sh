@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm install --no-audit --no-fund >&2
+  npm install --no-audit --no-fund --no-save >&2
 fi
 npm run build --silent >&2
 exec node dist/src/cli.js "$@"

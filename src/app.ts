@@ -1,10 +1,11 @@
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseHostPort, parseUnixAddress } from './config/address';
-import { interceptorType } from './config/interceptor-types';
+import { InterceptorTypes } from './config/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
-import { errorMessage } from './errors';
+import { GrpcStatus, ProxyError, errorMessage, listenError } from './errors';
 import { createLogger, type Logger } from './log';
-import { AdminServer, type Readiness } from './proxy/admin-server';
+import { ensureCounter, ensureGauge } from './metrics/registry';
+import { AdminServer, type Readiness } from './admin/admin-server';
 import type { Call } from './proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from './proxy/chain';
 import { warmCodec } from './proxy/codec';
@@ -14,12 +15,14 @@ import { callRuntime } from './proxy/runtime-client';
 import { Router } from './proxy/router';
 import { ProxyServer } from './proxy/server';
 import { Upstream } from './proxy/upstream';
-import './interceptors';
+import { builtinInterceptorTypes } from './interceptors';
 
 export interface AppOptions {
   readonly log?: Logger;
   /** Metrics go here; a fresh registry with the process metrics when absent. */
   readonly registry?: Registry;
+  /** The interceptor types the config was validated against; the built-in ones when absent. */
+  readonly types?: InterceptorTypes;
 }
 
 interface Generation {
@@ -34,7 +37,6 @@ const VERSION_PATH = '/runtime.v1.RuntimeService/Version';
 /** The running proxy: CRI server, admin listener and the current config generation, swapped on reload. */
 export class App {
   private generation: Generation;
-  private readonly faults: Counter<'interceptor' | 'on_error'>;
 
   private constructor(
     private readonly server: ProxyServer,
@@ -42,31 +44,19 @@ export class App {
     generation: Generation,
     readonly log: Logger,
     readonly registry: Registry,
-    faults: Counter<'interceptor' | 'on_error'>,
+    private readonly onFault: FaultListener,
+    private readonly types: InterceptorTypes,
+    private readonly reloads: ReloadMetrics,
   ) {
     this.generation = generation;
-    this.faults = faults;
   }
 
   static async start(config: ProxyConfig, options: AppOptions = {}): Promise<App> {
     const log = options.log ?? createLogger(config.logLevel);
     const registry = options.registry ?? freshRegistry();
-    const faults = new Counter({
-      name: 'cri_proxy_interceptor_errors_total',
-      help: 'Interceptor failures, by interceptor and what the call did about it (failOpen or failClosed)',
-      labelNames: ['interceptor', 'on_error'] as const,
-      registers: [registry],
-    });
-    const onFault: FaultListener = (entry, error, ctx) => {
-      faults.inc({ interceptor: entry.interceptor.name, on_error: entry.onError });
-      log.error('interceptor failed', {
-        interceptor: entry.interceptor.name,
-        onError: entry.onError,
-        method: ctx.method.path,
-        error: errorMessage(error),
-      });
-    };
-    const generation = buildGeneration(config, log, registry, onFault);
+    const types = options.types ?? new InterceptorTypes(builtinInterceptorTypes);
+    const onFault = faultListener(registry, log);
+    const generation = buildGeneration(config, types, log, registry, onFault);
     await warmUp(generation);
     const server = new ProxyServer({
       socketPath: parseUnixAddress(config.listen),
@@ -84,14 +74,20 @@ export class App {
       const { host, port } = parseHostPort(config.http.listen);
       admin = new AdminServer({ host, port, log, registry, readiness: () => app.current?.readiness() ?? notReady() });
     }
-    await server.listen();
     try {
-      await admin?.listen();
+      await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen, err)));
     } catch (err) {
-      await server.close(0);
+      await retire(generation, 0, log);
       throw err;
     }
-    app.current = new App(server, admin, generation, log, registry, faults);
+    try {
+      await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen, err)));
+    } catch (err) {
+      await server.close(0);
+      await retire(generation, 0, log);
+      throw err;
+    }
+    app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry));
     log.info('cri-proxy started', {
       listen: server.socketPath,
       http: admin?.address,
@@ -113,6 +109,27 @@ export class App {
     return this.admin?.address;
   }
 
+  /**
+   * Reloads from wherever `load` reads the config (SIGHUP): a config that does not load is refused and the running
+   * one kept. Counted by result in `cri_proxy_config_reloads_total`.
+   */
+  async reloadWith(load: () => ProxyConfig): Promise<ReloadResult> {
+    let config: ProxyConfig;
+    try {
+      config = load();
+    } catch (err) {
+      this.log.error('reload rejected; keeping the current configuration', { error: errorMessage(err) });
+      return this.reloads.record('rejected');
+    }
+    try {
+      await this.reload(config);
+    } catch (err) {
+      this.log.error('reload failed; keeping the current configuration', { error: errorMessage(err) });
+      return this.reloads.record('failed');
+    }
+    return this.reloads.record('applied');
+  }
+
   /** Swaps in a new config for new calls; calls in flight finish with the old one. */
   async reload(config: ProxyConfig): Promise<void> {
     const old = this.generation;
@@ -120,11 +137,7 @@ export class App {
       this.log.warn('listen addresses change only on restart; keeping the current ones');
     }
     this.log.level = config.logLevel;
-    const onFault: FaultListener = (entry, error, ctx) => {
-      this.faults.inc({ interceptor: entry.interceptor.name, on_error: entry.onError });
-      this.log.error('interceptor failed', { interceptor: entry.interceptor.name, method: ctx.method.path, error: errorMessage(error) });
-    };
-    const next = buildGeneration(config, this.log, this.registry, onFault);
+    const next = buildGeneration(config, this.types, this.log, this.registry, this.onFault);
     await warmUp(next);
     this.generation = next;
     this.server.reconfigure(next.chain, next.router, this.log);
@@ -137,7 +150,7 @@ export class App {
     const upstream = router.pick(undefined);
     try {
       const reply = await callRuntime(upstream, VERSION_PATH, Buffer.alloc(0), READINESS_TIMEOUT_MS);
-      if (reply.code === 0) return { ready: true, detail: `runtime "${upstream.name}" answers` };
+      if (reply.code === GrpcStatus.OK) return { ready: true, detail: `runtime "${upstream.name}" answers` };
       return { ready: false, detail: `runtime "${upstream.name}" answered Version with status ${reply.code}: ${reply.message}` };
     } catch (err) {
       return { ready: false, detail: errorMessage(err) };
@@ -174,6 +187,53 @@ async function warmUp(generation: Generation): Promise<void> {
   clearTimeout(timer);
 }
 
+export type ReloadResult = 'applied' | 'rejected' | 'failed';
+
+interface ReloadMetrics {
+  record(result: ReloadResult): ReloadResult;
+}
+
+function reloadMetrics(registry: Registry): ReloadMetrics {
+  const reloads = ensureCounter(registry, {
+    name: 'cri_proxy_config_reloads_total',
+    help: 'Configuration reloads (SIGHUP) by result: applied, rejected (did not validate) or failed (could not be built)',
+    labelNames: ['result'] as const,
+  });
+  const lastOk = ensureGauge(registry, {
+    name: 'cri_proxy_config_last_reload_successful',
+    help: '1 if the last configuration reload was applied (or none was tried yet), 0 if it was refused',
+    labelNames: [],
+  });
+  for (const result of ['applied', 'rejected', 'failed']) reloads.inc({ result }, 0);
+  lastOk.set(1);
+  return {
+    record: (result) => {
+      reloads.inc({ result });
+      lastOk.set(result === 'applied' ? 1 : 0);
+      return result;
+    },
+  };
+}
+
+/** Counts and logs every interceptor failure, for every generation of the config. */
+function faultListener(registry: Registry, log: Logger): FaultListener {
+  const faults = ensureCounter(registry, {
+    name: 'cri_proxy_interceptor_errors_total',
+    help: 'Interceptor failures, by interceptor and what the call did about it (failOpen or failClosed)',
+    labelNames: ['interceptor', 'on_error'] as const,
+  });
+  return (entry, error, ctx) => {
+    faults.inc({ interceptor: entry.interceptor.name, on_error: entry.onError });
+    log.error('interceptor failed', {
+      interceptor: entry.interceptor.name,
+      onError: entry.onError,
+      method: ctx.method.path,
+      ...(error instanceof ProxyError ? { code: error.code } : {}),
+      error: errorMessage(error),
+    });
+  };
+}
+
 function freshRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -184,8 +244,8 @@ function notReady(): Promise<Readiness> {
   return Promise.resolve({ ready: false, detail: 'starting' });
 }
 
-function buildGeneration(config: ProxyConfig, log: Logger, registry: Registry, onFault: FaultListener): Generation {
-  const metrics = dataPlaneMetrics(registry);
+function buildGeneration(config: ProxyConfig, types: InterceptorTypes, log: Logger, registry: Registry, onFault: FaultListener): Generation {
+  const metrics = dataPlaneMetrics(registry, log);
   const upstreams = config.backends.map(
     (backend) =>
       new Upstream({
@@ -199,8 +259,8 @@ function buildGeneration(config: ProxyConfig, log: Logger, registry: Registry, o
   );
   const router = new Router(upstreams, defaultBackend(config).name);
   const entries: ChainEntry[] = config.interceptors.map((entry) => {
-    const type = interceptorType(entry.type);
-    if (!type) throw new Error(`interceptor type "${entry.type}" is not registered`);
+    const type = types.get(entry.type);
+    if (!type) throw new Error(`interceptor type "${entry.type}" is not known`);
     const interceptor = type.create(entry.config, { name: entry.name, log: log.child({ interceptor: entry.name }), registry, router });
     return { interceptor, onError: entry.onError, methods: entry.methods };
   });

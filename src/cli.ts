@@ -1,94 +1,44 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { App } from './app';
-import { runAuditVerify } from './audit/verify-command';
-import { runPolicyCheck } from './policies/policy-check-command';
-import { ConfigError, USAGE, UsageError, loadConfigFile, parseArgs, type CliCommand } from './config/load';
+import { helpText, parseArgs, type CliCommand } from './commands/args';
+import { runAuditVerify } from './commands/audit-verify';
+import { printConfig, validateConfig } from './commands/config';
+import { ExitCode } from './commands/exit-codes';
+import { runPolicyCheck } from './commands/policy-check';
+import { runProxy } from './commands/run';
 import { errorMessage } from './errors';
-import { createLogger } from './log';
 
-type Run = Extract<CliCommand, { command: 'run' }>;
-
-/** Exit codes: 0 ok, 1 a check failed, 2 bad usage or config, 3 the proxy could not start. */
+/** Runs one command line; resolves to the exit status (see commands/exit-codes.ts). */
 export async function main(argv: readonly string[]): Promise<number> {
   // Tools that check files without starting the proxy take their own arguments.
   if (argv[0] === 'policy') return runPolicyCheck(argv.slice(1));
   if (argv[0] === 'audit') {
     if (argv[1] === 'verify') return runAuditVerify(argv.slice(2));
-    process.stderr.write(`cri-proxy: audit: unknown subcommand "${argv[1] ?? ''}"\n\n${USAGE}`);
-    return 2;
+    process.stderr.write(`cri-proxy: audit: unknown subcommand "${argv[1] ?? ''}"\n\n${helpText('main')}`);
+    return ExitCode.USAGE;
   }
   let command: CliCommand;
   try {
     command = parseArgs(argv);
   } catch (err) {
     process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
-    return 2;
+    return ExitCode.USAGE;
   }
   switch (command.command) {
     case 'help':
-      process.stdout.write(USAGE);
-      return 0;
+      process.stdout.write(helpText(command.topic));
+      return ExitCode.OK;
     case 'version':
       process.stdout.write(`cri-proxy ${packageVersion()}\n`);
-      return 0;
+      return ExitCode.OK;
     case 'config-validate':
       return validateConfig(command.file);
+    case 'config-print':
+      return printConfig(command.configFile, command.overrides);
     case 'run':
-      return run(command);
+      return runProxy(command.configFile, command.overrides);
   }
-}
-
-function validateConfig(file: string): number {
-  try {
-    loadConfigFile(file);
-    process.stdout.write(`${file}: valid\n`);
-    return 0;
-  } catch (err) {
-    process.stderr.write(`${errorMessage(err)}\n`);
-    return err instanceof ConfigError ? 1 : 2;
-  }
-}
-
-async function run(command: Run): Promise<number> {
-  let app: App;
-  try {
-    const config = loadConfigFile(command.configFile, command.overrides);
-    app = await App.start(config, { log: createLogger(config.logLevel) });
-  } catch (err) {
-    process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
-    return err instanceof ConfigError || err instanceof UsageError ? 2 : 3;
-  }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      app.log.info('signal received', { signal });
-      app.stop().then(
-        () => resolve(0),
-        (err: unknown) => {
-          app.log.error('unclean stop', { error: errorMessage(err) });
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
-      let next;
-      try {
-        next = loadConfigFile(command.configFile, command.overrides);
-      } catch (err) {
-        app.log.error('reload rejected; keeping the current configuration', { error: errorMessage(err) });
-        return;
-      }
-      app.reload(next).catch((err: unknown) => {
-        app.log.error('reload failed; keeping the current configuration', { error: errorMessage(err) });
-      });
-    });
-  });
 }
 
 function packageVersion(): string {
@@ -110,11 +60,11 @@ if (require.main === module) {
     (code) => {
       process.exitCode = code;
       // Signal handlers keep nothing else alive; exit promptly once stopped.
-      if (code !== 0 || process.listenerCount('SIGTERM') > 0) process.exit(code);
+      if (code !== ExitCode.OK || process.listenerCount('SIGTERM') > 0) process.exit(code);
     },
     (err: unknown) => {
       process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
-      process.exit(3);
+      process.exit(ExitCode.FAILED);
     },
   );
 }

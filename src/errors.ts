@@ -30,10 +30,10 @@ const statusOfCode = {
   MALFORMED_REQUEST: GrpcStatus.INVALID_ARGUMENT,
   INTERCEPTOR_FAILED: GrpcStatus.INTERNAL,
   CHAIN_MISUSE: GrpcStatus.INTERNAL,
-  INTERNAL_ERROR: GrpcStatus.INTERNAL,
+  PROXY_INTERNAL: GrpcStatus.INTERNAL,
+  AUDIT_WRITE_FAILED: GrpcStatus.UNAVAILABLE,
   POLICY_DENIED: GrpcStatus.PERMISSION_DENIED,
   POLICY_UNDECIDABLE: GrpcStatus.PERMISSION_DENIED,
-  AUDIT_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   NO_BACKEND: GrpcStatus.UNAVAILABLE,
   SHUTTING_DOWN: GrpcStatus.UNAVAILABLE,
   CANCELLED: GrpcStatus.CANCELLED,
@@ -41,6 +41,15 @@ const statusOfCode = {
 } as const satisfies Record<string, GrpcStatusCode>;
 
 export type ProxyErrorCode = keyof typeof statusOfCode;
+
+/** Every stable code, in table order (the README documents each; a test checks it does). */
+export const proxyErrorCodes = Object.keys(statusOfCode) as readonly ProxyErrorCode[];
+
+/**
+ * Codes that, thrown by an interceptor, mean the interceptor itself failed (its `onError` applies) rather than a
+ * decision about the call (a denial, a deadline) that always stands.
+ */
+const interceptorFaultCodes: ReadonlySet<ProxyErrorCode> = new Set(['CHAIN_MISUSE', 'AUDIT_WRITE_FAILED']);
 
 /** An error the proxy reports to the client as a gRPC status; `code` is stable and documented. */
 export class ProxyError extends Error {
@@ -56,8 +65,38 @@ export class ProxyError extends Error {
   get grpcStatus(): GrpcStatusCode {
     return statusOfCode[this.code];
   }
+
+  get isInterceptorFault(): boolean {
+    return interceptorFaultCodes.has(this.code);
+  }
 }
 
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+const on = (path: string | undefined): string => (path === undefined ? '' : ` on ${path}`);
+const listenProblems: Readonly<Record<string, (path: string | undefined) => string>> = {
+  EADDRINUSE: () => 'is in use',
+  EACCES: (path) => `cannot be opened: permission denied${on(path)}`,
+  EPERM: (path) => `cannot be opened: not permitted${on(path)}`,
+  EADDRNOTAVAIL: () => 'is not an address of this machine',
+  ENOTFOUND: () => 'names a host that cannot be resolved',
+  EAI_AGAIN: () => 'names a host that cannot be resolved',
+  ENOTDIR: (path) => `cannot be created: ${path ?? 'a parent'} is not a directory`,
+  // mkdir of a path a file already holds.
+  EEXIST: (path) => `cannot be created: ${path ?? 'a parent'} exists and is not a directory`,
+  EROFS: (path) => `cannot be created: read-only file system${on(path)}`,
+  ENOSPC: () => 'cannot be created: no space left on the device',
+};
+
+/**
+ * A listener that could not open, told in terms of the setting that names it: `http.listen: 127.0.0.1:9464 is in
+ * use` rather than `listen EADDRINUSE: address already in use 127.0.0.1:9464`.
+ */
+export function listenError(setting: string, address: string, err: unknown): Error {
+  const errno = err as NodeJS.ErrnoException | undefined;
+  const describe = typeof errno?.code === 'string' ? listenProblems[errno.code] : undefined;
+  const problem = describe === undefined ? `cannot be opened: ${errorMessage(err)}` : describe(errno?.path);
+  return new Error(`${setting}: ${address} ${problem}`, { cause: err });
 }

@@ -50,3 +50,34 @@ function errorReplacer(_key: string, value: unknown): unknown {
 }
 
 export const silentLogger: Logger = createLogger('error', () => undefined);
+
+/**
+ * The one throttle for logging faults that may repeat on every call (a dead collector, a full disk, a bug in an
+ * observer): the first is logged at once, later ones at most once per interval, with how many were not logged
+ * since. The numbers themselves are in metrics; this only keeps the log readable.
+ */
+export class RareLog {
+  private suppressed = 0;
+  private lastLoggedAt: number | undefined;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly level: LogLevel,
+    private readonly msg: string,
+    private readonly intervalMs = 60_000,
+    /** Milliseconds on any monotonic scale; tests pass their own clock. */
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  report(fields: LogFields = {}): void {
+    const at = this.now();
+    if (this.lastLoggedAt !== undefined && at - this.lastLoggedAt < this.intervalMs) {
+      this.suppressed++;
+      return;
+    }
+    this.lastLoggedAt = at;
+    const suppressed = this.suppressed;
+    this.suppressed = 0;
+    this.log[this.level](this.msg, suppressed > 0 ? { ...fields, notLoggedSinceLast: suppressed } : fields);
+  }
+}

@@ -12,7 +12,6 @@ import { createHash } from 'node:crypto';
  * back, hash. `seq` and `prev` lead every record so a partial line still shows where it belonged.
  */
 export const GENESIS_HASH = '0'.repeat(64);
-export const REDACTED = '[redacted]';
 
 const SUFFIX_HEAD = Buffer.from(',"hash":"');
 const SUFFIX_TAIL = Buffer.from('"}');

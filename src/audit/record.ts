@@ -1,7 +1,8 @@
 import { GrpcStatus } from '../errors';
-import { fieldAt } from '../proxy/codec';
+import { globMatcher } from '../policies/glob';
+import { fieldAt } from '../values';
 import type { CallOutcome, CriField, DecodedMessage, MethodInfo } from '../proxy/types';
-import { REDACTED } from './line-format';
+import { REDACTED } from '../values';
 
 /** Decides which label and annotation values are replaced by the redaction marker. */
 export interface Redactor {
@@ -25,20 +26,13 @@ export const BUILTIN_REDACTED_KEYS: readonly string[] = [
   '*private-key*',
 ];
 
+/** Key globs (see policies/glob.ts), compared case-insensitively since key spelling varies. */
 export function compileRedactor(config: { readonly annotationKeys: readonly string[]; readonly labelKeys: readonly string[] }): Redactor {
-  const builtin = BUILTIN_REDACTED_KEYS.map(globToRegExp);
-  const annotations = [...builtin, ...config.annotationKeys.map(globToRegExp)];
-  const labels = [...builtin, ...config.labelKeys.map(globToRegExp)];
+  const options = { caseInsensitive: true };
   return {
-    annotation: (key) => annotations.some((re) => re.test(key)),
-    label: (key) => labels.some((re) => re.test(key)),
+    annotation: globMatcher([...BUILTIN_REDACTED_KEYS, ...config.annotationKeys], options),
+    label: globMatcher([...BUILTIN_REDACTED_KEYS, ...config.labelKeys], options),
   };
-}
-
-/** `*` any run of characters, `?` one; case-insensitive since key spelling varies. */
-export function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${body}$`, 'i');
 }
 
 export interface RecordInput {

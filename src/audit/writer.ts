@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { dirname } from 'node:path';
 import { errorMessage } from '../errors';
-import { silentLogger, type Logger } from '../log';
+import { RareLog, silentLogger, type Logger } from '../log';
 import { nodeIo, syncDirectory, type AuditIo } from './file-io';
 import { formatRecord, type ChainHead } from './line-format';
 import { recoverChain } from './recover';
@@ -65,6 +65,8 @@ export class AuditWriter {
   private closing: Promise<void> | undefined;
   private idleWaiters: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** A full or broken disk fails every write: each failure is counted (onError), the log hears of them rarely. */
+  private failureLog: RareLog;
 
   /** Opens (or creates) the log and finds where its chain stands; throws if the file cannot be opened. */
   constructor(
@@ -73,6 +75,7 @@ export class AuditWriter {
     io: Partial<AuditIo> = {},
   ) {
     this.settings = settings;
+    this.failureLog = new RareLog(settings.log ?? silentLogger, 'error', 'audit log write failed');
     this.io = { ...nodeIo, ...io };
     fs.mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
     const state = this.recover();
@@ -94,6 +97,7 @@ export class AuditWriter {
   /** Applies new settings (a config reload reusing this writer); the path stays. */
   configure(settings: AuditWriterSettings): void {
     this.settings = settings;
+    this.failureLog = new RareLog(settings.log ?? silentLogger, 'error', 'audit log write failed');
     this.startTimer();
     this.admitWaiting();
   }
@@ -171,7 +175,7 @@ export class AuditWriter {
         for (const item of batch) item.resolve('written');
       } catch (err) {
         this.needsRecovery = true;
-        this.failed('audit log write failed', err);
+        this.failed('write', err);
         for (const item of batch) item.reject(err);
       }
       this.inFlight -= batch.length;
@@ -230,7 +234,7 @@ export class AuditWriter {
       await this.io.fsync(this.fd);
       this.dirty = false;
     } catch (err) {
-      this.failed('audit log fsync failed', err);
+      this.failed('fsync', err);
     }
   }
 
@@ -284,11 +288,11 @@ export class AuditWriter {
     return state;
   }
 
-  private failed(msg: string, err: unknown): void {
+  private failed(step: 'write' | 'fsync', err: unknown): void {
     try {
       this.settings.onError?.(err);
     } finally {
-      (this.settings.log ?? silentLogger).error(msg, { file: this.path, error: errorMessage(err) });
+      this.failureLog.report({ file: this.path, step, error: errorMessage(err) });
     }
   }
 }

@@ -1,6 +1,6 @@
 import type { TracerProvider } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { Logger } from '../log';
 import type { Router } from '../proxy/router';
 import type { Interceptor } from '../proxy/types';
@@ -20,6 +20,8 @@ export interface InterceptorDeps {
 
 /** A kind of interceptor that config entries can name in `type`. */
 export interface InterceptorType<S extends z.ZodType = z.ZodType> {
+  /** What config entries write in `type`: lowercase kebab-case, unique among the types given to the proxy. */
+  readonly name: string;
   /** Validates the entry's `config`; its issues are reported under `interceptors[i].config`. */
   readonly schema: S;
   /** Keys of `config` that hold file paths: relative ones are resolved against the config file's folder. */
@@ -32,25 +34,48 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
     config: z.output<S>,
     backends: readonly string[],
   ) => readonly { readonly path: readonly (string | number)[]; readonly message: string }[];
+  /**
+   * Dotted key paths of `config` whose values are secrets (`*` stands for every key of a map, as in
+   * `exporter.headers.*`): `config print` masks them.
+   */
+  readonly secretKeys?: readonly string[];
   /** Builds one instance from the validated (and deep-frozen) output of `schema`. */
   create(config: z.output<S>, deps: InterceptorDeps): Interceptor;
 }
 
+/** Ties a type's `create` to its schema's output; the result goes into a list of types. */
+export function defineInterceptorType<S extends z.ZodType>(type: InterceptorType<S>): InterceptorType {
+  return type;
+}
+
 const TYPE_NAME = /^[a-z][a-z0-9-]*$/;
-const registry = new Map<string, InterceptorType>();
 
-/** Registers a type; called once per type at module load, so a clash is a programming error. */
-export function registerInterceptorType<S extends z.ZodType>(type: string, def: InterceptorType<S>): void {
-  if (!TYPE_NAME.test(type)) throw new Error(`interceptor type name "${type}" must be lowercase kebab-case`);
-  if (registry.has(type)) throw new Error(`interceptor type "${type}" is already registered`);
-  registry.set(type, def);
-}
+/**
+ * The interceptor types a proxy knows, given as an explicit list (no registration by import side effect) and
+ * checked once here: a bad list is a programming error and fails at startup, before any config is read.
+ */
+export class InterceptorTypes {
+  private readonly byName = new Map<string, InterceptorType>();
 
-export function interceptorType(type: string): InterceptorType | undefined {
-  return registry.get(type);
-}
+  constructor(types: readonly InterceptorType[]) {
+    for (const type of types) {
+      const name: unknown = type.name;
+      if (typeof name !== 'string' || !TYPE_NAME.test(name)) {
+        throw new Error(`interceptor type name "${String(name)}" must be lowercase kebab-case`);
+      }
+      if (this.byName.has(name)) throw new Error(`interceptor type "${name}" is given twice`);
+      if (!(type.schema instanceof z.ZodType)) throw new Error(`interceptor type "${name}" has no config schema`);
+      if (typeof type.create !== 'function') throw new Error(`interceptor type "${name}" has no create()`);
+      this.byName.set(name, type);
+    }
+  }
 
-/** Registered type names, sorted (for error messages and `--help`). */
-export function interceptorTypeNames(): string[] {
-  return [...registry.keys()].sort();
+  get(name: string): InterceptorType | undefined {
+    return this.byName.get(name);
+  }
+
+  /** Type names, sorted (for error messages and `--help`). */
+  names(): string[] {
+    return [...this.byName.keys()].sort();
+  }
 }

@@ -1,28 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parseArgs as parseArgv } from 'node:util';
-import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { errorMessage, ProxyError } from '../errors';
-import { interceptorType } from './interceptor-types';
-import { formatPath, validateProxyConfig, type IssuePath, type ProxyConfig } from './schema';
+import type { InterceptorTypes } from './interceptor-types';
+import { describeIssue, formatPath, type ConfigIssue, type IssuePath } from './issues';
+import { validateProxyConfig, type ProxyConfig } from './schema';
+import { isRecord } from '../values';
+import { parseYaml, sortIssues } from './yaml';
 
 /** The runtime socket used when no config file names one. */
 export const DEFAULT_UPSTREAM = 'unix:///run/containerd/containerd.sock';
-
-export interface ConfigIssue {
-  /** Key path such as `backends[0].endpoint`, the flag (`--listen`) that set the value, or "" for the file. */
-  readonly path: string;
-  readonly message: string;
-  /** 1-based position in the file, when the problem can be placed there. */
-  readonly line?: number;
-  readonly column?: number;
-}
-
-function formatIssue(source: string, issue: ConfigIssue): string {
-  const where = issue.line === undefined ? '' : ` (line ${issue.line}, column ${issue.column ?? 1})`;
-  const path = issue.path === '' ? '' : `${issue.path}: `;
-  return `config ${source}: ${path}${issue.message}${where}`;
-}
 
 /** The configuration is unusable; `issues` lists every problem found, one line each in `message`. */
 export class ConfigError extends ProxyError {
@@ -30,9 +16,12 @@ export class ConfigError extends ProxyError {
     readonly source: string,
     readonly issues: readonly ConfigIssue[],
   ) {
-    super('CONFIG_INVALID', issues.map((i) => formatIssue(source, i)).join('\n'));
+    super('CONFIG_INVALID', issues.map((i) => `config ${source}: ${describeIssue(i)}`).join('\n'));
   }
 }
+
+/** The file could not be read at all (as opposed to read and found invalid). */
+export class ConfigReadError extends ConfigError {}
 
 /** Values given on the command line; each replaces what the file says. */
 export interface ConfigOverrides {
@@ -40,10 +29,8 @@ export interface ConfigOverrides {
   /** Endpoint of the default backend (or of a backend named `default` when the file has none). */
   readonly upstream?: string | undefined;
   readonly logLevel?: string | undefined;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  /** `http.listen`; "" turns the HTTP listener off. */
+  readonly httpListen?: string | undefined;
 }
 
 /** Applies flags to the parsed document; `flags` maps each replaced key path to its flag for error reports. */
@@ -58,6 +45,10 @@ function applyOverrides(input: unknown, o: ConfigOverrides): { input: unknown; f
   if (o.logLevel !== undefined) {
     out.logLevel = o.logLevel;
     flags.set('logLevel', '--log-level');
+  }
+  if (o.httpListen !== undefined) {
+    out.http = { ...(isRecord(out.http) ? out.http : {}), listen: o.httpListen };
+    flags.set('http.listen', '--http-listen');
   }
   const upstream = o.upstream;
   if (upstream !== undefined) {
@@ -75,57 +66,32 @@ function applyOverrides(input: unknown, o: ConfigOverrides): { input: unknown; f
   return { input: out, flags };
 }
 
-type Position = { line: number; column: number };
-
-function positionOf(lines: LineCounter, offset: number): Position {
-  const { line, col } = lines.linePos(offset);
-  return { line, column: col };
-}
-
-/** Offset of the YAML node a key path points at: the key for map entries, the item for list entries. */
-function locate(doc: Document, path: IssuePath): number | undefined {
-  let node: unknown = doc.contents;
-  let offset = isNode(node) ? node.range?.[0] : undefined;
-  for (const seg of path) {
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
-      if (pair === undefined) break;
-      offset = isNode(pair.key) ? (pair.key.range?.[0] ?? offset) : offset;
-      node = pair.value;
-    } else if (isSeq(node) && typeof seg === 'number') {
-      node = node.items[seg];
-      offset = isNode(node) ? (node.range?.[0] ?? offset) : offset;
-    } else break;
-  }
-  return offset;
-}
-
 function validate(
   input: unknown,
   source: string,
+  types: InterceptorTypes,
   overrides: ConfigOverrides,
-  position: (path: IssuePath) => Position | undefined,
+  place: (path: IssuePath) => { line: number; column: number } | undefined,
 ): ProxyConfig {
   const applied = applyOverrides(input, overrides);
-  const result = validateProxyConfig(applied.input);
+  const result = validateProxyConfig(applied.input, types);
   if (result.ok) return result.config;
   const issues = result.issues.map((iss): ConfigIssue => {
     const path = formatPath(iss.path);
     const flag = applied.flags.get(path);
     if (flag !== undefined) return { path: flag, message: iss.message };
-    return { path, message: iss.message, ...position(iss.path) };
+    return { path, message: iss.message, ...place(iss.path) };
   });
   // Problems without a place (flags, missing sections) first, then in file order.
-  const key = (i: ConfigIssue): number => (i.line === undefined ? -1 : i.line * 1e6 + (i.column ?? 0));
-  throw new ConfigError(source, [...issues].sort((a, b) => key(a) - key(b)));
+  throw new ConfigError(source, sortIssues(issues));
 }
 
 /** Relative file paths in interceptor configs mean "next to the config file", whatever the working directory. */
-function resolveRelativePaths(input: unknown, baseDir: string): unknown {
+function resolveRelativePaths(input: unknown, baseDir: string, types: InterceptorTypes): unknown {
   if (!isRecord(input) || !Array.isArray(input['interceptors'])) return input;
   const interceptors = input['interceptors'].map((entry: unknown) => {
     if (!isRecord(entry) || typeof entry['type'] !== 'string' || !isRecord(entry['config'])) return entry;
-    const keys = interceptorType(entry['type'])?.pathKeys ?? [];
+    const keys = types.get(entry['type'])?.pathKeys ?? [];
     const config = { ...entry['config'] };
     for (const key of keys) {
       const value = config[key];
@@ -137,130 +103,23 @@ function resolveRelativePaths(input: unknown, baseDir: string): unknown {
 }
 
 /** Parses and validates a config file's text; `source` names it in error messages. */
-export function parseConfig(yamlText: string, source: string, overrides: ConfigOverrides = {}): ProxyConfig {
-  const lines = new LineCounter();
-  const doc = parseDocument(yamlText, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  // Warnings (unknown tags, say) are errors too: a value that might be misread should stop startup.
-  const yamlIssues = [...doc.errors, ...doc.warnings].map(
-    (e): ConfigIssue => ({ path: '', message: e.message, ...positionOf(lines, e.pos[0]) }),
-  );
-  if (yamlIssues.length > 0) throw new ConfigError(source, yamlIssues);
-  let input: unknown;
-  try {
-    input = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    throw new ConfigError(source, [{ path: '', message: errorMessage(err) }]);
-  }
-  // An empty file is an empty config, not an error about `null`.
-  return validate(resolveRelativePaths(input ?? {}, dirname(resolve(source))), source, overrides, (path) => {
-    const offset = locate(doc, path);
-    return offset === undefined ? undefined : positionOf(lines, offset);
-  });
+export function parseConfig(yamlText: string, source: string, types: InterceptorTypes, overrides: ConfigOverrides = {}): ProxyConfig {
+  const parsed = parseYaml(yamlText);
+  if (!parsed.ok) throw new ConfigError(source, parsed.issues);
+  return validate(resolveRelativePaths(parsed.input, dirname(resolve(source)), types), source, types, overrides, parsed.place);
 }
 
 /** Loads the config file, or builds the config from defaults and flags alone when `path` is undefined. */
-export function loadConfigFile(path: string | undefined, overrides: ConfigOverrides = {}): ProxyConfig {
+export function loadConfigFile(path: string | undefined, types: InterceptorTypes, overrides: ConfigOverrides = {}): ProxyConfig {
   if (path === undefined) {
     const withUpstream = { ...overrides, upstream: overrides.upstream ?? DEFAULT_UPSTREAM };
-    return validate({}, '(command line)', withUpstream, () => undefined);
+    return validate({}, '(command line)', types, withUpstream, () => undefined);
   }
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(path, [{ path: '', message: `cannot read file: ${errorMessage(err)}` }]);
+    throw new ConfigReadError(path, [{ path: '', message: `cannot read file: ${errorMessage(err)}` }]);
   }
-  return parseConfig(text, path, overrides);
-}
-
-export type CliCommand =
-  | { readonly command: 'run'; readonly configFile: string | undefined; readonly overrides: ConfigOverrides }
-  | { readonly command: 'config-validate'; readonly file: string }
-  | { readonly command: 'help' }
-  | { readonly command: 'version' };
-
-export const USAGE = `Usage:
-  cri-proxy [--config FILE] [--listen ADDRESS] [--upstream ADDRESS] [--log-level LEVEL]
-  cri-proxy config validate FILE
-  cri-proxy policy check --config FILE [--namespace NS] IMAGE...
-  cri-proxy audit verify [--json] FILE...
-  cri-proxy --help | --version
-
-Options:
-  --config FILE        YAML configuration file (without one, built-in defaults apply)
-  --listen ADDRESS     socket kubelet connects to (unix:///path or /path); replaces "listen"
-  --upstream ADDRESS   runtime socket; replaces the default backend's endpoint
-                       (without a config file: ${DEFAULT_UPSTREAM})
-  --log-level LEVEL    debug, info, warn or error; replaces "logLevel"
-  -h, --help           show this help
-  --version            print the version
-`;
-
-/** The command line is wrong; the message ends with the usage text. */
-export class UsageError extends ProxyError {
-  constructor(readonly problem: string) {
-    super('CONFIG_INVALID', `${problem}\n\n${USAGE}`);
-  }
-}
-
-/** Turns node:util's errors into UsageError, keeping only their first sentence. */
-function usageOnError<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    throw new UsageError(errorMessage(err).split(/\.\s/)[0] ?? 'invalid arguments');
-  }
-}
-
-function parseConfigCommand(argv: readonly string[]): CliCommand {
-  const [sub, ...rest] = argv;
-  if (sub !== 'validate') {
-    throw new UsageError(sub === undefined ? 'config: missing subcommand "validate"' : `config: unknown subcommand "${sub}"`);
-  }
-  const { values, positionals } = usageOnError(() =>
-    parseArgv({ args: rest, options: { help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true }),
-  );
-  if (values.help === true) return { command: 'help' };
-  const [file, ...extra] = positionals;
-  if (file === undefined || extra.length > 0) throw new UsageError('config validate takes exactly one FILE');
-  return { command: 'config-validate', file };
-}
-
-/** Subcommands by their first word; each parses the arguments after it. */
-const subcommands: ReadonlyMap<string, (argv: readonly string[]) => CliCommand> = new Map([
-  ['config', parseConfigCommand],
-]);
-
-/** Parses the arguments after the program name. Throws UsageError on anything unknown. */
-export function parseArgs(argv: readonly string[]): CliCommand {
-  const [first, ...rest] = argv;
-  const sub = first === undefined ? undefined : subcommands.get(first);
-  if (sub !== undefined) return sub(rest);
-  const { values, positionals } = usageOnError(() =>
-    parseArgv({
-      args: [...argv],
-      options: {
-        config: { type: 'string' },
-        listen: { type: 'string' },
-        upstream: { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-      },
-      strict: true,
-      allowPositionals: true,
-    }),
-  );
-  const [unexpected] = positionals;
-  if (unexpected !== undefined) {
-    const hint = subcommands.has(unexpected) ? ' (commands go before options)' : '';
-    throw new UsageError(`unexpected argument "${unexpected}"${hint}`);
-  }
-  if (values.help === true) return { command: 'help' };
-  if (values.version === true) return { command: 'version' };
-  return {
-    command: 'run',
-    configFile: values.config,
-    overrides: { listen: values.listen, upstream: values.upstream, logLevel: values['log-level'] },
-  };
+  return parseConfig(text, path, types, overrides);
 }

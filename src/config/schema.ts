@@ -2,7 +2,9 @@ import { z } from 'zod';
 import { errorMessage } from '../errors';
 import { parseHostPort, parseUnixAddress } from './address';
 import { DEFAULT_LIMITS } from '../proxy/server';
-import { interceptorType, interceptorTypeNames } from './interceptor-types';
+import type { InterceptorTypes } from './interceptor-types';
+import { errorMap, zodIssues, type PathIssue } from './issues';
+import { isRecord, MAX_INT32 } from '../values';
 
 export const DEFAULT_LISTEN = 'unix:///run/cri-proxy/cri-proxy.sock';
 export const DEFAULT_HTTP_LISTEN = '127.0.0.1:9464';
@@ -12,9 +14,6 @@ export const DEFAULT_SHUTDOWN_GRACE_SECONDS = 30;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export const ON_ERROR_MODES = ['failClosed', 'failOpen'] as const;
-
-// Sizes and timeouts end up in Buffer lengths and setTimeout, both of which misbehave past int32.
-const MAX_INT32 = 2 ** 31 - 1;
 
 interface IssueSink {
   addIssue(issue: { code: 'custom'; message: string }): void;
@@ -50,7 +49,7 @@ const backendSchema = z.strictObject({
 
 const interceptorEntrySchema = z.strictObject({
   name: instanceName,
-  // Whether the type exists, and its `config`, are checked against the registry afterwards.
+  // Whether the type exists, and its `config`, are checked against the known types afterwards.
   type: z.string(),
   methods: z.array(methodPattern).min(1, 'must list at least one method; omit it to match all').optional(),
   onError: z.enum(ON_ERROR_MODES).default('failClosed'),
@@ -105,39 +104,8 @@ export type DeepReadonly<T> = T extends (infer U)[]
 
 export type ProxyConfig = DeepReadonly<z.output<typeof proxyConfigSchema>>;
 export type BackendConfig = ProxyConfig['backends'][number];
-/** One chain entry; `config` is the output of its type's schema. */
-export type InterceptorEntry = ProxyConfig['interceptors'][number];
-export type OnErrorMode = (typeof ON_ERROR_MODES)[number];
 
-export type IssuePath = readonly (string | number)[];
-export interface PathIssue {
-  readonly path: IssuePath;
-  readonly message: string;
-}
 export type ValidationResult = { ok: true; config: ProxyConfig } | { ok: false; issues: PathIssue[] };
-
-/** Messages for missing and unknown keys, shared by every config schema (the proxy's and policy files'). */
-export const errorMap: z.core.$ZodErrorMap = (iss) => {
-  if (iss.code === 'invalid_type' && iss.input === undefined) return 'required';
-  if (iss.code === 'unrecognized_keys') {
-    const known = iss.inst instanceof z.core.$ZodObject ? Object.keys(iss.inst._zod.def.shape) : [];
-    return known.length > 0 ? `unknown key; expected one of: ${known.join(', ')}` : 'unknown key';
-  }
-  return undefined;
-};
-
-/** Zod issues with one issue per unknown key, so each points at the key itself. */
-function fromZod(issues: readonly z.core.$ZodIssue[], prefix: IssuePath = []): PathIssue[] {
-  return issues.flatMap((iss) => {
-    const path = [...prefix, ...iss.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
-    if (iss.code === 'unrecognized_keys') return iss.keys.map((k) => ({ path: [...path, k], message: iss.message }));
-    return [{ path, message: iss.message }];
-  });
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** Entries of a list that are objects, with their index; anything else zod has already reported. */
 function records(list: unknown): [Record<string, unknown>, number][] {
@@ -171,15 +139,15 @@ function checkBackends(list: unknown, issues: PathIssue[]): void {
 }
 
 /** Checks each entry's type and config; returns each config's validated output by index. */
-function checkInterceptors(list: unknown, backends: readonly string[], issues: PathIssue[]): unknown[] {
+function checkInterceptors(list: unknown, types: InterceptorTypes, backends: readonly string[], issues: PathIssue[]): unknown[] {
   checkUniqueNames('interceptors', list, issues);
   const outputs: unknown[] = [];
   for (const [entry, i] of records(list)) {
     if (typeof entry.type !== 'string') continue;
-    const def = interceptorType(entry.type);
+    const def = types.get(entry.type);
     if (def === undefined) {
-      const names = interceptorTypeNames();
-      const known = names.length > 0 ? `registered types: ${names.join(', ')}` : 'no types are registered';
+      const names = types.names();
+      const known = names.length > 0 ? `known types: ${names.join(', ')}` : 'no types are known';
       issues.push({ path: ['interceptors', i, 'type'], message: `unknown interceptor type "${entry.type}" (${known})` });
       continue;
     }
@@ -188,7 +156,7 @@ function checkInterceptors(list: unknown, backends: readonly string[], issues: P
       // `config:` left empty in YAML reads as null; both mean "no settings".
       const result = def.schema.safeParse(entry.config ?? {}, { error: errorMap });
       if (!result.success) {
-        issues.push(...fromZod(result.error.issues, prefix));
+        issues.push(...zodIssues(result.error.issues, prefix));
         continue;
       }
       outputs[i] = result.data;
@@ -218,14 +186,14 @@ export function deepFreeze<T>(value: T): DeepReadonly<T> {
 }
 
 /** Validates a parsed config document: every problem is reported, each with its key path. */
-export function validateProxyConfig(input: unknown): ValidationResult {
+export function validateProxyConfig(input: unknown, types: InterceptorTypes): ValidationResult {
   const issues: PathIssue[] = [];
   const base = proxyConfigSchema.safeParse(input, { error: errorMap });
-  if (!base.success) issues.push(...fromZod(base.error.issues));
+  if (!base.success) issues.push(...zodIssues(base.error.issues));
   const raw = isRecord(input) ? input : {};
   checkBackends(raw.backends, issues);
   const backendNames = records(raw.backends).flatMap(([b]) => (typeof b.name === 'string' ? [b.name] : []));
-  const configs = checkInterceptors(raw.interceptors, backendNames, issues);
+  const configs = checkInterceptors(raw.interceptors, types, backendNames, issues);
   if (!base.success || issues.length > 0) return { ok: false, issues };
   const out = base.data;
   const only = out.backends.length === 1;
@@ -244,15 +212,4 @@ export function defaultBackend(config: ProxyConfig): BackendConfig {
   const found = config.backends.find((b) => b.default);
   if (found === undefined) throw new Error('config has no default backend');
   return found;
-}
-
-/** `['backends', 0, 'endpoint']` → `backends[0].endpoint`. */
-export function formatPath(path: IssuePath): string {
-  return path
-    .map((seg, i) => {
-      if (typeof seg === 'number') return `[${seg}]`;
-      if (/^[A-Za-z_$][\w$-]*$/.test(seg)) return i === 0 ? seg : `.${seg}`;
-      return `[${JSON.stringify(seg)}]`;
-    })
-    .join('');
 }

@@ -1,15 +1,15 @@
 import { isAbsolute } from 'node:path';
-import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
+import { MAX_INT32 } from '../values';
 import { buildRecord, compileRedactor, type Redactor } from '../audit/record';
 import { acquireAuditWriter } from '../audit/shared-writer';
 import type { AuditIo } from '../audit/writer';
-import { registerInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../errors';
+import { ensureCounter } from '../metrics/registry';
 import { policyDecisionKey } from '../policies/decision-key';
 import type { CallContext, CallOutcome, DecodedMessage, Interceptor, MethodInfo } from '../proxy/types';
 
-const MAX_INT32 = 2 ** 31 - 1;
 const MIB = 1024 * 1024;
 const keyGlob = z.string().min(1, 'must not be empty');
 
@@ -45,13 +45,6 @@ export interface AuditTestHooks {
 
 const LABELS = ['interceptor'] as const;
 
-/** Get-or-create: a reload builds a new instance against the same registry. */
-function counter(registry: Registry, name: string, help: string): Counter<'interceptor'> {
-  const existing = registry.getSingleMetric(name);
-  if (existing instanceof Counter) return existing;
-  return new Counter({ name, help, labelNames: LABELS, registers: [registry] });
-}
-
 /**
  * Writes one hash-chained JSON line per mutating call (and per read with includeReads), after the call has
  * run, so the outcome is in the record. The call's status goes out only once its record is written: a
@@ -60,9 +53,10 @@ function counter(registry: Registry, name: string, help: string): Counter<'inter
 export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDeps, hooks: AuditTestHooks = {}): Interceptor {
   const redactor = compileRedactor(config.redact);
   const labels = { interceptor: deps.name };
-  const records = counter(deps.registry, 'cri_proxy_audit_records_total', 'Audit records written');
-  const dropped = counter(deps.registry, 'cri_proxy_audit_dropped_total', 'Audit records dropped because the queue was full (whenFull: drop)');
-  const writeErrors = counter(deps.registry, 'cri_proxy_audit_write_errors_total', 'Failed writes, fsyncs or rotations of the audit log');
+  const counter = (name: string, help: string) => ensureCounter(deps.registry, { name, help, labelNames: LABELS });
+  const records = counter('cri_proxy_audit_records_total', 'Audit records written');
+  const dropped = counter('cri_proxy_audit_dropped_total', 'Audit records dropped because the queue was full (whenFull: drop)');
+  const writeErrors = counter('cri_proxy_audit_write_errors_total', 'Failed writes, fsyncs or rotations of the audit log');
   for (const c of [records, dropped, writeErrors]) c.inc(labels, 0);
   const lease = acquireAuditWriter({
     path: config.path,
@@ -100,7 +94,7 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
       } catch (err) {
         // The call fails anyway; the write error is counted and logged by the writer.
         if (failed) throw failure;
-        throw new Error(`audit log write failed: ${errorMessage(err)}`, { cause: err });
+        throw new ProxyError('AUDIT_WRITE_FAILED', `cri-proxy: audit log write failed: ${errorMessage(err)}`, { cause: err });
       }
       (result === 'dropped' ? dropped : records).inc(labels);
       if (failed) throw failure;
@@ -165,7 +159,8 @@ function responseOf(ctx: CallContext, outcome: CallOutcome): DecodedMessage | un
   }
 }
 
-registerInterceptorType('audit', {
+export const auditInterceptorType = defineInterceptorType({
+  name: 'audit',
   schema: auditConfigSchema,
   create: (config, deps) => createAuditInterceptor(config, deps),
 });

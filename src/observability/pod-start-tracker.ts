@@ -1,7 +1,9 @@
 import { LRUCache } from 'lru-cache';
-import { fieldAt } from '../proxy/codec';
+import { fieldAt } from '../values';
 import type { CallContext, CriField, DecodedMessage, MethodInfo } from '../proxy/types';
-import { elapsedMs, instantAt, type Instant } from './clock';
+import { GrpcStatus } from '../errors';
+import { methodFacts } from '../proxy/method-table';
+import { elapsedMs, instantAt, realScheduler, type Instant, type ScheduledTask, type Scheduler } from './clock';
 import type {
   ObservedCall,
   PodDropReason,
@@ -21,14 +23,12 @@ export * from './pod-start-types';
  * histograms.
  */
 
-const TRACKED = new Set(['RunPodSandbox', 'PullImage', 'CreateContainer', 'StartContainer']);
 /** What prepare() saw before the call went on: the request, and the caller's trace context. */
 const PREPARED_KEY = Symbol('pod-start-tracker.prepared');
 interface Prepared {
   readonly request: DecodedMessage | undefined;
   readonly caller: TraceContextRef | undefined;
 }
-const GRPC_UNKNOWN = 2;
 
 interface PodRecord extends Pick<PodStart, 'uid' | 'name' | 'namespace' | 'runtimeHandler' | 'start'> {
   sandboxId: string | undefined;
@@ -38,7 +38,7 @@ interface PodRecord extends Pick<PodStart, 'uid' | 'name' | 'namespace' | 'runti
   readonly containers: Map<string, string | undefined>;
   started: number;
   lastStart: PodStartPhase | undefined;
-  settle: NodeJS.Timeout | undefined;
+  settle: ScheduledTask | undefined;
   /** Reported already; a late disposal must not count it as dropped. */
   done: boolean;
 }
@@ -49,17 +49,22 @@ export class PodStartTracker {
   private readonly byContainer = new Map<string, PodRecord>();
   private readonly settleMs: number;
   private readonly maxPhases: number;
-  private readonly purgeTimer: NodeJS.Timeout;
+  private purgeTimer: ScheduledTask | undefined;
   private readonly counts = { completed: 0, failed: 0, dropped: 0 };
+  private readonly scheduler: Scheduler;
   private closed = false;
 
   constructor(private readonly options: PodStartTrackerOptions) {
     this.settleMs = options.settleMs ?? 3000;
     this.maxPhases = options.maxPhases ?? 128;
+    const scheduler = (this.scheduler = options.scheduler ?? realScheduler);
     const ttlMs = options.ttlMs ?? 10 * 60 * 1000;
     this.pods = new LRUCache<string, PodRecord>({
       max: options.maxPods ?? 1000,
       ttl: ttlMs,
+      // The tracker's clock, read fresh each time (no cached reading that a test's clock would outrun).
+      perf: { now: () => scheduler.now() },
+      ttlResolution: 0,
       // Age counts from the pod's last phase, so a slow but progressing start is not dropped.
       updateAgeOnGet: true,
       dispose: (record, _uid, reason) => {
@@ -68,13 +73,17 @@ export class PodStartTracker {
       },
     });
     // Expiry is lazy in lru-cache; the sweep reports abandoned pods without waiting for a lookup.
-    this.purgeTimer = setInterval(() => this.pods.purgeStale(), Math.min(Math.max(ttlMs, 1000), 60_000));
-    this.purgeTimer.unref();
+    const sweepMs = Math.min(Math.max(ttlMs, 1000), 60_000);
+    const sweep = (): void => {
+      this.pods.purgeStale();
+      if (!this.closed) this.purgeTimer = scheduler.after(sweepMs, sweep);
+    };
+    this.purgeTimer = scheduler.after(sweepMs, sweep);
   }
 
   /** True for the calls a pod start consists of; every other call can skip the tracker entirely. */
   static tracks(method: MethodInfo): boolean {
-    return method.known && TRACKED.has(method.name);
+    return methodFacts(method).podStartPhase !== undefined;
   }
 
   /**
@@ -100,7 +109,7 @@ export class PodStartTracker {
     if (request === undefined) return;
     const start = instantAt(call.startedAt ?? ctx.startedAt);
     const end = instantAt(call.endedAt ?? process.hrtime.bigint());
-    const code = call.code ?? ctx.outcome?.code ?? GRPC_UNKNOWN;
+    const code = call.code ?? ctx.outcome?.code ?? GrpcStatus.UNKNOWN;
     const links = [...(prepared?.caller ? [prepared.caller] : []), ...(call.links ?? [])];
     const req = (field: CriField): string | undefined => {
       const path = ctx.method.requestFields[field];
@@ -108,25 +117,25 @@ export class PodStartTracker {
     };
     const res = (field: CriField): string | undefined => {
       const path = ctx.method.responseFields[field];
-      return path === undefined || code !== 0 ? undefined : nonEmpty(fieldAt(ctx.response(), path));
+      return path === undefined || code !== GrpcStatus.OK ? undefined : nonEmpty(fieldAt(ctx.response(), path));
     };
     const phase = (name: PodStartPhaseName, detail: string | undefined): PodStartPhase => ({
       phase: name, detail, start, end, durationMs: elapsedMs(start, end), code, links,
     });
     try {
-      switch (ctx.method.name) {
-        case 'RunPodSandbox': {
+      switch (methodFacts(ctx.method).podStartPhase) {
+        case 'sandbox': {
           const uid = req('podUid');
           if (uid === undefined) return;
           this.begin(uid, req('podName'), req('podNamespace'), req('runtimeHandler'), phase('sandbox', undefined), res('sandboxId'));
           return;
         }
-        case 'PullImage': {
+        case 'pull': {
           const record = this.lookup(undefined, req('podUid'));
           if (record) this.addPhase(record, phase('pull', req('image')));
           return;
         }
-        case 'CreateContainer': {
+        case 'create': {
           const sandboxId = req('sandboxId');
           const record = this.lookup(this.bySandbox.get(sandboxId ?? ''), req('podUid'));
           // A container of an older sandbox of the same pod is not part of this start.
@@ -141,7 +150,7 @@ export class PodStartTracker {
           }
           return;
         }
-        case 'StartContainer': {
+        case 'start': {
           const id = req('containerId') ?? '';
           const record = this.lookup(this.byContainer.get(id), undefined);
           if (!record) return;
@@ -150,8 +159,7 @@ export class PodStartTracker {
           record.started++;
           record.lastStart = started;
           // The proxy cannot know how many containers a pod has: the start is over once no phase follows for a while.
-          record.settle = setTimeout(() => this.complete(record), this.settleMs);
-          record.settle.unref();
+          record.settle = this.scheduler.after(this.settleMs, () => this.complete(record));
           return;
         }
         default:
@@ -176,7 +184,7 @@ export class PodStartTracker {
     if (this.closed) return;
     this.flush();
     this.closed = true;
-    clearInterval(this.purgeTimer);
+    this.purgeTimer?.cancel();
     this.pods.clear();
   }
 
@@ -194,7 +202,7 @@ export class PodStartTracker {
       uid, name, namespace, runtimeHandler, sandboxId, start: sandbox.start, phases: [sandbox], phasesDropped: 0,
       containers: new Map(), started: 0, lastStart: undefined, settle: undefined, done: false,
     };
-    if (sandbox.code !== 0) {
+    if (sandbox.code !== GrpcStatus.OK) {
       this.emit(record, sandbox.end, 'failed', sandbox.code);
       return;
     }
@@ -212,7 +220,7 @@ export class PodStartTracker {
 
   private addPhase(record: PodRecord, phase: PodStartPhase): void {
     if (record.settle) {
-      clearTimeout(record.settle);
+      record.settle.cancel();
       record.settle = undefined;
     }
     if (record.phases.length < this.maxPhases) record.phases.push(phase);
@@ -225,7 +233,7 @@ export class PodStartTracker {
     if (this.pods.peek(record.uid) === record) this.pods.delete(record.uid);
     else this.forget(record);
     if (!last) return;
-    this.emit(record, last.end, last.code === 0 ? 'ok' : 'failed', last.code);
+    this.emit(record, last.end, last.code === GrpcStatus.OK ? 'ok' : 'failed', last.code);
   }
 
   private emit(record: PodRecord, end: Instant, status: 'ok' | 'failed', code: number): void {
@@ -245,7 +253,7 @@ export class PodStartTracker {
   }
 
   private forget(record: PodRecord): void {
-    if (record.settle) clearTimeout(record.settle);
+    record.settle?.cancel();
     record.settle = undefined;
     if (record.sandboxId !== undefined && this.bySandbox.get(record.sandboxId) === record) this.bySandbox.delete(record.sandboxId);
     for (const id of record.containers.keys()) if (this.byContainer.get(id) === record) this.byContainer.delete(id);

@@ -1,10 +1,10 @@
-import type { Instant } from './clock';
+import type { PodStartPhaseName } from '../proxy/method-table';
+import type { Instant, Scheduler } from './clock';
 
-export type { Instant } from './clock';
+export type { PodStartPhaseName } from '../proxy/method-table';
 
 // The records a PodStartTracker reports, and its options; free of any telemetry library.
 
-export type PodStartPhaseName = 'sandbox' | 'pull' | 'create' | 'start';
 export const podStartPhaseNames: readonly PodStartPhaseName[] = ['sandbox', 'pull', 'create', 'start'];
 
 /** A W3C trace context as received in a call's metadata (the caller's span, typically kubelet's). */
@@ -62,6 +62,8 @@ export interface PodStartTrackerOptions {
   readonly ttlMs?: number;
   /** Phases (and containers) kept per pod (default 128). */
   readonly maxPhases?: number;
+  /** Time for the quiet period and expiry (real time by default; tests drive their own). */
+  readonly scheduler?: Scheduler;
 }
 
 /** Facts about a finished call that its context does not hold; all optional. */

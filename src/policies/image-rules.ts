@@ -2,6 +2,7 @@
  * The image policy's decision logic: rule sets are compiled once (globs → regexes) and then decide
  * references with no I/O. Precedence is documented in docs/image-policy.md.
  */
+import { compileGlob } from './glob';
 import type { ImageReference } from './image-reference';
 
 export const POLICY_ACTIONS = ['allow', 'deny'] as const;
@@ -55,7 +56,6 @@ export interface CompiledPattern {
 
 export type PatternResult = { readonly ok: true; readonly pattern: CompiledPattern } | { readonly ok: false; readonly reason: string };
 
-const escapeRegex = (s: string): string => s.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&');
 const REGISTRY_SEGMENT = /^[A-Za-z0-9.\-:*[\]]+$/;
 const PATH_SEGMENT = /^[a-z0-9._\-*]+$/;
 
@@ -91,22 +91,10 @@ function normaliseSegments(pattern: string): string[] | string {
 export function compileImagePattern(pattern: string): PatternResult {
   const segments = normaliseSegments(pattern);
   if (typeof segments === 'string') return { ok: false, reason: segments };
-  const last = segments.length - 1;
-  let regex = '^';
-  segments.forEach((segment, i) => {
-    if (segment === '**') {
-      if (last === 0) regex += '.+';
-      else if (i === 0) regex += '(?:[^/]+/)*';
-      else regex += i === last ? '/.+' : '(?:/[^/]+)*';
-      return;
-    }
-    // A leading `**` already ends in "/".
-    const separator = i === 0 || (i === 1 && segments[0] === '**') ? '' : '/';
-    regex += separator + segment.split('*').map(escapeRegex).join('[^/]*');
-  });
   const source = segments.join('/');
   const wildcard = source.indexOf('*');
-  return { ok: true, pattern: { source, regex: new RegExp(`${regex}$`), literalLength: wildcard === -1 ? source.length : wildcard } };
+  const regex = compileGlob(source, { separator: '/' });
+  return { ok: true, pattern: { source, regex, literalLength: wildcard === -1 ? source.length : wildcard } };
 }
 
 /** Compiles a namespace name or glob (`*` = any characters). */
@@ -114,7 +102,7 @@ export function compileNamespacePattern(pattern: string): { ok: true; regex: Reg
   if (!/^[a-z0-9*-]{1,63}$/.test(pattern)) {
     return { ok: false, reason: 'namespace patterns are lowercase letters, digits, "-" and "*" (at most 63)' };
   }
-  return { ok: true, regex: new RegExp(`^${pattern.split('*').map(escapeRegex).join('.*')}$`) };
+  return { ok: true, regex: compileGlob(pattern) };
 }
 
 interface CompiledRule {

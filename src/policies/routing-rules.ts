@@ -3,8 +3,9 @@
  * criterion matches names the backend; no match means the default backend. The `handlers` map then turns
  * kubelet's RuntimeClass handler into the name that backend knows. Semantics are documented in docs/routing.md.
  */
-import { fieldAt } from '../proxy/codec';
-import type { DecodedMessage } from '../proxy/types';
+import { fieldAt } from '../values';
+/** A decoded request as the codec returns it: a plain object with snake_case keys. */
+type DecodedMessage = Readonly<Record<string, unknown>>;
 
 export interface RoutingMatch {
   /** RuntimeClass handler names or `*` globs; "" is the pod without a RuntimeClass. */

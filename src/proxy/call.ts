@@ -193,5 +193,5 @@ export function toProxyError(err: unknown, direction: 'request' | 'response' = '
   if (err instanceof ProxyError) return err;
   if (err instanceof MessageTooLargeError) return tooLarge(err, direction);
   // Whatever else reaches here is a defect of the proxy itself, not an interceptor's (those the chain wraps).
-  return new ProxyError('INTERNAL_ERROR', `cri-proxy: internal error: ${errorMessage(err)}`, { cause: err });
+  return new ProxyError('PROXY_INTERNAL', `cri-proxy: internal error: ${errorMessage(err)}`, { cause: err });
 }

@@ -1,4 +1,5 @@
 import { ProxyError, errorMessage } from '../errors';
+import { globMatcher } from '../policies/glob';
 import type { CallContext, Interceptor, MethodInfo, Next } from './types';
 
 export type OnError = 'failOpen' | 'failClosed';
@@ -27,12 +28,26 @@ export class Chain<C extends CallContext = CallContext> {
   private readonly byPath = new Map<string, RunChain<C>>();
   private readonly matchers: readonly ((method: MethodInfo) => boolean)[];
 
+  private readonly terminal: Terminal<C>;
+  private readonly onFault: FaultListener;
+
   constructor(
     readonly entries: readonly ChainEntry[],
-    private readonly terminal: Terminal<C>,
-    private readonly onFault: FaultListener,
+    terminal: Terminal<C>,
+    onFault: FaultListener,
   ) {
     this.matchers = entries.map((entry) => compileMethodFilter(entry.methods));
+    this.terminal = (ctx) =>
+      terminal(ctx).catch((err: unknown) => {
+        throw ownBug(err);
+      });
+    this.onFault = (entry, error, ctx) => {
+      try {
+        onFault(entry, error, ctx);
+      } catch {
+        // Reporting a fault must not turn into another (nor be blamed on the next interceptor out).
+      }
+    };
   }
 
   runnerFor(method: MethodInfo): RunChain<C> {
@@ -46,7 +61,7 @@ export class Chain<C extends CallContext = CallContext> {
   }
 }
 
-export function compose<C extends CallContext>(entries: readonly ChainEntry[], terminal: Terminal<C>, onFault: FaultListener): RunChain<C> {
+function compose<C extends CallContext>(entries: readonly ChainEntry[], terminal: Terminal<C>, onFault: FaultListener): RunChain<C> {
   if (entries.length === 0) return terminal;
   return (ctx) => {
     const dispatch = (index: number): Promise<void> => {
@@ -75,10 +90,13 @@ async function runEntry(entry: ChainEntry, ctx: CallContext, next: Next, onFault
   try {
     await entry.interceptor.intercept(ctx, guardedNext);
   } catch (err) {
-    // A ProxyError is a decision (deny, unavailable); anything else is a fault of the interceptor.
-    if (isDownstream(err) || (err instanceof ProxyError && err.code !== 'CHAIN_MISUSE')) throw err;
+    // A ProxyError is a decision (deny, unavailable) unless its code says the interceptor failed; anything
+    // else is a fault of the interceptor.
+    if (isDownstream(err) || (err instanceof ProxyError && !err.isInterceptorFault)) throw err;
     onFault(entry, err, ctx);
     if (entry.onError === 'failClosed') {
+      // A coded fault (the audit log cannot be written) keeps its code; anything else is reported generically.
+      if (err instanceof ProxyError && err.code !== 'CHAIN_MISUSE') throw err;
       throw new ProxyError(
         'INTERCEPTOR_FAILED',
         `cri-proxy: interceptor "${entry.interceptor.name}" failed: ${errorMessage(err)}`,
@@ -89,21 +107,25 @@ async function runEntry(entry: ChainEntry, ctx: CallContext, next: Next, onFault
   }
 }
 
+const BUG_TYPES = [TypeError, RangeError, ReferenceError, SyntaxError, EvalError, URIError];
+
+/**
+ * The last step failing with a JavaScript error is a bug of the proxy itself, not of any interceptor, and is
+ * reported as such; its own errors (ProxyError, size limits) pass unchanged.
+ */
+function ownBug(err: unknown): unknown {
+  const bug = err instanceof Error && (err.constructor === Error || BUG_TYPES.some((type) => err.constructor === type));
+  if (!bug) return err;
+  return new ProxyError('PROXY_INTERNAL', `cri-proxy internal error: ${errorMessage(err)}`, { cause: err });
+}
+
 function isDownstream(err: unknown): boolean {
   return typeof err === 'object' && err !== null && downstreamErrors.has(err);
 }
 
-/** Patterns like `RunPodSandbox`, `runtime.v1.ImageService/*` or `*Status`, matched against name and service/name. */
+/** Globs (policies/glob.ts) like `RunPodSandbox`, `runtime.v1.ImageService/*` or `*Status`, matched against name and service/name. */
 export function compileMethodFilter(patterns: readonly string[] | undefined): (method: MethodInfo) => boolean {
   if (!patterns || patterns.length === 0) return () => true;
-  const regexes = patterns.map(globToRegExp);
-  return (method) => {
-    const qualified = `${method.service}/${method.name}`;
-    return regexes.some((re) => re.test(method.name) || re.test(qualified));
-  };
-}
-
-function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
-  return new RegExp(`^${escaped}$`);
+  const matches = globMatcher(patterns);
+  return (method) => matches(method.name) || matches(`${method.service}/${method.name}`);
 }

@@ -1,7 +1,7 @@
 import type * as net from 'node:net';
 import { GrpcStatus } from '../errors';
 import { statusFields } from './grpc-status';
-import { ClientStream } from './client-stream';
+import { ClientStream, type StreamHost } from './client-stream';
 import {
   CONNECTION_PREFACE,
   ConnectionError,
@@ -52,7 +52,7 @@ const RECENTLY_CLOSED = 128;
  * A connection from a client (kubelet, crictl): the server side of HTTP/2. Requests become ClientStreams the
  * server runs through the chain. The proxy's SETTINGS go out at once: gRPC-Go clients wait for them.
  */
-export class ClientConnection extends Http2Connection<ClientStream> {
+export class ClientConnection extends Http2Connection<ClientStream> implements StreamHost {
   private phase: 'preface' | 'settings' | 'open' = 'preface';
   private prefaceSeen = 0;
   private handshakeTimer: NodeJS.Timeout | undefined;

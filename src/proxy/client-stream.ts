@@ -2,14 +2,13 @@ import { GrpcStatus, ProxyError } from '../errors';
 import { CANCELLED_OUTCOME, outcomeOfError } from './call-outcome';
 import { FrameScanner, frameMessage } from './grpc-frames';
 import { RESPONSE_FIELDS, statusFields } from './grpc-status';
-import { ErrorCode } from './http2/frames';
+import { ErrorCode, type ErrorCodeValue } from './http2/frames';
 import { Http2Stream } from './http2/output';
 import { tooLarge } from './relay-messages';
 import { ResponseRelay, type ResponseSink } from './response-relay';
 import type { RuntimeConnection } from './runtime-connection';
 import type { CallTransport, ForwardRequest } from './transport';
 import type { CallOutcome, OwnAnswer, ResponseStream } from './types';
-import type { ClientConnection } from './client-connection';
 
 /** A response the proxy streams itself pauses its producer above this many unsent bytes. */
 const STREAM_HIGH_WATER = 256 * 1024;
@@ -46,7 +45,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private readonly creditClient = (bytes: number): void => this.conn.consumed(this, bytes);
 
   constructor(
-    readonly conn: ClientConnection,
+    readonly conn: StreamHost,
     id: number,
     windows: readonly [number, number],
     readonly fields: readonly string[],
@@ -260,6 +259,19 @@ function withoutPseudoHeaders(fields: readonly string[]): string[] {
 /** A trailers-only response carrying `fields`: kept as they are if they already are one (a runtime's). */
 function asTrailersOnly(fields: readonly string[]): readonly string[] {
   return fields[0] === ':status' ? fields : [...RESPONSE_FIELDS, ...fields];
+}
+
+/** What a client stream needs of the connection it arrived on (the client connection implements it). */
+export interface StreamHost {
+  consumed(stream: ClientStream, bytes: number): void;
+  sendHeaders(stream: ClientStream, fields: readonly string[], end: boolean): void;
+  sendData(stream: ClientStream, data: Buffer, end: boolean, onSent?: (bytes: number) => void): boolean;
+  resetStream(stream: ClientStream, code: ErrorCodeValue): void;
+  /** Accounts request bytes held for an interceptor; false once the connection's limit is exceeded. */
+  holdBytes(bytes: number): boolean;
+  readonly maxHeldBytes: number;
+  callEnded(stream: ClientStream, heldBytes: number): void;
+  readonly onObserverFault: (error: unknown) => void;
 }
 
 interface Body {

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import { GrpcStatus } from '../errors';
 
 /** grpc-message is percent-encoded: bytes outside printable ASCII, and '%' itself. */
 export function encodeGrpcMessage(message: string): string {
@@ -47,7 +48,7 @@ export function readStatus(headers: IncomingHttpHeaders): { code: number; messag
   const code = typeof raw === 'string' ? Number.parseInt(raw, 10) : Number.NaN;
   const message = headers['grpc-message'];
   return {
-    code: Number.isInteger(code) ? code : 2,
+    code: Number.isInteger(code) ? code : GrpcStatus.UNKNOWN,
     message: typeof message === 'string' ? decodeGrpcMessage(message) : Number.isInteger(code) ? '' : 'missing grpc-status',
   };
 }

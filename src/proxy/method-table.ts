@@ -1,5 +1,24 @@
 import type { FieldPaths, MethodInfo } from './types';
 
+/** The phases of a pod start, each one CRI method. */
+export type PodStartPhaseName = 'sandbox' | 'pull' | 'create' | 'start';
+
+/** Where the image policy checks a call: the door it guards, and where in the request the image and namespace lie. */
+export interface ImageCheck {
+  readonly door: 'pull' | 'create';
+  /** Field paths of the image, preferred first: the name the user wrote wins over the ID kubelet resolved. */
+  readonly imagePaths: readonly string[];
+  readonly namespacePath: string;
+}
+
+/** Facts about a method that only some interceptors need: columns of the table beyond MethodInfo. */
+export interface MethodFacts {
+  readonly imageCheck?: ImageCheck;
+  /** A pull, or the ImageStatus kubelet sends after one (whose answer holds the pulled image's size). */
+  readonly imageRole?: 'pull' | 'status';
+  readonly podStartPhase?: PodStartPhaseName;
+}
+
 /**
  * Every CRI v1 method the proxy understands. Each row is a short tuple; all per-method differences live in
  * these rows. Flags: `s` server-streaming, `m` mutating, `p` polled by kubelet in a loop.
@@ -9,7 +28,8 @@ type Row = readonly [
   flags: '' | 's' | 'm' | 'p' | 'sp',
   requestFields?: FieldPaths,
   responseFields?: FieldPaths,
-  types?: readonly [request: string, response: string],
+  types?: readonly [request: string, response: string] | undefined,
+  facts?: MethodFacts,
 ];
 
 const PKG = 'runtime.v1';
@@ -42,6 +62,8 @@ const runtimeRows: readonly Row[] = [
     'm',
     { ...pod('config.metadata'), runtimeHandler: 'runtime_handler' },
     { sandboxId: 'pod_sandbox_id' },
+    undefined,
+    { podStartPhase: 'sandbox' },
   ],
   ['StopPodSandbox', 'm', sandbox],
   ['RemovePodSandbox', 'm', sandbox],
@@ -65,8 +87,17 @@ const runtimeRows: readonly Row[] = [
       image: 'config.image.image',
     },
     { containerId: 'container_id' },
+    undefined,
+    {
+      imageCheck: {
+        door: 'create',
+        imagePaths: ['config.image.user_specified_image', 'config.image.image'],
+        namespacePath: 'sandbox_config.metadata.namespace',
+      },
+      podStartPhase: 'create',
+    },
   ],
-  ['StartContainer', 'm', container],
+  ['StartContainer', 'm', container, {}, undefined, { podStartPhase: 'start' }],
   ['StopContainer', 'm', container],
   ['RemoveContainer', 'm', container],
   ['ListContainers', 'p', containerFilter],
@@ -110,15 +141,30 @@ const runtimeRows: readonly Row[] = [
 const imageRows: readonly Row[] = [
   ['ListImages', 'p', imageFilter],
   ['StreamImages', 'sp', imageFilter],
-  ['ImageStatus', 'p', image('image'), { image: 'image.id' }],
-  ['PullImage', 'm', { ...image('image'), ...pod('sandbox_config.metadata') }, { image: 'image_ref' }],
+  ['ImageStatus', 'p', image('image'), { image: 'image.id' }, undefined, { imageRole: 'status' }],
+  [
+    'PullImage',
+    'm',
+    { ...image('image'), ...pod('sandbox_config.metadata') },
+    { image: 'image_ref' },
+    undefined,
+    {
+      imageCheck: { door: 'pull', imagePaths: ['image.image'], namespacePath: 'sandbox_config.metadata.namespace' },
+      imageRole: 'pull',
+      podStartPhase: 'pull',
+    },
+  ],
   ['RemoveImage', 'm', image('image')],
   ['ImageFsInfo', 'p'],
 ];
 
+const noFacts: MethodFacts = Object.freeze({});
+const factsByPath = new Map<string, MethodFacts>();
+
 function build(service: string, row: Row): MethodInfo {
-  const [name, flags, requestFields = {}, responseFields = {}, types] = row;
+  const [name, flags, requestFields = {}, responseFields = {}, types, facts] = row;
   const [req, res] = types ?? [`${name}Request`, `${name}Response`];
+  if (facts !== undefined) factsByPath.set(`/${service}/${name}`, Object.freeze(facts));
   return Object.freeze({
     path: `/${service}/${name}`,
     service,
@@ -174,4 +220,9 @@ export function lookupMethod(path: string): MethodInfo {
     unknownByPath.set(path, unknown);
   }
   return unknown;
+}
+
+/** The method's facts beyond MethodInfo; none for methods outside the table. */
+export function methodFacts(method: MethodInfo): MethodFacts {
+  return (method.known ? factsByPath.get(method.path) : undefined) ?? noFacts;
 }

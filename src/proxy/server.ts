@@ -78,7 +78,7 @@ export class ProxyServer {
     this.chain = options.chain;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.env = { maxMessageBytes: options.maxMessageBytes, log: options.log, router: options.router };
-    this.counters = dataPlaneMetrics(options.registry ?? new Registry());
+    this.counters = dataPlaneMetrics(options.registry ?? new Registry(), options.log);
     this.listener = net.createServer((socket) => this.accept(socket));
     this.listener.on('error', (err) => options.log.error('listener error', { error: err.message }));
   }

@@ -4,8 +4,8 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
 import { verifyAuditFiles } from '../../src/audit/verify';
+import { builtinTypes } from '../../src/commands/builtin-types';
 import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
-import '../../src/interceptors';
 import { silentLogger } from '../../src/log';
 import { encodeMessage } from '../../src/proxy/codec';
 import { FakeRuntime } from '../support/fake-runtime';
@@ -20,7 +20,7 @@ function configFor(dir: string, runtime: FakeRuntime, audit: Record<string, unkn
     shutdownGraceSeconds: 0,
     backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
     interceptors: [{ name: 'audit', type: 'audit', config: { path: path.join(dir, 'audit.log'), ...audit } }],
-  });
+  }, builtinTypes());
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
   return result.config;
 }

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { runAuditVerify } from '../../src/audit/verify-command';
+import { runAuditVerify } from '../../src/commands/audit-verify';
 import { verifyAuditFiles } from '../../src/audit/verify';
 import { AuditWriter } from '../../src/audit/writer';
 import { makeTempDir } from '../support/proxy-harness';

@@ -5,6 +5,7 @@ import { Registry } from 'prom-client';
 import { verifyAuditFiles } from '../../src/audit/verify';
 import { nodeIo, type AuditIo } from '../../src/audit/writer';
 import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
+import { ProxyError } from '../../src/errors';
 import { createLogger, silentLogger, type Logger } from '../../src/log';
 import type { OnError } from '../../src/proxy/chain';
 import { encodeMessage } from '../../src/proxy/codec';
@@ -140,7 +141,8 @@ test('whenFull: block — the call waits while the writer is stalled', async () 
   const second = h.client.unary(`${RT}/StartContainer`, start1('b'));
   const [a, b] = [settled(first), settled(second)];
   await waitFor(() => h?.proxy.runtime.calls.length === 2 && gate.writes() === 1);
-  await new Promise((r) => setTimeout(r, 150));
+  // A read (not recorded) makes a full round trip through the proxy meanwhile; the stalled calls still wait.
+  expect((await h.client.unary(`${RT}/Version`, Buffer.alloc(0))).status.code).toBe(grpc.status.OK);
   expect([a.done(), b.done()]).toEqual([false, false]);
   gate.open();
   expect((await first).status.code).toBe(grpc.status.OK);
@@ -177,8 +179,10 @@ describe('a failed write', () => {
   test('fails the call under failClosed, with a clear status; later records chain on', async () => {
     h = await start({}, silentLogger, io);
     const result = await h.client.unary(`${RT}/StartContainer`, start1('a'));
-    expect(result.status.code).toBe(grpc.status.INTERNAL);
-    expect(result.status.details).toContain('audit log write failed: EIO: i/o error, write');
+    // AUDIT_WRITE_FAILED: the node cannot record changes right now.
+    expect(result.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(result.status.details).toBe('cri-proxy: audit log write failed: EIO: i/o error, write');
+    expect(h.proxy.faults.map((f) => [f.entry, f.error instanceof ProxyError ? f.error.code : undefined])).toEqual([['audit', 'AUDIT_WRITE_FAILED']]);
     expect(await counted(h.registry, 'cri_proxy_audit_write_errors_total')).toBe(1);
     expect(await counted(h.registry, 'cri_proxy_audit_records_total')).toBe(0);
     failing = false;

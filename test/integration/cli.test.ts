@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { FakeRuntime } from '../support/fake-runtime';
 import { RawClient, makeTempDir } from '../support/proxy-harness';
-import { waitFor } from '../support/wait';
+import { eventually, waitFor } from '../support/wait';
 
 const CLI = path.resolve(__dirname, '../../dist/src/cli.js');
 
@@ -85,13 +85,14 @@ describe('the cri-proxy command', () => {
   async function started(port: number): Promise<void> {
     await waitFor(() => fs.existsSync(path.join(dir, 'proxy.sock')), 10_000);
     // The HTTP listener opens just after the CRI socket.
-    let health = { status: 0, body: '' };
-    const until = Date.now() + 10_000;
-    while (health.status !== 200 && Date.now() < until) {
-      health = await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => ({ status: 0, body: '' }));
-      if (health.status !== 200) await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(health.status).toBe(200);
+    await eventually(async () => (await httpGet(`http://127.0.0.1:${port}/healthz`).catch(() => ({ status: 0 }))).status === 200);
+  }
+
+  /** A sample of the proxy's own /metrics, e.g. `cri_proxy_config_reloads_total{result="applied"}`. */
+  async function metric(port: number, series: string): Promise<number | undefined> {
+    const { body } = await httpGet(`http://127.0.0.1:${port}/metrics`);
+    const line = body.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? undefined : Number(line.slice(series.length + 1));
   }
 
   function client(): RawClient {
@@ -142,29 +143,81 @@ describe('the cri-proxy command', () => {
     await started(port);
     const c = client();
     expect((await c.unary('/runtime.v1.RuntimeService/Status', Buffer.alloc(0))).status.code).toBe(0);
-    expect(first.calls).toHaveLength(1);
+    // The proxy's own calls (its warm-up Version on each runtime) are not the client's.
+    const fromClient = (r: FakeRuntime): number => r.calls.filter((call) => call.metadata['user-agent'] !== 'cri-proxy').length;
+    expect(fromClient(first)).toBe(1);
 
     writeConfig(config, second.socketPath, port);
     running.child.kill('SIGHUP');
-    await waitFor(() => {
-      void c.unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0));
-      return second.calls.length > 0;
-    });
+    await eventually(async () => (await metric(port, 'cri_proxy_config_reloads_total{result="applied"}')) === 1);
+    expect((await c.unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0))).status.code).toBe(0);
+    expect(fromClient(second)).toBe(1);
 
     fs.writeFileSync(config, 'backends: [{ name: x, endpoint: relative/path }]\n');
     running.child.kill('SIGHUP');
-    await new Promise((r) => setTimeout(r, 300));
-    const before = second.calls.length;
+    await eventually(async () => (await metric(port, 'cri_proxy_config_reloads_total{result="rejected"}')) === 1);
+    expect(await metric(port, 'cri_proxy_config_last_reload_successful')).toBe(0);
+    const before = fromClient(second);
     expect((await c.unary('/runtime.v1.RuntimeService/Status', Buffer.alloc(0))).status.code).toBe(0);
-    expect(second.calls.length).toBe(before + 1);
+    expect(fromClient(second)).toBe(before + 1);
     expect(running.child.exitCode).toBeNull();
   });
 
-  test('a malformed config fails at startup with the path of the bad key', async () => {
+  test('a malformed config fails at startup with the path of the bad key: exit 3', async () => {
     const config = path.join(dir, 'config.yaml');
     fs.writeFileSync(config, 'backends:\n  - name: main\n    endpoint: unix:///x.sock\n    conectTimeoutMs: 5\n');
     running = startCli(['--config', config]);
-    expect(await running.exited).toBe(2);
+    expect(await running.exited).toBe(3);
     expect(running.stderr()).toContain('backends[0].conectTimeoutMs');
+  });
+
+  test('a busy HTTP port fails startup naming the setting, exit 4, and leaves no socket behind', async () => {
+    const fake = await runtime('a');
+    const busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as net.AddressInfo).port;
+    try {
+      running = startCli(['--listen', `unix://${dir}/proxy.sock`, '--upstream', fake.socketPath, '--http-listen', `127.0.0.1:${port}`]);
+      expect(await running.exited).toBe(4);
+      expect(running.stderr()).toContain(`http.listen: 127.0.0.1:${port} is in use`);
+      expect(running.stderr()).not.toContain('EADDRINUSE');
+      expect(fs.existsSync(path.join(dir, 'proxy.sock'))).toBe(false);
+    } finally {
+      busy.close();
+    }
+  });
+
+  test('a socket directory that cannot be created fails startup naming the setting, exit 4', async () => {
+    const fake = await runtime('a');
+    fs.writeFileSync(path.join(dir, 'plain-file'), '');
+    const listen = `unix://${dir}/plain-file/proxy.sock`;
+    running = startCli(['--listen', listen, '--upstream', fake.socketPath, '--http-listen', '']);
+    expect(await running.exited).toBe(4);
+    expect(running.stderr()).toContain(`listen: ${listen} cannot be created: ${dir}/plain-file exists and is not a directory`);
+  });
+
+  test('--http-listen "" runs the proxy without the HTTP listener', async () => {
+    const fake = await runtime('a');
+    const port = await freePort();
+    writeConfig(path.join(dir, 'config.yaml'), fake.socketPath, port);
+    running = startCli(['--config', path.join(dir, 'config.yaml'), '--http-listen', '']);
+    await waitFor(() => fs.existsSync(path.join(dir, 'proxy.sock')), 10_000);
+    expect((await client().unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0))).status.code).toBe(0);
+    await expect(httpGet(`http://127.0.0.1:${port}/healthz`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+
+  test('config validate and config print have their own --help', async () => {
+    for (const [args, first] of [
+      [['config', 'validate', '--help'], 'Usage: cri-proxy config validate FILE'],
+      [['config', 'print', '--help'], 'Usage: cri-proxy config print'],
+    ] as const) {
+      const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      expect(code).toBe(0);
+      expect(out.split('\n')[0]?.startsWith(first)).toBe(true);
+      expect(out).toContain('Exit status:');
+    }
   });
 });

@@ -1,15 +1,18 @@
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, watch, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
+import { builtinTypes } from '../../src/commands/builtin-types';
 import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
 import { createImagePolicyInterceptor, imagePolicySchema, type ImagePolicyInterceptor } from '../../src/interceptors/image-policy';
 import { silentLogger } from '../../src/log';
 import { encodeMessage } from '../../src/proxy/codec';
 import { FakeRuntime } from '../support/fake-runtime';
 import { RawClient, makeTempDir, startTestProxy, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
+import { ManualScheduler } from '../support/manual-scheduler';
+import { sample } from '../support/metric-samples';
 import { waitFor } from '../support/wait';
 
 const PULL = '/runtime.v1.ImageService/PullImage';
@@ -66,8 +69,8 @@ describe('image-policy rules file reload', () => {
   });
 
   const pullCode = async (image: string): Promise<grpc.status> => (await client.unary(PULL, pull(image))).status.code;
-  const reloadFailures = async (): Promise<number> =>
-    (await registry.getSingleMetric('cri_proxy_image_policy_reload_failures_total')?.get())?.values[0]?.value ?? 0;
+  const reloads = async (result: 'applied' | 'rejected'): Promise<number> =>
+    (await sample(registry, 'cri_proxy_image_policy_reloads_total', { result })) ?? 0;
 
   test('a changed file swaps the policy; a call in flight finishes under the old one', async () => {
     proxy.runtime.on('PullImage', { delayMs: 500 });
@@ -75,7 +78,8 @@ describe('image-policy rules file reload', () => {
     await waitFor(() => proxy.runtime.calls.some((c) => c.name === 'PullImage'));
     proxy.runtime.on('PullImage', {});
     writeFileSync(file, BLOCK_BUSYBOX);
-    await eventually(async () => (await pullCode('busybox:1')) === grpc.status.PERMISSION_DENIED);
+    await eventually(async () => (await reloads('applied')) === 1);
+    expect(await pullCode('busybox:1')).toBe(grpc.status.PERMISSION_DENIED);
     expect((await inFlight).status.code).toBe(grpc.status.OK);
     const denied = await client.unary(PULL, pull('busybox:1'));
     expect(denied.status.details).toBe(
@@ -89,30 +93,51 @@ describe('image-policy rules file reload', () => {
     const temp = path.join(path.dirname(file), '.policy.yaml.tmp');
     writeFileSync(temp, BLOCK_BUSYBOX.replace('defaultAction: deny', 'mode: audit\ndefaultAction: deny'));
     renameSync(temp, file);
-    await eventually(() => Promise.resolve(interceptor.policy.mode === 'audit'));
+    await eventually(async () => (await reloads('applied')) === 1);
+    expect(interceptor.policy.mode).toBe('audit');
     // Audit mode: the denial is counted, the pull goes ahead.
     expect(await pullCode('busybox:1')).toBe(grpc.status.OK);
   });
 
   test('a bad file keeps the previous policy and is counted; a fixed one applies', async () => {
     writeFileSync(file, ALLOW_OFFICIAL.replace('action: allow', 'action: maybe'));
-    await eventually(async () => (await reloadFailures()) === 1);
+    await eventually(async () => (await reloads('rejected')) === 1);
     expect(await pullCode('busybox:1')).toBe(grpc.status.OK);
     expect(interceptor.policy.ruleCount).toBe(1);
     writeFileSync(file, 'rules: [');
-    await eventually(async () => (await reloadFailures()) === 2);
+    await eventually(async () => (await reloads('rejected')) === 2);
     expect(await pullCode('busybox:1')).toBe(grpc.status.OK);
     writeFileSync(file, BLOCK_BUSYBOX);
-    await eventually(async () => (await pullCode('busybox:1')) === grpc.status.PERMISSION_DENIED);
-    expect(await reloadFailures()).toBe(2);
+    await eventually(async () => (await reloads('applied')) === 1);
+    expect(await pullCode('busybox:1')).toBe(grpc.status.PERMISSION_DENIED);
+    expect(await reloads('rejected')).toBe(2);
   });
 
   test('after close() the file is no longer watched', async () => {
-    await interceptor.close();
+    // Its own instance, on a clock the test drives: a change it still watched would show as a pending reload.
+    const scheduler = new ManualScheduler();
+    const { deps, bind: bindOwn } = depsForTestProxy('images-manual', new Registry());
+    bindOwn(proxy);
+    const watched = createImagePolicyInterceptor(imagePolicySchema.parse({ rulesFile: file }), deps, { scheduler });
     writeFileSync(file, BLOCK_BUSYBOX);
-    await sleep(400);
-    expect(interceptor.policy.ruleCount).toBe(1);
-    expect(await pullCode('busybox:1')).toBe(grpc.status.OK);
+    await waitFor(() => scheduler.pending > 0);
+    scheduler.advance(1000);
+    expect(watched.policy.ruleCount).toBe(2);
+
+    await watched.close();
+    // The test's own watcher tells when the change has been seen by everyone still watching.
+    const seen = new Promise<void>((resolve) => {
+      const own = watch(dir, () => {
+        own.close();
+        resolve();
+      });
+    });
+    writeFileSync(file, ALLOW_OFFICIAL);
+    await seen;
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(scheduler.pending).toBe(0);
+    scheduler.advance(60_000);
+    expect(watched.policy.ruleCount).toBe(2);
   });
 });
 
@@ -130,7 +155,7 @@ describe('image-policy in the running proxy', () => {
         shutdownGraceSeconds: 0,
         backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
         interceptors: [{ name: 'images', type: 'image-policy', methods: ['PullImage', 'CreateContainer'], config: { rulesFile: file, ...extra } }],
-      });
+      }, builtinTypes());
       if (!result.ok) throw new Error(JSON.stringify(result.issues));
       return result.config;
     };

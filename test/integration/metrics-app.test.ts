@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
+import { builtinTypes } from '../../src/commands/builtin-types';
 import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
 import '../../src/interceptors/metrics';
 import { silentLogger } from '../../src/log';
@@ -18,7 +19,7 @@ function configFor(dir: string, runtime: FakeRuntime, metricsConfig: Record<stri
     shutdownGraceSeconds: 0,
     backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
     interceptors: [{ name: 'metrics', type: 'metrics', onError: 'failOpen', config: metricsConfig }],
-  });
+  }, builtinTypes());
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
   return result.config;
 }

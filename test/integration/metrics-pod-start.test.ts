@@ -89,8 +89,8 @@ describe('metrics interceptor: pod starts and image pulls', () => {
     proxy.runtime.on('PullImage', { delayMs: 30, respond: msg('PullImageResponse', { image_ref: 'sha256:aaa' }) });
     await startPod({ uid: 'u1', handler: 'kata', sandboxId: 'sb-1', containerId: 'ctr-1', pull: true });
     await eventually(async () => (await podStarts('kata')) === 1);
-    // Well past the quiet period: nothing more is counted for the same pod.
-    await new Promise((r) => setTimeout(r, 200));
+    // Closing reports every pod start still waiting for its quiet period: nothing more is counted for the same pod.
+    await interceptor.close?.();
     expect(await podStarts('kata')).toBe(1);
     const total = (await sample(registry, 'cri_proxy_pod_start_duration_seconds', { runtime_handler: 'kata' }, '_sum')) ?? 0;
     for (const name of ['sandbox', 'pull', 'create', 'start']) expect(await phase(name, 'kata', '_count')).toBe(1);
@@ -114,7 +114,7 @@ describe('metrics interceptor: pod starts and image pulls', () => {
     const metadata = { name: 'p', namespace: 'default', uid: 'u3' };
     const result = await client.unary(`${RUNTIME}/RunPodSandbox`, msg('RunPodSandboxRequest', { config: { metadata } }));
     expect(result.status.code).toBe(grpc.status.UNKNOWN);
-    await new Promise((r) => setTimeout(r, 100));
+    await interceptor.close?.();
     expect(await podStarts('default')).toBeUndefined();
   });
 

@@ -104,7 +104,6 @@ describe('metrics interceptor', () => {
     const overhead = (await sample(registry, 'cri_proxy_overhead_seconds', labels, '_sum')) ?? Number.NaN;
     expect(runtime).toBeGreaterThanOrEqual(0.09);
     expect(overhead).toBeGreaterThan(0);
-    expect(overhead).toBeLessThan(runtime);
     expect(Math.abs(runtime + overhead - total)).toBeLessThan(1e-6);
     expect(await sample(registry, 'cri_proxy_runtime_duration_seconds', { ...labels, backend: 'fake' }, '_count')).toBe(3);
   });

@@ -202,7 +202,8 @@ describe('tracing interceptor: pod start traces', () => {
       await call(setup.client, `${RUNTIME}StartContainer`, 'runtime.v1.StartContainerRequest', { container_id: `sandbox-${uid}-app` });
     }
     await waitFor(() => setup.exporter.getFinishedSpans().some((s) => s.name === 'pod start'));
-    await new Promise((r) => setTimeout(r, 150));
+    // Closing reports every pod start still waiting for its quiet period: nothing later can add one.
+    await setup.interceptor.close?.();
     const pods = setup.exporter.getFinishedSpans().filter((s) => s.name === 'pod start');
     expect(pods.map((s) => s.attributes['cri.pod.uid'])).toEqual(['b']);
   });
@@ -210,7 +211,7 @@ describe('tracing interceptor: pod start traces', () => {
   test('podStart.enabled: false records call spans only', async () => {
     setup = await start({ enabled: false });
     await startPod(setup.client, 'u1');
-    await new Promise((r) => setTimeout(r, 150));
+    await setup.interceptor.close?.();
     const names = setup.exporter.getFinishedSpans().map((s) => s.name);
     expect(names).toHaveLength(6);
     expect(names.filter((n) => n.startsWith('pod start'))).toEqual([]);

@@ -36,6 +36,8 @@ export interface Behaviour {
   readonly respond?: Buffer | ((call: RecordedCall) => Buffer);
   /** Messages of a server stream, written with backpressure; stops early if the call is cancelled. */
   readonly stream?: (call: RecordedCall) => Iterable<Buffer> | AsyncIterable<Buffer>;
+  /** Told each time the client side stops taking messages and the stream waits for it (flow control). */
+  readonly onBackpressure?: () => void;
   /** End with this status instead of OK (after any streamed messages). */
   readonly fail?: Failure;
   /** Wait before answering; `Infinity` waits until the call is cancelled. */
@@ -155,7 +157,10 @@ export class FakeRuntime {
     const messages = behaviour.stream ? behaviour.stream(record) : [responseOf(method, behaviour, record)];
     for await (const message of messages) {
       if (record.cancelled) return;
-      if (!call.write(message)) await untilCancelled(call, (signal) => once(call, 'drain', { signal }));
+      if (!call.write(message)) {
+        behaviour.onBackpressure?.();
+        await untilCancelled(call, (signal) => once(call, 'drain', { signal }));
+      }
     }
     if (record.cancelled) return;
     if (behaviour.fail) call.emit('error', toError(behaviour.fail));

@@ -1,12 +1,12 @@
 import { join } from 'node:path';
-import '../../src/interceptors';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load';
+import { builtinTypes } from '../../src/commands/builtin-types';
 
 const head = 'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\ninterceptors:\n  - name: audit\n    type: audit\n';
 
 function issues(config: string): string[] {
   try {
-    parseConfig(`${head}    config: ${config}\n`, 'test.yaml');
+    parseConfig(`${head}    config: ${config}\n`, 'test.yaml', builtinTypes());
   } catch (err) {
     if (err instanceof ConfigError) return err.issues.map((i) => `${i.path}: ${i.message}`);
     throw err;
@@ -15,7 +15,7 @@ function issues(config: string): string[] {
 }
 
 test('defaults', () => {
-  const config = parseConfig(`${head}    config: { path: /var/log/a.log }\n`, 'test.yaml');
+  const config = parseConfig(`${head}    config: { path: /var/log/a.log }\n`, 'test.yaml', builtinTypes());
   expect(config.interceptors[0]?.config).toEqual({
     path: '/var/log/a.log',
     includeReads: false,
@@ -45,6 +45,6 @@ test('problems are reported under the entry, key by key', () => {
 });
 
 test('the example config/audit.yaml is valid', () => {
-  const config = loadConfigFile(join(__dirname, '../../config/audit.yaml'));
+  const config = loadConfigFile(join(__dirname, '../../config/audit.yaml'), builtinTypes());
   expect(config.interceptors.map((i) => [i.type, i.onError])).toEqual([['audit', 'failClosed']]);
 });

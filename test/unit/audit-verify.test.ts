@@ -1,7 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GENESIS_HASH, checkLine, formatRecord, sha256Hex } from '../../src/audit/line-format';
-import { rotationOrder, runAuditVerify } from '../../src/audit/verify-command';
+import { rotationOrder, runAuditVerify } from '../../src/commands/audit-verify';
 import { verifyAuditFiles, type VerifyResult } from '../../src/audit/verify';
 import { AuditWriter } from '../../src/audit/writer';
 import { makeTempDir } from '../support/proxy-harness';
@@ -173,12 +173,19 @@ describe('verify', () => {
 });
 
 describe('the verify command', () => {
-  test('usage errors exit 2', async () => {
+  test('usage errors exit 2, unreadable files 3', async () => {
     expect((await run()).code).toBe(2);
     expect((await run('--bogus', file)).code).toBe(2);
-    expect((await run(join(dir, 'missing.log'))).code).toBe(2);
-    expect((await run(dir)).code).toBe(2);
+    expect((await run(join(dir, 'missing.log'))).code).toBe(3);
+    expect((await run(dir)).code).toBe(3);
     expect((await run('--help')).code).toBe(0);
+  });
+
+  test('one record is "1 intact record"', async () => {
+    await writeRecords(1);
+    const { code, out } = await run(file);
+    expect(code).toBe(0);
+    expect(out).toContain('OK: 1 intact record, seq 1..1 in 1 file: ');
   });
 
   test('--json prints the result', async () => {

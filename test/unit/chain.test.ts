@@ -134,6 +134,42 @@ describe('interceptor chain', () => {
     });
     await expect(chain.runnerFor(runPod)(fakeCtx())).rejects.toBe(failure);
   });
+
+  test("a bug in the proxy's own last step is PROXY_INTERNAL, never blamed on an interceptor", async () => {
+    for (const entries of [[], [entry(recorder('a', []))]]) {
+      const faults: string[] = [];
+      const chain = new Chain(entries, () => Promise.reject(new TypeError('x is undefined')), (e) => faults.push(e.interceptor.name));
+      await expect(chain.runnerFor(runPod)(fakeCtx())).rejects.toMatchObject({ code: 'PROXY_INTERNAL', message: 'cri-proxy internal error: x is undefined' });
+      expect(faults).toEqual([]);
+    }
+  });
+
+  test('a failing fault listener changes nothing and blames no outer interceptor', async () => {
+    const boom: Interceptor = { name: 'boom', intercept: () => Promise.reject(new Error('inner bug')) };
+    const outerFaults: string[] = [];
+    const chain = new Chain([entry(recorder('outer', [])), entry(boom, 'failOpen')], () => Promise.resolve(), (e) => {
+      outerFaults.push(e.interceptor.name);
+      throw new Error('listener bug');
+    });
+    await expect(chain.runnerFor(runPod)(fakeCtx())).resolves.toBeUndefined();
+    expect(outerFaults).toEqual(['boom']);
+  });
+
+  test('a coded interceptor fault obeys onError and, failClosed, keeps its own code', async () => {
+    const auditDown: Interceptor = {
+      name: 'audit',
+      async intercept(_ctx, next) {
+        await next();
+        throw new ProxyError('AUDIT_WRITE_FAILED', 'cri-proxy: audit log write failed: ENOSPC');
+      },
+    };
+    const closed = build([entry(auditDown, 'failClosed')]);
+    await expect(closed.chain.runnerFor(runPod)(fakeCtx())).rejects.toMatchObject({ code: 'AUDIT_WRITE_FAILED' });
+    expect(closed.faults).toEqual(['audit']);
+    const open = build([entry(auditDown, 'failOpen')]);
+    await expect(open.chain.runnerFor(runPod)(fakeCtx())).resolves.toBeUndefined();
+    expect(open.faults).toEqual(['audit']);
+  });
 });
 
 describe('method filters', () => {

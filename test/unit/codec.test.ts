@@ -1,5 +1,6 @@
 import { ProxyError } from '../../src/errors';
-import { decodeMessage, encodeMessage, fieldAt } from '../../src/proxy/codec';
+import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
+import { fieldAt } from '../../src/values';
 
 const runPodSandbox = {
   config: {

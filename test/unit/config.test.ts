@@ -4,19 +4,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { parseHostPort, parseUnixAddress } from '../../src/config/address';
-import { interceptorTypeNames, registerInterceptorType } from '../../src/config/interceptor-types';
+import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/config/interceptor-types';
+import { builtinInterceptorTypes } from '../../src/interceptors';
 import {
   ConfigError,
   DEFAULT_UPSTREAM,
   loadConfigFile,
-  parseArgs,
   parseConfig,
-  UsageError,
-  type ConfigIssue,
   type ConfigOverrides,
 } from '../../src/config/load';
-import { defaultBackend, formatPath } from '../../src/config/schema';
-import '../../src/interceptors';
+import { parseArgs, UsageError } from '../../src/commands/args';
+import { defaultBackend } from '../../src/config/schema';
+import { formatPath, type ConfigIssue } from '../../src/config/issues';
 import { GrpcStatus, ProxyError } from '../../src/errors';
 
 const FIXTURES = join(__dirname, 'fixtures/config');
@@ -27,17 +26,19 @@ const TWO_BACKENDS = `backends:
 `;
 
 // A small type so interceptor config errors can be traced to their path.
-registerInterceptorType('test-rules', {
+const testRules = defineInterceptorType({
+  name: 'test-rules',
   schema: z.strictObject({
     rules: z.array(z.strictObject({ match: z.string(), action: z.enum(['allow', 'deny']) })).default([]),
     verbose: z.boolean().default(false),
   }),
   create: (_config, deps) => ({ name: deps.name, intercept: (_ctx, next) => next() }),
 });
+const types = new InterceptorTypes([...builtinInterceptorTypes, testRules]);
 
 function issuesOf(yaml: string, overrides?: ConfigOverrides): ConfigIssue[] {
   try {
-    parseConfig(yaml, 'test.yaml', overrides);
+    parseConfig(yaml, 'test.yaml', types, overrides);
   } catch (err) {
     if (err instanceof ConfigError) return [...err.issues];
     throw err;
@@ -49,7 +50,7 @@ const pathsOf = (yaml: string, overrides?: ConfigOverrides): string[] => issuesO
 
 describe('defaults', () => {
   test('a file with only a backend gets every default', () => {
-    expect(parseConfig(ONE_BACKEND, 'test.yaml')).toEqual({
+    expect(parseConfig(ONE_BACKEND, 'test.yaml', types)).toEqual({
       listen: 'unix:///run/cri-proxy/cri-proxy.sock',
       socketMode: '0660',
       logLevel: 'info',
@@ -63,7 +64,7 @@ describe('defaults', () => {
   });
 
   test('no file at all: a single default backend on containerd', () => {
-    const cfg = loadConfigFile(undefined);
+    const cfg = loadConfigFile(undefined, types);
     expect(cfg.backends).toEqual([{ name: 'default', endpoint: DEFAULT_UPSTREAM, default: true, connectTimeoutMs: 1000 }]);
     expect(cfg.listen).toBe('unix:///run/cri-proxy/cri-proxy.sock');
   });
@@ -73,8 +74,8 @@ describe('defaults', () => {
   });
 
   test('several backends: the one marked default is the default', () => {
-    expect(defaultBackend(parseConfig(TWO_BACKENDS, 't')).name).toBe('a');
-    expect(parseConfig(TWO_BACKENDS, 't').backends.map((b) => b.default)).toEqual([true, false]);
+    expect(defaultBackend(parseConfig(TWO_BACKENDS, 't', types)).name).toBe('a');
+    expect(parseConfig(TWO_BACKENDS, 't', types).backends.map((b) => b.default)).toEqual([true, false]);
   });
 });
 
@@ -86,11 +87,11 @@ describe('flag overrides', () => {
     ['--upstream, default of two', TWO_BACKENDS, { upstream: '/x.sock' }, (c) => c.backends.map((b) => b.endpoint), ['/x.sock', '/run/b.sock']],
     ['--upstream, file without backends', 'logLevel: warn\n', { upstream: '/x.sock' }, (c) => c.backends.map((b) => [b.name, b.endpoint, b.default]), [['default', '/x.sock', true]]],
   ])('%s', (_name, yaml, overrides, pick, expected) => {
-    expect(pick(parseConfig(yaml, 'test.yaml', overrides))).toEqual(expected);
+    expect(pick(parseConfig(yaml, 'test.yaml', types, overrides))).toEqual(expected);
   });
 
   test('flags without a file', () => {
-    const cfg = loadConfigFile(undefined, { listen: 'unix:/tmp/l.sock', upstream: '/tmp/u.sock', logLevel: 'error' });
+    const cfg = loadConfigFile(undefined, types, { listen: 'unix:/tmp/l.sock', upstream: '/tmp/u.sock', logLevel: 'error' });
     expect([cfg.listen, cfg.logLevel, cfg.backends[0]?.endpoint]).toEqual(['unix:/tmp/l.sock', 'error', '/tmp/u.sock']);
   });
 
@@ -112,11 +113,11 @@ describe('example configs', () => {
   });
 
   test.each(files)('%s validates', (file) => {
-    expect(() => loadConfigFile(join(dir, file))).not.toThrow();
+    expect(() => loadConfigFile(join(dir, file), types)).not.toThrow();
   });
 
   test('the documented example states exactly the defaults', () => {
-    expect(loadConfigFile(join(dir, 'cri-proxy.yaml'))).toEqual(loadConfigFile(join(dir, 'minimal.yaml')));
+    expect(loadConfigFile(join(dir, 'cri-proxy.yaml'), types)).toEqual(loadConfigFile(join(dir, 'minimal.yaml'), types));
   });
 });
 
@@ -171,7 +172,7 @@ describe('invalid configs', () => {
   test('the error is a ProxyError whose message has one line per problem', () => {
     let caught: unknown;
     try {
-      parseConfig(`foo: 1\nbar: 2\n${ONE_BACKEND}`, 'my.yaml');
+      parseConfig(`foo: 1\nbar: 2\n${ONE_BACKEND}`, 'my.yaml', types);
     } catch (err) {
       caught = err;
     }
@@ -196,7 +197,7 @@ describe('invalid configs', () => {
   });
 
   test('an unreadable file is a ConfigError', () => {
-    expect(() => loadConfigFile('/nonexistent/cri-proxy.yaml')).toThrow(ConfigError);
+    expect(() => loadConfigFile('/nonexistent/cri-proxy.yaml', types)).toThrow(ConfigError);
   });
 });
 
@@ -205,23 +206,39 @@ describe('interceptor entries', () => {
     const cfg = parseConfig(`${ONE_BACKEND}interceptors:
   - { name: r, type: test-rules, methods: [RunPodSandbox, "runtime.v1.ImageService/*"], config: { rules: [{ match: "*", action: deny }] } }
   - { name: s, type: test-rules, onError: failOpen, config: }
-`, 't');
+`, 't', types);
     expect(cfg.interceptors).toEqual([
       { name: 'r', type: 'test-rules', onError: 'failClosed', methods: ['RunPodSandbox', 'runtime.v1.ImageService/*'], config: { rules: [{ match: '*', action: 'deny' }], verbose: false } },
       { name: 's', type: 'test-rules', onError: 'failOpen', config: { rules: [], verbose: false } },
     ]);
   });
 
-  test('registry lists types and refuses a second registration', () => {
-    expect(interceptorTypeNames()).toContain('test-rules');
-    const def = { schema: z.object({}), create: () => ({ name: 'x', intercept: (_ctx: unknown, next: () => Promise<void>) => next() }) };
-    expect(() => registerInterceptorType('test-rules', def)).toThrow();
-    expect(() => registerInterceptorType('Bad_Name', def)).toThrow();
+  test('the list of types is checked: names unique and kebab-case, a schema and create() each', () => {
+    expect(types.names()).toEqual(['audit', 'image-policy', 'metrics', 'routing', 'test-rules', 'tracing']);
+    const typeNamed = (name: string): InterceptorType => ({ ...testRules, name });
+    expect(() => new InterceptorTypes([testRules, typeNamed('test-rules')])).toThrow(/"test-rules" is given twice/);
+    expect(() => new InterceptorTypes([typeNamed('Bad_Name')])).toThrow(/kebab-case/);
+    const noSchema = { ...testRules, schema: undefined } as unknown as InterceptorType;
+    expect(() => new InterceptorTypes([noSchema])).toThrow(/no config schema/);
+    const noCreate = { ...testRules, create: undefined } as unknown as InterceptorType;
+    expect(() => new InterceptorTypes([noCreate])).toThrow(/no create\(\)/);
+  });
+
+  test('a type left out of the list is unknown to validation', () => {
+    const issues = (() => {
+      try {
+        parseConfig(`${ONE_BACKEND}interceptors: [{ name: r, type: test-rules }]\n`, 't', new InterceptorTypes(builtinInterceptorTypes));
+      } catch (err) {
+        if (err instanceof ConfigError) return err.issues;
+      }
+      return [];
+    })();
+    expect(issues).toEqual([expect.objectContaining({ path: 'interceptors[0].type', message: expect.stringContaining('unknown interceptor type "test-rules"') as string })]);
   });
 });
 
 describe('the result is deep-frozen', () => {
-  const cfg = parseConfig(`${TWO_BACKENDS}interceptors: [{ name: r, type: test-rules, config: { rules: [{ match: a, action: allow }] } }]\n`, 't');
+  const cfg = parseConfig(`${TWO_BACKENDS}interceptors: [{ name: r, type: test-rules, config: { rules: [{ match: a, action: allow }] } }]\n`, 't', types);
   const mutations: [string, () => void][] = [
     ['top-level', () => Object.assign(cfg, { logLevel: 'debug' })],
     ['nested object', () => Object.assign(cfg.http, { listen: '' })],
@@ -281,10 +298,17 @@ describe('parseArgs', () => {
       ['--config=c.yaml', '--listen', '/l.sock', '--upstream', '/u.sock', '--log-level', 'debug'],
       { command: 'run', configFile: 'c.yaml', overrides: { listen: '/l.sock', upstream: '/u.sock', logLevel: 'debug' } },
     ],
+    [['--http-listen', ''], { command: 'run', configFile: undefined, overrides: { httpListen: '' } }],
     [['config', 'validate', 'c.yaml'], { command: 'config-validate', file: 'c.yaml' }],
-    [['config', 'validate', '--help'], { command: 'help' }],
-    [['--help'], { command: 'help' }],
-    [['-h', '--config', 'x'], { command: 'help' }],
+    [['config', 'validate', '--help'], { command: 'help', topic: 'config validate' }],
+    [['config', 'print'], { command: 'config-print', configFile: undefined, overrides: {} }],
+    [
+      ['config', 'print', '--config', 'c.yaml', '--http-listen', '[::1]:9000', '--log-level', 'warn'],
+      { command: 'config-print', configFile: 'c.yaml', overrides: { httpListen: '[::1]:9000', logLevel: 'warn' } },
+    ],
+    [['config', 'print', '-h'], { command: 'help', topic: 'config print' }],
+    [['--help'], { command: 'help', topic: 'main' }],
+    [['-h', '--config', 'x'], { command: 'help', topic: 'main' }],
     [['--version'], { command: 'version' }],
   ])('%j', (argv, expected) => {
     expect(parseArgs(argv)).toEqual(expected);
@@ -300,6 +324,8 @@ describe('parseArgs', () => {
     [['config', 'validate']],
     [['config', 'validate', 'a', 'b']],
     [['config', 'validate', '--force', 'a']],
+    [['config', 'print', 'c.yaml']],
+    [['config', 'print', '--version']],
   ])('%j is a usage error', (argv) => {
     expect(() => parseArgs(argv)).toThrow(UsageError);
   });
@@ -313,6 +339,6 @@ describe('parseArgs', () => {
     const file = join(dir, 'c.yaml');
     writeFileSync(file, ONE_BACKEND);
     const cmd = parseArgs(['config', 'validate', file]);
-    expect(cmd.command === 'config-validate' && loadConfigFile(cmd.file).backends).toHaveLength(1);
+    expect(cmd.command === 'config-validate' && loadConfigFile(cmd.file, types).backends).toHaveLength(1);
   });
 });

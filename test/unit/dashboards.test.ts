@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
 import { App } from '../../src/app';
+import { builtinTypes } from '../../src/commands/builtin-types';
 import { validateProxyConfig } from '../../src/config/schema';
 import '../../src/interceptors/metrics';
 import { silentLogger } from '../../src/log';
@@ -111,7 +112,7 @@ async function exportedNames(): Promise<Set<string>> {
     http: { listen: '' },
     backends: [{ name: 'containerd', endpoint: `unix://${path.join(dir, 'runtime.sock')}` }],
     interceptors: [{ name: 'metrics', type: 'metrics' }],
-  });
+  }, builtinTypes());
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
   const app = await App.start(result.config, { log: silentLogger, registry });
   try {

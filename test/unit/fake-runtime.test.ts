@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
 import { FakeRuntime } from '../support/fake-runtime';
+import { waitFor } from '../support/wait';
 
 const identity = (b: Buffer): Buffer => b;
 const RUNTIME = '/runtime.v1.RuntimeService';
@@ -130,12 +131,10 @@ describe('fake runtime', () => {
       if (++received === 3) stream.cancel();
     });
     expect((await status).code).toBe(grpc.status.CANCELLED);
-    for (let i = 0; i < 50 && !fake.lastCall('GetContainerEvents')?.cancelled; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor(() => fake.lastCall('GetContainerEvents')?.cancelled === true);
     const settled = yielded;
-    await new Promise((r) => setTimeout(r, 50));
-    expect(fake.lastCall('GetContainerEvents')?.cancelled).toBe(true);
+    // A full round trip to the fake meanwhile: a generator still running would have yielded more.
+    expect((await unary(`${RUNTIME}/Version`, Buffer.alloc(0))).err).toBeFalsy();
     expect(yielded).toBe(settled);
     // Backpressure held the generator to what the transport buffers, not an unbounded number of messages.
     expect(yielded).toBeLessThan(200);
@@ -163,10 +162,7 @@ describe('fake runtime', () => {
       deadline: Date.now() + 100,
     });
     expect(err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
-    for (let i = 0; i < 50 && !fake.lastCall('ListContainers')?.cancelled; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    expect(fake.lastCall('ListContainers')?.cancelled).toBe(true);
+    await waitFor(() => fake.lastCall('ListContainers')?.cancelled === true);
   });
 
   it('can be stopped and started again on the same socket', async () => {

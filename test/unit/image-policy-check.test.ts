@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runPolicyCheck } from '../../src/policies/policy-check-command';
+import { runPolicyCheck } from '../../src/commands/policy-check';
 
 const ROOT = join(__dirname, '../..');
 const BACKEND = 'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\n';
@@ -38,7 +38,7 @@ function config(name: string, interceptors: string): string {
 async function check(...argv: string[]): Promise<{ code: number; out: string[]; err: string }> {
   let out = '';
   let err = '';
-  const code = await runPolicyCheck(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
+  const code = await runPolicyCheck(argv, { out: (t) => (out += t), err: (t) => (err += t) });
   return { code, out: out.split('\n').filter((l) => l !== ''), err };
 }
 
@@ -120,25 +120,30 @@ describe('cri-proxy policy check', () => {
     ['no --config', ['check', 'nginx'], /--config FILE is required/],
     ['no image', ['check', '--config', 'x.yaml'], /at least one IMAGE/],
     ['unknown option', ['check', '--bogus', 'nginx'], /Unknown option '--bogus'/],
-    ['missing file', ['check', '--config', '/nonexistent/cri-proxy.yaml', 'nginx'], /cannot read file/],
-  ])('%s: exit 2', async (_name, argv, message) => {
+  ])('%s: exit 2 (usage)', async (_name, argv, message) => {
     const result = await check(...argv);
     expect(result.code).toBe(2);
     expect(result.out).toEqual([]);
     expect(result.err).toMatch(message);
   });
 
-  test('a config without an image policy: exit 2', async () => {
+  test('a missing config file: exit 3 (input invalid)', async () => {
+    const result = await check('check', '--config', '/nonexistent/cri-proxy.yaml', 'nginx');
+    expect(result.code).toBe(3);
+    expect(result.err).toMatch(/cannot read file/);
+  });
+
+  test('a config without an image policy: exit 3', async () => {
     const none = config('none.yaml', '[]');
     const result = await check('check', '--config', none, 'nginx');
-    expect(result.code).toBe(2);
+    expect(result.code).toBe(3);
     expect(result.err).toMatch(/no interceptor of type "image-policy"/);
   });
 
-  test('an invalid policy is a config error: exit 2', async () => {
+  test('an invalid policy is a config error: exit 3', async () => {
     const bad = config('bad.yaml', `[{ name: images, type: image-policy, config: { rules: [{ name: r, match: { images: [nginx] }, action: allow }] } }]`);
     const result = await check('check', '--config', bad, 'nginx');
-    expect(result.code).toBe(2);
+    expect(result.code).toBe(3);
     expect(result.err).toMatch(/interceptors\[0\]\.config\.rules\[0\]\.match\.images\[0\]: pattern needs a registry/);
   });
 

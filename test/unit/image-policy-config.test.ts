@@ -1,10 +1,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfigFile, parseConfig, type ConfigIssue } from '../../src/config/load';
+import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load';
+import { builtinTypes } from '../../src/commands/builtin-types';
+import type { ConfigIssue } from '../../src/config/issues';
 import '../../src/interceptors/image-policy';
 import { parseImageReference } from '../../src/policies/image-reference';
-import { readPolicyFile } from '../../src/policies/policy-file';
+import { readPolicyFile } from '../../src/interceptors/image-policy/policy-file';
 
 const ROOT = join(__dirname, '../..');
 const BACKEND = 'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\n';
@@ -15,7 +17,7 @@ function withPolicy(config: string): string {
 
 function issuesOf(yaml: string): { path: string; message: string }[] {
   try {
-    parseConfig(yaml, 'test.yaml');
+    parseConfig(yaml, 'test.yaml', builtinTypes());
   } catch (err) {
     if (err instanceof ConfigError) return err.issues.map((i: ConfigIssue) => ({ path: i.path, message: i.message }));
     throw err;
@@ -42,7 +44,7 @@ describe('the example files', () => {
     const cwd = process.cwd();
     process.chdir('/');
     try {
-      const config = loadConfigFile(join(ROOT, 'config/image-policy.yaml'));
+      const config = loadConfigFile(join(ROOT, 'config/image-policy.yaml'), builtinTypes());
       expect(config.interceptors.map((i) => i.type)).toEqual(['image-policy']);
       expect(config.interceptors[0]?.config).toMatchObject({ rulesFile: join(ROOT, 'config/policies/image-policy-rules.yaml') });
     } finally {
@@ -71,7 +73,7 @@ describe('the example files', () => {
 
 describe('config validation', () => {
   test('inline rules validate, with defaults', () => {
-    const config = parseConfig(withPolicy('{ rules: [{ name: r, match: { images: ["docker.io/**"] }, action: allow }] }'), 't');
+    const config = parseConfig(withPolicy('{ rules: [{ name: r, match: { images: ["docker.io/**"] }, action: allow }] }'), 't', builtinTypes());
     expect(config.interceptors[0]?.config).toEqual({
       rules: [{ name: 'r', match: { images: ['docker.io/**'] }, action: 'allow' }],
       imageStatusTimeoutMs: 2000,
@@ -120,10 +122,10 @@ describe('config validation', () => {
   });
 
   test.each<[string, string, RegExp]>([
-    ['syntax', 'rules: [\n', /^line \d+, column \d+: /],
-    ['missing rules', 'mode: audit\n', /^rules: required$/],
-    ['unknown key', 'rules: []\nextra: 1\n', /^extra: unknown key; expected one of: mode, defaultAction, rules$/],
-    ['unknown rule key', 'rules: [{ name: r, match: { images: ["quay.io/**"] }, action: allow, tag: x }]\n', /^rules\[0\]\.tag: unknown key; expected one of: name, match, namespaces, action, constraints$/],
+    ['syntax', 'rules: [\n', /^Flow sequence .* \(line 2, column 1\)$/],
+    ['missing rules', 'mode: audit\n', /^rules: required \(line 1, column 1\)$/],
+    ['unknown key', 'rules: []\nextra: 1\n', /^extra: unknown key; expected one of: mode, defaultAction, rules \(line 2, column 1\)$/],
+    ['unknown rule key', 'rules: [{ name: r, match: { images: ["quay.io/**"] }, action: allow, tag: x }]\n', /^rules\[0\]\.tag: unknown key; expected one of: name, match, namespaces, action, constraints \(line 1, column 70\)$/],
     ['mode clash', 'mode: audit\nrules: []\n', /^mode: "audit" conflicts with mode "enforce" in the interceptor config/],
   ])('rules file problem: %s', (name, text, message) => {
     const file = policyFile(`${name.replace(/ /g, '-')}.yaml`, text);

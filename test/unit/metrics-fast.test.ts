@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { FastCounter, FastGauge, FastHistogram } from '../../src/observability/metrics-fast';
+import { FastCounter, FastGauge, FastHistogram } from '../../src/metrics/fast';
 
 const labelNames = ['method', 'code'] as const;
 

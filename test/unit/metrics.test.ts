@@ -55,8 +55,9 @@ async function value(registry: Registry, name: string, labels: Record<string, st
 
 describe('metrics interceptor config', () => {
   test('defaults: default buckets, pod start metrics on', () => {
-    expect(metricsConfigSchema.parse({})).toEqual({ podStart: { enabled: true } });
-    expect(metricsConfigSchema.parse({ podStart: { enabled: false } })).toEqual({ podStart: { enabled: false } });
+    const limits = { settleMs: 3000, maxPods: 1000, ttlMs: 600_000 };
+    expect(metricsConfigSchema.parse({})).toEqual({ podStart: { enabled: true, ...limits } });
+    expect(metricsConfigSchema.parse({ podStart: { enabled: false } })).toEqual({ podStart: { enabled: false, ...limits } });
   });
 
   test.each([

@@ -1,8 +1,7 @@
 import { fakeCallContext } from '../support/fake-context';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { PodStartTracker, type PodStart, type PodStartTrackerOptions } from '../../src/observability/pod-start-tracker';
 import type { CallContext, DecodedMessage } from '../../src/proxy/types';
-import { waitFor } from '../support/wait';
+import { ManualScheduler } from '../support/manual-scheduler';
 
 const RUNTIME = '/runtime.v1.RuntimeService/';
 const IMAGE = '/runtime.v1.ImageService/';
@@ -55,8 +54,10 @@ const start = (containerId: string, code = 0): FakeCall => ({
 function setup(options: Partial<PodStartTrackerOptions> = {}) {
   const completed: PodStart[] = [];
   const dropped: [string, string][] = [];
+  const clock = new ManualScheduler();
   const tracker = new PodStartTracker({
     settleMs: 30,
+    scheduler: clock,
     onComplete: (p) => completed.push(p),
     onDrop: (reason, uid) => dropped.push([reason, uid]),
     ...options,
@@ -66,7 +67,7 @@ function setup(options: Partial<PodStartTrackerOptions> = {}) {
     await tracker.prepare(ctx);
     tracker.observe(ctx, { startedAt: at(fromMs), endedAt: at(toMs) });
   };
-  return { tracker, completed, dropped, feed };
+  return { tracker, completed, dropped, feed, clock };
 }
 
 async function fullPodStart(feed: (c: FakeCall, a: number, b: number) => Promise<void>, uid = 'u1', sb = 'sb1'): Promise<void> {
@@ -80,11 +81,13 @@ async function fullPodStart(feed: (c: FakeCall, a: number, b: number) => Promise
 
 describe('PodStartTracker', () => {
   test('a pod start is reported once, after the quiet period, ending at the last StartContainer', async () => {
-    const { tracker, completed, feed } = setup();
+    const { tracker, completed, feed, clock } = setup();
     await fullPodStart(feed);
+    clock.advance(29);
     expect(completed).toHaveLength(0);
-    await waitFor(() => completed.length === 1);
-    await sleep(60);
+    clock.advance(1);
+    expect(completed).toHaveLength(1);
+    clock.advance(60_000);
     expect(completed).toHaveLength(1);
     const pod = completed[0] as PodStart;
     expect(pod).toMatchObject({ uid: 'u1', name: 'pod-u1', namespace: 'default', sandboxId: 'sb1', runtimeHandler: 'runc', status: 'ok', code: 0, containers: 2 });
@@ -101,16 +104,17 @@ describe('PodStartTracker', () => {
   });
 
   test('a new phase after a StartContainer postpones the end', async () => {
-    const { tracker, completed, feed } = setup({ settleMs: 40 });
+    const { tracker, completed, feed, clock } = setup({ settleMs: 40 });
     await feed(runPod('u1', 'sb1'), 0, 10);
     await feed(create('u1', 'sb1', 'init', 'c1'), 10, 20);
     await feed(start('c1'), 20, 30);
-    await sleep(20);
+    clock.advance(20);
     await feed(create('u1', 'sb1', 'app', 'c2'), 40, 50);
-    await sleep(30);
+    clock.advance(30);
     expect(completed).toHaveLength(0);
     await feed(start('c2'), 60, 70);
-    await waitFor(() => completed.length === 1);
+    clock.advance(40);
+    expect(completed).toHaveLength(1);
     expect(completed[0]?.end.hrtime).toBe(at(70));
     expect(completed[0]?.containers).toBe(2);
     tracker.close();
@@ -127,17 +131,18 @@ describe('PodStartTracker', () => {
   });
 
   test('a failing last StartContainer marks the pod start failed', async () => {
-    const { tracker, completed, feed } = setup();
+    const { tracker, completed, feed, clock } = setup();
     await feed(runPod('u1', 'sb1'), 0, 10);
     await feed(create('u1', 'sb1', 'app', 'c1'), 10, 20);
     await feed(start('c1', 13), 20, 30);
-    await waitFor(() => completed.length === 1);
+    clock.advance(30);
+    expect(completed).toHaveLength(1);
     expect(completed[0]).toMatchObject({ status: 'failed', code: 13 });
     tracker.close();
   });
 
   test('calls of pods it never saw start, other methods, and unprepared calls are ignored', async () => {
-    const { tracker, completed, feed } = setup();
+    const { tracker, completed, feed, clock } = setup();
     await feed(pull('nobody', 'x'), 0, 1);
     await feed(create('nobody', 'sbX', 'app', 'cX'), 0, 1);
     await feed(start('cX'), 0, 1);
@@ -145,7 +150,7 @@ describe('PodStartTracker', () => {
     const unprepared = fakeCtx(runPod('u9', 'sb9'));
     tracker.observe(unprepared);
     expect(tracker.stats.active).toBe(0);
-    await sleep(50);
+    clock.advance(60_000);
     expect(completed).toHaveLength(0);
     tracker.close();
   });
@@ -164,7 +169,7 @@ describe('PodStartTracker', () => {
   });
 
   test('state is bounded: beyond maxPods the least recently active pod is dropped', async () => {
-    const { tracker, completed, dropped, feed } = setup({ maxPods: 2 });
+    const { tracker, completed, dropped, feed, clock } = setup({ maxPods: 2 });
     await feed(runPod('u1', 'sb1'), 0, 1);
     await feed(runPod('u2', 'sb2'), 0, 1);
     await feed(runPod('u3', 'sb3'), 0, 1);
@@ -175,41 +180,45 @@ describe('PodStartTracker', () => {
     await feed(start('c1'), 3, 4);
     await feed(create('u3', 'sb3', 'app', 'c3'), 2, 3);
     await feed(start('c3'), 3, 4);
-    await waitFor(() => completed.length === 1);
-    await sleep(50);
+    clock.advance(60_000);
     expect(completed.map((p) => p.uid)).toEqual(['u3']);
     tracker.close();
   });
 
   test('pods with no new phase within ttlMs expire and are counted', async () => {
-    const { tracker, completed, dropped, feed } = setup({ ttlMs: 30 });
+    const { tracker, completed, dropped, feed, clock } = setup({ ttlMs: 1000 });
     await feed(runPod('u1', 'sb1'), 0, 1);
-    await sleep(50);
+    clock.advance(999);
+    expect(dropped).toEqual([]);
+    // The next sweep (they run every ttlMs here) reports it without any further call.
+    clock.advance(1001);
+    expect(dropped).toEqual([['expired', 'u1']]);
     await feed(create('u1', 'sb1', 'app', 'c1'), 2, 3);
     await feed(start('c1'), 3, 4);
-    await sleep(60);
+    clock.advance(60_000);
     expect(completed).toHaveLength(0);
-    expect(dropped).toEqual([['expired', 'u1']]);
     tracker.close();
   });
 
   test('a second RunPodSandbox for the same pod replaces an unfinished start', async () => {
-    const { tracker, completed, dropped, feed } = setup();
+    const { tracker, completed, dropped, feed, clock } = setup();
     await feed(runPod('u1', 'sb1'), 0, 1);
     await feed(runPod('u1', 'sb2'), 5, 6);
     expect(dropped).toEqual([['replaced', 'u1']]);
     await feed(create('u1', 'sb2', 'app', 'c1'), 7, 8);
     await feed(start('c1'), 8, 9);
-    await waitFor(() => completed.length === 1);
+    clock.advance(30);
+    expect(completed).toHaveLength(1);
     expect(completed[0]).toMatchObject({ sandboxId: 'sb2', totalMs: 4 });
     tracker.close();
   });
 
   test('close() reports pods whose containers started, forgets the rest and ignores later calls', async () => {
-    const { tracker, completed, feed } = setup({ settleMs: 60_000 });
+    const { tracker, completed, feed, clock } = setup({ settleMs: 60_000 });
     await fullPodStart(feed, 'u1', 'sb1');
     await feed(runPod('u2', 'sb2'), 0, 1);
     tracker.close();
+    expect(clock.pending).toBe(0);
     expect(completed.map((p) => p.uid)).toEqual(['u1']);
     expect(tracker.stats.active).toBe(0);
     await feed(runPod('u3', 'sb3', 2), 0, 1);

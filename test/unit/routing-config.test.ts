@@ -1,9 +1,11 @@
 import { join } from 'node:path';
-import { interceptorType } from '../../src/config/interceptor-types';
+import { InterceptorTypes } from '../../src/config/interceptor-types';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load';
-import '../../src/interceptors';
+import { builtinInterceptorTypes } from '../../src/interceptors';
 import { Registry } from 'prom-client';
 import { depsForTestProxy } from '../support/proxy-harness';
+
+const types = new InterceptorTypes(builtinInterceptorTypes);
 
 const BACKENDS = `backends:
   - { name: containerd, endpoint: /run/containerd/containerd.sock, default: true }
@@ -19,7 +21,7 @@ function withRouting(config: string): string {
 
 function problems(yaml: string): [string, string][] {
   try {
-    parseConfig(yaml, 'test.yaml');
+    parseConfig(yaml, 'test.yaml', types);
   } catch (err) {
     if (err instanceof ConfigError) return err.issues.map((i) => [i.path, i.message]);
     throw err;
@@ -28,7 +30,7 @@ function problems(yaml: string): [string, string][] {
 }
 
 test('config/routing.yaml validates to the documented shape', () => {
-  const config = loadConfigFile(join(__dirname, '../../config/routing.yaml'));
+  const config = loadConfigFile(join(__dirname, '../../config/routing.yaml'), types);
   expect(config.backends.map((b) => [b.name, b.default])).toEqual([
     ['containerd', true],
     ['crio', false],
@@ -47,7 +49,7 @@ test('config/routing.yaml validates to the documented shape', () => {
 });
 
 test('an empty routing config gets every default', () => {
-  const config = parseConfig(`${BACKENDS}interceptors: [{ name: r, type: routing }]\n`, 't.yaml');
+  const config = parseConfig(`${BACKENDS}interceptors: [{ name: r, type: routing }]\n`, 't.yaml', types);
   expect(config.interceptors[0]?.config).toEqual({
     rules: [],
     handlers: {},
@@ -87,11 +89,11 @@ test('every unknown backend is reported at once', () => {
 
 test('a rule naming a backend the file defines is accepted', () => {
   const yaml = `backends: [{ name: only, endpoint: /run/a.sock }]\ninterceptors: [{ name: r, type: routing, config: { rules: [{ backend: only, match: { namespaces: [x] } }] } }]\n`;
-  expect(() => parseConfig(yaml, 't.yaml')).not.toThrow();
+  expect(() => parseConfig(yaml, 't.yaml', types)).not.toThrow();
 });
 
 test('the type is registered but refuses to run until the data plane can carry it', () => {
-  const type = interceptorType('routing');
+  const type = types.get('routing');
   expect(type).toBeDefined();
   const { deps } = depsForTestProxy('routing', new Registry());
   expect(() => type?.create({}, deps)).toThrow('routing is not wired yet');

@@ -1,4 +1,5 @@
 import { ConfigError, parseConfig } from '../../src/config/load';
+import { builtinTypes } from '../../src/commands/builtin-types';
 import { tracingConfigSchema } from '../../src/interceptors/tracing';
 
 const BACKEND = 'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\n';
@@ -9,7 +10,7 @@ function tracingEntry(config: string): string {
 
 function issuePaths(yaml: string): string[] {
   try {
-    parseConfig(yaml, 'test.yaml');
+    parseConfig(yaml, 'test.yaml', builtinTypes());
   } catch (err) {
     if (err instanceof ConfigError) return err.issues.map((i) => i.path).sort();
     throw err;
@@ -32,7 +33,7 @@ describe('tracing config', () => {
       '{ exporter: { type: otlp-grpc, endpoint: "http://collector:4317", headers: { x-api-key: k }, timeoutMs: 2000 }, ' +
         'samplingRatio: 0.25, serviceName: node-a, podStart: { enabled: false, settleMs: 1000, maxPods: 10, ttlMs: 60000 } }',
     );
-    const config = parseConfig(yaml, 'test.yaml');
+    const config = parseConfig(yaml, 'test.yaml', builtinTypes());
     expect(config.interceptors[0]?.config).toEqual({
       exporter: { type: 'otlp-grpc', endpoint: 'http://collector:4317', headers: { 'x-api-key': 'k' }, timeoutMs: 2000 },
       samplingRatio: 0.25,

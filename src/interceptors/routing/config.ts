@@ -1,6 +1,6 @@
 /** The `routing` interceptor's config: rules, handler names per backend, and the limits of its caches and streams. */
 import { z } from 'zod';
-import type { IssuePath } from '../../config/schema';
+import type { IssuePath } from '../../config/issues';
 
 const MAX_INT32 = 2 ** 31 - 1;
 const ms = (min: number, fallback: number) => z.int().min(min).max(MAX_INT32).default(fallback);

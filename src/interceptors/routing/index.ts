@@ -2,10 +2,11 @@
  * `routing`: several runtimes behind one kubelet endpoint, looking like one runtime. The config is validated
  * (against the configured backends too); running it needs the data plane's call context, so `create` refuses.
  */
-import { registerInterceptorType } from '../../config/interceptor-types';
+import { defineInterceptorType } from '../../config/interceptor-types';
 import { routingBackendIssues, routingConfigSchema } from './config';
 
-registerInterceptorType('routing', {
+export const routingInterceptorType = defineInterceptorType({
+  name: 'routing',
   schema: routingConfigSchema,
   checkBackends: routingBackendIssues,
   create: () => {

@@ -1,6 +1,6 @@
 /** Routing's own metrics, in the registry the proxy passes in (they survive config reloads there). */
 import type { Counter, Gauge, Registry } from 'prom-client';
-import { ensureCounter, ensureGauge } from '../../observability/metrics-registry';
+import { ensureCounter, ensureGauge } from '../../metrics/registry';
 
 export type OwnedKind = 'sandbox' | 'container' | 'pod';
 

@@ -6,7 +6,8 @@
 import { LRUCache } from 'lru-cache';
 import { GrpcStatus } from '../../errors';
 import type { Logger } from '../../log';
-import { decodeMessage, encodeMessage, fieldAt } from '../../proxy/codec';
+import { decodeMessage, encodeMessage } from '../../proxy/codec';
+import { fieldAt } from '../../values';
 import { stringAt, wireFields } from '../../proxy/protobuf-wire';
 import type { DecodedMessage } from '../../proxy/types';
 import type { CallBackend, NamedReply } from './backend-call';

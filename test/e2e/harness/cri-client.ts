@@ -173,14 +173,6 @@ export function listField(message: CriMessage, path: string): CriMessage[] {
   return value.map(asMessage);
 }
 
-export function stringListField(message: CriMessage, path: string): string[] {
-  const value = field(message, path);
-  if (!Array.isArray(value) || !value.every((v): v is string => typeof v === 'string')) {
-    throw new Error(`field ${path} is not a list of strings`);
-  }
-  return value;
-}
-
 export function bufferField(message: CriMessage, path: string): Buffer {
   const value = field(message, path);
   if (!Buffer.isBuffer(value)) throw new Error(`field ${path} is not bytes`);

@@ -1,8 +1,10 @@
 import { stat } from 'node:fs/promises';
 import { errorMessage } from '../errors';
-import { verifyAuditFiles, type VerifyResult } from './verify';
+import { verifyAuditFiles, type VerifyResult } from '../audit/verify';
+import { processOutput, type CommandOutput } from './output';
+import { ExitCode, exitCodesHelp } from './exit-codes';
 
-export const AUDIT_VERIFY_USAGE = `Usage: cri-proxy audit verify [--json] FILE...
+const AUDIT_VERIFY_USAGE = `Usage: cri-proxy audit verify [--json] FILE...
 
 Checks the hash chain of an audit log. Give the files oldest first, e.g. the rotated set
   audit.log.3 audit.log.2 audit.log.1 audit.log
@@ -14,18 +16,9 @@ and every record cut off by a crash, with file:line and byte offset.
 
 Options:
   --json   print the result as one JSON object
-Exit status: 0 intact, 1 a problem was found, 2 usage error or unreadable file.
-`;
 
-export interface CommandOutput {
-  out(text: string): void;
-  err(text: string): void;
-}
+${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
 
-const processOutput: CommandOutput = {
-  out: (text) => process.stdout.write(text),
-  err: (text) => process.stderr.write(text),
-};
 
 /** `cri-proxy audit verify …`: `argv` is what follows `verify`. Resolves to the exit status. */
 export async function runAuditVerify(argv: readonly string[], output: CommandOutput = processOutput): Promise<number> {
@@ -38,22 +31,22 @@ export async function runAuditVerify(argv: readonly string[], output: CommandOut
     else if (arg === '--json') json = true;
     else if (arg === '-h' || arg === '--help') {
       output.out(AUDIT_VERIFY_USAGE);
-      return 0;
+      return ExitCode.OK;
     } else {
       output.err(`cri-proxy audit verify: unknown option ${arg}\n${AUDIT_VERIFY_USAGE}`);
-      return 2;
+      return ExitCode.USAGE;
     }
   }
   if (files.length === 0) {
     output.err(`cri-proxy audit verify: no files given\n${AUDIT_VERIFY_USAGE}`);
-    return 2;
+    return ExitCode.USAGE;
   }
   for (const file of files) {
     try {
       if (!(await stat(file)).isFile()) throw new Error('not a regular file');
     } catch (err) {
       output.err(`cri-proxy audit verify: cannot read ${file}: ${errorMessage(err)}\n`);
-      return 2;
+      return ExitCode.INPUT_INVALID;
     }
   }
   let result: VerifyResult;
@@ -61,16 +54,18 @@ export async function runAuditVerify(argv: readonly string[], output: CommandOut
     result = await verifyAuditFiles(rotationOrder(files));
   } catch (err) {
     output.err(`cri-proxy audit verify: ${errorMessage(err)}\n`);
-    return 2;
+    return ExitCode.INPUT_INVALID;
   }
   output.out(json ? `${JSON.stringify(result)}\n` : summary(result));
-  return result.ok ? 0 : 1;
+  return result.ok ? ExitCode.OK : ExitCode.CHECK_FAILED;
 }
 
 function summary(result: VerifyResult): string {
   const lines = result.problems.map((p) => `${p.kind.toUpperCase()}: ${p.message}\n`);
   const span = result.firstSeq === undefined ? '' : `, seq ${result.firstSeq}..${result.lastSeq ?? result.firstSeq}`;
-  const checked = `${result.records} intact records${span} in ${result.files.length} file(s): ${result.files.join(' ')}`;
+  const records = `${result.records} intact record${result.records === 1 ? '' : 's'}`;
+  const files = `${result.files.length} file${result.files.length === 1 ? '' : 's'}`;
+  const checked = `${records}${span} in ${files}: ${result.files.join(' ')}`;
   if (result.ok) {
     const start = result.firstSeq !== undefined && result.firstSeq > 1 ? ` (earlier records are in older files)` : '';
     lines.push(`OK: ${checked}${start}\n`);

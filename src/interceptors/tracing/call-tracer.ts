@@ -14,14 +14,14 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import type { InterceptorDeps } from '../config/interceptor-types';
-import { GrpcStatus, ProxyError, errorMessage } from '../errors';
-import type { TracingConfig } from '../interceptors/tracing';
-import type { Logger } from '../log';
-import { fieldAt } from '../proxy/codec';
-import { methodTable } from '../proxy/method-table';
-import type { Metadata, OutgoingMetadata } from '../proxy/metadata';
-import type { CallContext, CriField, MethodInfo, Next } from '../proxy/types';
+import type { InterceptorDeps } from '../../config/interceptor-types';
+import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
+import type { TracingConfig } from './config';
+import type { Logger } from '../../log';
+import { fieldAt } from '../../values';
+import { methodTable } from '../../proxy/method-table';
+import type { Metadata, OutgoingMetadata } from '../../proxy/metadata';
+import type { CallContext, CriField, MethodInfo, Next } from '../../proxy/types';
 import {
   ATTR_CRI_BACKEND,
   ATTR_CRI_CONTAINER_NAME,
@@ -46,8 +46,9 @@ import {
   criFieldAttributes,
   podStartPhaseTotalAttribute,
 } from './attributes';
-import { instantAt } from './clock';
-import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhase, type TraceContextRef } from './pod-start-tracker';
+import { instantAt } from '../../observability/clock';
+import { observerFaultReporter, type ObserverFaultReporter } from '../../metrics/observer-faults';
+import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhase, type TraceContextRef } from '../../observability/pod-start-tracker';
 import { buildTracerProvider } from './tracer-provider';
 
 const TRACER_NAME = 'cri-proxy';
@@ -75,25 +76,30 @@ const refGetter: TextMapGetter<TraceContextRef> = {
   get: (carrier, key) => (key === 'traceparent' ? carrier.traceparent : key === 'tracestate' ? carrier.tracestate : undefined),
 };
 
-/** The tracing interceptor's implementation, loaded on demand (see interceptors/tracing.ts). */
+/** The tracing interceptor's implementation, loaded on demand (see index.ts). */
 export class CallTracer {
   private readonly propagator = new W3CTraceContextPropagator();
   private readonly plans: ReadonlyMap<string, MethodPlan>;
   private readonly tracker: PodStartTracker | undefined;
-  private faultLogged = false;
+  /** Tracing faults never fail a call: they are counted, and logged rarely. */
+  private readonly fault: ObserverFaultReporter;
 
   static async create(config: TracingConfig, deps: InterceptorDeps): Promise<CallTracer> {
-    if (deps.tracerProvider) return new CallTracer(config, deps.tracerProvider.getTracer(TRACER_NAME), undefined, deps.log);
-    const owned = await buildTracerProvider(config, deps.log);
-    return new CallTracer(config, owned.getTracer(TRACER_NAME), owned, deps.log);
+    if (deps.tracerProvider) return new CallTracer(config, deps.tracerProvider.getTracer(TRACER_NAME), undefined, deps);
+    const owned = await buildTracerProvider(config, deps);
+    return new CallTracer(config, owned.getTracer(TRACER_NAME), owned, deps);
   }
+
+  private readonly log: Logger;
 
   private constructor(
     config: TracingConfig,
     private readonly tracer: Tracer,
     private readonly owned: { shutdown(): Promise<void> } | undefined,
-    private readonly log: Logger,
+    deps: InterceptorDeps,
   ) {
+    this.log = deps.log;
+    this.fault = observerFaultReporter(deps.registry, deps.name, deps.log, 'tracing skipped part of a call');
     this.plans = new Map(methodTable.map((m) => [m.path, planFor(m)]));
     const { enabled, ...limits } = config.podStart;
     this.tracker = enabled ? new PodStartTracker({ ...limits, onComplete: (p) => this.recordPodStart(p) }) : undefined;
@@ -228,13 +234,6 @@ export class CallTracer {
       if (context && isSpanContextValid(context)) links.push({ context });
     }
     return links;
-  }
-
-  /** Tracing faults never fail a call; the first is logged so a broken setup is noticed, the rest would be noise. */
-  private fault(err: unknown): void {
-    if (this.faultLogged) return;
-    this.faultLogged = true;
-    this.log.warn('tracing skipped part of a call', { error: errorMessage(err) });
   }
 }
 

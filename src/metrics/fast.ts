@@ -89,58 +89,72 @@ class CellMap<L extends string, C> {
 
 type Config<T> = T & { readonly labelNames: readonly string[] };
 
+/** The cells of a counter or a gauge: what both add to prom-client's samples and clear on reset. */
+class ValueCells<L extends string> extends CellMap<L, ValueCell<L>> {
+  constructor(labelNames: readonly string[]) {
+    super(labelNames, (labels) => new ValueCell<L>(labels));
+  }
+
+  /** A series exists once used, even at 0 (a counter pre-created at 0, an in-flight gauge back at 0). */
+  appendTo<T extends { values: { labels: LabelRecord<L>; value: number }[] }>(data: T): T {
+    const values = [...data.values];
+    for (const cell of this.values()) if (cell.touched) values.push({ labels: cell.labels, value: cell.value });
+    return { ...data, values };
+  }
+
+  clear(): void {
+    for (const cell of this.values()) {
+      cell.value = 0;
+      cell.touched = false;
+    }
+  }
+}
+
 export class FastCounter<L extends string> extends Counter<L> {
   // Filled lazily: prom-client's constructor calls reset() before subclass fields exist.
-  private store: CellMap<L, ValueCell<L>> | undefined;
+  private store: ValueCells<L> | undefined;
 
   constructor(config: Config<ConstructorParameters<typeof Counter<L>>[0]>) {
     super(config);
-    this.store = new CellMap(config.labelNames, (labels) => new ValueCell<L>(labels));
+    this.store = new ValueCells<L>(config.labelNames);
   }
 
   /** The series for these label values (in `labelNames` order); keep it and call `inc()` on it. */
   cell(...values: string[]): ValueCell<L> {
-    return (this.store as CellMap<L, ValueCell<L>>).get(values);
+    return (this.store as ValueCells<L>).get(values);
   }
 
   override async get(): ReturnType<Counter<L>['get']> {
     const data = await super.get();
-    const values = [...data.values];
-    for (const cell of this.store?.values() ?? []) if (cell.value !== 0) values.push({ labels: cell.labels, value: cell.value });
-    return { ...data, values };
+    return this.store?.appendTo(data) ?? data;
   }
 
   override reset(): void {
     super.reset();
-    for (const cell of this.store?.values() ?? []) cell.value = 0;
+    this.store?.clear();
   }
 }
 
 export class FastGauge<L extends string> extends Gauge<L> {
-  private store: CellMap<L, ValueCell<L>> | undefined;
+  private store: ValueCells<L> | undefined;
 
   constructor(config: Config<ConstructorParameters<typeof Gauge<L>>[0]>) {
     super(config);
-    this.store = new CellMap(config.labelNames, (labels) => new ValueCell<L>(labels));
+    this.store = new ValueCells<L>(config.labelNames);
   }
 
   cell(...values: string[]): ValueCell<L> {
-    return (this.store as CellMap<L, ValueCell<L>>).get(values);
+    return (this.store as ValueCells<L>).get(values);
   }
 
   override async get(): ReturnType<Gauge<L>['get']> {
     const data = await super.get();
-    const values = [...data.values];
-    for (const cell of this.store?.values() ?? []) if (cell.touched) values.push({ labels: cell.labels, value: cell.value });
-    return { ...data, values };
+    return this.store?.appendTo(data) ?? data;
   }
 
   override reset(): void {
     super.reset();
-    for (const cell of this.store?.values() ?? []) {
-      cell.value = 0;
-      cell.touched = false;
-    }
+    this.store?.clear();
   }
 }
 

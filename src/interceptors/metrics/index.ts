@@ -1,16 +1,16 @@
 import { z } from 'zod';
-import { registerInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
-import { GrpcStatus, ProxyError, errorMessage } from '../errors';
-import { DEFAULT_BUCKETS, backendGauges, callMetrics, type CallLabels, type CallMetrics, type MethodLabels } from '../observability/metrics-calls';
-import type { HistogramCell, ValueCell } from '../observability/metrics-fast';
-import { ImagePullMetrics } from '../observability/metrics-image-pull';
-import { PodStartMetrics, podStartConfigSchema } from '../observability/metrics-pod-start';
-import { GRPC_CODE_COUNT, grpcCodeName, type CollectedGauge } from '../observability/metrics-registry';
-import { methodTable } from '../proxy/method-table';
-import type { Router } from '../proxy/router';
-import type { CallContext, Interceptor, MethodInfo, Next } from '../proxy/types';
-
-export { DEFAULT_BUCKETS } from '../observability/metrics-calls';
+import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { GrpcStatus, ProxyError } from '../../errors';
+import { observerFaultReporter, type ObserverFaultReporter } from '../../metrics/observer-faults';
+import { DEFAULT_BUCKETS, backendGauges, callMetrics, type CallLabels, type CallMetrics, type MethodLabels } from './call-metrics';
+import type { HistogramCell, ValueCell } from '../../metrics/fast';
+import { ImagePullMetrics } from './image-pull-metrics';
+import { podStartConfigSchema } from '../../observability/pod-start-config';
+import { PodStartMetrics } from './pod-start-metrics';
+import { GRPC_CODE_COUNT, grpcCodeName, type CollectedGauge } from '../../metrics/registry';
+import { methodFacts, methodTable } from '../../proxy/method-table';
+import type { Router } from '../../proxy/router';
+import type { CallContext, Interceptor, MethodInfo, Next } from '../../proxy/types';
 
 export const metricsConfigSchema = z.strictObject({
   buckets: z
@@ -18,7 +18,7 @@ export const metricsConfigSchema = z.strictObject({
     .min(1)
     .refine((b) => b.every((v, i) => i === 0 || v > (b[i - 1] as number)), 'buckets must be strictly increasing')
     .optional(),
-  podStart: podStartConfigSchema.default({ enabled: true }),
+  podStart: podStartConfigSchema,
 });
 export type MetricsConfig = z.output<typeof metricsConfigSchema>;
 
@@ -39,7 +39,7 @@ interface BackendSeries {
 interface MethodSeries {
   readonly service: string;
   readonly method: string;
-  readonly role: 'pull' | 'image-status' | undefined;
+  readonly role: 'pull' | 'status' | undefined;
   /** One of the calls a pod start consists of (and pod start metrics are on). */
   readonly podStart: boolean;
   readonly inFlight: ValueCell<MethodLabels>;
@@ -52,7 +52,6 @@ class MetricsInterceptor implements Interceptor {
   private readonly byPath = new Map<string, MethodSeries>();
   private readonly unknown: MethodSeries;
   private readonly backendGauges: readonly CollectedGauge<'backend'>[];
-  private failures = 0;
 
   constructor(
     readonly name: string,
@@ -61,7 +60,8 @@ class MetricsInterceptor implements Interceptor {
     private readonly imagePulls: ImagePullMetrics,
     private readonly podStarts: PodStartMetrics | undefined,
     backendGauges: readonly CollectedGauge<'backend'>[],
-    private readonly deps: InterceptorDeps,
+    /** Observational: a failure here never reaches the call; it is counted and logged rarely. */
+    private readonly fault: ObserverFaultReporter,
   ) {
     for (const method of methodTable) this.byPath.set(method.path, this.seriesOf(method.service, method.name, method));
     this.unknown = this.seriesOf(UNKNOWN, UNKNOWN, undefined);
@@ -134,7 +134,7 @@ class MetricsInterceptor implements Interceptor {
       if (upstreamNanos > 0n) backend.runtime.observe(Number(upstreamNanos) / 1e9);
       series.overhead.observe(Math.max(0, Number(totalNanos - upstreamNanos) / 1e9));
       if (series.role === 'pull') this.imagePulls.onPull(ctx, code, total);
-      else if (series.role === 'image-status' && code === GrpcStatus.OK && this.imagePulls.waiting) {
+      else if (series.role === 'status' && code === GrpcStatus.OK && this.imagePulls.waiting) {
         this.imagePulls.onImageStatus(ctx);
       }
       if (series.podStart) this.podStarts?.observe(ctx, code);
@@ -164,11 +164,10 @@ class MetricsInterceptor implements Interceptor {
   }
 
   private seriesOf(service: string, method: string, info: MethodInfo | undefined): MethodSeries {
-    const isImage = info?.service === 'runtime.v1.ImageService';
     return {
       service,
       method,
-      role: isImage && method === 'PullImage' ? 'pull' : isImage && method === 'ImageStatus' ? 'image-status' : undefined,
+      role: info === undefined ? undefined : methodFacts(info).imageRole,
       inFlight: this.metrics.inFlight.cell(service, method),
       overhead: this.metrics.overhead.cell(service, method),
       streamMessages: info?.kind === 'server-stream' ? this.metrics.streamMessages.cell(service, method) : undefined,
@@ -176,23 +175,15 @@ class MetricsInterceptor implements Interceptor {
       backends: new Map(),
     };
   }
-
-  /** Observational: a failure here never reaches the call; it is logged, rarely, and otherwise ignored. */
-  private fault(err: unknown): void {
-    this.failures++;
-    // Powers of two: the first failure and then ever more rarely, so a persistent bug cannot flood the log.
-    if ((this.failures & (this.failures - 1)) === 0) {
-      this.deps.log.warn('metrics interceptor failed to record a call', { error: errorMessage(err), failures: this.failures });
-    }
-  }
 }
 
 export function createMetricsInterceptor(config: MetricsConfig, deps: InterceptorDeps): Interceptor {
   const metrics = callMetrics(deps.registry, config.buckets ?? DEFAULT_BUCKETS);
   const imagePulls = new ImagePullMetrics(deps.registry);
-  const podStarts = config.podStart.enabled ? new PodStartMetrics(config.podStart, deps) : undefined;
+  const fault = observerFaultReporter(deps.registry, deps.name, deps.log, 'metrics interceptor failed to record a call');
+  const podStarts = config.podStart.enabled ? new PodStartMetrics(config.podStart, deps.registry, fault) : undefined;
   const gauges = backendGauges(deps.registry, deps.router);
-  return new MetricsInterceptor(deps.name, metrics, deps.router, imagePulls, podStarts, gauges, deps);
+  return new MetricsInterceptor(deps.name, metrics, deps.router, imagePulls, podStarts, gauges, fault);
 }
 
-registerInterceptorType('metrics', { schema: metricsConfigSchema, create: createMetricsInterceptor });
+export const metricsInterceptorType = defineInterceptorType({ name: 'metrics', schema: metricsConfigSchema, create: createMetricsInterceptor });

@@ -8,9 +8,12 @@ import {
   type ReadableSpan,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
-import { errorMessage } from '../errors';
-import type { Logger } from '../log';
-import type { TracingConfig } from '../interceptors/tracing';
+import { errorMessage } from '../../errors';
+import type { Counter } from 'prom-client';
+import type { InterceptorDeps } from '../../config/interceptor-types';
+import { RareLog } from '../../log';
+import { ensureCounter } from '../../metrics/registry';
+import type { TracingConfig } from './config';
 import { ATTR_SERVICE_NAME } from './attributes';
 
 type ExporterConfig = TracingConfig['exporter'];
@@ -19,17 +22,16 @@ type ExporterConfig = TracingConfig['exporter'];
 const MAX_QUEUE_SIZE = 2048;
 const MAX_EXPORT_BATCH_SIZE = 512;
 const SCHEDULED_DELAY_MS = 2000;
-const FAILURE_LOG_INTERVAL_MS = 60_000;
 
 /** The proxy's own provider: never registered globally, so it cannot collide with anything else in the process. */
-export async function buildTracerProvider(config: TracingConfig, log: Logger): Promise<BasicTracerProvider> {
+export async function buildTracerProvider(config: TracingConfig, deps: InterceptorDeps): Promise<BasicTracerProvider> {
   const exporter = await createExporter(config.exporter);
   return new BasicTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: config.serviceName }),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.samplingRatio) }),
     spanProcessors: exporter
       ? [
-          new BatchSpanProcessor(new ReportingExporter(exporter, config.exporter.type, log), {
+          new BatchSpanProcessor(new ReportingExporter(exporter, config.exporter.type, deps), {
             maxQueueSize: MAX_QUEUE_SIZE,
             maxExportBatchSize: MAX_EXPORT_BATCH_SIZE,
             scheduledDelayMillis: SCHEDULED_DELAY_MS,
@@ -62,16 +64,37 @@ async function createExporter(config: ExporterConfig): Promise<SpanExporter | un
   }
 }
 
-/** Passes spans on and logs failed exports, at most once a minute: a dead collector must not flood the log. */
+/**
+ * Passes spans on; failed exports are counted (`cri_proxy_trace_export_failures_total`, and the spans they held in
+ * `cri_proxy_trace_spans_dropped_total`) and logged at most once a minute: a dead collector must not flood the log.
+ */
 class ReportingExporter implements SpanExporter {
-  private failures = 0;
-  private lastLogged = 0;
+  private readonly failures: Counter<'interceptor' | 'exporter'>;
+  private readonly dropped: Counter<'interceptor' | 'exporter'>;
+  private readonly labels: { readonly interceptor: string; readonly exporter: string };
+  private readonly rare: RareLog;
 
   constructor(
     private readonly inner: SpanExporter,
-    private readonly type: string,
-    private readonly log: Logger,
-  ) {}
+    exporterType: string,
+    deps: InterceptorDeps,
+  ) {
+    const labelNames = ['interceptor', 'exporter'] as const;
+    this.failures = ensureCounter(deps.registry, {
+      name: 'cri_proxy_trace_export_failures_total',
+      help: 'Span batches the trace exporter failed to deliver to the collector',
+      labelNames,
+    });
+    this.dropped = ensureCounter(deps.registry, {
+      name: 'cri_proxy_trace_spans_dropped_total',
+      help: 'Spans lost because their export failed',
+      labelNames,
+    });
+    this.labels = { interceptor: deps.name, exporter: exporterType };
+    this.failures.inc(this.labels, 0);
+    this.dropped.inc(this.labels, 0);
+    this.rare = new RareLog(deps.log, 'warn', 'trace export failed; spans dropped');
+  }
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
     this.inner.export(spans, (result) => {
@@ -89,17 +112,13 @@ class ReportingExporter implements SpanExporter {
   }
 
   private failed(spans: number, error: Error | undefined): void {
-    this.failures++;
-    const now = Date.now();
-    if (now - this.lastLogged < FAILURE_LOG_INTERVAL_MS) return;
-    this.lastLogged = now;
-    // The error names the endpoint at most; headers (credentials) never reach the log.
-    this.log.warn('trace export failed; spans dropped', {
-      exporter: this.type,
-      spans,
-      failuresSinceLastReport: this.failures,
-      ...(error ? { error: errorMessage(error) } : {}),
-    });
-    this.failures = 0;
+    try {
+      this.failures.inc(this.labels);
+      this.dropped.inc(this.labels, spans);
+      // The error names the endpoint at most; headers (credentials) never reach the log.
+      this.rare.report({ exporter: this.labels.exporter, spans, ...(error ? { error: errorMessage(error) } : {}) });
+    } catch {
+      // Reporting must not break the exporter.
+    }
   }
 }

@@ -1,7 +1,8 @@
 import type { Histogram, Registry } from 'prom-client';
-import { fieldAt } from '../proxy/codec';
-import type { CallContext } from '../proxy/types';
-import { GRPC_CODE_COUNT, ensureHistogram, grpcCodeName } from './metrics-registry';
+import { fieldAt } from '../../values';
+import { GrpcStatus } from '../../errors';
+import type { CallContext } from '../../proxy/types';
+import { GRPC_CODE_COUNT, ensureHistogram, grpcCodeName } from '../../metrics/registry';
 
 const PULL_SECONDS_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200];
 const PULL_BYTES_BUCKETS = [1e6, 5e6, 1e7, 2.5e7, 5e7, 1e8, 2.5e8, 5e8, 1e9, 2.5e9, 5e9, 1e10];
@@ -47,7 +48,7 @@ export class ImagePullMetrics {
       if (code >= 0 && code < GRPC_CODE_COUNT) this.byCode[code] = child;
     }
     child.observe(seconds);
-    if (code !== 0) return;
+    if (code !== GrpcStatus.OK) return;
     const ref = fieldAt(ctx.response(), 'image_ref');
     if (ref === undefined || ref === '') return;
     const now = Date.now();

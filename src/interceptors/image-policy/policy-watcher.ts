@@ -1,10 +1,11 @@
 /** Notices changes to a rules file, however they are made, and reports them once things settle. */
 import { watch, type FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { errorMessage } from '../errors';
-import type { Logger } from '../log';
+import { errorMessage } from '../../errors';
+import type { Logger } from '../../log';
+import { realScheduler, type ScheduledTask, type Scheduler } from '../../observability/clock';
 
-export const RELOAD_DEBOUNCE_MS = 100;
+const RELOAD_DEBOUNCE_MS = 100;
 
 /**
  * Watches the file's directory rather than the file: editors replace files by rename and Kubernetes
@@ -13,13 +14,14 @@ export const RELOAD_DEBOUNCE_MS = 100;
  */
 export class PolicyFileWatcher {
   private readonly watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ScheduledTask | undefined;
   private closed = false;
 
   constructor(
     file: string,
     private readonly onChange: () => void,
     log: Logger,
+    private readonly scheduler: Scheduler = realScheduler,
     private readonly debounceMs = RELOAD_DEBOUNCE_MS,
   ) {
     const path = resolve(file);
@@ -41,17 +43,16 @@ export class PolicyFileWatcher {
 
   private schedule(): void {
     if (this.closed) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
+    this.timer?.cancel();
+    this.timer = this.scheduler.after(this.debounceMs, () => {
       this.timer = undefined;
       if (!this.closed) this.onChange();
-    }, this.debounceMs);
-    this.timer.unref();
+    });
   }
 
   close(): void {
     this.closed = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.watcher?.close();
   }
 }

@@ -1,24 +1,21 @@
 /** `cri-proxy policy check`: what the configured image policy would decide, without a runtime. */
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load';
+import { builtinTypes } from './builtin-types';
+import { ExitCode, exitCodesHelp } from './exit-codes';
+import { processOutput, type CommandOutput } from './output';
 import { errorMessage } from '../errors';
-import '../interceptors';
 import { IMAGE_POLICY_TYPE, type ImagePolicyConfig } from '../interceptors/image-policy';
-import { classifyImage } from './image-reference';
-import type { CompiledPolicy } from './image-rules';
-import { loadConfiguredPolicy } from './policy-file';
+import { classifyImage } from '../policies/image-reference';
+import type { CompiledPolicy } from '../policies/image-rules';
+import { loadConfiguredPolicy } from '../interceptors/image-policy/policy-file';
 
-export const POLICY_CHECK_USAGE = 'cri-proxy policy check --config FILE [--namespace NS] IMAGE...';
+const POLICY_CHECK_USAGE = 'cri-proxy policy check --config FILE [--namespace NS] IMAGE...';
+const POLICY_CHECK_HELP = `Prints what each configured image policy decides for each IMAGE, and why (audit-mode denials are
+marked and do not count as denied).
 
-export interface CheckOutput {
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
-}
+${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
 
-const processOutput: CheckOutput = {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-};
 
 interface Line {
   readonly text: string;
@@ -39,14 +36,11 @@ function check(policy: CompiledPolicy, image: string, namespace: string): Line {
   return decision.action === 'allow' ? { text: `allow ${rest}`, blocks: false } : denied(rest);
 }
 
-/**
- * Prints each image's decision; exits 0 when every image would be let through, 1 when any would be
- * denied (audit-mode denials are marked but pass), 2 on usage or config errors.
- */
-export function runPolicyCheck(argv: readonly string[], out: CheckOutput = processOutput): Promise<number> {
+/** Prints each image's decision; CHECK_FAILED when any image would be denied. */
+export function runPolicyCheck(argv: readonly string[], out: CommandOutput = processOutput): Promise<number> {
   const usage = (problem: string): Promise<number> => {
-    out.stderr(`cri-proxy policy check: ${problem}\nUsage: ${POLICY_CHECK_USAGE}\n`);
-    return Promise.resolve(2);
+    out.err(`cri-proxy policy check: ${problem}\nUsage: ${POLICY_CHECK_USAGE}\n`);
+    return Promise.resolve(ExitCode.USAGE);
   };
   const [sub, ...after] = argv;
   // Takes the arguments after `policy` (`check ...`); those after `check` alone work as well.
@@ -65,33 +59,33 @@ export function runPolicyCheck(argv: readonly string[], out: CheckOutput = proce
   }
   const { values, positionals: images } = parsed;
   if (values.help === true) {
-    out.stdout(`Usage: ${POLICY_CHECK_USAGE}\n`);
-    return Promise.resolve(0);
+    out.out(`Usage: ${POLICY_CHECK_USAGE}\n\n${POLICY_CHECK_HELP}`);
+    return Promise.resolve(ExitCode.OK);
   }
   if (values.config === undefined) return usage('--config FILE is required');
   if (images.length === 0) return usage('name at least one IMAGE');
 
   let policies: { name: string; policy: CompiledPolicy }[];
   try {
-    const config = loadConfigFile(values.config);
+    const config = loadConfigFile(values.config, builtinTypes());
     policies = config.interceptors
       .filter((entry) => entry.type === IMAGE_POLICY_TYPE)
       .map((entry) => ({ name: entry.name, policy: loadConfiguredPolicy(entry.config as ImagePolicyConfig).policy }));
   } catch (err) {
-    out.stderr(`${errorMessage(err)}\n`);
-    return Promise.resolve(2);
+    out.err(`${errorMessage(err)}\n`);
+    return Promise.resolve(ExitCode.INPUT_INVALID);
   }
   if (policies.length === 0) {
-    out.stderr(`${values.config}: no interceptor of type "${IMAGE_POLICY_TYPE}" is configured\n`);
-    return Promise.resolve(2);
+    out.err(`${values.config}: no interceptor of type "${IMAGE_POLICY_TYPE}" is configured\n`);
+    return Promise.resolve(ExitCode.INPUT_INVALID);
   }
   let blocked = false;
   for (const image of images) {
     for (const { name, policy } of policies) {
       const line = check(policy, image, values.namespace);
       blocked ||= line.blocks;
-      out.stdout(`${policies.length > 1 ? `[${name}] ` : ''}${line.text}\n`);
+      out.out(`${policies.length > 1 ? `[${name}] ` : ''}${line.text}\n`);
     }
   }
-  return Promise.resolve(blocked ? 1 : 0);
+  return Promise.resolve(blocked ? ExitCode.CHECK_FAILED : ExitCode.OK);
 }

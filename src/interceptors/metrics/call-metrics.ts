@@ -1,13 +1,13 @@
 import type { Registry } from 'prom-client';
-import type { Router } from '../proxy/router';
-import type { FastCounter, FastGauge, FastHistogram } from './metrics-fast';
+import type { Router } from '../../proxy/router';
+import type { FastCounter, FastGauge, FastHistogram } from '../../metrics/fast';
 import {
   ensureCollectedGauge,
   ensureFastCounter,
   ensureFastGauge,
   ensureFastHistogram,
   type CollectedGauge,
-} from './metrics-registry';
+} from '../../metrics/registry';
 
 /** CRI latencies: sub-millisecond status polls up to minute-long pulls and execs. */
 export const DEFAULT_BUCKETS: readonly number[] = [
@@ -21,7 +21,7 @@ export const OVERHEAD_BUCKETS: readonly number[] = [
 export type CallLabels = 'service' | 'method' | 'code' | 'backend';
 export type MethodLabels = 'service' | 'method';
 
-/** The per-call metrics, all with cells resolved once per label set (see metrics-fast.ts). */
+/** The per-call metrics, all with cells resolved once per label set (see src/metrics/fast.ts). */
 export interface CallMetrics {
   readonly calls: FastCounter<CallLabels>;
   readonly duration: FastHistogram<CallLabels>;

@@ -1,20 +1,9 @@
-import type { Histogram } from 'prom-client';
-import { z } from 'zod';
-import type { InterceptorDeps } from '../config/interceptor-types';
-import type { CallContext, MethodInfo } from '../proxy/types';
-import { ensureHistogram } from './metrics-registry';
-import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhaseName, type PodStartTrackerOptions } from './pod-start-tracker';
-
-export const podStartConfigSchema = z.strictObject({
-  enabled: z.boolean().default(true),
-  /** Quiet period after a StartContainer before the pod counts as started. */
-  settleMs: z.number().int().min(0).max(600_000).optional(),
-  /** Pods followed at once. */
-  maxPods: z.number().int().min(1).max(1_000_000).optional(),
-  /** A pod with no new phase for this long is forgotten. */
-  ttlMs: z.number().int().min(1000).optional(),
-});
-export type PodStartMetricsConfig = z.output<typeof podStartConfigSchema>;
+import type { Histogram, Registry } from 'prom-client';
+import type { CallContext, MethodInfo } from '../../proxy/types';
+import { ensureHistogram } from '../../metrics/registry';
+import type { ObserverFaultReporter } from '../../metrics/observer-faults';
+import type { PodStartConfig } from '../../observability/pod-start-config';
+import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhaseName } from '../../observability/pod-start-tracker';
 
 const POD_START_BUCKETS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600];
 const PHASE_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600];
@@ -38,8 +27,7 @@ export class PodStartMetrics {
   private readonly handlers = new Map<string, HandlerSeries>();
   private readonly tracker: PodStartTracker;
 
-  constructor(config: PodStartMetricsConfig, deps: InterceptorDeps) {
-    const { registry } = deps;
+  constructor(config: PodStartConfig, registry: Registry, fault: ObserverFaultReporter) {
     this.total = ensureHistogram(registry, {
       name: 'cri_proxy_pod_start_duration_seconds',
       help: 'Pod start as seen in CRI calls: RunPodSandbox arrival to the answer of its last StartContainer',
@@ -52,19 +40,18 @@ export class PodStartMetrics {
       labelNames: ['phase', 'runtime_handler'] as const,
       buckets: PHASE_BUCKETS,
     });
-    const options: { -readonly [K in keyof PodStartTrackerOptions]: PodStartTrackerOptions[K] } = {
+    this.tracker = new PodStartTracker({
+      settleMs: config.settleMs,
+      maxPods: config.maxPods,
+      ttlMs: config.ttlMs,
       onComplete: (podStart) => {
         try {
           this.record(podStart);
         } catch (err) {
-          deps.log.warn('pod start metrics failed', { error: err instanceof Error ? err.message : String(err) });
+          fault(err);
         }
       },
-    };
-    if (config.settleMs !== undefined) options.settleMs = config.settleMs;
-    if (config.maxPods !== undefined) options.maxPods = config.maxPods;
-    if (config.ttlMs !== undefined) options.ttlMs = config.ttlMs;
-    this.tracker = new PodStartTracker(options);
+    });
   }
 
   static tracks(method: MethodInfo): boolean {
@@ -79,11 +66,6 @@ export class PodStartMetrics {
   /** After `next()` settled, tracked methods only. */
   observe(ctx: CallContext, code: number): void {
     this.tracker.observe(ctx, { code });
-  }
-
-  /** Reports pods whose containers have started, without waiting for the quiet period (tests, shutdown). */
-  flush(): void {
-    this.tracker.flush();
   }
 
   close(): void {

@@ -2,24 +2,25 @@
  * `image-policy`: an image allowlist enforced on the node itself, at PullImage and at CreateContainer, so
  * it also holds for static pods and for images that are already present.
  */
-import { Counter, type Registry } from 'prom-client';
+import type { Counter } from 'prom-client';
 import { z } from 'zod';
-import { registerInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
-import { ProxyError, errorMessage } from '../errors';
-import { fieldAt } from '../proxy/codec';
-import type { CallContext, DecodedMessage, Interceptor, Next } from '../proxy/types';
-import { policyDecisionKey, type PolicyDecisionRecord } from '../policies/decision-key';
-import { ImageNameResolver } from '../policies/image-names';
-import { classifyImage, parseImageReference, type ImageReference } from '../policies/image-reference';
-import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../policies/image-rules';
-import { loadConfiguredPolicy, policyLabel, readPolicyFile } from '../policies/policy-file';
-import { policyActionSchema, policyModeSchema, rulesSchema } from '../policies/policy-schema';
-import { PolicyFileWatcher } from '../policies/policy-watcher';
+import { MAX_INT32 } from '../../values';
+import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { ProxyError, errorMessage } from '../../errors';
+import type { Scheduler } from '../../observability/clock';
+import { ensureCounter } from '../../metrics/registry';
+import { fieldAt } from '../../values';
+import { methodFacts, type ImageCheck } from '../../proxy/method-table';
+import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
+import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
+import { ImageNameResolver } from './image-names';
+import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
+import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../../policies/image-rules';
+import { loadConfiguredPolicy, policyLabel, readPolicyFile } from './policy-file';
+import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
+import { PolicyFileWatcher } from './policy-watcher';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
-const MAX_INT32 = 2 ** 31 - 1;
-const PULL_IMAGE = '/runtime.v1.ImageService/PullImage';
-const CREATE_CONTAINER = '/runtime.v1.RuntimeService/CreateContainer';
 
 export const imagePolicySchema = z
   .strictObject({
@@ -46,7 +47,11 @@ export const imagePolicySchema = z
   });
 
 export type ImagePolicyConfig = z.output<typeof imagePolicySchema>;
-type Door = 'pull' | 'create';
+
+/** For tests: the time the rules file watcher debounces changes by. */
+export interface ImagePolicyTestHooks {
+  readonly scheduler?: Scheduler;
+}
 
 /** What the interceptor concluded about one call. */
 interface Verdict {
@@ -61,18 +66,13 @@ interface Verdict {
   readonly rule: string | undefined;
 }
 
-/** Counters survive config reloads: the new instance finds the old one's in the shared registry. */
-function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]): Counter<L> {
-  const existing = registry.getSingleMetric(name);
-  if (existing instanceof Counter) return existing;
-  return new Counter({ name, help, labelNames, registers: [registry] });
-}
-
-/** The image a call is about; CreateContainer prefers the name the user wrote over the ID kubelet resolved. */
-function imageOf(door: Door, request: DecodedMessage | undefined): string {
-  if (door === 'pull') return fieldAt(request, 'image.image') ?? '';
-  const specified = fieldAt(request, 'config.image.user_specified_image');
-  return specified !== undefined && specified !== '' ? specified : (fieldAt(request, 'config.image.image') ?? '');
+/** The image a call is about: the first non-empty of the method's image paths. */
+function imageOf(check: ImageCheck, request: DecodedMessage | undefined): string {
+  for (const path of check.imagePaths) {
+    const value = fieldAt(request, path);
+    if (value !== undefined && value !== '') return value;
+  }
+  return '';
 }
 
 export class ImagePolicyInterceptor implements Interceptor {
@@ -83,12 +83,13 @@ export class ImagePolicyInterceptor implements Interceptor {
   private readonly resolver: ImageNameResolver;
   private readonly watcher: PolicyFileWatcher | undefined;
   private readonly decisions: Counter<'door' | 'action' | 'mode'>;
-  private readonly reloadFailures: Counter;
+  private readonly reloads: Counter<'result'>;
   private readonly lookupFailures: Counter;
 
   constructor(
     private readonly config: ImagePolicyConfig,
     private readonly deps: InterceptorDeps,
+    hooks: ImagePolicyTestHooks = {},
   ) {
     this.name = deps.name;
     const loaded = loadConfiguredPolicy(config);
@@ -97,26 +98,25 @@ export class ImagePolicyInterceptor implements Interceptor {
     this.label = policyLabel(config, deps.name);
     this.resolver = new ImageNameResolver(config.cacheSize, config.imageStatusTimeoutMs);
     const { registry } = deps;
-    this.decisions = counter(
-      registry,
-      'cri_proxy_image_policy_decisions_total',
-      'Image policy decisions, by door (pull or create), action and mode',
-      ['door', 'action', 'mode'],
-    );
-    this.reloadFailures = counter(
-      registry,
-      'cri_proxy_image_policy_reload_failures_total',
-      'Changed image policy files that were rejected (the previous policy stays)',
-      [],
-    );
-    this.lookupFailures = counter(
-      registry,
-      'cri_proxy_image_policy_lookup_failures_total',
-      'Image IDs whose names could not be looked up with ImageStatus',
-      [],
-    );
+    // Counters survive config reloads: the new instance finds the old one's in the shared registry.
+    this.decisions = ensureCounter(registry, {
+      name: 'cri_proxy_image_policy_decisions_total',
+      help: 'Image policy decisions, by door (pull or create), action and mode',
+      labelNames: ['door', 'action', 'mode'] as const,
+    });
+    this.reloads = ensureCounter(registry, {
+      name: 'cri_proxy_image_policy_reloads_total',
+      help: 'Reloads of changed image policy files, by result: applied, or rejected (the previous policy stays)',
+      labelNames: ['result'] as const,
+    });
+    for (const result of ['applied', 'rejected']) this.reloads.inc({ result }, 0);
+    this.lookupFailures = ensureCounter(registry, {
+      name: 'cri_proxy_image_policy_lookup_failures_total',
+      help: 'Image IDs whose names could not be looked up with ImageStatus',
+      labelNames: [],
+    });
     const file = config.rulesFile;
-    this.watcher = file === undefined ? undefined : new PolicyFileWatcher(file, () => this.reloadFile(), deps.log);
+    this.watcher = file === undefined ? undefined : new PolicyFileWatcher(file, () => this.reloadFile(), deps.log, hooks.scheduler);
   }
 
   /** The policy new calls are decided by. */
@@ -125,14 +125,14 @@ export class ImagePolicyInterceptor implements Interceptor {
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
-    const path = ctx.method.path;
-    const door: Door | undefined = path === PULL_IMAGE ? 'pull' : path === CREATE_CONTAINER ? 'create' : undefined;
-    if (door === undefined) return next();
+    const check = methodFacts(ctx.method).imageCheck;
+    if (check === undefined) return next();
+    const { door } = check;
     // One policy for the whole call, even if the file is swapped meanwhile.
     const policy = this.current;
     const request = await ctx.request();
-    const namespace = fieldAt(request, 'sandbox_config.metadata.namespace') ?? '';
-    const verdict = await this.judge(ctx, imageOf(door, request), namespace, policy);
+    const namespace = fieldAt(request, check.namespacePath) ?? '';
+    const verdict = await this.judge(ctx, imageOf(check, request), namespace, policy);
     this.decisions.inc({ door, action: verdict.action, mode: verdict.mode });
     const record: PolicyDecisionRecord = { action: verdict.action, rule: verdict.rule, reason: verdict.reason, mode: verdict.mode };
     ctx.state.set(policyDecisionKey, record);
@@ -211,11 +211,12 @@ export class ImagePolicyInterceptor implements Interceptor {
     if (result.text !== undefined && result.text === this.lastText) return;
     this.lastText = result.text;
     if (!result.ok) {
-      this.reloadFailures.inc();
+      this.reloads.inc({ result: 'rejected' });
       this.deps.log.error('image policy file rejected; keeping the previous policy', { file, problems: result.problems });
       return;
     }
     this.current = result.policy;
+    this.reloads.inc({ result: 'applied' });
     this.deps.log.info('image policy reloaded', { file, rules: result.policy.ruleCount, mode: result.policy.mode });
   }
 
@@ -225,12 +226,13 @@ export class ImagePolicyInterceptor implements Interceptor {
   }
 }
 
-export function createImagePolicyInterceptor(config: ImagePolicyConfig, deps: InterceptorDeps): ImagePolicyInterceptor {
-  return new ImagePolicyInterceptor(config, deps);
+export function createImagePolicyInterceptor(config: ImagePolicyConfig, deps: InterceptorDeps, hooks: ImagePolicyTestHooks = {}): ImagePolicyInterceptor {
+  return new ImagePolicyInterceptor(config, deps, hooks);
 }
 
-registerInterceptorType(IMAGE_POLICY_TYPE, {
+export const imagePolicyInterceptorType = defineInterceptorType({
+  name: IMAGE_POLICY_TYPE,
   schema: imagePolicySchema,
   pathKeys: ['rulesFile'],
-  create: createImagePolicyInterceptor,
+  create: (config, deps) => createImagePolicyInterceptor(config, deps),
 });

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Metric, type Registry } from 'prom-client';
-import { FastCounter, FastGauge, FastHistogram } from './metrics-fast';
+import { FastCounter, FastGauge, FastHistogram } from './fast';
 
 /**
  * Metrics that outlive one interceptor instance. A config reload builds a new interceptor against the same

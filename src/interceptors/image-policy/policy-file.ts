@@ -1,11 +1,11 @@
 /** Loading an image policy from the interceptor's config: inline rules, or a YAML rules file. */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
-import { errorMap, formatPath } from '../config/schema';
-import { errorMessage } from '../errors';
-import { compilePolicy, type CompiledPolicy, type ImageRule, type PolicyAction, type PolicyMode, type RuleSet } from './image-rules';
-import { policyFileSchema, type PolicyFileContent } from './policy-schema';
+import { describeIssue } from '../../config/issues';
+import { parseYamlWith } from '../../config/yaml';
+import { errorMessage } from '../../errors';
+import { compilePolicy, type CompiledPolicy, type ImageRule, type PolicyAction, type PolicyMode, type RuleSet } from '../../policies/image-rules';
+import { policyFileSchema, type PolicyFileContent } from '../../policies/policy-schema';
 
 export const DEFAULT_MODE: PolicyMode = 'enforce';
 export const DEFAULT_ACTION: PolicyAction = 'deny';
@@ -21,7 +21,6 @@ export interface PolicyConfig {
 export type PolicyLoad =
   | { readonly ok: true; readonly policy: CompiledPolicy; readonly ruleSet: RuleSet }
   | { readonly ok: false; readonly problems: readonly string[] };
-
 
 /** Settings from the interceptor config fill in what the file leaves out; a clash is an error, not a guess. */
 function merge(config: PolicyConfig, file: PolicyFileContent): PolicyLoad {
@@ -50,37 +49,14 @@ function compiled(ruleSet: RuleSet): PolicyLoad {
   }
 }
 
-/** Parses and validates a rules file's text; each problem names its key path or line. */
+/** Parses and validates a rules file's text; each problem names its key path and line. */
 export function parsePolicyText(text: string, config: PolicyConfig): PolicyLoad {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const yamlProblems = [...doc.errors, ...doc.warnings].map((e) => {
-    const { line, col } = lines.linePos(e.pos[0]);
-    return `line ${line}, column ${col}: ${e.message}`;
-  });
-  if (yamlProblems.length > 0) return { ok: false, problems: yamlProblems };
-  let input: unknown;
-  try {
-    input = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    return { ok: false, problems: [errorMessage(err)] };
-  }
-  const result = policyFileSchema.safeParse(input ?? {}, { error: errorMap });
-  if (!result.success) {
-    return {
-      ok: false,
-      problems: result.error.issues.flatMap((iss) => {
-        const base = iss.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
-        // One problem per unknown key, each pointing at the key itself.
-        const paths = iss.code === 'unrecognized_keys' ? iss.keys.map((k) => [...base, k]) : [base];
-        return paths.map((path) => (path.length === 0 ? iss.message : `${formatPath(path)}: ${iss.message}`));
-      }),
-    };
-  }
-  return merge(config, result.data);
+  const result = parseYamlWith(text, policyFileSchema);
+  if (!result.ok) return { ok: false, problems: result.issues.map(describeIssue) };
+  return merge(config, result.value);
 }
 
-/** Reads a rules file; relative paths resolve against the working directory. */
+/** Reads a rules file (config loading has already made a relative path absolute, against the config file's folder). */
 export function readPolicyFile(file: string, config: PolicyConfig): PolicyLoad & { readonly text?: string } {
   let text: string;
   try {

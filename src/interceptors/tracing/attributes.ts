@@ -1,5 +1,5 @@
-import type { CriField } from '../proxy/types';
-import type { PodStartPhaseName } from './pod-start-tracker';
+import type { CriField } from '../../proxy/types';
+import type { PodStartPhaseName } from '../../observability/pod-start-tracker';
 
 /**
  * Every span attribute name the proxy sets, in one place. RPC names follow the OpenTelemetry semantic

@@ -1,0 +1,30 @@
+/**
+ * The exit status of every cri-proxy command, one table for all of them (documented in the README, which a test
+ * checks against this table). Scripts and systemd units can rely on these numbers.
+ */
+export const ExitCode = {
+  OK: 0,
+  CHECK_FAILED: 1,
+  USAGE: 2,
+  INPUT_INVALID: 3,
+  START_FAILED: 4,
+  FAILED: 5,
+} as const;
+
+export type ExitCodeName = keyof typeof ExitCode;
+
+export const exitCodeMeaning: Readonly<Record<ExitCodeName, string>> = {
+  OK: 'success; for a check: nothing wrong was found',
+  CHECK_FAILED:
+    'a check found a problem: `config validate` an invalid configuration, `policy check` an image that would be denied, `audit verify` a broken or cut chain',
+  USAGE: 'the command line is wrong (unknown option, missing argument)',
+  INPUT_INVALID: 'a file the command needs is unreadable or invalid: the configuration (of the proxy, `config print`, `policy check`), the log files of `audit verify`',
+  START_FAILED: 'the proxy could not start: a listener could not be opened (address in use, socket directory not creatable, another proxy on the socket)',
+  FAILED: 'the proxy failed while running, or did not stop cleanly',
+};
+
+/** The table as help text; `names` picks the codes a command can exit with. */
+export function exitCodesHelp(names: readonly ExitCodeName[] = Object.keys(ExitCode) as ExitCodeName[]): string {
+  const lines = names.map((name) => `  ${ExitCode[name]}  ${exitCodeMeaning[name].replace(/`/g, '')}`);
+  return `Exit status:\n${lines.join('\n')}\n`;
+}

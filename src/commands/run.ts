@@ -1,0 +1,44 @@
+/** Running the proxy: start, serve until SIGTERM/SIGINT, reload on SIGHUP. */
+import { App } from '../app';
+import { ConfigError, loadConfigFile, type ConfigOverrides } from '../config/load';
+import { errorMessage } from '../errors';
+import { createLogger } from '../log';
+import { builtinTypes } from './builtin-types';
+import { ExitCode } from './exit-codes';
+
+export async function runProxy(configFile: string | undefined, overrides: ConfigOverrides): Promise<number> {
+  const load = () => loadConfigFile(configFile, builtinTypes(), overrides);
+  let config;
+  try {
+    config = load();
+  } catch (err) {
+    process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
+    return err instanceof ConfigError ? ExitCode.INPUT_INVALID : ExitCode.FAILED;
+  }
+  let app: App;
+  try {
+    app = await App.start(config, { log: createLogger(config.logLevel), types: builtinTypes() });
+  } catch (err) {
+    process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
+    return ExitCode.START_FAILED;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      app.log.info('signal received', { signal });
+      app.stop().then(
+        () => resolve(ExitCode.OK),
+        (err: unknown) => {
+          app.log.error('unclean stop', { error: errorMessage(err) });
+          resolve(ExitCode.FAILED);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    // reloadWith never rejects: it logs and counts whatever goes wrong, and keeps the running config.
+    process.on('SIGHUP', () => void app.reloadWith(load));
+  });
+}
