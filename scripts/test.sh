@@ -36,6 +36,7 @@ npx jest --selectProjects unit integration --json --outputFile="$results/fast.js
 step "end-to-end tests (real containerd)"
 npx jest --selectProjects e2e --runInBand --json --outputFile="$results/e2e.json" || status=1
 
+# shellcheck disable=SC2016 # the quoted text is a JavaScript program
 node -e '
   const fs = require("fs");
   let passed = 0, failed = 0;

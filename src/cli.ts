@@ -1,12 +1,11 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { App } from './app';
 import { runAuditVerify } from './audit/verify-command';
 import { runPolicyCheck } from './policies/policy-check-command';
 import { ConfigError, USAGE, UsageError, loadConfigFile, parseArgs, type CliCommand } from './config/load';
 import { errorMessage } from './errors';
 import { createLogger } from './log';
+import { buildInfo } from './package-files';
 
 type Run = Extract<CliCommand, { command: 'run' }>;
 
@@ -30,9 +29,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'help':
       process.stdout.write(USAGE);
       return 0;
-    case 'version':
-      process.stdout.write(`cri-proxy ${packageVersion()}\n`);
+    case 'version': {
+      const { version, commit } = buildInfo();
+      process.stdout.write(`cri-proxy ${version} (commit ${commit})\n`);
       return 0;
+    }
     case 'config-validate':
       return validateConfig(command.file);
     case 'run':
@@ -89,20 +90,6 @@ async function run(command: Run): Promise<number> {
       });
     });
   });
-}
-
-function packageVersion(): string {
-  let dir = __dirname;
-  for (let i = 0; i < 4; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'cri-proxy' && pkg.version) return pkg.version;
-    } catch {
-      // keep walking up
-    }
-    dir = path.dirname(dir);
-  }
-  return 'unknown';
 }
 
 if (require.main === module) {
