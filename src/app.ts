@@ -17,6 +17,8 @@ export interface AppOptions {
   readonly log?: Logger;
   /** Metrics go here; a fresh registry with the process metrics when absent. */
   readonly registry?: Registry;
+  /** An already-listening socket to serve on (from systemd) instead of binding `listen`. */
+  readonly listenFd?: number | undefined;
 }
 
 interface Generation {
@@ -70,6 +72,7 @@ export class App {
       log,
       router: generation.router,
       chain: generation.chain,
+      inheritedFd: options.listenFd,
     });
     let admin: AdminServer | undefined;
     const app: { current?: App } = {};

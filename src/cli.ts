@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { App } from './app';
+import { parseUnixAddress } from './config/address';
 import { runAuditVerify } from './audit/verify-command';
 import { runPolicyCheck } from './policies/policy-check-command';
 import { ConfigError, USAGE, UsageError, loadConfigFile, parseArgs, type CliCommand } from './config/load';
 import { errorMessage } from './errors';
+import { notifyReadyOnceRuntimeAnswers, notifySystemd, socketFromSystemd } from './lifecycle/systemd';
 import { createLogger } from './log';
 import { buildInfo } from './package-files';
 
@@ -56,16 +58,21 @@ async function run(command: Run): Promise<number> {
   let app: App;
   try {
     const config = loadConfigFile(command.configFile, command.overrides);
-    app = await App.start(config, { log: createLogger(config.logLevel) });
+    const log = createLogger(config.logLevel);
+    app = await App.start(config, { log, listenFd: socketFromSystemd(parseUnixAddress(config.listen), log) });
   } catch (err) {
     process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
     return err instanceof ConfigError || err instanceof UsageError ? 2 : 3;
   }
+  const stopped = new AbortController();
+  void notifyReadyOnceRuntimeAnswers(app, app.log, stopped.signal);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
+      stopped.abort();
+      void notifySystemd(['STOPPING=1'], app.log);
       app.log.info('signal received', { signal });
       app.stop().then(
         () => resolve(0),

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { acceptConnection } from './authority-shim';
+import { announceShutdown } from './graceful-close';
 import { Call, type CallEnvironment } from './call';
 import type { Chain } from './chain';
 import { lookupMethod } from './method-table';
@@ -18,7 +19,12 @@ export interface ProxyServerOptions {
   readonly log: Logger;
   readonly router: Router;
   readonly chain: Chain<Call>;
+  /** Listen on this already-listening descriptor (socket activation) instead of binding `socketPath`. */
+  readonly inheritedFd?: number | undefined;
 }
+
+/** How long a client gets to answer the shutdown announcement's PING. */
+const ANNOUNCE_TIMEOUT_MS = 1000;
 
 /**
  * The proxy's CRI endpoint: a unix socket speaking HTTP/2, every stream a call run through the chain. The
@@ -31,6 +37,7 @@ export class ProxyServer {
   private env: CallEnvironment;
   private chain: Chain<Call>;
   private inFlight = 0;
+  private closing = false;
 
   constructor(private readonly options: ProxyServerOptions) {
     this.chain = options.chain;
@@ -44,6 +51,8 @@ export class ProxyServer {
       session.setLocalWindowSize(8 * 1024 * 1024);
       session.on('error', (err: Error) => options.log.debug('client connection error', { error: err.message }));
       session.once('close', () => this.sessions.delete(session));
+      // A connection accepted just before close() began still gets a graceful end.
+      if (this.closing) session.close();
     });
     this.h2.on('stream', (stream, headers) => {
       this.handleStream(stream, headers);
@@ -72,6 +81,18 @@ export class ProxyServer {
   }
 
   async listen(): Promise<void> {
+    const inheritedFd = this.options.inheritedFd;
+    if (inheritedFd !== undefined) {
+      // systemd made the socket (path, mode, owner) and keeps it: nothing here touches the file.
+      await new Promise<void>((resolve, reject) => {
+        this.listener.once('error', reject);
+        this.listener.listen({ fd: inheritedFd }, () => {
+          this.listener.off('error', reject);
+          resolve();
+        });
+      });
+      return;
+    }
     const socketPath = this.options.socketPath;
     await fs.promises.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o750 });
     await removeStaleSocket(socketPath);
@@ -87,7 +108,11 @@ export class ProxyServer {
 
   /** Stops accepting, lets calls in flight finish within `graceMs`, then closes what is left. */
   async close(graceMs: number): Promise<void> {
+    this.closing = true;
+    // Closing our descriptor stops accepting; under socket activation systemd's copy stays open, and new
+    // connections wait in its backlog for the next process.
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    await Promise.all([...this.sessions].map((s) => announceShutdown(s, Math.min(graceMs, ANNOUNCE_TIMEOUT_MS))));
     // close() sends GOAWAY and calls back once the session's last stream has ended.
     const drained = Promise.all([...this.sessions].map((s) => new Promise<void>((resolve) => s.close(resolve))));
     let timer: NodeJS.Timeout | undefined;
@@ -98,7 +123,7 @@ export class ProxyServer {
     clearTimeout(timer);
     for (const session of this.sessions) session.destroy();
     await closed;
-    await fs.promises.rm(this.options.socketPath, { force: true });
+    if (this.options.inheritedFd === undefined) await fs.promises.rm(this.options.socketPath, { force: true });
   }
 
   private handleStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
