@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { acceptConnection } from './authority-shim';
-import { announceShutdown } from './graceful-close';
+import { announceShutdown, closeSession } from './graceful-close';
 import { Call, type CallEnvironment } from './call';
 import type { Chain } from './chain';
 import { lookupMethod } from './method-table';
@@ -23,8 +23,8 @@ export interface ProxyServerOptions {
   readonly inheritedFd?: number | undefined;
 }
 
-/** How long a client gets to answer the shutdown announcement's PING. */
-const ANNOUNCE_TIMEOUT_MS = 1000;
+/** How long a client gets to answer the shutdown announcement's PING: a unix socket's round trip is far less. */
+const ANNOUNCE_TIMEOUT_MS = 250;
 
 /**
  * The proxy's CRI endpoint: a unix socket speaking HTTP/2, every stream a call run through the chain. The
@@ -113,8 +113,7 @@ export class ProxyServer {
     // connections wait in its backlog for the next process.
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
     await Promise.all([...this.sessions].map((s) => announceShutdown(s, Math.min(graceMs, ANNOUNCE_TIMEOUT_MS))));
-    // close() sends GOAWAY and calls back once the session's last stream has ended.
-    const drained = Promise.all([...this.sessions].map((s) => new Promise<void>((resolve) => s.close(resolve))));
+    const drained = Promise.all([...this.sessions].map((s) => closeSession(s)));
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, graceMs);
