@@ -54,7 +54,7 @@ for policy in "$release"/etc/cri-proxy/policies/*; do
   if [ ! -e "$etc/policies/$(basename "$policy")" ]; then place "$policy" "$etc/policies/$(basename "$policy")" 0640 || true; fi
 done
 if ! "$release/cri-proxy" config validate "$etc/cri-proxy.yaml"; then
-  echo "install.sh: $etc/cri-proxy.yaml does not validate with cri-proxy $("$release/cri-proxy" --version); nothing installed" >&2
+  echo "install.sh: $etc/cri-proxy.yaml does not validate with $("$release/cri-proxy" --version); nothing installed" >&2
   exit 1
 fi
 
