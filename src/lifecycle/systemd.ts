@@ -10,7 +10,7 @@ import type { Logger } from '../log';
 /** sd_listen_fds(3): passed descriptors start at 3. */
 const LISTEN_FDS_START = 3;
 /** FileDescriptorName= of the CRI socket in cri-proxy.socket, used when several sockets are passed. */
-export const CRI_SOCKET_NAME = 'cri-proxy';
+const CRI_SOCKET_NAME = 'cri-proxy';
 
 export interface PassedSocket {
   readonly fd: number;
@@ -48,7 +48,7 @@ export function criSocket(sockets: readonly PassedSocket[]): PassedSocket | unde
 }
 
 /** The path a passed unix socket is bound to, from /proc (undefined when it cannot be told). */
-export function boundPath(fd: number): string | undefined {
+function boundPath(fd: number): string | undefined {
   try {
     const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1];
     if (inode === undefined) return undefined;
