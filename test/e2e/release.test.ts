@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { SocketActivation } from '../support/socket-activation';
 import { createCriClient, listField, numberField, stringField, type CriClient } from './harness/cri-client';
 import { startEnvironment, type E2eEnvironment } from './harness/environment';
-import { startOtlpReceiver, type OtlpReceiver } from './harness/otlp-receiver';
+import { startOtlpGrpcReceiver, startOtlpReceiver, type OtlpGrpcReceiver, type OtlpReceiver } from './harness/otlp-receiver';
 import { run, waitForUnixSocket, waitUntil } from './harness/processes';
 import { nodeOnPath, npmPackage, packageVersion, releaseTarball, unpackRelease, type UnpackedRelease } from './harness/release';
 
@@ -113,18 +113,21 @@ describe('the release tarball', () => {
 describe('the released executable in front of a real containerd', () => {
   let env: E2eEnvironment;
   let receiver: OtlpReceiver;
+  let grpcReceiver: OtlpGrpcReceiver;
   let cri: CriClient | undefined;
   let activation: SocketActivation | undefined;
 
   beforeAll(async () => {
     env = await startEnvironment();
     receiver = await startOtlpReceiver();
+    grpcReceiver = await startOtlpGrpcReceiver();
   });
   afterAll(async () => {
     cri?.close();
     await activation?.close();
     await env?.stop();
     await receiver?.close();
+    await grpcReceiver?.close();
   });
 
   function writeConfig(name: string, socketPath: string): string {
@@ -146,6 +149,12 @@ describe('the released executable in front of a real containerd', () => {
         '    config:',
         `      exporter: { type: otlp-http, endpoint: "${receiver.url}" }`,
         '      podStart: { settleMs: 500 }',
+        '  - name: tracing-grpc',
+        '    type: tracing',
+        '    onError: failOpen',
+        '    config:',
+        `      exporter: { type: otlp-grpc, endpoint: "${grpcReceiver.url}" }`,
+        '      podStart: { enabled: false }',
         '  - name: metrics',
         '    type: metrics',
         '    onError: failOpen',
@@ -189,6 +198,8 @@ describe('the released executable in front of a real containerd', () => {
     await waitUntil('the pod-start trace to reach the collector', () => Promise.resolve(receiver.spans.some((s) => s.name === 'pod start')), {
       timeoutMs: 30_000,
     });
+    // The other exporter, over gRPC, loads from the bundle too; its batch goes out within seconds.
+    await waitUntil('a span export over OTLP/gRPC', () => Promise.resolve(grpcReceiver.exports() > 0), { timeoutMs: 30_000 });
     const auditLog = readFileSync(join(env.workDir, 'audit', 'audit.log'), 'utf8');
     expect(auditLog).toContain(podId);
 
