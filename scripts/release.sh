@@ -16,6 +16,13 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm install --no-audit --no-fund >&2
 fi
 
+# The executable is this node binary: one built against a shared libnode (as some distributions ship it)
+# would need that library on every node.
+if ldd "$(command -v node)" | grep -q libnode; then
+  echo "release.sh: $(command -v node) links libnode; build with a self-contained Node.js (e.g. the official build)" >&2
+  exit 1
+fi
+
 version=$(node -p 'require("./package.json").version')
 name="cri-proxy-$version-linux-x64"
 work=$(mktemp -d)
