@@ -9,7 +9,9 @@ STAGED_CONFIG=${STAGED_CONFIG:-/staged/config}
 STAGED_POLICIES=${STAGED_POLICIES:-/staged/policies}
 HOST_ETC="$HOST_ROOT/etc/cri-proxy"
 
-log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $(basename "$0"): $*"; }
+# No command substitutions in what sync.sh's loop runs: bash 5.2 can misparse one that a trapped SIGTERM
+# interrupts, and fail instead of running the trap.
+log() { TZ=UTC printf '%(%Y-%m-%dT%H:%M:%SZ)T %s: %s\n' -1 "${0##*/}" "$*"; }
 
 # Runs a command on the host, as the host sees it.
 on_host() { nsenter --target 1 --mount --uts --ipc --net -- "$@"; }
@@ -28,7 +30,7 @@ host_systemctl_wrapper() {
 place() {
   local src=$1 dst=$2
   if [ -e "$dst" ] && cmp -s "$src" "$dst"; then return 1; fi
-  mkdir -p "$(dirname "$dst")"
+  mkdir -p "${dst%/*}"
   cp "$src" "$dst.tmp.$$"
   chmod 0640 "$dst.tmp.$$"
   mv -f "$dst.tmp.$$" "$dst"
@@ -39,8 +41,8 @@ sync_policies() {
   local changed=1 file
   for file in "$STAGED_POLICIES"/*; do
     [ -f "$file" ] || continue
-    if place "$file" "$HOST_ETC/policies/$(basename "$file")"; then
-      log "updated policies/$(basename "$file"); the proxy rereads it by itself"
+    if place "$file" "$HOST_ETC/policies/${file##*/}"; then
+      log "updated policies/${file##*/}; the proxy rereads it by itself"
       changed=0
     fi
   done
@@ -51,9 +53,9 @@ sync_policies() {
 # folder it will live in (its relative paths resolve against the policy files as they will be on the node).
 # Returns 1 when nothing changed, 2 when the new config is refused (the node keeps its current one).
 sync_config() {
-  local executable=$1 candidate
+  local executable=$1 candidate=/tmp/cri-proxy-candidate.$$
   if [ -e "$HOST_ETC/cri-proxy.yaml" ] && cmp -s "$STAGED_CONFIG/cri-proxy.yaml" "$HOST_ETC/cri-proxy.yaml"; then return 1; fi
-  candidate=$(mktemp -d)
+  rm -rf "$candidate"
   mkdir -p "$candidate/policies"
   cp "$STAGED_CONFIG/cri-proxy.yaml" "$candidate/"
   cp -L "$STAGED_POLICIES"/* "$candidate/policies/" 2>/dev/null || true
