@@ -7,14 +7,14 @@ import tseslint from 'typescript-eslint';
  * its own rank or above: the data plane knows nothing of config or interceptors, policies know nothing at all.
  */
 const LAYERS = [
-  ['errors', 'log', 'values'],
+  ['errors', 'log', 'values', 'package-files'],
   ['metrics'],
   ['policies'],
   ['proxy', 'admin'],
   ['observability', 'audit'],
   ['config'],
   ['interceptors'],
-  ['app'],
+  ['app', 'lifecycle'],
   ['commands'],
   ['cli'],
 ];

@@ -4,7 +4,10 @@
 # of containerd and the registry, so no system service may be left running or enabled by the install.
 set -euo pipefail
 
-packages=(containerd runc crun containernetworking-plugins docker-registry skopeo umoci busybox-static iproute2 gcc libc6-dev)
+# systemd for systemd-analyze (the units are verified), shellcheck for the scripts the release and the
+# Kubernetes installer run; crun is the second runtime of the routing tests.
+packages=(containerd runc crun containernetworking-plugins docker-registry skopeo umoci busybox-static iproute2 gcc libc6-dev
+  systemd shellcheck)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-e2e-deps: must run as root (apt-get install, and the e2e suite itself needs root)" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need (npm packages; containerd, runc, CNI, a registry and
-# image tools from Debian), then runs lint, type checks, unit, integration and end-to-end tests.
+# image tools from Debian), then runs lint, type checks, the release build, unit, integration and end-to-end
+# tests.
 # The end-to-end suite runs real pods and needs root; it is never skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,12 @@ npx tsc -p tsconfig.json --noEmit
 
 step "build"
 npm run build --silent
+
+step "release (the single executable, the npm package)"
+./scripts/release.sh
+# The e2e suite tests this tarball instead of building another.
+CRI_PROXY_RELEASE_TARBALL="release/cri-proxy-$(node -p 'require("./package.json").version')-linux-x64.tar.gz"
+export CRI_PROXY_RELEASE_TARBALL
 
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT

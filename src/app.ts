@@ -23,6 +23,8 @@ export interface AppOptions {
   readonly registry?: Registry;
   /** The interceptor types the config was validated against; the built-in ones when absent. */
   readonly types?: InterceptorTypes;
+  /** An already-listening socket to serve on (from systemd) instead of binding `listen`. */
+  readonly listenFd?: number | undefined;
 }
 
 interface Generation {
@@ -67,6 +69,7 @@ export class App {
       chain: generation.chain,
       registry,
       limits: config.limits,
+      inheritedFd: options.listenFd,
     });
     let admin: AdminServer | undefined;
     const app: { current?: App } = {};

@@ -1,6 +1,4 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { helpText, parseArgs, type CliCommand } from './commands/args';
 import { runAuditVerify } from './commands/audit-verify';
 import { printConfig, validateConfig } from './commands/config';
@@ -8,6 +6,7 @@ import { ExitCode } from './commands/exit-codes';
 import { runPolicyCheck } from './commands/policy-check';
 import { runProxy } from './commands/run';
 import { errorMessage } from './errors';
+import { buildInfo } from './package-files';
 
 /** Runs one command line; resolves to the exit status (see commands/exit-codes.ts). */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -29,9 +28,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'help':
       process.stdout.write(helpText(command.topic));
       return ExitCode.OK;
-    case 'version':
-      process.stdout.write(`cri-proxy ${packageVersion()}\n`);
+    case 'version': {
+      const { version, commit } = buildInfo();
+      process.stdout.write(`cri-proxy ${version} (commit ${commit})\n`);
       return ExitCode.OK;
+    }
     case 'config-validate':
       return validateConfig(command.file);
     case 'config-print':
@@ -39,20 +40,6 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'run':
       return runProxy(command.configFile, command.overrides);
   }
-}
-
-function packageVersion(): string {
-  let dir = __dirname;
-  for (let i = 0; i < 4; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'cri-proxy' && pkg.version) return pkg.version;
-    } catch {
-      // keep walking up
-    }
-    dir = path.dirname(dir);
-  }
-  return 'unknown';
 }
 
 if (require.main === module) {

@@ -1,7 +1,9 @@
 /** Running the proxy: start, serve until SIGTERM/SIGINT, reload on SIGHUP. */
 import { App } from '../app';
+import { parseUnixAddress } from '../config/address';
 import { ConfigError, loadConfigFile, type ConfigOverrides } from '../config/load';
 import { errorMessage } from '../errors';
+import { notifyReadyOnceRuntimeAnswers, notifySystemd, socketFromSystemd } from '../lifecycle/systemd';
 import { createLogger } from '../log';
 import { builtinTypes } from './builtin-types';
 import { ExitCode } from './exit-codes';
@@ -17,16 +19,21 @@ export async function runProxy(configFile: string | undefined, overrides: Config
   }
   let app: App;
   try {
-    app = await App.start(config, { log: createLogger(config.logLevel), types: builtinTypes() });
+    const log = createLogger(config.logLevel);
+    app = await App.start(config, { log, types: builtinTypes(), listenFd: socketFromSystemd(parseUnixAddress(config.listen), log) });
   } catch (err) {
     process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
     return ExitCode.START_FAILED;
   }
+  const stopped = new AbortController();
+  void notifyReadyOnceRuntimeAnswers(app, app.log, stopped.signal);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
+      stopped.abort();
+      void notifySystemd(['STOPPING=1'], app.log);
       app.log.info('signal received', { signal });
       app.stop().then(
         () => resolve(ExitCode.OK),

@@ -47,6 +47,7 @@ export interface ClientConnectionOptions {
 const PAUSE_ABOVE_BYTES = 4 * 1024 * 1024;
 const GRACEFUL_PING = Buffer.from('cri-prxy', 'latin1');
 const RECENTLY_CLOSED = 128;
+const GRACEFUL_PING_WAIT_MS = 250;
 
 /**
  * A connection from a client (kubelet, crictl): the server side of HTTP/2. Requests become ClientStreams the
@@ -66,6 +67,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   private readonly recentlyClosed = new Set<number>();
   private paused = false;
   private draining: 'no' | 'announced' | 'final' = 'no';
+  private shutdownRequested = false;
   readonly onObserverFault: (error: unknown) => void;
 
   constructor(
@@ -181,6 +183,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     if (this.phase !== 'settings') return;
     this.phase = 'open';
     clearTimeout(this.handshakeTimer);
+    if (this.shutdownRequested) this.shutdown();
   }
 
   protected onHeaders(id: number, endStream: boolean, block: HeaderBlock): void {
@@ -263,13 +266,15 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   shutdown(): void {
     if (this.closed || this.draining !== 'no') return;
     if (!this.admitted) {
-      this.socket.destroy();
+      // Not a client yet: the announcement follows its SETTINGS (the handshake timeout still applies).
+      this.shutdownRequested = true;
       return;
     }
     this.draining = 'announced';
     this.sendGoaway(MAX_WINDOW, ErrorCode.NO_ERROR, 'shutting down');
     this.writeFrame(pingFrame(GRACEFUL_PING, false));
-    setTimeout(() => this.finalGoaway(), 1000).unref();
+    // Some clients never answer a PING after a GOAWAY; a unix socket's round trip is far shorter than this.
+    setTimeout(() => this.finalGoaway(), GRACEFUL_PING_WAIT_MS).unref();
   }
 
   private finalGoaway(): void {

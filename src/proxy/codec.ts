@@ -1,30 +1,19 @@
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import * as protobuf from 'protobufjs';
 import { ProxyError, errorMessage } from '../errors';
+import { packageFile } from '../package-files';
 import type { DecodedMessage } from './types';
 
-const PROTO_RELATIVE = join('proto', 'runtime', 'v1', 'cri.proto');
-
-/**
- * The schema ships beside package.json; walking up finds it whether this file runs from `src/` (ts-jest) or
- * from the compiled `dist/src/`.
- */
-export function criProtoPath(): string {
-  for (let dir = __dirname; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json'))) return join(dir, PROTO_RELATIVE);
-    if (dirname(dir) === dir) throw new Error(`cannot locate ${PROTO_RELATIVE}: no package.json above ${__dirname}`);
-  }
-}
+/** The schema's path in the package; the release's single executable embeds it under the same name. */
+export const CRI_PROTO_FILE = join('proto', 'runtime', 'v1', 'cri.proto');
 
 let root: protobuf.Root | undefined;
 
 /** The parsed CRI schema, loaded on first use and then kept. */
 export function criRoot(): protobuf.Root {
   if (!root) {
-    const loaded = new protobuf.Root();
-    // keepCase: decoded keys must match the snake_case paths of the method table.
-    loaded.loadSync(criProtoPath(), { keepCase: true });
+    // keepCase: decoded keys must match the snake_case paths of the method table. The schema imports nothing.
+    const loaded = protobuf.parse(packageFile(CRI_PROTO_FILE), new protobuf.Root(), { keepCase: true }).root;
     loaded.resolveAll();
     root = loaded;
   }

@@ -57,6 +57,8 @@ export interface ProxyServerOptions {
   readonly limits?: Partial<ConnectionLimits>;
   /** Where the data plane's own metrics go (limits, protocol errors, connections). */
   readonly registry?: Registry;
+  /** Listen on this already-listening descriptor (socket activation) instead of binding `socketPath`. */
+  readonly inheritedFd?: number | undefined;
 }
 
 /**
@@ -73,6 +75,7 @@ export class ProxyServer {
   private inFlight = 0;
   private idleSweep: NodeJS.Timeout | undefined;
   private readonly counters: DataPlaneMetrics;
+  private closing = false;
 
   constructor(private readonly options: ProxyServerOptions) {
     this.chain = options.chain;
@@ -102,23 +105,42 @@ export class ProxyServer {
   }
 
   async listen(): Promise<void> {
+    const inheritedFd = this.options.inheritedFd;
+    if (inheritedFd !== undefined) {
+      // systemd made the socket (path, mode, owner) and keeps it: nothing here touches the file.
+      await new Promise<void>((resolve, reject) => {
+        this.listener.once('error', reject);
+        this.listener.listen({ fd: inheritedFd }, () => {
+          this.listener.off('error', reject);
+          resolve();
+        });
+      });
+      return;
+    }
     const socketPath = this.options.socketPath;
     await fs.promises.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o750 });
     await removeStaleSocket(socketPath);
-    await new Promise<void>((resolve, reject) => {
-      this.listener.once('error', reject);
-      this.listener.listen(socketPath, () => {
-        this.listener.off('error', reject);
-        resolve();
-      });
-    });
+    await this.listenOn(socketPath);
     await fs.promises.chmod(socketPath, this.options.socketMode);
     this.startIdleSweep();
   }
 
+  private listenOn(where: string | { fd: number }): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.listener.once('error', reject);
+      this.listener.listen(where, () => {
+        this.listener.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
   /** Stops accepting, lets calls in flight finish within `graceMs`, then closes what is left. */
   async close(graceMs: number): Promise<void> {
+    this.closing = true;
     clearInterval(this.idleSweep);
+    // Closing our descriptor stops accepting; under socket activation systemd's copy stays open, and new
+    // connections wait in its backlog for the next process.
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
     const drained = Promise.all([...this.connections].map((c) => new Promise<void>((resolve) => c.socket.once('close', () => resolve()))));
     for (const connection of this.connections) connection.shutdown();
@@ -130,7 +152,7 @@ export class ProxyServer {
     clearTimeout(timer);
     for (const connection of this.connections) connection.socket.destroy();
     await closed;
-    await fs.promises.rm(this.options.socketPath, { force: true });
+    if (this.options.inheritedFd === undefined) await fs.promises.rm(this.options.socketPath, { force: true });
   }
 
   private accept(socket: net.Socket): void {
@@ -162,6 +184,8 @@ export class ProxyServer {
     });
     this.connections.add(connection);
     this.counters.connections(this.connections.size);
+    // A connection accepted just as close() began still gets a graceful end.
+    if (this.closing) connection.shutdown();
   }
 
   /** Makes room for a new connection by closing the longest-idle one; false if every one has calls. */

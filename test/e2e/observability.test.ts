@@ -1,43 +1,12 @@
 /** A real pod start through cri-proxy yields one pod-start trace over OTLP/HTTP and one histogram count. */
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { createCriClient, stringField, type CriClient } from './harness/cri-client';
 import { startEnvironment, type E2eEnvironment } from './harness/environment';
+import { startOtlpReceiver, type OtlpReceiver, type OtlpSpan } from './harness/otlp-receiver';
 import { freePort, waitUntil } from './harness/processes';
 import { startProxy } from './harness/proxy';
 
 jest.setTimeout(180_000);
-
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  startTimeUnixNano: string | number;
-  endTimeUnixNano: string | number;
-  attributes?: { key: string; value: Record<string, unknown> }[];
-}
-
-/** A minimal OTLP/HTTP receiver: collects the spans of every JSON export request. */
-async function startReceiver(): Promise<{ url: string; spans: OtlpSpan[]; close: () => Promise<void> }> {
-  const spans: OtlpSpan[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      let body = Buffer.concat(chunks);
-      if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-      const payload = JSON.parse(body.toString()) as { resourceSpans?: { scopeSpans?: { spans?: OtlpSpan[] }[] }[] };
-      for (const rs of payload.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) spans.push(...(ss.spans ?? []));
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/v1/traces`, spans, close: () => new Promise((r) => server.close(() => r())) };
-}
 
 function attr(span: OtlpSpan, key: string): number | string | undefined {
   const value = span.attributes?.find((a) => a.key === key)?.value;
@@ -49,13 +18,13 @@ function attr(span: OtlpSpan, key: string): number | string | undefined {
 const ms = (nanos: string | number): number => Number(BigInt(nanos) / 1000n) / 1000;
 
 let env: E2eEnvironment;
-let receiver: Awaited<ReturnType<typeof startReceiver>>;
+let receiver: OtlpReceiver;
 let via: CriClient;
 let metricsUrl: string;
 
 beforeAll(async () => {
   env = await startEnvironment();
-  receiver = await startReceiver();
+  receiver = await startOtlpReceiver();
   const port = await freePort();
   metricsUrl = `http://127.0.0.1:${port}/metrics`;
   const proxy = await startProxy(

@@ -21,7 +21,7 @@ function issuePaths(yaml: string): string[] {
 describe('tracing config', () => {
   test('an empty config gets every default', () => {
     expect(tracingConfigSchema.parse({})).toEqual({
-      exporter: { type: 'none', timeoutMs: 10_000 },
+      exporter: { type: 'none', timeoutMs: 10_000, shutdownTimeoutMs: 1000 },
       samplingRatio: 1,
       serviceName: 'cri-proxy',
       podStart: { enabled: true, settleMs: 3000, maxPods: 1000, ttlMs: 600_000 },
@@ -30,12 +30,12 @@ describe('tracing config', () => {
 
   test('a full config is taken as written', () => {
     const yaml = tracingEntry(
-      '{ exporter: { type: otlp-grpc, endpoint: "http://collector:4317", headers: { x-api-key: k }, timeoutMs: 2000 }, ' +
+      '{ exporter: { type: otlp-grpc, endpoint: "http://collector:4317", headers: { x-api-key: k }, timeoutMs: 2000, shutdownTimeoutMs: 300 }, ' +
         'samplingRatio: 0.25, serviceName: node-a, podStart: { enabled: false, settleMs: 1000, maxPods: 10, ttlMs: 60000 } }',
     );
     const config = parseConfig(yaml, 'test.yaml', builtinTypes());
     expect(config.interceptors[0]?.config).toEqual({
-      exporter: { type: 'otlp-grpc', endpoint: 'http://collector:4317', headers: { 'x-api-key': 'k' }, timeoutMs: 2000 },
+      exporter: { type: 'otlp-grpc', endpoint: 'http://collector:4317', headers: { 'x-api-key': 'k' }, timeoutMs: 2000, shutdownTimeoutMs: 300 },
       samplingRatio: 0.25,
       serviceName: 'node-a',
       podStart: { enabled: false, settleMs: 1000, maxPods: 10, ttlMs: 60_000 },

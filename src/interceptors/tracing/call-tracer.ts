@@ -83,6 +83,7 @@ export class CallTracer {
   private readonly tracker: PodStartTracker | undefined;
   /** Tracing faults never fail a call: they are counted, and logged rarely. */
   private readonly fault: ObserverFaultReporter;
+  private readonly shutdownTimeoutMs: number;
 
   static async create(config: TracingConfig, deps: InterceptorDeps): Promise<CallTracer> {
     if (deps.tracerProvider) return new CallTracer(config, deps.tracerProvider.getTracer(TRACER_NAME), undefined, deps);
@@ -100,6 +101,7 @@ export class CallTracer {
   ) {
     this.log = deps.log;
     this.fault = observerFaultReporter(deps.registry, deps.name, deps.log, 'tracing skipped part of a call');
+    this.shutdownTimeoutMs = config.exporter.shutdownTimeoutMs;
     this.plans = new Map(methodTable.map((m) => [m.path, planFor(m)]));
     const { enabled, ...limits } = config.podStart;
     this.tracker = enabled ? new PodStartTracker({ ...limits, onComplete: (p) => this.recordPodStart(p) }) : undefined;
@@ -132,11 +134,24 @@ export class CallTracer {
   async close(): Promise<void> {
     this.tracker?.close();
     // An injected provider belongs to whoever injected it.
+    if (!this.owned) return;
+    // Queued spans get a bounded flush: a collector that accepts and never answers must not hold up a stop.
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(() => resolve('expired'), this.shutdownTimeoutMs);
+    });
     try {
-      await this.owned?.shutdown();
+      const outcome = await Promise.race([this.owned.shutdown(), expired]);
+      if (outcome === 'expired') {
+        this.log.warn('spans still queued at shutdown were dropped: the collector did not take them in time', {
+          shutdownTimeoutMs: this.shutdownTimeoutMs,
+        });
+      }
     } catch (err) {
       // The last export failing (collector gone) is no reason to fail a shutdown or reload.
       this.log.warn('spans still queued at shutdown could not be exported', { error: errorMessage(err) });
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -13,6 +13,8 @@ const exporterSchema = z.strictObject({
   headers: z.record(z.string().min(1), z.string()).optional(),
   /** Upper bound for one export, so a dead collector holds nothing up for long. */
   timeoutMs: z.int().min(1).max(MAX_INT32).default(10_000),
+  /** On stop or reload, how long spans still queued may take to go out; then they are dropped. */
+  shutdownTimeoutMs: z.int().min(0).max(MAX_INT32).default(1000),
 });
 
 export const tracingConfigSchema = z.strictObject({
