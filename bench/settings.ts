@@ -73,6 +73,7 @@ export function settingsFromEnv(): Settings {
     soakSampleEvery: Math.round(numberFromEnv('BENCH_RSS_EVERY', 100_000, 1000)),
     containerd: flagFromEnv('BENCH_CONTAINERD'),
     profile: flagFromEnv('BENCH_PROFILE'),
-    proxyNodeArgs: (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== ''),
+    // The proxy runs with the flags the release runs it with (src/cli.ts) unless told otherwise.
+    proxyNodeArgs: (process.env.BENCH_PROXY_NODE_ARGS ?? '--max-semi-space-size=1').split(/\s+/).filter((a) => a !== ''),
   };
 }

@@ -8,4 +8,5 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm install --no-audit --no-fund --no-save >&2
 fi
 npm run build --silent >&2
-exec node dist/src/cli.js "$@"
+# The same V8 flag as the command's shebang and the systemd unit (see src/cli.ts).
+exec node --max-semi-space-size=1 dist/src/cli.js "$@"
