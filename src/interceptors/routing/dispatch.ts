@@ -10,7 +10,7 @@ import type { Logger } from '../../log';
 import { compileRouting, type CompiledRouting, type Placement } from '../../policies/routing-rules';
 import { decodeMessage, fieldAt } from '../../proxy/codec';
 import type { DecodedMessage } from '../../proxy/types';
-import type { CallBackend, OutgoingMetadata, StreamBackend } from './backend-call';
+import type { CallBackend, MetadataFields, StreamBackend } from './backend-call';
 import type { RoutingConfig } from './config';
 import { EventsMerger, type Schedule } from './events';
 import type { BuiltAnswer, FanOutCall, RoutedAnswer } from './fan-out';
@@ -36,7 +36,7 @@ export interface RoutingCall {
   readonly request: Buffer;
   readonly deadline: number | undefined;
   /** Metadata to send along when routing calls backends itself (the client's, plus what interceptors added). */
-  readonly metadata: OutgoingMetadata;
+  readonly metadata: MetadataFields;
   /** The client's call: aborted when it is cancelled. */
   readonly signal: AbortSignal;
 }
