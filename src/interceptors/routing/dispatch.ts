@@ -114,6 +114,16 @@ export class RoutingDispatcher {
     this.events.close();
   }
 
+  get defaultBackend(): string {
+    return this.deps.defaultBackend;
+  }
+
+  /** True when calls of `method` go to the default backend as they are: nothing to read, rewrite or learn. */
+  passesThrough(method: string): boolean {
+    const entry = Object.hasOwn(methodRoutes, method) ? methodRoutes[method] : undefined;
+    return entry === undefined || (entry.route.kind === 'default' && entry.handlerField === undefined && entry.ownership === undefined);
+  }
+
   /** What to do with one call. Rejects only with a ProxyError (a request that does not decode). */
   async decide(call: RoutingCall): Promise<Decision> {
     const entry = Object.hasOwn(methodRoutes, call.method) ? methodRoutes[call.method] : undefined;
