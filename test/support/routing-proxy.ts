@@ -60,8 +60,8 @@ export interface RoutingProxyOptions {
   readonly config?: Record<string, unknown>;
   /** Entries after routing (the image policy, say), built with the router. */
   readonly after?: (router: Router) => readonly ChainEntry[];
-  /** Entries before routing (observers). */
-  readonly before?: readonly ChainEntry[];
+  /** Entries before routing (observers), built with the router. */
+  readonly before?: (router: Router) => readonly ChainEntry[];
 }
 
 export async function startRoutingProxy(options: RoutingProxyOptions = {}): Promise<RoutingProxy> {
@@ -69,11 +69,10 @@ export async function startRoutingProxy(options: RoutingProxyOptions = {}): Prom
   const config = routingConfigSchema.parse(options.config ?? ROUTING_CONFIG);
   const proxy = await startTestProxy({
     backends: BACKENDS,
-    ...(options.before === undefined ? {} : { entries: options.before }),
     entriesFor: (router) => {
       registry = new Registry();
       const routing = createRoutingInterceptor(config, { name: 'routing', log: silentLogger, registry, router });
-      return [{ interceptor: routing, onError: 'failClosed', methods: undefined }, ...(options.after?.(router) ?? [])];
+      return [...(options.before?.(router) ?? []), { interceptor: routing, onError: 'failClosed', methods: undefined }, ...(options.after?.(router) ?? [])];
     },
   });
   const runtimeOf = (name: Backend): FakeRuntime => {
