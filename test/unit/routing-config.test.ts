@@ -38,8 +38,12 @@ test('config/routing.yaml validates to the documented shape', () => {
     ['containerd', true],
     ['crio', false],
   ]);
-  expect(config.interceptors[0]).toMatchObject({ name: 'routing', type: 'routing', onError: 'failClosed' });
-  expect(config.interceptors[0]?.config).toEqual({
+  // The node chain: observers and audit, then routing, then the image policy that depends on its choice.
+  expect(config.interceptors.map((i) => i.type)).toEqual(['tracing', 'metrics', 'audit', 'routing', 'image-policy']);
+  const routing = config.interceptors.find((i) => i.type === 'routing');
+  expect(routing).toMatchObject({ name: 'routing', type: 'routing', onError: 'failClosed' });
+  expect(routing?.methods).toBeUndefined();
+  expect(routing?.config).toEqual({
     rules: [
       { name: 'runtime-class', backend: 'crio', match: { runtimeHandlers: ['crio', 'kata-*'] } },
       { name: 'sandboxed-namespaces', backend: 'crio', match: { namespaces: ['sandboxed', 'untrusted-*'] } },
