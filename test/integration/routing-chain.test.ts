@@ -84,19 +84,28 @@ describe('observers in front of routing', () => {
         entry(createAuditInterceptor(auditConfigSchema.parse({ path: auditPath, includeReads: true }), depsOf('audit', router))),
       ],
     });
-    ok(await routing.call('RunPodSandbox', { config: sandboxConfig('p', 'sandboxed') }));
+    const config = sandboxConfig('p', 'sandboxed');
+    ok(await routing.call('RunPodSandbox', { config }));
     ok(await routing.call('ListContainers'));
-    await pullDirectly(routing, 'registry.example/app:1');
+    ok(await routing.call('PullImage', { image: { image: 'registry.example/app:1' }, sandbox_config: config }));
+    // As kubelet does after a pull: no handler, so routing finds the image (on crio) and relays crio's answer.
     ok(await routing.call('ImageStatus', { image: { image: 'registry.example/app:1' } }));
     ok(await routing.call('Version'));
 
-    const expected = { RunPodSandbox: 'crio', ListContainers: '*', ImageStatus: 'crio', Version: 'containerd' };
+    const expected = { RunPodSandbox: 'crio', ListContainers: '*', PullImage: 'crio', ImageStatus: 'crio', Version: 'containerd' };
     for (const [method, backend] of Object.entries(expected)) {
       expect([method, await sample(metrics, 'cri_proxy_calls_total', { method, code: 'OK', backend })]).toEqual([method, 1]);
     }
-    await waitFor(() => exporter.getFinishedSpans().length === 4);
+    // The pulled image's size is read from the answer routing relayed.
+    expect(await sample(metrics, 'cri_proxy_image_pull_bytes', {}, '_count')).toBe(1);
+    await waitFor(() => exporter.getFinishedSpans().length === 5);
     const spans = Object.fromEntries(exporter.getFinishedSpans().map((s) => [s.name.slice(s.name.indexOf('/') + 1), s.attributes['cri.backend']]));
     expect(spans).toEqual(expected);
+    // Routing's own calls carry the trace context the tracing interceptor set for the call.
+    const listSpan = exporter.getFinishedSpans().find((s) => s.name.endsWith('/ListContainers'));
+    for (const runtime of [routing.runtime.containerd, routing.runtime.crio]) {
+      expect(runtime.lastCall('ListContainers')?.metadata['traceparent']).toContain(listSpan?.spanContext().traceId ?? 'no span');
+    }
     const records = readFileSync(auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { method: string; backend: string });
     expect(Object.fromEntries(records.map((r) => [r.method.slice(r.method.lastIndexOf('/') + 1), r.backend]))).toEqual(expected);
     rmSync(dir, { recursive: true, force: true });

@@ -175,7 +175,7 @@ export class FakeCri {
     this.on('ImageStatus', (r) => {
       const ref = str(sub(r, 'image'), 'image');
       const found = [...this.images].find(([id, tags]) => id === ref || tags.includes(ref));
-      return found === undefined ? {} : { image: { id: found[0], repo_tags: found[1] } };
+      return found === undefined ? {} : { image: { id: found[0], repo_tags: found[1], size: 4096 } };
     });
     this.on('PullImage', (r) => {
       const ref = str(sub(r, 'image'), 'image');
