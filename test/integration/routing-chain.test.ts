@@ -15,7 +15,7 @@ import type { Router } from '../../src/proxy/router';
 import type { Interceptor } from '../../src/proxy/types';
 import { sample } from '../support/metric-samples';
 import { makeTempDir, RawClient } from '../support/proxy-harness';
-import { callVia, ok, sandboxConfig, startRoutingProxy, type RoutingProxy } from '../support/routing-proxy';
+import { callVia, ok, sandboxConfig, startRoutingProxy, type Reply, type RoutingProxy } from '../support/routing-proxy';
 import { waitFor } from '../support/wait';
 
 jest.setTimeout(30_000);
@@ -53,7 +53,7 @@ describe('the image policy behind routing', () => {
     const allowed = ok(await routing.call('PullImage', { image: { image: 'registry.example/allowed/app:1' }, sandbox_config: config }))['image_ref'] as string;
     expect([...routing.cri.crio.images.keys()]).toEqual([allowed]);
     // Created by image ID, as kubelet does: only crio knows the ID's names, and the policy asks crio.
-    const create = (image: string): Promise<Awaited<ReturnType<RoutingProxy['call']>>> =>
+    const create = (image: string): Promise<Reply> =>
       routing.call('CreateContainer', { pod_sandbox_id: podId, sandbox_config: config, config: { metadata: { name: 'c' }, image: { image } } });
     expect(ok(await create(allowed))['container_id']).toMatch(/^crio-ctr-/);
     expect(routing.runtime.containerd.lastCall('ImageStatus')).toBeUndefined();

@@ -13,11 +13,11 @@ import { FakeCri } from './fake-cri';
 import type { FakeRuntime } from './fake-runtime';
 import { startTestProxy, type RawClient, type TestProxy } from './proxy-harness';
 
-export const BACKENDS = ['containerd', 'crio'] as const;
+const BACKENDS = ['containerd', 'crio'] as const;
 export type Backend = (typeof BACKENDS)[number];
 
 /** The rules the routing tests share: kata handlers, a namespace, an annotation and a label send pods to crio. */
-export const ROUTING_CONFIG = {
+const ROUTING_CONFIG = {
   rules: [
     { name: 'kata', backend: 'crio', match: { runtimeHandlers: ['kata-*'] } },
     { name: 'sandboxed', backend: 'crio', match: { namespaces: ['sandboxed', 'untrusted-*'] } },
@@ -56,7 +56,7 @@ export function methodOf(name: string): (typeof methodTable)[number] {
   return method;
 }
 
-export interface RoutingProxyOptions {
+interface RoutingProxyOptions {
   readonly config?: Record<string, unknown>;
   /** Entries after routing (the image policy, say), built with the router. */
   readonly after?: (router: Router) => readonly ChainEntry[];
