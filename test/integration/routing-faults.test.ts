@@ -24,10 +24,6 @@ async function stopRuntime(backend: Backend): Promise<void> {
   await routing.runtime[backend].stop();
 }
 
-/** Open GetContainerEvents streams the runtime holds (ones the proxy cancelled or lost do not count). */
-const openEventStreams = (routingProxy: RoutingProxy, backend: Backend): number =>
-  routingProxy.runtime[backend].calls.filter((c) => c.name === 'GetContainerEvents' && !c.cancelled).length;
-
 describe('a runtime down', () => {
   test('lists fail UNAVAILABLE naming it, calls for the other runtime’s pods keep working, and all recovers', async () => {
     routing = await startRoutingProxy();
@@ -117,35 +113,57 @@ describe('a proxy restart', () => {
 });
 
 describe('GetContainerEvents', () => {
-  test('merges both runtimes’ events into each subscriber; a broken upstream reconnects while the subscriber stays', async () => {
-    routing = await startRoutingProxy();
-    const events: { id: string; type: string }[] = [];
-    let ended: grpc.StatusObject | undefined;
+  interface Subscriber {
+    readonly events: { id: string; type: string }[];
+    ended: grpc.StatusObject | undefined;
+    has(id: string, type: string): boolean;
+    cancel(): void;
+  }
+
+  function subscribe(): Subscriber {
     const stream = routing.client.serverStream(methodOf('GetContainerEvents').path, Buffer.alloc(0));
+    const subscriber: Subscriber = {
+      events: [],
+      ended: undefined,
+      has: (id, type) => subscriber.events.some((e) => e.id === id && e.type === type),
+      cancel: () => stream.cancel(),
+    };
     stream.on('data', (m: Buffer) => {
       const event = decodeMessage('runtime.v1.ContainerEventResponse', m);
-      events.push({ id: event['container_id'] as string, type: event['container_event_type'] as string });
+      subscriber.events.push({ id: event['container_id'] as string, type: event['container_event_type'] as string });
     });
     stream.on('error', () => undefined);
-    stream.on('status', (status: grpc.StatusObject) => (ended = status));
-    await waitFor(() => openEventStreams(routing, 'containerd') === 1 && openEventStreams(routing, 'crio') === 1);
+    stream.on('status', (status: grpc.StatusObject) => (subscriber.ended = status));
+    return subscriber;
+  }
+
+  /** Event streams the fake runtime serves right now. */
+  const upstreams = (backend: Backend): number => routing.cri[backend].eventSubscribers;
+
+  test('merges both runtimes’ events into each subscriber; a broken upstream reconnects while subscribers stay', async () => {
+    routing = await startRoutingProxy();
+    const first = subscribe();
+    await waitFor(() => upstreams('containerd') === 1 && upstreams('crio') === 1);
+    const second = subscribe();
+    await waitFor(async () => (await sample(routing.registry(), 'cri_proxy_routing_event_subscribers')) === 2);
+    // One stream per runtime, however many subscribe.
+    expect([upstreams('containerd'), upstreams('crio')]).toEqual([1, 1]);
 
     const a = await runPod('a', 'web');
     const b = await runPod('b', 'sandboxed');
-    const has = (id: string, type: string): boolean => events.some((e) => e.id === id && e.type === type);
-    await waitFor(() => has(a.containerId, 'CONTAINER_CREATED_EVENT') && has(b.containerId, 'CONTAINER_CREATED_EVENT'));
-    expect(has(a.podId, 'CONTAINER_STARTED_EVENT') && has(b.podId, 'CONTAINER_STARTED_EVENT')).toBe(true);
+    const everyone = (id: string, type: string): boolean => first.has(id, type) && second.has(id, type);
+    await waitFor(() => everyone(a.containerId, 'CONTAINER_CREATED_EVENT') && everyone(b.containerId, 'CONTAINER_CREATED_EVENT'));
+    expect(everyone(a.podId, 'CONTAINER_STARTED_EVENT') && everyone(b.podId, 'CONTAINER_STARTED_EVENT')).toBe(true);
 
     await stopRuntime('crio');
     await routing.runtime.crio.start();
-    // The proxy opens a new stream to crio by itself; the subscriber never noticed.
-    await waitFor(() => openEventStreams(routing, 'crio') === 1);
+    // The proxy opens a new stream to crio by itself; the subscribers never noticed.
+    await waitFor(() => upstreams('crio') === 1);
     expect(await sample(routing.registry(), 'cri_proxy_routing_event_upstream_reconnects_total', { backend: 'crio' })).toBeGreaterThanOrEqual(1);
     ok(await routing.call('StartContainer', { container_id: b.containerId }));
-    await waitFor(() => has(b.containerId, 'CONTAINER_STARTED_EVENT'));
-    expect(ended).toBeUndefined();
-    // Only one stream per runtime however many subscribe.
-    expect(openEventStreams(routing, 'containerd')).toBe(1);
-    stream.cancel();
+    await waitFor(() => everyone(b.containerId, 'CONTAINER_STARTED_EVENT'));
+    expect([first.ended, second.ended, upstreams('containerd')]).toEqual([undefined, undefined, 1]);
+    first.cancel();
+    second.cancel();
   });
 });
