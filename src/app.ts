@@ -148,16 +148,12 @@ export class App {
     await retire(old, config.shutdownGraceSeconds * 1000, this.log);
   }
 
+  /** Ready when every backend answers Version; the detail has one line per backend with its state. */
   async readiness(): Promise<Readiness> {
-    const router = this.generation.router;
-    const upstream = router.pick(undefined);
-    try {
-      const reply = await callRuntime(upstream, VERSION_PATH, Buffer.alloc(0), READINESS_TIMEOUT_MS);
-      if (reply.code === GrpcStatus.OK) return { ready: true, detail: `runtime "${upstream.name}" answers` };
-      return { ready: false, detail: `runtime "${upstream.name}" answered Version with status ${reply.code}: ${reply.message}` };
-    } catch (err) {
-      return { ready: false, detail: errorMessage(err) };
-    }
+    const upstreams = [...this.generation.router.upstreams];
+    const problems = await Promise.all(upstreams.map(versionProblem));
+    const detail = upstreams.map((u, i) => `backend "${u.name}": ${problems[i] === undefined ? 'ready' : `not ready: ${problems[i]}`}`);
+    return { ready: problems.every((p) => p === undefined), detail: detail.join('\n') };
   }
 
   /** Stops accepting, lets calls in flight finish within the grace period, releases everything. */
@@ -235,6 +231,16 @@ function faultListener(registry: Registry, log: Logger): FaultListener {
       error: errorMessage(error),
     });
   };
+}
+
+/** Why the runtime is not ready (it does not answer Version with OK in time), or undefined when it is. */
+async function versionProblem(upstream: Upstream): Promise<string | undefined> {
+  try {
+    const reply = await callRuntime(upstream, VERSION_PATH, Buffer.alloc(0), READINESS_TIMEOUT_MS);
+    return reply.code === GrpcStatus.OK ? undefined : `Version answered with status ${reply.code}: ${reply.message}`;
+  } catch (err) {
+    return errorMessage(err);
+  }
 }
 
 function freshRegistry(): Registry {

@@ -13,11 +13,11 @@ export interface AdminServerOptions {
   readonly port: number;
   readonly log: Logger;
   readonly registry: Registry;
-  /** Ready means the default runtime answers; checked on each probe. */
+  /** Ready means every runtime answers; checked on each probe. */
   readonly readiness: () => Promise<Readiness>;
 }
 
-/** The HTTP side: `/healthz` (the process is alive), `/readyz` (the runtime answers), `/metrics`. */
+/** The HTTP side: `/healthz` (the process is alive), `/readyz` (the runtimes answer), `/metrics`. */
 export class AdminServer {
   private readonly server: http.Server;
 

@@ -39,6 +39,13 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
    * `exporter.headers.*`): `config print` masks them.
    */
   readonly secretKeys?: readonly string[];
+  /**
+   * Chain order: entries of these types (keys) must come after this type's, for the reason given (e.g. they act
+   * on the backend this one picks). A config that has them before is rejected.
+   */
+  readonly runsBefore?: Readonly<Record<string, string>>;
+  /** The type must see every call: an entry of it may not narrow `methods`. */
+  readonly everyMethod?: boolean;
   /** Builds one instance from the validated (and deep-frozen) output of `schema`. */
   create(config: z.output<S>, deps: InterceptorDeps): Interceptor;
 }

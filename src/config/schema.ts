@@ -170,6 +170,24 @@ function checkInterceptors(list: unknown, types: InterceptorTypes, backends: rea
   return outputs;
 }
 
+/** What registered types say about their place in the chain (see InterceptorType.runsBefore, everyMethod). */
+function checkChainOrder(list: unknown, types: InterceptorTypes, issues: PathIssue[]): void {
+  const entries = records(list).flatMap(([e, i]) => (typeof e.type === 'string' ? [{ e, i, type: e.type }] : []));
+  for (const { e, i, type } of entries) {
+    const def = types.get(type);
+    if (def?.everyMethod === true && e.methods !== undefined) {
+      issues.push({ path: ['interceptors', i, 'methods'], message: `a ${type} entry must see every call; remove "methods"` });
+    }
+    for (const earlier of entries.filter((x) => x.i < i && Object.hasOwn(def?.runsBefore ?? {}, x.type))) {
+      const why = def?.runsBefore?.[earlier.type] ?? '';
+      issues.push({
+        path: ['interceptors', earlier.i, 'type'],
+        message: `must come after the ${type} entry "${String(e.name)}" (interceptors[${i}]): ${why}`,
+      });
+    }
+  }
+}
+
 /**
  * Freezes plain objects and arrays all the way down. Other objects (RegExp, Map, class instances
  * a type's schema may produce) are left alone: freezing those breaks them without making them immutable.
@@ -194,6 +212,7 @@ export function validateProxyConfig(input: unknown, types: InterceptorTypes): Va
   checkBackends(raw.backends, issues);
   const backendNames = records(raw.backends).flatMap(([b]) => (typeof b.name === 'string' ? [b.name] : []));
   const configs = checkInterceptors(raw.interceptors, types, backendNames, issues);
+  checkChainOrder(raw.interceptors, types, issues);
   if (!base.success || issues.length > 0) return { ok: false, issues };
   const out = base.data;
   const only = out.backends.length === 1;

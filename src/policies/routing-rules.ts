@@ -4,6 +4,7 @@
  * kubelet's RuntimeClass handler into the name that backend knows. Semantics are documented in docs/routing.md.
  */
 import { fieldAt } from '../values';
+import { globMatcher } from './glob';
 /** A decoded request as the codec returns it: a plain object with snake_case keys. */
 type DecodedMessage = Readonly<Record<string, unknown>>;
 
@@ -64,38 +65,15 @@ export interface CompiledRouting {
   readonly kubeletNamesOf: (backend: string, backendHandler: string) => string[];
 }
 
-// Local stand-in for the shared glob helper (src/policies/glob.ts): swap this one function for it.
-function compileGlob(pattern: string): (value: string) => boolean {
-  const parts = pattern.split('*');
-  if (parts.length === 1) return (value) => value === pattern;
-  const head = parts[0] ?? '';
-  const tail = parts[parts.length - 1] ?? '';
-  const middle = parts.slice(1, -1).filter((p) => p !== '');
-  return (value) => {
-    if (value.length < head.length + tail.length || !value.startsWith(head) || !value.endsWith(tail)) return false;
-    let at = head.length;
-    const stop = value.length - tail.length;
-    for (const part of middle) {
-      const found = value.indexOf(part, at);
-      if (found < 0 || found + part.length > stop) return false;
-      at = found + part.length;
-    }
-    return true;
-  };
-}
-
 type Test = (facts: PodFacts) => boolean;
 
 function anyOf(patterns: readonly string[], pick: (facts: PodFacts) => string): Test {
-  const globs = patterns.map(compileGlob);
-  return (facts) => {
-    const value = pick(facts);
-    return globs.some((matches) => matches(value));
-  };
+  const matches = globMatcher(patterns);
+  return (facts) => matches(pick(facts));
 }
 
 function allEntries(wanted: Readonly<Record<string, string>>, pick: (facts: PodFacts) => Readonly<Record<string, string>>): Test {
-  const entries = Object.entries(wanted).map(([key, value]) => [key, compileGlob(value)] as const);
+  const entries = Object.entries(wanted).map(([key, value]) => [key, globMatcher([value])] as const);
   return (facts) => {
     const have = pick(facts);
     return entries.every(([key, matches]) => Object.hasOwn(have, key) && matches(have[key] as string));

@@ -36,6 +36,8 @@ export class Call implements CallContext {
   /** The chain tried to read the request and it does not decode. */
   private unreadable: ProxyError | undefined;
   private observers: ((message: StreamMessage) => void)[] | undefined;
+  /** The one message of an answer the proxy gave itself. */
+  private answered: Buffer | undefined;
   private finished = false;
 
   constructor(
@@ -100,9 +102,13 @@ export class Call implements CallContext {
 
   response(): DecodedMessage | undefined {
     const type = this.method.responseType;
-    if (type === undefined || this.outcome?.code !== GrpcStatus.OK || this.outcome.fromProxy) return undefined;
-    const body = this.transport.responseBody();
-    const message = body === undefined ? undefined : unframeSingle(body);
+    if (type === undefined || this.outcome?.code !== GrpcStatus.OK || Object.keys(this.method.responseFields).length === 0) return undefined;
+    // An answer the proxy gave itself (a runtime's relayed by routing, say) is the response the client got.
+    let message: Buffer | undefined = this.answered;
+    if (!this.outcome.fromProxy) {
+      const body = this.transport.responseBody();
+      message = body === undefined ? undefined : unframeSingle(body);
+    }
     return message === undefined ? undefined : decodeMessage(type, message);
   }
 
@@ -113,6 +119,7 @@ export class Call implements CallContext {
   respond(answer: OwnAnswer): void {
     this.claim();
     this.transport.respond(answer);
+    this.answered = answer.messages?.length === 1 ? answer.messages[0] : undefined;
     const status = answer.trailers === undefined ? undefined : readStatusFields(answer.trailers);
     this.outcome = { code: status?.code ?? answer.code ?? GrpcStatus.OK, message: status?.message ?? answer.message ?? '', fromProxy: true };
   }

@@ -2,6 +2,12 @@ import { ProxyError } from '../errors';
 import type { Upstream } from './upstream';
 
 /**
+ * `CallContext.backend` of a call answered from every backend at once (a merged list, `Status`, events): what
+ * metrics, traces, audit records and logs show for it. Never a backend's name (those cannot contain `*`).
+ */
+export const EVERY_BACKEND = '*';
+
+/**
  * Picks the runtime a call goes to: the one an interceptor named on the context (routing by runtime
  * handler, say), else the default backend.
  */

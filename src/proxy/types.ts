@@ -106,8 +106,9 @@ export interface CallContext {
   /** The request message as the client sent it (read whole on first call); undefined for unknown methods. */
   requestBytes(): Promise<Buffer | undefined>;
   /**
-   * The unary response after `next()` resolved, for methods whose table row names response fields; undefined
-   * for other methods, streams, errors and unknown methods.
+   * The unary response after `next()` resolved (the runtime's, or the one message of an answer given with
+   * `respond`), for methods whose table row names response fields; undefined for other methods, streams, errors
+   * and unknown methods.
    */
   response(): DecodedMessage | undefined;
   /** Answers the call without a runtime (messages it built, a status, a runtime's answer relayed); instead of `next()`. */

@@ -1,9 +1,10 @@
 /** The harness itself, against a real containerd: a pod's whole life through CRI, then a clean teardown. */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { runtimeContainers } from './harness/containerd';
 import { bufferField, createCriClient, listField, numberField, stringField, type CriClient } from './harness/cri-client';
 import { startEnvironment, type E2eEnvironment } from './harness/environment';
-import { isAlive, run, waitUntil } from './harness/processes';
+import { isAlive, waitUntil } from './harness/processes';
 import { mountsUnder } from './harness/teardown';
 
 jest.setTimeout(120_000);
@@ -14,13 +15,6 @@ function sandboxConfig(env: E2eEnvironment, name: string): Record<string, unknow
     log_directory: join(env.podLogDir, name),
     linux: {},
   };
-}
-
-/** The containers an OCI runtime has in its state root (`<runtime> --root ROOT list -q`). */
-async function runtimeContainers(runtime: string, root: string): Promise<string[]> {
-  if (!existsSync(root)) return [];
-  const { stdout } = await run(runtime, ['--root', root, 'list', '-q']);
-  return stdout.split('\n').filter((l) => l.trim() !== '');
 }
 
 /** Runs a pod with one busybox container running `command`; returns the ids. */

@@ -38,6 +38,23 @@ describe('answers the proxy gives itself', () => {
     expect(proxy.runtime.calls).toHaveLength(0);
   });
 
+  test('interceptors before the one that answered read its answer as the response', async () => {
+    const built = encodeMessage('runtime.v1.ImageStatusResponse', { image: { id: 'sha256:abc', repo_tags: ['a:1'] } });
+    const seen: unknown[] = [];
+    const observe = entry('observe', async (ctx, next) => {
+      await next();
+      seen.push(ctx.response());
+    });
+    const answer = entry('answer', (ctx) => {
+      ctx.respond({ messages: [built] });
+      return Promise.resolve();
+    });
+    proxy = await startTestProxy({ entries: [observe, answer] });
+    const result = await proxy.client().unary('/runtime.v1.ImageService/ImageStatus', Buffer.alloc(0));
+    expect(result.status.code).toBe(grpc.status.OK);
+    expect(seen).toEqual([{ image: { id: 'sha256:abc', repo_tags: ['a:1'] } }]);
+  });
+
   test('a status of any code, with its message', async () => {
     const answer = entry('answer', (ctx) => {
       ctx.respond({ code: grpc.status.UNIMPLEMENTED, message: 'not on "crio" 100%' });

@@ -3,8 +3,8 @@ import type { BackendReply, BackendStatus, CallBackend, StreamBackend } from '..
 import { encodeMessage } from '../../src/proxy/codec';
 import { lengthDelimited } from '../../src/proxy/protobuf-wire';
 
-export const ok = (body?: Buffer): BackendReply => ({ code: 0, message: '', trailers: { 'grpc-status': '0' }, body });
-export const fail = (code: number, message: string): BackendReply => ({ code, message, trailers: { 'grpc-status': String(code) } });
+export const ok = (body?: Buffer): BackendReply => ({ code: 0, message: '', trailers: ['grpc-status', '0'], body });
+export const fail = (code: number, message: string): BackendReply => ({ code, message, trailers: ['grpc-status', String(code)] });
 
 export const encode = (type: string, value: Record<string, unknown>): Buffer => encodeMessage(`runtime.v1.${type}`, value);
 
@@ -63,7 +63,7 @@ export class FakeStreams {
         ended = true;
         resolve(status);
       };
-      signal.addEventListener('abort', () => finish({ code: 1, message: 'cancelled', trailers: {} }), { once: true });
+      signal.addEventListener('abort', () => finish({ code: 1, message: 'cancelled', trailers: [] }), { once: true });
       this.opened.push({
         backend,
         path,
@@ -72,7 +72,7 @@ export class FakeStreams {
         push: async (message) => {
           if (!ended) await onMessage(message);
         },
-        end: (status = {}) => finish({ code: 0, message: '', trailers: {}, ...status }),
+        end: (status = {}) => finish({ code: 0, message: '', trailers: [], ...status }),
         get ended() {
           return ended;
         },

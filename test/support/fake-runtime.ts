@@ -47,6 +47,13 @@ export interface Behaviour {
   readonly trailers?: MetadataInit;
 }
 
+/** Thrown by a `respond` or `stream` function: the call ends with this status (a scripted runtime's own error). */
+export class RuntimeFailure extends Error {
+  constructor(readonly failure: Failure) {
+    super(failure.message ?? `status ${failure.code}`);
+  }
+}
+
 type UnaryCall = grpc.ServerUnaryCall<Buffer, Buffer>;
 type StreamCall = grpc.ServerWritableStream<Buffer, Buffer>;
 
@@ -119,13 +126,13 @@ export class FakeRuntime {
   private register(server: grpc.Server, method: MethodInfo): void {
     if (method.kind === 'server-stream') {
       const handler = (call: StreamCall): void => {
-        this.serveStream(method, call).catch((err: unknown) => call.emit('error', internal(err)));
+        this.serveStream(method, call).catch((err: unknown) => call.emit('error', failureOf(err)));
       };
       server.register(method.path, handler, identity, identity, 'serverStream');
     } else {
       const handler = (call: UnaryCall, callback: grpc.sendUnaryData<Buffer>): void => {
         this.serveUnary(method, call, callback).catch((err: unknown) => {
-          callback(internal(err));
+          callback(failureOf(err));
         });
       };
       server.register(method.path, handler, identity, identity, 'unary');
@@ -270,6 +277,10 @@ function toError(fail: Failure): grpc.ServerErrorResponse {
   if (fail.details) metadata.set('grpc-status-details-bin', fail.details);
   const message = fail.message ?? '';
   return Object.assign(new Error(message), { code: fail.code, details: message, metadata });
+}
+
+function failureOf(err: unknown): grpc.ServerErrorResponse {
+  return err instanceof RuntimeFailure ? toError(err.failure) : internal(err);
 }
 
 function internal(err: unknown): grpc.ServerErrorResponse {

@@ -15,20 +15,35 @@ import { FakeRuntime } from './fake-runtime';
 
 export interface TestProxy {
   readonly dir: string;
+  /** The default backend's runtime. */
   readonly runtime: FakeRuntime;
+  /** Every backend's runtime by backend name, in backend order (the default first). */
+  readonly runtimes: ReadonlyMap<string, FakeRuntime>;
   readonly server: ProxyServer;
   readonly serverOptions: ProxyServerOptions;
   readonly socketPath: string;
   readonly faults: { entry: string; error: unknown }[];
   client(): RawClient;
+  /**
+   * Stops the proxy (calls in flight get `graceMs` to finish) and starts a new one on the same socket and
+   * runtimes, with entries built afresh by `entriesFor`: what a restart of the process does.
+   */
+  restart(graceMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
 export interface TestProxyOptions {
   readonly entries?: readonly ChainEntry[];
+  /**
+   * Entries built once the router exists (interceptors that call the backends from the start, such as routing);
+   * they run after `entries` and the harness closes them.
+   */
+  readonly entriesFor?: (router: Router) => readonly ChainEntry[];
+  /** Backend names, each served by a fake runtime of its own; the first is the default. One "fake" unless given. */
+  readonly backends?: readonly string[];
   readonly maxMessageBytes?: number;
   readonly log?: Logger;
-  /** Do not start the fake runtime (to test an unreachable upstream). */
+  /** Do not start the fake runtimes (to test an unreachable upstream). */
   readonly runtimeDown?: boolean;
   /** Paths outside CRI v1 the fake runtime serves too. */
   readonly extraMethods?: readonly string[];
@@ -44,44 +59,76 @@ export function makeTempDir(prefix = 'cri-proxy-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-/** A fake runtime and a proxy in front of it, both on sockets in a fresh temp dir. */
+interface Running {
+  readonly router: Router;
+  readonly server: ProxyServer;
+  readonly serverOptions: ProxyServerOptions;
+  readonly owned: readonly ChainEntry[];
+}
+
+/** Fake runtimes and a proxy in front of them, all on sockets in a fresh temp dir. */
 export async function startTestProxy(options: TestProxyOptions = {}): Promise<TestProxy> {
   const dir = makeTempDir();
-  const runtime = new FakeRuntime(path.join(dir, 'runtime.sock'), options.extraMethods);
-  if (!options.runtimeDown) await runtime.start();
+  const names = options.backends ?? ['fake'];
+  const [defaultName] = names;
+  if (defaultName === undefined) throw new Error('at least one backend');
+  const runtimes = new Map(
+    names.map((name) => [name, new FakeRuntime(path.join(dir, names.length === 1 ? 'runtime.sock' : `${name}.sock`), options.extraMethods)]),
+  );
+  if (!options.runtimeDown) for (const runtime of runtimes.values()) await runtime.start();
   const log = options.log ?? silentLogger;
   const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
-  const upstream = new Upstream({
-    name: 'fake',
-    socketPath: runtime.socketPath,
-    connectTimeoutMs: 1000,
-    maxMessageBytes,
-    log,
-    ...(options.upstreamSettings ? { settings: options.upstreamSettings } : {}),
-  });
-  const router = new Router([upstream], 'fake');
   const faults: { entry: string; error: unknown }[] = [];
   const onFault: FaultListener = (entry, error) => faults.push({ entry: entry.interceptor.name, error });
-  const chain = new Chain<Call>(options.entries ?? [], (call) => call.forward(), onFault);
   const socketPath = path.join(dir, 'proxy', 'cri-proxy.sock');
-  const serverOptions: ProxyServerOptions = {
-    socketPath,
-    socketMode: 0o660,
-    maxMessageBytes,
-    log,
-    router,
-    chain,
-    ...(options.limits ? { limits: options.limits } : {}),
-    ...(options.registry ? { registry: options.registry } : {}),
+
+  const start = async (): Promise<Running> => {
+    const upstreams = [...runtimes].map(
+      ([name, runtime]) =>
+        new Upstream({
+          name,
+          socketPath: runtime.socketPath,
+          connectTimeoutMs: 1000,
+          maxMessageBytes,
+          log,
+          ...(options.upstreamSettings ? { settings: options.upstreamSettings } : {}),
+        }),
+    );
+    const router = new Router(upstreams, defaultName);
+    const owned = options.entriesFor?.(router) ?? [];
+    const chain = new Chain<Call>([...(options.entries ?? []), ...owned], (call) => call.forward(), onFault);
+    const serverOptions: ProxyServerOptions = {
+      socketPath,
+      socketMode: 0o660,
+      maxMessageBytes,
+      log,
+      router,
+      chain,
+      ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.registry ? { registry: options.registry } : {}),
+    };
+    const server = new ProxyServer(serverOptions);
+    await server.listen();
+    return { router, server, serverOptions, owned };
   };
-  const server = new ProxyServer(serverOptions);
-  await server.listen();
+  const stop = async (running: Running, graceMs: number): Promise<void> => {
+    await running.server.close(graceMs);
+    running.router.close();
+    for (const entry of running.owned) await entry.interceptor.close?.();
+  };
+
+  let running = await start();
   const clients: RawClient[] = [];
   return {
     dir,
-    runtime,
-    server,
-    serverOptions,
+    runtime: runtimes.get(defaultName) as FakeRuntime,
+    runtimes,
+    get server() {
+      return running.server;
+    },
+    get serverOptions() {
+      return running.serverOptions;
+    },
     socketPath,
     faults,
     client: () => {
@@ -89,11 +136,14 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
       clients.push(c);
       return c;
     },
+    restart: async (graceMs = 100) => {
+      await stop(running, graceMs);
+      running = await start();
+    },
     close: async () => {
       for (const c of clients) c.close();
-      await server.close(100);
-      router.close();
-      await runtime.stop();
+      await stop(running, 100);
+      for (const runtime of runtimes.values()) await runtime.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -3,7 +3,12 @@ import { InterceptorTypes } from '../../src/config/interceptor-types';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load';
 import { builtinInterceptorTypes } from '../../src/interceptors';
 import { Registry } from 'prom-client';
-import { depsForTestProxy } from '../support/proxy-harness';
+import { routingConfigSchema } from '../../src/interceptors/routing/config';
+import { silentLogger } from '../../src/log';
+import { Router } from '../../src/proxy/router';
+import { Upstream } from '../../src/proxy/upstream';
+import { sample } from '../support/metric-samples';
+import { eventually } from '../support/wait';
 
 const types = new InterceptorTypes(builtinInterceptorTypes);
 
@@ -35,8 +40,12 @@ test('config/routing.yaml validates to the documented shape', () => {
     ['containerd', true],
     ['crio', false],
   ]);
-  expect(config.interceptors[0]).toMatchObject({ name: 'routing', type: 'routing', onError: 'failClosed' });
-  expect(config.interceptors[0]?.config).toEqual({
+  // The node chain: observers and audit, then routing, then the image policy that depends on its choice.
+  expect(config.interceptors.map((i) => i.type)).toEqual(['tracing', 'metrics', 'audit', 'routing', 'image-policy']);
+  const routing = config.interceptors.find((i) => i.type === 'routing');
+  expect(routing).toMatchObject({ name: 'routing', type: 'routing', onError: 'failClosed' });
+  expect(routing?.methods).toBeUndefined();
+  expect(routing?.config).toEqual({
     rules: [
       { name: 'runtime-class', backend: 'crio', match: { runtimeHandlers: ['crio', 'kata-*'] } },
       { name: 'sandboxed-namespaces', backend: 'crio', match: { namespaces: ['sandboxed', 'untrusted-*'] } },
@@ -92,9 +101,38 @@ test('a rule naming a backend the file defines is accepted', () => {
   expect(() => parseConfig(yaml, 't.yaml', types)).not.toThrow();
 });
 
-test('the type is registered but refuses to run until the data plane can carry it', () => {
+test('an image policy before routing is rejected: it would check images on the wrong backend', () => {
+  const yaml = `${BACKENDS}interceptors:
+  - { name: images, type: image-policy, config: { defaultAction: allow, rules: [] } }
+  - { name: routing, type: routing }
+`;
+  expect(problems(yaml)).toEqual([
+    ['interceptors[0].type', 'must come after the routing entry "routing" (interceptors[1]): the image policy checks images on the backend routing picks'],
+  ]);
+  const ordered = `${BACKENDS}interceptors:
+  - { name: routing, type: routing }
+  - { name: images, type: image-policy, config: { defaultAction: allow, rules: [] } }
+`;
+  expect(() => parseConfig(ordered, 't.yaml', types)).not.toThrow();
+});
+
+test('a routing entry limited to some methods is rejected: every call needs routing', () => {
+  const yaml = `${BACKENDS}interceptors: [{ name: r, type: routing, methods: [RunPodSandbox] }]\n`;
+  expect(problems(yaml)).toEqual([['interceptors[0].methods', 'a routing entry must see every call; remove "methods"']]);
+});
+
+test('the type builds a running interceptor from a validated config, which closes cleanly', async () => {
   const type = types.get('routing');
-  expect(type).toBeDefined();
-  const { deps } = depsForTestProxy('routing', new Registry());
-  expect(() => type?.create({}, deps)).toThrow('routing is not wired yet');
+  const upstreams = ['containerd', 'crio'].map(
+    (name) => new Upstream({ name, socketPath: `/nonexistent/${name}.sock`, connectTimeoutMs: 10, maxMessageBytes: 1024, log: silentLogger }),
+  );
+  const router = new Router(upstreams, 'containerd');
+  const registry = new Registry();
+  const interceptor = type?.create(routingConfigSchema.parse({}), { name: 'routing', log: silentLogger, registry, router });
+  expect(interceptor?.name).toBe('routing');
+  // The start-up rebuild asked both backends (neither is there) and says so.
+  await eventually(async () => (await sample(registry, 'cri_proxy_routing_ownership_rebuilds_total', { backend: 'crio', result: 'failed' })) === 1);
+  expect(await sample(registry, 'cri_proxy_routing_ownership_rebuilds_total', { backend: 'containerd', result: 'failed' })).toBe(1);
+  await interceptor?.close?.();
+  router.close();
 });

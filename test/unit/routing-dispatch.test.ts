@@ -49,7 +49,7 @@ function callOf(name: string, request: Record<string, unknown> | Buffer = {}, si
     responseType: method.responseType,
     request: Buffer.isBuffer(request) ? request : encode(type.replace('runtime.v1.', ''), request),
     deadline: 1000,
-    metadata: { traceparent: 'x' },
+    metadata: ['traceparent', 'x'],
     signal,
   };
 }

@@ -9,7 +9,7 @@ import { encode, fail, fakeCall, ok, withUnknown, type Script } from '../support
 const BACKENDS = ['containerd', 'crio'];
 const fanOut = (script: Script) => {
   const { call, calls } = fakeCall(script);
-  return { c: { call, backends: BACKENDS, metadata: { 'x-trace': 't' }, deadline: 42 }, calls };
+  return { c: { call, backends: BACKENDS, metadata: ['x-trace', 't'], deadline: 42 }, calls };
 };
 
 const present = (id: string) => ok(encode('ImageStatusResponse', { image: { id, repo_tags: ['busybox:1'] } }));

@@ -171,7 +171,7 @@ describe('mergedList: the unary call', () => {
 
   test('asks every backend with the same request and deadline, and merges', async () => {
     const { call, calls } = fakeCall({ a: { ListContainers: ok(listOf([c1])) }, b: { ListContainers: ok(listOf([c2])) } });
-    const answer = await mergedList({ call, backends: ['a', 'b'], metadata: {}, deadline: 12345 }, 'ListContainers', path, request, mergeFor('ListContainers'));
+    const answer = await mergedList({ call, backends: ['a', 'b'], metadata: [], deadline: 12345 }, 'ListContainers', path, request, mergeFor('ListContainers'));
     expect(answer).toEqual({ code: 0, message: '', body: listOf([c1, c2]) });
     expect(calls.map((c) => [c.backend, c.path, c.request.equals(request), c.deadline])).toEqual([
       ['a', path, true, 12345],
@@ -181,7 +181,7 @@ describe('mergedList: the unary call', () => {
 
   test('a backend down: UNAVAILABLE naming it, never a partial list', async () => {
     const { call } = fakeCall({ a: { ListContainers: ok(listOf([c1])) } });
-    const answer = await mergedList({ call, backends: ['a', 'crio'], metadata: {}, deadline: undefined }, 'ListContainers', path, request, mergeFor('ListContainers'));
+    const answer = await mergedList({ call, backends: ['a', 'crio'], metadata: [], deadline: undefined }, 'ListContainers', path, request, mergeFor('ListContainers'));
     expect(answer.code).toBe(14);
     expect(answer.body).toBeUndefined();
     expect(answer.message).toBe(
@@ -191,20 +191,20 @@ describe('mergedList: the unary call', () => {
 
   test('the code all failing backends agree on is kept (UNIMPLEMENTED lets kubelet fall back)', async () => {
     const { call } = fakeCall({ a: {}, b: {} });
-    const answer = await mergedList({ call, backends: ['a', 'b'], metadata: {}, deadline: undefined }, 'ListContainers', path, request, mergeFor('ListContainers'));
+    const answer = await mergedList({ call, backends: ['a', 'b'], metadata: [], deadline: undefined }, 'ListContainers', path, request, mergeFor('ListContainers'));
     expect(answer.code).toBe(12);
     expect(answer.message).toMatch(/backend "a" failed: UNIMPLEMENTED.*; backend "b" failed: UNIMPLEMENTED/);
   });
 
   test('different failures: UNAVAILABLE naming each', async () => {
     const { call } = fakeCall({ a: { ListContainers: fail(4, 'slow') }, b: { ListContainers: fail(13, 'broken') } });
-    const answer = await mergedList({ call, backends: ['a', 'b'], metadata: {}, deadline: undefined }, 'ListContainers', path, request, mergeFor('ListContainers'));
+    const answer = await mergedList({ call, backends: ['a', 'b'], metadata: [], deadline: undefined }, 'ListContainers', path, request, mergeFor('ListContainers'));
     expect(answer).toMatchObject({ code: 14, message: expect.stringMatching(/"a" failed: DEADLINE_EXCEEDED: slow; backend "b" failed: INTERNAL: broken$/) as unknown });
   });
 
   test('a call function that rejects counts as the backend being unavailable', async () => {
     const answer = await mergedList(
-      { call: () => Promise.reject(new Error('socket closed')), backends: ['a'], metadata: {}, deadline: undefined },
+      { call: () => Promise.reject(new Error('socket closed')), backends: ['a'], metadata: [], deadline: undefined },
       'ListContainers',
       path,
       request,

@@ -161,7 +161,7 @@ test('fields of the default backend\'s answer this schema does not know are kept
 test('mergedStatus asks every backend with the request as given', async () => {
   const request = encode('StatusRequest', { verbose: true });
   const { call, calls } = fakeCall({ containerd: { Status: ok(status(ready)) }, crio: { Status: ok(status(ready)) } });
-  const answer = await mergedStatus({ call, backends: ['containerd', 'crio'], metadata: {}, deadline: 7 }, '/runtime.v1.RuntimeService/Status', request, names);
+  const answer = await mergedStatus({ call, backends: ['containerd', 'crio'], metadata: [], deadline: 7 }, '/runtime.v1.RuntimeService/Status', request, names);
   expect(answer.code).toBe(0);
   expect(calls.map((c) => [c.backend, c.request.equals(request), c.deadline])).toEqual([
     ['containerd', true, 7],

@@ -15,7 +15,7 @@ function setup(overrides: Partial<StreamMergeOptions> = {}) {
     method: 'StreamImages',
     path: PATH,
     request: encode('StreamImagesRequest', { filter: { image: { image: 'busybox' } } }),
-    metadata: { 'x-request': '1' },
+    metadata: ['x-request', '1'],
     deadline: 999,
     signal: client.signal,
     merge: compileListMerge('runtime.v1.StreamImagesResponse', [{ field: 'images', uniqueBy: 'id' }]),

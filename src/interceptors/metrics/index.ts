@@ -9,7 +9,7 @@ import { podStartConfigSchema } from '../../observability/pod-start-config';
 import { PodStartMetrics } from './pod-start-metrics';
 import { GRPC_CODE_COUNT, grpcCodeName, type CollectedGauge } from '../../metrics/registry';
 import { methodFacts, methodTable } from '../../proxy/method-table';
-import type { Router } from '../../proxy/router';
+import { EVERY_BACKEND, type Router } from '../../proxy/router';
 import type { CallContext, Interceptor, MethodInfo, Next } from '../../proxy/types';
 
 export const metricsConfigSchema = z.strictObject({
@@ -153,13 +153,14 @@ class MetricsInterceptor implements Interceptor {
         calls: new Array<undefined>(GRPC_CODE_COUNT),
         durations: new Array<undefined>(GRPC_CODE_COUNT),
       };
-      // Bounded: labels are configured backend names or "none".
+      // Bounded: labels are configured backend names, "*" (every backend) or "none".
       series.backends.set(label, found);
     }
     return found;
   }
 
   private backendLabel(backend: string | undefined): string {
+    if (backend === EVERY_BACKEND) return backend;
     return backend !== undefined && this.router.get(backend) !== undefined ? backend : NO_BACKEND;
   }
 

@@ -4,11 +4,14 @@
  * runtime that cannot be reached answers UNAVAILABLE like one that says so.
  */
 
-/** gRPC metadata to send: lowercase names, no pseudo-headers; `-bin` values already base64 as on the wire. */
-export type OutgoingMetadata = Readonly<Record<string, string | readonly string[]>>;
+/**
+ * gRPC metadata to send, as a header list (names and values alternating): lowercase names, no pseudo-headers,
+ * `-bin` values already base64 as on the wire.
+ */
+export type MetadataFields = readonly string[];
 
-/** Trailing metadata as the runtime sent it (grpc-status and grpc-message included). */
-export type Trailers = Readonly<Record<string, string | readonly string[] | undefined>>;
+/** Trailing metadata as the runtime sent it, names and values alternating (grpc-status and grpc-message included). */
+export type Trailers = readonly string[];
 
 export interface BackendStatus {
   readonly code: number;
@@ -26,7 +29,7 @@ export type CallBackend = (
   backend: string,
   path: string,
   request: Buffer,
-  metadata: OutgoingMetadata,
+  metadata: MetadataFields,
   deadline: number | undefined,
 ) => Promise<BackendReply>;
 
@@ -40,7 +43,7 @@ export type StreamBackend = (
   backend: string,
   path: string,
   request: Buffer,
-  metadata: OutgoingMetadata,
+  metadata: MetadataFields,
   deadline: number | undefined,
   signal: AbortSignal,
   onMessage: (message: Buffer) => void | Promise<void>,

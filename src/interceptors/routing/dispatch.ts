@@ -11,7 +11,7 @@ import { compileRouting, type CompiledRouting, type Placement } from '../../poli
 import { decodeMessage } from '../../proxy/codec';
 import { fieldAt } from '../../values';
 import type { DecodedMessage } from '../../proxy/types';
-import type { CallBackend, OutgoingMetadata, StreamBackend } from './backend-call';
+import type { CallBackend, MetadataFields, StreamBackend } from './backend-call';
 import type { RoutingConfig } from './config';
 import { EventsMerger, type Schedule } from './events';
 import type { BuiltAnswer, FanOutCall, RoutedAnswer } from './fan-out';
@@ -37,7 +37,7 @@ export interface RoutingCall {
   readonly request: Buffer;
   readonly deadline: number | undefined;
   /** Metadata to send along when routing calls backends itself (the client's, plus what interceptors added). */
-  readonly metadata: OutgoingMetadata;
+  readonly metadata: MetadataFields;
   /** The client's call: aborted when it is cancelled. */
   readonly signal: AbortSignal;
 }
@@ -113,6 +113,16 @@ export class RoutingDispatcher {
 
   close(): void {
     this.events.close();
+  }
+
+  get defaultBackend(): string {
+    return this.deps.defaultBackend;
+  }
+
+  /** True when calls of `method` go to the default backend as they are: nothing to read, rewrite or learn. */
+  passesThrough(method: string): boolean {
+    const entry = Object.hasOwn(methodRoutes, method) ? methodRoutes[method] : undefined;
+    return entry === undefined || (entry.route.kind === 'default' && entry.handlerField === undefined && entry.ownership === undefined);
   }
 
   /** What to do with one call. Rejects only with a ProxyError (a request that does not decode). */

@@ -203,8 +203,8 @@ export class EventsMerger {
       }
       for (const sub of [...this.subscribers]) sub.push(message);
     };
-    stream(backend, EVENTS_PATH, Buffer.alloc(0), {}, undefined, abort.signal, onMessage)
-      .catch((err: unknown): BackendStatus => ({ code: GrpcStatus.UNAVAILABLE, message: errorMessage(err), trailers: {} }))
+    stream(backend, EVENTS_PATH, Buffer.alloc(0), [], undefined, abort.signal, onMessage)
+      .catch((err: unknown): BackendStatus => ({ code: GrpcStatus.UNAVAILABLE, message: errorMessage(err), trailers: [] }))
       .then((status) => {
         // Stopped on purpose: nobody subscribes any more, or the merger closed.
         if (abort.signal.aborted) return;

@@ -1,6 +1,6 @@
 /** Calls that go to every backend at once, and the one status such a call fails with when some did not answer. */
 import { GrpcStatus, errorMessage } from '../../errors';
-import type { BackendReply, BackendStatus, CallBackend, NamedReply, OutgoingMetadata } from './backend-call';
+import type { BackendReply, BackendStatus, CallBackend, NamedReply, MetadataFields } from './backend-call';
 
 /** An answer the proxy built itself (a merged list, or the failure of a fan-out call). */
 export interface BuiltAnswer {
@@ -23,7 +23,7 @@ export function statusName(code: number): string {
 }
 
 function unreachable(err: unknown): BackendReply {
-  return { code: GrpcStatus.UNAVAILABLE, message: errorMessage(err), trailers: {} };
+  return { code: GrpcStatus.UNAVAILABLE, message: errorMessage(err), trailers: [] };
 }
 
 /** What a call sent to several backends shares. */
@@ -31,7 +31,7 @@ export interface FanOutCall {
   readonly call: CallBackend;
   /** Backend order, the default first. */
   readonly backends: readonly string[];
-  readonly metadata: OutgoingMetadata;
+  readonly metadata: MetadataFields;
   readonly deadline: number | undefined;
 }
 

@@ -1,15 +1,14 @@
-/**
- * `routing`: several runtimes behind one kubelet endpoint, looking like one runtime. The config is validated
- * (against the configured backends too); running it needs the data plane's call context, so `create` refuses.
- */
+/** `routing`: several runtimes behind one kubelet endpoint, looking like one runtime (docs/routing.md). */
 import { defineInterceptorType } from '../../config/interceptor-types';
 import { routingBackendIssues, routingConfigSchema } from './config';
+import { createRoutingInterceptor } from './interceptor';
 
 export const routingInterceptorType = defineInterceptorType({
   name: 'routing',
   schema: routingConfigSchema,
   checkBackends: routingBackendIssues,
-  create: () => {
-    throw new Error('routing is not wired yet: this build validates a routing config but cannot run it');
-  },
+  // Routing decides where every call goes, and the image policy asks the backend it picked about image IDs.
+  everyMethod: true,
+  runsBefore: { 'image-policy': 'the image policy checks images on the backend routing picks' },
+  create: createRoutingInterceptor,
 });

@@ -220,7 +220,7 @@ export class OwnershipCache {
     const lookup = lookups[kind];
     const until = Math.min(deadline ?? Number.POSITIVE_INFINITY, this.now() + lookupTimeoutMs);
     const request = encodeMessage(lookup.request, { [lookup.field]: id });
-    const replies = await callEvery({ call, backends, metadata: {}, deadline: until }, backends, lookup.path, request);
+    const replies = await callEvery({ call, backends, metadata: [], deadline: until }, backends, lookup.path, request);
     const found = replies.find((r) => r.reply.code === GrpcStatus.OK);
     if (found !== undefined) {
       metrics.resolutions.inc({ kind, result: 'found' });
@@ -253,7 +253,7 @@ export class OwnershipCache {
     const { call, backends, rebuildTimeoutMs, metrics, log } = this.options;
     const deadline = this.now() + rebuildTimeoutMs;
     const empty = Buffer.alloc(0);
-    const fanOut = { call, backends, metadata: {}, deadline };
+    const fanOut = { call, backends, metadata: [], deadline };
     const [sandboxLists, containerLists] = await Promise.all([
       callEvery(fanOut, backends, `${SERVICE}/ListPodSandbox`, empty),
       callEvery(fanOut, backends, `${SERVICE}/ListContainers`, empty),

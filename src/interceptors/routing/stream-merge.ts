@@ -4,7 +4,7 @@
  * backend's did; the first failure cancels the others and ends it with a status naming the backend.
  */
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
-import type { BackendStatus, OutgoingMetadata, StreamBackend } from './backend-call';
+import type { BackendStatus, MetadataFields, StreamBackend } from './backend-call';
 import { fanOutFailure, type BackendFailure, type BuiltAnswer } from './fan-out';
 import { filterStreamMessage, ListCollector, type ListMerge } from './list-merge';
 
@@ -16,7 +16,7 @@ export interface StreamMergeOptions {
   readonly method: string;
   readonly path: string;
   readonly request: Buffer;
-  readonly metadata: OutgoingMetadata;
+  readonly metadata: MetadataFields;
   readonly deadline: number | undefined;
   /** The client's call: aborting it cancels every backend's stream. */
   readonly signal: AbortSignal;
@@ -65,7 +65,7 @@ export async function mergeStreams(options: StreamMergeOptions): Promise<BuiltAn
         deliver(backend, m),
       );
     } catch (err) {
-      status = { code: GrpcStatus.UNAVAILABLE, message: errorMessage(err), trailers: {} };
+      status = { code: GrpcStatus.UNAVAILABLE, message: errorMessage(err), trailers: [] };
     }
     // A stream this merge cancelled did not fail on its own.
     if (status.code === GrpcStatus.OK || cancel.signal.aborted) return;

@@ -1,6 +1,6 @@
 /** A private containerd (CRI plugin, runc or crun, CNI bridge) whose every path lives under the run's work dir. */
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, spawnLogged, tailFile, waitForUnixSocket, type ManagedProcess } from './processes';
@@ -276,4 +276,11 @@ export async function startContainerd(
     throw new Error(`containerd's CRI plugin is not loaded (${cri?.trim().replace(/\s+/g, ' ') ?? 'absent'}):\n${detail}`);
   }
   return { layout, snapshotter: settings.snapshotter, runtime: settings.runtime, process: proc };
+}
+
+/** The containers an OCI runtime has in its state root (`<runtime> --root ROOT list -q`). */
+export async function runtimeContainers(runtime: OciRuntime, root: string): Promise<string[]> {
+  if (!existsSync(root)) return [];
+  const { stdout } = await run(runtime, ['--root', root, 'list', '-q']);
+  return stdout.split('\n').filter((l) => l.trim() !== '');
 }

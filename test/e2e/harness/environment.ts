@@ -63,6 +63,10 @@ export interface ContainerdInstance {
   readonly pid: number;
   /** Stops this containerd and starts it again on the same state (pods keep running). */
   restart(): Promise<void>;
+  /** Stops this containerd (SIGKILL, like a crash, when `kill`); its pods keep running. `start()` brings it back. */
+  stop(options?: { readonly kill?: boolean }): Promise<void>;
+  /** Starts this containerd again (after `stop`) on the same state and socket. */
+  start(): Promise<void>;
 }
 
 export interface StartProcessOptions {
@@ -209,10 +213,21 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
           return instance.process?.pid ?? 0;
         },
         async restart() {
-          // SIGTERM leaves the shims, and so the pods, running; the new containerd reconnects to them.
-          await instance.process?.stop(10_000);
-          await launch(instance);
+          await this.stop();
+          await this.start();
         },
+        async stop(opts = {}) {
+          // SIGTERM (or SIGKILL) leaves the shims, and so the pods, running; the next containerd reconnects to them.
+          const proc = instance.process;
+          if (proc === undefined || proc.exitInfo !== undefined) return;
+          if (opts.kill !== true) {
+            await proc.stop(10_000);
+            return;
+          }
+          process.kill(proc.pid, 'SIGKILL');
+          await proc.exited;
+        },
+        start: () => launch(instance),
       }),
     );
     const [first] = views as [ContainerdInstance, ...ContainerdInstance[]];

@@ -1,0 +1,128 @@
+/**
+ * The `routing` interceptor: carries out the dispatcher's decision for each call on its call context. A call
+ * forwarded goes to the chosen backend (its handler perhaps renamed) and teaches ownership; an answer routing
+ * got or built is given instead of forwarding; a merged stream is written by the proxy itself.
+ */
+import type { InterceptorDeps } from '../../config/interceptor-types';
+import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
+import type { Logger } from '../../log';
+import { EVERY_BACKEND } from '../../proxy/router';
+import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
+import type { RoutingConfig } from './config';
+import { RoutingDispatcher, type Decision, type RoutingCall } from './dispatch';
+import type { BuiltAnswer, RoutedAnswer } from './fan-out';
+import { backendCalls, metadataForBackends } from './runtime-calls';
+
+type Forward = Extract<Decision, { kind: 'forward' }>;
+type Stream = Extract<Decision, { kind: 'stream' }>;
+
+class RoutingInterceptor implements Interceptor {
+  constructor(
+    readonly name: string,
+    private readonly dispatcher: RoutingDispatcher,
+    private readonly log: Logger,
+  ) {}
+
+  async intercept(ctx: CallContext, next: Next): Promise<void> {
+    const { method } = ctx;
+    if (!method.known || this.dispatcher.passesThrough(method.name)) {
+      ctx.backend = this.dispatcher.defaultBackend;
+      return next();
+    }
+    const request = (await ctx.requestBytes()) ?? Buffer.alloc(0);
+    const call: RoutingCall = {
+      method: method.name,
+      path: method.path,
+      requestType: method.requestType,
+      responseType: method.responseType,
+      request,
+      deadline: ctx.deadline,
+      // Only calls routing makes itself need these.
+      get metadata() {
+        return metadataForBackends(ctx);
+      },
+      get signal() {
+        return ctx.signal;
+      },
+    };
+    const decision = await this.dispatcher.decide(call);
+    switch (decision.kind) {
+      case 'forward':
+        return this.forward(ctx, next, request, decision);
+      case 'answer':
+        answer(ctx, decision.answer);
+        return;
+      case 'stream':
+        return stream(ctx, decision);
+    }
+  }
+
+  close(): Promise<void> {
+    this.dispatcher.close();
+    return Promise.resolve();
+  }
+
+  private async forward(ctx: CallContext, next: Next, request: Buffer, decision: Forward): Promise<void> {
+    ctx.backend = decision.backend;
+    if (decision.request !== request) ctx.replaceRequest(decision.request);
+    await next();
+    const outcome = ctx.outcome;
+    if (decision.onSuccess === undefined || outcome?.code !== GrpcStatus.OK || outcome.fromProxy) return;
+    let response: DecodedMessage | undefined;
+    try {
+      response = ctx.response();
+    } catch (err) {
+      // The object is then found on demand, by asking the backends.
+      this.log.warn('routing could not read an answer to learn from', { method: ctx.method.name, backend: decision.backend, error: errorMessage(err) });
+    }
+    decision.onSuccess(response);
+  }
+}
+
+/** A backend's own answer relayed as it came, or one routing built (under EVERY_BACKEND). */
+function answer(ctx: CallContext, routed: RoutedAnswer): void {
+  if (routed.from === 'backend') {
+    ctx.backend = routed.backend;
+    const { body, trailers, code, message } = routed.reply;
+    const messages = body === undefined ? [] : [body];
+    ctx.respond(trailers.length > 0 ? { messages, trailers } : { messages, code, message });
+    return;
+  }
+  ctx.backend = EVERY_BACKEND;
+  ctx.respond(builtAnswer(routed.answer));
+}
+
+function builtAnswer(built: BuiltAnswer): { messages?: Buffer[]; code?: number; message?: string } {
+  // An empty message is a valid answer of every type (an empty list, say).
+  if (built.code === GrpcStatus.OK) return { messages: [built.body ?? Buffer.alloc(0)] };
+  return { code: built.code, message: built.message };
+}
+
+async function stream(ctx: CallContext, decision: Stream): Promise<void> {
+  ctx.backend = EVERY_BACKEND;
+  const out = ctx.openResponse();
+  const send = async (message: Buffer): Promise<void> => {
+    if (!out.write(message)) await out.drained();
+    if (out.closed) throw new ProxyError('CANCELLED', `cri-proxy: ${ctx.method.name}: the client went away`);
+  };
+  const end = await decision.run(send);
+  out.end(end.code, end.message);
+  // A client that left gets no status; the call still ends with one for metrics, traces and audit.
+  if (ctx.outcome === undefined) throw new ProxyError('CANCELLED', 'the client cancelled the call');
+}
+
+export function createRoutingInterceptor(config: RoutingConfig, deps: InterceptorDeps): Interceptor {
+  const { router, log } = deps;
+  const { call, stream: streamCall } = backendCalls(router);
+  const dispatcher = new RoutingDispatcher(config, {
+    backends: [...router.upstreams].map((u) => u.name),
+    defaultBackend: router.defaultBackend,
+    call,
+    stream: streamCall,
+    registry: deps.registry,
+    log,
+  });
+  // At once: calls naming an ID the cache does not hold yet wait for it (at most rebuildTimeoutMs).
+  dispatcher.start().catch((err: unknown) => log.error('ownership rebuild failed; objects are found on demand', { error: errorMessage(err) }));
+  return new RoutingInterceptor(deps.name, dispatcher, log);
+}
