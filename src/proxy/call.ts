@@ -134,6 +134,13 @@ export class Call implements CallContext {
     return this.transport.openResponse((outcome) => (this.outcome = outcome));
   }
 
+  /** Ends the call early with `error` (shutdown ending a watch): the signal aborts, the stream is cut short. */
+  interrupt(error: ProxyError): void {
+    if (this.finished) return;
+    if (!this.abortController?.signal.aborted) (this.abortController ??= new AbortController()).abort(error);
+    this.transport.interrupt(outcomeOfError(error));
+  }
+
   /** The last step of every chain: send the call to the runtime the router picks and relay its answer. */
   async forward(): Promise<void> {
     this.claim();

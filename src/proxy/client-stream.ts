@@ -39,6 +39,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private relay: ResponseRelay | undefined;
   private headersSent = false;
   private reply: OwnAnswer | undefined;
+  private own: OwnResponse | undefined;
   private replacement: Buffer | undefined;
   private finished = false;
   private drainWaiters: (() => void)[] | undefined;
@@ -181,7 +182,12 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
 
   openResponse(onEnd: (outcome: CallOutcome) => void): ResponseStream {
     this.sendResponseHeaders(RESPONSE_FIELDS);
-    return new OwnResponse(this, onEnd);
+    return (this.own = new OwnResponse(this, onEnd));
+  }
+
+  interrupt(outcome: CallOutcome): void {
+    this.relay?.cancel(outcome);
+    this.own?.end(outcome.code, outcome.message);
   }
 
   /** Sends one message of a response the proxy streams itself; `onSent` reports it written. */
@@ -244,6 +250,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     this.dropQueued();
     this.body?.settle?.(new ProxyError('CANCELLED', CANCELLED_OUTCOME.message));
     this.relay?.cancel(CANCELLED_OUTCOME);
+    this.own?.abandon();
     this.wakeDrainWaiters();
     this.cancelListener?.();
   }
@@ -315,5 +322,12 @@ class OwnResponse implements ResponseStream {
     this.ended = true;
     this.stream.endOwnResponse(code, message);
     this.onEnd({ code, message, fromProxy: true });
+  }
+
+  /** The client went away: the call ends CANCELLED, whatever its writer does next. */
+  abandon(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.onEnd(CANCELLED_OUTCOME);
   }
 }

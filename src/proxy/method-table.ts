@@ -17,6 +17,8 @@ export interface MethodFacts {
   /** A pull, or the ImageStatus kubelet sends after one (whose answer holds the pulled image's size). */
   readonly imageRole?: 'pull' | 'status';
   readonly podStartPhase?: PodStartPhaseName;
+  /** A stream with no end of its own (a watch): ended at shutdown, so clients subscribe again elsewhere. */
+  readonly watch?: true;
 }
 
 /**
@@ -135,7 +137,7 @@ const runtimeRows: readonly Row[] = [
   ['CheckpointPod', 'm', sandbox],
   ['RestorePod', 'm', { ...pod('config.metadata'), runtimeHandler: 'runtime_handler' }, sandbox],
 
-  ['GetContainerEvents', 's', {}, {}, ['GetEventsRequest', 'ContainerEventResponse']],
+  ['GetContainerEvents', 's', {}, {}, ['GetEventsRequest', 'ContainerEventResponse'], { watch: true }],
 ];
 
 const imageRows: readonly Row[] = [

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Registry } from 'prom-client';
-import { errorMessage } from '../errors';
+import { ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { Call, type CallEnvironment } from './call';
 import type { Chain } from './chain';
@@ -10,7 +10,7 @@ import { ClientConnection } from './client-connection';
 import type { ClientStream } from './client-stream';
 import { dataPlaneMetrics, type DataPlaneMetrics } from './data-plane-metrics';
 import { pseudoHeader } from './request-headers';
-import { lookupMethod } from './method-table';
+import { lookupMethod, methodFacts } from './method-table';
 import type { Router } from './router';
 
 /** What one client connection may use; every limit that triggers is counted in `cri_proxy_limit_exceeded_total`. */
@@ -73,6 +73,8 @@ export class ProxyServer {
   private env: CallEnvironment;
   private chain: Chain<Call>;
   private inFlight = 0;
+  /** Calls on watch streams, ended at shutdown so their clients subscribe again to the next process. */
+  private readonly watches = new Set<Call>();
   private idleSweep: NodeJS.Timeout | undefined;
   private readonly counters: DataPlaneMetrics;
   private closing = false;
@@ -144,6 +146,8 @@ export class ProxyServer {
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
     const drained = Promise.all([...this.connections].map((c) => new Promise<void>((resolve) => c.socket.once('close', () => resolve()))));
     for (const connection of this.connections) connection.shutdown();
+    const stopping = new ProxyError('SHUTTING_DOWN', 'cri-proxy is shutting down; subscribe again');
+    for (const call of this.watches) call.interrupt(stopping);
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, graceMs);
@@ -214,6 +218,7 @@ export class ProxyServer {
     const method = lookupMethod(pseudoHeader(stream.fields, ':path') ?? '');
     const call = new Call(stream, method, this.env);
     this.inFlight++;
+    if (methodFacts(method).watch) this.watches.add(call);
     this.chain
       .runnerFor(method)(call)
       .then(
@@ -224,6 +229,7 @@ export class ProxyServer {
 
   private callEnded(call: Call, error?: unknown): void {
     this.inFlight--;
+    this.watches.delete(call);
     try {
       call.finish(error);
     } catch (err) {

@@ -38,6 +38,8 @@ export interface CallTransport {
   replaceRequest(body: Buffer): void;
   /** A response the proxy streams itself; `onEnd` reports the status it ended with. */
   openResponse(onEnd: (outcome: CallOutcome) => void): ResponseStream;
+  /** Ends the call early with `outcome` (the runtime's stream, or the proxy's own response, is cut short). */
+  interrupt(outcome: CallOutcome): void;
   /** Sends the call's final status: the runtime's as it sent it, or the proxy's own. */
   finish(outcome: CallOutcome): void;
 }

@@ -120,6 +120,24 @@ describe('answers the proxy gives itself', () => {
   });
 });
 
+test('a stream it writes itself ends CANCELLED when the client goes away', async () => {
+  let seen: number | undefined;
+  const stream = entry('stream', async (ctx) => {
+    const out = ctx.openResponse();
+    const event = encodeMessage('runtime.v1.ContainerEventResponse', { container_id: 'c' });
+    while (!out.closed) if (!out.write(event)) await out.drained();
+    seen = ctx.outcome?.code;
+  });
+  const proxy = await startTestProxy({ entries: [stream] });
+  const call = proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0));
+  call.on('error', () => undefined);
+  await new Promise<void>((resolve) => call.once('data', () => resolve()));
+  call.cancel();
+  await waitFor(() => seen !== undefined);
+  expect(seen).toBe(grpc.status.CANCELLED);
+  await proxy.close();
+});
+
 describe("the proxy's own streaming calls", () => {
   let proxy: TestProxy;
   afterEach(async () => {
@@ -163,5 +181,35 @@ describe("the proxy's own streaming calls", () => {
     const end = await streamRuntime(upstream, '/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0), {}, () => undefined);
     expect(end.code).toBe(grpc.status.UNAVAILABLE);
     expect(end.message).toContain(proxy.runtime.socketPath);
+  });
+});
+
+describe('watches at shutdown', () => {
+  test('a watch stream ends UNAVAILABLE when the proxy stops, instead of holding the stop for the whole grace', async () => {
+    const endless = entry('endless', async (ctx) => {
+      const out = ctx.openResponse();
+      const event = encodeMessage('runtime.v1.ContainerEventResponse', { container_id: 'own' });
+      while (!out.closed) if (!out.write(event)) await out.drained();
+    });
+    const proxy = await startTestProxy({ entries: [endless] });
+    const own = collect(proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)));
+    await waitFor(() => proxy.server.activeCalls === 1);
+    // The grace is far longer than this test may take: the stop must not wait for it.
+    await proxy.server.close(600_000);
+    const { status } = await own;
+    expect(status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(status.details).toContain('shutting down');
+    await proxy.close();
+  });
+
+  test('a forwarded watch is cut short too, and the runtime sees its call cancelled', async () => {
+    const proxy = await startTestProxy();
+    proxy.runtime.on('GetContainerEvents', { delayMs: Infinity });
+    const forwarded = collect(proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)));
+    await waitFor(() => proxy.runtime.lastCall('GetContainerEvents') !== undefined);
+    await proxy.server.close(600_000);
+    expect((await forwarded).status.code).toBe(grpc.status.UNAVAILABLE);
+    await waitFor(() => proxy.runtime.lastCall('GetContainerEvents')?.cancelled === true);
+    await proxy.close();
   });
 });

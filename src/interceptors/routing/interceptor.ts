@@ -103,12 +103,11 @@ async function stream(ctx: CallContext, decision: Stream): Promise<void> {
   const out = ctx.openResponse();
   const send = async (message: Buffer): Promise<void> => {
     if (!out.write(message)) await out.drained();
-    if (out.closed) throw new ProxyError('CANCELLED', `cri-proxy: ${ctx.method.name}: the client went away`);
+    // Ended under it: the client went away (the call's outcome is CANCELLED) or the proxy is stopping.
+    if (out.closed) throw ctx.signal.aborted ? ctx.signal.reason : new ProxyError('CANCELLED', `cri-proxy: ${ctx.method.name}: the client went away`);
   };
   const end = await decision.run(send);
   out.end(end.code, end.message);
-  // A client that left gets no status; the call still ends with one for metrics, traces and audit.
-  if (ctx.outcome === undefined) throw new ProxyError('CANCELLED', 'the client cancelled the call');
 }
 
 export function createRoutingInterceptor(config: RoutingConfig, deps: InterceptorDeps): Interceptor {
