@@ -16,13 +16,28 @@ interface Seen {
   payload: string;
 }
 
-function collect(maxFrameSize = 16_384): { reader: FrameReader; seen: Seen[] } {
+/** Frames as the reader hands them out; a DATA frame that came in pieces is joined again (see below). */
+function collect(maxFrameSize = 16_384): { reader: FrameReader; seen: Seen[]; pieces: number[] } {
   const seen: Seen[] = [];
+  const pieces: number[] = [];
+  let joining = false;
   const reader = new FrameReader(
-    { onFrame: (type, flags, streamId, payload) => seen.push({ type, flags, streamId, payload: payload.toString('hex') }) },
+    {
+      onFrame: (type, flags, streamId, payload) => {
+        const last = seen[seen.length - 1];
+        if (type === FrameType.DATA) pieces.push(payload.length);
+        if (type === FrameType.DATA && joining && last !== undefined && last.streamId === streamId) {
+          last.payload += payload.toString('hex');
+          last.flags = flags;
+        } else {
+          seen.push({ type, flags, streamId, payload: payload.toString('hex') });
+        }
+        joining = type === FrameType.DATA && !(flags & Flag.END_STREAM);
+      },
+    },
     maxFrameSize,
   );
-  return { reader, seen };
+  return { reader, seen, pieces };
 }
 
 const frame = (type: number, flags: number, streamId: number, payload: Buffer): Buffer =>
@@ -63,6 +78,27 @@ describe('the frame reader', () => {
     expect(reader.heldBytes).toBe(0);
   });
 
+  test('a DATA frame split across chunks comes out in pieces as its bytes arrive, END_STREAM on the last', () => {
+    const { reader, seen, pieces } = collect();
+    const data = frame(FrameType.DATA, Flag.END_STREAM, 1, Buffer.alloc(300, 7));
+    reader.push(data.subarray(0, 100));
+    expect(pieces).toEqual([91]);
+    reader.push(data.subarray(100, 250));
+    reader.push(data.subarray(250));
+    expect(pieces).toEqual([91, 150, 59]);
+    expect(seen).toEqual([{ type: FrameType.DATA, flags: Flag.END_STREAM, streamId: 1, payload: Buffer.alloc(300, 7).toString('hex') }]);
+    expect(reader.heldBytes).toBe(0);
+  });
+
+  test('a padded DATA frame split across chunks is handed out whole', () => {
+    const { reader, pieces } = collect();
+    const data = frame(FrameType.DATA, Flag.PADDED, 1, Buffer.concat([Buffer.from([4]), Buffer.alloc(200, 1), Buffer.alloc(4)]));
+    reader.push(data.subarray(0, 50));
+    expect(pieces).toEqual([]);
+    reader.push(data.subarray(50));
+    expect(pieces).toEqual([205]);
+  });
+
   test('the reserved bit of the stream id is ignored', () => {
     const { reader, seen } = collect();
     const bytes = frame(FrameType.PING, 0, 0, Buffer.alloc(8));
@@ -85,7 +121,7 @@ describe('the frame reader', () => {
 
   test('holds at most one partial frame', () => {
     const { reader } = collect();
-    reader.push(frame(FrameType.DATA, 0, 1, Buffer.alloc(10_000)).subarray(0, 5000));
+    reader.push(frame(FrameType.HEADERS, Flag.END_HEADERS, 1, Buffer.alloc(10_000)).subarray(0, 5000));
     expect(reader.heldBytes).toBe(5000);
   });
 

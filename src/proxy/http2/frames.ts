@@ -95,13 +95,17 @@ export interface FrameHandler {
 }
 
 /**
- * Cuts a byte stream into frames. A frame inside one chunk is handed out as a view of that chunk; only a frame
- * split across chunks is copied together, and at most one frame (≤ max frame size) is ever held.
+ * Cuts a byte stream into frames. A frame inside one chunk is handed out as a view of that chunk. A DATA frame
+ * split across chunks (the bulk of the bytes of large messages) is handed out in pieces as its bytes arrive,
+ * each piece a DATA frame of its own to the handler (END_STREAM on the last), so nothing is copied; any other
+ * split frame is copied together, and at most one such frame (≤ max frame size) is ever held.
  */
 export class FrameReader {
   /** Pieces of a frame split across chunks, and how many bytes they hold. */
   private partial: Buffer[] = [];
   private partialBytes = 0;
+  /** The DATA frame whose payload is still arriving. */
+  private dataRun: { streamId: number; flags: number; left: number } | undefined;
   private stopped = false;
   /** The SETTINGS_MAX_FRAME_SIZE this side announced: larger frames are a connection error. */
   maxFrameSize: number;
@@ -123,20 +127,23 @@ export class FrameReader {
     this.stopped = true;
     this.partial = [];
     this.partialBytes = 0;
+    this.dataRun = undefined;
   }
 
   push(chunk: Buffer): void {
     if (this.stopped) return;
     let offset = 0;
-    if (this.partialBytes > 0) {
-      offset = this.completePartial(chunk);
-      if (offset < 0) return;
-    }
+    if (this.dataRun !== undefined) offset = this.continueData(chunk, 0);
+    else if (this.partialBytes > 0) offset = this.completePartial(chunk);
+    if (offset < 0) return;
     const end = chunk.length;
     while (end - offset >= FRAME_HEADER_BYTES && !this.stopped) {
       const length = this.frameLength(chunk, offset);
       const frameEnd = offset + FRAME_HEADER_BYTES + length;
-      if (frameEnd > end) break;
+      if (frameEnd > end) {
+        if (this.startDataRun(chunk, offset, length)) return;
+        break;
+      }
       this.dispatch(chunk, offset, frameEnd);
       offset = frameEnd;
     }
@@ -144,6 +151,28 @@ export class FrameReader {
       this.partial.push(chunk.subarray(offset));
       this.partialBytes = end - offset;
     }
+  }
+
+  /** An unpadded DATA frame cut short by the end of `bytes`: what is here goes out now, the rest as it comes. */
+  private startDataRun(bytes: Buffer, offset: number, length: number): boolean {
+    const flags = bytes[offset + 4] as number;
+    if (bytes[offset + 3] !== FrameType.DATA || (flags & Flag.PADDED) !== 0) return false;
+    const streamId = bytes.readUInt32BE(offset + 5) & 0x7fffffff;
+    const payload = bytes.subarray(offset + FRAME_HEADER_BYTES);
+    this.dataRun = { streamId, flags, left: length - payload.length };
+    if (payload.length > 0) this.handler.onFrame(FrameType.DATA, flags & ~Flag.END_STREAM, streamId, payload);
+    return true;
+  }
+
+  /** More of the DATA frame in progress; returns where the rest of `chunk` starts, or -1 if it was all DATA. */
+  private continueData(chunk: Buffer, at: number): number {
+    const run = this.dataRun as { streamId: number; flags: number; left: number };
+    const take = Math.min(run.left, chunk.length - at);
+    run.left -= take;
+    const last = run.left === 0;
+    if (last) this.dataRun = undefined;
+    this.handler.onFrame(FrameType.DATA, last ? run.flags : run.flags & ~Flag.END_STREAM, run.streamId, chunk.subarray(at, at + take));
+    return last && !this.stopped ? at + take : -1;
   }
 
   /**
@@ -162,8 +191,13 @@ export class FrameReader {
         return -1;
       }
     }
-    const need = FRAME_HEADER_BYTES + this.frameLength(head, 0) - head.length;
+    const length = this.frameLength(head, 0);
+    const need = FRAME_HEADER_BYTES + length - head.length;
     if (chunk.length - offset < need) {
+      this.partial = [];
+      this.partialBytes = 0;
+      // A DATA frame whose header just completed: its payload goes out as it arrives.
+      if (head.length === FRAME_HEADER_BYTES && this.startDataRun(head, 0, length)) return this.continueData(chunk, offset);
       this.partial = [head, chunk.subarray(offset)];
       this.partialBytes = head.length + chunk.length - offset;
       return -1;
