@@ -68,8 +68,8 @@ export class Http2Stream {
 
 /** Above this many bytes waiting in the socket, credits for relayed data wait for 'drain'. */
 const CREDIT_HOLD_BYTES = 64 * 1024;
-/** Writes smaller than this are joined into one buffer; larger ones go out as a vector. */
-const JOIN_BELOW_BYTES = 16 * 1024;
+/** A tick's output up to this size is joined into one buffer; beyond, only its small pieces are. */
+const JOIN_BELOW_BYTES = 64 * 1024;
 
 /**
  * The sending half of an HTTP/2 connection: frames go out through a per-tick outbox (one write per tick),
@@ -145,12 +145,27 @@ export abstract class Http2Output<S extends Http2Stream> {
     this.outbox = [];
     const bytes = this.outboxBytes;
     this.outboxBytes = 0;
-    if (out.length === 1 || bytes < JOIN_BELOW_BYTES) {
+    // One write per tick: a Writable costs more per piece than copying a few tens of KB does.
+    if (out.length === 1 || bytes <= JOIN_BELOW_BYTES) {
       this.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, bytes));
       return;
     }
+    // More than that: small pieces joined, large ones passed as they are, in one vectored write.
     this.socket.cork();
-    for (const piece of out) this.socket.write(piece);
+    let run: Buffer[] = [];
+    let runBytes = 0;
+    for (const piece of out) {
+      if (piece.length < JOIN_BELOW_BYTES / 4) {
+        run.push(piece);
+        runBytes += piece.length;
+        continue;
+      }
+      if (run.length > 0) this.socket.write(run.length === 1 ? (run[0] as Buffer) : Buffer.concat(run, runBytes));
+      run = [];
+      runBytes = 0;
+      this.socket.write(piece);
+    }
+    if (run.length > 0) this.socket.write(run.length === 1 ? (run[0] as Buffer) : Buffer.concat(run, runBytes));
     this.socket.uncork();
   }
 
