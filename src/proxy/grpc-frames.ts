@@ -28,7 +28,6 @@ export class FrameScanner {
   private bodyRemaining = 0;
   private parts: Buffer[] = [];
   private compressed = false;
-  messages = 0;
 
   constructor(private readonly options: FrameScannerOptions) {}
 
@@ -62,11 +61,6 @@ export class FrameScanner {
     }
   }
 
-  /** True when the stream ended on a message boundary. */
-  get atBoundary(): boolean {
-    return this.prefixFilled === 0 && this.bodyRemaining === 0;
-  }
-
   private startMessage(compressed: boolean, length: number): void {
     this.compressed = compressed;
     if (length > this.options.maxMessageBytes) throw new MessageTooLargeError(length, this.options.maxMessageBytes);
@@ -75,7 +69,6 @@ export class FrameScanner {
   }
 
   private completeMessage(): void {
-    this.messages++;
     const onMessage = this.options.onMessage;
     if (!onMessage) return;
     const message = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);

@@ -9,6 +9,7 @@ export class Metadata {
 
   /** The first value of `key`, or undefined. */
   get(key: string): string | undefined {
+    if (key.startsWith(':')) return undefined;
     const fields = this.fields;
     for (let i = 0; i < fields.length; i += 2) if (fields[i] === key) return fields[i + 1];
     return undefined;
@@ -17,6 +18,7 @@ export class Metadata {
   /** Every value of `key`, in order. */
   getAll(key: string): string[] {
     const values: string[] = [];
+    if (key.startsWith(':')) return values;
     const fields = this.fields;
     for (let i = 0; i < fields.length; i += 2) if (fields[i] === key) values.push((fields[i + 1] as string));
     return values;
