@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { encodeMessage } from '../../src/proxy/codec';
-import type { ChainEntry } from '../../src/proxy/chain';
 import { Flag, FrameType } from '../../src/proxy/http2/frames';
+import { readsRequests } from '../support/calls';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
 import { RawH2Client } from '../support/raw-h2';
 
@@ -9,17 +9,6 @@ const MIB = 1024 * 1024;
 const SMALL = { streamWindowBytes: 65_535, connectionWindowBytes: 65_535 };
 const SMALL_UPSTREAM = { streamWindow: 65_535, connectionWindow: 65_535 };
 
-const reader: ChainEntry = {
-  interceptor: {
-    name: 'reader',
-    async intercept(ctx, next) {
-      await ctx.requestBytes();
-      return next();
-    },
-  },
-  onError: 'failClosed',
-  methods: undefined,
-};
 
 describe('flow control end to end', () => {
   let proxy: TestProxy;
@@ -29,7 +18,7 @@ describe('flow control end to end', () => {
 
   test.each([
     ['streamed through', []],
-    ['read by an interceptor first', [reader]],
+    ['read by an interceptor first', [readsRequests]],
   ] as const)('a 16 MiB request through 64 KiB windows on both sides arrives whole (%s)', async (_name, entries) => {
     proxy = await startTestProxy({ maxMessageBytes: 17 * MIB, limits: SMALL, upstreamSettings: SMALL_UPSTREAM, entries });
     const request = Buffer.alloc(16 * MIB);

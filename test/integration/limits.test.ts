@@ -5,6 +5,7 @@ import { CONNECTION_PREFACE, ErrorCode, Flag, FrameType, Setting, settingsFrame 
 import type { ChainEntry } from '../../src/proxy/chain';
 import type { ConnectionLimits } from '../../src/proxy/server';
 import { sample } from '../support/metric-samples';
+import { readsRequests } from '../support/calls';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
 import { RawH2Client } from '../support/raw-h2';
 import { waitFor } from '../support/wait';
@@ -13,18 +14,6 @@ const VERSION = '/runtime.v1.RuntimeService/Version';
 const EXEC_SYNC = '/runtime.v1.RuntimeService/ExecSync';
 const versionRequest = encodeMessage('runtime.v1.VersionRequest', { version: 'v1' });
 
-/** An interceptor that reads every request before forwarding, as image policy and routing do. */
-const reader: ChainEntry = {
-  interceptor: {
-    name: 'reader',
-    async intercept(ctx, next) {
-      await ctx.requestBytes();
-      return next();
-    },
-  },
-  onError: 'failClosed',
-  methods: undefined,
-};
 
 describe('client connection limits', () => {
   let proxy: TestProxy;
@@ -144,7 +133,7 @@ describe('client connection limits', () => {
   });
 
   test('request bytes held for interceptors are capped per connection', async () => {
-    await start({ maxHeldRequestBytes: 1000 }, [reader]);
+    await start({ maxHeldRequestBytes: 1000 }, [readsRequests]);
     const result = await proxy.client().unary(EXEC_SYNC, Buffer.alloc(2000, 1));
     expect(result.status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(result.status.details).toContain('maxHeldRequestBytes');

@@ -1,23 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
-import type { ChainEntry } from '../../src/proxy/chain';
 import { callRuntime, streamRuntime } from '../../src/proxy/runtime-client';
-import type { CallContext, Next } from '../../src/proxy/types';
+import { collectStream, interceptorEntry } from '../support/calls';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
 import { waitFor } from '../support/wait';
 
-function entry(name: string, intercept: (ctx: CallContext, next: Next) => Promise<void>): ChainEntry {
-  return { interceptor: { name, intercept }, onError: 'failClosed', methods: undefined };
-}
 
-function collect(stream: grpc.ClientReadableStream<Buffer>): Promise<{ messages: Buffer[]; status: grpc.StatusObject }> {
-  return new Promise((resolve) => {
-    const messages: Buffer[] = [];
-    stream.on('data', (m: Buffer) => messages.push(m));
-    stream.on('error', () => undefined);
-    stream.on('status', (status: grpc.StatusObject) => resolve({ messages, status }));
-  });
-}
 
 describe('answers the proxy gives itself', () => {
   let proxy: TestProxy;
@@ -27,7 +15,7 @@ describe('answers the proxy gives itself', () => {
 
   test('messages it built, with OK, and the runtime is never called', async () => {
     const built = encodeMessage('runtime.v1.VersionResponse', { runtime_name: 'merged' });
-    const answer = entry('answer', (ctx) => {
+    const answer = interceptorEntry('answer', (ctx) => {
       ctx.respond({ messages: [built] });
       return Promise.resolve();
     });
@@ -41,11 +29,11 @@ describe('answers the proxy gives itself', () => {
   test('interceptors before the one that answered read its answer as the response', async () => {
     const built = encodeMessage('runtime.v1.ImageStatusResponse', { image: { id: 'sha256:abc', repo_tags: ['a:1'] } });
     const seen: unknown[] = [];
-    const observe = entry('observe', async (ctx, next) => {
+    const observe = interceptorEntry('observe', async (ctx, next) => {
       await next();
       seen.push(ctx.response());
     });
-    const answer = entry('answer', (ctx) => {
+    const answer = interceptorEntry('answer', (ctx) => {
       ctx.respond({ messages: [built] });
       return Promise.resolve();
     });
@@ -56,7 +44,7 @@ describe('answers the proxy gives itself', () => {
   });
 
   test('a status of any code, with its message', async () => {
-    const answer = entry('answer', (ctx) => {
+    const answer = interceptorEntry('answer', (ctx) => {
       ctx.respond({ code: grpc.status.UNIMPLEMENTED, message: 'not on "crio" 100%' });
       return Promise.resolve();
     });
@@ -67,7 +55,7 @@ describe('answers the proxy gives itself', () => {
   });
 
   test("a runtime's answer relayed with its trailers", async () => {
-    const relay = entry('relay', async (ctx) => {
+    const relay = interceptorEntry('relay', async (ctx) => {
       const upstream = proxy.serverOptions.router.pick(undefined);
       const reply = await callRuntime(upstream, ctx.method.path, (await ctx.requestBytes()) ?? Buffer.alloc(0), 1000);
       ctx.respond({ messages: reply.body ? [reply.body] : [], trailers: reply.trailers });
@@ -87,12 +75,12 @@ describe('answers the proxy gives itself', () => {
 
   test('a replaced request reaches the runtime; interceptors still see the client’s', async () => {
     const seen: unknown[] = [];
-    const rewrite = entry('rewrite', async (ctx, next) => {
+    const rewrite = interceptorEntry('rewrite', async (ctx, next) => {
       const request = await ctx.request();
       ctx.replaceRequest(encodeMessage('runtime.v1.RunPodSandboxRequest', { ...request, runtime_handler: 'kata' }));
       return next();
     });
-    const observe = entry('observe', async (ctx, next) => {
+    const observe = interceptorEntry('observe', async (ctx, next) => {
       seen.push(await ctx.request());
       return next();
     });
@@ -107,13 +95,13 @@ describe('answers the proxy gives itself', () => {
 
   test('a stream it writes itself, paced by the client', async () => {
     const event = encodeMessage('runtime.v1.ContainerEventResponse', { container_id: 'c' });
-    const stream = entry('stream', async (ctx) => {
+    const stream = interceptorEntry('stream', async (ctx) => {
       const out = ctx.openResponse();
       for (let i = 0; i < 5000 && !out.closed; i++) if (!out.write(event)) await out.drained();
       out.end();
     });
     proxy = await startTestProxy({ entries: [stream] });
-    const { messages, status } = await collect(proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)));
+    const { messages, status } = await collectStream(proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)));
     expect(status.code).toBe(grpc.status.OK);
     expect(messages).toHaveLength(5000);
     expect(proxy.runtime.calls).toHaveLength(0);
@@ -122,7 +110,7 @@ describe('answers the proxy gives itself', () => {
 
 test('a stream it writes itself ends CANCELLED when the client goes away', async () => {
   let seen: number | undefined;
-  const stream = entry('stream', async (ctx) => {
+  const stream = interceptorEntry('stream', async (ctx) => {
     const out = ctx.openResponse();
     const event = encodeMessage('runtime.v1.ContainerEventResponse', { container_id: 'c' });
     while (!out.closed) if (!out.write(event)) await out.drained();
@@ -186,13 +174,13 @@ describe("the proxy's own streaming calls", () => {
 
 describe('watches at shutdown', () => {
   test('a watch stream ends UNAVAILABLE when the proxy stops, instead of holding the stop for the whole grace', async () => {
-    const endless = entry('endless', async (ctx) => {
+    const endless = interceptorEntry('endless', async (ctx) => {
       const out = ctx.openResponse();
       const event = encodeMessage('runtime.v1.ContainerEventResponse', { container_id: 'own' });
       while (!out.closed) if (!out.write(event)) await out.drained();
     });
     const proxy = await startTestProxy({ entries: [endless] });
-    const own = collect(proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)));
+    const own = collectStream(proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)));
     await waitFor(() => proxy.server.activeCalls === 1);
     // The grace is far longer than this test may take: the stop must not wait for it.
     await proxy.server.close(600_000);
@@ -205,7 +193,7 @@ describe('watches at shutdown', () => {
   test('a forwarded watch is cut short too, and the runtime sees its call cancelled', async () => {
     const proxy = await startTestProxy();
     proxy.runtime.on('GetContainerEvents', { delayMs: Infinity });
-    const forwarded = collect(proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)));
+    const forwarded = collectStream(proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)));
     await waitFor(() => proxy.runtime.lastCall('GetContainerEvents') !== undefined);
     await proxy.server.close(600_000);
     expect((await forwarded).status.code).toBe(grpc.status.UNAVAILABLE);
