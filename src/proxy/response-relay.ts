@@ -137,7 +137,8 @@ export class ResponseRelay implements UpstreamHandler {
     const upstream = this.request.upstream;
     const code = failure.code === undefined ? 'none' : String(failure.code);
     if (!this.started) {
-      this.settleWith(outcomeOfError(upstream.unavailable(failure.error ?? new Error(`stream reset (code ${code})`))));
+      const why = failure.kind === 'refused' ? new Error('the runtime refused the call before processing it') : new Error(`stream reset (code ${code})`);
+      this.settleWith(outcomeOfError(upstream.unavailable(failure.error ?? why)));
       return;
     }
     const why = failure.error ? failure.error.message : `reset code ${code}`;

@@ -68,7 +68,7 @@ export class Upstream {
   unavailable(cause: unknown): ProxyError {
     return new ProxyError(
       'UPSTREAM_UNAVAILABLE',
-      `runtime "${this.name}" at ${this.address} is unavailable: ${this.health.lastError ?? errorMessage(cause)}`,
+      `runtime "${this.name}" at ${this.address} is unavailable: ${errorMessage(cause)}`,
       { cause },
     );
   }

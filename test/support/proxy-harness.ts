@@ -8,6 +8,8 @@ import { silentLogger, type Logger } from '../../src/log';
 import type { Call } from '../../src/proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from '../../src/proxy/chain';
 import { Router } from '../../src/proxy/router';
+import { dataPlaneMetrics } from '../../src/proxy/data-plane-metrics';
+import type { ConnectionError, StreamError } from '../../src/proxy/http2/frames';
 import type { LocalSettings } from '../../src/proxy/http2/output';
 import { ProxyServer, type ConnectionLimits, type ProxyServerOptions } from '../../src/proxy/server';
 import { Upstream } from '../../src/proxy/upstream';
@@ -83,6 +85,9 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
   const socketPath = path.join(dir, 'proxy', 'cri-proxy.sock');
 
   const start = async (): Promise<Running> => {
+    // Runtime-side protocol errors are counted where the app counts them, when the test watches a registry.
+    const metrics = options.registry ? dataPlaneMetrics(options.registry, log) : undefined;
+    const runtimeErrors = metrics ? (error: ConnectionError | StreamError): void => metrics.protocolError('runtime', error) : undefined;
     const upstreams = [...runtimes].map(
       ([name, runtime]) =>
         new Upstream({
@@ -92,6 +97,7 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
           maxMessageBytes,
           log,
           ...(options.upstreamSettings ? { settings: options.upstreamSettings } : {}),
+          ...(runtimeErrors ? { onProtocolError: runtimeErrors } : {}),
         }),
     );
     const router = new Router(upstreams, defaultName);
