@@ -69,7 +69,9 @@ export class Http2Stream {
 /** Above this many bytes waiting in the socket, credits for relayed data wait for 'drain'. */
 const CREDIT_HOLD_BYTES = 64 * 1024;
 /** A tick's output up to this size is joined into one buffer; beyond, only its small pieces are. */
-const JOIN_BELOW_BYTES = 64 * 1024;
+const JOIN_BELOW_BYTES = 16 * 1024;
+/** Pieces smaller than this are copied together; larger ones (relayed data) go out as they are. */
+const COPY_BELOW_BYTES = 2048;
 
 /**
  * The sending half of an HTTP/2 connection: frames go out through a per-tick outbox (one write per tick),
@@ -145,17 +147,18 @@ export abstract class Http2Output<S extends Http2Stream> {
     this.outbox = [];
     const bytes = this.outboxBytes;
     this.outboxBytes = 0;
-    // One write per tick: a Writable costs more per piece than copying a few tens of KB does.
+    // One write per tick: a Writable costs more per piece than copying a few KB does.
     if (out.length === 1 || bytes <= JOIN_BELOW_BYTES) {
       this.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, bytes));
       return;
     }
-    // More than that: small pieces joined, large ones passed as they are, in one vectored write.
+    // More than that: small pieces (frame headers, control frames) joined, relayed data passed as it is (never
+    // copied), in one vectored write.
     this.socket.cork();
     let run: Buffer[] = [];
     let runBytes = 0;
     for (const piece of out) {
-      if (piece.length < JOIN_BELOW_BYTES / 4) {
+      if (piece.length < COPY_BELOW_BYTES) {
         run.push(piece);
         runBytes += piece.length;
         continue;
