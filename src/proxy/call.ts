@@ -102,7 +102,7 @@ export class Call implements CallContext {
 
   response(): DecodedMessage | undefined {
     const type = this.method.responseType;
-    if (type === undefined || this.outcome?.code !== GrpcStatus.OK || Object.keys(this.method.responseFields).length === 0) return undefined;
+    if (type === undefined || this.outcome?.code !== GrpcStatus.OK || !readsResponse(this.method)) return undefined;
     // An answer the proxy gave itself (a runtime's relayed by routing, say) is the response the client got.
     let message: Buffer | undefined = this.answered;
     if (!this.outcome.fromProxy) {
@@ -154,7 +154,7 @@ export class Call implements CallContext {
       upstream,
       headers,
       holdResponse: this.method.kind === 'unary',
-      keepResponse: Object.keys(this.method.responseFields).length > 0,
+      keepResponse: readsResponse(this.method),
       maxMessageBytes: this.env.maxMessageBytes,
       observers: this.observers,
       responseType: this.method.responseType,
@@ -201,6 +201,15 @@ export class Call implements CallContext {
       durationMs: Number(process.hrtime.bigint() - this.startedAt) / 1e6,
     });
   }
+}
+
+const responseRead = new WeakMap<MethodInfo, boolean>();
+
+/** The chain reads the responses of methods whose table row names response fields: those are kept whole. */
+function readsResponse(method: MethodInfo): boolean {
+  let reads = responseRead.get(method);
+  if (reads === undefined) responseRead.set(method, (reads = Object.keys(method.responseFields).length > 0));
+  return reads;
 }
 
 export function toProxyError(err: unknown, direction: 'request' | 'response' = 'request'): ProxyError {
