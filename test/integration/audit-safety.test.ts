@@ -167,6 +167,20 @@ test('whenFull: drop — calls over the limit go through unrecorded and are coun
   expect(h.lines().map((l) => (JSON.parse(l) as { container: { id: string } }).container.id)).toEqual(['a']);
 });
 
+test('a RunPodSandbox body that does not decode is refused INVALID_ARGUMENT before the runtime, and recorded', async () => {
+  h = await start({});
+  const result = await h.client.unary(`${RT}/RunPodSandbox`, Buffer.from([0x0a, 0x09]));
+  expect(result.status.code).toBe(grpc.status.INVALID_ARGUMENT);
+  expect(h.proxy.runtime.calls.filter((c) => c.name === 'RunPodSandbox')).toEqual([]);
+  const [record] = h.lines().map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(record).toMatchObject({ method: 'RunPodSandbox', outcome: { code: grpc.status.INVALID_ARGUMENT, status: 'INVALID_ARGUMENT', fromProxy: true } });
+  expect(typeof record?.requestError).toBe('string');
+  // A read that does not decode is not the proxy's to judge: it goes on to the runtime.
+  h.proxy.runtime.on('ListContainers', { respond: Buffer.alloc(0) });
+  expect((await h.client.unary(`${RT}/ListContainers`, Buffer.from([0x0a, 0x09]))).status.code).toBe(grpc.status.OK);
+  expect(await verifyAuditFiles([h.path])).toMatchObject({ ok: true, records: 1 });
+});
+
 describe('a failed write', () => {
   let failing = true;
   const io: Partial<AuditIo> = {
