@@ -63,6 +63,10 @@ export interface ContainerdInstance {
   readonly pid: number;
   /** Stops this containerd and starts it again on the same state (pods keep running). */
   restart(): Promise<void>;
+  /** SIGKILLs this containerd, as a crash would (shims and pods keep running), and waits until it is gone. */
+  kill(): Promise<void>;
+  /** Starts this containerd again on the same state after kill(); resolves once its socket accepts connections. */
+  start(): Promise<void>;
 }
 
 export interface StartProcessOptions {
@@ -213,6 +217,13 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
           await instance.process?.stop(10_000);
           await launch(instance);
         },
+        async kill() {
+          const proc = instance.process;
+          if (proc === undefined || proc.exitInfo !== undefined) return;
+          process.kill(proc.pid, 'SIGKILL');
+          await proc.exited;
+        },
+        start: () => launch(instance),
       }),
     );
     const [first] = views as [ContainerdInstance, ...ContainerdInstance[]];
