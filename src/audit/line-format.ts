@@ -84,10 +84,10 @@ export type LineCheck =
   | { readonly kind: 'malformed'; readonly seq: number | undefined };
 
 /**
- * Classifies one line (its bytes without the `\n`). Without `key` an HMAC cannot be checked, only the record's
- * shape; with it, an HMAC that does not match (or a wrong key) reads as `hash-mismatch`.
+ * Classifies one line (its bytes without the `\n`). Without keys an HMAC cannot be checked, only the record's
+ * shape; with them, an HMAC that matches none of them reads as `hash-mismatch`.
  */
-export function checkLine(line: Buffer, key?: Buffer): LineCheck {
+export function checkLine(line: Buffer, keys: readonly Buffer[] = []): LineCheck {
   const seq = leadingSeq(line);
   const suffix = hashSuffix(line);
   if (suffix === undefined) {
@@ -99,7 +99,7 @@ export function checkLine(line: Buffer, key?: Buffer): LineCheck {
   const unhashed = Buffer.concat([line.subarray(0, cut), Buffer.from('}')]);
   const keyed = suffix === 'hmac';
   if (!keyed && sha256Hex(unhashed) !== claimed) return { kind: 'hash-mismatch', seq, keyed };
-  if (keyed && key !== undefined && hmacHex(key, unhashed) !== claimed) return { kind: 'hash-mismatch', seq, keyed };
+  if (keyed && keys.length > 0 && !keys.some((key) => hmacHex(key, unhashed) === claimed)) return { kind: 'hash-mismatch', seq, keyed };
   let parsed: unknown;
   try {
     parsed = JSON.parse(line.toString('utf8'));
@@ -119,7 +119,7 @@ export function checkLine(line: Buffer, key?: Buffer): LineCheck {
     prev,
     lineHash: sha256Hex(line),
     keyed,
-    macChecked: keyed && key !== undefined,
+    macChecked: keyed && keys.length > 0,
     ...(failedWrite ? { failedWrite } : {}),
   };
 }

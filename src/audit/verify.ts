@@ -63,8 +63,11 @@ export interface FailedWriteNote {
 }
 
 export interface VerifyOptions {
-  /** The key of a keyed chain: every record from the first keyed one on must carry a matching HMAC. */
-  readonly key?: Buffer | undefined;
+  /**
+   * The keys of a keyed chain (more than one across a key change): every record from the first keyed one on must
+   * carry an HMAC that one of them matches.
+   */
+  readonly keys?: readonly Buffer[];
   /** Chain heads the proxy logged (`auditChainHead`): the record of each seq must have that line hash. */
   readonly checkpoints?: readonly ChainHead[];
 }
@@ -83,7 +86,8 @@ const range = (from: number, to: number): string => (from === to ? `seq ${from}`
  * is not: which record, where, and what kind of change explains it.
  */
 export async function verifyAuditFiles(files: readonly string[], options: VerifyOptions = {}): Promise<VerifyResult> {
-  const { key } = options;
+  const keys = options.keys ?? [];
+  const withKey = keys.length > 0;
   const problems: Problem[] = [];
   const failedWrites: FailedWriteNote[] = [];
   const checkpoints = new Map((options.checkpoints ?? []).map((c) => [c.seq, c.lineHash]));
@@ -106,10 +110,10 @@ export async function verifyAuditFiles(files: readonly string[], options: Verify
   };
   const stop = async (line: Line, check: LineCheck): Promise<void> => {
     settleTorn(undefined, undefined);
-    problems.push(await describe(files, line, check, last, key !== undefined));
+    problems.push(await describe(files, line, check, last, withKey));
   };
   for await (const line of readLines(files)) {
-    const check = checkLine(line.bytes, key);
+    const check = checkLine(line.bytes, keys);
     if (check.kind === 'truncated') {
       torn.push({ line, seq: check.seq });
       continue;
@@ -125,7 +129,7 @@ export async function verifyAuditFiles(files: readonly string[], options: Verify
       break;
     }
     settleTorn(check, line);
-    if (key !== undefined && !check.keyed && keyed > 0) {
+    if (withKey && !check.keyed && keyed > 0) {
       problems.push(unkeyed(line, check.seq, `a plain hash where the ${keyed} records before it carry an HMAC: written without the key (a rewritten tail?)`));
       break;
     }
@@ -141,7 +145,7 @@ export async function verifyAuditFiles(files: readonly string[], options: Verify
     records += 1;
   }
   settleTorn(undefined, undefined);
-  if (key !== undefined && records > 0 && keyed === 0 && last !== undefined) {
+  if (withKey && records > 0 && keyed === 0 && last !== undefined) {
     problems.push(unkeyed(last.at, undefined, 'no record carries an HMAC: this log was not written with the key'));
   }
   for (const [seq, hash] of checkpoints) problems.push(missingCheckpoint(files, seq, hash, first, last));
@@ -153,7 +157,7 @@ export async function verifyAuditFiles(files: readonly string[], options: Verify
     lastSeq: last?.seq,
     lastHash: last?.lineHash,
     keyed,
-    macChecked: key !== undefined && keyed > 0,
+    macChecked: withKey && keyed > 0,
     failedWrites,
     checkpoints: matched,
     problems,

@@ -6,7 +6,7 @@ import { verifyAuditFiles, type VerifyResult } from '../audit/verify';
 import { processOutput, type CommandOutput } from './output';
 import { ExitCode, exitCodesHelp } from './exit-codes';
 
-const AUDIT_VERIFY_USAGE = `Usage: cri-proxy audit verify [--json] [--key FILE] [--head SEQ:HASH]... FILE...
+const AUDIT_VERIFY_USAGE = `Usage: cri-proxy audit verify [--json] [--key FILE]... [--head SEQ:HASH]... FILE...
 
 Checks the hash chain of an audit log. Give the files oldest first, e.g. the rotated set
   audit.log.3 audit.log.2 audit.log.1 audit.log
@@ -19,7 +19,7 @@ and every record cut off by a crash, with file:line and byte offset.
 Options:
   --json            print the result as one JSON object
   --key FILE        the audit interceptor's keyFile: check every record's HMAC, and that none after the
-                    first keyed record lacks one
+                    first keyed record lacks one; give each key in use over the files' time, if it changed
   --head SEQ:HASH   a chain head the proxy logged ("audit chain head"): the record of that seq must still
                     have that hash; may be given more than once
 
@@ -30,7 +30,7 @@ ${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
 export async function runAuditVerify(argv: readonly string[], output: CommandOutput = processOutput): Promise<number> {
   const files: string[] = [];
   const checkpoints: ChainHead[] = [];
-  let keyFile: string | undefined;
+  const keyFiles: string[] = [];
   let json = false;
   let optionsDone = false;
   for (let i = 0; i < argv.length; i++) {
@@ -46,7 +46,7 @@ export async function runAuditVerify(argv: readonly string[], output: CommandOut
         return ExitCode.USAGE;
       }
       if (head !== undefined) checkpoints.push(head);
-      else keyFile = value;
+      else keyFiles.push(value);
     } else if (arg === '-h' || arg === '--help') {
       output.out(AUDIT_VERIFY_USAGE);
       return ExitCode.OK;
@@ -67,16 +67,18 @@ export async function runAuditVerify(argv: readonly string[], output: CommandOut
       return ExitCode.INPUT_INVALID;
     }
   }
-  let key: Buffer | undefined;
-  try {
-    key = keyFile === undefined ? undefined : readAuditKey(keyFile);
-  } catch (err) {
-    output.err(`cri-proxy audit verify: --key ${keyFile ?? ''}: ${errorMessage(err)}\n`);
-    return ExitCode.INPUT_INVALID;
+  const keys: Buffer[] = [];
+  for (const keyFile of keyFiles) {
+    try {
+      keys.push(readAuditKey(keyFile));
+    } catch (err) {
+      output.err(`cri-proxy audit verify: --key ${keyFile}: ${errorMessage(err)}\n`);
+      return ExitCode.INPUT_INVALID;
+    }
   }
   let result: VerifyResult;
   try {
-    result = await verifyAuditFiles(rotationOrder(files), { key, checkpoints });
+    result = await verifyAuditFiles(rotationOrder(files), { keys, checkpoints });
   } catch (err) {
     output.err(`cri-proxy audit verify: ${errorMessage(err)}\n`);
     return ExitCode.INPUT_INVALID;

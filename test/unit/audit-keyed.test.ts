@@ -61,7 +61,7 @@ describe('a keyed chain', () => {
     await write(3, { key: KEY });
     expect(lines().every((l) => /,"hmac":"[0-9a-f]{64}"\}$/.test(l))).toBe(true);
     expect(readFileSync(file, 'utf8')).not.toContain(KEY.toString());
-    expect(await verifyAuditFiles([file], { key: KEY })).toMatchObject({ ok: true, records: 3, keyed: 3, macChecked: true });
+    expect(await verifyAuditFiles([file], { keys: [KEY] })).toMatchObject({ ok: true, records: 3, keyed: 3, macChecked: true });
     expect(await verifyAuditFiles([file])).toMatchObject({ ok: true, records: 3, keyed: 3, macChecked: false });
     const withKey = await verifyCli('--key', keyFile, file);
     expect(withKey.code).toBe(0);
@@ -75,26 +75,36 @@ describe('a keyed chain', () => {
     rewriteTail(3, (r) => (r.tag = 'forged'));
     // Without the key the forgery is a valid chain; with it, it is not.
     expect((await verifyAuditFiles([file])).ok).toBe(true);
-    const unkeyed = await verifyAuditFiles([file], { key: KEY });
+    const unkeyed = await verifyAuditFiles([file], { keys: [KEY] });
     expect(unkeyed.ok).toBe(false);
     expect(unkeyed.problems).toEqual([expect.objectContaining({ kind: 'unkeyed', seq: 3, line: 3 })]);
 
     writeLines(original);
     rewriteTail(3, (r) => (r.tag = 'forged'), OTHER_KEY);
-    const wrongKey = await verifyAuditFiles([file], { key: KEY });
+    const wrongKey = await verifyAuditFiles([file], { keys: [KEY] });
     expect(wrongKey.problems).toEqual([expect.objectContaining({ kind: 'edited', seq: 3 })]);
     expect(wrongKey.problems[0]?.message).toContain('HMAC does not match');
 
     // A whole log written afresh without the key has no HMAC at all.
     rmSync(file);
     await write(2);
-    expect((await verifyAuditFiles([file], { key: KEY })).problems.map((p) => p.kind)).toEqual(['unkeyed']);
+    expect((await verifyAuditFiles([file], { keys: [KEY] })).problems.map((p) => p.kind)).toEqual(['unkeyed']);
   });
 
   test('a key added later: the plain records before the first keyed one are accepted', async () => {
     await write(2, {}, 'plain');
     await write(2, { key: KEY }, 'keyed');
-    expect(await verifyAuditFiles([file], { key: KEY })).toMatchObject({ ok: true, records: 4, keyed: 2, macChecked: true });
+    expect(await verifyAuditFiles([file], { keys: [KEY] })).toMatchObject({ ok: true, records: 4, keyed: 2, macChecked: true });
+  });
+
+  test('a key changed on the way: each part verifies with its key, given both', async () => {
+    await write(2, { key: KEY }, 'old');
+    await write(2, { key: OTHER_KEY }, 'new');
+    expect((await verifyAuditFiles([file], { keys: [KEY] })).problems).toEqual([expect.objectContaining({ kind: 'edited', seq: 3 })]);
+    expect(await verifyAuditFiles([file], { keys: [KEY, OTHER_KEY] })).toMatchObject({ ok: true, records: 4, keyed: 4, macChecked: true });
+    const otherFile = join(dir, 'other.key');
+    writeFileSync(otherFile, OTHER_KEY, { mode: 0o600 });
+    expect((await verifyCli('--key', keyFile, '--key', otherFile, file)).code).toBe(0);
   });
 
   test('--key refuses an exposed or short key file, and --head wants SEQ:HASH', async () => {
