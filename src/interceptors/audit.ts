@@ -80,11 +80,11 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
   const timeouts = counter('cri_proxy_audit_timeouts_total', 'Calls failed because their audit record was not written within writeTimeoutMs');
   const rollbacks = ensureCounter(deps.registry, {
     name: 'cri_proxy_audit_rollbacks_total',
-    help: 'Failed audit writes undone, by result: rolled_back (cut back to the last record) or marked (could not be cut; the next record marks the bytes)',
+    help: 'Rollbacks of failed audit writes, by result: rolled_back (cut back to the last record) or failed (retried before the next write, which marks the bytes if that fails too)',
     labelNames: ['interceptor', 'result'] as const,
   });
   for (const c of [records, dropped, writeErrors, timeouts]) c.inc(labels, 0);
-  for (const result of ['rolled_back', 'marked']) rollbacks.inc({ ...labels, result }, 0);
+  for (const result of ['rolled_back', 'failed']) rollbacks.inc({ ...labels, result }, 0);
   const lease = acquireAuditWriter({
     path: config.path,
     fsync: config.fsync,
@@ -98,7 +98,7 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
     headLogIntervalMs: config.headLogIntervalMs,
     log: deps.log,
     onError: () => writeErrors.inc(labels),
-    onRollback: (rolledBack) => rollbacks.inc({ ...labels, result: rolledBack ? 'rolled_back' : 'marked' }),
+    onRollback: (rolledBack) => rollbacks.inc({ ...labels, result: rolledBack ? 'rolled_back' : 'failed' }),
     onTimeout: () => timeouts.inc(labels),
     ...(hooks.io ? { io: hooks.io } : {}),
     ...(hooks.scheduler ? { scheduler: hooks.scheduler } : {}),

@@ -262,7 +262,7 @@ describe('faults during pod churn', () => {
       await via.call('ListPodSandbox', {});
       expect(await metric(port, 'cri_proxy_audit_write_errors_total')).toBeGreaterThanOrEqual(1);
       expect(await metric(port, 'cri_proxy_audit_rollbacks_total', { result: 'rolled_back' })).toBeGreaterThanOrEqual(1);
-      expect(await metric(port, 'cri_proxy_audit_rollbacks_total', { result: 'marked' })).toBe(0);
+      expect(await metric(port, 'cri_proxy_audit_rollbacks_total', { result: 'failed' })).toBe(0);
 
       rmSync(filler);
       await via.call('RunPodSandbox', pod('disk-after'));

@@ -255,7 +255,7 @@ describe('a failed write', () => {
     expect(failed.status.details).toBe('cri-proxy: audit log write failed: ENOSPC: no space left on device, write');
     expect(h.lines()).toEqual([]);
     expect(await counted(h.registry, 'cri_proxy_audit_rollbacks_total', { result: 'rolled_back' })).toBe(1);
-    expect(await counted(h.registry, 'cri_proxy_audit_rollbacks_total', { result: 'marked' })).toBe(0);
+    expect(await counted(h.registry, 'cri_proxy_audit_rollbacks_total', { result: 'failed' })).toBe(0);
     full = false;
     expect((await h.client.unary(`${RT}/StartContainer`, start1('b'))).status.code).toBe(grpc.status.OK);
     expect(await verifyAuditFiles([h.path])).toMatchObject({ ok: true, records: 1, problems: [], failedWrites: [] });
