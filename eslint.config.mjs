@@ -7,7 +7,7 @@ import tseslint from 'typescript-eslint';
  * its own rank or above: the data plane knows nothing of config or interceptors, policies know nothing at all.
  */
 const LAYERS = [
-  ['errors', 'log', 'values', 'package-files'],
+  ['errors', 'log', 'values', 'package-files', 'scheduler'],
   ['metrics'],
   ['policies'],
   ['proxy', 'admin'],

@@ -25,6 +25,12 @@ export function encode(type: string, fields: Readonly<Record<string, unknown>>):
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** Decodes `runtime.v1.<type>` to a plain object in the same spelling `encode` takes (enums by name, int64 as strings). */
+export function decode(type: string, bytes: Buffer): Record<string, unknown> {
+  const messageType = schema().lookupType(`runtime.v1.${type}`);
+  return messageType.toObject(messageType.decode(bytes), { enums: String, longs: String, defaults: false });
+}
+
 /** Bytes of the gRPC length prefix (compressed flag and a 32-bit length). */
 export const GRPC_PREFIX_BYTES = 5;
 

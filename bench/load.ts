@@ -51,7 +51,7 @@ export function connect(socketPath: string): Promise<http2.ClientHttp2Session> {
   });
 }
 
-function headersFor(call: CallType): http2.OutgoingHttpHeaders {
+function headersFor(call: Pick<CallType, 'path'>): http2.OutgoingHttpHeaders {
   return {
     ':method': 'POST',
     ':path': call.path,
@@ -103,6 +103,48 @@ export function responseBytesOf(session: http2.ClientHttp2Session, call: CallTyp
       if (statusOk) resolve(bytes);
       else reject(new Error(`${call.name} failed on the runtime itself`));
     });
+  });
+}
+
+export interface UnaryAnswer {
+  /** The gRPC status code; -1 when the call ended without one (a reset stream, a broken session). */
+  readonly code: number;
+  readonly message: string;
+  /** The response message without its gRPC length prefix; empty unless the status is OK. */
+  readonly body: Buffer;
+}
+
+/**
+ * One unary call with `grpc-timeout` set, its answer collected: for loads that act on what the runtime says
+ * (ids of what they created), not for throughput phases.
+ */
+export function unaryCall(session: http2.ClientHttp2Session, callPath: string, framedBody: Buffer, timeoutMs: number): Promise<UnaryAnswer> {
+  return new Promise((resolve) => {
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = session.request({ ...headersFor({ path: callPath }), 'grpc-timeout': `${Math.ceil(timeoutMs)}m` }, { endStream: false });
+    } catch (err) {
+      resolve({ code: -1, message: err instanceof Error ? err.message : String(err), body: Buffer.alloc(0) });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let fields: http2.IncomingHttpHeaders = {};
+    stream.on('response', (h) => (fields = h));
+    stream.on('trailers', (t: http2.IncomingHttpHeaders) => (fields = t));
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('error', () => undefined);
+    stream.on('close', () => {
+      const status = fields['grpc-status'];
+      const code = typeof status === 'string' ? Number(status) : -1;
+      const message = fields['grpc-message'];
+      const data = Buffer.concat(chunks);
+      resolve({
+        code,
+        message: typeof message === 'string' ? decodeURIComponent(message) : code === -1 ? `stream closed (${stream.rstCode})` : '',
+        body: code === 0 && data.length >= 5 ? data.subarray(5) : Buffer.alloc(0),
+      });
+    });
+    stream.end(framedBody);
   });
 }
 

@@ -80,9 +80,15 @@ export class Child implements Watched {
   }
 }
 
-/** Forks the fake runtime on `socketPath` and waits until it serves; it learns the response sizes from it. */
-export async function startFakeRuntime(socketPath: string): Promise<{ child: Child; responseBytes: Readonly<Record<string, number>> }> {
-  const proc = fork(path.join(__dirname, 'fake-runtime-process.js'), [socketPath], {
+/**
+ * Forks a fake runtime (`fake-runtime-process.js` unless another script is named) on `socketPath` and waits until
+ * it serves; it learns the response sizes from it.
+ */
+export async function startFakeRuntime(
+  socketPath: string,
+  script = 'fake-runtime-process.js',
+): Promise<{ child: Child; responseBytes: Readonly<Record<string, number>> }> {
+  const proc = fork(path.join(__dirname, script), [socketPath], {
     execArgv: [],
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });

@@ -2,7 +2,7 @@
 import { TARGETS, type BenchResult, type CallSummary, type RowSummary, type RuntimeResult } from './summary';
 
 /** Left-aligned first column, right-aligned numbers. */
-function table(rows: readonly (readonly string[])[]): string {
+export function table(rows: readonly (readonly string[])[]): string {
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   return rows

@@ -20,7 +20,7 @@ import { formatReport } from './report';
 import { DIRECT, startRows, type Row } from './rows';
 import { containerdUnavailable, startFake, startPrivateContainerd, type Runtime } from './runtimes';
 import { settingsFromEnv, type Settings } from './settings';
-import { soak } from './soak';
+import { soak } from './memory-run';
 import { measureStartup } from './startup';
 import { round } from './stats';
 import { summarizeRuntime, type BenchResult, type MemorySummary, type PhaseRecord, type RuntimeResult, type SoakSample, type StartupSummary, type TargetCheck } from './summary';

@@ -25,7 +25,7 @@ export interface Settings {
   readonly proxyNodeArgs: readonly string[];
 }
 
-function numberFromEnv(name: string, fallback: number, min: number): number {
+export function numberFromEnv(name: string, fallback: number, min: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
@@ -46,7 +46,7 @@ function pick<T>(name: string, all: readonly T[], key: (t: T) => string): T[] {
   return all.filter((t) => wanted.includes(key(t)));
 }
 
-function flagFromEnv(name: string): boolean {
+export function flagFromEnv(name: string): boolean {
   const raw = process.env[name];
   if (raw === undefined || raw === '' || raw === '0') return false;
   if (raw === '1') return true;

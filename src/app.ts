@@ -2,6 +2,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseHostPort, parseUnixAddress } from './config/address';
 import { InterceptorTypes } from './config/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
+import { checkSocketSafety } from './config/socket-safety';
 import { GrpcStatus, ProxyError, errorMessage, listenError } from './errors';
 import { createLogger, type Logger } from './log';
 import { ensureCounter, ensureGauge } from './metrics/registry';
@@ -57,6 +58,7 @@ export class App {
     const log = options.log ?? createLogger(config.logLevel);
     const registry = options.registry ?? freshRegistry();
     const types = options.types ?? new InterceptorTypes(builtinInterceptorTypes);
+    checkSocketSafety(config, log, registry, options.listenFd !== undefined);
     const onFault = faultListener(registry, log);
     const generation = buildGeneration(config, types, log, registry, onFault);
     await warmUp(generation);

@@ -32,6 +32,7 @@ const statusOfCode = {
   CHAIN_MISUSE: GrpcStatus.INTERNAL,
   PROXY_INTERNAL: GrpcStatus.INTERNAL,
   AUDIT_WRITE_FAILED: GrpcStatus.UNAVAILABLE,
+  AUDIT_TIMEOUT: GrpcStatus.UNAVAILABLE,
   POLICY_DENIED: GrpcStatus.PERMISSION_DENIED,
   POLICY_UNDECIDABLE: GrpcStatus.PERMISSION_DENIED,
   NO_BACKEND: GrpcStatus.UNAVAILABLE,
@@ -49,7 +50,7 @@ export const proxyErrorCodes = Object.keys(statusOfCode) as readonly ProxyErrorC
  * Codes that, thrown by an interceptor, mean the interceptor itself failed (its `onError` applies) rather than a
  * decision about the call (a denial, a deadline) that always stands.
  */
-const interceptorFaultCodes: ReadonlySet<ProxyErrorCode> = new Set(['CHAIN_MISUSE', 'AUDIT_WRITE_FAILED']);
+const interceptorFaultCodes: ReadonlySet<ProxyErrorCode> = new Set(['CHAIN_MISUSE', 'AUDIT_WRITE_FAILED', 'AUDIT_TIMEOUT']);
 
 /** An error the proxy reports to the client as a gRPC status; `code` is stable and documented. */
 export class ProxyError extends Error {

@@ -1,9 +1,11 @@
 import * as fs from 'node:fs';
 
-/** The two I/O steps a test may slow down or break; everything else uses node:fs directly. */
+/** The I/O steps a test may slow down or break; everything else uses node:fs directly. */
 export interface AuditIo {
   write(fd: number, data: Buffer): Promise<void>;
   fsync(fd: number): Promise<void>;
+  /** Cuts the file back to `length` bytes (the rollback of a failed write). */
+  truncate(fd: number, length: number): Promise<void>;
 }
 
 export const nodeIo: AuditIo = {
@@ -16,6 +18,7 @@ export const nodeIo: AuditIo = {
     }
   },
   fsync: (fd) => new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve()))),
+  truncate: (fd, length) => new Promise((resolve, reject) => fs.ftruncate(fd, length, (err) => (err ? reject(err) : resolve()))),
 };
 
 export function syncDirectory(dir: string): void {

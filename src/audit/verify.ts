@@ -1,7 +1,18 @@
-import { open } from 'node:fs/promises';
-import { GENESIS_HASH, checkLine, type LineCheck } from './line-format';
+import { GENESIS_HASH, checkLine, type ChainHead, type LineCheck } from './line-format';
+import { readLines, type Line } from './read-lines';
 
-export type ProblemKind = 'edited' | 'removed' | 'inserted' | 'reordered' | 'broken-link' | 'truncated' | 'malformed';
+export type ProblemKind =
+  | 'edited'
+  | 'removed'
+  | 'inserted'
+  | 'reordered'
+  | 'broken-link'
+  | 'truncated'
+  | 'malformed'
+  /** With a key: a record without an HMAC after records with one, or no HMAC at all. */
+  | 'unkeyed'
+  /** A chain head the proxy logged that the files no longer hold. */
+  | 'checkpoint';
 
 export interface Problem {
   readonly kind: ProblemKind;
@@ -25,54 +36,40 @@ export interface VerifyResult {
   /** sha256 of the last intact record's line: the `prev` the next record must carry. Keep it elsewhere to
    * detect a later rewrite of the whole tail. */
   readonly lastHash: string | undefined;
+  /** Records carrying an HMAC; `macChecked` when a key was given and every one of them matched it. */
+  readonly keyed: number;
+  readonly macChecked: boolean;
+  /**
+   * Bytes a failed write left (a full disk, say) that the writer could not cut off and marked in the record
+   * after them: no record is missing there, so these are not problems.
+   */
+  readonly failedWrites: readonly FailedWriteNote[];
+  /** Chain heads given to check (from the proxy's log) that the files hold exactly. */
+  readonly checkpoints: number;
   /**
    * Interrupted writes found on the way (checking goes on past those: the writer resumes the chain after
-   * them), then at most one other problem, where checking stopped.
+   * them), unmatched checkpoints, then at most one other problem, where checking stopped.
    */
   readonly problems: readonly Problem[];
 }
 
-interface Line {
-  readonly index: number;
+export interface FailedWriteNote {
   readonly file: string;
   readonly line: number;
   readonly offset: number;
-  readonly bytes: Buffer;
-  /** False for a last line without `\n`. */
-  readonly terminated: boolean;
+  readonly bytes: number;
+  /** The seq of the record that marks them. */
+  readonly markedBy: number;
 }
 
-const CHUNK = 1024 * 1024;
-
-/** The lines of the files in order, with their positions; never holds more than a chunk and one line. */
-async function* readLines(files: readonly string[]): AsyncGenerator<Line> {
-  let index = 0;
-  for (const file of files) {
-    const handle = await open(file, 'r');
-    try {
-      const buf = Buffer.alloc(CHUNK);
-      let carry = Buffer.alloc(0);
-      let carryOffset = 0;
-      let position = 0;
-      let line = 0;
-      for (;;) {
-        const { bytesRead } = await handle.read(buf, 0, CHUNK, position);
-        if (bytesRead === 0) break;
-        position += bytesRead;
-        const data = Buffer.concat([carry, buf.subarray(0, bytesRead)]);
-        let start = 0;
-        for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a, start)) {
-          yield { index: index++, file, line: ++line, offset: carryOffset + start, bytes: data.subarray(start, nl), terminated: true };
-          start = nl + 1;
-        }
-        carryOffset += start;
-        carry = data.subarray(start);
-      }
-      if (carry.length > 0) yield { index: index++, file, line: ++line, offset: carryOffset, bytes: carry, terminated: false };
-    } finally {
-      await handle.close();
-    }
-  }
+export interface VerifyOptions {
+  /**
+   * The keys of a keyed chain (more than one across a key change): every record from the first keyed one on must
+   * carry an HMAC that one of them matches.
+   */
+  readonly keys?: readonly Buffer[];
+  /** Chain heads the proxy logged (`auditChainHead`): the record of each seq must have that line hash. */
+  readonly checkpoints?: readonly ChainHead[];
 }
 
 interface Intact {
@@ -88,33 +85,98 @@ const range = (from: number, to: number): string => (from === to ? `seq ${from}`
  * Checks that the files (oldest first) hold one unbroken hash chain, and explains the first place where it
  * is not: which record, where, and what kind of change explains it.
  */
-export async function verifyAuditFiles(files: readonly string[]): Promise<VerifyResult> {
+export async function verifyAuditFiles(files: readonly string[], options: VerifyOptions = {}): Promise<VerifyResult> {
+  const keys = options.keys ?? [];
+  const withKey = keys.length > 0;
   const problems: Problem[] = [];
+  const failedWrites: FailedWriteNote[] = [];
+  const checkpoints = new Map((options.checkpoints ?? []).map((c) => [c.seq, c.lineHash]));
+  let matched = 0;
   let records = 0;
+  let keyed = 0;
   let first: number | undefined;
   let last: Intact | undefined;
-  const stop = async (line: Line, check: LineCheck): Promise<Problem> => describe(files, line, check, last);
+  /** Torn lines not yet explained: by a marker in the record after them, or else as interrupted writes. */
+  let torn: { line: Line; seq: number | undefined }[] = [];
+  const settleTorn = (marker: Extract<LineCheck, { kind: 'record' }> | undefined, at: Line | undefined): void => {
+    const fw = marker?.failedWrite;
+    const covered = (l: Line): boolean => fw !== undefined && l.file === at?.file && l.offset >= fw.offset && l.offset + l.bytes.length <= fw.offset + fw.bytes;
+    if (marker !== undefined && torn.length > 0 && torn.every((t) => covered(t.line))) {
+      for (const t of torn) failedWrites.push({ file: t.line.file, line: t.line.line, offset: t.line.offset, bytes: t.line.bytes.length, markedBy: marker.seq });
+    } else {
+      for (const t of torn) problems.push(problem('truncated', t.line, t.seq, truncatedMessage(t.line, t.seq)));
+    }
+    torn = [];
+  };
+  const stop = async (line: Line, check: LineCheck): Promise<void> => {
+    settleTorn(undefined, undefined);
+    problems.push(await describe(files, line, check, last, withKey));
+  };
   for await (const line of readLines(files)) {
-    const check = checkLine(line.bytes);
+    const check = checkLine(line.bytes, keys);
     if (check.kind === 'truncated') {
-      problems.push(problem('truncated', line, check.seq, truncatedMessage(line, check.seq)));
+      torn.push({ line, seq: check.seq });
       continue;
     }
     if (check.kind !== 'record') {
-      problems.push(await stop(line, check));
+      await stop(line, check);
       break;
     }
     const expected = last ? last.seq + 1 : check.seq;
     const expectedPrev = last ? last.lineHash : check.seq === 1 ? GENESIS_HASH : check.prev;
     if (check.seq !== expected || check.prev !== expectedPrev) {
-      problems.push(await stop(line, check));
+      await stop(line, check);
       break;
     }
+    settleTorn(check, line);
+    if (withKey && !check.keyed && keyed > 0) {
+      problems.push(unkeyed(line, check.seq, `a plain hash where the ${keyed} records before it carry an HMAC: written without the key (a rewritten tail?)`));
+      break;
+    }
+    const logged = checkpoints.get(check.seq);
+    if (logged !== undefined) {
+      checkpoints.delete(check.seq);
+      if (logged === check.lineHash) matched += 1;
+      else problems.push(problem('checkpoint', line, check.seq, `${where(line)}: record seq ${check.seq} is not the one the proxy logged (hash ${logged}): the chain was rewritten up to here`));
+    }
+    if (check.keyed) keyed += 1;
     first ??= check.seq;
     last = { seq: check.seq, lineHash: check.lineHash, at: line };
     records += 1;
   }
-  return { ok: problems.length === 0, files, records, firstSeq: first, lastSeq: last?.seq, lastHash: last?.lineHash, problems };
+  settleTorn(undefined, undefined);
+  if (withKey && records > 0 && keyed === 0 && last !== undefined) {
+    problems.push(unkeyed(last.at, undefined, 'no record carries an HMAC: this log was not written with the key'));
+  }
+  for (const [seq, hash] of checkpoints) problems.push(missingCheckpoint(files, seq, hash, first, last));
+  return {
+    ok: problems.length === 0,
+    files,
+    records,
+    firstSeq: first,
+    lastSeq: last?.seq,
+    lastHash: last?.lineHash,
+    keyed,
+    macChecked: withKey && keyed > 0,
+    failedWrites,
+    checkpoints: matched,
+    problems,
+  };
+}
+
+function unkeyed(line: Line, seq: number | undefined, what: string): Problem {
+  return problem('unkeyed', line, seq, `${where(line)}: ${seq === undefined ? '' : `record seq ${seq}: `}${what}`);
+}
+
+function missingCheckpoint(files: readonly string[], seq: number, hash: string, first: number | undefined, last: Intact | undefined): Problem {
+  const at = last?.at ?? { file: files[0] ?? '', line: 0, offset: 0 };
+  const why =
+    last === undefined || seq > last.seq
+      ? `beyond the last record${last === undefined ? '' : ` (seq ${last.seq})`}: records were removed from the end`
+      : first !== undefined && seq < first
+        ? `before the first record given (seq ${first}): give the older files too`
+        : 'not found where the chain stopped being checked';
+  return { kind: 'checkpoint', file: at.file, line: at.line, offset: at.offset, seq, message: `the chain head seq ${seq} (hash ${hash}) the proxy logged is ${why}` };
 }
 
 function problem(kind: ProblemKind, line: Line, seq: number | undefined, message: string): Problem {
@@ -131,11 +193,12 @@ function truncatedMessage(line: Line, seq: number | undefined): string {
 }
 
 /** Names the kind of tampering that explains the first break, looking elsewhere in the files if needed. */
-async function describe(files: readonly string[], line: Line, check: LineCheck, last: Intact | undefined): Promise<Problem> {
+async function describe(files: readonly string[], line: Line, check: LineCheck, last: Intact | undefined, withKey: boolean): Promise<Problem> {
   const at = where(line);
   if (check.kind === 'hash-mismatch') {
     const seq = check.seq === undefined ? 'a record' : `record seq ${check.seq}`;
-    return problem('edited', line, check.seq, `${at}: ${seq} was edited: its hash does not match its content (byte offset ${line.offset})`);
+    const what = check.keyed && withKey ? 'its HMAC does not match its content (edited, or written with another key)' : 'its hash does not match its content';
+    return problem('edited', line, check.seq, `${at}: ${seq} was edited: ${what} (byte offset ${line.offset})`);
   }
   if (check.kind !== 'record') {
     return problem('malformed', line, check.seq, `${at}: not an audit record (byte offset ${line.offset}): a line was inserted or overwritten`);

@@ -1,12 +1,14 @@
-import * as fs from 'node:fs';
-import { dirname } from 'node:path';
 import { errorMessage } from '../errors';
 import { RareLog, silentLogger, type Logger } from '../log';
-import { nodeIo, syncDirectory, type AuditIo } from './file-io';
+import { realScheduler, type Scheduler } from '../scheduler';
+import { nodeIo, type AuditIo } from './file-io';
+import { ChainHeadLog } from './head-log';
 import { formatRecord, type ChainHead } from './line-format';
-import { recoverChain } from './recover';
+import { AuditLogFile } from './log-file';
+import { AuditTimeoutError, PendingRecord, type AppendResult } from './pending';
 
 export { nodeIo, type AuditIo } from './file-io';
+export { AuditTimeoutError, type AppendResult } from './pending';
 
 export interface AuditWriterSettings {
   /** `record`: a record is on disk (fsync'd) before append() resolves; `interval`: fsync every fsyncIntervalMs. */
@@ -16,12 +18,23 @@ export interface AuditWriterSettings {
   readonly queueSize: number;
   /** When queueSize records are pending: wait for room, or drop the record. */
   readonly whenFull: 'block' | 'drop';
+  /** The longest append() waits (for room, then for the write) before it rejects with AuditTimeoutError; 0 never. */
+  readonly timeoutMs?: number;
   readonly maxBytes: number;
   /** Rotated files kept: `path.1` (newest) … `path.<keep>`. */
   readonly keep: number;
+  /** Records carry an HMAC with this key instead of a plain hash. */
+  readonly key?: Buffer | undefined;
+  /** The chain head is logged this often when it moved (and on open and close); 0 only on open and close. */
+  readonly headLogIntervalMs?: number;
   readonly log?: Logger;
   /** Told about each failed write, fsync or rotation. */
   readonly onError?: (err: unknown) => void;
+  /** Told about each rollback of a failed write: whether the file could be cut back to its last record. */
+  readonly onRollback?: (rolledBack: boolean) => void;
+  /** Told about each append that timed out. */
+  readonly onTimeout?: () => void;
+  readonly scheduler?: Scheduler;
 }
 
 export interface AuditWriterOptions extends AuditWriterSettings {
@@ -29,36 +42,23 @@ export interface AuditWriterOptions extends AuditWriterSettings {
   readonly io?: Partial<AuditIo>;
 }
 
-export type AppendResult = 'written' | 'dropped';
-
-interface Pending {
-  readonly fields: Readonly<Record<string, unknown>>;
-  readonly resolve: (result: AppendResult) => void;
-  readonly reject: (err: unknown) => void;
-}
-
-const FILE_MODE = 0o640;
 const NEWLINE = Buffer.from('\n');
 /** Records per write(): large enough to amortise fsync under load, small enough to bound one write. */
 const MAX_BATCH = 256;
 
 /**
  * The single writer of one audit log: records go out in the order append() was called, each chained to the
- * one before, through one open file descriptor; the file rotates by size and the chain carries on.
+ * one before, through one open file descriptor; the file rotates by size and the chain carries on. A write
+ * that fails is undone (see AuditLogFile), so every record is all or nothing.
  */
 export class AuditWriter {
   private settings: AuditWriterSettings;
-  private readonly io: AuditIo;
-  private fd = -1;
-  private size = 0;
-  private chainHead: ChainHead;
-  private needsNewline: boolean;
-  private needsRecovery = false;
-  private dirty = false;
+  private readonly scheduler: Scheduler;
+  private readonly file: AuditLogFile;
   private syncDue = false;
-  private readonly queue: Pending[] = [];
+  private readonly queue: PendingRecord[] = [];
   /** Appends waiting for room (whenFull: block), admitted in arrival order. */
-  private readonly waiting: Pending[] = [];
+  private readonly waiting: PendingRecord[] = [];
   private inFlight = 0;
   private running = false;
   private closed = false;
@@ -67,6 +67,7 @@ export class AuditWriter {
   private timer: NodeJS.Timeout | undefined;
   /** A full or broken disk fails every write: each failure is counted (onError), the log hears of them rarely. */
   private failureLog: RareLog;
+  private readonly headLog: ChainHeadLog;
 
   /** Opens (or creates) the log and finds where its chain stands; throws if the file cannot be opened. */
   constructor(
@@ -75,18 +76,18 @@ export class AuditWriter {
     io: Partial<AuditIo> = {},
   ) {
     this.settings = settings;
-    this.failureLog = new RareLog(settings.log ?? silentLogger, 'error', 'audit log write failed');
-    this.io = { ...nodeIo, ...io };
-    fs.mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
-    const state = this.recover();
-    this.chainHead = state.head;
-    this.needsNewline = state.needsNewline;
+    this.scheduler = settings.scheduler ?? realScheduler;
+    this.failureLog = new RareLog(this.log, 'error', 'audit log write failed');
+    this.file = new AuditLogFile(path, () => this.settings, { ...nodeIo, ...io }, () => this.log);
+    this.headLog = new ChainHeadLog(path, () => this.file.head, () => this.settings.key !== undefined, this.scheduler);
+    this.headLog.report(this.log, 'open');
+    this.headLog.schedule(this.log, settings.headLogIntervalMs ?? 0);
     this.startTimer();
   }
 
   /** The last record written: its seq and the hash the next record's `prev` will carry. */
   get head(): ChainHead {
-    return this.chainHead;
+    return this.file.head;
   }
 
   /** Records accepted and not yet written. */
@@ -94,17 +95,23 @@ export class AuditWriter {
     return this.queue.length + this.inFlight;
   }
 
+  private get log(): Logger {
+    return this.settings.log ?? silentLogger;
+  }
+
   /** Applies new settings (a config reload reusing this writer); the path stays. */
   configure(settings: AuditWriterSettings): void {
     this.settings = settings;
-    this.failureLog = new RareLog(settings.log ?? silentLogger, 'error', 'audit log write failed');
+    this.failureLog = new RareLog(this.log, 'error', 'audit log write failed');
+    this.headLog.schedule(this.log, settings.headLogIntervalMs ?? 0);
     this.startTimer();
     this.admitWaiting();
   }
 
   /**
    * Queues a record; resolves once it is written (and fsync'd with fsync: record), or at once with
-   * `dropped` if the queue is full and whenFull is drop. Rejects if the write fails.
+   * `dropped` if the queue is full and whenFull is drop. Rejects if the write fails (nothing of the record is
+   * then left in the file), or with AuditTimeoutError after timeoutMs.
    */
   append(fields: Readonly<Record<string, unknown>>): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
@@ -112,10 +119,15 @@ export class AuditWriter {
         reject(new Error(`audit log ${this.path} is closed`));
         return;
       }
-      const item: Pending = { fields, resolve, reject };
-      if (this.waiting.length > 0 || this.pending >= this.settings.queueSize) {
-        if (this.settings.whenFull === 'drop') resolve('dropped');
-        else this.waiting.push(item);
+      const full = this.waiting.length > 0 || this.pending >= this.settings.queueSize;
+      if (full && this.settings.whenFull === 'drop') {
+        resolve('dropped');
+        return;
+      }
+      const item = new PendingRecord(fields, full ? 'waiting' : 'queued', resolve, reject);
+      item.arm(this.scheduler, this.settings.timeoutMs ?? 0, (expired) => this.expire(expired));
+      if (full) {
+        this.waiting.push(item);
         return;
       }
       this.queue.push(item);
@@ -131,16 +143,26 @@ export class AuditWriter {
   private async shutdown(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    this.headLog.stop();
     if (this.running || this.queue.length > 0 || this.waiting.length > 0) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     }
-    if (this.fd < 0) return;
-    try {
-      if (this.dirty) await this.io.fsync(this.fd);
-    } finally {
-      fs.closeSync(this.fd);
-      this.fd = -1;
+    this.headLog.report(this.log, 'close');
+    await this.file.close();
+  }
+
+  /** A call waited too long: its record is withdrawn unless it is already being written. */
+  private expire(item: PendingRecord): void {
+    for (const list of [this.waiting, this.queue]) {
+      const i = list.indexOf(item);
+      if (i >= 0) list.splice(i, 1);
     }
+    const where = item.place === 'waiting' ? 'for room in the queue' : item.place === 'queued' ? 'in the queue' : 'for the write';
+    const withdrawn = item.place === 'writing' ? '' : '; the record was withdrawn';
+    item.reject(new AuditTimeoutError(`no audit record written within ${this.settings.timeoutMs} ms (waited ${where}${withdrawn})`));
+    this.settings.onTimeout?.();
+    this.admitWaiting();
+    if (!this.running) this.wakeIdle();
   }
 
   private startTimer(): void {
@@ -148,7 +170,7 @@ export class AuditWriter {
     this.timer = undefined;
     if (this.settings.fsync !== 'interval' || this.closed) return;
     this.timer = setInterval(() => {
-      if (!this.dirty) return;
+      if (!this.file.unsynced) return;
       this.syncDue = true;
       this.kick();
     }, this.settings.fsyncIntervalMs);
@@ -165,16 +187,15 @@ export class AuditWriter {
     while (this.queue.length > 0 || this.syncDue) {
       if (this.queue.length === 0) {
         this.syncDue = false;
-        await this.syncNow();
+        await this.file.sync().catch((err: unknown) => this.failed('fsync', err));
         continue;
       }
       const batch = this.queue.splice(0, MAX_BATCH);
+      for (const item of batch) item.place = 'writing';
       this.inFlight += batch.length;
       try {
         await this.writeBatch(batch);
-        for (const item of batch) item.resolve('written');
       } catch (err) {
-        this.needsRecovery = true;
         this.failed('write', err);
         for (const item of batch) item.reject(err);
       }
@@ -182,6 +203,11 @@ export class AuditWriter {
       this.admitWaiting();
     }
     this.running = false;
+    this.wakeIdle();
+  }
+
+  private wakeIdle(): void {
+    if (this.queue.length > 0 || this.waiting.length > 0) return;
     const idle = this.idleWaiters;
     this.idleWaiters = [];
     for (const resolve of idle) resolve();
@@ -189,103 +215,42 @@ export class AuditWriter {
 
   private admitWaiting(): void {
     while (this.waiting.length > 0 && this.pending < this.settings.queueSize) {
-      this.queue.push(this.waiting.shift() as Pending);
+      const item = this.waiting.shift() as PendingRecord;
+      item.place = 'queued';
+      this.queue.push(item);
     }
     if (this.queue.length > 0) this.kick();
   }
 
-  private async writeBatch(batch: readonly Pending[]): Promise<void> {
-    if (this.needsRecovery) this.reopen();
-    let head = this.chainHead;
-    let chunk: Buffer[] = this.needsNewline ? [NEWLINE] : [];
-    let chunkBytes = chunk.length;
+  /**
+   * Writes the batch as one write() per file it lands in (a rotation can split it); a part that fails is
+   * undone, and the records of the parts written before it are resolved.
+   */
+  private async writeBatch(batch: readonly PendingRecord[]): Promise<void> {
+    const lead = await this.file.lead();
+    const key = this.settings.key;
+    let { head, bytes: chunkBytes } = lead;
+    let chunk = lead.chunk;
+    let part: PendingRecord[] = [];
     for (const item of batch) {
-      const next = formatRecord(head, item.fields);
+      const next = formatRecord(head, item.fields, key);
       const bytes = next.line.length + 1;
-      if (this.size + chunkBytes > 0 && this.size + chunkBytes + bytes > this.settings.maxBytes) {
-        await this.flush(chunk, chunkBytes);
+      const size = this.file.size;
+      if (size + chunkBytes > 0 && size + chunkBytes + bytes > this.settings.maxBytes) {
+        await this.file.commit(chunk, chunkBytes, head);
+        for (const done of part) done.resolve('written');
+        part = [];
         chunk = [];
         chunkBytes = 0;
-        await this.rotate();
+        await this.file.rotate();
       }
       chunk.push(next.line, NEWLINE);
       chunkBytes += bytes;
       head = next.head;
+      part.push(item);
     }
-    await this.flush(chunk, chunkBytes);
-    this.chainHead = head;
-    if (this.settings.fsync === 'record') {
-      await this.io.fsync(this.fd);
-      this.dirty = false;
-    }
-  }
-
-  private async flush(chunk: readonly Buffer[], bytes: number): Promise<void> {
-    if (bytes === 0) return;
-    await this.io.write(this.fd, Buffer.concat(chunk, bytes));
-    this.size += bytes;
-    this.dirty = true;
-    this.needsNewline = false;
-  }
-
-  private async syncNow(): Promise<void> {
-    if (!this.dirty || this.fd < 0) return;
-    try {
-      await this.io.fsync(this.fd);
-      this.dirty = false;
-    } catch (err) {
-      this.failed('fsync', err);
-    }
-  }
-
-  /** `path` → `path.1` → … → `path.<keep>` (the oldest is overwritten), then a fresh `path`. */
-  private async rotate(): Promise<void> {
-    await this.io.fsync(this.fd);
-    fs.closeSync(this.fd);
-    this.fd = -1;
-    for (let i = this.settings.keep - 1; i >= 1; i--) {
-      try {
-        await fs.promises.rename(`${this.path}.${i}`, `${this.path}.${i + 1}`);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-    }
-    await fs.promises.rename(this.path, `${this.path}.1`);
-    this.fd = fs.openSync(this.path, 'a', FILE_MODE);
-    this.size = 0;
-    this.dirty = false;
-    syncDirectory(dirname(this.path));
-  }
-
-  /** After a failed write the file's tail is unknown: read it back rather than trust our own state. */
-  private reopen(): void {
-    if (this.fd >= 0) {
-      try {
-        fs.closeSync(this.fd);
-      } catch {
-        // Already unusable; the new descriptor is what matters.
-      }
-      this.fd = -1;
-    }
-    const state = this.recover();
-    this.chainHead = state.head;
-    this.needsNewline = state.needsNewline;
-    this.needsRecovery = false;
-  }
-
-  private recover(): ReturnType<typeof recoverChain> {
-    const state = recoverChain(this.path, this.settings.keep);
-    this.fd = fs.openSync(this.path, 'a', FILE_MODE);
-    this.size = state.size;
-    if (state.trailingGarbage) {
-      (this.settings.log ?? silentLogger).warn('audit log ends with an incomplete record (interrupted write); the chain continues on a new line', {
-        file: state.trailingGarbage.file,
-        offset: state.trailingGarbage.offset,
-        bytes: state.trailingGarbage.bytes,
-        seq: state.head.seq,
-      });
-    }
-    return state;
+    await this.file.commit(chunk, chunkBytes, head);
+    for (const done of part) done.resolve('written');
   }
 
   private failed(step: 'write' | 'fsync', err: unknown): void {

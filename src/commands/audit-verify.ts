@@ -1,10 +1,12 @@
 import { stat } from 'node:fs/promises';
 import { errorMessage } from '../errors';
+import { readAuditKey } from '../audit/key-file';
+import type { ChainHead } from '../audit/line-format';
 import { verifyAuditFiles, type VerifyResult } from '../audit/verify';
 import { processOutput, type CommandOutput } from './output';
 import { ExitCode, exitCodesHelp } from './exit-codes';
 
-const AUDIT_VERIFY_USAGE = `Usage: cri-proxy audit verify [--json] FILE...
+const AUDIT_VERIFY_USAGE = `Usage: cri-proxy audit verify [--json] [--key FILE]... [--head SEQ:HASH]... FILE...
 
 Checks the hash chain of an audit log. Give the files oldest first, e.g. the rotated set
   audit.log.3 audit.log.2 audit.log.1 audit.log
@@ -15,7 +17,11 @@ Reports the first place the chain breaks (edited, removed, inserted or reordered
 and every record cut off by a crash, with file:line and byte offset.
 
 Options:
-  --json   print the result as one JSON object
+  --json            print the result as one JSON object
+  --key FILE        the audit interceptor's keyFile: check every record's HMAC, and that none after the
+                    first keyed record lacks one; give each key in use over the files' time, if it changed
+  --head SEQ:HASH   a chain head the proxy logged ("audit chain head"): the record of that seq must still
+                    have that hash; may be given more than once
 
 ${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
 
@@ -23,13 +29,25 @@ ${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
 /** `cri-proxy audit verify …`: `argv` is what follows `verify`. Resolves to the exit status. */
 export async function runAuditVerify(argv: readonly string[], output: CommandOutput = processOutput): Promise<number> {
   const files: string[] = [];
+  const checkpoints: ChainHead[] = [];
+  const keyFiles: string[] = [];
   let json = false;
   let optionsDone = false;
-  for (const arg of argv) {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
     if (optionsDone || !arg.startsWith('-') || arg === '-') files.push(arg);
     else if (arg === '--') optionsDone = true;
     else if (arg === '--json') json = true;
-    else if (arg === '-h' || arg === '--help') {
+    else if (arg === '--key' || arg === '--head') {
+      const value = argv[++i];
+      const head = arg === '--head' && value !== undefined ? parseHead(value) : undefined;
+      if (value === undefined || (arg === '--head' && head === undefined)) {
+        output.err(`cri-proxy audit verify: ${arg} needs ${arg === '--key' ? 'a file' : 'SEQ:HASH (a seq and 64 hex digits)'}\n${AUDIT_VERIFY_USAGE}`);
+        return ExitCode.USAGE;
+      }
+      if (head !== undefined) checkpoints.push(head);
+      else keyFiles.push(value);
+    } else if (arg === '-h' || arg === '--help') {
       output.out(AUDIT_VERIFY_USAGE);
       return ExitCode.OK;
     } else {
@@ -49,9 +67,18 @@ export async function runAuditVerify(argv: readonly string[], output: CommandOut
       return ExitCode.INPUT_INVALID;
     }
   }
+  const keys: Buffer[] = [];
+  for (const keyFile of keyFiles) {
+    try {
+      keys.push(readAuditKey(keyFile));
+    } catch (err) {
+      output.err(`cri-proxy audit verify: --key ${keyFile}: ${errorMessage(err)}\n`);
+      return ExitCode.INPUT_INVALID;
+    }
+  }
   let result: VerifyResult;
   try {
-    result = await verifyAuditFiles(rotationOrder(files));
+    result = await verifyAuditFiles(rotationOrder(files), { keys, checkpoints });
   } catch (err) {
     output.err(`cri-proxy audit verify: ${errorMessage(err)}\n`);
     return ExitCode.INPUT_INVALID;
@@ -60,8 +87,27 @@ export async function runAuditVerify(argv: readonly string[], output: CommandOut
   return result.ok ? ExitCode.OK : ExitCode.CHECK_FAILED;
 }
 
+function parseHead(value: string): ChainHead | undefined {
+  const match = /^(\d{1,15}):([0-9a-f]{64})$/.exec(value);
+  return match?.[1] === undefined || match[2] === undefined ? undefined : { seq: Number(match[1]), lineHash: match[2] };
+}
+
+function notes(result: VerifyResult): string[] {
+  const lines = result.failedWrites.map(
+    (w) =>
+      `NOTE: ${w.file}:${w.line}: ${w.bytes} bytes at byte offset ${w.offset} are what a failed write left (a full disk, say); ` +
+      `the writer marked them in record seq ${w.markedBy}: no record is missing there\n`,
+  );
+  if (result.keyed > 0) {
+    const how = result.macChecked ? 'each checked with the key' : 'not checked: give --key FILE';
+    lines.push(`${result.keyed} record${result.keyed === 1 ? ' carries' : 's carry'} an HMAC, ${how}\n`);
+  }
+  if (result.checkpoints > 0) lines.push(`${result.checkpoints} logged chain head${result.checkpoints === 1 ? '' : 's'} found as logged\n`);
+  return lines;
+}
+
 function summary(result: VerifyResult): string {
-  const lines = result.problems.map((p) => `${p.kind.toUpperCase()}: ${p.message}\n`);
+  const lines = [...result.problems.map((p) => `${p.kind.toUpperCase()}: ${p.message}\n`), ...notes(result)];
   const span = result.firstSeq === undefined ? '' : `, seq ${result.firstSeq}..${result.lastSeq ?? result.firstSeq}`;
   const records = `${result.records} intact record${result.records === 1 ? '' : 's'}`;
   const files = `${result.files.length} file${result.files.length === 1 ? '' : 's'}`;

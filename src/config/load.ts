@@ -4,6 +4,7 @@ import { errorMessage, ProxyError } from '../errors';
 import type { InterceptorTypes } from './interceptor-types';
 import { describeIssue, formatPath, type ConfigIssue, type IssuePath } from './issues';
 import { validateProxyConfig, type ProxyConfig } from './schema';
+import { listenDirectoryIssues } from './socket-safety';
 import { isRecord } from '../values';
 import { parseYaml, sortIssues } from './yaml';
 
@@ -75,8 +76,10 @@ function validate(
 ): ProxyConfig {
   const applied = applyOverrides(input, overrides);
   const result = validateProxyConfig(applied.input, types);
-  if (result.ok) return result.config;
-  const issues = result.issues.map((iss): ConfigIssue => {
+  // The socket's directory is checked where the file is read (validate, start, reload), not by the pure schema.
+  const found = result.ok ? listenDirectoryIssues(result.config) : result.issues;
+  if (result.ok && found.length === 0) return result.config;
+  const issues = found.map((iss): ConfigIssue => {
     const path = formatPath(iss.path);
     const flag = applied.flags.get(path);
     if (flag !== undefined) return { path: flag, message: iss.message };

@@ -4,6 +4,7 @@ import { parseHostPort, parseUnixAddress } from './address';
 import { DEFAULT_LIMITS } from '../proxy/server';
 import type { InterceptorTypes } from './interceptor-types';
 import { errorMap, zodIssues, type PathIssue } from './issues';
+import { socketModeProblem } from './socket-safety';
 import { isRecord, MAX_INT32 } from '../values';
 
 export const DEFAULT_LISTEN = 'unix:///run/cri-proxy/cri-proxy.sock';
@@ -64,6 +65,8 @@ export const proxyConfigSchema = z.strictObject({
     .string({ error: 'must be a quoted octal string such as "0660"' })
     .regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0660"')
     .default(DEFAULT_SOCKET_MODE),
+  /** Accept a socketMode or listen directory that gives other users write access (logged at warn at start). */
+  allowInsecureSocket: z.boolean().default(false),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   maxMessageBytes: z.int().min(1).max(MAX_INT32).default(DEFAULT_MAX_MESSAGE_BYTES),
   shutdownGraceSeconds: z.number().min(0).max(3600).default(DEFAULT_SHUTDOWN_GRACE_SECONDS),
@@ -138,6 +141,13 @@ function checkBackends(list: unknown, issues: PathIssue[]): void {
   }
 }
 
+function checkSocketMode(raw: Record<string, unknown>, issues: PathIssue[]): void {
+  const mode = raw.socketMode;
+  if (raw.allowInsecureSocket === true || typeof mode !== 'string' || !/^0?[0-7]{3}$/.test(mode)) return;
+  const problem = socketModeProblem(Number.parseInt(mode, 8));
+  if (problem !== undefined) issues.push({ path: ['socketMode'], message: problem });
+}
+
 /** Checks each entry's type and config; returns each config's validated output by index. */
 function checkInterceptors(list: unknown, types: InterceptorTypes, backends: readonly string[], issues: PathIssue[]): unknown[] {
   checkUniqueNames('interceptors', list, issues);
@@ -210,6 +220,7 @@ export function validateProxyConfig(input: unknown, types: InterceptorTypes): Va
   if (!base.success) issues.push(...zodIssues(base.error.issues));
   const raw = isRecord(input) ? input : {};
   checkBackends(raw.backends, issues);
+  checkSocketMode(raw, issues);
   const backendNames = records(raw.backends).flatMap(([b]) => (typeof b.name === 'string' ? [b.name] : []));
   const configs = checkInterceptors(raw.interceptors, types, backendNames, issues);
   checkChainOrder(raw.interceptors, types, issues);

@@ -1,12 +1,14 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { MAX_INT32 } from '../values';
+import { readAuditKey } from '../audit/key-file';
 import { buildRecord, compileRedactor, type Redactor } from '../audit/record';
 import { acquireAuditWriter } from '../audit/shared-writer';
-import type { AuditIo } from '../audit/writer';
+import { AuditTimeoutError, type AuditIo } from '../audit/writer';
 import { defineInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../errors';
 import { ensureCounter } from '../metrics/registry';
+import type { Scheduler } from '../scheduler';
 import { policyDecisionKey } from '../policies/decision-key';
 import type { CallContext, CallOutcome, DecodedMessage, Interceptor, MethodInfo } from '../proxy/types';
 
@@ -22,6 +24,23 @@ export const auditConfigSchema = z.strictObject({
   fsyncIntervalMs: z.int().min(1).max(MAX_INT32).default(1000),
   queueSize: z.int().min(1).max(1_000_000).default(10_000),
   whenFull: z.enum(['block', 'drop']).default('block'),
+  /** The longest a call waits for its record: for room in the queue (whenFull: block), then for the write. */
+  writeTimeoutMs: z.int().min(1).max(MAX_INT32).default(10_000),
+  /** A keyed chain: records carry an HMAC-SHA256 with this file's key (read at start and on reload). */
+  keyFile: z
+    .string()
+    .min(1, 'must not be empty')
+    .superRefine((file, ctx) => {
+      // Reading the key here makes `config validate`, startup and SIGHUP all reject a missing or exposed key.
+      try {
+        readAuditKey(file);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: `${file}: ${errorMessage(err)}` });
+      }
+    })
+    .optional(),
+  /** Where the chain stands is logged this often (if it moved), for a copy of the logs kept off the node; 0 never. */
+  headLogIntervalMs: z.int().min(0).max(MAX_INT32).default(60_000),
   rotate: z
     .strictObject({
       maxBytes: z.int().min(1024).default(100 * MIB),
@@ -38,9 +57,10 @@ export const auditConfigSchema = z.strictObject({
 
 export type AuditConfig = z.output<typeof auditConfigSchema>;
 
-/** For tests: replace the writer's write/fsync to stall or break it. */
+/** For tests: replace the writer's I/O to stall or break it, and its timers. */
 export interface AuditTestHooks {
   readonly io?: Partial<AuditIo>;
+  readonly scheduler?: Scheduler;
 }
 
 const LABELS = ['interceptor'] as const;
@@ -57,18 +77,31 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
   const records = counter('cri_proxy_audit_records_total', 'Audit records written');
   const dropped = counter('cri_proxy_audit_dropped_total', 'Audit records dropped because the queue was full (whenFull: drop)');
   const writeErrors = counter('cri_proxy_audit_write_errors_total', 'Failed writes, fsyncs or rotations of the audit log');
-  for (const c of [records, dropped, writeErrors]) c.inc(labels, 0);
+  const timeouts = counter('cri_proxy_audit_timeouts_total', 'Calls failed because their audit record was not written within writeTimeoutMs');
+  const rollbacks = ensureCounter(deps.registry, {
+    name: 'cri_proxy_audit_rollbacks_total',
+    help: 'Rollbacks of failed audit writes, by result: rolled_back (cut back to the last record) or failed (retried before the next write, which marks the bytes if that fails too)',
+    labelNames: ['interceptor', 'result'] as const,
+  });
+  for (const c of [records, dropped, writeErrors, timeouts]) c.inc(labels, 0);
+  for (const result of ['rolled_back', 'failed']) rollbacks.inc({ ...labels, result }, 0);
   const lease = acquireAuditWriter({
     path: config.path,
     fsync: config.fsync,
     fsyncIntervalMs: config.fsyncIntervalMs,
     queueSize: config.queueSize,
     whenFull: config.whenFull,
+    timeoutMs: config.writeTimeoutMs,
     maxBytes: config.rotate.maxBytes,
     keep: config.rotate.keep,
+    key: config.keyFile === undefined ? undefined : readAuditKey(config.keyFile),
+    headLogIntervalMs: config.headLogIntervalMs,
     log: deps.log,
     onError: () => writeErrors.inc(labels),
+    onRollback: (rolledBack) => rollbacks.inc({ ...labels, result: rolledBack ? 'rolled_back' : 'failed' }),
+    onTimeout: () => timeouts.inc(labels),
     ...(hooks.io ? { io: hooks.io } : {}),
+    ...(hooks.scheduler ? { scheduler: hooks.scheduler } : {}),
   });
   // Unknown methods (a newer CRI) might change state, so they are recorded too, without decoding.
   const recorded = (m: MethodInfo): boolean => config.includeReads || m.mutating || !m.known;
@@ -94,6 +127,7 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
       } catch (err) {
         // The call fails anyway; the write error is counted and logged by the writer.
         if (failed) throw failure;
+        if (err instanceof AuditTimeoutError) throw new ProxyError('AUDIT_TIMEOUT', `cri-proxy: audit log write timed out: ${err.message}`, { cause: err });
         throw new ProxyError('AUDIT_WRITE_FAILED', `cri-proxy: audit log write failed: ${errorMessage(err)}`, { cause: err });
       }
       (result === 'dropped' ? dropped : records).inc(labels);
@@ -113,7 +147,7 @@ async function readRequest(ctx: CallContext): Promise<RequestRead> {
   try {
     return { message: await ctx.request() };
   } catch (err) {
-    // An undecodable request is still forwarded (the runtime judges it) and still recorded.
+    // Still recorded: a mutating call is then refused (INVALID_ARGUMENT) before the runtime, a read forwarded.
     return { error: errorMessage(err) };
   }
 }
@@ -163,4 +197,5 @@ export const auditInterceptorType = defineInterceptorType({
   name: 'audit',
   schema: auditConfigSchema,
   create: (config, deps) => createAuditInterceptor(config, deps),
+  pathKeys: ['keyFile'],
 });

@@ -22,28 +22,3 @@ export function instantAt(hrtime: bigint): Instant {
 export function elapsedMs(start: Instant, end: Instant): number {
   return Number(end.hrtime - start.hrtime) / 1e6;
 }
-
-/** A pending callback of a Scheduler. */
-export interface ScheduledTask {
-  cancel(): void;
-}
-
-/**
- * Time as the proxy's timers see it: a monotonic clock and one-shot callbacks. Components that wait (quiet
- * periods, debounces, expiry sweeps) take one, so tests drive time instead of sleeping.
- */
-export interface Scheduler {
-  /** Monotonic milliseconds. */
-  now(): number;
-  /** Runs `fn` once after `ms`; never keeps the process alive. */
-  after(ms: number, fn: () => void): ScheduledTask;
-}
-
-export const realScheduler: Scheduler = {
-  now: () => performance.now(),
-  after: (ms, fn) => {
-    const timer = setTimeout(fn, ms);
-    timer.unref();
-    return { cancel: () => clearTimeout(timer) };
-  },
-};

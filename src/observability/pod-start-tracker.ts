@@ -3,7 +3,8 @@ import { fieldAt } from '../values';
 import type { CallContext, CriField, DecodedMessage, MethodInfo } from '../proxy/types';
 import { GrpcStatus } from '../errors';
 import { methodFacts } from '../proxy/method-table';
-import { elapsedMs, instantAt, realScheduler, type Instant, type ScheduledTask, type Scheduler } from './clock';
+import { realScheduler, type ScheduledTask, type Scheduler } from '../scheduler';
+import { elapsedMs, instantAt, type Instant } from './clock';
 import type {
   ObservedCall,
   PodDropReason,

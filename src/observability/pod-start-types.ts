@@ -1,5 +1,6 @@
 import type { PodStartPhaseName } from '../proxy/method-table';
-import type { Instant, Scheduler } from './clock';
+import type { Scheduler } from '../scheduler';
+import type { Instant } from './clock';
 
 export type { PodStartPhaseName } from '../proxy/method-table';
 

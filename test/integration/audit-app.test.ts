@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
@@ -48,5 +48,33 @@ test('in the running proxy, a config reload keeps one writer and one chain', asy
     await runtime.stop();
   }
   expect(await verifyAuditFiles([path.join(dir, 'audit.log')])).toMatchObject({ ok: true, records: 3, lastSeq: 3 });
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a keyed chain in the running proxy: the key file is reread on reload, and the log verifies with both keys', async () => {
+  const dir = makeTempDir();
+  const runtime = new FakeRuntime(path.join(dir, 'runtime.sock'));
+  await runtime.start();
+  const [first, second] = ['first-key-0123456789abcdef0123456789abcdef', 'second-key-0123456789abcdef0123456789abcdef'];
+  const keyFile = path.join(dir, 'audit.key');
+  writeFileSync(keyFile, `${first}\n`, { mode: 0o600 });
+  const app = await App.start(configFor(dir, runtime, { keyFile }), { log: silentLogger, registry: new Registry() });
+  const client = new RawClient(`unix:${app.socketPath}`);
+  try {
+    const call = (id: string): Promise<number> =>
+      client.unary(START, encodeMessage('runtime.v1.StartContainerRequest', { container_id: id })).then((r) => r.status.code);
+    expect(await call('a')).toBe(grpc.status.OK);
+    writeFileSync(keyFile, `${second}\n`, { mode: 0o600 });
+    await app.reload(configFor(dir, runtime, { keyFile }));
+    expect(await call('b')).toBe(grpc.status.OK);
+  } finally {
+    client.close();
+    await app.stop(0);
+    await runtime.stop();
+  }
+  const log = [path.join(dir, 'audit.log')];
+  const keys = [Buffer.from(first), Buffer.from(second)];
+  expect(await verifyAuditFiles(log, { keys })).toMatchObject({ ok: true, records: 2, keyed: 2, macChecked: true });
+  expect((await verifyAuditFiles(log, { keys: keys.slice(0, 1) })).problems).toEqual([expect.objectContaining({ kind: 'edited', seq: 2 })]);
   rmSync(dir, { recursive: true, force: true });
 });

@@ -11,7 +11,9 @@ import type { OnError } from '../../src/proxy/chain';
 import { encodeMessage } from '../../src/proxy/codec';
 import type { Interceptor } from '../../src/proxy/types';
 import { makeTempDir, startTestProxy, type RawClient, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
+import type { Scheduler } from '../../src/scheduler';
 import { gatedIo } from '../support/gated-io';
+import { ManualScheduler } from '../support/manual-scheduler';
 import { waitFor } from '../support/wait';
 
 const RT = '/runtime.v1.RuntimeService';
@@ -34,12 +36,19 @@ afterEach(async () => {
   h = undefined;
 });
 
-async function start(config: Record<string, unknown>, log: Logger = silentLogger, io?: Partial<AuditIo>, onError: OnError = 'failClosed'): Promise<Harness> {
+async function start(
+  config: Record<string, unknown>,
+  log: Logger = silentLogger,
+  io?: Partial<AuditIo>,
+  onError: OnError = 'failClosed',
+  scheduler?: Scheduler,
+): Promise<Harness> {
   const dir = makeTempDir('cri-proxy-audit-');
   const path = join(dir, 'audit.log');
   const registry = new Registry();
   const { deps, bind } = depsForTestProxy('audit', registry, log);
-  const audit: Interceptor = createAuditInterceptor(auditConfigSchema.parse({ path, ...config }), deps, io ? { io } : {});
+  const hooks = { ...(io ? { io } : {}), ...(scheduler ? { scheduler } : {}) };
+  const audit: Interceptor = createAuditInterceptor(auditConfigSchema.parse({ path, ...config }), deps, hooks);
   const proxy = await startTestProxy({ entries: [{ interceptor: audit, onError, methods: undefined }], log });
   bind(proxy);
   return {
@@ -57,9 +66,10 @@ async function start(config: Record<string, unknown>, log: Logger = silentLogger
   };
 }
 
-async function counted(registry: Registry, name: string): Promise<number> {
+async function counted(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
   const metric = await registry.getSingleMetric(name)?.get();
-  return metric?.values.find((v) => v.labels.interceptor === 'audit')?.value ?? 0;
+  const wanted = { interceptor: 'audit', ...labels };
+  return metric?.values.find((v) => Object.entries(wanted).every(([k, value]) => v.labels[k] === value))?.value ?? 0;
 }
 
 
@@ -167,6 +177,45 @@ test('whenFull: drop — calls over the limit go through unrecorded and are coun
   expect(h.lines().map((l) => (JSON.parse(l) as { container: { id: string } }).container.id)).toEqual(['a']);
 });
 
+test('whenFull: block with writeTimeoutMs — a call held past it fails UNAVAILABLE, counted; a read alongside is served', async () => {
+  const gate = gatedIo();
+  const scheduler = new ManualScheduler();
+  h = await start({ queueSize: 1, whenFull: 'block', writeTimeoutMs: 2000, headLogIntervalMs: 0 }, silentLogger, gate.io, 'failClosed', scheduler);
+  const first = h.client.unary(`${RT}/StartContainer`, start1('a'));
+  await waitFor(() => gate.writes() === 1);
+  const second = h.client.unary(`${RT}/StartContainer`, start1('b'));
+  // Both records are in the writer, each with its timeout armed: one being written, one waiting for room.
+  await waitFor(() => scheduler.pending === 2);
+  expect((await h.client.unary(`${RT}/Version`, Buffer.alloc(0))).status.code).toBe(grpc.status.OK);
+  scheduler.advance(2000);
+  for (const call of [first, second]) {
+    const result = await call;
+    expect(result.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(result.status.details).toMatch(/^cri-proxy: audit log write timed out: no audit record written within 2000 ms/);
+  }
+  expect(h.proxy.faults.map((f) => (f.error instanceof ProxyError ? f.error.code : undefined))).toEqual(['AUDIT_TIMEOUT', 'AUDIT_TIMEOUT']);
+  expect(await counted(h.registry, 'cri_proxy_audit_timeouts_total')).toBe(2);
+  gate.open();
+  // The record being written when its call timed out still lands; the one waiting for room was withdrawn.
+  expect((await h.client.unary(`${RT}/StartContainer`, start1('c'))).status.code).toBe(grpc.status.OK);
+  expect(h.lines().map((l) => (JSON.parse(l) as { container: { id: string } }).container.id)).toEqual(['a', 'c']);
+  expect(await verifyAuditFiles([h.path])).toMatchObject({ ok: true, records: 2 });
+});
+
+test('a RunPodSandbox body that does not decode is refused INVALID_ARGUMENT before the runtime, and recorded', async () => {
+  h = await start({});
+  const result = await h.client.unary(`${RT}/RunPodSandbox`, Buffer.from([0x0a, 0x09]));
+  expect(result.status.code).toBe(grpc.status.INVALID_ARGUMENT);
+  expect(h.proxy.runtime.calls.filter((c) => c.name === 'RunPodSandbox')).toEqual([]);
+  const [record] = h.lines().map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(record).toMatchObject({ method: 'RunPodSandbox', outcome: { code: grpc.status.INVALID_ARGUMENT, status: 'INVALID_ARGUMENT', fromProxy: true } });
+  expect(typeof record?.requestError).toBe('string');
+  // A read that does not decode is not the proxy's to judge: it goes on to the runtime.
+  h.proxy.runtime.on('ListContainers', { respond: Buffer.alloc(0) });
+  expect((await h.client.unary(`${RT}/ListContainers`, Buffer.from([0x0a, 0x09]))).status.code).toBe(grpc.status.OK);
+  expect(await verifyAuditFiles([h.path])).toMatchObject({ ok: true, records: 1 });
+});
+
 describe('a failed write', () => {
   let failing = true;
   const io: Partial<AuditIo> = {
@@ -188,6 +237,28 @@ describe('a failed write', () => {
     failing = false;
     expect((await h.client.unary(`${RT}/StartContainer`, start1('b'))).status.code).toBe(grpc.status.OK);
     expect(await verifyAuditFiles([h.path])).toMatchObject({ ok: true, records: 1 });
+  });
+
+  test('a full disk: the torn bytes are rolled back, so once there is room again the log verifies', async () => {
+    let full = true;
+    const enospc: Partial<AuditIo> = {
+      write: async (fd, data) => {
+        if (!full) return nodeIo.write(fd, data);
+        // As a disk filling up: part of the record lands, then no more room.
+        await nodeIo.write(fd, data.subarray(0, 40));
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      },
+    };
+    h = await start({}, silentLogger, enospc);
+    const failed = await h.client.unary(`${RT}/StartContainer`, start1('a'));
+    expect(failed.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(failed.status.details).toBe('cri-proxy: audit log write failed: ENOSPC: no space left on device, write');
+    expect(h.lines()).toEqual([]);
+    expect(await counted(h.registry, 'cri_proxy_audit_rollbacks_total', { result: 'rolled_back' })).toBe(1);
+    expect(await counted(h.registry, 'cri_proxy_audit_rollbacks_total', { result: 'failed' })).toBe(0);
+    full = false;
+    expect((await h.client.unary(`${RT}/StartContainer`, start1('b'))).status.code).toBe(grpc.status.OK);
+    expect(await verifyAuditFiles([h.path])).toMatchObject({ ok: true, records: 1, problems: [], failedWrites: [] });
   });
 
   test('lets the call through under failOpen (counted)', async () => {

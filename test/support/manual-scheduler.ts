@@ -1,4 +1,4 @@
-import type { ScheduledTask, Scheduler } from '../../src/observability/clock';
+import type { ScheduledTask, Scheduler } from '../../src/scheduler';
 
 interface Task {
   readonly at: number;

@@ -55,7 +55,7 @@ describe('line format', () => {
     const hash = text.slice(-66, -2);
     expect(sha256Hex(`{"seq":1,"prev":"${GENESIS_HASH}","method":"X"}`)).toBe(hash);
     expect(first.head).toEqual({ seq: 1, lineHash: sha256Hex(first.line) });
-    expect(checkLine(first.line)).toEqual({ kind: 'record', seq: 1, prev: GENESIS_HASH, lineHash: first.head.lineHash });
+    expect(checkLine(first.line)).toEqual({ kind: 'record', seq: 1, prev: GENESIS_HASH, lineHash: first.head.lineHash, keyed: false, macChecked: false });
     expect(checkLine(first.line.subarray(0, 30))).toEqual({ kind: 'truncated', seq: 1 });
     expect(checkLine(Buffer.from('hello')).kind).toBe('malformed');
   });

@@ -140,16 +140,21 @@ test('a failed write rejects its records; the writer recovers and the chain stay
       throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
     },
   };
-  const writer = new AuditWriter(file, { ...base, onError }, io);
+  const onRollback = jest.fn();
+  const writer = new AuditWriter(file, { ...base, onError, onRollback }, io);
   await writeN(writer, 2);
+  const intact = statSync(file).size;
   failNext = true;
   await expect(writer.append({ n: 'lost' })).rejects.toThrow('ENOSPC');
   expect(onError).toHaveBeenCalledTimes(1);
+  // All or nothing: the half record is gone again, the file ends with the last complete one.
+  expect(onRollback.mock.calls).toEqual([[true]]);
+  expect(statSync(file).size).toBe(intact);
   await writeN(writer, 2, 'after');
   await writer.close();
   const result = await verifyAuditFiles([file]);
-  expect(result).toMatchObject({ records: 4, lastSeq: 4 });
-  expect(result.problems.map((p) => p.kind)).toEqual(['truncated']);
+  expect(result).toMatchObject({ ok: true, records: 4, lastSeq: 4, problems: [], failedWrites: [] });
+  expect(records().map((r) => r.tag)).toEqual(['r0', 'r1', 'after0', 'after1']);
 });
 
 test('fsync: record syncs every batch, interval only on the timer', async () => {

@@ -53,6 +53,7 @@ describe('defaults', () => {
     expect(parseConfig(ONE_BACKEND, 'test.yaml', types)).toEqual({
       listen: 'unix:///run/cri-proxy/cri-proxy.sock',
       socketMode: '0660',
+      allowInsecureSocket: false,
       logLevel: 'info',
       maxMessageBytes: 16 * 1024 * 1024,
       shutdownGraceSeconds: 30,
@@ -81,7 +82,7 @@ describe('defaults', () => {
 
 describe('flag overrides', () => {
   test.each<[string, string, ConfigOverrides, (c: ReturnType<typeof parseConfig>) => unknown, unknown]>([
-    ['--listen', ONE_BACKEND, { listen: '/tmp/p.sock' }, (c) => c.listen, '/tmp/p.sock'],
+    ['--listen', ONE_BACKEND, { listen: '/run/cri-proxy-test/p.sock' }, (c) => c.listen, '/run/cri-proxy-test/p.sock'],
     ['--log-level', ONE_BACKEND, { logLevel: 'debug' }, (c) => c.logLevel, 'debug'],
     ['--upstream, one backend', ONE_BACKEND, { upstream: '/x.sock' }, (c) => c.backends[0]?.endpoint, '/x.sock'],
     ['--upstream, default of two', TWO_BACKENDS, { upstream: '/x.sock' }, (c) => c.backends.map((b) => b.endpoint), ['/x.sock', '/run/b.sock']],
@@ -91,8 +92,8 @@ describe('flag overrides', () => {
   });
 
   test('flags without a file', () => {
-    const cfg = loadConfigFile(undefined, types, { listen: 'unix:/tmp/l.sock', upstream: '/tmp/u.sock', logLevel: 'error' });
-    expect([cfg.listen, cfg.logLevel, cfg.backends[0]?.endpoint]).toEqual(['unix:/tmp/l.sock', 'error', '/tmp/u.sock']);
+    const cfg = loadConfigFile(undefined, types, { listen: 'unix:/run/cri-proxy-test/l.sock', upstream: '/tmp/u.sock', logLevel: 'error' });
+    expect([cfg.listen, cfg.logLevel, cfg.backends[0]?.endpoint]).toEqual(['unix:/run/cri-proxy-test/l.sock', 'error', '/tmp/u.sock']);
   });
 
   test.each<[ConfigOverrides, string]>([

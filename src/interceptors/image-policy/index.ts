@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { MAX_INT32 } from '../../values';
 import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
 import { ProxyError, errorMessage } from '../../errors';
-import type { Scheduler } from '../../observability/clock';
+import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
 import { fieldAt } from '../../values';
 import { methodFacts, type ImageCheck } from '../../proxy/method-table';

@@ -3,7 +3,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { errorMessage } from '../../errors';
 import type { Logger } from '../../log';
-import { realScheduler, type ScheduledTask, type Scheduler } from '../../observability/clock';
+import { realScheduler, type ScheduledTask, type Scheduler } from '../../scheduler';
 
 const RELOAD_DEBOUNCE_MS = 100;
 
