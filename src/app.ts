@@ -177,7 +177,7 @@ const WARM_UP_MS = 1000;
  * a runtime that does not answer only delays start-up by WARM_UP_MS.
  */
 async function warmUp(generation: Generation): Promise<void> {
-  warmCodec(methodTable.flatMap((m) => [m.requestType, m.responseType].filter((t) => t !== undefined)));
+  warmCodec(generation.chain.typesRead(methodTable));
   const pending: Promise<void>[] = [
     ...generation.chain.entries.flatMap((e) => e.interceptor.warmUp?.() ?? []),
     ...[...generation.router.upstreams].map((u) => callRuntime(u, VERSION_PATH, Buffer.alloc(0), WARM_UP_MS).then(() => undefined, () => undefined)),

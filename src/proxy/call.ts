@@ -5,6 +5,7 @@ import { decodeMessage } from './codec';
 import { MessageTooLargeError, frameMessage, unframeSingle } from './grpc-frames';
 import { parseGrpcTimeout, readStatusFields } from './grpc-status';
 import { Metadata, OutgoingMetadata } from './metadata';
+import { readsResponse } from './method-table';
 import { tooLarge } from './relay-messages';
 import { upstreamFields } from './request-headers';
 import type { Router } from './router';
@@ -201,15 +202,6 @@ export class Call implements CallContext {
       durationMs: Number(process.hrtime.bigint() - this.startedAt) / 1e6,
     });
   }
-}
-
-const responseRead = new WeakMap<MethodInfo, boolean>();
-
-/** The chain reads the responses of methods whose table row names response fields: those are kept whole. */
-function readsResponse(method: MethodInfo): boolean {
-  let reads = responseRead.get(method);
-  if (reads === undefined) responseRead.set(method, (reads = Object.keys(method.responseFields).length > 0));
-  return reads;
 }
 
 export function toProxyError(err: unknown, direction: 'request' | 'response' = 'request'): ProxyError {

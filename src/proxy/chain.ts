@@ -1,6 +1,7 @@
 import { ProxyError, errorMessage } from '../errors';
 import { globMatcher } from '../policies/glob';
 import type { CallContext, Interceptor, MethodInfo, Next } from './types';
+import { readsResponse } from './method-table';
 
 export type OnError = 'failOpen' | 'failClosed';
 
@@ -48,6 +49,21 @@ export class Chain<C extends CallContext = CallContext> {
         // Reporting a fault must not turn into another (nor be blamed on the next interceptor out).
       }
     };
+  }
+
+  private runsFor(method: MethodInfo): boolean {
+    return this.matchers.some((matches) => matches(method));
+  }
+
+  /**
+   * The message types the entries may decode among `methods`: the requests of the methods some entry runs for,
+   * and the responses the table says are read. A chain with no entries decodes nothing.
+   */
+  typesRead(methods: readonly MethodInfo[]): string[] {
+    return methods
+      .filter((m) => this.runsFor(m))
+      .flatMap((m) => (readsResponse(m) ? [m.requestType, m.responseType] : [m.requestType]))
+      .filter((t) => t !== undefined);
   }
 
   runnerFor(method: MethodInfo): RunChain<C> {

@@ -228,3 +228,12 @@ export function lookupMethod(path: string): MethodInfo {
 export function methodFacts(method: MethodInfo): MethodFacts {
   return (method.known ? factsByPath.get(method.path) : undefined) ?? noFacts;
 }
+
+const responseRead = new WeakMap<MethodInfo, boolean>();
+
+/** The chain reads the responses of methods whose table row names response fields: those are kept whole. */
+export function readsResponse(method: MethodInfo): boolean {
+  let reads = responseRead.get(method);
+  if (reads === undefined) responseRead.set(method, (reads = Object.keys(method.responseFields).length > 0));
+  return reads;
+}

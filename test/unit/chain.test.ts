@@ -1,6 +1,6 @@
 import { ProxyError } from '../../src/errors';
 import { Chain, compileMethodFilter, type ChainEntry, type OnError } from '../../src/proxy/chain';
-import { lookupMethod } from '../../src/proxy/method-table';
+import { lookupMethod, methodTable } from '../../src/proxy/method-table';
 import type { CallContext, Interceptor, Next } from '../../src/proxy/types';
 
 const runPod = lookupMethod('/runtime.v1.RuntimeService/RunPodSandbox');
@@ -169,6 +169,22 @@ describe('interceptor chain', () => {
     const open = build([entry(auditDown, 'failOpen')]);
     await expect(open.chain.runnerFor(runPod)(fakeCtx())).resolves.toBeUndefined();
     expect(open.faults).toEqual(['audit']);
+  });
+});
+
+describe('message types a chain may decode (what start-up warms)', () => {
+  test('none without entries', () => {
+    expect(build([]).chain.typesRead(methodTable)).toEqual([]);
+  });
+
+  test('the requests of the methods entries run for, and only the responses the table marks as read', () => {
+    const listContainers = lookupMethod('/runtime.v1.RuntimeService/ListContainers');
+    const { chain } = build([entry(recorder('images', []), 'failClosed', ['PullImage', 'ListContainers'])]);
+    expect(chain.typesRead([runPod, pull, listContainers])).toEqual([
+      'runtime.v1.PullImageRequest',
+      'runtime.v1.PullImageResponse',
+      'runtime.v1.ListContainersRequest',
+    ]);
   });
 });
 

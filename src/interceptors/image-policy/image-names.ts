@@ -1,6 +1,7 @@
 /** The names (tags and digests) an image ID has on the node, asked of the runtime and cached. */
 import { LRUCache } from 'lru-cache';
 import { GrpcStatus, ProxyError } from '../../errors';
+import { warmCodec } from '../../proxy/codec';
 import { callRuntimeTyped } from '../../proxy/runtime-client';
 import type { DecodedMessage } from '../../proxy/types';
 import type { Upstream } from '../../proxy/upstream';
@@ -37,6 +38,11 @@ export class ImageNameResolver {
     private readonly timeoutMs: number,
   ) {
     this.cache = new LRUCache({ max: cacheSize });
+  }
+
+  /** Builds the lookup's codec before the first call needs it. */
+  warmUp(): void {
+    warmCodec([IMAGE_STATUS.requestType, IMAGE_STATUS.responseType]);
   }
 
   /** The image's names ([] if the runtime does not know it); throws when the runtime cannot be asked. */

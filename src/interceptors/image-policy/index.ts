@@ -220,6 +220,11 @@ export class ImagePolicyInterceptor implements Interceptor {
     this.deps.log.info('image policy reloaded', { file, rules: result.policy.ruleCount, mode: result.policy.mode });
   }
 
+  warmUp(): Promise<void> {
+    this.resolver.warmUp();
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     this.watcher?.close();
     return Promise.resolve();

@@ -6,6 +6,8 @@
 import type { InterceptorDeps } from '../../config/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
 import type { Logger } from '../../log';
+import { warmCodec } from '../../proxy/codec';
+import { methodTable } from '../../proxy/method-table';
 import { EVERY_BACKEND } from '../../proxy/router';
 import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
 import type { RoutingConfig } from './config';
@@ -55,6 +57,12 @@ class RoutingInterceptor implements Interceptor {
       case 'stream':
         return stream(ctx, decision);
     }
+  }
+
+  warmUp(): Promise<void> {
+    // Routing reads, merges and builds answers of any method, and makes calls of its own.
+    warmCodec(methodTable.flatMap((m) => [m.requestType, m.responseType]).filter((t) => t !== undefined));
+    return Promise.resolve();
   }
 
   close(): Promise<void> {
