@@ -18,13 +18,15 @@ import { startTestProxy } from '../support/proxy-harness';
 const SCENARIO = 'CRI_PROXY_TRACING_EXPORTER_SCENARIO';
 const VERSION = '/runtime.v1.RuntimeService/Version';
 
-type Scenario = 'collector' | 'silent-collector';
+type Scenario = 'collector' | 'silent-collector' | 'one-export';
 
 interface ScenarioResult {
   readonly codes: number[];
   /** Export failures counted while the silent collector still held the export. */
   readonly failuresWhileHeld: number;
   readonly failuresAfterCut: number;
+  /** Different exports (request bodies; a retry repeats its export's) the collector saw. */
+  readonly exportsSeen: number;
   readonly requests: { readonly path: string; readonly apiKey: string | undefined; readonly body: string }[];
 }
 
@@ -54,7 +56,7 @@ async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
       requests.push({ path: req.url ?? '', apiKey: typeof apiKey === 'string' ? apiKey : undefined, body: Buffer.concat(chunks).toString('latin1') });
       // The silent collector takes the export and never answers it.
       if (refusing) refuse(res);
-      else if (scenario === 'silent-collector') held.push(res);
+      else if (scenario !== 'collector') held.push(res);
       else res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
     });
   });
@@ -78,6 +80,11 @@ async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
   await call();
   let failuresWhileHeld = 0;
   let failuresAfterCut = 0;
+  if (scenario === 'one-export') {
+    // Three batches' worth: the first goes out and is held; closing then flushes the other two at once.
+    for (let i = 0; i < 30; i++) await Promise.all(Array.from({ length: 50 }, call));
+    await until(() => Promise.resolve(held.length > 0));
+  }
   if (scenario === 'silent-collector') {
     // The batch processor's scheduled export arrives and is held; calls go on meanwhile. Then the collector
     // turns the held export down.
@@ -91,10 +98,12 @@ async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
   }
   // Closing flushes what is queued (to the collector, or failing fast against the one that was cut).
   await interceptor.close?.();
+  const exportsSeen = new Set(requests.map((r) => r.body)).size;
+  if (scenario === 'one-export') failuresAfterCut = await failures();
   await proxy.close();
   collector.closeAllConnections();
   collector.close();
-  return { codes: [...codes], failuresWhileHeld, failuresAfterCut, requests };
+  return { codes: [...codes], failuresWhileHeld, failuresAfterCut, exportsSeen, requests };
 }
 
 const CHILD_LOADER = `
@@ -140,6 +149,13 @@ if (child) {
       const result = await inChild('silent-collector');
       expect(result.codes).toEqual([0]);
       expect(result.failuresWhileHeld).toBe(0);
+      expect(result.failuresAfterCut).toBeGreaterThanOrEqual(1);
+    }, 40_000);
+
+    test('one export at a time: batches due while a collector holds one are dropped and counted, not piled up', async () => {
+      const result = await inChild('one-export');
+      expect(result.codes).toEqual([0]);
+      expect(result.exportsSeen).toBe(1);
       expect(result.failuresAfterCut).toBeGreaterThanOrEqual(1);
     }, 40_000);
   });

@@ -22,6 +22,10 @@ type ExporterConfig = TracingConfig['exporter'];
 const MAX_QUEUE_SIZE = 2048;
 const MAX_EXPORT_BATCH_SIZE = 512;
 const SCHEDULED_DELAY_MS = 2000;
+// The batch processor gives up waiting on an export after timeoutMs, but the exporter goes on retrying it (five
+// attempts, backoff included): without a limit a dead collector holds dozens of batches at once. With one, a
+// batch that arrives meanwhile fails at once and is counted as dropped.
+const EXPORTS_IN_FLIGHT = 1;
 
 /** The proxy's own provider: never registered globally, so it cannot collide with anything else in the process. */
 export async function buildTracerProvider(config: TracingConfig, deps: InterceptorDeps): Promise<BasicTracerProvider> {
@@ -50,7 +54,7 @@ async function createExporter(config: ExporterConfig): Promise<SpanExporter | un
       return undefined;
     case 'otlp-http': {
       const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
-      return new OTLPTraceExporter({ ...url, timeoutMillis: config.timeoutMs, ...(config.headers ? { headers: { ...config.headers } } : {}) });
+      return new OTLPTraceExporter({ ...url, timeoutMillis: config.timeoutMs, concurrencyLimit: EXPORTS_IN_FLIGHT, ...(config.headers ? { headers: { ...config.headers } } : {}) });
     }
     case 'otlp-grpc': {
       const [{ OTLPTraceExporter }, { Metadata }] = await Promise.all([
@@ -59,7 +63,7 @@ async function createExporter(config: ExporterConfig): Promise<SpanExporter | un
       ]);
       const metadata = new Metadata();
       for (const [key, value] of Object.entries(config.headers ?? {})) metadata.set(key, value);
-      return new OTLPTraceExporter({ ...url, timeoutMillis: config.timeoutMs, metadata });
+      return new OTLPTraceExporter({ ...url, timeoutMillis: config.timeoutMs, concurrencyLimit: EXPORTS_IN_FLIGHT, metadata });
     }
   }
 }
