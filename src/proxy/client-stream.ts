@@ -1,17 +1,16 @@
-import { GrpcStatus, ProxyError } from '../errors';
+import { ProxyError } from '../errors';
 import { CANCELLED_OUTCOME, outcomeOfError } from './call-outcome';
 import { FrameScanner, frameMessage } from './grpc-frames';
 import { RESPONSE_FIELDS, statusFields } from './grpc-status';
 import { ErrorCode, type ErrorCodeValue } from './http2/frames';
 import { Http2Stream } from './http2/output';
+import { OwnResponse } from './own-response';
 import { tooLarge } from './relay-messages';
 import { ResponseRelay, type ResponseSink } from './response-relay';
 import type { RuntimeConnection } from './runtime-connection';
 import type { CallTransport, ForwardRequest } from './transport';
 import type { CallOutcome, OwnAnswer, ResponseStream } from './types';
 
-/** A response the proxy streams itself pauses its producer above this many unsent bytes. */
-const STREAM_HIGH_WATER = 256 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 const enum RequestMode {
@@ -286,48 +285,4 @@ interface Body {
   bytes: number;
   done: Promise<Buffer>;
   settle?: ((error?: ProxyError) => void) | undefined;
-}
-
-/** A response the proxy streams itself, paced by what the client takes. */
-class OwnResponse implements ResponseStream {
-  private unsent = 0;
-  private ended = false;
-  private readonly sent = (bytes: number): void => {
-    this.unsent -= bytes;
-    if (this.unsent < STREAM_HIGH_WATER / 2) this.stream.wakeDrainWaiters();
-  };
-
-  constructor(
-    private readonly stream: ClientStream,
-    private readonly onEnd: (outcome: CallOutcome) => void,
-  ) {}
-
-  get closed(): boolean {
-    return this.ended || this.stream.cancelled || this.stream.localEnded;
-  }
-
-  write(message: Buffer): boolean {
-    if (this.closed) return false;
-    this.unsent += this.stream.sendOwnMessage(message, this.sent);
-    return this.unsent < STREAM_HIGH_WATER;
-  }
-
-  drained(): Promise<void> {
-    if (this.closed || this.unsent < STREAM_HIGH_WATER / 2) return Promise.resolve();
-    return this.stream.waitForDrain();
-  }
-
-  end(code: number = GrpcStatus.OK, message = ''): void {
-    if (this.closed) return;
-    this.ended = true;
-    this.stream.endOwnResponse(code, message);
-    this.onEnd({ code, message, fromProxy: true });
-  }
-
-  /** The client went away: the call ends CANCELLED, whatever its writer does next. */
-  abandon(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.onEnd(CANCELLED_OUTCOME);
-  }
 }
