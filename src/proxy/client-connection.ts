@@ -2,17 +2,8 @@ import type * as net from 'node:net';
 import { GrpcStatus } from '../errors';
 import { statusFields } from './grpc-status';
 import { ClientStream, type StreamHost } from './client-stream';
-import {
-  CONNECTION_PREFACE,
-  ConnectionError,
-  ErrorCode,
-  FRAME_HEADER_BYTES,
-  FrameType,
-  MAX_WINDOW,
-  StreamError,
-  pingFrame,
-  rstStreamFrame,
-} from './http2/frames';
+import { CONNECTION_PREFACE, ConnectionError, ErrorCode, FRAME_HEADER_BYTES, FrameType, MAX_WINDOW, StreamError } from './http2/frames';
+import { pingFrame, rstStreamFrame } from './http2/frame-writers';
 import { Http2Connection } from './http2/connection';
 import type { LocalSettings } from './http2/output';
 import type { HeaderBlock } from './http2/hpack-decoder';

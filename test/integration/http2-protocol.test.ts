@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { encodeMessage } from '../../src/proxy/codec';
-import { CONNECTION_PREFACE, ErrorCode, Flag, FrameType, MAX_WINDOW, settingsFrame, Setting } from '../../src/proxy/http2/frames';
+import { CONNECTION_PREFACE, ErrorCode, Flag, FrameType, MAX_WINDOW, Setting } from '../../src/proxy/http2/frames';
+import { settingsFrame } from '../../src/proxy/http2/frame-writers';
 import { sample } from '../support/metric-samples';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
 import { RawH2Client } from '../support/raw-h2';

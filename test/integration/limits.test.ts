@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { encodeMessage } from '../../src/proxy/codec';
-import { CONNECTION_PREFACE, ErrorCode, Flag, FrameType, Setting, settingsFrame } from '../../src/proxy/http2/frames';
+import { CONNECTION_PREFACE, ErrorCode, Flag, FrameType, Setting } from '../../src/proxy/http2/frames';
+import { settingsFrame } from '../../src/proxy/http2/frame-writers';
 import type { ChainEntry } from '../../src/proxy/chain';
 import type { ConnectionLimits } from '../../src/proxy/server';
 import { sample } from '../support/metric-samples';

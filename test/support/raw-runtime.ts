@@ -1,14 +1,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import {
-  CONNECTION_PREFACE,
-  Flag,
-  FrameReader,
-  FrameType,
-  SETTINGS_ACK,
-  frameHeader,
-  settingsFrame,
-} from '../../src/proxy/http2/frames';
+import { CONNECTION_PREFACE, Flag, FrameReader, FrameType } from '../../src/proxy/http2/frames';
+import { SETTINGS_ACK, frameHeader, settingsFrame } from '../../src/proxy/http2/frame-writers';
 import { HpackDecoder } from '../../src/proxy/http2/hpack-decoder';
 import { HpackEncoder, maxEncodedLength } from '../../src/proxy/http2/hpack-encoder';
 

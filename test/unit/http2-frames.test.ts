@@ -1,13 +1,5 @@
-import {
-  ConnectionError,
-  ErrorCode,
-  Flag,
-  FrameReader,
-  FrameType,
-  dataPayload,
-  frameHeader,
-  headersFragment,
-} from '../../src/proxy/http2/frames';
+import { ConnectionError, ErrorCode, Flag, FrameReader, FrameType, dataPayload, headersFragment } from '../../src/proxy/http2/frames';
+import { frameHeader } from '../../src/proxy/http2/frame-writers';
 
 interface Seen {
   type: number;

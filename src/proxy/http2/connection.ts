@@ -1,23 +1,5 @@
-import {
-  ConnectionError,
-  DEFAULT_MAX_FRAME_SIZE,
-  DEFAULT_WINDOW,
-  ErrorCode,
-  Flag,
-  FrameReader,
-  FrameType,
-  MAX_FRAME_SIZE_LIMIT,
-  MAX_WINDOW,
-  SETTINGS_ACK,
-  Setting,
-  StreamError,
-  dataPayload,
-  headersFragment,
-  pingFrame,
-  rstStreamFrame,
-  settingsFrame,
-  windowUpdateFrame,
-} from './frames';
+import { ConnectionError, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ErrorCode, Flag, FrameReader, FrameType, MAX_FRAME_SIZE_LIMIT, MAX_WINDOW, Setting, StreamError, dataPayload, headersFragment } from './frames';
+import { SETTINGS_ACK, pingFrame, rstStreamFrame, settingsFrame, windowUpdateFrame } from './frame-writers';
 import { HpackDecoder, type HeaderBlock } from './hpack-decoder';
 import { Http2Output, type Http2Stream } from './output';
 

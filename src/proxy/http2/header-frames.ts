@@ -1,4 +1,5 @@
-import { FRAME_HEADER_BYTES, Flag, FrameType, frameHeader, writeFrameHeader } from './frames';
+import { FRAME_HEADER_BYTES, Flag, FrameType } from './frames';
+import { frameHeader, writeFrameHeader } from './frame-writers';
 import { maxEncodedLength, type HpackEncoder } from './hpack-encoder';
 
 /**

@@ -1,14 +1,6 @@
 import type * as net from 'node:net';
-import {
-  DEFAULT_MAX_FRAME_SIZE,
-  DEFAULT_WINDOW,
-  Flag,
-  FrameType,
-  goawayFrame,
-  rstStreamFrame,
-  windowUpdateFrame,
-  type ErrorCodeValue,
-} from './frames';
+import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, Flag, FrameType, type ErrorCodeValue } from './frames';
+import { goawayFrame, rstStreamFrame, windowUpdateFrame } from './frame-writers';
 import { headerFrames } from './header-frames';
 import { HpackEncoder } from './hpack-encoder';
 
