@@ -5,9 +5,9 @@
  * not optimised. It has no special case for a socket path as `:authority` (the bench sends a normal one).
  * `node h2-passthrough-process.js LISTEN_SOCKET RUNTIME_SOCKET`, forked by the bench.
  */
-import { rmSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import { serveReference } from './reference-process';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -74,22 +74,10 @@ function relay(down: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders
   });
 }
 
-function main(): void {
-  const [listen, runtimeSocket] = process.argv.slice(2);
-  if (listen === undefined || runtimeSocket === undefined) throw new Error('usage: h2-passthrough-process LISTEN_SOCKET RUNTIME_SOCKET');
-  rmSync(listen, { force: true });
+serveReference('h2-passthrough-process', (runtimeSocket) => {
   const runtime = new RuntimeSession(runtimeSocket);
   const server = http2.createServer();
   server.on('stream', (stream, headers) => relay(stream, headers, runtime));
   server.on('sessionError', () => undefined);
-  server.listen(listen);
-  const stop = (): void => {
-    server.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  process.on('disconnect', stop);
-}
-
-main();
+  return server;
+});

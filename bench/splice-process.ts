@@ -3,8 +3,8 @@
  * to the runtime and bytes are piped both ways; nothing is parsed, so it can neither route nor intercept.
  * `node splice-process.js LISTEN_SOCKET RUNTIME_SOCKET`, forked by the bench (it exits when the bench goes).
  */
-import { rmSync } from 'node:fs';
 import * as net from 'node:net';
+import { serveReference } from './reference-process';
 
 function splice(client: net.Socket, runtimeSocket: string): void {
   const runtime = net.connect(runtimeSocket);
@@ -27,19 +27,4 @@ function splice(client: net.Socket, runtimeSocket: string): void {
   });
 }
 
-function main(): void {
-  const [listen, runtimeSocket] = process.argv.slice(2);
-  if (listen === undefined || runtimeSocket === undefined) throw new Error('usage: splice-process LISTEN_SOCKET RUNTIME_SOCKET');
-  rmSync(listen, { force: true });
-  const server = net.createServer((client) => splice(client, runtimeSocket));
-  server.listen(listen);
-  const stop = (): void => {
-    server.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  process.on('disconnect', stop);
-}
-
-main();
+serveReference('splice-process', (runtimeSocket) => net.createServer((client) => splice(client, runtimeSocket)));
