@@ -38,6 +38,15 @@ async function blackHole(): Promise<{ port: number; connections: () => number; c
   };
 }
 
+/** A config with one tracing entry whose lines after `type: tracing` are `entry`; returns its files. */
+function writeTracingConfig(dir: string, runtimeSocket: string, entry: readonly string[]): { socket: string; config: string } {
+  const socket = path.join(dir, 'proxy.sock');
+  const config = path.join(dir, 'config.yaml');
+  const head = [`listen: unix://${socket}`, 'logLevel: warn', 'http:', '  listen: ""', 'backends:', '  - name: fake', `    endpoint: unix://${runtimeSocket}`];
+  fs.writeFileSync(config, [...head, 'interceptors:', '  - name: tracing', '    type: tracing', ...entry].join('\n'));
+  return { socket, config };
+}
+
 describe('stopping with an unresponsive trace collector', () => {
   let dir: string;
   let runtime: FakeRuntime;
@@ -58,30 +67,15 @@ describe('stopping with an unresponsive trace collector', () => {
   });
 
   test('SIGTERM exits well before the export timeout, after the call in flight has its answer', async () => {
-    const socket = path.join(dir, 'proxy.sock');
-    const config = path.join(dir, 'config.yaml');
-    fs.writeFileSync(
-      config,
-      [
-        `listen: unix://${socket}`,
-        'logLevel: warn',
-        'http:',
-        '  listen: ""',
-        'backends:',
-        '  - name: fake',
-        `    endpoint: unix://${runtime.socketPath}`,
-        'interceptors:',
-        '  - name: tracing',
-        '    type: tracing',
-        '    onError: failOpen',
-        '    config:',
-        '      exporter:',
-        '        type: otlp-http',
-        `        endpoint: http://127.0.0.1:${collector.port}/v1/traces`,
-        // Without a bound on the final flush the stop would wait this long for the collector.
-        '        timeoutMs: 60000',
-      ].join('\n'),
-    );
+    const { socket, config } = writeTracingConfig(dir, runtime.socketPath, [
+      '    onError: failOpen',
+      '    config:',
+      '      exporter:',
+      '        type: otlp-http',
+      `        endpoint: http://127.0.0.1:${collector.port}/v1/traces`,
+      // Without a bound on the final flush the stop would wait this long for the collector.
+      '        timeoutMs: 60000',
+    ]);
     const child = spawn(process.execPath, [CLI, '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
@@ -108,28 +102,13 @@ describe('stopping with an unresponsive trace collector', () => {
   });
 
   test('an idle proxy exits within the bound after SIGTERM', async () => {
-    const socket = path.join(dir, 'proxy.sock');
-    const config = path.join(dir, 'config.yaml');
-    fs.writeFileSync(
-      config,
-      [
-        `listen: unix://${socket}`,
-        'logLevel: warn',
-        'http:',
-        '  listen: ""',
-        'backends:',
-        '  - name: fake',
-        `    endpoint: unix://${runtime.socketPath}`,
-        'interceptors:',
-        '  - name: tracing',
-        '    type: tracing',
-        '    config:',
-        '      exporter:',
-        '        type: otlp-grpc',
-        `        endpoint: http://127.0.0.1:${collector.port}`,
-        '        timeoutMs: 60000',
-      ].join('\n'),
-    );
+    const { socket, config } = writeTracingConfig(dir, runtime.socketPath, [
+      '    config:',
+      '      exporter:',
+      '        type: otlp-grpc',
+      `        endpoint: http://127.0.0.1:${collector.port}`,
+      '        timeoutMs: 60000',
+    ]);
     const child = spawn(process.execPath, [CLI, '--config', config], { stdio: 'ignore' });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     await waitFor(() => fs.existsSync(socket), 20_000);
