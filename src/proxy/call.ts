@@ -39,6 +39,8 @@ export class Call implements CallContext {
   private observers: ((message: StreamMessage) => void)[] | undefined;
   /** The one message of an answer the proxy gave itself. */
   private answered: Buffer | undefined;
+  /** The response once decoded: every interceptor that reads it shares one decode. */
+  private decodedResponse: DecodedMessage | undefined;
   private finished = false;
 
   constructor(
@@ -104,13 +106,14 @@ export class Call implements CallContext {
   response(): DecodedMessage | undefined {
     const type = this.method.responseType;
     if (type === undefined || this.outcome?.code !== GrpcStatus.OK || !readsResponse(this.method)) return undefined;
+    if (this.decodedResponse !== undefined) return this.decodedResponse;
     // An answer the proxy gave itself (a runtime's relayed by routing, say) is the response the client got.
     let message: Buffer | undefined = this.answered;
     if (!this.outcome.fromProxy) {
       const body = this.transport.responseBody();
       message = body === undefined ? undefined : unframeSingle(body);
     }
-    return message === undefined ? undefined : decodeMessage(type, message);
+    return message === undefined ? undefined : (this.decodedResponse = decodeMessage(type, message));
   }
 
   onResponseMessage(observer: (message: StreamMessage) => void): void {
