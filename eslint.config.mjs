@@ -31,7 +31,14 @@ function layerOf(file) {
 }
 
 const layersRule = {
-  meta: { type: 'problem', schema: [], messages: { upward: '{{from}} must not import {{to}}: it stands above it (see LAYERS in eslint.config.mjs)', impure: '{{from}} holds pure decisions: no {{to}}' } },
+  meta: {
+    type: 'problem',
+    schema: [],
+    messages: {
+      upward: '{{from}} must not import {{to}}: it stands above it (see LAYERS in eslint.config.mjs)',
+      impure: '{{from}} holds pure decisions: no {{to}}',
+    },
+  },
   create(context) {
     const from = layerOf(context.filename);
     if (from === undefined) return {};

@@ -87,7 +87,11 @@ function callOnce(
 }
 
 /** One call on its own, timed: for the first calls after a start, where each one is a sample. */
-export function timedCall(session: http2.ClientHttp2Session, call: CallType, expectedBytes: number): Promise<{ readonly ok: boolean; readonly us: number }> {
+export function timedCall(
+  session: http2.ClientHttp2Session,
+  call: CallType,
+  expectedBytes: number,
+): Promise<{ readonly ok: boolean; readonly us: number }> {
   return new Promise((resolve) => {
     const sentAt = performance.now();
     callOnce(session, headersFor(call), call.body, (statusOk, bytes) => {
@@ -118,7 +122,12 @@ export interface UnaryAnswer {
  * One unary call with `grpc-timeout` set, its answer collected: for loads that act on what the runtime says
  * (ids of what they created), not for throughput phases.
  */
-export function unaryCall(session: http2.ClientHttp2Session, callPath: string, framedBody: Buffer, timeoutMs: number): Promise<UnaryAnswer> {
+export function unaryCall(
+  session: http2.ClientHttp2Session,
+  callPath: string,
+  framedBody: Buffer,
+  timeoutMs: number,
+): Promise<UnaryAnswer> {
   return new Promise((resolve) => {
     let stream: http2.ClientHttp2Stream;
     try {

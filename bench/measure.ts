@@ -72,7 +72,13 @@ export async function runRounds(runtime: Runtime, rows: readonly Row[], settings
   const ms = (s: number): number => s * 1000;
   for (const call of runtime.calls) {
     for (const row of rows) {
-      const spec = { call, expectedBytes: framedBytes(runtime, call), concurrency: throughputConcurrency(settings, call), durationMs: ms(settings.warmupSeconds), recordLatency: true };
+      const spec = {
+        call,
+        expectedBytes: framedBytes(runtime, call),
+        concurrency: throughputConcurrency(settings, call),
+        durationMs: ms(settings.warmupSeconds),
+        recordLatency: true,
+      };
       await measure(runtime, row, spec, 0, 'throughput');
     }
   }
@@ -87,12 +93,20 @@ export async function runRounds(runtime: Runtime, rows: readonly Row[], settings
       ];
       for (const [workload, concurrency] of workloads) {
         for (const row of order) {
-          const spec = { call, expectedBytes: framedBytes(runtime, call), concurrency, durationMs: ms(settings.phaseSeconds), recordLatency: workload === 'latency' };
+          const spec = {
+            call,
+            expectedBytes: framedBytes(runtime, call),
+            concurrency,
+            durationMs: ms(settings.phaseSeconds),
+            recordLatency: workload === 'latency',
+          };
           const p = await measure(runtime, row, spec, r, workload);
           phases.push(p);
           const lat = p.p50Us === undefined ? '' : ` p50 ${p.p50Us} µs p99 ${p.p99Us ?? 'n/a'} µs`;
           const cpu = p.relayCpuUsPerCall === undefined ? '' : ` relay ${p.relayCpuUsPerCall} µs/call`;
-          progress(`${runtime.name} round ${r}/${settings.rounds} ${call.name} @${concurrency} ${row.name}: ${p.callsPerSec}/s${lat}${cpu}${p.errors > 0 ? ` ERRORS ${p.errors}` : ''}`);
+          progress(
+            `${runtime.name} round ${r}/${settings.rounds} ${call.name} @${concurrency} ${row.name}: ${p.callsPerSec}/s${lat}${cpu}${p.errors > 0 ? ` ERRORS ${p.errors}` : ''}`,
+          );
         }
       }
     }

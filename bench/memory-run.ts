@@ -33,7 +33,14 @@ export async function soak(runtime: Runtime, row: Row, settings: Settings): Prom
     for (const [i, call] of calls.entries()) {
       const share = Math.floor(step / calls.length) + (i < step % calls.length ? 1 : 0);
       if (share === 0) continue;
-      const spec = { call, expectedBytes: framedBytes(runtime, call), concurrency: settings.concurrency, durationMs: Infinity, maxCalls: share, recordLatency: false };
+      const spec = {
+        call,
+        expectedBytes: framedBytes(runtime, call),
+        concurrency: settings.concurrency,
+        durationMs: Infinity,
+        maxCalls: share,
+        recordLatency: false,
+      };
       const result = await watched(runtime, row, runPhase(session, spec));
       sent += result.calls;
       errors += result.errors;
@@ -42,7 +49,9 @@ export async function soak(runtime: Runtime, row: Row, settings: Settings): Prom
     done += step;
     const s = sample(row, done, (sent * 1000) / wallMs, errors);
     samples.push(s);
-    progress(`${runtime.name} ${row.name}: ${done} calls, VmRSS ${s.rssMb} MB, VmHWM ${s.hwmMb} MB${errors > 0 ? `, ${errors} failed` : ''}`);
+    progress(
+      `${runtime.name} ${row.name}: ${done} calls, VmRSS ${s.rssMb} MB, VmHWM ${s.hwmMb} MB${errors > 0 ? `, ${errors} failed` : ''}`,
+    );
   }
   return samples;
 }

@@ -112,7 +112,16 @@ export interface RelayLaunch {
 
 /** Starts the built CLI exactly as an operator would: its config file and command line, nothing else. */
 export function startProxy(launch: RelayLaunch & { readonly configFile: string }): Child {
-  const args = [...launch.nodeArgs, cliPath(), '--config', launch.configFile, '--listen', `unix://${launch.listen}`, '--upstream', `unix://${launch.upstream}`];
+  const args = [
+    ...launch.nodeArgs,
+    cliPath(),
+    '--config',
+    launch.configFile,
+    '--listen',
+    `unix://${launch.listen}`,
+    '--upstream',
+    `unix://${launch.upstream}`,
+  ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   return new Child(launch.name, proc);
 }
@@ -130,7 +139,8 @@ export function startReference(script: string, launch: RelayLaunch): Child {
 export async function waitUntilListening(child: Child, socketPath: string, timeoutMs: number): Promise<number> {
   const until = performance.now() + timeoutMs;
   while (!(await child.unlessItDies(socketAccepts(socketPath)))) {
-    if (performance.now() > until) throw new Error(`${child.name} did not listen on ${socketPath} within ${timeoutMs} ms:\n${child.stderrTail}`);
+    if (performance.now() > until)
+      throw new Error(`${child.name} did not listen on ${socketPath} within ${timeoutMs} ms:\n${child.stderrTail}`);
     await child.unlessItDies(sleep(20));
   }
   return performance.now() - child.startedAt;

@@ -70,7 +70,13 @@ export function groupOf(frame: CallFrame): string {
   if (/^node:(internal\/)?(streams|stream)/.test(url)) return 'node: streams';
   if (url.startsWith('node:events') || url.startsWith('node:internal/event_target')) return 'node: events';
   if (url.startsWith('node:internal/timers') || url.startsWith('node:internal/process/task_queues')) return 'node: timers and microtasks';
-  if (url.startsWith('node:')) return `node: ${url.slice('node:'.length).replace(/^internal\//, '').split('/')[0] ?? 'other'}`;
+  if (url.startsWith('node:'))
+    return `node: ${
+      url
+        .slice('node:'.length)
+        .replace(/^internal\//, '')
+        .split('/')[0] ?? 'other'
+    }`;
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg?.[1] !== undefined) return `package: ${pkg[1]}`;
   return 'other JS';
@@ -126,7 +132,13 @@ export function summarizeProfile(raw: unknown, topN = 25): ProfileSummary {
       }
     }
   });
-  return { busyMs, idleMs, groups: top(groups, busyMs, 100), selfTop: top(self, busyMs, topN), ownInclusiveTop: top(inclusive, busyMs, 15) };
+  return {
+    busyMs,
+    idleMs,
+    groups: top(groups, busyMs, 100),
+    selfTop: top(self, busyMs, topN),
+    ownInclusiveTop: top(inclusive, busyMs, 15),
+  };
 }
 
 function lines(buckets: readonly Bucket[]): string {

@@ -41,7 +41,8 @@ function sourceFile(): string {
 
 function relocateTracing(config: Json, where: ConfigPlacement): Json {
   const exporter = isRecord(config.exporter) ? config.exporter : {};
-  if (where.tracingExporter === 'none' || exporter.type === undefined || exporter.type === 'none') return { ...config, exporter: { type: 'none' } };
+  if (where.tracingExporter === 'none' || exporter.type === undefined || exporter.type === 'none')
+    return { ...config, exporter: { type: 'none' } };
   const base = `http://127.0.0.1:${where.closedPort}`;
   const endpoint = exporter.type === 'otlp-http' ? `${base}/v1/traces` : base;
   return { ...config, exporter: { ...exporter, endpoint } };

@@ -6,7 +6,12 @@ export function table(rows: readonly (readonly string[])[]): string {
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   return rows
-    .map((row) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ').trimEnd())
+    .map((row) =>
+      row
+        .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
+        .join('  ')
+        .trimEnd(),
+    )
     .join('\n');
 }
 
@@ -24,7 +29,9 @@ function bytes(n: number): string {
 type Rows = [string, CallSummary, string, RowSummary][];
 
 function rowsOf(r: RuntimeResult): Rows {
-  return Object.entries(r.calls).flatMap(([call, c]) => Object.entries(c.rows).map(([row, s]): [string, CallSummary, string, RowSummary] => [call, c, row, s]));
+  return Object.entries(r.calls).flatMap(([call, c]) =>
+    Object.entries(c.rows).map(([row, s]): [string, CallSummary, string, RowSummary] => [call, c, row, s]),
+  );
 }
 
 function throughputTable(r: RuntimeResult): string {
@@ -50,7 +57,16 @@ function latencyTable(r: RuntimeResult): string {
         c.size === 'small'
           ? target(s, `+p50 ≤${TARGETS.addedP50UsMax}`, l.addedP50Us <= TARGETS.addedP50UsMax)
           : target(s, `×direct ≤${TARGETS.largeP50VsDirectMax}`, l.p50VsDirect <= TARGETS.largeP50VsDirectMax);
-      out.push([`${call} ${row}`, fmt(l.p50Us), fmt(l.addedP50Us), fmt(l.addedP50VsSpliceUs), fmt(l.p50VsDirect, 3), fmt(l.p99Us), fmt(l.addedP99Us), goal]);
+      out.push([
+        `${call} ${row}`,
+        fmt(l.p50Us),
+        fmt(l.addedP50Us),
+        fmt(l.addedP50VsSpliceUs),
+        fmt(l.p50VsDirect, 3),
+        fmt(l.p99Us),
+        fmt(l.addedP99Us),
+        goal,
+      ]);
     }
   }
   return table(out);
@@ -58,7 +74,18 @@ function latencyTable(r: RuntimeResult): string {
 
 function cpuTable(r: RuntimeResult): string {
   const out: string[][] = [
-    ['CPU per call (µs)', 'relay (tp)', 'relay @1', 'relay ×splice', 'target', 'runtime', 'client', 'cores busy', 'syscalls (tp)', 'syscalls @1'],
+    [
+      'CPU per call (µs)',
+      'relay (tp)',
+      'relay @1',
+      'relay ×splice',
+      'target',
+      'runtime',
+      'client',
+      'cores busy',
+      'syscalls (tp)',
+      'syscalls @1',
+    ],
   ];
   for (const [call, c] of Object.entries(r.calls)) {
     const d = c.direct;
@@ -130,9 +157,27 @@ function soakTable(r: RuntimeResult): string {
 }
 
 function runtimeSection(name: string, r: RuntimeResult): string[] {
-  const sizes = Object.entries(r.responseBytes).map(([k, v]) => `${k} ${bytes(v)}`).join(', ');
-  const proxyRows = new Set(rowsOf(r).filter(([, , , s]) => s.kind === 'proxy').map(([, , row]) => row));
-  const out = [`== ${name}: ${r.description}`, `responses: ${sizes}`, '', throughputTable(r), '', latencyTable(r), '', cpuTable(r), '', memoryTable(r, proxyRows), ''];
+  const sizes = Object.entries(r.responseBytes)
+    .map(([k, v]) => `${k} ${bytes(v)}`)
+    .join(', ');
+  const proxyRows = new Set(
+    rowsOf(r)
+      .filter(([, , , s]) => s.kind === 'proxy')
+      .map(([, , row]) => row),
+  );
+  const out = [
+    `== ${name}: ${r.description}`,
+    `responses: ${sizes}`,
+    '',
+    throughputTable(r),
+    '',
+    latencyTable(r),
+    '',
+    cpuTable(r),
+    '',
+    memoryTable(r, proxyRows),
+    '',
+  ];
   for (const extra of [startupTable(r), soakTable(r)]) if (extra !== '') out.push(extra, '');
   for (const [what, why] of Object.entries(r.skipped)) out.push(`${what}: skipped (${why})`);
   return out;

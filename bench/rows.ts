@@ -44,7 +44,9 @@ export interface RowLaunch {
 
 /** Starts every relay at once (they boot in parallel) and returns the rows, direct first, none waited for. */
 export function startRows(launch: RowLaunch): Row[] {
-  const rows: Row[] = [{ name: DIRECT, kind: 'direct', socketPath: launch.runtimeSocket, relay: undefined, profileDir: undefined, session: undefined }];
+  const rows: Row[] = [
+    { name: DIRECT, kind: 'direct', socketPath: launch.runtimeSocket, relay: undefined, profileDir: undefined, session: undefined },
+  ];
   for (const [i, name] of launch.rows.entries()) {
     // Short names: a unix socket path holds at most 107 bytes.
     const dir = path.join(launch.dir, `row-${i}`);
@@ -67,9 +69,14 @@ export function startRows(launch: RowLaunch): Row[] {
     });
     const profileDir = launch.profile ? path.join(dir, 'profile') : undefined;
     const profiling = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
-    const relay = startProxy({ name, configFile, listen: socketPath, upstream: launch.runtimeSocket, nodeArgs: [...launch.proxyNodeArgs, ...profiling] });
+    const relay = startProxy({
+      name,
+      configFile,
+      listen: socketPath,
+      upstream: launch.runtimeSocket,
+      nodeArgs: [...launch.proxyNodeArgs, ...profiling],
+    });
     rows.push({ name, kind: 'proxy', socketPath, relay, profileDir, session: undefined });
   }
   return rows;
 }
-

@@ -23,7 +23,16 @@ import { settingsFromEnv, type Settings } from './settings';
 import { soak } from './memory-run';
 import { measureStartup } from './startup';
 import { round } from './stats';
-import { summarizeRuntime, type BenchResult, type MemorySummary, type PhaseRecord, type RuntimeResult, type SoakSample, type StartupSummary, type TargetCheck } from './summary';
+import {
+  summarizeRuntime,
+  type BenchResult,
+  type MemorySummary,
+  type PhaseRecord,
+  type RuntimeResult,
+  type SoakSample,
+  type StartupSummary,
+  type TargetCheck,
+} from './summary';
 
 /** Everything that must go away at the end, whatever the end is (success, error, Ctrl-C). */
 class Resources {
@@ -96,7 +105,13 @@ async function runRuntime(runtime: Runtime, settings: Settings, res: Resources, 
     const before = idle.get(row.name);
     if (!row.relay || before === undefined) continue;
     const m = memoryOf(row.relay.pid);
-    memory[row.name] = { listeningMs: round(before.listeningMs, 0), idleRssMb: MB(before.rssKb), idleSettled: before.settled, rssMb: MB(m.rssKb), hwmMb: MB(m.hwmKb) };
+    memory[row.name] = {
+      listeningMs: round(before.listeningMs, 0),
+      idleRssMb: MB(before.rssKb),
+      idleSettled: before.settled,
+      rssMb: MB(m.rssKb),
+      hwmMb: MB(m.hwmKb),
+    };
   }
   const soaked: Record<string, SoakSample[]> = {};
   if (options.soak && settings.soakCalls > 0) {

@@ -81,7 +81,11 @@ function watchContainerd(ctd: Containerd): Watched {
  * suite's) with no pods: Version and ListContainers answer without any. Teardown is the e2e suite's too, handed
  * to `onTeardown` before anything starts.
  */
-export async function startPrivateContainerd(dir: string, calls: readonly CallType[], onTeardown: (stop: () => Promise<void>) => void): Promise<Runtime> {
+export async function startPrivateContainerd(
+  dir: string,
+  calls: readonly CallType[],
+  onTeardown: (stop: () => Promise<void>) => void,
+): Promise<Runtime> {
   const layout = containerdLayout(path.join(dir, 'ctd'));
   const logDir = path.join(dir, 'logs');
   mkdirSync(logDir, { recursive: true });

@@ -34,7 +34,10 @@ export function numberFromEnv(name: string, fallback: number, min: number): numb
 }
 
 function listFromEnv(name: string): string[] | undefined {
-  const list = process.env[name]?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const list = process.env[name]
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   return list === undefined || list.length === 0 ? undefined : list;
 }
 
@@ -56,7 +59,8 @@ export function flagFromEnv(name: string): boolean {
 export function settingsFromEnv(): Settings {
   const allRows = [...REFERENCE_ROWS.map((r) => r.name), ...PROXY_VARIANTS.map((v) => v.name)];
   const exporter = process.env.BENCH_TRACING_EXPORTER ?? 'unreachable';
-  if (exporter !== 'unreachable' && exporter !== 'none') throw new Error(`BENCH_TRACING_EXPORTER=${exporter}: expected unreachable or none`);
+  if (exporter !== 'unreachable' && exporter !== 'none')
+    throw new Error(`BENCH_TRACING_EXPORTER=${exporter}: expected unreachable or none`);
   const calls = pick('BENCH_CALLS', measuredCalls(), (c) => c.name);
   if (calls.length === 0) throw new Error('BENCH_CALLS selects no call');
   return {

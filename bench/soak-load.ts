@@ -129,7 +129,10 @@ export class KubeletLoad {
   }
 
   private async relist(): Promise<void> {
-    await Promise.all([this.call('ListPodSandbox', 'ListPodSandboxRequest', {}), this.call('ListContainers', 'ListContainersRequest', { filter: {} })]);
+    await Promise.all([
+      this.call('ListPodSandbox', 'ListPodSandboxRequest', {}),
+      this.call('ListContainers', 'ListContainersRequest', { filter: {} }),
+    ]);
   }
 
   private async pollStatus(): Promise<void> {
@@ -138,7 +141,8 @@ export class KubeletLoad {
     for (let i = 0; i < perSecond && this.pods.length > 0; i++) {
       const pod = this.pods[this.statusCursor++ % this.pods.length] as Pod;
       polled.push(this.call('PodSandboxStatus', 'PodSandboxStatusRequest', { pod_sandbox_id: pod.id }));
-      if (pod.containerId !== undefined) polled.push(this.call('ContainerStatus', 'ContainerStatusRequest', { container_id: pod.containerId }));
+      if (pod.containerId !== undefined)
+        polled.push(this.call('ContainerStatus', 'ContainerStatusRequest', { container_id: pod.containerId }));
     }
     await Promise.all(polled);
   }
@@ -183,7 +187,10 @@ export class KubeletLoad {
         image: { image: this.template.image, user_specified_image: this.template.image },
         command: this.template.command,
         labels: { ...labels, 'io.kubernetes.container.name': 'app' },
-        annotations: { 'io.kubernetes.container.restartCount': '0', 'io.kubernetes.container.terminationMessagePath': '/dev/termination-log' },
+        annotations: {
+          'io.kubernetes.container.restartCount': '0',
+          'io.kubernetes.container.terminationMessagePath': '/dev/termination-log',
+        },
         log_path: 'app/0.log',
         linux: {},
       },

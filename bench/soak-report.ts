@@ -61,7 +61,16 @@ export function formatSoakReport(r: SoakResult): string {
   let previous: SoakSample | undefined;
   for (const s of milestones(r.samples)) {
     const rate = previous && s.seconds > previous.seconds ? ((s.calls - previous.calls) / (s.seconds - previous.seconds)).toFixed(0) : '';
-    rows.push([clock(s.seconds), s.rssMb.toFixed(1), s.hwmMb.toFixed(1), Number.isFinite(s.cpuPct) ? s.cpuPct.toFixed(1) : '', String(s.calls), rate, String(s.errors), String(s.pods)]);
+    rows.push([
+      clock(s.seconds),
+      s.rssMb.toFixed(1),
+      s.hwmMb.toFixed(1),
+      Number.isFinite(s.cpuPct) ? s.cpuPct.toFixed(1) : '',
+      String(s.calls),
+      rate,
+      String(s.errors),
+      String(s.pods),
+    ]);
     previous = s;
   }
   const methods: string[][] = [['method', 'calls', 'errors', 'max ms']];
@@ -78,7 +87,9 @@ export function formatSoakReport(r: SoakResult): string {
     '',
     table(methods),
     '',
-    `skipped ticks (previous round still running): ${Object.entries(r.skippedTicks).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `skipped ticks (previous round still running): ${Object.entries(r.skippedTicks)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
     ...Object.entries(r.lastErrors).map(([m, e]) => `last ${m} error: ${e}`),
     `audit log: ${r.audit}`,
   ];

@@ -83,7 +83,15 @@ function sample(proxy: Child, load: KubeletLoad, startedAt: number, last: { at: 
   const cpuPct = at > last.at ? round(((cpuUs - last.cpuUs) / 1000 / (at - last.at)) * 100, 1) : Number.NaN;
   last.at = at;
   last.cpuUs = cpuUs;
-  return { seconds: round((at - startedAt) / 1000, 0), rssMb: round(m.rssKb / 1024, 1), hwmMb: round(m.hwmKb / 1024, 1), cpuPct, calls, errors, pods: load.podCount };
+  return {
+    seconds: round((at - startedAt) / 1000, 0),
+    rssMb: round(m.rssKb / 1024, 1),
+    hwmMb: round(m.hwmKb / 1024, 1),
+    cpuPct,
+    calls,
+    errors,
+    pods: load.podCount,
+  };
 }
 
 function verifyAudit(auditDir: string): Promise<string> {
@@ -97,7 +105,12 @@ function verifyAudit(auditDir: string): Promise<string> {
   });
 }
 
-async function soak(settings: SoakSettings, dir: string, stopRequested: () => boolean, onTeardown: (fn: () => Promise<void>) => void): Promise<SoakResult> {
+async function soak(
+  settings: SoakSettings,
+  dir: string,
+  stopRequested: () => boolean,
+  onTeardown: (fn: () => Promise<void>) => void,
+): Promise<SoakResult> {
   const target = settings.containerd ? await containerdTarget() : await fakeTarget(dir);
   onTeardown(() => target.stop());
   const proxyDir = path.join(dir, 'proxy');
@@ -134,7 +147,9 @@ async function soak(settings: SoakSettings, dir: string, stopRequested: () => bo
     if (!proxy.running) break;
     const s = sample(proxy, load, startedAt, last);
     samples.push(s);
-    progress(`${s.seconds} s: VmRSS ${s.rssMb} MB, VmHWM ${s.hwmMb} MB, CPU ${s.cpuPct}%, ${s.calls} calls, ${s.errors} errors, ${s.pods} pods`);
+    progress(
+      `${s.seconds} s: VmRSS ${s.rssMb} MB, VmHWM ${s.hwmMb} MB, CPU ${s.cpuPct}%, ${s.calls} calls, ${s.errors} errors, ${s.pods} pods`,
+    );
   }
   await load.stop();
   progress('load stopped; removing the pods');
@@ -168,7 +183,12 @@ async function main(): Promise<number> {
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
   try {
-    const result = await soak(settings, dir, () => stop, (fn) => teardowns.push(fn));
+    const result = await soak(
+      settings,
+      dir,
+      () => stop,
+      (fn) => teardowns.push(fn),
+    );
     process.stdout.write(`${formatSoakReport(result)}\n`);
     fs.mkdirSync(resultsDir(), { recursive: true });
     fs.writeFileSync(path.join(resultsDir(), 'soak-latest.json'), `${JSON.stringify(result, null, 2)}\n`);

@@ -101,10 +101,16 @@ function usage(id: string, metadata: unknown): Message {
 }
 
 const handlers: Readonly<Record<string, (call: RecordedCall) => Buffer>> = {
-  Version: () => encode('VersionResponse', { version: '0.1.0', runtime_name: 'soak-runtime', runtime_version: '1.0.0', runtime_api_version: 'v1' }),
+  Version: () =>
+    encode('VersionResponse', { version: '0.1.0', runtime_name: 'soak-runtime', runtime_version: '1.0.0', runtime_api_version: 'v1' }),
   Status: () =>
     encode('StatusResponse', {
-      status: { conditions: [{ type: 'RuntimeReady', status: true }, { type: 'NetworkReady', status: true }] },
+      status: {
+        conditions: [
+          { type: 'RuntimeReady', status: true },
+          { type: 'NetworkReady', status: true },
+        ],
+      },
     }),
   RunPodSandbox: (call) => {
     const config = obj(request(call, 'RunPodSandboxRequest').config);
@@ -141,7 +147,11 @@ const handlers: Readonly<Record<string, (call: RecordedCall) => Buffer>> = {
   PodSandboxStatus: (call) => {
     const pod = podOf(request(call, 'PodSandboxStatusRequest').pod_sandbox_id);
     return encode('PodSandboxStatusResponse', {
-      status: { ...podView(pod), network: { ip: pod.ip }, linux: { namespaces: { options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } } },
+      status: {
+        ...podView(pod),
+        network: { ip: pod.ip },
+        linux: { namespaces: { options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+      },
     });
   },
   ListPodSandbox: () => encode('ListPodSandboxResponse', { items: [...pods.values()].map(podView) }),
@@ -214,7 +224,9 @@ const handlers: Readonly<Record<string, (call: RecordedCall) => Buffer>> = {
   PullImage: () => encode('PullImageResponse', { image_ref: `sha256:${'ab'.repeat(32)}` }),
   ImageFsInfo: () =>
     encode('ImageFsInfoResponse', {
-      image_filesystems: [{ timestamp: nowNs(), fs_id: { mountpoint: '/var/lib/soak' }, used_bytes: { value: '1048576' }, inodes_used: { value: '100' } }],
+      image_filesystems: [
+        { timestamp: nowNs(), fs_id: { mountpoint: '/var/lib/soak' }, used_bytes: { value: '1048576' }, inodes_used: { value: '100' } },
+      ],
     }),
 };
 

@@ -14,7 +14,8 @@ export interface SoakSettings {
 export function soakSettingsFromEnv(): SoakSettings {
   const exporter = process.env.SOAK_TRACING_EXPORTER ?? 'unreachable';
   if (exporter !== 'unreachable' && exporter !== 'none') throw new Error(`SOAK_TRACING_EXPORTER=${exporter}: expected unreachable or none`);
-  const ms = (name: string, fallbackSeconds: number, minSeconds: number): number => Math.round(numberFromEnv(name, fallbackSeconds, minSeconds) * 1000);
+  const ms = (name: string, fallbackSeconds: number, minSeconds: number): number =>
+    Math.round(numberFromEnv(name, fallbackSeconds, minSeconds) * 1000);
   return {
     seconds: numberFromEnv('SOAK_SECONDS', 60, 1),
     sampleMs: ms('SOAK_SAMPLE_SECONDS', 10, 1),

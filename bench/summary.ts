@@ -170,8 +170,10 @@ function over(rounds: readonly Round[], f: (r: Round) => number | undefined, dig
   return round(median(rounds.map((r) => f(r) ?? Number.NaN)), digits);
 }
 
-const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined ? undefined : a / b);
-const minus = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined ? undefined : a - b);
+const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
+  a === undefined || b === undefined ? undefined : a / b;
+const minus = (a: number | undefined, b: number | undefined): number | undefined =>
+  a === undefined || b === undefined ? undefined : a - b;
 const syscalls = (p: PhaseRecord | undefined): number | undefined =>
   p?.relayReadsPerCall === undefined || p.relayWritesPerCall === undefined ? undefined : p.relayReadsPerCall + p.relayWritesPerCall;
 
@@ -226,12 +228,29 @@ function check(what: string, value: number, target: string, ok: (v: number) => b
 /** The targets a proxy row is held to for one call type (reference rows have none). */
 function callChecks(prefix: string, size: CallSize, concurrency: number, s: RowSummary): TargetCheck[] {
   if (size === 'large') {
-    return [check(`${prefix}: p50 latency ×direct @1`, s.latency.p50VsDirect, `≤ ${TARGETS.largeP50VsDirectMax}`, (v) => v <= TARGETS.largeP50VsDirectMax)];
+    return [
+      check(
+        `${prefix}: p50 latency ×direct @1`,
+        s.latency.p50VsDirect,
+        `≤ ${TARGETS.largeP50VsDirectMax}`,
+        (v) => v <= TARGETS.largeP50VsDirectMax,
+      ),
+    ];
   }
   return [
-    check(`${prefix}: throughput ×direct @${concurrency}`, s.throughput.vsDirect, `≥ ${TARGETS.throughputVsDirectMin}`, (v) => v >= TARGETS.throughputVsDirectMin),
+    check(
+      `${prefix}: throughput ×direct @${concurrency}`,
+      s.throughput.vsDirect,
+      `≥ ${TARGETS.throughputVsDirectMin}`,
+      (v) => v >= TARGETS.throughputVsDirectMin,
+    ),
     check(`${prefix}: added p50 µs @1`, s.latency.addedP50Us, `≤ ${TARGETS.addedP50UsMax}`, (v) => v <= TARGETS.addedP50UsMax),
-    check(`${prefix}: proxy CPU µs/call @${concurrency}`, s.cpuUsPerCall.throughput, `≤ ${TARGETS.cpuUsPerCallMax}`, (v) => v <= TARGETS.cpuUsPerCallMax),
+    check(
+      `${prefix}: proxy CPU µs/call @${concurrency}`,
+      s.cpuUsPerCall.throughput,
+      `≤ ${TARGETS.cpuUsPerCallMax}`,
+      (v) => v <= TARGETS.cpuUsPerCallMax,
+    ),
   ];
 }
 
@@ -247,13 +266,18 @@ function memoryChecks(runtime: string, facts: RuntimeFacts, proxyRows: ReadonlyS
   }
   for (const [row, samples] of Object.entries(facts.soak ?? {})) {
     const last = samples[samples.length - 1];
-    if (last !== undefined) checks.push(rssCheck(`${runtime} ${row}: max RSS MB over ${last.calls} calls`, Math.max(...samples.map((x) => x.rssMb))));
+    if (last !== undefined)
+      checks.push(rssCheck(`${runtime} ${row}: max RSS MB over ${last.calls} calls`, Math.max(...samples.map((x) => x.rssMb))));
   }
   return checks;
 }
 
 /** One runtime's summary and the checks of its proxy rows. */
-export function summarizeRuntime(runtime: string, phases: readonly PhaseRecord[], facts: RuntimeFacts): { result: RuntimeResult; checks: TargetCheck[] } {
+export function summarizeRuntime(
+  runtime: string,
+  phases: readonly PhaseRecord[],
+  facts: RuntimeFacts,
+): { result: RuntimeResult; checks: TargetCheck[] } {
   const calls: Record<string, CallSummary> = {};
   const checks: TargetCheck[] = [];
   const proxyRows = new Set(phases.filter((p) => p.kind === 'proxy').map((p) => p.row));
@@ -267,7 +291,8 @@ export function summarizeRuntime(runtime: string, phases: readonly PhaseRecord[]
       if (p.call !== call || p.kind === 'direct' || rows[p.row] !== undefined) continue;
       const s = summarizeRow(tp, lat, p.row, p.kind);
       rows[p.row] = s;
-      if (p.kind === 'proxy') checks.push(...callChecks(`${runtime} ${call} ${p.row}`, first.size, tp[0]?.get(p.row)?.concurrency ?? Number.NaN, s));
+      if (p.kind === 'proxy')
+        checks.push(...callChecks(`${runtime} ${call} ${p.row}`, first.size, tp[0]?.get(p.row)?.concurrency ?? Number.NaN, s));
     }
     calls[call] = { size: first.size, direct: summarizeDirect(tp, lat), rows };
   }

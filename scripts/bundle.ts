@@ -36,9 +36,7 @@ const builtinDynamicImports: Plugin = {
 /** What the single executable could not load: any import left outside the bundle but a static built-in. */
 function unloadable(metafile: Metafile): string[] {
   return Object.values(metafile.outputs).flatMap((output) =>
-    output.imports
-      .filter((i) => i.external && (i.kind === 'dynamic-import' || !isBuiltin(i.path)))
-      .map((i) => `${i.kind} ${i.path}`),
+    output.imports.filter((i) => i.external && (i.kind === 'dynamic-import' || !isBuiltin(i.path))).map((i) => `${i.kind} ${i.path}`),
   );
 }
 

@@ -180,7 +180,12 @@ async function warmUp(generation: Generation): Promise<void> {
   warmCodec(generation.chain.typesRead(methodTable));
   const pending: Promise<void>[] = [
     ...generation.chain.entries.flatMap((e) => e.interceptor.warmUp?.() ?? []),
-    ...[...generation.router.upstreams].map((u) => callRuntime(u, VERSION_PATH, Buffer.alloc(0), WARM_UP_MS).then(() => undefined, () => undefined)),
+    ...[...generation.router.upstreams].map((u) =>
+      callRuntime(u, VERSION_PATH, Buffer.alloc(0), WARM_UP_MS).then(
+        () => undefined,
+        () => undefined,
+      ),
+    ),
   ];
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<void>((resolve) => (timer = setTimeout(resolve, WARM_UP_MS)));
@@ -255,7 +260,13 @@ function notReady(): Promise<Readiness> {
   return Promise.resolve({ ready: false, detail: 'starting' });
 }
 
-function buildGeneration(config: ProxyConfig, types: InterceptorTypes, log: Logger, registry: Registry, onFault: FaultListener): Generation {
+function buildGeneration(
+  config: ProxyConfig,
+  types: InterceptorTypes,
+  log: Logger,
+  registry: Registry,
+  onFault: FaultListener,
+): Generation {
   const metrics = dataPlaneMetrics(registry, log);
   const upstreams = config.backends.map(
     (backend) =>

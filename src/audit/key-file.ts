@@ -23,6 +23,7 @@ export function readAuditKey(file: string): Buffer {
   }
   let end = bytes.length;
   while (end > 0 && (bytes[end - 1] === 0x0a || bytes[end - 1] === 0x0d)) end--;
-  if (end < MIN_KEY_BYTES) throw new Error(`the key file holds ${end} bytes; at least ${MIN_KEY_BYTES} are needed (e.g. openssl rand -hex 32)`);
+  if (end < MIN_KEY_BYTES)
+    throw new Error(`the key file holds ${end} bytes; at least ${MIN_KEY_BYTES} are needed (e.g. openssl rand -hex 32)`);
   return Buffer.from(bytes.subarray(0, end));
 }

@@ -51,7 +51,9 @@ export function formatRecord(head: ChainHead, fields: Readonly<Record<string, un
   for (const [name, value] of Object.entries(fields)) if (!CHAIN_FIELDS.has(name)) record[name] = value;
   const unhashed = JSON.stringify(record);
   const line = Buffer.from(
-    key === undefined ? `${unhashed.slice(0, -1)},"hash":"${sha256Hex(unhashed)}"}` : `${unhashed.slice(0, -1)},"hmac":"${hmacHex(key, unhashed)}"}`,
+    key === undefined
+      ? `${unhashed.slice(0, -1)},"hash":"${sha256Hex(unhashed)}"}`
+      : `${unhashed.slice(0, -1)},"hmac":"${hmacHex(key, unhashed)}"}`,
   );
   return { line, head: { seq, lineHash: sha256Hex(line) } };
 }

@@ -61,7 +61,9 @@ export function buildRecord(input: RecordInput, redactor: Redactor): Record<stri
   const id = (field: CriField): string | undefined => {
     const reqPath = method.requestFields[field];
     const resPath = method.responseFields[field];
-    return (reqPath === undefined ? undefined : fieldAt(request, reqPath)) || (resPath === undefined ? undefined : fieldAt(response, resPath));
+    return (
+      (reqPath === undefined ? undefined : fieldAt(request, reqPath)) || (resPath === undefined ? undefined : fieldAt(response, resPath))
+    );
   };
   const record: Record<string, unknown> = { time: input.time.toISOString(), method: method.known ? method.name : method.path };
   const pod = compact({ namespace: id('podNamespace'), name: id('podName'), uid: id('podUid') });
@@ -107,7 +109,9 @@ const detailsByMethod: Readonly<Record<string, Details>> = {
   RestorePod: (r) =>
     compact({
       checkpointPath: str(r.checkpoint_path),
-      containers: list(r.container_configs)?.slice(0, MAX_LIST).map((c) => str(obj(c, 'metadata')?.name) ?? ''),
+      containers: list(r.container_configs)
+        ?.slice(0, MAX_LIST)
+        .map((c) => str(obj(c, 'metadata')?.name) ?? ''),
     }) ?? {},
 };
 
@@ -139,7 +143,9 @@ function containerDetails(config: DecodedMessage | undefined, redactor: Redactor
       env: envs?.map((e) => ({ name: clip(str(e.key) ?? ''), value: REDACTED })),
       mounts: list(config?.mounts)
         ?.slice(0, MAX_LIST)
-        .map((m) => compact({ hostPath: str(m.host_path), containerPath: str(m.container_path), readonly: m.readonly === true ? true : undefined })),
+        .map((m) =>
+          compact({ hostPath: str(m.host_path), containerPath: str(m.container_path), readonly: m.readonly === true ? true : undefined }),
+        ),
       devices: list(config?.devices)
         ?.slice(0, MAX_LIST)
         .map((d) => str(d.host_path)),

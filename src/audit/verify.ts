@@ -100,9 +100,17 @@ export async function verifyAuditFiles(files: readonly string[], options: Verify
   let torn: { line: Line; seq: number | undefined }[] = [];
   const settleTorn = (marker: Extract<LineCheck, { kind: 'record' }> | undefined, at: Line | undefined): void => {
     const fw = marker?.failedWrite;
-    const covered = (l: Line): boolean => fw !== undefined && l.file === at?.file && l.offset >= fw.offset && l.offset + l.bytes.length <= fw.offset + fw.bytes;
+    const covered = (l: Line): boolean =>
+      fw !== undefined && l.file === at?.file && l.offset >= fw.offset && l.offset + l.bytes.length <= fw.offset + fw.bytes;
     if (marker !== undefined && torn.length > 0 && torn.every((t) => covered(t.line))) {
-      for (const t of torn) failedWrites.push({ file: t.line.file, line: t.line.line, offset: t.line.offset, bytes: t.line.bytes.length, markedBy: marker.seq });
+      for (const t of torn)
+        failedWrites.push({
+          file: t.line.file,
+          line: t.line.line,
+          offset: t.line.offset,
+          bytes: t.line.bytes.length,
+          markedBy: marker.seq,
+        });
     } else {
       for (const t of torn) problems.push(problem('truncated', t.line, t.seq, truncatedMessage(t.line, t.seq)));
     }
@@ -130,14 +138,28 @@ export async function verifyAuditFiles(files: readonly string[], options: Verify
     }
     settleTorn(check, line);
     if (withKey && !check.keyed && keyed > 0) {
-      problems.push(unkeyed(line, check.seq, `a plain hash where the ${keyed} records before it carry an HMAC: written without the key (a rewritten tail?)`));
+      problems.push(
+        unkeyed(
+          line,
+          check.seq,
+          `a plain hash where the ${keyed} records before it carry an HMAC: written without the key (a rewritten tail?)`,
+        ),
+      );
       break;
     }
     const logged = checkpoints.get(check.seq);
     if (logged !== undefined) {
       checkpoints.delete(check.seq);
       if (logged === check.lineHash) matched += 1;
-      else problems.push(problem('checkpoint', line, check.seq, `${where(line)}: record seq ${check.seq} is not the one the proxy logged (hash ${logged}): the chain was rewritten up to here`));
+      else
+        problems.push(
+          problem(
+            'checkpoint',
+            line,
+            check.seq,
+            `${where(line)}: record seq ${check.seq} is not the one the proxy logged (hash ${logged}): the chain was rewritten up to here`,
+          ),
+        );
     }
     if (check.keyed) keyed += 1;
     first ??= check.seq;
@@ -168,7 +190,13 @@ function unkeyed(line: Line, seq: number | undefined, what: string): Problem {
   return problem('unkeyed', line, seq, `${where(line)}: ${seq === undefined ? '' : `record seq ${seq}: `}${what}`);
 }
 
-function missingCheckpoint(files: readonly string[], seq: number, hash: string, first: number | undefined, last: Intact | undefined): Problem {
+function missingCheckpoint(
+  files: readonly string[],
+  seq: number,
+  hash: string,
+  first: number | undefined,
+  last: Intact | undefined,
+): Problem {
   const at = last?.at ?? { file: files[0] ?? '', line: 0, offset: 0 };
   const why =
     last === undefined || seq > last.seq
@@ -176,7 +204,14 @@ function missingCheckpoint(files: readonly string[], seq: number, hash: string, 
       : first !== undefined && seq < first
         ? `before the first record given (seq ${first}): give the older files too`
         : 'not found where the chain stopped being checked';
-  return { kind: 'checkpoint', file: at.file, line: at.line, offset: at.offset, seq, message: `the chain head seq ${seq} (hash ${hash}) the proxy logged is ${why}` };
+  return {
+    kind: 'checkpoint',
+    file: at.file,
+    line: at.line,
+    offset: at.offset,
+    seq,
+    message: `the chain head seq ${seq} (hash ${hash}) the proxy logged is ${why}`,
+  };
 }
 
 function problem(kind: ProblemKind, line: Line, seq: number | undefined, message: string): Problem {
@@ -193,15 +228,29 @@ function truncatedMessage(line: Line, seq: number | undefined): string {
 }
 
 /** Names the kind of tampering that explains the first break, looking elsewhere in the files if needed. */
-async function describe(files: readonly string[], line: Line, check: LineCheck, last: Intact | undefined, withKey: boolean): Promise<Problem> {
+async function describe(
+  files: readonly string[],
+  line: Line,
+  check: LineCheck,
+  last: Intact | undefined,
+  withKey: boolean,
+): Promise<Problem> {
   const at = where(line);
   if (check.kind === 'hash-mismatch') {
     const seq = check.seq === undefined ? 'a record' : `record seq ${check.seq}`;
-    const what = check.keyed && withKey ? 'its HMAC does not match its content (edited, or written with another key)' : 'its hash does not match its content';
+    const what =
+      check.keyed && withKey
+        ? 'its HMAC does not match its content (edited, or written with another key)'
+        : 'its hash does not match its content';
     return problem('edited', line, check.seq, `${at}: ${seq} was edited: ${what} (byte offset ${line.offset})`);
   }
   if (check.kind !== 'record') {
-    return problem('malformed', line, check.seq, `${at}: not an audit record (byte offset ${line.offset}): a line was inserted or overwritten`);
+    return problem(
+      'malformed',
+      line,
+      check.seq,
+      `${at}: not an audit record (byte offset ${line.offset}): a line was inserted or overwritten`,
+    );
   }
   const { seq } = check;
   if (!last) {
@@ -235,7 +284,12 @@ async function describe(files: readonly string[], line: Line, check: LineCheck, 
   }
   const earlier = await find(files, (l, c) => l.index < line.index && c.seq === seq);
   if (earlier?.line.bytes.equals(line.bytes)) {
-    return problem('inserted', line, seq, `${at}: record seq ${seq} is an exact copy of the record at ${where(earlier.line)}: a record was inserted`);
+    return problem(
+      'inserted',
+      line,
+      seq,
+      `${at}: record seq ${seq} is an exact copy of the record at ${where(earlier.line)}: a record was inserted`,
+    );
   }
   if (earlier) {
     // Two records claiming the same place: the genuine one is the one the chain goes on from.

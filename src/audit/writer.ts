@@ -78,8 +78,18 @@ export class AuditWriter {
     this.settings = settings;
     this.scheduler = settings.scheduler ?? realScheduler;
     this.failureLog = new RareLog(this.log, 'error', 'audit log write failed');
-    this.file = new AuditLogFile(path, () => this.settings, { ...nodeIo, ...io }, () => this.log);
-    this.headLog = new ChainHeadLog(path, () => this.file.head, () => this.settings.key !== undefined, this.scheduler);
+    this.file = new AuditLogFile(
+      path,
+      () => this.settings,
+      { ...nodeIo, ...io },
+      () => this.log,
+    );
+    this.headLog = new ChainHeadLog(
+      path,
+      () => this.file.head,
+      () => this.settings.key !== undefined,
+      this.scheduler,
+    );
     this.headLog.report(this.log, 'open');
     this.headLog.schedule(this.log, settings.headLogIntervalMs ?? 0);
     this.startTimer();

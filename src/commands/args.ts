@@ -93,10 +93,8 @@ function parseProxyFlags(
   argv: readonly string[],
   topic: HelpTopic,
 ): { help: boolean; version: boolean; positionals: string[]; configFile: string | undefined; overrides: ConfigOverrides } {
-  const options = topic === 'main' ? { ...proxyOptions, version: { type: 'boolean' } } as const : proxyOptions;
-  const { values, positionals } = usageOnError(topic, () =>
-    parseArgv({ args: [...argv], options, strict: true, allowPositionals: true }),
-  );
+  const options = topic === 'main' ? ({ ...proxyOptions, version: { type: 'boolean' } } as const) : proxyOptions;
+  const { values, positionals } = usageOnError(topic, () => parseArgv({ args: [...argv], options, strict: true, allowPositionals: true }));
   const overrides: ConfigOverrides = {
     ...(values.listen === undefined ? {} : { listen: values.listen }),
     ...(values.upstream === undefined ? {} : { upstream: values.upstream }),
@@ -114,7 +112,8 @@ function parseConfigCommand(argv: readonly string[]): CliCommand {
     const flags = parseProxyFlags(rest, 'config print');
     if (flags.help) return { command: 'help', topic: 'config print' };
     const [extra] = flags.positionals;
-    if (extra !== undefined) throw new UsageError(`config print: unexpected argument "${extra}" (name the file with --config)`, 'config print');
+    if (extra !== undefined)
+      throw new UsageError(`config print: unexpected argument "${extra}" (name the file with --config)`, 'config print');
     return { command: 'config-print', configFile: flags.configFile, overrides: flags.overrides };
   }
   if (sub !== 'validate') {

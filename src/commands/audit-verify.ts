@@ -25,7 +25,6 @@ Options:
 
 ${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
 
-
 /** `cri-proxy audit verify …`: `argv` is what follows `verify`. Resolves to the exit status. */
 export async function runAuditVerify(argv: readonly string[], output: CommandOutput = processOutput): Promise<number> {
   const files: string[] = [];
@@ -42,7 +41,9 @@ export async function runAuditVerify(argv: readonly string[], output: CommandOut
       const value = argv[++i];
       const head = arg === '--head' && value !== undefined ? parseHead(value) : undefined;
       if (value === undefined || (arg === '--head' && head === undefined)) {
-        output.err(`cri-proxy audit verify: ${arg} needs ${arg === '--key' ? 'a file' : 'SEQ:HASH (a seq and 64 hex digits)'}\n${AUDIT_VERIFY_USAGE}`);
+        output.err(
+          `cri-proxy audit verify: ${arg} needs ${arg === '--key' ? 'a file' : 'SEQ:HASH (a seq and 64 hex digits)'}\n${AUDIT_VERIFY_USAGE}`,
+        );
         return ExitCode.USAGE;
       }
       if (head !== undefined) checkpoints.push(head);

@@ -6,7 +6,6 @@ import { builtinTypes } from './builtin-types';
 import { ExitCode } from './exit-codes';
 import { processOutput, type CommandOutput } from './output';
 
-
 export function validateConfig(file: string, output: CommandOutput = processOutput): number {
   try {
     loadConfigFile(file, builtinTypes());

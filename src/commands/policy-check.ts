@@ -16,7 +16,6 @@ marked and do not count as denied).
 
 ${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
 
-
 interface Line {
   readonly text: string;
   /** Denied in enforce mode: the call would fail. */

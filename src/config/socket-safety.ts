@@ -105,7 +105,10 @@ export function checkSocketSafety(config: SocketSettings, log: Logger, registry:
   const http = config.http.listen;
   const exposed = http !== '' && !LOOPBACK.test(parseHostPort(http).host);
   if (exposed) {
-    log.warn('http.listen is not a loopback address: /metrics, /healthz and /readyz are reachable from other machines', { setting: 'http.listen', address: http });
+    log.warn('http.listen is not a loopback address: /metrics, /healthz and /readyz are reachable from other machines', {
+      setting: 'http.listen',
+      address: http,
+    });
   }
   for (const setting of ['socketMode', 'listen']) gauge.set({ setting }, found.some(([s]) => s === setting) ? 1 : 0);
   gauge.set({ setting: 'http.listen' }, exposed ? 1 : 0);

@@ -40,7 +40,11 @@ function locate(doc: Document, path: IssuePath): number | undefined {
 export function parseYaml(text: string): ParsedYaml {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const yamlIssues = [...doc.errors, ...doc.warnings].map((e): ConfigIssue => ({ path: '', message: e.message, ...positionOf(lines, e.pos[0]) }));
+  const yamlIssues = [...doc.errors, ...doc.warnings].map((e): ConfigIssue => ({
+    path: '',
+    message: e.message,
+    ...positionOf(lines, e.pos[0]),
+  }));
   if (yamlIssues.length > 0) return { ok: false, issues: yamlIssues };
   let input: unknown;
   try {

@@ -43,7 +43,10 @@ export const auditConfigSchema = z.strictObject({
   headLogIntervalMs: z.int().min(0).max(MAX_INT32).default(60_000),
   rotate: z
     .strictObject({
-      maxBytes: z.int().min(1024).default(100 * MIB),
+      maxBytes: z
+        .int()
+        .min(1024)
+        .default(100 * MIB),
       keep: z.int().min(1).max(1000).default(10),
     })
     .prefault({}),
@@ -77,7 +80,10 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
   const records = counter('cri_proxy_audit_records_total', 'Audit records written');
   const dropped = counter('cri_proxy_audit_dropped_total', 'Audit records dropped because the queue was full (whenFull: drop)');
   const writeErrors = counter('cri_proxy_audit_write_errors_total', 'Failed writes, fsyncs or rotations of the audit log');
-  const timeouts = counter('cri_proxy_audit_timeouts_total', 'Calls failed because their audit record was not written within writeTimeoutMs');
+  const timeouts = counter(
+    'cri_proxy_audit_timeouts_total',
+    'Calls failed because their audit record was not written within writeTimeoutMs',
+  );
   const rollbacks = ensureCounter(deps.registry, {
     name: 'cri_proxy_audit_rollbacks_total',
     help: 'Rollbacks of failed audit writes, by result: rolled_back (cut back to the last record) or failed (retried before the next write, which marks the bytes if that fails too)',
@@ -127,7 +133,8 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
       } catch (err) {
         // The call fails anyway; the write error is counted and logged by the writer.
         if (failed) throw failure;
-        if (err instanceof AuditTimeoutError) throw new ProxyError('AUDIT_TIMEOUT', `cri-proxy: audit log write timed out: ${err.message}`, { cause: err });
+        if (err instanceof AuditTimeoutError)
+          throw new ProxyError('AUDIT_TIMEOUT', `cri-proxy: audit log write timed out: ${err.message}`, { cause: err });
         throw new ProxyError('AUDIT_WRITE_FAILED', `cri-proxy: audit log write failed: ${errorMessage(err)}`, { cause: err });
       }
       (result === 'dropped' ? dropped : records).inc(labels);
@@ -173,7 +180,13 @@ function recordOf(ctx: CallContext, request: RequestRead, failure: unknown, reda
     );
   } catch (err) {
     // Never lose the record over a field we could not read: keep what is certain.
-    return { time: time.toISOString(), method: ctx.method.path, outcome: { code: outcome.code }, durationMs, recordError: errorMessage(err) };
+    return {
+      time: time.toISOString(),
+      method: ctx.method.path,
+      outcome: { code: outcome.code },
+      durationMs,
+      recordError: errorMessage(err),
+    };
   }
 }
 

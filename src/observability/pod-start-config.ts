@@ -10,7 +10,11 @@ export const podStartConfigSchema = z
     /** Pods followed at once. */
     maxPods: z.int().min(1).max(1_000_000).default(1000),
     /** A pod with no new phase for this long is forgotten. */
-    ttlMs: z.int().min(1000).max(MAX_INT32).default(10 * 60 * 1000),
+    ttlMs: z
+      .int()
+      .min(1000)
+      .max(MAX_INT32)
+      .default(10 * 60 * 1000),
   })
   .prefault({});
 export type PodStartConfig = z.output<typeof podStartConfigSchema>;

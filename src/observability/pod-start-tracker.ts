@@ -121,7 +121,13 @@ export class PodStartTracker {
       return path === undefined || code !== GrpcStatus.OK ? undefined : nonEmpty(fieldAt(ctx.response(), path));
     };
     const phase = (name: PodStartPhaseName, detail: string | undefined): PodStartPhase => ({
-      phase: name, detail, start, end, durationMs: elapsedMs(start, end), code, links,
+      phase: name,
+      detail,
+      start,
+      end,
+      durationMs: elapsedMs(start, end),
+      code,
+      links,
     });
     try {
       switch (methodFacts(ctx.method).podStartPhase) {
@@ -189,7 +195,14 @@ export class PodStartTracker {
     this.pods.clear();
   }
 
-  private begin(uid: string, name: string | undefined, namespace: string | undefined, runtimeHandler: string | undefined, sandbox: PodStartPhase, sandboxId: string | undefined): void {
+  private begin(
+    uid: string,
+    name: string | undefined,
+    namespace: string | undefined,
+    runtimeHandler: string | undefined,
+    sandbox: PodStartPhase,
+    sandboxId: string | undefined,
+  ): void {
     const previous = this.pods.peek(uid);
     if (previous) {
       // A new sandbox for the same pod (the old one died or failed): the old start is over either way.
@@ -200,8 +213,19 @@ export class PodStartTracker {
       }
     }
     const record: PodRecord = {
-      uid, name, namespace, runtimeHandler, sandboxId, start: sandbox.start, phases: [sandbox], phasesDropped: 0,
-      containers: new Map(), started: 0, lastStart: undefined, settle: undefined, done: false,
+      uid,
+      name,
+      namespace,
+      runtimeHandler,
+      sandboxId,
+      start: sandbox.start,
+      phases: [sandbox],
+      phasesDropped: 0,
+      containers: new Map(),
+      started: 0,
+      lastStart: undefined,
+      settle: undefined,
+      done: false,
     };
     if (sandbox.code !== GrpcStatus.OK) {
       this.emit(record, sandbox.end, 'failed', sandbox.code);

@@ -132,8 +132,7 @@ export function compileRouting(policy: RoutingPolicy): CompiledRouting {
     defaultBackend: policy.defaultBackend,
     place,
     placeSandbox: (request) => place(podFacts(subMessage(request, 'config'), fieldAt(request, 'runtime_handler'))),
-    placeImagePull: (request) =>
-      place(podFacts(subMessage(request, 'sandbox_config'), fieldAt(request, 'image.runtime_handler'))),
+    placeImagePull: (request) => place(podFacts(subMessage(request, 'sandbox_config'), fieldAt(request, 'image.runtime_handler'))),
     translateHandler,
     kubeletNamesOf: (backend, backendHandler) => {
       const map = Object.hasOwn(policy.handlers, backend) ? (policy.handlers[backend] ?? {}) : {};

@@ -85,7 +85,10 @@ export class Call implements CallContext {
     return (this.message ??= this.transport.readRequest().then((body) => {
       const message = unframeSingle(body);
       if (message === undefined) {
-        throw (this.unreadable = new ProxyError('MALFORMED_REQUEST', `${this.method.name}: the request is not one uncompressed gRPC message`));
+        throw (this.unreadable = new ProxyError(
+          'MALFORMED_REQUEST',
+          `${this.method.name}: the request is not one uncompressed gRPC message`,
+        ));
       }
       return message;
     }));
@@ -125,7 +128,11 @@ export class Call implements CallContext {
     this.transport.respond(answer);
     this.answered = answer.messages?.length === 1 ? answer.messages[0] : undefined;
     const status = answer.trailers === undefined ? undefined : readStatusFields(answer.trailers);
-    this.outcome = { code: status?.code ?? answer.code ?? GrpcStatus.OK, message: status?.message ?? answer.message ?? '', fromProxy: true };
+    this.outcome = {
+      code: status?.code ?? answer.code ?? GrpcStatus.OK,
+      message: status?.message ?? answer.message ?? '',
+      fromProxy: true,
+    };
   }
 
   replaceRequest(message: Buffer): void {
@@ -172,7 +179,8 @@ export class Call implements CallContext {
     if (this.finished) return;
     this.finished = true;
     if (error !== undefined) this.outcome = outcomeOfError(toProxyError(error));
-    else this.outcome ??= outcomeOfError(new ProxyError('CHAIN_MISUSE', 'cri-proxy: the interceptor chain ended without forwarding the call'));
+    else
+      this.outcome ??= outcomeOfError(new ProxyError('CHAIN_MISUSE', 'cri-proxy: the interceptor chain ended without forwarding the call'));
     this.logOutcome(this.outcome);
     this.transport.finish(this.outcome);
   }

@@ -93,9 +93,7 @@ async function runEntry(entry: ChainEntry, ctx: CallContext, next: Next, onFault
   let nextCalled = false;
   const guardedNext: Next = () => {
     if (nextCalled) {
-      return Promise.reject(
-        new ProxyError('CHAIN_MISUSE', `interceptor "${entry.interceptor.name}" called next() more than once`),
-      );
+      return Promise.reject(new ProxyError('CHAIN_MISUSE', `interceptor "${entry.interceptor.name}" called next() more than once`));
     }
     nextCalled = true;
     return next().catch((err: unknown) => {
@@ -113,11 +111,9 @@ async function runEntry(entry: ChainEntry, ctx: CallContext, next: Next, onFault
     if (entry.onError === 'failClosed') {
       // A coded fault (the audit log cannot be written) keeps its code; anything else is reported generically.
       if (err instanceof ProxyError && err.code !== 'CHAIN_MISUSE') throw err;
-      throw new ProxyError(
-        'INTERCEPTOR_FAILED',
-        `cri-proxy: interceptor "${entry.interceptor.name}" failed: ${errorMessage(err)}`,
-        { cause: err },
-      );
+      throw new ProxyError('INTERCEPTOR_FAILED', `cri-proxy: interceptor "${entry.interceptor.name}" failed: ${errorMessage(err)}`, {
+        cause: err,
+      });
     }
     if (!nextCalled) await guardedNext();
   }

@@ -12,13 +12,7 @@ import { malformedRequest } from './request-headers';
 
 /** Limits a client connection enforces; each one that triggers is counted under its name. */
 export type LimitName =
-  | 'handshakeTimeout'
-  | 'handshakeBytes'
-  | 'headerListBytes'
-  | 'concurrentStreams'
-  | 'connections'
-  | 'idleTimeout'
-  | 'heldRequestBytes';
+  'handshakeTimeout' | 'handshakeBytes' | 'headerListBytes' | 'concurrentStreams' | 'connections' | 'idleTimeout' | 'heldRequestBytes';
 
 export interface ClientConnectionOptions {
   readonly settings: LocalSettings & { readonly maxConcurrentStreams: number };
@@ -198,7 +192,14 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     if (block.overLimit) {
       this.options.onLimit('headerListBytes');
       const message = `cri-proxy: request headers of ${block.listBytes} bytes exceed the limit of ${this.local.maxHeaderListBytes} (limits.maxHeaderListBytes)`;
-      for (const frame of headerFrames(this.encoder, id, statusFields(GrpcStatus.RESOURCE_EXHAUSTED, message, true), true, this.peer.maxFrameSize)) this.writeFrame(frame);
+      for (const frame of headerFrames(
+        this.encoder,
+        id,
+        statusFields(GrpcStatus.RESOURCE_EXHAUSTED, message, true),
+        true,
+        this.peer.maxFrameSize,
+      ))
+        this.writeFrame(frame);
       if (!endStream) this.writeFrame(rstStreamFrame(id, ErrorCode.NO_ERROR));
       this.remember(id);
       return;

@@ -87,7 +87,8 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     if (this.body !== undefined) return this.body.done;
     if (this.requestError !== undefined) return Promise.reject(this.requestError);
     if (this.cancelled) return Promise.reject(new ProxyError('CANCELLED', CANCELLED_OUTCOME.message));
-    if (this.mode === RequestMode.Pipe) return Promise.reject(new ProxyError('CHAIN_MISUSE', 'the request was read after it was forwarded'));
+    if (this.mode === RequestMode.Pipe)
+      return Promise.reject(new ProxyError('CHAIN_MISUSE', 'the request was read after it was forwarded'));
     this.mode = RequestMode.Hold;
     const body: Body = { parts: [], bytes: 0, done: Promise.resolve(EMPTY) };
     body.done = new Promise<Buffer>((resolve, reject) => {
@@ -111,7 +112,12 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     body.parts.push(data);
     body.bytes += data.length;
     if (!this.conn.holdBytes(data.length)) {
-      this.failRequest(new ProxyError('LIMIT_EXCEEDED', `cri-proxy: requests held for interceptors on this connection exceed ${this.conn.maxHeldBytes} bytes (limits.maxHeldRequestBytes)`));
+      this.failRequest(
+        new ProxyError(
+          'LIMIT_EXCEEDED',
+          `cri-proxy: requests held for interceptors on this connection exceed ${this.conn.maxHeldBytes} bytes (limits.maxHeldRequestBytes)`,
+        ),
+      );
     }
   }
 
@@ -167,7 +173,6 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   responseBody(): Buffer | undefined {
     return this.relay?.responseBody();
   }
-
 
   // ---- the proxy's own answers ----
   respond(answer: OwnAnswer): void {
@@ -258,7 +263,8 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
 /** Trailers as HTTP/2 allows them: no pseudo-headers. */
 function withoutPseudoHeaders(fields: readonly string[]): string[] {
   const out: string[] = [];
-  for (let i = 0; i < fields.length; i += 2) if (!(fields[i] as string).startsWith(':')) out.push(fields[i] as string, fields[i + 1] as string);
+  for (let i = 0; i < fields.length; i += 2)
+    if (!(fields[i] as string).startsWith(':')) out.push(fields[i] as string, fields[i + 1] as string);
   return out;
 }
 

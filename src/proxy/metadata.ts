@@ -20,14 +20,14 @@ export class Metadata {
     const values: string[] = [];
     if (key.startsWith(':')) return values;
     const fields = this.fields;
-    for (let i = 0; i < fields.length; i += 2) if (fields[i] === key) values.push((fields[i + 1] as string));
+    for (let i = 0; i < fields.length; i += 2) if (fields[i] === key) values.push(fields[i + 1] as string);
     return values;
   }
 
   keys(): string[] {
     const keys = new Set<string>();
     const fields = this.fields;
-    for (let i = 0; i < fields.length; i += 2) if (!(fields[i] as string).startsWith(':')) keys.add((fields[i] as string));
+    for (let i = 0; i < fields.length; i += 2) if (!(fields[i] as string).startsWith(':')) keys.add(fields[i] as string);
     return [...keys];
   }
 
@@ -35,7 +35,8 @@ export class Metadata {
   entries(): [string, string][] {
     const out: [string, string][] = [];
     const fields = this.fields;
-    for (let i = 0; i < fields.length; i += 2) if (!(fields[i] as string).startsWith(':')) out.push([(fields[i] as string), (fields[i + 1] as string)]);
+    for (let i = 0; i < fields.length; i += 2)
+      if (!(fields[i] as string).startsWith(':')) out.push([fields[i] as string, fields[i + 1] as string]);
     return out;
   }
 }
@@ -59,7 +60,8 @@ export class OutgoingMetadata {
   /** `fields` with every key set here replaced by its value (or appended). */
   applyTo(fields: readonly string[]): string[] {
     const out: string[] = [];
-    for (let i = 0; i < fields.length; i += 2) if (!this.values.has((fields[i] as string))) out.push((fields[i] as string), (fields[i + 1] as string));
+    for (let i = 0; i < fields.length; i += 2)
+      if (!this.values.has(fields[i] as string)) out.push(fields[i] as string, fields[i + 1] as string);
     for (const [key, value] of this.values) out.push(key, value);
     return out;
   }

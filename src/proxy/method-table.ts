@@ -69,12 +69,7 @@ const runtimeRows: readonly Row[] = [
   ],
   ['StopPodSandbox', 'm', sandbox],
   ['RemovePodSandbox', 'm', sandbox],
-  [
-    'PodSandboxStatus',
-    'p',
-    sandbox,
-    { sandboxId: 'status.id', ...pod('status.metadata'), runtimeHandler: 'status.runtime_handler' },
-  ],
+  ['PodSandboxStatus', 'p', sandbox, { sandboxId: 'status.id', ...pod('status.metadata'), runtimeHandler: 'status.runtime_handler' }],
   ['ListPodSandbox', 'p', sandboxFilter],
   ['StreamPodSandboxes', 'sp', sandboxFilter],
   ['UpdatePodSandboxResources', 'm', sandbox],
@@ -104,12 +99,7 @@ const runtimeRows: readonly Row[] = [
   ['RemoveContainer', 'm', container],
   ['ListContainers', 'p', containerFilter],
   ['StreamContainers', 'sp', containerFilter],
-  [
-    'ContainerStatus',
-    'p',
-    container,
-    { containerId: 'status.id', containerName: 'status.metadata.name', image: 'status.image.image' },
-  ],
+  ['ContainerStatus', 'p', container, { containerId: 'status.id', containerName: 'status.metadata.name', image: 'status.image.image' }],
   ['UpdateContainerResources', 'm', container],
   ['ReopenContainerLog', 'm', container],
 
@@ -118,12 +108,7 @@ const runtimeRows: readonly Row[] = [
   ['Attach', 'm', container],
   ['PortForward', 'm', sandbox],
 
-  [
-    'ContainerStats',
-    'p',
-    container,
-    { containerId: 'stats.attributes.id', containerName: 'stats.attributes.metadata.name' },
-  ],
+  ['ContainerStats', 'p', container, { containerId: 'stats.attributes.id', containerName: 'stats.attributes.metadata.name' }],
   ['ListContainerStats', 'p', containerFilter],
   ['StreamContainerStats', 'sp', containerFilter],
   ['PodSandboxStats', 'p', sandbox, { sandboxId: 'stats.attributes.id', ...pod('stats.attributes.metadata') }],

@@ -4,7 +4,7 @@ import type { OutgoingMetadata } from './metadata';
 /** The value of a pseudo-header (they come first in a header list). */
 export function pseudoHeader(fields: readonly string[], name: string): string | undefined {
   for (let i = 0; i < fields.length; i += 2) {
-    const field = (fields[i] as string);
+    const field = fields[i] as string;
     if (field === name) return fields[i + 1];
     if (field.charCodeAt(0) !== 0x3a) return undefined;
   }
@@ -32,7 +32,7 @@ export function malformedRequest(fields: readonly string[]): string | undefined 
   let path = false;
   let method = false;
   for (let i = 0; i < fields.length; i += 2) {
-    const name = (fields[i] as string);
+    const name = fields[i] as string;
     if (!FIELD_NAME.test(name)) return `invalid header name "${name}"`;
     if (hasControlCharacter(fields[i + 1] as string)) return `invalid value for header "${name}"`;
     if (name.charCodeAt(0) === 0x3a) {

@@ -137,12 +137,17 @@ export class ResponseRelay implements UpstreamHandler {
     const upstream = this.request.upstream;
     const code = failure.code === undefined ? 'none' : String(failure.code);
     if (!this.started) {
-      const why = failure.kind === 'refused' ? new Error('the runtime refused the call before processing it') : new Error(`stream reset (code ${code})`);
+      const why =
+        failure.kind === 'refused'
+          ? new Error('the runtime refused the call before processing it')
+          : new Error(`stream reset (code ${code})`);
       this.settleWith(outcomeOfError(upstream.unavailable(failure.error ?? why)));
       return;
     }
     const why = failure.error ? failure.error.message : `reset code ${code}`;
-    this.settleWith(outcomeOfError(new ProxyError('UPSTREAM_PROTOCOL', `cri-proxy: runtime "${upstream.name}" ended the call without a status (${why})`)));
+    this.settleWith(
+      outcomeOfError(new ProxyError('UPSTREAM_PROTOCOL', `cri-proxy: runtime "${upstream.name}" ended the call without a status (${why})`)),
+    );
   }
 
   private settleWithTrailers(fields: readonly string[]): void {

@@ -36,9 +36,23 @@ export function callRuntime(upstream: Upstream, path: string, request: Buffer, o
     const handler = new UnaryCollector(upstream, path, resolve, reject);
     const stream = conn.open(
       [
-        ':method', 'POST', ':scheme', 'http', ':path', path, ':authority', 'localhost',
-        'content-type', 'application/grpc', 'te', 'trailers',
-        'grpc-timeout', `${Math.max(1, Math.ceil(timeoutMs))}m`, 'user-agent', 'cri-proxy', ...metadata,
+        ':method',
+        'POST',
+        ':scheme',
+        'http',
+        ':path',
+        path,
+        ':authority',
+        'localhost',
+        'content-type',
+        'application/grpc',
+        'te',
+        'trailers',
+        'grpc-timeout',
+        `${Math.max(1, Math.ceil(timeoutMs))}m`,
+        'user-agent',
+        'cri-proxy',
+        ...metadata,
       ],
       handler,
     );
@@ -68,7 +82,10 @@ class UnaryCollector implements UpstreamHandler {
     this.conn = conn;
     this.stream = stream;
     if (this.done) return;
-    this.timer = setTimeout(() => this.fail(new ProxyError('DEADLINE_EXCEEDED', `${this.path} took longer than ${timeoutMs} ms`)), timeoutMs);
+    this.timer = setTimeout(
+      () => this.fail(new ProxyError('DEADLINE_EXCEEDED', `${this.path} took longer than ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     this.timer.unref();
   }
 
@@ -162,8 +179,22 @@ export function streamRuntime(
     const handler = new StreamCollector(upstream, onMessage, resolve);
     const stream = conn.open(
       [
-        ':method', 'POST', ':scheme', 'http', ':path', path, ':authority', 'localhost',
-        'content-type', 'application/grpc', 'te', 'trailers', ...timeout, 'user-agent', 'cri-proxy', ...(options.metadata ?? []),
+        ':method',
+        'POST',
+        ':scheme',
+        'http',
+        ':path',
+        path,
+        ':authority',
+        'localhost',
+        'content-type',
+        'application/grpc',
+        'te',
+        'trailers',
+        ...timeout,
+        'user-agent',
+        'cri-proxy',
+        ...(options.metadata ?? []),
       ],
       handler,
     );
@@ -218,7 +249,11 @@ class StreamCollector implements UpstreamHandler {
     } catch (err) {
       const size = err instanceof MessageTooLargeError ? err.size : 0;
       if (this.stream !== undefined && !this.stream.closed) this.conn?.cancel(this.stream);
-      this.finish({ code: GrpcStatus.RESOURCE_EXHAUSTED, message: `response message of ${size} bytes exceeds maxMessageBytes`, trailers: [] });
+      this.finish({
+        code: GrpcStatus.RESOURCE_EXHAUSTED,
+        message: `response message of ${size} bytes exceeds maxMessageBytes`,
+        trailers: [],
+      });
       return;
     }
     // The bytes are credited once the messages they completed have been taken.

@@ -120,7 +120,8 @@ export class RuntimeConnection extends Http2Connection<UpstreamStream> {
   protected onHeaders(streamId: number, endStream: boolean, block: HeaderBlock): void {
     const stream = this.streams.get(streamId);
     if (stream === undefined) {
-      if (this.isIdle(streamId) || streamId % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId} the proxy never opened`);
+      if (this.isIdle(streamId) || streamId % 2 === 0)
+        throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId} the proxy never opened`);
       return;
     }
     if (endStream) stream.remoteEnded = true;

@@ -207,10 +207,13 @@ export class ProxyServer {
   private startIdleSweep(): void {
     const idle = this.limits.idleTimeoutMs;
     if (idle <= 0) return;
-    this.idleSweep = setInterval(() => {
-      const cutoff = Date.now() - idle;
-      for (const c of this.connections) if (c.admitted && c.activeCalls === 0 && c.idleSince < cutoff) c.closeIdle('idleTimeout');
-    }, Math.min(1000, Math.max(10, idle / 4)));
+    this.idleSweep = setInterval(
+      () => {
+        const cutoff = Date.now() - idle;
+        for (const c of this.connections) if (c.admitted && c.activeCalls === 0 && c.idleSince < cutoff) c.closeIdle('idleTimeout');
+      },
+      Math.min(1000, Math.max(10, idle / 4)),
+    );
     this.idleSweep.unref();
   }
 

@@ -6,15 +6,7 @@ import type { Metadata, OutgoingMetadata } from './metadata';
 export type CallKind = 'unary' | 'server-stream';
 
 /** Identity fields interceptors ask for; where each lies differs per method (see method-table.ts). */
-export type CriField =
-  | 'sandboxId'
-  | 'podName'
-  | 'podNamespace'
-  | 'podUid'
-  | 'containerId'
-  | 'containerName'
-  | 'image'
-  | 'runtimeHandler';
+export type CriField = 'sandboxId' | 'podName' | 'podNamespace' | 'podUid' | 'containerId' | 'containerName' | 'image' | 'runtimeHandler';
 
 export type FieldPaths = Readonly<Partial<Record<CriField, string>>>;
 

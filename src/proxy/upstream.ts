@@ -66,11 +66,9 @@ export class Upstream {
 
   /** A clear UNAVAILABLE error for a call that could not reach the runtime. */
   unavailable(cause: unknown): ProxyError {
-    return new ProxyError(
-      'UPSTREAM_UNAVAILABLE',
-      `runtime "${this.name}" at ${this.address} is unavailable: ${errorMessage(cause)}`,
-      { cause },
-    );
+    return new ProxyError('UPSTREAM_UNAVAILABLE', `runtime "${this.name}" at ${this.address} is unavailable: ${errorMessage(cause)}`, {
+      cause,
+    });
   }
 
   close(): void {

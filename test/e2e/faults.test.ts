@@ -137,18 +137,26 @@ describe('faults during pod churn', () => {
     })();
     const churn = startChurn(via, { workers: 3, prefix: 'rk', image: env.busyboxImage, podLogDir: env.podLogDir, deadlineMs: DEADLINE_MS });
     try {
-      await waitUntil('the churn to complete pods', () => Promise.resolve(churn.completed >= 3), { timeoutMs: 60_000, process: proxy.process });
+      await waitUntil('the churn to complete pods', () => Promise.resolve(churn.completed >= 3), {
+        timeoutMs: 60_000,
+        process: proxy.process,
+      });
       const ctd = env.containerd('containerd');
       const killedAt = performance.now();
       await ctd.stop({ kill: true });
       const all = (): CallRecord[] => [...churn.calls, ...probes];
-      await waitUntil('a call through the proxy to fail', () => Promise.resolve(all().some((c) => c.endedAt > killedAt && c.code !== 0)), { timeoutMs: 10_000 });
+      await waitUntil('a call through the proxy to fail', () => Promise.resolve(all().some((c) => c.endedAt > killedAt && c.code !== 0)), {
+        timeoutMs: 10_000,
+      });
       const listening = socketListens(env.containerdSocket);
       const answered = runtimeAnswers(env.containerdSocket);
       await ctd.start();
       const [listensAt, answeredAt] = await Promise.all([listening, answered]);
       const completedThen = churn.completed;
-      await waitUntil('pods to complete again', () => Promise.resolve(churn.completed >= completedThen + 3), { timeoutMs: 60_000, process: proxy.process });
+      await waitUntil('pods to complete again', () => Promise.resolve(churn.completed >= completedThen + 3), {
+        timeoutMs: 60_000,
+        process: proxy.process,
+      });
       probing = false;
       await prober;
       await churn.stop();
@@ -166,11 +174,15 @@ describe('faults during pod churn', () => {
       const firstOk = Math.min(...calls.filter((c) => c.code === 0 && c.endedAt > answeredAt).map((c) => c.endedAt));
       expect(firstOk - answeredAt).toBeLessThanOrEqual(BOUND_MS);
       // …and none that starts later is refused for an unreachable runtime.
-      const lateRefusals = calls.filter((c) => c.startedAt > answeredAt + BOUND_MS && c.code === UNAVAILABLE && c.details.includes(env.containerdSocket));
+      const lateRefusals = calls.filter(
+        (c) => c.startedAt > answeredAt + BOUND_MS && c.code === UNAVAILABLE && c.details.includes(env.containerdSocket),
+      );
       expect(lateRefusals).toEqual([]);
       expectWithinDeadlines(calls);
       // No call lives on in the proxy once its client is done with it.
-      await waitUntil('no call in flight in the proxy', async () => (await metric(port, 'cri_proxy_calls_in_flight')) === 0, { timeoutMs: 10_000 });
+      await waitUntil('no call in flight in the proxy', async () => (await metric(port, 'cri_proxy_calls_in_flight')) === 0, {
+        timeoutMs: 10_000,
+      });
     } finally {
       probing = false;
       await prober;
@@ -187,14 +199,24 @@ describe('faults during pod churn', () => {
     const via = createCriClient(proxy.socketPath);
     const churn = startChurn(via, { workers: 3, prefix: 'pk', image: env.busyboxImage, podLogDir: env.podLogDir, deadlineMs: DEADLINE_MS });
     try {
-      await waitUntil('the churn to complete pods', () => Promise.resolve(churn.completed >= 3), { timeoutMs: 60_000, process: proxy.process });
+      await waitUntil('the churn to complete pods', () => Promise.resolve(churn.completed >= 3), {
+        timeoutMs: 60_000,
+        process: proxy.process,
+      });
       const killedAt = performance.now();
       process.kill(proxy.process.pid, 'SIGKILL');
       await proxy.process.exited;
-      await waitUntil('a call to fail while the proxy is down', () => Promise.resolve(churn.calls.some((c) => c.endedAt > killedAt && c.code !== 0)), { timeoutMs: 10_000 });
+      await waitUntil(
+        'a call to fail while the proxy is down',
+        () => Promise.resolve(churn.calls.some((c) => c.endedAt > killedAt && c.code !== 0)),
+        { timeoutMs: 10_000 },
+      );
       proxy = await proxyWithAudit('faults-proxy-kill', join(auditDir, 'audit.log'), port);
       const completedThen = churn.completed;
-      await waitUntil('pods to complete through the restarted proxy', () => Promise.resolve(churn.completed >= completedThen + 3), { timeoutMs: 60_000, process: proxy.process });
+      await waitUntil('pods to complete through the restarted proxy', () => Promise.resolve(churn.completed >= completedThen + 3), {
+        timeoutMs: 60_000,
+        process: proxy.process,
+      });
       await churn.stop();
       expectWithinDeadlines(churn.calls);
 
@@ -237,7 +259,12 @@ describe('faults during pod churn', () => {
       // Labels are recorded: about 1.5 KB each, so that a few records fill a page of the log.
       const labels = { 'example.com/note': 'x'.repeat(1500) };
       const pod = (name: string): Record<string, unknown> => ({
-        config: { metadata: { name, namespace: 'faults', uid: `${name}-uid`, attempt: 0 }, log_directory: join(env.podLogDir, name), labels, linux: {} },
+        config: {
+          metadata: { name, namespace: 'faults', uid: `${name}-uid`, attempt: 0 },
+          log_directory: join(env.podLogDir, name),
+          labels,
+          linux: {},
+        },
       });
       await via.call('RunPodSandbox', pod('disk-before'));
 

@@ -18,7 +18,12 @@ function sandboxConfig(env: E2eEnvironment, name: string): Record<string, unknow
 }
 
 /** Runs a pod with one busybox container running `command`; returns the ids. */
-async function runPod(cri: CriClient, env: E2eEnvironment, name: string, command: string[]): Promise<{ podId: string; containerId: string }> {
+async function runPod(
+  cri: CriClient,
+  env: E2eEnvironment,
+  name: string,
+  command: string[],
+): Promise<{ podId: string; containerId: string }> {
   const config = sandboxConfig(env, name);
   const podId = stringField(await cri.call('RunPodSandbox', { config }), 'pod_sandbox_id');
   const created = await cri.call('CreateContainer', {
@@ -60,8 +65,7 @@ describe('e2e harness (real containerd)', () => {
 
     // CRI log format: "<time> stdout F hello".
     const logFile = join(env.podLogDir, 'smoke', 'main.log');
-    const logged = (): Promise<boolean> =>
-      Promise.resolve(existsSync(logFile) && / stdout F hello$/m.test(readFileSync(logFile, 'utf8')));
+    const logged = (): Promise<boolean> => Promise.resolve(existsSync(logFile) && / stdout F hello$/m.test(readFileSync(logFile, 'utf8')));
     await waitUntil('container log', logged, { timeoutMs: 10_000 });
 
     const exec = await cri.call('ExecSync', { container_id: containerId, cmd: ['echo', 'hi'], timeout: 10 });

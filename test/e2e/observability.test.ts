@@ -57,7 +57,11 @@ afterAll(async () => {
 });
 
 test('starting a real pod yields a pod-start trace whose phases add up, and the histogram counts it once', async () => {
-  const config = { metadata: { name: 'traced', namespace: 'e2e', uid: 'traced-uid', attempt: 0 }, log_directory: join(env.podLogDir, 'traced'), linux: {} };
+  const config = {
+    metadata: { name: 'traced', namespace: 'e2e', uid: 'traced-uid', attempt: 0 },
+    log_directory: join(env.podLogDir, 'traced'),
+    linux: {},
+  };
   const podId = stringField(await via.call('RunPodSandbox', { config }), 'pod_sandbox_id');
   await via.call('PullImage', { image: { image: env.busyboxImage }, sandbox_config: config });
   for (const name of ['first', 'second']) {

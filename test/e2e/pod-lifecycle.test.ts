@@ -1,15 +1,7 @@
 /** Real pods through cri-proxy in front of a real containerd: every step of a pod's life, and errors. */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  bufferField,
-  createCriClient,
-  listField,
-  numberField,
-  stringField,
-  type CriClient,
-  type CriMessage,
-} from './harness/cri-client';
+import { bufferField, createCriClient, listField, numberField, stringField, type CriClient, type CriMessage } from './harness/cri-client';
 import { startEnvironment, type E2eEnvironment } from './harness/environment';
 import { execOverWebSocket } from './harness/exec-websocket';
 import { waitUntil } from './harness/processes';
@@ -79,7 +71,12 @@ describe('a pod through cri-proxy', () => {
     expect(stringField(version, 'runtime_name')).toBe('containerd');
     const status = await via.call('Status', {});
     const conditions = listField(status, 'status.conditions').map((c) => [stringField(c, 'type'), c['status']]);
-    expect(conditions).toEqual(expect.arrayContaining([['RuntimeReady', true], ['NetworkReady', true]]));
+    expect(conditions).toEqual(
+      expect.arrayContaining([
+        ['RuntimeReady', true],
+        ['NetworkReady', true],
+      ]),
+    );
   });
 
   test('PullImage from the local registry, then ImageStatus and ImageFsInfo', async () => {
@@ -107,9 +104,13 @@ describe('a pod through cri-proxy', () => {
     containerId = stringField(created, 'container_id');
     await via.call('StartContainer', { container_id: containerId });
     const logFile = join(env.podLogDir, 'life', 'main.log');
-    await waitUntil('container log', () => Promise.resolve(existsSync(logFile) && readFileSync(logFile, 'utf8').includes('hello from the pod')), {
-      timeoutMs: 10_000,
-    });
+    await waitUntil(
+      'container log',
+      () => Promise.resolve(existsSync(logFile) && readFileSync(logFile, 'utf8').includes('hello from the pod')),
+      {
+        timeoutMs: 10_000,
+      },
+    );
   });
 
   test('ExecSync returns stdout and the exit code', async () => {
@@ -158,7 +159,7 @@ describe('a pod through cri-proxy', () => {
     expect(listField(await via.call('ListPodSandbox', {}), 'items')).toEqual([]);
   });
 
-  test('GetContainerEvents streams a container\'s lifecycle through the proxy, or is refused exactly as containerd refuses it', async () => {
+  test("GetContainerEvents streams a container's lifecycle through the proxy, or is refused exactly as containerd refuses it", async () => {
     // Does containerd serve events at all? A refusal comes at once; a stream that is served ends at its deadline.
     const directOutcome = await failure(
       (async () => {
@@ -169,10 +170,14 @@ describe('a pod through cri-proxy', () => {
     const DEADLINE_EXCEEDED = 4;
     if (directOutcome.code !== DEADLINE_EXCEEDED) {
       // containerd 1.6 predates container events: the proxy must relay its refusal unchanged.
-      expect(await failure((async () => {
-        for await (const e of via.stream('GetContainerEvents', {})) return e;
-        return {};
-      })())).toEqual(directOutcome);
+      expect(
+        await failure(
+          (async () => {
+            for await (const e of via.stream('GetContainerEvents', {})) return e;
+            return {};
+          })(),
+        ),
+      ).toEqual(directOutcome);
       return;
     }
     const abort = new AbortController();
@@ -187,13 +192,19 @@ describe('a pod through cri-proxy', () => {
       for (let attempt = 0; attempt < 3 && !complete; attempt++) {
         const config = sandboxConfig(`events-${attempt}`);
         const pod = stringField(await via.call('RunPodSandbox', { config }), 'pod_sandbox_id');
-        const created = await via.call('CreateContainer', { pod_sandbox_id: pod, sandbox_config: config, config: containerConfig('c', ['true']) });
+        const created = await via.call('CreateContainer', {
+          pod_sandbox_id: pod,
+          sandbox_config: config,
+          config: containerConfig('c', ['true']),
+        });
         const id = stringField(created, 'container_id');
         await via.call('StartContainer', { container_id: id });
         await via.call('StopContainer', { container_id: id, timeout: 1 });
         const lifecycle = ['CONTAINER_CREATED_EVENT', 'CONTAINER_STARTED_EVENT', 'CONTAINER_STOPPED_EVENT'];
         // Missed entirely (the stream was not open yet): the next attempt will tell.
-        await waitUntil('the container\'s events', () => Promise.resolve(seen(id).includes('CONTAINER_STOPPED_EVENT')), { timeoutMs: 20_000 }).catch(() => undefined);
+        await waitUntil("the container's events", () => Promise.resolve(seen(id).includes('CONTAINER_STOPPED_EVENT')), {
+          timeoutMs: 20_000,
+        }).catch(() => undefined);
         complete = lifecycle.every((type) => seen(id).includes(type));
         await via.call('RemoveContainer', { container_id: id });
         await via.call('StopPodSandbox', { pod_sandbox_id: pod });
@@ -233,7 +244,11 @@ describe('pod churn through cri-proxy', () => {
           const name = `churn-${round}-${i}`;
           const config = sandboxConfig(name, { churn: 'yes' });
           const pod = stringField(await via.call('RunPodSandbox', { config }), 'pod_sandbox_id');
-          const created = await via.call('CreateContainer', { pod_sandbox_id: pod, sandbox_config: config, config: containerConfig('c', ['sleep', '3600']) });
+          const created = await via.call('CreateContainer', {
+            pod_sandbox_id: pod,
+            sandbox_config: config,
+            config: containerConfig('c', ['sleep', '3600']),
+          });
           const id = stringField(created, 'container_id');
           await via.call('StartContainer', { container_id: id });
           await via.call('StopContainer', { container_id: id, timeout: 1 });
@@ -249,9 +264,13 @@ describe('pod churn through cri-proxy', () => {
     await churn(2);
     expect(listField(await via.call('ListPodSandbox', {}), 'items')).toEqual([]);
     expect(listField(await via.call('ListContainers', {}), 'containers')).toEqual([]);
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(env.workDir) && /sandboxes|shm|rootfs/.test(l));
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(env.workDir) && /sandboxes|shm|rootfs/.test(l));
     expect(mounts).toEqual([]);
     // Two more rounds of 20 pods must not grow the proxy: memory returns to where it was after the first.
-    await waitUntil('proxy memory to settle', () => Promise.resolve(rssKiB(proxy.process.pid) < settled + 16 * 1024), { timeoutMs: 20_000 });
+    await waitUntil('proxy memory to settle', () => Promise.resolve(rssKiB(proxy.process.pid) < settled + 16 * 1024), {
+      timeoutMs: 20_000,
+    });
   });
 });

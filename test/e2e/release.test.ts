@@ -85,7 +85,9 @@ describe('the release tarball', () => {
     expect(nodeOnPath(release.pathWithoutNode)).toBe(false);
     const version = await runReleased(['--version']);
     expect(version).toMatchObject({ code: 0, stderr: '' });
-    expect(version.stdout).toMatch(new RegExp(`^cri-proxy ${packageVersion().replace(/\./g, '\\.')} \\(commit [0-9a-f]{12}(\\+dirty)?\\)\\n$`));
+    expect(version.stdout).toMatch(
+      new RegExp(`^cri-proxy ${packageVersion().replace(/\./g, '\\.')} \\(commit [0-9a-f]{12}(\\+dirty)?\\)\\n$`),
+    );
     const info = JSON.parse(readFileSync(join(release.dir, 'build-info.json'), 'utf8')) as { commit: string };
     expect(version.stdout).toContain(info.commit);
 
@@ -103,10 +105,12 @@ describe('the release tarball', () => {
         'interceptors: [{ name: images, type: image-policy, config: { rulesFile: etc/cri-proxy/policies/image-policy-rules.yaml } }]\n',
     );
     const check = await runReleased(['policy', 'check', '--config', withPolicy, 'busybox', 'registry.k8s.io/pause:3.9']);
-    expect(check.stdout.trim().split('\n').map((line) => line.split(' ').slice(0, 2).join(' '))).toEqual([
-      'deny docker.io/library/busybox:latest',
-      'allow registry.k8s.io/pause:3.9',
-    ]);
+    expect(
+      check.stdout
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' ').slice(0, 2).join(' ')),
+    ).toEqual(['deny docker.io/library/busybox:latest', 'allow registry.k8s.io/pause:3.9']);
   });
 });
 
@@ -180,7 +184,11 @@ describe('the released executable in front of a real containerd', () => {
     });
     cri = createCriClient(socketPath);
     expect(stringField(await cri.call('Version', { version: 'v1' }), 'runtime_name')).toBe('containerd');
-    const config = { metadata: { name: 'released', namespace: 'e2e', uid: 'released-uid', attempt: 0 }, log_directory: join(env.podLogDir, 'released'), linux: {} };
+    const config = {
+      metadata: { name: 'released', namespace: 'e2e', uid: 'released-uid', attempt: 0 },
+      log_directory: join(env.podLogDir, 'released'),
+      linux: {},
+    };
     const podId = stringField(await cri.call('RunPodSandbox', { config }), 'pod_sandbox_id');
     await cri.call('PullImage', { image: { image: env.busyboxImage }, sandbox_config: config });
     const created = await cri.call('CreateContainer', {
@@ -195,9 +203,13 @@ describe('the released executable in front of a real containerd', () => {
     expect(numberField(exec, 'exit_code')).toBe(0);
     // The image policy's refusal, built by the proxy itself.
     await expect(cri.call('PullImage', { image: { image: 'docker.io/library/nginx:1' } })).rejects.toMatchObject({ code: 7 });
-    await waitUntil('the pod-start trace to reach the collector', () => Promise.resolve(receiver.spans.some((s) => s.name === 'pod start')), {
-      timeoutMs: 30_000,
-    });
+    await waitUntil(
+      'the pod-start trace to reach the collector',
+      () => Promise.resolve(receiver.spans.some((s) => s.name === 'pod start')),
+      {
+        timeoutMs: 30_000,
+      },
+    );
     // The other exporter, over gRPC, loads from the bundle too; its batch goes out within seconds.
     await waitUntil('a span export over OTLP/gRPC', () => Promise.resolve(grpcReceiver.exports() > 0), { timeoutMs: 30_000 });
     const auditLog = readFileSync(join(env.workDir, 'audit', 'audit.log'), 'utf8');
@@ -211,9 +223,16 @@ describe('the released executable in front of a real containerd', () => {
   test('on a socket passed in, a restart fails none of the calls made across it', async () => {
     const socketPath = env.socketPath('activated');
     const configPath = writeConfig('activated', env.socketPath('unused'));
-    const parent = await SocketActivation.create(socketPath, join(env.logDir, 'activated.log'), 'cri-proxy', release.executable, ['--config', configPath], {
-      PATH: release.pathWithoutNode,
-    });
+    const parent = await SocketActivation.create(
+      socketPath,
+      join(env.logDir, 'activated.log'),
+      'cri-proxy',
+      release.executable,
+      ['--config', configPath],
+      {
+        PATH: release.pathWithoutNode,
+      },
+    );
     activation = parent;
     const first = await parent.start();
     await waitForUnixSocket(socketPath);

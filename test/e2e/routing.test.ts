@@ -86,7 +86,8 @@ const sandboxConfig = (pod: Pod): Record<string, unknown> => ({
 
 const ids = (items: CriMessage[], key = 'id'): string[] => items.map((i) => stringField(i, key));
 const byId = (items: CriMessage[]): CriMessage[] => [...items].sort((a, b) => stringField(a, 'id').localeCompare(stringField(b, 'id')));
-const expectedOn = (backend: Backend, what: 'podId' | 'containerId'): string[] => pods.filter((p) => p.backend === backend).map((p) => p[what]);
+const expectedOn = (backend: Backend, what: 'podId' | 'containerId'): string[] =>
+  pods.filter((p) => p.backend === backend).map((p) => p[what]);
 
 async function failure(call: Promise<CriMessage>): Promise<{ code: number; details: string }> {
   try {
@@ -107,14 +108,22 @@ test('pods land on the runtime the rules pick, as each runtime’s own socket an
     const created = await via.call('CreateContainer', {
       pod_sandbox_id: pod.podId,
       sandbox_config: config,
-      config: { metadata: { name: 'main', attempt: 0 }, image: { image: env.busyboxImage }, command: ['sh', '-c', `echo hello from ${pod.name}; sleep 3600`], log_path: 'main.log', linux: {} },
+      config: {
+        metadata: { name: 'main', attempt: 0 },
+        image: { image: env.busyboxImage },
+        command: ['sh', '-c', `echo hello from ${pod.name}; sleep 3600`],
+        log_path: 'main.log',
+        linux: {},
+      },
     });
     pod.containerId = stringField(created, 'container_id');
     await via.call('StartContainer', { container_id: pod.containerId });
   }
   for (const backend of ['runc', 'crun'] as const) {
     expect(ids(listField(await direct[backend].call('ListPodSandbox', {}), 'items')).sort()).toEqual(expectedOn(backend, 'podId').sort());
-    expect(ids(listField(await direct[backend].call('ListContainers', {}), 'containers')).sort()).toEqual(expectedOn(backend, 'containerId').sort());
+    expect(ids(listField(await direct[backend].call('ListContainers', {}), 'containers')).sort()).toEqual(
+      expectedOn(backend, 'containerId').sort(),
+    );
     const image = await direct[backend].call('ImageStatus', { image: { image: env.busyboxImage } });
     expect(stringField(image, 'image.id')).toMatch(/^sha256:/);
     // The OCI runtime that ran each: runc on one containerd, crun on the other, nothing the other way round.
@@ -134,13 +143,20 @@ test('exec and logs work on both runtimes through the proxy', async () => {
   for (const pod of pods) {
     const exec = await via.call('ExecSync', { container_id: pod.containerId, cmd: ['sh', '-c', `echo on ${pod.backend}`], timeout: 10 });
     expect([numberField(exec, 'exit_code'), bufferField(exec, 'stdout').toString()]).toEqual([0, `on ${pod.backend}\n`]);
-    const url = stringField(await via.call('Exec', { container_id: pod.containerId, cmd: ['sh', '-c', 'echo streamed'], stdout: true, stderr: true }), 'url');
+    const url = stringField(
+      await via.call('Exec', { container_id: pod.containerId, cmd: ['sh', '-c', 'echo streamed'], stdout: true, stderr: true }),
+      'url',
+    );
     const streamed = await execOverWebSocket(url);
     expect([streamed.stdout, streamed.status]).toEqual(['streamed\n', expect.stringContaining('Success')]);
     const logFile = join(env.podLogDir, pod.name, 'main.log');
-    await waitUntil(`${pod.name}'s log`, () => Promise.resolve(existsSync(logFile) && readFileSync(logFile, 'utf8').includes(`hello from ${pod.name}`)), {
-      timeoutMs: 20_000,
-    });
+    await waitUntil(
+      `${pod.name}'s log`,
+      () => Promise.resolve(existsSync(logFile) && readFileSync(logFile, 'utf8').includes(`hello from ${pod.name}`)),
+      {
+        timeoutMs: 20_000,
+      },
+    );
     await via.call('ReopenContainerLog', { container_id: pod.containerId });
     const stats = await via.call('ContainerStats', { container_id: pod.containerId });
     expect(stringField(stats, 'stats.attributes.id')).toBe(pod.containerId);
@@ -148,7 +164,10 @@ test('exec and logs work on both runtimes through the proxy', async () => {
 });
 
 test('merged lists are the union of what each runtime lists on its own socket', async () => {
-  for (const [method, field] of [['ListPodSandbox', 'items'], ['ListContainers', 'containers']] as const) {
+  for (const [method, field] of [
+    ['ListPodSandbox', 'items'],
+    ['ListContainers', 'containers'],
+  ] as const) {
     // Each containerd lists in no fixed order of its own, so both sides are compared sorted by ID.
     const merged = byId(listField(await via.call(method, {}), field));
     const own = byId([...listField(await direct.runc.call(method, {}), field), ...listField(await direct.crun.call(method, {}), field)]);
@@ -157,7 +176,10 @@ test('merged lists are the union of what each runtime lists on its own socket', 
   const filtered = await via.call('ListContainers', { filter: { pod_sandbox_id: pods[2]?.podId } });
   expect(ids(listField(filtered, 'containers'))).toEqual([pods[2]?.containerId]);
   const images = ids(listField(await via.call('ListImages', {}), 'images'));
-  const ownImages = [...ids(listField(await direct.runc.call('ListImages', {}), 'images')), ...ids(listField(await direct.crun.call('ListImages', {}), 'images'))];
+  const ownImages = [
+    ...ids(listField(await direct.runc.call('ListImages', {}), 'images')),
+    ...ids(listField(await direct.crun.call('ListImages', {}), 'images')),
+  ];
   expect(images.sort()).toEqual([...new Set(ownImages)].sort());
   const statIds = async (client: CriClient): Promise<string[]> =>
     listField(await client.call('ListContainerStats', {}), 'stats').map((s) => stringField(s, 'attributes.id'));
@@ -168,7 +190,12 @@ test('merged lists are the union of what each runtime lists on its own socket', 
 
   expect(await via.call('Version', {})).toEqual(await direct.runc.call('Version', {}));
   const conditions = listField(await via.call('Status', {}), 'status.conditions').map((c) => [stringField(c, 'type'), c['status']]);
-  expect(conditions).toEqual(expect.arrayContaining([['RuntimeReady', true], ['NetworkReady', true]]));
+  expect(conditions).toEqual(
+    expect.arrayContaining([
+      ['RuntimeReady', true],
+      ['NetworkReady', true],
+    ]),
+  );
 });
 
 test('a proxy restart keeps every route: the new process rebuilds them from both runtimes’ lists', async () => {
@@ -194,7 +221,11 @@ test('a runtime killed fails merged lists with UNAVAILABLE naming it; the other�
   for (const method of ['ListPodSandbox', 'ListContainers', 'ListImages']) {
     const failed = await failure(via.call(method, {}));
     expect(failed.code).toBe(14);
-    expect(failed.details).toMatch(new RegExp(`^cri-proxy: ${method} needs every backend; backend "crun" failed: UNAVAILABLE: runtime "crun" at unix://${instances.crun.socket}`));
+    expect(failed.details).toMatch(
+      new RegExp(
+        `^cri-proxy: ${method} needs every backend; backend "crun" failed: UNAVAILABLE: runtime "crun" at unix://${instances.crun.socket}`,
+      ),
+    );
   }
   const onRunc = pods[0] as Pod;
   const exec = await via.call('ExecSync', { container_id: onRunc.containerId, cmd: ['echo', 'still here'], timeout: 10 });

@@ -67,7 +67,11 @@ describe('image policy and audit through cri-proxy', () => {
     const podId = stringField(await via.call('RunPodSandbox', { config }), 'pod_sandbox_id');
     for (const image of [env.busyboxImage, imageId]) {
       const refused = await via
-        .call('CreateContainer', { pod_sandbox_id: podId, sandbox_config: config, config: { metadata: { name: 'c' }, image: { image }, command: ['true'] } })
+        .call('CreateContainer', {
+          pod_sandbox_id: podId,
+          sandbox_config: config,
+          config: { metadata: { name: 'c' }, image: { image }, command: ['true'] },
+        })
         .then(
           () => undefined,
           (err: unknown) => err as { code: number; details: string },
@@ -85,7 +89,12 @@ describe('image policy and audit through cri-proxy', () => {
     const created = await via.call('CreateContainer', {
       pod_sandbox_id: podId,
       sandbox_config: config,
-      config: { metadata: { name: 'c' }, image: { image: imageId }, command: ['sleep', '60'], envs: [{ key: 'API_TOKEN', value: Buffer.from('sentinel-e2e-secret') }] },
+      config: {
+        metadata: { name: 'c' },
+        image: { image: imageId },
+        command: ['sleep', '60'],
+        envs: [{ key: 'API_TOKEN', value: Buffer.from('sentinel-e2e-secret') }],
+      },
     });
     const containerId = stringField(created, 'container_id');
     await via.call('StartContainer', { container_id: containerId });

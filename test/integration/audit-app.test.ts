@@ -14,13 +14,16 @@ import { RawClient, makeTempDir } from '../support/proxy-harness';
 const START = '/runtime.v1.RuntimeService/StartContainer';
 
 function configFor(dir: string, runtime: FakeRuntime, audit: Record<string, unknown>): ProxyConfig {
-  const result = validateProxyConfig({
-    listen: `unix://${path.join(dir, 'proxy.sock')}`,
-    http: { listen: '' },
-    shutdownGraceSeconds: 0,
-    backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
-    interceptors: [{ name: 'audit', type: 'audit', config: { path: path.join(dir, 'audit.log'), ...audit } }],
-  }, builtinTypes());
+  const result = validateProxyConfig(
+    {
+      listen: `unix://${path.join(dir, 'proxy.sock')}`,
+      http: { listen: '' },
+      shutdownGraceSeconds: 0,
+      backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
+      interceptors: [{ name: 'audit', type: 'audit', config: { path: path.join(dir, 'audit.log'), ...audit } }],
+    },
+    builtinTypes(),
+  );
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
   return result.config;
 }

@@ -69,10 +69,19 @@ test('SIGKILL mid-write: verify locates the torn record; a new writer continues 
 
   const afterCrash = await verifyCli(path);
   expect(afterCrash.code).toBe(1);
-  expect(afterCrash.out).toContain(`TRUNCATED: ${path}:6: an incomplete record (seq 6) of ${bytes.length - torn.offset} bytes at byte offset ${torn.offset} at the end of the file`);
+  expect(afterCrash.out).toContain(
+    `TRUNCATED: ${path}:6: an incomplete record (seq 6) of ${bytes.length - torn.offset} bytes at byte offset ${torn.offset} at the end of the file`,
+  );
   expect(await verifyAuditFiles([path])).toMatchObject({ records: 5, lastSeq: 5 });
 
-  const writer = new AuditWriter(path, { fsync: 'record', fsyncIntervalMs: 1000, queueSize: 10, whenFull: 'block', maxBytes: 1 << 30, keep: 3 });
+  const writer = new AuditWriter(path, {
+    fsync: 'record',
+    fsyncIntervalMs: 1000,
+    queueSize: 10,
+    whenFull: 'block',
+    maxBytes: 1 << 30,
+    keep: 3,
+  });
   expect(writer.head.seq).toBe(5);
   await writer.append({ method: 'StartContainer', after: 'restart' });
   await writer.append({ method: 'StopContainer', after: 'restart' });

@@ -57,7 +57,10 @@ async function start(
     dir,
     path,
     registry,
-    lines: () => readFileSync(path, 'utf8').split('\n').filter((l) => l !== ''),
+    lines: () =>
+      readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((l) => l !== ''),
     close: async () => {
       await proxy.close();
       await audit.close?.();
@@ -72,7 +75,6 @@ async function counted(registry: Registry, name: string, labels: Record<string, 
   return metric?.values.find((v) => Object.entries(wanted).every(([k, value]) => v.labels[k] === value))?.value ?? 0;
 }
 
-
 const settled = <T>(p: Promise<T>): { done: () => boolean } => {
   let done = false;
   void p.then(() => (done = true));
@@ -86,12 +88,26 @@ test('SENTINEL: secrets reach neither the audit log nor any log line', async () 
   h = await start({ redact: { annotationKeys: ['example.com/db-*'], labelKeys: ['example.com/owner-*'] } }, log);
   h.proxy.runtime.on('PullImage', { respond: encodeMessage('runtime.v1.PullImageResponse', { image_ref: 'sha256:1' }) });
   h.proxy.runtime.on('Exec', { respond: encodeMessage('runtime.v1.ExecResponse', { url: `http://127.0.0.1:10010/exec/${SENTINEL}` }) });
-  const auth = { username: SENTINEL, password: SENTINEL, auth: SENTINEL, identity_token: SENTINEL, registry_token: SENTINEL, server_address: 'registry.example' };
-  const annotations = { 'example.com/db-password': SENTINEL, 'kubectl.kubernetes.io/last-applied-configuration': `{"env":"${SENTINEL}"}`, 'example.com/team': 'shop' };
+  const auth = {
+    username: SENTINEL,
+    password: SENTINEL,
+    auth: SENTINEL,
+    identity_token: SENTINEL,
+    registry_token: SENTINEL,
+    server_address: 'registry.example',
+  };
+  const annotations = {
+    'example.com/db-password': SENTINEL,
+    'kubectl.kubernetes.io/last-applied-configuration': `{"env":"${SENTINEL}"}`,
+    'example.com/team': 'shop',
+  };
   const labels = { 'example.com/owner-email': SENTINEL, app: 'web' };
   const sandbox = { metadata: { name: 'web-0', namespace: 'shop', uid: 'u1' }, labels, annotations };
   const calls: [string, Buffer][] = [
-    [`${IMG}/PullImage`, encodeMessage('runtime.v1.PullImageRequest', { image: { image: 'registry.example/app:1' }, auth, sandbox_config: sandbox })],
+    [
+      `${IMG}/PullImage`,
+      encodeMessage('runtime.v1.PullImageRequest', { image: { image: 'registry.example/app:1' }, auth, sandbox_config: sandbox }),
+    ],
     [`${RT}/RunPodSandbox`, encodeMessage('runtime.v1.RunPodSandboxRequest', { config: sandbox })],
     [
       `${RT}/CreateContainer`,
@@ -115,10 +131,17 @@ test('SENTINEL: secrets reach neither the audit log nor any log line', async () 
   for (const [path, request] of calls) expect((await h.client.unary(path, request)).status.code).toBe(grpc.status.OK);
 
   const records = h.lines();
-  expect(records.map((l) => (JSON.parse(l) as { method: string }).method)).toEqual(['PullImage', 'RunPodSandbox', 'CreateContainer', 'Exec']);
+  expect(records.map((l) => (JSON.parse(l) as { method: string }).method)).toEqual([
+    'PullImage',
+    'RunPodSandbox',
+    'CreateContainer',
+    'Exec',
+  ]);
   // The secrets did travel: the runtime got them byte for byte.
   expect(h.proxy.runtime.lastCall('PullImage')?.requestBytes.includes(SENTINEL)).toBe(true);
-  const everything = readdirSync(h.dir).map((f) => readFileSync(join(h?.dir ?? '', f), 'utf8')).join('\n');
+  const everything = readdirSync(h.dir)
+    .map((f) => readFileSync(join(h?.dir ?? '', f), 'utf8'))
+    .join('\n');
   expect(everything).not.toContain(SENTINEL);
   expect(logLines.length).toBeGreaterThan(0);
   expect(logLines.filter((l) => l.includes(SENTINEL))).toEqual([]);
@@ -180,7 +203,13 @@ test('whenFull: drop — calls over the limit go through unrecorded and are coun
 test('whenFull: block with writeTimeoutMs — a call held past it fails UNAVAILABLE, counted; a read alongside is served', async () => {
   const gate = gatedIo();
   const scheduler = new ManualScheduler();
-  h = await start({ queueSize: 1, whenFull: 'block', writeTimeoutMs: 2000, headLogIntervalMs: 0 }, silentLogger, gate.io, 'failClosed', scheduler);
+  h = await start(
+    { queueSize: 1, whenFull: 'block', writeTimeoutMs: 2000, headLogIntervalMs: 0 },
+    silentLogger,
+    gate.io,
+    'failClosed',
+    scheduler,
+  );
   const first = h.client.unary(`${RT}/StartContainer`, start1('a'));
   await waitFor(() => gate.writes() === 1);
   const second = h.client.unary(`${RT}/StartContainer`, start1('b'));
@@ -208,7 +237,10 @@ test('a RunPodSandbox body that does not decode is refused INVALID_ARGUMENT befo
   expect(result.status.code).toBe(grpc.status.INVALID_ARGUMENT);
   expect(h.proxy.runtime.calls.filter((c) => c.name === 'RunPodSandbox')).toEqual([]);
   const [record] = h.lines().map((l) => JSON.parse(l) as Record<string, unknown>);
-  expect(record).toMatchObject({ method: 'RunPodSandbox', outcome: { code: grpc.status.INVALID_ARGUMENT, status: 'INVALID_ARGUMENT', fromProxy: true } });
+  expect(record).toMatchObject({
+    method: 'RunPodSandbox',
+    outcome: { code: grpc.status.INVALID_ARGUMENT, status: 'INVALID_ARGUMENT', fromProxy: true },
+  });
   expect(typeof record?.requestError).toBe('string');
   // A read that does not decode is not the proxy's to judge: it goes on to the runtime.
   h.proxy.runtime.on('ListContainers', { respond: Buffer.alloc(0) });
@@ -231,7 +263,9 @@ describe('a failed write', () => {
     // AUDIT_WRITE_FAILED: the node cannot record changes right now.
     expect(result.status.code).toBe(grpc.status.UNAVAILABLE);
     expect(result.status.details).toBe('cri-proxy: audit log write failed: EIO: i/o error, write');
-    expect(h.proxy.faults.map((f) => [f.entry, f.error instanceof ProxyError ? f.error.code : undefined])).toEqual([['audit', 'AUDIT_WRITE_FAILED']]);
+    expect(h.proxy.faults.map((f) => [f.entry, f.error instanceof ProxyError ? f.error.code : undefined])).toEqual([
+      ['audit', 'AUDIT_WRITE_FAILED'],
+    ]);
     expect(await counted(h.registry, 'cri_proxy_audit_write_errors_total')).toBe(1);
     expect(await counted(h.registry, 'cri_proxy_audit_records_total')).toBe(0);
     failing = false;

@@ -135,10 +135,22 @@ describe('audit interceptor', () => {
     h.proxy.runtime.on('PullImage', { respond: encodeMessage('runtime.v1.PullImageResponse', { image_ref: 'sha256:abc' }) });
     h.proxy.runtime.on('RunPodSandbox', { respond: encodeMessage('runtime.v1.RunPodSandboxResponse', { pod_sandbox_id: 'sb-9' }) });
     h.proxy.runtime.on('StopContainer', { fail: { code: grpc.status.NOT_FOUND, message: 'no such container' } });
-    await h.client.unary(`${IMG}/PullImage`, encodeMessage('runtime.v1.PullImageRequest', { image: { image: 'nginx:1.27' }, sandbox_config: sandboxConfig }));
-    await h.client.unary(`${RT}/ExecSync`, encodeMessage('runtime.v1.ExecSyncRequest', { container_id: 'c-1', cmd: ['sh', '-c', 'id'], timeout: 10 }));
-    await h.client.unary(`${RT}/RunPodSandbox`, encodeMessage('runtime.v1.RunPodSandboxRequest', { config: sandboxConfig, runtime_handler: 'runc' }));
-    const stop = await h.client.unary(`${RT}/StopContainer`, encodeMessage('runtime.v1.StopContainerRequest', { container_id: 'c-7', timeout: 30 }));
+    await h.client.unary(
+      `${IMG}/PullImage`,
+      encodeMessage('runtime.v1.PullImageRequest', { image: { image: 'nginx:1.27' }, sandbox_config: sandboxConfig }),
+    );
+    await h.client.unary(
+      `${RT}/ExecSync`,
+      encodeMessage('runtime.v1.ExecSyncRequest', { container_id: 'c-1', cmd: ['sh', '-c', 'id'], timeout: 10 }),
+    );
+    await h.client.unary(
+      `${RT}/RunPodSandbox`,
+      encodeMessage('runtime.v1.RunPodSandboxRequest', { config: sandboxConfig, runtime_handler: 'runc' }),
+    );
+    const stop = await h.client.unary(
+      `${RT}/StopContainer`,
+      encodeMessage('runtime.v1.StopContainerRequest', { container_id: 'c-7', timeout: 30 }),
+    );
     expect(stop.status.code).toBe(grpc.status.NOT_FOUND);
     const records = h.records();
     expect(records.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
@@ -190,7 +202,12 @@ describe('audit interceptor', () => {
     await waitFor(() => h.proxy.runtime.calls.some((c) => c.name === 'StopContainer'));
     await h.client.unary(`${RT}/RemoveContainer`, encodeMessage('runtime.v1.RemoveContainerRequest', { container_id: 'quick' }));
     await slow;
-    expect(h.records().slice(-2).map((r) => r.method)).toEqual(['RemoveContainer', 'StopContainer']);
+    expect(
+      h
+        .records()
+        .slice(-2)
+        .map((r) => r.method),
+    ).toEqual(['RemoveContainer', 'StopContainer']);
     expect((await verifyAuditFiles([h.path])).ok).toBe(true);
   });
 
@@ -211,7 +228,10 @@ describe('audit interceptor', () => {
       },
     };
     h = await start({ after: [policy] });
-    const result = await h.client.unary(`${IMG}/PullImage`, encodeMessage('runtime.v1.PullImageRequest', { image: { image: 'nginx:latest' } }));
+    const result = await h.client.unary(
+      `${IMG}/PullImage`,
+      encodeMessage('runtime.v1.PullImageRequest', { image: { image: 'nginx:latest' } }),
+    );
     expect(result.status.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(h.records()[0]).toMatchObject({ method: 'PullImage', policy: decision, outcome: { code: 7, message: 'image denied' } });
   });

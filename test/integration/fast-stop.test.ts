@@ -42,7 +42,15 @@ async function blackHole(): Promise<{ port: number; connections: () => number; c
 function writeTracingConfig(dir: string, runtimeSocket: string, entry: readonly string[]): { socket: string; config: string } {
   const socket = path.join(dir, 'proxy.sock');
   const config = path.join(dir, 'config.yaml');
-  const head = [`listen: unix://${socket}`, 'logLevel: warn', 'http:', '  listen: ""', 'backends:', '  - name: fake', `    endpoint: unix://${runtimeSocket}`];
+  const head = [
+    `listen: unix://${socket}`,
+    'logLevel: warn',
+    'http:',
+    '  listen: ""',
+    'backends:',
+    '  - name: fake',
+    `    endpoint: unix://${runtimeSocket}`,
+  ];
   fs.writeFileSync(config, [...head, 'interceptors:', '  - name: tracing', '    type: tracing', ...entry].join('\n'));
   return { socket, config };
 }

@@ -9,7 +9,6 @@ const MIB = 1024 * 1024;
 const SMALL = { streamWindowBytes: 65_535, connectionWindowBytes: 65_535 };
 const SMALL_UPSTREAM = { streamWindow: 65_535, connectionWindow: 65_535 };
 
-
 describe('flow control end to end', () => {
   let proxy: TestProxy;
   afterEach(async () => {
@@ -86,8 +85,20 @@ describe('clients that wait for the server first', () => {
           Flag.END_HEADERS,
           id,
           raw.headerBlock([
-            ':method', 'POST', ':scheme', 'http', ':path', '/runtime.v1.RuntimeService/Version',
-            ':authority', proxy.socketPath, 'content-type', 'application/grpc', 'user-agent', 'grpc-go/1.59.0', 'te', 'trailers',
+            ':method',
+            'POST',
+            ':scheme',
+            'http',
+            ':path',
+            '/runtime.v1.RuntimeService/Version',
+            ':authority',
+            proxy.socketPath,
+            'content-type',
+            'application/grpc',
+            'user-agent',
+            'grpc-go/1.59.0',
+            'te',
+            'trailers',
           ]),
         ),
         raw.message(id, request),

@@ -40,22 +40,46 @@ describe('HTTP/2 protocol errors from a client', () => {
     ['DATA on stream 0', (c) => [c.frame(FrameType.DATA, 0, 0, Buffer.from('x'))], ErrorCode.PROTOCOL_ERROR],
     ['DATA on a stream never opened', (c) => [c.frame(FrameType.DATA, 0, 7, Buffer.from('x'))], ErrorCode.PROTOCOL_ERROR],
     ['HEADERS with an even stream id', (c) => [c.requestHeaders(2, VERSION)], ErrorCode.PROTOCOL_ERROR],
-    ['a stream id lower than one already used', (c) => [c.requestHeaders(5, VERSION), c.requestHeaders(3, VERSION)], ErrorCode.PROTOCOL_ERROR],
-    ['CONTINUATION without HEADERS', (c) => [c.frame(FrameType.CONTINUATION, Flag.END_HEADERS, 1, Buffer.alloc(0))], ErrorCode.PROTOCOL_ERROR],
+    [
+      'a stream id lower than one already used',
+      (c) => [c.requestHeaders(5, VERSION), c.requestHeaders(3, VERSION)],
+      ErrorCode.PROTOCOL_ERROR,
+    ],
+    [
+      'CONTINUATION without HEADERS',
+      (c) => [c.frame(FrameType.CONTINUATION, Flag.END_HEADERS, 1, Buffer.alloc(0))],
+      ErrorCode.PROTOCOL_ERROR,
+    ],
     [
       'a header block interrupted by another frame',
       (c) => [c.requestHeaders(1, VERSION, [], 0), c.frame(FrameType.PING, 0, 0, Buffer.alloc(8))],
       ErrorCode.PROTOCOL_ERROR,
     ],
-    ['a frame larger than the maximum frame size', (c) => [c.frame(FrameType.DATA, 0, 1, Buffer.alloc(20_000))], ErrorCode.FRAME_SIZE_ERROR],
-    ['SETTINGS with a payload not a multiple of 6', (c) => [c.frame(FrameType.SETTINGS, 0, 0, Buffer.alloc(5))], ErrorCode.FRAME_SIZE_ERROR],
+    [
+      'a frame larger than the maximum frame size',
+      (c) => [c.frame(FrameType.DATA, 0, 1, Buffer.alloc(20_000))],
+      ErrorCode.FRAME_SIZE_ERROR,
+    ],
+    [
+      'SETTINGS with a payload not a multiple of 6',
+      (c) => [c.frame(FrameType.SETTINGS, 0, 0, Buffer.alloc(5))],
+      ErrorCode.FRAME_SIZE_ERROR,
+    ],
     ['SETTINGS on a stream', (c) => [c.frame(FrameType.SETTINGS, 0, 1, Buffer.alloc(0))], ErrorCode.PROTOCOL_ERROR],
     ['PING of the wrong size', (c) => [c.frame(FrameType.PING, 0, 0, Buffer.alloc(7))], ErrorCode.FRAME_SIZE_ERROR],
-    ['PUSH_PROMISE from a client', (c) => [c.frame(FrameType.PUSH_PROMISE, Flag.END_HEADERS, 1, Buffer.alloc(4))], ErrorCode.PROTOCOL_ERROR],
+    [
+      'PUSH_PROMISE from a client',
+      (c) => [c.frame(FrameType.PUSH_PROMISE, Flag.END_HEADERS, 1, Buffer.alloc(4))],
+      ErrorCode.PROTOCOL_ERROR,
+    ],
     ['WINDOW_UPDATE of 0 on the connection', (c) => [c.frame(FrameType.WINDOW_UPDATE, 0, 0, u32(0))], ErrorCode.PROTOCOL_ERROR],
     ['a connection window overflow', (c) => [c.frame(FrameType.WINDOW_UPDATE, 0, 0, u32(MAX_WINDOW))], ErrorCode.FLOW_CONTROL_ERROR],
     ['RST_STREAM on a stream never opened', (c) => [c.frame(FrameType.RST_STREAM, 0, 9, u32(ErrorCode.CANCEL))], ErrorCode.PROTOCOL_ERROR],
-    ['a header block that does not decode', (c) => [c.frame(FrameType.HEADERS, Flag.END_HEADERS, 1, Buffer.from([0x80]))], ErrorCode.COMPRESSION_ERROR],
+    [
+      'a header block that does not decode',
+      (c) => [c.frame(FrameType.HEADERS, Flag.END_HEADERS, 1, Buffer.from([0x80]))],
+      ErrorCode.COMPRESSION_ERROR,
+    ],
     ['an initial window above 2^31-1', () => [settingsFrame([[Setting.INITIAL_WINDOW_SIZE, 2 ** 31]])], ErrorCode.FLOW_CONTROL_ERROR],
     ['a maximum frame size out of range', () => [settingsFrame([[Setting.MAX_FRAME_SIZE, 100]])], ErrorCode.PROTOCOL_ERROR],
   ];
@@ -91,7 +115,9 @@ describe('HTTP/2 protocol errors from a client', () => {
 
   test('a stream window overflow resets only that stream', async () => {
     proxy.runtime.on('ExecSync', { delayMs: Infinity });
-    raw.handshake().write(raw.requestHeaders(1, '/runtime.v1.RuntimeService/ExecSync'), raw.frame(FrameType.WINDOW_UPDATE, 0, 1, u32(MAX_WINDOW)));
+    raw
+      .handshake()
+      .write(raw.requestHeaders(1, '/runtime.v1.RuntimeService/ExecSync'), raw.frame(FrameType.WINDOW_UPDATE, 0, 1, u32(MAX_WINDOW)));
     expect(await raw.reset(1)).toBe(ErrorCode.FLOW_CONTROL_ERROR);
     raw.write(raw.requestHeaders(3, VERSION), raw.message(3, versionRequest));
     expect(await raw.status(3)).toBe('0');
@@ -108,7 +134,9 @@ describe('HTTP/2 protocol errors from a client', () => {
   });
 
   test('an upper-case header name is a malformed request (PROTOCOL_ERROR on the stream)', async () => {
-    raw.handshake().write(raw.frame(FrameType.HEADERS, Flag.END_HEADERS, 1, raw.headerBlock([':method', 'POST', ':path', VERSION, 'X-Upper', 'v'])));
+    raw
+      .handshake()
+      .write(raw.frame(FrameType.HEADERS, Flag.END_HEADERS, 1, raw.headerBlock([':method', 'POST', ':path', VERSION, 'X-Upper', 'v'])));
     expect(await raw.reset(1)).toBe(ErrorCode.PROTOCOL_ERROR);
     expect(proxy.runtime.calls).toHaveLength(0);
   });
@@ -122,14 +150,27 @@ describe('HTTP/2 protocol errors from a client', () => {
   });
 
   test('padded HEADERS and DATA are read without their padding', async () => {
-    const block = raw.headerBlock([':method', 'POST', ':scheme', 'http', ':path', VERSION, ':authority', 'localhost', 'content-type', 'application/grpc']);
+    const block = raw.headerBlock([
+      ':method',
+      'POST',
+      ':scheme',
+      'http',
+      ':path',
+      VERSION,
+      ':authority',
+      'localhost',
+      'content-type',
+      'application/grpc',
+    ]);
     const headers = Buffer.concat([Buffer.from([3]), Buffer.alloc(5), block, Buffer.alloc(3)]);
     const body = Buffer.concat([Buffer.from([0, 0, 0, 0, versionRequest.length]), versionRequest]);
     const data = Buffer.concat([Buffer.from([4]), body, Buffer.alloc(4)]);
-    raw.handshake().write(
-      raw.frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.PADDED | Flag.PRIORITY, 1, headers),
-      raw.frame(FrameType.DATA, Flag.END_STREAM | Flag.PADDED, 1, data),
-    );
+    raw
+      .handshake()
+      .write(
+        raw.frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.PADDED | Flag.PRIORITY, 1, headers),
+        raw.frame(FrameType.DATA, Flag.END_STREAM | Flag.PADDED, 1, data),
+      );
     expect(await raw.status(1)).toBe('0');
     expect(proxy.runtime.lastCall('Version')?.requestBytes.equals(versionRequest)).toBe(true);
   });

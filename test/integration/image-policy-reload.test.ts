@@ -149,13 +149,18 @@ describe('image-policy in the running proxy', () => {
     const file = path.join(dir, 'policy.yaml');
     writeFileSync(file, ALLOW_OFFICIAL);
     const configWith = (extra: Record<string, unknown>): ProxyConfig => {
-      const result = validateProxyConfig({
-        listen: `unix://${path.join(dir, 'proxy.sock')}`,
-        http: { listen: '' },
-        shutdownGraceSeconds: 0,
-        backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
-        interceptors: [{ name: 'images', type: 'image-policy', methods: ['PullImage', 'CreateContainer'], config: { rulesFile: file, ...extra } }],
-      }, builtinTypes());
+      const result = validateProxyConfig(
+        {
+          listen: `unix://${path.join(dir, 'proxy.sock')}`,
+          http: { listen: '' },
+          shutdownGraceSeconds: 0,
+          backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
+          interceptors: [
+            { name: 'images', type: 'image-policy', methods: ['PullImage', 'CreateContainer'], config: { rulesFile: file, ...extra } },
+          ],
+        },
+        builtinTypes(),
+      );
       if (!result.ok) throw new Error(JSON.stringify(result.issues));
       return result.config;
     };

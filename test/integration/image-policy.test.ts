@@ -102,7 +102,9 @@ describe('image-policy interceptor', () => {
   test('the namespace comes from the sandbox config; without one only unscoped rules apply', async () => {
     await start({ rules });
     expect((await client.unary(PULL, pull('registry.corp.example/team-a/app:1', 'team-a'))).status.code).toBe(grpc.status.OK);
-    expect((await client.unary(PULL, pull('registry.corp.example/team-a/app:1', 'team-b'))).status.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await client.unary(PULL, pull('registry.corp.example/team-a/app:1', 'team-b'))).status.code).toBe(
+      grpc.status.PERMISSION_DENIED,
+    );
     const bare = await client.unary(PULL, pull('registry.corp.example/team-a/app:1'));
     expect(bare.status.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(bare.status.details).toMatch(/denied by the default action .*: no rule matches$/);
@@ -112,7 +114,9 @@ describe('image-policy interceptor', () => {
     await start({ rules, defaultAction: 'allow' });
     const result = await client.unary(PULL, pull('Busybox', 'default'));
     expect(result.status.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(result.status.details).toMatch(/^image "Busybox" denied .*malformed image reference: repository name "library\/Busybox" must be lowercase$/);
+    expect(result.status.details).toMatch(
+      /^image "Busybox" denied .*malformed image reference: repository name "library\/Busybox" must be lowercase$/,
+    );
   });
 
   test('CreateContainer is decided on the image the user specified, without asking the runtime', async () => {

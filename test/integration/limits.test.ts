@@ -15,7 +15,6 @@ const VERSION = '/runtime.v1.RuntimeService/Version';
 const EXEC_SYNC = '/runtime.v1.RuntimeService/ExecSync';
 const versionRequest = encodeMessage('runtime.v1.VersionRequest', { version: 'v1' });
 
-
 describe('client connection limits', () => {
   let proxy: TestProxy;
   let registry: Registry;
@@ -103,7 +102,8 @@ describe('client connection limits', () => {
     const client = raw().handshake();
     const settings = await client.next((f) => f.type === FrameType.SETTINGS && (f.flags & Flag.ACK) === 0);
     const announced = new Map<number, number>();
-    for (let at = 0; at < settings.payload.length; at += 6) announced.set(settings.payload.readUInt16BE(at), settings.payload.readUInt32BE(at + 2));
+    for (let at = 0; at < settings.payload.length; at += 6)
+      announced.set(settings.payload.readUInt16BE(at), settings.payload.readUInt32BE(at + 2));
     expect(announced.get(Setting.MAX_CONCURRENT_STREAMS)).toBe(2);
     for (const id of [1, 3, 5]) client.write(client.requestHeaders(id, EXEC_SYNC), client.message(id, Buffer.alloc(0)));
     expect(await client.reset(5)).toBe(ErrorCode.REFUSED_STREAM);

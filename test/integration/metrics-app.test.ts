@@ -13,13 +13,16 @@ import { RawClient, makeTempDir } from '../support/proxy-harness';
 const VERSION = '/runtime.v1.RuntimeService/Version';
 
 function configFor(dir: string, runtime: FakeRuntime, metricsConfig: Record<string, unknown>): ProxyConfig {
-  const result = validateProxyConfig({
-    listen: `unix://${path.join(dir, 'proxy.sock')}`,
-    http: { listen: '127.0.0.1:0' },
-    shutdownGraceSeconds: 0,
-    backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
-    interceptors: [{ name: 'metrics', type: 'metrics', onError: 'failOpen', config: metricsConfig }],
-  }, builtinTypes());
+  const result = validateProxyConfig(
+    {
+      listen: `unix://${path.join(dir, 'proxy.sock')}`,
+      http: { listen: '127.0.0.1:0' },
+      shutdownGraceSeconds: 0,
+      backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
+      interceptors: [{ name: 'metrics', type: 'metrics', onError: 'failOpen', config: metricsConfig }],
+    },
+    builtinTypes(),
+  );
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
   return result.config;
 }

@@ -11,8 +11,6 @@ import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy
 const RUNTIME = '/runtime.v1.RuntimeService';
 const IMAGE = '/runtime.v1.ImageService';
 
-
-
 /** Polls an async condition (metrics are read asynchronously); fails after `timeoutMs`. */
 async function eventually(check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
   const until = Date.now() + timeoutMs;

@@ -13,8 +13,6 @@ import { waitFor } from '../support/wait';
 const VERSION = '/runtime.v1.RuntimeService/Version';
 const RUNTIME = 'runtime.v1.RuntimeService';
 
-
-
 async function labelSets(registry: Registry, name: string): Promise<Labels[]> {
   const values = (await registry.getSingleMetric(name)?.get())?.values ?? [];
   return values.map((v) => Object.fromEntries(Object.entries(v.labels).map(([k, x]) => [k, String(x)])));
@@ -113,7 +111,10 @@ describe('metrics interceptor', () => {
     const { client, registry, proxy } = setup;
     proxy.runtime.on('ListContainers', { delayMs: 300 });
     const labels = { service: RUNTIME, method: 'ListContainers' };
-    const pending = [client.unary(`/${RUNTIME}/ListContainers`, Buffer.alloc(0)), client.unary(`/${RUNTIME}/ListContainers`, Buffer.alloc(0))];
+    const pending = [
+      client.unary(`/${RUNTIME}/ListContainers`, Buffer.alloc(0)),
+      client.unary(`/${RUNTIME}/ListContainers`, Buffer.alloc(0)),
+    ];
     await waitFor(() => proxy.runtime.calls.length === 2);
     expect(await sample(registry, 'cri_proxy_calls_in_flight', labels)).toBe(2);
     await Promise.all(pending);
@@ -171,7 +172,12 @@ describe('metrics interceptor', () => {
     }
     const unknown = { service: 'unknown', method: 'unknown', code: 'UNIMPLEMENTED', backend: 'fake' };
     expect(await sample(registry, 'cri_proxy_calls_total', unknown)).toBe(20);
-    for (const name of ['cri_proxy_calls_total', 'cri_proxy_call_duration_seconds', 'cri_proxy_overhead_seconds', 'cri_proxy_calls_in_flight']) {
+    for (const name of [
+      'cri_proxy_calls_total',
+      'cri_proxy_call_duration_seconds',
+      'cri_proxy_overhead_seconds',
+      'cri_proxy_calls_in_flight',
+    ]) {
       const sets = await labelSets(registry, name);
       expect(sets.some((l) => Object.values(l).some((v) => v.includes('evil')))).toBe(false);
     }

@@ -61,11 +61,7 @@ function fakeHost(): FakeHost {
   const active = path.join(dir, 'active');
   fs.mkdirSync(root);
   // nsenter ... -- systemctl ARGS: recorded; is-active answers from a flag file.
-  write(
-    path.join(bin, 'nsenter'),
-    ['#!/bin/sh', 'while [ "$1" != "--" ]; do shift; done; shift', `"$@" ; exit $?`].join('\n'),
-    0o755,
-  );
+  write(path.join(bin, 'nsenter'), ['#!/bin/sh', 'while [ "$1" != "--" ]; do shift; done; shift', `"$@" ; exit $?`].join('\n'), 0o755);
   write(
     path.join(bin, 'systemctl'),
     ['#!/bin/sh', `echo "$*" >> "${record}"`, `if [ "$1" = is-active ]; then [ -e "${active}" ]; exit $?; fi`, 'exit 0'].join('\n'),
@@ -83,7 +79,12 @@ function fakeHost(): FakeHost {
   };
 }
 
-function runScript(host: FakeHost, script: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): { status: number | null; output: string } {
+function runScript(
+  host: FakeHost,
+  script: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): { status: number | null; output: string } {
   const result = spawnSync('bash', [script, ...args], { env: { ...host.env, ...env }, encoding: 'utf8' });
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
@@ -101,7 +102,9 @@ describe('install.sh from the release', () => {
     expect(install()).toMatchObject({ status: 0 });
     expect(installed('usr/local/bin/cri-proxy')).toContain('1.0.0');
     expect(fs.statSync(path.join(host.root, 'usr/local/bin/cri-proxy')).mode & 0o777).toBe(0o755);
-    expect(installed('etc/systemd/system/cri-proxy.service')).toBe(fs.readFileSync(path.join(ROOT, 'deploy/systemd/cri-proxy.service'), 'utf8'));
+    expect(installed('etc/systemd/system/cri-proxy.service')).toBe(
+      fs.readFileSync(path.join(ROOT, 'deploy/systemd/cri-proxy.service'), 'utf8'),
+    );
     expect(installed('etc/cri-proxy/cri-proxy.yaml')).toBe(fs.readFileSync(path.join(ROOT, 'deploy/systemd/cri-proxy.yaml'), 'utf8'));
     expect(fs.existsSync(path.join(host.root, 'etc/cri-proxy/policies/image-policy-rules.yaml'))).toBe(true);
     expect(fs.existsSync(path.join(host.root, 'usr/local/share/doc/cri-proxy/operations.md'))).toBe(true);
@@ -171,11 +174,13 @@ describe('the DaemonSet scripts', () => {
   const kubeletConfig = (): string => path.join(host.root, 'var/lib/kubelet/config.yaml');
   const kubeletFlags = (): string => path.join(host.root, 'var/lib/kubelet/kubeadm-flags.env');
 
-  test('install-node installs the release with the ConfigMaps\' files and leaves kubelet alone by default', () => {
+  test("install-node installs the release with the ConfigMaps' files and leaves kubelet alone by default", () => {
     write(kubeletConfig(), 'kind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///run/containerd/containerd.sock\n');
     const result = runScript(host, path.join(scripts, 'install-node.sh'), [], env);
     expect(result).toMatchObject({ status: 0 });
-    expect(fs.readFileSync(path.join(host.root, 'etc/cri-proxy/policies/image-policy-rules.yaml'), 'utf8')).toBe('mode: audit\nrules: []\n');
+    expect(fs.readFileSync(path.join(host.root, 'etc/cri-proxy/policies/image-policy-rules.yaml'), 'utf8')).toBe(
+      'mode: audit\nrules: []\n',
+    );
     expect(fs.existsSync(path.join(host.root, 'usr/local/bin/cri-proxy'))).toBe(true);
     expect(host.systemctl()).toContain('enable cri-proxy.socket cri-proxy.service');
     expect(fs.readFileSync(kubeletConfig(), 'utf8')).toContain('containerd.sock');
@@ -190,9 +195,15 @@ describe('the DaemonSet scripts', () => {
     expect(fs.existsSync(path.join(host.root, 'usr/local/bin/cri-proxy'))).toBe(false);
   });
 
-  test('point-kubelet points the config file and kubeadm\'s flags at the proxy once it is active, then back', () => {
-    write(kubeletConfig(), 'apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///run/containerd/containerd.sock\n');
-    write(kubeletFlags(), 'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/containerd.sock --pod-infra-container-image=pause"\n');
+  test("point-kubelet points the config file and kubeadm's flags at the proxy once it is active, then back", () => {
+    write(
+      kubeletConfig(),
+      'apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///run/containerd/containerd.sock\n',
+    );
+    write(
+      kubeletFlags(),
+      'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/containerd.sock --pod-infra-container-image=pause"\n',
+    );
     const point = (on: boolean): { status: number | null; output: string } =>
       runScript(host, path.join(scripts, 'point-kubelet.sh'), [], { ...env, POINT_KUBELET: String(on) });
 
@@ -205,7 +216,9 @@ describe('the DaemonSet scripts', () => {
     expect(fs.readFileSync(kubeletConfig(), 'utf8')).toBe(
       `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncontainerRuntimeEndpoint: ${proxy}\nimageServiceEndpoint: ${proxy}\n`,
     );
-    expect(fs.readFileSync(kubeletFlags(), 'utf8')).toBe(`KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=${proxy} --pod-infra-container-image=pause"\n`);
+    expect(fs.readFileSync(kubeletFlags(), 'utf8')).toBe(
+      `KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=${proxy} --pod-infra-container-image=pause"\n`,
+    );
     expect(host.systemctl().filter((c) => c === 'restart kubelet.service')).toHaveLength(1);
 
     // Already pointed: no second restart.
@@ -239,7 +252,9 @@ describe('the DaemonSet scripts', () => {
     const exited = new Promise<number | null>((resolve) => sync.once('exit', (code) => resolve(code)));
     try {
       await waitFor(() => host.systemctl().includes('reload cri-proxy.service'), 20_000);
-      expect(fs.readFileSync(path.join(host.root, 'etc/cri-proxy/policies/image-policy-rules.yaml'), 'utf8')).toBe('mode: enforce\nrules: []\n');
+      expect(fs.readFileSync(path.join(host.root, 'etc/cri-proxy/policies/image-policy-rules.yaml'), 'utf8')).toBe(
+        'mode: enforce\nrules: []\n',
+      );
       expect(fs.readFileSync(path.join(host.root, 'etc/cri-proxy/cri-proxy.yaml'), 'utf8')).toMatch(/# changed in the ConfigMap\n$/);
     } finally {
       sync.kill('SIGTERM');

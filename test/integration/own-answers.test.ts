@@ -5,8 +5,6 @@ import { collectStream, interceptorEntry } from '../support/calls';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
 import { waitFor } from '../support/wait';
 
-
-
 describe('answers the proxy gives itself', () => {
   let proxy: TestProxy;
   afterEach(async () => {
@@ -88,7 +86,10 @@ describe('answers the proxy gives itself', () => {
     const sent = encodeMessage('runtime.v1.RunPodSandboxRequest', { runtime_handler: 'kata-fast', config: { metadata: { name: 'p' } } });
     const result = await proxy.client().unary('/runtime.v1.RuntimeService/RunPodSandbox', sent);
     expect(result.status.code).toBe(grpc.status.OK);
-    const received = decodeMessage('runtime.v1.RunPodSandboxRequest', proxy.runtime.lastCall('RunPodSandbox')?.requestBytes ?? Buffer.alloc(0));
+    const received = decodeMessage(
+      'runtime.v1.RunPodSandboxRequest',
+      proxy.runtime.lastCall('RunPodSandbox')?.requestBytes ?? Buffer.alloc(0),
+    );
     expect(received).toMatchObject({ runtime_handler: 'kata', config: { metadata: { name: 'p' } } });
     expect(seen).toEqual([expect.objectContaining({ runtime_handler: 'kata-fast' })]);
   });
@@ -101,7 +102,9 @@ describe('answers the proxy gives itself', () => {
       out.end();
     });
     proxy = await startTestProxy({ entries: [stream] });
-    const { messages, status } = await collectStream(proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)));
+    const { messages, status } = await collectStream(
+      proxy.client().serverStream('/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0)),
+    );
     expect(status.code).toBe(grpc.status.OK);
     expect(messages).toHaveLength(5000);
     expect(proxy.runtime.calls).toHaveLength(0);
@@ -156,7 +159,13 @@ describe("the proxy's own streaming calls", () => {
     proxy.runtime.on('GetContainerEvents', { delayMs: Infinity });
     const upstream = proxy.serverOptions.router.pick(undefined);
     const controller = new AbortController();
-    const ended = streamRuntime(upstream, '/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0), { signal: controller.signal }, () => undefined);
+    const ended = streamRuntime(
+      upstream,
+      '/runtime.v1.RuntimeService/GetContainerEvents',
+      Buffer.alloc(0),
+      { signal: controller.signal },
+      () => undefined,
+    );
     await waitFor(() => proxy.runtime.lastCall('GetContainerEvents') !== undefined);
     controller.abort();
     expect((await ended).code).toBe(grpc.status.CANCELLED);

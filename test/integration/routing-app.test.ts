@@ -23,16 +23,19 @@ let app: App | undefined;
 let client: RawClient | undefined;
 
 function config(): ProxyConfig {
-  const result = validateProxyConfig({
-    listen: `unix://${path.join(dir, 'proxy.sock')}`,
-    http: { listen: '127.0.0.1:0' },
-    shutdownGraceSeconds: 0,
-    backends: [
-      { name: 'containerd', endpoint: `unix://${runtimes.containerd.socketPath}`, default: true },
-      { name: 'crio', endpoint: `unix://${runtimes.crio.socketPath}` },
-    ],
-    interceptors: [{ name: 'routing', type: 'routing', config: { rules: [{ backend: 'crio', match: { namespaces: ['sandboxed'] } }] } }],
-  }, builtinTypes());
+  const result = validateProxyConfig(
+    {
+      listen: `unix://${path.join(dir, 'proxy.sock')}`,
+      http: { listen: '127.0.0.1:0' },
+      shutdownGraceSeconds: 0,
+      backends: [
+        { name: 'containerd', endpoint: `unix://${runtimes.containerd.socketPath}`, default: true },
+        { name: 'crio', endpoint: `unix://${runtimes.crio.socketPath}` },
+      ],
+      interceptors: [{ name: 'routing', type: 'routing', config: { rules: [{ backend: 'crio', match: { namespaces: ['sandboxed'] } }] } }],
+    },
+    builtinTypes(),
+  );
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
   return result.config;
 }
@@ -81,7 +84,10 @@ test('a reload ends event subscribers UNAVAILABLE, so they subscribe again to th
   await waitFor(() => cris.every((c) => c.eventSubscribers === 1));
   await app?.reload(config());
   const status = await ended;
-  expect([status.code, status.details]).toEqual([grpc.status.UNAVAILABLE, 'cri-proxy: event merging has stopped (shutting down or reconfigured)']);
+  expect([status.code, status.details]).toEqual([
+    grpc.status.UNAVAILABLE,
+    'cri-proxy: event merging has stopped (shutting down or reconfigured)',
+  ]);
   // The runtimes' streams of the old configuration were cancelled with it.
   await waitFor(() => runtimes.crio.calls.filter((c) => c.name === 'GetContainerEvents').every((c) => c.cancelled));
 });

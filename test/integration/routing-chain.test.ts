@@ -25,8 +25,17 @@ afterEach(async () => {
   await routing.close();
 });
 
-const entry = (interceptor: Interceptor, onError: ChainEntry['onError'] = 'failClosed'): ChainEntry => ({ interceptor, onError, methods: undefined });
-const depsOf = (name: string, router: Router, registry = new Registry()): InterceptorDeps => ({ name, log: silentLogger, registry, router });
+const entry = (interceptor: Interceptor, onError: ChainEntry['onError'] = 'failClosed'): ChainEntry => ({
+  interceptor,
+  onError,
+  methods: undefined,
+});
+const depsOf = (name: string, router: Router, registry = new Registry()): InterceptorDeps => ({
+  name,
+  log: silentLogger,
+  registry,
+  router,
+});
 
 /** Pulls `image` straight on the runtime's own socket (around the proxy and its policy); returns its ID. */
 async function pullDirectly(routingProxy: RoutingProxy, image: string): Promise<string> {
@@ -50,11 +59,17 @@ describe('the image policy behind routing', () => {
     expect(routing.cri.crio.sandboxes.has(podId)).toBe(true);
 
     // Pulled for the pod: allowed, and on crio, where the pod runs.
-    const allowed = ok(await routing.call('PullImage', { image: { image: 'registry.example/allowed/app:1' }, sandbox_config: config }))['image_ref'] as string;
+    const allowed = ok(await routing.call('PullImage', { image: { image: 'registry.example/allowed/app:1' }, sandbox_config: config }))[
+      'image_ref'
+    ] as string;
     expect([...routing.cri.crio.images.keys()]).toEqual([allowed]);
     // Created by image ID, as kubelet does: only crio knows the ID's names, and the policy asks crio.
     const create = (image: string): Promise<Reply> =>
-      routing.call('CreateContainer', { pod_sandbox_id: podId, sandbox_config: config, config: { metadata: { name: 'c' }, image: { image } } });
+      routing.call('CreateContainer', {
+        pod_sandbox_id: podId,
+        sandbox_config: config,
+        config: { metadata: { name: 'c' }, image: { image } },
+      });
     expect(ok(await create(allowed))['container_id']).toMatch(/^crio-ctr-/);
     expect(routing.runtime.containerd.lastCall('ImageStatus')).toBeUndefined();
     expect(routing.runtime.crio.lastCall('ImageStatus')).toBeDefined();
@@ -62,7 +77,10 @@ describe('the image policy behind routing', () => {
     // An image someone pulled on crio's own socket is judged by its name there: denied.
     const other = await pullDirectly(routing, 'registry.example/other/tool:2');
     const denied = await create(other);
-    expect([denied.code, denied.details]).toEqual([grpc.status.PERMISSION_DENIED, expect.stringContaining('registry.example/other/tool:2')]);
+    expect([denied.code, denied.details]).toEqual([
+      grpc.status.PERMISSION_DENIED,
+      expect.stringContaining('registry.example/other/tool:2'),
+    ]);
     expect(routing.runtime.crio.calls.filter((c) => c.name === 'CreateContainer')).toHaveLength(1);
     const refused = await routing.call('PullImage', { image: { image: 'docker.io/library/evil:1' }, sandbox_config: config });
     expect(refused.code).toBe(grpc.status.PERMISSION_DENIED);
@@ -99,14 +117,19 @@ describe('observers in front of routing', () => {
     // The pulled image's size is read from the answer routing relayed.
     expect(await sample(metrics, 'cri_proxy_image_pull_bytes', {}, '_count')).toBe(1);
     await waitFor(() => exporter.getFinishedSpans().length === 5);
-    const spans = Object.fromEntries(exporter.getFinishedSpans().map((s) => [s.name.slice(s.name.indexOf('/') + 1), s.attributes['cri.backend']]));
+    const spans = Object.fromEntries(
+      exporter.getFinishedSpans().map((s) => [s.name.slice(s.name.indexOf('/') + 1), s.attributes['cri.backend']]),
+    );
     expect(spans).toEqual(expected);
     // Routing's own calls carry the trace context the tracing interceptor set for the call.
     const listSpan = exporter.getFinishedSpans().find((s) => s.name.endsWith('/ListContainers'));
     for (const runtime of [routing.runtime.containerd, routing.runtime.crio]) {
       expect(runtime.lastCall('ListContainers')?.metadata['traceparent']).toContain(listSpan?.spanContext().traceId ?? 'no span');
     }
-    const records = readFileSync(auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { method: string; backend: string });
+    const records = readFileSync(auditPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { method: string; backend: string });
     expect(Object.fromEntries(records.map((r) => [r.method.slice(r.method.lastIndexOf('/') + 1), r.backend]))).toEqual(expected);
     rmSync(dir, { recursive: true, force: true });
   });

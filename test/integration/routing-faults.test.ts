@@ -34,7 +34,9 @@ describe('a runtime down', () => {
     for (const method of ['ListPodSandbox', 'ListContainers', 'ListContainerStats', 'ListImages', 'ImageFsInfo']) {
       const reply = await routing.call(method);
       expect([method, reply.code]).toEqual([method, grpc.status.UNAVAILABLE]);
-      expect(reply.details).toMatch(new RegExp(`^cri-proxy: ${method} needs every backend; backend "crio" failed: UNAVAILABLE: runtime "crio" at unix://`));
+      expect(reply.details).toMatch(
+        new RegExp(`^cri-proxy: ${method} needs every backend; backend "crio" failed: UNAVAILABLE: runtime "crio" at unix://`),
+      );
       expect(reply.details).toContain(routing.runtime.crio.socketPath);
       expect(reply.response).toBeUndefined();
     }
@@ -46,7 +48,9 @@ describe('a runtime down', () => {
 
     // The other runtime's pods are served as before.
     expect(ok(await routing.call('PodSandboxStatus', { pod_sandbox_id: up.podId }))['status']).toMatchObject({ id: up.podId });
-    expect((ok(await routing.call('ExecSync', { container_id: up.containerId }))['stdout'] as Buffer).toString()).toBe(`containerd:${up.containerId}`);
+    expect((ok(await routing.call('ExecSync', { container_id: up.containerId }))['stdout'] as Buffer).toString()).toBe(
+      `containerd:${up.containerId}`,
+    );
     expect(ok(await routing.call('Version'))['runtime_name']).toBe('fake-containerd');
     // A pod of the runtime that is down fails as a call to it would; an ID nobody holds cannot be placed.
     expect((await routing.call('ContainerStatus', { container_id: down.containerId })).code).toBe(grpc.status.UNAVAILABLE);
@@ -78,7 +82,8 @@ describe('a proxy restart', () => {
       for (;;) {
         const reply = await callVia(routing.client, method, request, {}, { waitForReady: true });
         if (reply.code === grpc.status.OK) return reply.response ?? {};
-        if (reply.code !== grpc.status.UNAVAILABLE && reply.code !== grpc.status.CANCELLED) throw new Error(`${method}: ${reply.code} ${reply.details}`);
+        if (reply.code !== grpc.status.UNAVAILABLE && reply.code !== grpc.status.CANCELLED)
+          throw new Error(`${method}: ${reply.code} ${reply.details}`);
       }
     };
     const worker = async (w: number): Promise<void> => {
@@ -102,8 +107,10 @@ describe('a proxy restart', () => {
       expect(await sample(registry, 'cri_proxy_routing_ownership_rebuilds_total', { backend, result: 'ok' })).toBe(1);
       const fake = routing.cri[backend];
       expect(fake.sandboxes.size).toBeGreaterThan(6);
-      for (const id of fake.sandboxes.keys()) expect(ok(await routing.call('PodSandboxStatus', { pod_sandbox_id: id }))['status']).toMatchObject({ id });
-      for (const id of fake.containers.keys()) expect(ok(await routing.call('ContainerStatus', { container_id: id }))['status']).toMatchObject({ id });
+      for (const id of fake.sandboxes.keys())
+        expect(ok(await routing.call('PodSandboxStatus', { pod_sandbox_id: id }))['status']).toMatchObject({ id });
+      for (const id of fake.containers.keys())
+        expect(ok(await routing.call('ContainerStatus', { container_id: id }))['status']).toMatchObject({ id });
     }
     // Every route was known: from the rebuild, or learned from the answers since. No runtime had to be asked.
     expect(await sample(registry, 'cri_proxy_routing_ownership_lookups_total', { kind: 'sandbox', result: 'miss' })).toBeUndefined();
@@ -159,7 +166,9 @@ describe('GetContainerEvents', () => {
     await routing.runtime.crio.start();
     // The proxy opens a new stream to crio by itself; the subscribers never noticed.
     await waitFor(() => upstreams('crio') === 1);
-    expect(await sample(routing.registry(), 'cri_proxy_routing_event_upstream_reconnects_total', { backend: 'crio' })).toBeGreaterThanOrEqual(1);
+    expect(
+      await sample(routing.registry(), 'cri_proxy_routing_event_upstream_reconnects_total', { backend: 'crio' }),
+    ).toBeGreaterThanOrEqual(1);
     ok(await routing.call('StartContainer', { container_id: b.containerId }));
     await waitFor(() => everyone(b.containerId, 'CONTAINER_STARTED_EVENT'));
     expect([first.ended, second.ended, upstreams('containerd')]).toEqual([undefined, undefined, 1]);

@@ -4,7 +4,16 @@ import { methodRoutes } from '../../src/interceptors/routing/method-routes';
 import { decodeMessage } from '../../src/proxy/codec';
 import { sample } from '../support/metric-samples';
 import { RawClient } from '../support/proxy-harness';
-import { callVia, methodOf, methodsCalled, ok, sandboxConfig, startRoutingProxy, type Backend, type RoutingProxy } from '../support/routing-proxy';
+import {
+  callVia,
+  methodOf,
+  methodsCalled,
+  ok,
+  sandboxConfig,
+  startRoutingProxy,
+  type Backend,
+  type RoutingProxy,
+} from '../support/routing-proxy';
 
 jest.setTimeout(30_000);
 
@@ -15,11 +24,19 @@ afterEach(async () => {
 
 const other = (backend: Backend): Backend => (backend === 'containerd' ? 'crio' : 'containerd');
 
-async function runPod(name: string, namespace: string, extra: Record<string, unknown> = {}): Promise<{ podId: string; containerId: string }> {
+async function runPod(
+  name: string,
+  namespace: string,
+  extra: Record<string, unknown> = {},
+): Promise<{ podId: string; containerId: string }> {
   const config = sandboxConfig(name, namespace, extra['config'] as Record<string, unknown> | undefined);
   const podId = ok(await routing.call('RunPodSandbox', { config, runtime_handler: extra['handler'] ?? '' }))['pod_sandbox_id'] as string;
   const created = ok(
-    await routing.call('CreateContainer', { pod_sandbox_id: podId, sandbox_config: config, config: { metadata: { name: 'main' }, image: { image: 'busybox' } } }),
+    await routing.call('CreateContainer', {
+      pod_sandbox_id: podId,
+      sandbox_config: config,
+      config: { metadata: { name: 'main' }, image: { image: 'busybox' } },
+    }),
   );
   return { podId, containerId: created['container_id'] as string };
 }
@@ -35,7 +52,11 @@ describe('new pods', () => {
     ['a label glob', 'crio', { config: { labels: { accel: 'gpu-a100' } } }, '', 'gpu'],
   ])('%s: RunPodSandbox lands on %s, the ID is the runtime’s own', async (_name, backend, pod, handler, rule) => {
     routing = await startRoutingProxy();
-    const config = sandboxConfig('p', (pod['namespace'] as string | undefined) ?? 'web', pod['config'] as Record<string, unknown> | undefined);
+    const config = sandboxConfig(
+      'p',
+      (pod['namespace'] as string | undefined) ?? 'web',
+      pod['config'] as Record<string, unknown> | undefined,
+    );
     const reply = ok(await routing.call('RunPodSandbox', { config, runtime_handler: pod['handler'] ?? '' }));
     const id = reply['pod_sandbox_id'] as string;
     expect(routing.cri[backend].sandboxes.get(id)?.handler).toBe(handler);
@@ -89,7 +110,9 @@ describe('calls naming a sandbox or a container', () => {
     expect(routing.cri.crio.sandboxes.size).toBe(0);
     const gone = await routing.call('PodSandboxStatus', { pod_sandbox_id: pod.podId });
     expect([gone.code, gone.details]).toEqual([grpc.status.NOT_FOUND, `containerd: pod sandbox "${pod.podId}" not found`]);
-    expect(await sample(routing.registry(), 'cri_proxy_routing_ownership_resolutions_total', { kind: 'sandbox', result: 'unknown' })).toBe(1);
+    expect(await sample(routing.registry(), 'cri_proxy_routing_ownership_resolutions_total', { kind: 'sandbox', result: 'unknown' })).toBe(
+      1,
+    );
   });
 
   test('an object made on a runtime’s own socket is found by asking the runtimes, then cached', async () => {
@@ -97,8 +120,11 @@ describe('calls naming a sandbox or a container', () => {
     const direct = new RawClient(routing.runtime.crio.target);
     try {
       const podId = ok(await callVia(direct, 'RunPodSandbox', { config: sandboxConfig('d', 'web') }))['pod_sandbox_id'] as string;
-      for (let i = 0; i < 3; i++) expect(ok(await routing.call('PodSandboxStatus', { pod_sandbox_id: podId }))['status']).toMatchObject({ id: podId });
-      expect(await sample(routing.registry(), 'cri_proxy_routing_ownership_resolutions_total', { kind: 'sandbox', result: 'found' })).toBe(1);
+      for (let i = 0; i < 3; i++)
+        expect(ok(await routing.call('PodSandboxStatus', { pod_sandbox_id: podId }))['status']).toMatchObject({ id: podId });
+      expect(await sample(routing.registry(), 'cri_proxy_routing_ownership_resolutions_total', { kind: 'sandbox', result: 'found' })).toBe(
+        1,
+      );
       // Asked once: containerd was asked too (and said NOT_FOUND), later calls went straight to crio.
       expect(methodsCalled(routing.runtime.containerd).filter((m) => m === 'PodSandboxStatus')).toHaveLength(1);
       expect(methodsCalled(routing.runtime.crio).filter((m) => m === 'PodSandboxStatus')).toHaveLength(4);
@@ -135,7 +161,9 @@ describe('node-wide calls', () => {
       const list = routing.runtime[backend].lastCall('ListPodSandbox');
       expect(list?.metadata['x-request-id']).toBe('r-1');
       const call = routing.runtime[backend].lastCall('ListContainers');
-      expect(decodeMessage('runtime.v1.ListContainersRequest', call?.requestBytes ?? Buffer.alloc(0))).toEqual({ filter: { pod_sandbox_id: b.podId } });
+      expect(decodeMessage('runtime.v1.ListContainersRequest', call?.requestBytes ?? Buffer.alloc(0))).toEqual({
+        filter: { pod_sandbox_id: b.podId },
+      });
     }
   });
 
@@ -173,7 +201,10 @@ describe('node-wide calls', () => {
       expect.anything(),
     ]);
     ok(await routing.call('RuntimeConfig'));
-    expect([routing.runtime.containerd.lastCall('RuntimeConfig'), routing.runtime.crio.lastCall('RuntimeConfig')]).toEqual([expect.anything(), undefined]);
+    expect([routing.runtime.containerd.lastCall('RuntimeConfig'), routing.runtime.crio.lastCall('RuntimeConfig')]).toEqual([
+      expect.anything(),
+      undefined,
+    ]);
   });
 });
 
@@ -190,7 +221,10 @@ describe('images', () => {
     expect(tags('crio')).toEqual(['registry.example/a:1', 'registry.example/b:1', 'registry.example/c:1']);
     expect(tags('containerd')).toEqual(['registry.example/d:1']);
     const pulled = routing.runtime.crio.lastCall('PullImage');
-    expect(decodeMessage('runtime.v1.PullImageRequest', pulled?.requestBytes ?? Buffer.alloc(0))['image']).toEqual({ image: 'registry.example/c:1', runtime_handler: 'kata' });
+    expect(decodeMessage('runtime.v1.PullImageRequest', pulled?.requestBytes ?? Buffer.alloc(0))['image']).toEqual({
+      image: 'registry.example/c:1',
+      runtime_handler: 'kata',
+    });
 
     // Without a handler, the image is found where it is.
     const status = ok(await routing.call('ImageStatus', { image: { image: 'registry.example/a:1' } }));
@@ -199,7 +233,12 @@ describe('images', () => {
     // The same image on both runtimes: listed once, removed from both.
     ok(await routing.call('PullImage', { image: { image: 'registry.example/d:1', runtime_handler: 'kata-fast' } }));
     const listed = ok(await routing.call('ListImages'))['images'] as { repo_tags: string[] }[];
-    expect(listed.map((i) => i.repo_tags[0]).sort()).toEqual(['registry.example/a:1', 'registry.example/b:1', 'registry.example/c:1', 'registry.example/d:1']);
+    expect(listed.map((i) => i.repo_tags[0]).sort()).toEqual([
+      'registry.example/a:1',
+      'registry.example/b:1',
+      'registry.example/c:1',
+      'registry.example/d:1',
+    ]);
     ok(await routing.call('RemoveImage', { image: { image: 'registry.example/d:1' } }));
     expect([tags('containerd'), tags('crio')]).toEqual([[], ['registry.example/a:1', 'registry.example/b:1', 'registry.example/c:1']]);
   });

@@ -38,7 +38,11 @@ describe('a runtime that breaks HTTP/2 or gRPC', () => {
     await proxy.close();
   });
 
-  const call = (): Promise<grpc.StatusObject> => proxy.client().unary(VERSION, Buffer.alloc(0)).then((r) => r.status);
+  const call = (): Promise<grpc.StatusObject> =>
+    proxy
+      .client()
+      .unary(VERSION, Buffer.alloc(0))
+      .then((r) => r.status);
 
   test('a well-behaved answer passes (the scripted runtime works)', async () => {
     await start(answer);
@@ -46,7 +50,11 @@ describe('a runtime that breaks HTTP/2 or gRPC', () => {
   });
 
   test.each<[string, Script, grpc.status]>([
-    ['DATA before response headers', (id, _f, r) => r.frame(FrameType.DATA, Flag.END_STREAM, id, frameMessage(Buffer.alloc(1))), grpc.status.INTERNAL],
+    [
+      'DATA before response headers',
+      (id, _f, r) => r.frame(FrameType.DATA, Flag.END_STREAM, id, frameMessage(Buffer.alloc(1))),
+      grpc.status.INTERNAL,
+    ],
     [
       'a stream that ends without a status',
       (id, _f, r) => {
@@ -63,7 +71,11 @@ describe('a runtime that breaks HTTP/2 or gRPC', () => {
       },
       grpc.status.INTERNAL,
     ],
-    ['a reset before any response', (id, _f, r) => r.frame(FrameType.RST_STREAM, 0, id, u32(ErrorCode.REFUSED_STREAM)), grpc.status.UNAVAILABLE],
+    [
+      'a reset before any response',
+      (id, _f, r) => r.frame(FrameType.RST_STREAM, 0, id, u32(ErrorCode.REFUSED_STREAM)),
+      grpc.status.UNAVAILABLE,
+    ],
     [
       'a second header block before the end',
       (id, _f, r) => {

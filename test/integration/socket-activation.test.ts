@@ -83,7 +83,14 @@ describe('socket activation', () => {
         `    endpoint: unix://${runtime.socketPath}`,
       ].join('\n'),
     );
-    parent = await SocketActivation.create(socketPath, path.join(dir, 'proxy.log'), 'cri-proxy', process.execPath, [CLI, '--config', config], env);
+    parent = await SocketActivation.create(
+      socketPath,
+      path.join(dir, 'proxy.log'),
+      'cri-proxy',
+      process.execPath,
+      [CLI, '--config', config],
+      env,
+    );
     activation = parent;
     fs.chmodSync(socketPath, 0o640);
   });

@@ -27,7 +27,16 @@ afterEach(async () => {
 
 function configFile(lines: readonly string[], socketDir = join(dir, 'run')): string {
   const file = join(dir, 'cri-proxy.yaml');
-  writeFileSync(file, [`listen: unix://${join(socketDir, 'cri.sock')}`, 'http: { listen: "" }', 'backends: [{ name: containerd, endpoint: /nonexistent/containerd.sock }]', ...lines, ''].join('\n'));
+  writeFileSync(
+    file,
+    [
+      `listen: unix://${join(socketDir, 'cri.sock')}`,
+      'http: { listen: "" }',
+      'backends: [{ name: containerd, endpoint: /nonexistent/containerd.sock }]',
+      ...lines,
+      '',
+    ].join('\n'),
+  );
   return file;
 }
 
@@ -39,7 +48,13 @@ function validate(file: string): { code: number; err: string } {
 
 function config(fields: Record<string, unknown>): ProxyConfig {
   const result = validateProxyConfig(
-    { listen: `unix://${join(dir, 'run', 'cri.sock')}`, http: { listen: '' }, shutdownGraceSeconds: 0, backends: [{ name: 'containerd', endpoint: '/nonexistent/containerd.sock' }], ...fields },
+    {
+      listen: `unix://${join(dir, 'run', 'cri.sock')}`,
+      http: { listen: '' },
+      shutdownGraceSeconds: 0,
+      backends: [{ name: 'containerd', endpoint: '/nonexistent/containerd.sock' }],
+      ...fields,
+    },
     builtinTypes(),
   );
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
@@ -66,7 +81,10 @@ describe('socketMode', () => {
     expect(validate(configFile(['socketMode: "0666"', 'allowInsecureSocket: true'])).code).toBe(ExitCode.OK);
     const registry = new Registry();
     const logged: string[] = [];
-    app = await App.start(config({ socketMode: '0666', allowInsecureSocket: true }), { log: createLogger('warn', (l) => logged.push(l)), registry });
+    app = await App.start(config({ socketMode: '0666', allowInsecureSocket: true }), {
+      log: createLogger('warn', (l) => logged.push(l)),
+      registry,
+    });
     expect(statSync(app.socketPath).mode & 0o777).toBe(0o666);
     expect(await insecure(registry)).toEqual({ socketMode: 1, listen: 0, 'http.listen': 0 });
     const warnings = logged.map((l) => JSON.parse(l) as { level: string; setting?: string }).filter((r) => r.level === 'warn');
@@ -76,7 +94,9 @@ describe('socketMode', () => {
   test('a config built without validation is still refused at start', async () => {
     // validateProxyConfig refuses it too; App.start must not rely on that.
     const unchecked = { ...config({}), socketMode: '0666' } as ProxyConfig;
-    await expect(App.start(unchecked, { log: silentLogger, registry: new Registry() })).rejects.toThrow(/^socketMode: "0666" lets every user/);
+    await expect(App.start(unchecked, { log: silentLogger, registry: new Registry() })).rejects.toThrow(
+      /^socketMode: "0666" lets every user/,
+    );
   });
 });
 
@@ -88,12 +108,12 @@ describe('the listen directory', () => {
     const result = validate(configFile([], open));
     expect(result.code).toBe(ExitCode.CHECK_FAILED);
     expect(result.err).toMatch(new RegExp(`: listen: ${open} is writable by every user \\(mode "1777"\\).* \\(line 1, column 1\\)$`, 'm'));
-    await expect(App.start(config({ listen: `unix://${join(open, 'cri.sock')}` }), { log: silentLogger, registry: new Registry() })).rejects.toThrow(
-      /^listen: .* is writable by every user/,
-    );
+    await expect(
+      App.start(config({ listen: `unix://${join(open, 'cri.sock')}` }), { log: silentLogger, registry: new Registry() }),
+    ).rejects.toThrow(/^listen: .* is writable by every user/);
   });
 
-  test('group-writable for a group that could not write the socket is refused; for the socket\'s own group it is not', () => {
+  test("group-writable for a group that could not write the socket is refused; for the socket's own group it is not", () => {
     const shared = join(dir, 'shared');
     mkdirSync(shared);
     chmodSync(shared, 0o770);
@@ -113,7 +133,10 @@ describe('the listen directory', () => {
     expect(validate(configFile([], join(sticky, 'mine'))).code).toBe(ExitCode.OK);
     expect(validate(configFile(['allowInsecureSocket: true'], sticky)).code).toBe(ExitCode.OK);
     const registry = new Registry();
-    app = await App.start(config({ listen: `unix://${join(sticky, 'cri.sock')}`, allowInsecureSocket: true }), { log: silentLogger, registry });
+    app = await App.start(config({ listen: `unix://${join(sticky, 'cri.sock')}`, allowInsecureSocket: true }), {
+      log: silentLogger,
+      registry,
+    });
     expect(await insecure(registry)).toEqual({ socketMode: 0, listen: 1, 'http.listen': 0 });
   });
 });

@@ -53,7 +53,11 @@ async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const apiKey = req.headers['x-api-key'];
-      requests.push({ path: req.url ?? '', apiKey: typeof apiKey === 'string' ? apiKey : undefined, body: Buffer.concat(chunks).toString('latin1') });
+      requests.push({
+        path: req.url ?? '',
+        apiKey: typeof apiKey === 'string' ? apiKey : undefined,
+        body: Buffer.concat(chunks).toString('latin1'),
+      });
       // The silent collector takes the export and never answers it.
       if (refusing) refuse(res);
       else if (scenario !== 'collector') held.push(res);
@@ -67,8 +71,19 @@ async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
     // An export timeout far beyond the test: calls that waited on the exporter would never finish in time.
     exporter: { type: 'otlp-http', endpoint: `http://127.0.0.1:${port}/v1/traces`, headers: { 'x-api-key': 'k-123' }, timeoutMs: 600_000 },
   });
-  const upstream = new Upstream({ name: 'unused', socketPath: '/nonexistent.sock', connectTimeoutMs: 1, maxMessageBytes: 1024, log: silentLogger });
-  const interceptor = createTracingInterceptor(config, { name: 'tracing', log: silentLogger, registry, router: new Router([upstream], 'unused') });
+  const upstream = new Upstream({
+    name: 'unused',
+    socketPath: '/nonexistent.sock',
+    connectTimeoutMs: 1,
+    maxMessageBytes: 1024,
+    log: silentLogger,
+  });
+  const interceptor = createTracingInterceptor(config, {
+    name: 'tracing',
+    log: silentLogger,
+    registry,
+    router: new Router([upstream], 'unused'),
+  });
   const proxy = await startTestProxy({ entries: [{ interceptor, onError: 'failClosed', methods: undefined }] });
   const client = proxy.client();
   const failures = async (): Promise<number> =>
@@ -119,10 +134,15 @@ require(process.argv[1]);
 function inChild(scenario: Scenario): Promise<ScenarioResult> {
   return new Promise((resolve, reject) => {
     const cwd = path.resolve(__dirname, '../..');
-    execFile(process.execPath, ['-e', CHILD_LOADER, __filename], { cwd, timeout: 30_000, env: { ...process.env, [SCENARIO]: scenario } }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${err.message}\n${stderr}`));
-      else resolve(JSON.parse(stdout) as ScenarioResult);
-    });
+    execFile(
+      process.execPath,
+      ['-e', CHILD_LOADER, __filename],
+      { cwd, timeout: 30_000, env: { ...process.env, [SCENARIO]: scenario } },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${err.message}\n${stderr}`));
+        else resolve(JSON.parse(stdout) as ScenarioResult);
+      },
+    );
   });
 }
 
@@ -142,7 +162,9 @@ if (child) {
       expect(result.codes).toEqual([0]);
       expect(result.requests.length).toBeGreaterThanOrEqual(1);
       expect(result.requests.every((r) => r.path === '/v1/traces' && r.apiKey === 'k-123')).toBe(true);
-      expect(result.requests.some((r) => r.body.includes('svc-under-test') && r.body.includes('runtime.v1.RuntimeService/Version'))).toBe(true);
+      expect(result.requests.some((r) => r.body.includes('svc-under-test') && r.body.includes('runtime.v1.RuntimeService/Version'))).toBe(
+        true,
+      );
     }, 40_000);
 
     test('calls go on while a collector holds an export unanswered; the failed export is counted; close() returns', async () => {

@@ -17,7 +17,13 @@ const NGINX = 'docker.io/library/nginx:1.27';
 const KUBELET_TRACE = '0af7651916cd43dd8448eb211c80319c';
 
 function unusedRouter(): Router {
-  const upstream = new Upstream({ name: 'unused', socketPath: '/nonexistent.sock', connectTimeoutMs: 1, maxMessageBytes: 1024, log: silentLogger });
+  const upstream = new Upstream({
+    name: 'unused',
+    socketPath: '/nonexistent.sock',
+    connectTimeoutMs: 1,
+    maxMessageBytes: 1024,
+    log: silentLogger,
+  });
   return new Router([upstream], 'unused');
 }
 
@@ -35,7 +41,13 @@ async function start(podStart: Record<string, unknown> = {}): Promise<Setup> {
   const exporter = new InMemorySpanExporter();
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   const config = tracingConfigSchema.parse({ podStart: { settleMs: 50, ...podStart } });
-  const interceptor = createTracingInterceptor(config, { name: 'tracing', log: silentLogger, registry: new Registry(), router: unusedRouter(), tracerProvider });
+  const interceptor = createTracingInterceptor(config, {
+    name: 'tracing',
+    log: silentLogger,
+    registry: new Registry(),
+    router: unusedRouter(),
+    tracerProvider,
+  });
   const proxy = await startTestProxy({ entries: [{ interceptor, onError: 'failClosed', methods: undefined }] });
   const { runtime } = proxy;
   runtime.on('RunPodSandbox', {
@@ -46,8 +58,13 @@ async function start(podStart: Record<string, unknown> = {}): Promise<Setup> {
   runtime.on('CreateContainer', {
     delayMs: 5,
     respond: (call) => {
-      const request = decodeMessage('runtime.v1.CreateContainerRequest', call.requestBytes) as { config?: { metadata?: { name?: string } }; pod_sandbox_id?: string };
-      return encodeMessage('runtime.v1.CreateContainerResponse', { container_id: `${request.pod_sandbox_id ?? ''}-${request.config?.metadata?.name ?? ''}` });
+      const request = decodeMessage('runtime.v1.CreateContainerRequest', call.requestBytes) as {
+        config?: { metadata?: { name?: string } };
+        pod_sandbox_id?: string;
+      };
+      return encodeMessage('runtime.v1.CreateContainerResponse', {
+        container_id: `${request.pod_sandbox_id ?? ''}-${request.config?.metadata?.name ?? ''}`,
+      });
     },
   });
   runtime.on('StartContainer', { delayMs: 5 });
@@ -83,8 +100,20 @@ async function call(client: RawClient, path: string, type: string, body: Record<
 /** The calls kubelet makes to start a pod with two containers (one image pull, the other image present). */
 async function startPod(client: RawClient, uid: string): Promise<void> {
   const sandboxId = `sandbox-${uid}`;
-  await call(client, `${RUNTIME}RunPodSandbox`, 'runtime.v1.RunPodSandboxRequest', { config: sandboxConfig(uid), runtime_handler: 'runc' }, kubeletSpan('1000000000000001'));
-  await call(client, `${IMAGE}PullImage`, 'runtime.v1.PullImageRequest', { image: { image: NGINX }, sandbox_config: sandboxConfig(uid) }, kubeletSpan('1000000000000002'));
+  await call(
+    client,
+    `${RUNTIME}RunPodSandbox`,
+    'runtime.v1.RunPodSandboxRequest',
+    { config: sandboxConfig(uid), runtime_handler: 'runc' },
+    kubeletSpan('1000000000000001'),
+  );
+  await call(
+    client,
+    `${IMAGE}PullImage`,
+    'runtime.v1.PullImageRequest',
+    { image: { image: NGINX }, sandbox_config: sandboxConfig(uid) },
+    kubeletSpan('1000000000000002'),
+  );
   for (const name of ['app', 'sidecar']) {
     await call(client, `${RUNTIME}CreateContainer`, 'runtime.v1.CreateContainerRequest', {
       pod_sandbox_id: sandboxId,
@@ -181,13 +210,18 @@ describe('tracing interceptor: pod start traces', () => {
   test('a failed RunPodSandbox gives a failed pod start at once', async () => {
     setup = await start();
     setup.proxy.runtime.on('RunPodSandbox', { fail: { code: grpc.status.UNKNOWN, message: 'failed to create network' } });
-    const result = await setup.client.unary(`${RUNTIME}RunPodSandbox`, encodeMessage('runtime.v1.RunPodSandboxRequest', { config: sandboxConfig('u2') }));
+    const result = await setup.client.unary(
+      `${RUNTIME}RunPodSandbox`,
+      encodeMessage('runtime.v1.RunPodSandboxRequest', { config: sandboxConfig('u2') }),
+    );
     expect(result.status.code).toBe(grpc.status.UNKNOWN);
     const spans = setup.exporter.getFinishedSpans();
     const pod = spans.find((s) => s.name === 'pod start') as ReadableSpan;
     expect(pod.attributes['cri.pod_start.status']).toBe('failed');
     expect(pod.status.code).toBe(2);
-    expect(spans.filter((s) => s.parentSpanContext?.spanId === pod.spanContext().spanId).map((s) => s.name)).toEqual(['pod start: sandbox']);
+    expect(spans.filter((s) => s.parentSpanContext?.spanId === pod.spanContext().spanId).map((s) => s.name)).toEqual([
+      'pod start: sandbox',
+    ]);
   });
 
   test('state is bounded: beyond maxPods the oldest unfinished pod start is dropped', async () => {
@@ -197,7 +231,9 @@ describe('tracing interceptor: pod start traces', () => {
     await call(setup.client, `${RUNTIME}RunPodSandbox`, 'runtime.v1.RunPodSandboxRequest', sandbox('b'));
     for (const uid of ['a', 'b']) {
       await call(setup.client, `${RUNTIME}CreateContainer`, 'runtime.v1.CreateContainerRequest', {
-        pod_sandbox_id: `sandbox-${uid}`, config: { metadata: { name: 'app' } }, sandbox_config: sandboxConfig(uid),
+        pod_sandbox_id: `sandbox-${uid}`,
+        config: { metadata: { name: 'app' } },
+        sandbox_config: sandboxConfig(uid),
       });
       await call(setup.client, `${RUNTIME}StartContainer`, 'runtime.v1.StartContainerRequest', { container_id: `sandbox-${uid}-app` });
     }

@@ -20,7 +20,13 @@ const KUBELET_SPAN = '00f067aa0ba902b7';
 
 /** Tracing never uses the router; the deps just need one. */
 function unusedRouter(): Router {
-  const upstream = new Upstream({ name: 'unused', socketPath: '/nonexistent.sock', connectTimeoutMs: 1, maxMessageBytes: 1024, log: silentLogger });
+  const upstream = new Upstream({
+    name: 'unused',
+    socketPath: '/nonexistent.sock',
+    connectTimeoutMs: 1,
+    maxMessageBytes: 1024,
+    log: silentLogger,
+  });
   return new Router([upstream], 'unused');
 }
 
@@ -37,7 +43,11 @@ async function start(config: unknown = {}, tracerProvider?: TracerProvider): Pro
   const exporter = new InMemorySpanExporter();
   const provider = tracerProvider ?? new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   const interceptor = createTracingInterceptor(tracingConfigSchema.parse(config), {
-    name: 'tracing', log: silentLogger, registry: new Registry(), router: unusedRouter(), tracerProvider: provider,
+    name: 'tracing',
+    log: silentLogger,
+    registry: new Registry(),
+    router: unusedRouter(),
+    tracerProvider: provider,
   });
   const decoded: string[] = [];
   // Records every request decode, to show polling calls are never decoded.
@@ -188,7 +198,13 @@ describe('tracing interceptor: call spans', () => {
 });
 
 /** A collector that accepts connections and never answers: an export to it hangs until its sockets are cut. */
-async function blackHole(): Promise<{ port: number; sockets: net.Socket[]; bytes: () => number; cut: () => void; close: () => Promise<void> }> {
+async function blackHole(): Promise<{
+  port: number;
+  sockets: net.Socket[];
+  bytes: () => number;
+  cut: () => void;
+  close: () => Promise<void>;
+}> {
   const sockets: net.Socket[] = [];
   let bytes = 0;
   const server = net.createServer((socket) => {
@@ -234,7 +250,12 @@ describe('tracing interceptor: OTLP/gRPC export', () => {
       serviceName: 'svc-grpc-test',
       exporter: { type: 'otlp-grpc', endpoint: `http://127.0.0.1:${port}`, headers: { 'x-api-key': 'k-456' }, timeoutMs: 2000 },
     });
-    const interceptor = createTracingInterceptor(config, { name: 'tracing', log: silentLogger, registry: new Registry(), router: unusedRouter() });
+    const interceptor = createTracingInterceptor(config, {
+      name: 'tracing',
+      log: silentLogger,
+      registry: new Registry(),
+      router: unusedRouter(),
+    });
     const proxy = await startTestProxy({ entries: [{ interceptor, onError: 'failClosed', methods: undefined }] });
     try {
       const result = await proxy.client().unary(`${RUNTIME}Version`, Buffer.alloc(0));
@@ -257,7 +278,9 @@ describe('tracing interceptor: a collector that never answers', () => {
     const collector = await blackHole();
     const registry = new Registry();
     // An export timeout far beyond the test: calls that waited on the exporter would never finish in time.
-    const config = tracingConfigSchema.parse({ exporter: { type: 'otlp-grpc', endpoint: `http://127.0.0.1:${collector.port}`, timeoutMs: 600_000 } });
+    const config = tracingConfigSchema.parse({
+      exporter: { type: 'otlp-grpc', endpoint: `http://127.0.0.1:${collector.port}`, timeoutMs: 600_000 },
+    });
     const interceptor = createTracingInterceptor(config, { name: 'tracing', log: silentLogger, registry, router: unusedRouter() });
     const proxy = await startTestProxy({ entries: [{ interceptor, onError: 'failClosed', methods: undefined }] });
     const client = proxy.client();
@@ -272,7 +295,9 @@ describe('tracing interceptor: a collector that never answers', () => {
       expect(await failures()).toBe(0);
       collector.cut();
       await eventually(async () => ((await failures()) ?? 0) >= 1, 15_000);
-      expect(await sample(registry, 'cri_proxy_trace_spans_dropped_total', { interceptor: 'tracing', exporter: 'otlp-grpc' })).toBeGreaterThanOrEqual(1);
+      expect(
+        await sample(registry, 'cri_proxy_trace_spans_dropped_total', { interceptor: 'tracing', exporter: 'otlp-grpc' }),
+      ).toBeGreaterThanOrEqual(1);
       expect(proxy.faults).toEqual([]);
     } finally {
       await collector.close();

@@ -31,9 +31,18 @@ const io: AuditIo = {
 };
 
 async function main(): Promise<void> {
-  const writer = new AuditWriter(path, { fsync: 'record', fsyncIntervalMs: 1000, queueSize: 10, whenFull: 'block', maxBytes: 1 << 30, keep: 3 }, io);
+  const writer = new AuditWriter(
+    path,
+    { fsync: 'record', fsyncIntervalMs: 1000, queueSize: 10, whenFull: 'block', maxBytes: 1 << 30, keep: 3 },
+    io,
+  );
   for (let i = 1; ; i++) {
-    await writer.append({ time: new Date().toISOString(), method: 'ExecSync', container: { id: `c-${i}` }, command: ['sh', '-c', `echo ${i}`] });
+    await writer.append({
+      time: new Date().toISOString(),
+      method: 'ExecSync',
+      container: { id: `c-${i}` },
+      command: ['sh', '-c', `echo ${i}`],
+    });
   }
 }
 

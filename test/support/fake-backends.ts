@@ -9,7 +9,8 @@ export const fail = (code: number, message: string): BackendReply => ({ code, me
 export const encode = (type: string, value: Record<string, unknown>): Buffer => encodeMessage(`runtime.v1.${type}`, value);
 
 /** `message` with a field this schema does not know appended (number 999, a string). */
-export const withUnknown = (message: Buffer, text = 'from the future'): Buffer => Buffer.concat([message, lengthDelimited(999, Buffer.from(text))]);
+export const withUnknown = (message: Buffer, text = 'from the future'): Buffer =>
+  Buffer.concat([message, lengthDelimited(999, Buffer.from(text))]);
 
 /** A list response: each item's bytes as field `number`. */
 export const listOf = (items: readonly Buffer[], number = 1): Buffer => Buffer.concat(items.map((i) => lengthDelimited(number, i)));
@@ -23,7 +24,9 @@ export interface RecordedCall {
 }
 
 /** Answers per backend by method name; a method without an answer is UNIMPLEMENTED, a missing backend UNAVAILABLE. */
-export type Script = Readonly<Record<string, Readonly<Record<string, BackendReply | ((request: Buffer) => BackendReply | Promise<BackendReply>)>>>>;
+export type Script = Readonly<
+  Record<string, Readonly<Record<string, BackendReply | ((request: Buffer) => BackendReply | Promise<BackendReply>)>>>
+>;
 
 export function fakeCall(script: Script): { call: CallBackend; calls: RecordedCall[] } {
   const calls: RecordedCall[] = [];

@@ -70,13 +70,15 @@ export class FakeCri {
 
   private sandbox(id: string): Sandbox {
     const found = this.sandboxes.get(id);
-    if (found === undefined) throw new RuntimeFailure({ code: grpc.status.NOT_FOUND, message: `${this.name}: pod sandbox "${id}" not found` });
+    if (found === undefined)
+      throw new RuntimeFailure({ code: grpc.status.NOT_FOUND, message: `${this.name}: pod sandbox "${id}" not found` });
     return found;
   }
 
   private container(id: string): Container {
     const found = this.containers.get(id);
-    if (found === undefined) throw new RuntimeFailure({ code: grpc.status.NOT_FOUND, message: `${this.name}: container "${id}" not found` });
+    if (found === undefined)
+      throw new RuntimeFailure({ code: grpc.status.NOT_FOUND, message: `${this.name}: container "${id}" not found` });
     return found;
   }
 
@@ -101,7 +103,9 @@ export class FakeCri {
   private on(method: string, answer: (request: DecodedMessage, call: RecordedCall) => Message): void {
     const requestType = requestTypes.get(method) ?? '';
     const responseType = responseTypes.get(method) ?? '';
-    this.runtime.on(method, { respond: (call) => encodeMessage(responseType, answer(decodeMessage(requestType, call.requestBytes), call)) });
+    this.runtime.on(method, {
+      respond: (call) => encodeMessage(responseType, answer(decodeMessage(requestType, call.requestBytes), call)),
+    });
   }
 
   private script(): void {
@@ -109,12 +113,22 @@ export class FakeCri {
     const byContainer = (r: DecodedMessage): Message => (this.container(str(r, 'container_id')), {});
     this.on('Version', () => ({ version: '0.1.0', runtime_name: `fake-${this.name}`, runtime_version: '1.0', runtime_api_version: 'v1' }));
     this.on('Status', () => ({
-      status: { conditions: [{ type: 'RuntimeReady', status: true }, { type: 'NetworkReady', status: true }] },
+      status: {
+        conditions: [
+          { type: 'RuntimeReady', status: true },
+          { type: 'NetworkReady', status: true },
+        ],
+      },
       runtime_handlers: this.handlers.map((name) => ({ name })),
       info: { name: this.name },
     }));
     this.on('RunPodSandbox', (r) => {
-      const sandbox: Sandbox = { id: this.id('pod'), config: sub(r, 'config') ?? {}, handler: str(r, 'runtime_handler'), state: 'SANDBOX_READY' };
+      const sandbox: Sandbox = {
+        id: this.id('pod'),
+        config: sub(r, 'config') ?? {},
+        handler: str(r, 'runtime_handler'),
+        state: 'SANDBOX_READY',
+      };
       this.sandboxes.set(sandbox.id, sandbox);
       this.emit(sandbox.id, 'CONTAINER_STARTED_EVENT', sandbox);
       return { pod_sandbox_id: sandbox.id };
@@ -133,7 +147,12 @@ export class FakeCri {
     for (const method of ['UpdatePodSandboxResources', 'PortForward', 'PodSandboxStats', 'CheckpointPod']) this.on(method, bySandbox);
     this.on('CreateContainer', (r) => {
       const sandbox = this.sandbox(str(r, 'pod_sandbox_id'));
-      const container: Container = { id: this.id('ctr'), sandboxId: sandbox.id, config: sub(r, 'config') ?? {}, state: 'CONTAINER_CREATED' };
+      const container: Container = {
+        id: this.id('ctr'),
+        sandboxId: sandbox.id,
+        config: sub(r, 'config') ?? {},
+        state: 'CONTAINER_CREATED',
+      };
       this.containers.set(container.id, container);
       this.emit(container.id, 'CONTAINER_CREATED_EVENT', sandbox);
       return { container_id: container.id };
@@ -162,14 +181,19 @@ export class FakeCri {
     for (const method of ['UpdateContainerResources', 'ReopenContainerLog', 'CheckpointContainer']) this.on(method, byContainer);
     this.on('ListPodSandbox', (r) => ({ items: this.podsMatching(sub(r, 'filter')) }));
     this.on('ListContainers', (r) => ({ containers: this.containersMatching(sub(r, 'filter')) }));
-    this.on('ListContainerStats', (r) => ({ stats: this.containersMatching(sub(r, 'filter')).map((c) => ({ attributes: { id: c['id'] } })) }));
+    this.on('ListContainerStats', (r) => ({
+      stats: this.containersMatching(sub(r, 'filter')).map((c) => ({ attributes: { id: c['id'] } })),
+    }));
     this.on('ListPodSandboxStats', () => ({ stats: [...this.sandboxes.values()].map((s) => ({ attributes: { id: s.id } })) }));
-    this.on('ListMetricDescriptors', () => ({ descriptors: [{ name: 'container_cpu_usage_seconds_total' }, { name: `${this.name}_only` }] }));
+    this.on('ListMetricDescriptors', () => ({
+      descriptors: [{ name: 'container_cpu_usage_seconds_total' }, { name: `${this.name}_only` }],
+    }));
     this.on('ListPodSandboxMetrics', () => ({ pod_metrics: [...this.sandboxes.values()].map((s) => ({ pod_sandbox_id: s.id })) }));
     this.runtime.on('StreamContainers', {
-      stream: (call) => this.containersMatching(sub(decodeMessage('runtime.v1.StreamContainersRequest', call.requestBytes), 'filter')).map(
-        (c) => encodeMessage('runtime.v1.StreamContainersResponse', { containers: [c] }),
-      ),
+      stream: (call) =>
+        this.containersMatching(sub(decodeMessage('runtime.v1.StreamContainersRequest', call.requestBytes), 'filter')).map((c) =>
+          encodeMessage('runtime.v1.StreamContainersResponse', { containers: [c] }),
+        ),
     });
     this.on('ListImages', () => ({ images: [...this.images].map(([id, tags]) => ({ id, repo_tags: tags })) }));
     this.on('ImageStatus', (r) => {

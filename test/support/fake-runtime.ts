@@ -223,10 +223,7 @@ function responseOf(method: MethodInfo, behaviour: Behaviour, call: RecordedCall
 }
 
 /** Waits for `what`, or until the call is cancelled; listeners are removed either way. */
-async function untilCancelled(
-  call: UnaryCall | StreamCall,
-  what: (signal: AbortSignal) => Promise<unknown>,
-): Promise<void> {
+async function untilCancelled(call: UnaryCall | StreamCall, what: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
   if (call.cancelled) return;
   const controller = new AbortController();
   const { signal } = controller;
@@ -241,9 +238,7 @@ async function untilCancelled(
 
 /** Resolves after `ms` (never, for Infinity), or as soon as the call is cancelled. */
 function delay(ms: number, call: UnaryCall | StreamCall): Promise<void> {
-  return untilCancelled(call, (signal) =>
-    Number.isFinite(ms) ? setTimeout(ms, undefined, { signal }) : once(signal, 'abort'),
-  );
+  return untilCancelled(call, (signal) => (Number.isFinite(ms) ? setTimeout(ms, undefined, { signal }) : once(signal, 'abort')));
 }
 
 function deadlineMs(deadline: grpc.Deadline): number | undefined {

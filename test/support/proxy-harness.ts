@@ -75,7 +75,10 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
   const [defaultName] = names;
   if (defaultName === undefined) throw new Error('at least one backend');
   const runtimes = new Map(
-    names.map((name) => [name, new FakeRuntime(path.join(dir, names.length === 1 ? 'runtime.sock' : `${name}.sock`), options.extraMethods)]),
+    names.map((name) => [
+      name,
+      new FakeRuntime(path.join(dir, names.length === 1 ? 'runtime.sock' : `${name}.sock`), options.extraMethods),
+    ]),
   );
   if (!options.runtimeDown) for (const runtime of runtimes.values()) await runtime.start();
   const log = options.log ?? silentLogger;
@@ -192,7 +195,12 @@ export class RawClient {
     });
   }
 
-  serverStream(path: string, request: Buffer, metadata = new grpc.Metadata(), options: grpc.CallOptions = {}): grpc.ClientReadableStream<Buffer> {
+  serverStream(
+    path: string,
+    request: Buffer,
+    metadata = new grpc.Metadata(),
+    options: grpc.CallOptions = {},
+  ): grpc.ClientReadableStream<Buffer> {
     return this.client.makeServerStreamRequest(path, identity, identity, request, metadata, options);
   }
 

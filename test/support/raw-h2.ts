@@ -31,7 +31,10 @@ export class RawH2Client {
   constructor(socketPath: string) {
     this.socket = net.connect(socketPath);
     this.socket.on('error', () => undefined);
-    this.reader = new FrameReader({ onFrame: (type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload) }, 16_777_215);
+    this.reader = new FrameReader(
+      { onFrame: (type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload) },
+      16_777_215,
+    );
     this.socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
     this.closed = new Promise((resolve) => this.socket.once('close', () => resolve()));
   }
@@ -57,7 +60,21 @@ export class RawH2Client {
 
   /** A HEADERS frame carrying a gRPC request for `path`, encoded with this client's HPACK context. */
   requestHeaders(streamId: number, path: string, extra: readonly string[] = [], flags: number = Flag.END_HEADERS): Buffer {
-    const fields = [':method', 'POST', ':scheme', 'http', ':path', path, ':authority', 'localhost', 'content-type', 'application/grpc', 'te', 'trailers', ...extra];
+    const fields = [
+      ':method',
+      'POST',
+      ':scheme',
+      'http',
+      ':path',
+      path,
+      ':authority',
+      'localhost',
+      'content-type',
+      'application/grpc',
+      'te',
+      'trailers',
+      ...extra,
+    ];
     return this.frame(FrameType.HEADERS, flags, streamId, this.headerBlock(fields));
   }
 
@@ -79,7 +96,10 @@ export class RawH2Client {
   }
 
   goaway(): Promise<{ lastStreamId: number; code: number }> {
-    return this.next((f) => f.type === FrameType.GOAWAY).then((f) => ({ lastStreamId: f.payload.readUInt32BE(0), code: f.payload.readUInt32BE(4) }));
+    return this.next((f) => f.type === FrameType.GOAWAY).then((f) => ({
+      lastStreamId: f.payload.readUInt32BE(0),
+      code: f.payload.readUInt32BE(4),
+    }));
   }
 
   reset(streamId: number): Promise<number> {

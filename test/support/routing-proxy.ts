@@ -72,7 +72,11 @@ export async function startRoutingProxy(options: RoutingProxyOptions = {}): Prom
     entriesFor: (router) => {
       registry = new Registry();
       const routing = createRoutingInterceptor(config, { name: 'routing', log: silentLogger, registry, router });
-      return [...(options.before?.(router) ?? []), { interceptor: routing, onError: 'failClosed', methods: undefined }, ...(options.after?.(router) ?? [])];
+      return [
+        ...(options.before?.(router) ?? []),
+        { interceptor: routing, onError: 'failClosed', methods: undefined },
+        ...(options.after?.(router) ?? []),
+      ];
     },
   });
   const runtimeOf = (name: Backend): FakeRuntime => {
@@ -81,7 +85,10 @@ export async function startRoutingProxy(options: RoutingProxyOptions = {}): Prom
     return runtime;
   };
   const runtime = { containerd: runtimeOf('containerd'), crio: runtimeOf('crio') };
-  const cri = { containerd: new FakeCri(runtime.containerd, 'containerd', ['', 'runc']), crio: new FakeCri(runtime.crio, 'crio', ['', 'kata']) };
+  const cri = {
+    containerd: new FakeCri(runtime.containerd, 'containerd', ['', 'runc']),
+    crio: new FakeCri(runtime.crio, 'crio', ['', 'kata']),
+  };
   const client = proxy.client();
   return {
     proxy,

@@ -5,7 +5,8 @@ import { printableConfig } from '../../src/config/print';
 import { builtinTypes } from '../../src/commands/builtin-types';
 import { makeTempDir } from '../support/proxy-harness';
 
-const head = 'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\ninterceptors:\n  - name: audit\n    type: audit\n';
+const head =
+  'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\ninterceptors:\n  - name: audit\n    type: audit\n';
 
 function issues(config: string): string[] {
   try {
@@ -92,7 +93,9 @@ describe('keyFile', () => {
       expect.stringMatching(/^interceptors\[0\]\.config\.keyFile: .*missing\.key: cannot read the key file/),
     ]);
     writeFileSync(join(dir, 'short.key'), 'too-short\n', { mode: 0o600 });
-    expect(problems(configWith('keyFile: short.key'))).toEqual([expect.stringMatching(/^interceptors\[0\]\.config\.keyFile: .*at least 32 are needed/)]);
+    expect(problems(configWith('keyFile: short.key'))).toEqual([
+      expect.stringMatching(/^interceptors\[0\]\.config\.keyFile: .*at least 32 are needed/),
+    ]);
     writeFileSync(join(dir, 'open.key'), KEY);
     chmodSync(join(dir, 'open.key'), 0o644);
     const exposed = problems(configWith('keyFile: open.key'));

@@ -86,7 +86,12 @@ test('a rollback that fails: the next record marks the bytes, and verify tells t
   const marker = JSON.parse(lines()[2] ?? '') as Record<string, unknown>;
   expect(marker).toMatchObject({
     seq: 2,
-    writeFailed: { offset: torn, bytes: left, error: 'ENOSPC: no space left on device, write', rollbackError: 'EPERM: operation not permitted, ftruncate' },
+    writeFailed: {
+      offset: torn,
+      bytes: left,
+      error: 'ENOSPC: no space left on device, write',
+      rollbackError: 'EPERM: operation not permitted, ftruncate',
+    },
   });
   expect(tags()).toEqual(['a', undefined, 'b']);
   const result = await verifyAuditFiles([file]);
@@ -98,7 +103,13 @@ test('a rollback that fails: the next record marks the bytes, and verify tells t
 
   // The same torn bytes without the marker after them are a crash: an interrupted write, and the check fails.
   const crashed = join(dir, 'crashed.log');
-  writeFileSync(crashed, lines().slice(0, 2).map((l) => `${l}\n`).join(''));
+  writeFileSync(
+    crashed,
+    lines()
+      .slice(0, 2)
+      .map((l) => `${l}\n`)
+      .join(''),
+  );
   expect((await verifyAuditFiles([crashed])).problems.map((p) => p.kind)).toEqual(['truncated']);
 });
 

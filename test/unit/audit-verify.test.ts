@@ -55,7 +55,14 @@ describe('line format', () => {
     const hash = text.slice(-66, -2);
     expect(sha256Hex(`{"seq":1,"prev":"${GENESIS_HASH}","method":"X"}`)).toBe(hash);
     expect(first.head).toEqual({ seq: 1, lineHash: sha256Hex(first.line) });
-    expect(checkLine(first.line)).toEqual({ kind: 'record', seq: 1, prev: GENESIS_HASH, lineHash: first.head.lineHash, keyed: false, macChecked: false });
+    expect(checkLine(first.line)).toEqual({
+      kind: 'record',
+      seq: 1,
+      prev: GENESIS_HASH,
+      lineHash: first.head.lineHash,
+      keyed: false,
+      macChecked: false,
+    });
     expect(checkLine(first.line.subarray(0, 30))).toEqual({ kind: 'truncated', seq: 1 });
     expect(checkLine(Buffer.from('hello')).kind).toBe('malformed');
   });
@@ -141,7 +148,9 @@ describe('verify', () => {
     expect(p).toMatchObject({ kind: 'truncated', line: 4, seq: 4, offset: offsetOfLine(lines, 4) });
     const cli = await run(file);
     expect(cli.code).toBe(1);
-    expect(cli.out).toContain(`${file}:4: an incomplete record (seq 4) of ${text.length - 30 - offsetOfLine(lines, 4)} bytes at byte offset ${offsetOfLine(lines, 4)} at the end of the file`);
+    expect(cli.out).toContain(
+      `${file}:4: an incomplete record (seq 4) of ${text.length - 30 - offsetOfLine(lines, 4)} bytes at byte offset ${offsetOfLine(lines, 4)} at the end of the file`,
+    );
   });
 
   test('a line that is not a record', async () => {

@@ -27,7 +27,6 @@ async function writeN(writer: AuditWriter, n: number, tag = 'r'): Promise<void> 
   for (let i = 0; i < n; i++) await writer.append({ method: 'StartContainer', tag: `${tag}${i}`, pad: 'x'.repeat(100) });
 }
 
-
 test('records are numbered from 1 and chained; the directory is created', async () => {
   const writer = new AuditWriter(file, base);
   await writeN(writer, 3);

@@ -44,14 +44,20 @@ describe('interceptor chain', () => {
   test('runs entries in configured order around the runtime call, not sorted', async () => {
     const log: string[] = [];
     const names = ['zeta', 'alpha', 'mid'];
-    const { chain } = build(names.map((n) => entry(recorder(n, log))), log);
+    const { chain } = build(
+      names.map((n) => entry(recorder(n, log))),
+      log,
+    );
     await chain.runnerFor(runPod)(fakeCtx());
     expect(log).toEqual(['zeta:before', 'alpha:before', 'mid:before', 'runtime', 'mid:after', 'alpha:after', 'zeta:after']);
   });
 
   test('an entry limited to methods is skipped for others', async () => {
     const log: string[] = [];
-    const { chain } = build([entry(recorder('images', log), 'failClosed', ['runtime.v1.ImageService/*']), entry(recorder('all', log))], log);
+    const { chain } = build(
+      [entry(recorder('images', log), 'failClosed', ['runtime.v1.ImageService/*']), entry(recorder('all', log))],
+      log,
+    );
     await chain.runnerFor(runPod)(fakeCtx());
     expect(log).toEqual(['all:before', 'runtime', 'all:after']);
     log.length = 0;
@@ -86,7 +92,9 @@ describe('interceptor chain', () => {
 
   test('failClosed: a throwing interceptor fails the call with a clear status and the runtime is not called', async () => {
     const { chain, faults, terminalRuns } = build([entry(broken, 'failClosed')]);
-    const err = await chain.runnerFor(runPod)(fakeCtx()).catch((e: unknown) => e);
+    const err = await chain
+      .runnerFor(runPod)(fakeCtx())
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProxyError);
     expect((err as ProxyError).grpcStatus).toBe(13);
     expect((err as ProxyError).message).toContain('interceptor "broken" failed: boom');
@@ -129,17 +137,28 @@ describe('interceptor chain', () => {
 
   test("the runtime step's failure passes through every interceptor as is, not as their fault", async () => {
     const failure = new ProxyError('UPSTREAM_UNAVAILABLE', 'down');
-    const chain = new Chain([entry(recorder('a', [])), entry(recorder('b', []), 'failOpen')], () => Promise.reject(failure), () => {
-      throw new Error('no fault expected');
-    });
+    const chain = new Chain(
+      [entry(recorder('a', [])), entry(recorder('b', []), 'failOpen')],
+      () => Promise.reject(failure),
+      () => {
+        throw new Error('no fault expected');
+      },
+    );
     await expect(chain.runnerFor(runPod)(fakeCtx())).rejects.toBe(failure);
   });
 
   test("a bug in the proxy's own last step is PROXY_INTERNAL, never blamed on an interceptor", async () => {
     for (const entries of [[], [entry(recorder('a', []))]]) {
       const faults: string[] = [];
-      const chain = new Chain(entries, () => Promise.reject(new TypeError('x is undefined')), (e) => faults.push(e.interceptor.name));
-      await expect(chain.runnerFor(runPod)(fakeCtx())).rejects.toMatchObject({ code: 'PROXY_INTERNAL', message: 'cri-proxy internal error: x is undefined' });
+      const chain = new Chain(
+        entries,
+        () => Promise.reject(new TypeError('x is undefined')),
+        (e) => faults.push(e.interceptor.name),
+      );
+      await expect(chain.runnerFor(runPod)(fakeCtx())).rejects.toMatchObject({
+        code: 'PROXY_INTERNAL',
+        message: 'cri-proxy internal error: x is undefined',
+      });
       expect(faults).toEqual([]);
     }
   });
@@ -147,10 +166,14 @@ describe('interceptor chain', () => {
   test('a failing fault listener changes nothing and blames no outer interceptor', async () => {
     const boom: Interceptor = { name: 'boom', intercept: () => Promise.reject(new Error('inner bug')) };
     const outerFaults: string[] = [];
-    const chain = new Chain([entry(recorder('outer', [])), entry(boom, 'failOpen')], () => Promise.resolve(), (e) => {
-      outerFaults.push(e.interceptor.name);
-      throw new Error('listener bug');
-    });
+    const chain = new Chain(
+      [entry(recorder('outer', [])), entry(boom, 'failOpen')],
+      () => Promise.resolve(),
+      (e) => {
+        outerFaults.push(e.interceptor.name);
+        throw new Error('listener bug');
+      },
+    );
     await expect(chain.runnerFor(runPod)(fakeCtx())).resolves.toBeUndefined();
     expect(outerFaults).toEqual(['boom']);
   });

@@ -73,10 +73,7 @@ describe('codec', () => {
   });
 
   describe('fieldAt', () => {
-    const decoded = decodeMessage(
-      'runtime.v1.RunPodSandboxRequest',
-      encodeMessage('runtime.v1.RunPodSandboxRequest', runPodSandbox),
-    );
+    const decoded = decodeMessage('runtime.v1.RunPodSandboxRequest', encodeMessage('runtime.v1.RunPodSandboxRequest', runPodSandbox));
 
     it('reads strings at dotted paths', () => {
       expect(fieldAt(decoded, 'config.metadata.name')).toBe('web-0');

@@ -89,13 +89,19 @@ describe('--http-listen', () => {
 });
 
 describe('listen errors name the setting', () => {
-  const errno = (code: string, path?: string): NodeJS.ErrnoException => Object.assign(new Error(`raw ${code}`), { code, ...(path ? { path } : {}) });
+  const errno = (code: string, path?: string): NodeJS.ErrnoException =>
+    Object.assign(new Error(`raw ${code}`), { code, ...(path ? { path } : {}) });
   test.each([
     ['http.listen', '127.0.0.1:9464', errno('EADDRINUSE'), 'http.listen: 127.0.0.1:9464 is in use'],
     ['http.listen', '10.9.9.9:9464', errno('EADDRNOTAVAIL'), 'http.listen: 10.9.9.9:9464 is not an address of this machine'],
     ['listen', 'unix:///x/y.sock', errno('EACCES', '/x'), 'listen: unix:///x/y.sock cannot be opened: permission denied on /x'],
     ['listen', 'unix:///f/y.sock', errno('ENOTDIR', '/f'), 'listen: unix:///f/y.sock cannot be created: /f is not a directory'],
-    ['listen', 'unix:///s.sock', new Error('another process is serving /s.sock'), 'listen: unix:///s.sock cannot be opened: another process is serving /s.sock'],
+    [
+      'listen',
+      'unix:///s.sock',
+      new Error('another process is serving /s.sock'),
+      'listen: unix:///s.sock cannot be opened: another process is serving /s.sock',
+    ],
   ])('%s %s', (setting, address, err, message) => {
     expect(listenError(setting, address, err).message).toBe(message);
   });

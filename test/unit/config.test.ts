@@ -6,13 +6,7 @@ import { z } from 'zod';
 import { parseHostPort, parseUnixAddress } from '../../src/config/address';
 import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/config/interceptor-types';
 import { builtinInterceptorTypes } from '../../src/interceptors';
-import {
-  ConfigError,
-  DEFAULT_UPSTREAM,
-  loadConfigFile,
-  parseConfig,
-  type ConfigOverrides,
-} from '../../src/config/load';
+import { ConfigError, DEFAULT_UPSTREAM, loadConfigFile, parseConfig, type ConfigOverrides } from '../../src/config/load';
 import { parseArgs, UsageError } from '../../src/commands/args';
 import { defaultBackend } from '../../src/config/schema';
 import { formatPath, type ConfigIssue } from '../../src/config/issues';
@@ -85,8 +79,20 @@ describe('flag overrides', () => {
     ['--listen', ONE_BACKEND, { listen: '/run/cri-proxy-test/p.sock' }, (c) => c.listen, '/run/cri-proxy-test/p.sock'],
     ['--log-level', ONE_BACKEND, { logLevel: 'debug' }, (c) => c.logLevel, 'debug'],
     ['--upstream, one backend', ONE_BACKEND, { upstream: '/x.sock' }, (c) => c.backends[0]?.endpoint, '/x.sock'],
-    ['--upstream, default of two', TWO_BACKENDS, { upstream: '/x.sock' }, (c) => c.backends.map((b) => b.endpoint), ['/x.sock', '/run/b.sock']],
-    ['--upstream, file without backends', 'logLevel: warn\n', { upstream: '/x.sock' }, (c) => c.backends.map((b) => [b.name, b.endpoint, b.default]), [['default', '/x.sock', true]]],
+    [
+      '--upstream, default of two',
+      TWO_BACKENDS,
+      { upstream: '/x.sock' },
+      (c) => c.backends.map((b) => b.endpoint),
+      ['/x.sock', '/run/b.sock'],
+    ],
+    [
+      '--upstream, file without backends',
+      'logLevel: warn\n',
+      { upstream: '/x.sock' },
+      (c) => c.backends.map((b) => [b.name, b.endpoint, b.default]),
+      [['default', '/x.sock', true]],
+    ],
   ])('%s', (_name, yaml, overrides, pick, expected) => {
     expect(pick(parseConfig(yaml, 'test.yaml', types, overrides))).toEqual(expected);
   });
@@ -131,8 +137,16 @@ describe('invalid configs', () => {
     ['bad onError', `${ONE_BACKEND}interceptors: [{ name: r, type: test-rules, onError: ignore }]\n`, ['interceptors[0].onError']],
     ['two defaults', `${TWO_BACKENDS}  - { name: c, endpoint: /c.sock, default: true }\n`, ['backends[2].default']],
     ['no default among several', 'backends: [{ name: a, endpoint: /a.sock }, { name: b, endpoint: /b.sock }]\n', ['backends']],
-    ['duplicate backend names', 'backends: [{ name: a, endpoint: /a.sock, default: true }, { name: a, endpoint: /b.sock }]\n', ['backends[1].name']],
-    ['duplicate interceptor names', `${ONE_BACKEND}interceptors: [{ name: r, type: test-rules }, { name: r, type: test-rules }]\n`, ['interceptors[1].name']],
+    [
+      'duplicate backend names',
+      'backends: [{ name: a, endpoint: /a.sock, default: true }, { name: a, endpoint: /b.sock }]\n',
+      ['backends[1].name'],
+    ],
+    [
+      'duplicate interceptor names',
+      `${ONE_BACKEND}interceptors: [{ name: r, type: test-rules }, { name: r, type: test-rules }]\n`,
+      ['interceptors[1].name'],
+    ],
     ['tcp address', `listen: tcp://127.0.0.1:1234\n${ONE_BACKEND}`, ['listen']],
     ['relative path', 'backends: [{ name: a, endpoint: run/a.sock }]\n', ['backends[0].endpoint']],
     ['bad http listen', `http: { listen: "localhost" }\n${ONE_BACKEND}`, ['http.listen']],
@@ -143,7 +157,11 @@ describe('invalid configs', () => {
     ['fractional timeout', 'backends: [{ name: a, endpoint: /a.sock, connectTimeoutMs: 1.5 }]\n', ['backends[0].connectTimeoutMs']],
     ['empty backends', 'backends: []\n', ['backends']],
     ['bad name', 'backends: [{ name: "a b", endpoint: /a.sock }]\n', ['backends[0].name']],
-    ['bad method pattern', `${ONE_BACKEND}interceptors: [{ name: r, type: test-rules, methods: ["Run Pod"] }]\n`, ['interceptors[0].methods[0]']],
+    [
+      'bad method pattern',
+      `${ONE_BACKEND}interceptors: [{ name: r, type: test-rules, methods: ["Run Pod"] }]\n`,
+      ['interceptors[0].methods[0]'],
+    ],
     ['unregistered type', `${ONE_BACKEND}interceptors: [{ name: x, type: nope }]\n`, ['interceptors[0].type']],
     ['document is a list', '- a\n', ['']],
   ])('%s', (_name, yaml, paths) => {
@@ -204,12 +222,22 @@ describe('invalid configs', () => {
 
 describe('interceptor entries', () => {
   test('config is validated by its type and gets that type’s defaults', () => {
-    const cfg = parseConfig(`${ONE_BACKEND}interceptors:
+    const cfg = parseConfig(
+      `${ONE_BACKEND}interceptors:
   - { name: r, type: test-rules, methods: [RunPodSandbox, "runtime.v1.ImageService/*"], config: { rules: [{ match: "*", action: deny }] } }
   - { name: s, type: test-rules, onError: failOpen, config: }
-`, 't', types);
+`,
+      't',
+      types,
+    );
     expect(cfg.interceptors).toEqual([
-      { name: 'r', type: 'test-rules', onError: 'failClosed', methods: ['RunPodSandbox', 'runtime.v1.ImageService/*'], config: { rules: [{ match: '*', action: 'deny' }], verbose: false } },
+      {
+        name: 'r',
+        type: 'test-rules',
+        onError: 'failClosed',
+        methods: ['RunPodSandbox', 'runtime.v1.ImageService/*'],
+        config: { rules: [{ match: '*', action: 'deny' }], verbose: false },
+      },
       { name: 's', type: 'test-rules', onError: 'failOpen', config: { rules: [], verbose: false } },
     ]);
   });
@@ -234,12 +262,21 @@ describe('interceptor entries', () => {
       }
       return [];
     })();
-    expect(issues).toEqual([expect.objectContaining({ path: 'interceptors[0].type', message: expect.stringContaining('unknown interceptor type "test-rules"') as string })]);
+    expect(issues).toEqual([
+      expect.objectContaining({
+        path: 'interceptors[0].type',
+        message: expect.stringContaining('unknown interceptor type "test-rules"') as string,
+      }),
+    ]);
   });
 });
 
 describe('the result is deep-frozen', () => {
-  const cfg = parseConfig(`${TWO_BACKENDS}interceptors: [{ name: r, type: test-rules, config: { rules: [{ match: a, action: allow }] } }]\n`, 't', types);
+  const cfg = parseConfig(
+    `${TWO_BACKENDS}interceptors: [{ name: r, type: test-rules, config: { rules: [{ match: a, action: allow }] } }]\n`,
+    't',
+    types,
+  );
   const mutations: [string, () => void][] = [
     ['top-level', () => Object.assign(cfg, { logLevel: 'debug' })],
     ['nested object', () => Object.assign(cfg.http, { listen: '' })],

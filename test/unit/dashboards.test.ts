@@ -20,7 +20,22 @@ const PROMETHEUS_OWN = new Set(['up']);
 // Words that are never metric names: binary/set operators, modifiers and literals.
 const KEYWORDS = new Set(['and', 'or', 'unless', 'offset', 'bool', 'inf', 'nan', 'atan2', 'start', 'end']);
 // Aggregations may put `by (...)` between their name and their `(`.
-const AGGREGATIONS = new Set(['sum', 'min', 'max', 'avg', 'group', 'stddev', 'stdvar', 'count', 'count_values', 'bottomk', 'topk', 'quantile', 'limitk', 'limit_ratio']);
+const AGGREGATIONS = new Set([
+  'sum',
+  'min',
+  'max',
+  'avg',
+  'group',
+  'stddev',
+  'stdvar',
+  'count',
+  'count_values',
+  'bottomk',
+  'topk',
+  'quantile',
+  'limitk',
+  'limit_ratio',
+]);
 // Followed by a parenthesised list of label names, not of expressions.
 const LABEL_LISTS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
 
@@ -52,11 +67,15 @@ function metricNames(expr: string): string[] {
   while (i < expr.length) {
     const c = expr[i] as string;
     if (c === '"' || c === "'" || c === '`') i = skipString(expr, i);
-    else if (c === '{') i = skipBalanced(expr, i, '{', '}'); // label matchers
-    else if (c === '[') i = skipBalanced(expr, i, '[', ']'); // ranges, subqueries
+    else if (c === '{')
+      i = skipBalanced(expr, i, '{', '}'); // label matchers
+    else if (c === '[')
+      i = skipBalanced(expr, i, '[', ']'); // ranges, subqueries
     else if (c === '#') i = expr.includes('\n', i) ? expr.indexOf('\n', i) : expr.length;
-    else if (c === '$') i += (/^\$(\{[^}]*\}|\w+)/.exec(expr.slice(i))?.[0].length ?? 1); // Grafana variables
-    else if (/[0-9.]/.test(c)) i += /^[0-9.]+(e[+-]?[0-9]+)?[a-z]*/i.exec(expr.slice(i))?.[0].length ?? 1; // numbers, durations
+    else if (c === '$')
+      i += /^\$(\{[^}]*\}|\w+)/.exec(expr.slice(i))?.[0].length ?? 1; // Grafana variables
+    else if (/[0-9.]/.test(c))
+      i += /^[0-9.]+(e[+-]?[0-9]+)?[a-z]*/i.exec(expr.slice(i))?.[0].length ?? 1; // numbers, durations
     else if (/[A-Za-z_:]/.test(c)) {
       const word = /^[A-Za-z_:][A-Za-z0-9_:]*/.exec(expr.slice(i))?.[0] ?? c;
       i += word.length;
@@ -99,7 +118,11 @@ function alertExpressions(rules: RuleFile): string[] {
 
 /** Names in `exprs` that `exported` lacks, with the expression they came from. */
 function unknownNames(exprs: readonly string[], exported: ReadonlySet<string>): string[] {
-  return exprs.flatMap((e) => metricNames(e).filter((n) => !exported.has(n) && !PROMETHEUS_OWN.has(n)).map((n) => `${n} in ${e}`));
+  return exprs.flatMap((e) =>
+    metricNames(e)
+      .filter((n) => !exported.has(n) && !PROMETHEUS_OWN.has(n))
+      .map((n) => `${n} in ${e}`),
+  );
 }
 
 /** What a running proxy with a metrics interceptor exports, as series names (histograms expanded). */
@@ -107,12 +130,15 @@ async function exportedNames(): Promise<Set<string>> {
   const dir = makeTempDir();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const result = validateProxyConfig({
-    listen: `unix://${path.join(dir, 'proxy.sock')}`,
-    http: { listen: '' },
-    backends: [{ name: 'containerd', endpoint: `unix://${path.join(dir, 'runtime.sock')}` }],
-    interceptors: [{ name: 'metrics', type: 'metrics' }],
-  }, builtinTypes());
+  const result = validateProxyConfig(
+    {
+      listen: `unix://${path.join(dir, 'proxy.sock')}`,
+      http: { listen: '' },
+      backends: [{ name: 'containerd', endpoint: `unix://${path.join(dir, 'runtime.sock')}` }],
+      interceptors: [{ name: 'metrics', type: 'metrics' }],
+    },
+    builtinTypes(),
+  );
   if (!result.ok) throw new Error(JSON.stringify(result.issues));
   const app = await App.start(result.config, { log: silentLogger, registry });
   try {
@@ -134,7 +160,10 @@ describe('PromQL metric name extraction', () => {
   test.each([
     ['sum by (le, method) (rate(x_bucket{code!="OK", method=~"a|b"}[$__rate_interval]))', ['x_bucket']],
     ['a / ignoring(phase) group_left b', ['a', 'b']],
-    ['histogram_quantile(0.9, sum by (instance, le) (rate(h_bucket[30m]))) > 60 and on (instance) sum without (job) (c) >= 5', ['h_bucket', 'c']],
+    [
+      'histogram_quantile(0.9, sum by (instance, le) (rate(h_bucket[30m]))) > 60 and on (instance) sum without (job) (c) >= 5',
+      ['h_bucket', 'c'],
+    ],
     ['time() - max by (instance) (ts{instance=~"$instance"}) offset 5m', ['ts']],
     ['up{job="cri-proxy"} == 0 or absent(up{job="cri-proxy"})', ['up']],
     ['rate(x[5m:1m]) * 1e3 > bool 0.5', ['x']],
@@ -154,7 +183,14 @@ describe('dashboard and alert rules', () => {
   });
 
   test('the registry really holds the proxy’s metrics (the check below is not vacuous)', () => {
-    for (const name of ['cri_proxy_calls_total', 'cri_proxy_call_duration_seconds_bucket', 'cri_proxy_backend_up', 'cri_proxy_interceptor_errors_total', 'cri_proxy_pod_start_duration_seconds_count', 'process_cpu_seconds_total']) {
+    for (const name of [
+      'cri_proxy_calls_total',
+      'cri_proxy_call_duration_seconds_bucket',
+      'cri_proxy_backend_up',
+      'cri_proxy_interceptor_errors_total',
+      'cri_proxy_pod_start_duration_seconds_count',
+      'process_cpu_seconds_total',
+    ]) {
       expect(exported).toContain(name);
     }
   });

@@ -50,17 +50,15 @@ const kustomization = parseYaml(readFileSync(join(K8S, 'kustomization.yaml'), 'u
 /** What `kustomize build` yields, minus name hashes and image rewrites: the resources and the generated ConfigMaps. */
 function assemble(): Manifest[] {
   const resources = kustomization.resources.flatMap((file) => readManifests(join(K8S, file)));
-  const generated = (kustomization.configMapGenerator ?? []).map(
-    (gen): Manifest => ({
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      metadata: { name: gen.name, ...(gen.namespace ? { namespace: gen.namespace } : {}) },
-      data: Object.fromEntries([
-        ...(gen.files ?? []).map((f) => [basename(f), readFileSync(join(K8S, f), 'utf8')]),
-        ...(gen.literals ?? []).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-      ]),
-    }),
-  );
+  const generated = (kustomization.configMapGenerator ?? []).map((gen): Manifest => ({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: gen.name, ...(gen.namespace ? { namespace: gen.namespace } : {}) },
+    data: Object.fromEntries([
+      ...(gen.files ?? []).map((f) => [basename(f), readFileSync(join(K8S, f), 'utf8')]),
+      ...(gen.literals ?? []).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    ]),
+  }));
   return [...resources, ...generated];
 }
 
@@ -117,7 +115,11 @@ describe('Kubernetes manifests', () => {
   test('the DaemonSet only installs: its containers run the installer scripts, referencing what exists', () => {
     const ds = daemonSet();
     const pod = ds.spec.template.spec;
-    const configMaps = new Set(assemble().filter((m) => m.kind === 'ConfigMap').map((m) => m.metadata?.name));
+    const configMaps = new Set(
+      assemble()
+        .filter((m) => m.kind === 'ConfigMap')
+        .map((m) => m.metadata?.name),
+    );
     const scripts = new Set((kustomization.configMapGenerator ?? []).flatMap((g) => (g.files ?? []).map((f) => basename(f))));
     const images = new Set((kustomization.images ?? []).map((i) => i.name));
     expect(pod.hostPID).toBe(true);
@@ -136,7 +138,7 @@ describe('Kubernetes manifests', () => {
     }
   });
 
-  test('the ConfigMaps hold the release\'s example config, which validates, and the policy example', () => {
+  test("the ConfigMaps hold the release's example config, which validates, and the policy example", () => {
     const maps = assemble().filter((m) => m.kind === 'ConfigMap') as (Manifest & { data: Record<string, string> })[];
     const config = maps.find((m) => m.metadata?.name === 'cri-proxy-config')?.data['cri-proxy.yaml'];
     expect(config).toBe(readFileSync(join(ROOT, 'deploy', 'systemd', 'cri-proxy.yaml'), 'utf8'));
@@ -163,7 +165,9 @@ describe('scripts', () => {
   ].map((f) => relative(ROOT, f));
 
   test('shellcheck finds nothing in the scripts the DaemonSet and the release run, nor in scripts/', () => {
-    expect(scripts).toEqual(expect.arrayContaining(['deploy/kubernetes/scripts/install-node.sh', 'deploy/systemd/install.sh', 'scripts/release.sh']));
+    expect(scripts).toEqual(
+      expect.arrayContaining(['deploy/kubernetes/scripts/install-node.sh', 'deploy/systemd/install.sh', 'scripts/release.sh']),
+    );
     const result = tool('shellcheck', ['--external-sources', ...scripts]);
     expect(result.output).toBe('');
     expect(result.status).toBe(0);

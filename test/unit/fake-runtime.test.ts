@@ -143,15 +143,11 @@ describe('fake runtime', () => {
   it('sends scripted initial metadata and trailers', async () => {
     fake.on('Status', { initialMetadata: { 'x-first': 'yes' }, trailers: { 'x-last-bin': Buffer.from([1]) } });
     const headers = new Promise<grpc.Metadata>((resolve) => {
-      client
-        .makeUnaryRequest(`${RUNTIME}/Status`, identity, identity, Buffer.alloc(0), () => undefined)
-        .on('metadata', resolve);
+      client.makeUnaryRequest(`${RUNTIME}/Status`, identity, identity, Buffer.alloc(0), () => undefined).on('metadata', resolve);
     });
     expect((await headers).get('x-first')).toEqual(['yes']);
     const status = await new Promise<grpc.StatusObject>((resolve) => {
-      client
-        .makeUnaryRequest(`${RUNTIME}/Status`, identity, identity, Buffer.alloc(0), () => undefined)
-        .on('status', resolve);
+      client.makeUnaryRequest(`${RUNTIME}/Status`, identity, identity, Buffer.alloc(0), () => undefined).on('status', resolve);
     });
     expect(status.metadata.get('x-last-bin')).toEqual([Buffer.from([1])]);
   });

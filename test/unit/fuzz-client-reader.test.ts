@@ -37,16 +37,29 @@ const streamIds = fc.constantFrom(0, 1, 2, 3, 5, 7, 9, 0x7fffffff);
 /** Frames a client could send, well formed or not. */
 const anyFrame: fc.Arbitrary<Buffer> = fc.oneof(
   fc
-    .record({ type: fc.integer({ min: 0, max: 12 }), flags: fc.integer({ min: 0, max: 255 }), id: streamIds, payload: fc.uint8Array({ maxLength: 48 }) })
+    .record({
+      type: fc.integer({ min: 0, max: 12 }),
+      flags: fc.integer({ min: 0, max: 255 }),
+      id: streamIds,
+      payload: fc.uint8Array({ maxLength: 48 }),
+    })
     .map(({ type, flags, id, payload }) => frame(type, flags, id, payload)),
   fc
-    .record({ id: streamIds, path: fc.constantFrom('/runtime.v1.RuntimeService/Version', '/x/y', ''), end: fc.boolean(), split: fc.boolean() })
+    .record({
+      id: streamIds,
+      path: fc.constantFrom('/runtime.v1.RuntimeService/Version', '/x/y', ''),
+      end: fc.boolean(),
+      split: fc.boolean(),
+    })
     .map(({ id, path, end, split }) => {
       const block = headerBlock([':method', 'POST', ':scheme', 'http', ':path', path, 'content-type', 'application/grpc']);
       const flags = end ? Flag.END_STREAM : 0;
       if (!split) return frame(FrameType.HEADERS, flags | Flag.END_HEADERS, id, block);
       const half = block.length >> 1;
-      return Buffer.concat([frame(FrameType.HEADERS, flags, id, block.subarray(0, half)), frame(FrameType.CONTINUATION, Flag.END_HEADERS, id, block.subarray(half))]);
+      return Buffer.concat([
+        frame(FrameType.HEADERS, flags, id, block.subarray(0, half)),
+        frame(FrameType.CONTINUATION, Flag.END_HEADERS, id, block.subarray(half)),
+      ]);
     }),
   fc
     .record({ id: streamIds, message: fc.uint8Array({ maxLength: 64 }), end: fc.boolean() })

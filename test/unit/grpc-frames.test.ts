@@ -70,7 +70,18 @@ describe('request headers', () => {
   });
 
   test('a socket-path authority is replaced, the deadline shortened, and the chain’s metadata applied', () => {
-    const fields = [':method', 'POST', ':path', '/a/B', ':authority', '/run/containerd/containerd.sock', 'grpc-timeout', '5S', 'traceparent', 'old'];
+    const fields = [
+      ':method',
+      'POST',
+      ':path',
+      '/a/B',
+      ':authority',
+      '/run/containerd/containerd.sock',
+      'grpc-timeout',
+      '5S',
+      'traceparent',
+      'old',
+    ];
     const extra = new OutgoingMetadata();
     extra.set('traceparent', 'new');
     const out = upstreamFields(fields, { extra, remainingMs: 1234.5 });
@@ -85,6 +96,11 @@ describe('request headers', () => {
     expect(md.getAll('x-a')).toEqual(['1', '2']);
     expect(md.get(':path')).toBeUndefined();
     expect(md.keys()).toEqual(['content-type', 'x-a', 'x-b-bin']);
-    expect(md.entries()).toEqual([['content-type', 'application/grpc'], ['x-a', '1'], ['x-a', '2'], ['x-b-bin', 'AAE=']]);
+    expect(md.entries()).toEqual([
+      ['content-type', 'application/grpc'],
+      ['x-a', '1'],
+      ['x-a', '2'],
+      ['x-b-bin', 'AAE='],
+    ]);
   });
 });

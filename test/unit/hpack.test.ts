@@ -6,7 +6,7 @@ import { decodeHuffman } from '../../src/proxy/http2/hpack-huffman';
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s/g, ''), 'hex');
 const pairs = (fields: readonly string[]): [string, string][] => {
   const out: [string, string][] = [];
-  for (let i = 0; i < fields.length; i += 2) out.push([(fields[i] as string), (fields[i + 1] as string)]);
+  for (let i = 0; i < fields.length; i += 2) out.push([fields[i] as string, fields[i + 1] as string]);
   return out;
 };
 
@@ -17,13 +17,34 @@ function encode(encoder: HpackEncoder, fields: readonly string[], neverIndexed?:
 
 const request1 = [':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'www.example.com'];
 const request2 = [...request1, 'cache-control', 'no-cache'];
-const request3 = [':method', 'GET', ':scheme', 'https', ':path', '/index.html', ':authority', 'www.example.com', 'custom-key', 'custom-value'];
+const request3 = [
+  ':method',
+  'GET',
+  ':scheme',
+  'https',
+  ':path',
+  '/index.html',
+  ':authority',
+  'www.example.com',
+  'custom-key',
+  'custom-value',
+];
 const date1 = 'Mon, 21 Oct 2013 20:13:21 GMT';
 const response1 = [':status', '302', 'cache-control', 'private', 'date', date1, 'location', 'https://www.example.com'];
 const response2 = [':status', '307', 'cache-control', 'private', 'date', date1, 'location', 'https://www.example.com'];
 const response3 = [
-  ':status', '200', 'cache-control', 'private', 'date', 'Mon, 21 Oct 2013 20:13:22 GMT', 'location', 'https://www.example.com',
-  'content-encoding', 'gzip', 'set-cookie', 'foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1',
+  ':status',
+  '200',
+  'cache-control',
+  'private',
+  'date',
+  'Mon, 21 Oct 2013 20:13:22 GMT',
+  'location',
+  'https://www.example.com',
+  'content-encoding',
+  'gzip',
+  'set-cookie',
+  'foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1',
 ];
 
 describe('HPACK decoding: RFC 7541 Appendix C', () => {
@@ -119,8 +140,22 @@ describe('HPACK errors are connection errors', () => {
 
 describe('HPACK encoding', () => {
   const grpcRequest = (path: string, timeout: string): string[] => [
-    ':method', 'POST', ':scheme', 'http', ':path', path, ':authority', 'localhost',
-    'content-type', 'application/grpc', 'te', 'trailers', 'grpc-timeout', timeout, 'user-agent', 'grpc-go/1.60',
+    ':method',
+    'POST',
+    ':scheme',
+    'http',
+    ':path',
+    path,
+    ':authority',
+    'localhost',
+    'content-type',
+    'application/grpc',
+    'te',
+    'trailers',
+    'grpc-timeout',
+    timeout,
+    'user-agent',
+    'grpc-go/1.60',
   ];
 
   test('blocks round-trip through a decoder, call after call', () => {
@@ -182,7 +217,7 @@ describe('HPACK encoding', () => {
     const raw = Buffer.from([0x20, 0x7f, 0x80, 0xff, 0xc3, 0xa9]).toString('latin1');
     const fields = ['x-raw', raw, 'x-empty', ''];
     const decoded = decoder.decode(encode(encoder, fields), 1e6).fields;
-    expect(Buffer.from((decoded[1] as string), 'latin1')).toEqual(Buffer.from([0x20, 0x7f, 0x80, 0xff, 0xc3, 0xa9]));
+    expect(Buffer.from(decoded[1] as string, 'latin1')).toEqual(Buffer.from([0x20, 0x7f, 0x80, 0xff, 0xc3, 0xa9]));
     expect(decoded[3]).toBe('');
   });
 

@@ -147,6 +147,8 @@ describe('frame payloads', () => {
   test('DATA padding is removed; padding as long as the frame is a PROTOCOL_ERROR', () => {
     expect(dataPayload(Flag.PADDED, Buffer.from([2, 0x61, 0x62, 0, 0])).toString()).toBe('ab');
     expect(dataPayload(0, Buffer.from('abc')).toString()).toBe('abc');
-    expect(() => dataPayload(Flag.PADDED, Buffer.from([3, 1, 2]))).toThrow(expect.objectContaining({ code: ErrorCode.PROTOCOL_ERROR }) as Error);
+    expect(() => dataPayload(Flag.PADDED, Buffer.from([3, 1, 2]))).toThrow(
+      expect.objectContaining({ code: ErrorCode.PROTOCOL_ERROR }) as Error,
+    );
   });
 });

@@ -141,7 +141,10 @@ describe('cri-proxy policy check', () => {
   });
 
   test('an invalid policy is a config error: exit 3', async () => {
-    const bad = config('bad.yaml', `[{ name: images, type: image-policy, config: { rules: [{ name: r, match: { images: [nginx] }, action: allow }] } }]`);
+    const bad = config(
+      'bad.yaml',
+      `[{ name: images, type: image-policy, config: { rules: [{ name: r, match: { images: [nginx] }, action: allow }] } }]`,
+    );
     const result = await check('check', '--config', bad, 'nginx');
     expect(result.code).toBe(3);
     expect(result.err).toMatch(/interceptors\[0\]\.config\.rules\[0\]\.match\.images\[0\]: pattern needs a registry/);

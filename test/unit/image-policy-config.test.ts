@@ -73,7 +73,11 @@ describe('the example files', () => {
 
 describe('config validation', () => {
   test('inline rules validate, with defaults', () => {
-    const config = parseConfig(withPolicy('{ rules: [{ name: r, match: { images: ["docker.io/**"] }, action: allow }] }'), 't', builtinTypes());
+    const config = parseConfig(
+      withPolicy('{ rules: [{ name: r, match: { images: ["docker.io/**"] }, action: allow }] }'),
+      't',
+      builtinTypes(),
+    );
     expect(config.interceptors[0]?.config).toEqual({
       rules: [{ name: 'r', match: { images: ['docker.io/**'] }, action: 'allow' }],
       imageStatusTimeoutMs: 2000,
@@ -85,7 +89,11 @@ describe('config validation', () => {
   test.each<[string, string, RegExp]>([
     ['{}', 'interceptors[0].config', /exactly one of "rules" .* or "rulesFile"/],
     ['{ rules: [], rulesFile: /x.yaml }', 'interceptors[0].config', /exactly one of/],
-    ['{ rules: [{ name: r, match: { images: [busybox] }, action: allow }] }', 'interceptors[0].config.rules[0].match.images[0]', /needs a registry/],
+    [
+      '{ rules: [{ name: r, match: { images: [busybox] }, action: allow }] }',
+      'interceptors[0].config.rules[0].match.images[0]',
+      /needs a registry/,
+    ],
     ['{ rules: [{ name: r, match: { images: [] }, action: allow }] }', 'interceptors[0].config.rules[0].match.images', /at least one/],
     ['{ rules: [{ name: r, match: { images: ["quay.io/**"] }, action: maybe }] }', 'interceptors[0].config.rules[0].action', /allow/],
     [
@@ -98,8 +106,16 @@ describe('config validation', () => {
       'interceptors[0].config.rules[1].name',
       /duplicate rule name "r" \(also rules\[0\]\)/,
     ],
-    ['{ rules: [{ name: r, match: { images: ["quay.io/**"] }, namespaces: [Prod], action: allow }] }', 'interceptors[0].config.rules[0].namespaces[0]', /lowercase/],
-    ['{ rules: [{ name: r, match: { images: ["quay.io/**"] }, action: allow, tags: [x] }] }', 'interceptors[0].config.rules[0].tags', /unknown key/],
+    [
+      '{ rules: [{ name: r, match: { images: ["quay.io/**"] }, namespaces: [Prod], action: allow }] }',
+      'interceptors[0].config.rules[0].namespaces[0]',
+      /lowercase/,
+    ],
+    [
+      '{ rules: [{ name: r, match: { images: ["quay.io/**"] }, action: allow, tags: [x] }] }',
+      'interceptors[0].config.rules[0].tags',
+      /unknown key/,
+    ],
     ['{ rules: [], mode: strict }', 'interceptors[0].config.mode', /enforce/],
     ['{ rules: [], cacheSize: 0 }', 'interceptors[0].config.cacheSize', /.+/],
     ['{ rulesFile: /nonexistent/policy.yaml }', 'interceptors[0].config.rulesFile', /^\/nonexistent\/policy.yaml: cannot read file/],
@@ -117,7 +133,9 @@ describe('config validation', () => {
     );
     const issues = issuesOf(withPolicy(`{ rulesFile: ${file} }`));
     expect(issues.map((i) => i.path)).toEqual(['interceptors[0].config.rulesFile', 'interceptors[0].config.rulesFile']);
-    expect(issues[0]?.message).toMatch(new RegExp(`^${file}: rules\\[0\\]\\.match\\.images\\[0\\]: docker.io names have two path segments`));
+    expect(issues[0]?.message).toMatch(
+      new RegExp(`^${file}: rules\\[0\\]\\.match\\.images\\[0\\]: docker.io names have two path segments`),
+    );
     expect(issues[1]?.message).toMatch(new RegExp(`^${file}: rules\\[1\\]\\.action: `));
   });
 
@@ -125,7 +143,11 @@ describe('config validation', () => {
     ['syntax', 'rules: [\n', /^Flow sequence .* \(line 2, column 1\)$/],
     ['missing rules', 'mode: audit\n', /^rules: required \(line 1, column 1\)$/],
     ['unknown key', 'rules: []\nextra: 1\n', /^extra: unknown key; expected one of: mode, defaultAction, rules \(line 2, column 1\)$/],
-    ['unknown rule key', 'rules: [{ name: r, match: { images: ["quay.io/**"] }, action: allow, tag: x }]\n', /^rules\[0\]\.tag: unknown key; expected one of: name, match, namespaces, action, constraints \(line 1, column 70\)$/],
+    [
+      'unknown rule key',
+      'rules: [{ name: r, match: { images: ["quay.io/**"] }, action: allow, tag: x }]\n',
+      /^rules\[0\]\.tag: unknown key; expected one of: name, match, namespaces, action, constraints \(line 1, column 70\)$/,
+    ],
     ['mode clash', 'mode: audit\nrules: []\n', /^mode: "audit" conflicts with mode "enforce" in the interceptor config/],
   ])('rules file problem: %s', (name, text, message) => {
     const file = policyFile(`${name.replace(/ /g, '-')}.yaml`, text);

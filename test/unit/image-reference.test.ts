@@ -7,32 +7,181 @@ type Expected = Pick<ImageReference, 'registry' | 'repository' | 'normalized' | 
 
 describe('parseImageReference normalises as containerd does', () => {
   test.each<[string, Expected]>([
-    ['busybox', { registry: 'docker.io', repository: 'library/busybox', tag: 'latest', implicitTag: true, normalized: 'docker.io/library/busybox:latest' }],
-    ['busybox:1.36', { registry: 'docker.io', repository: 'library/busybox', tag: '1.36', implicitTag: false, normalized: 'docker.io/library/busybox:1.36' }],
-    ['busybox:latest', { registry: 'docker.io', repository: 'library/busybox', tag: 'latest', implicitTag: false, normalized: 'docker.io/library/busybox:latest' }],
-    ['user/app', { registry: 'docker.io', repository: 'user/app', tag: 'latest', implicitTag: true, normalized: 'docker.io/user/app:latest' }],
-    ['docker.io/busybox', { registry: 'docker.io', repository: 'library/busybox', tag: 'latest', implicitTag: true, normalized: 'docker.io/library/busybox:latest' }],
-    ['index.docker.io/busybox', { registry: 'docker.io', repository: 'library/busybox', tag: 'latest', implicitTag: true, normalized: 'docker.io/library/busybox:latest' }],
-    ['index.docker.io/user/app:v1', { registry: 'docker.io', repository: 'user/app', tag: 'v1', implicitTag: false, normalized: 'docker.io/user/app:v1' }],
-    ['localhost:5000/x', { registry: 'localhost:5000', repository: 'x', tag: 'latest', implicitTag: true, normalized: 'localhost:5000/x:latest' }],
+    [
+      'busybox',
+      {
+        registry: 'docker.io',
+        repository: 'library/busybox',
+        tag: 'latest',
+        implicitTag: true,
+        normalized: 'docker.io/library/busybox:latest',
+      },
+    ],
+    [
+      'busybox:1.36',
+      {
+        registry: 'docker.io',
+        repository: 'library/busybox',
+        tag: '1.36',
+        implicitTag: false,
+        normalized: 'docker.io/library/busybox:1.36',
+      },
+    ],
+    [
+      'busybox:latest',
+      {
+        registry: 'docker.io',
+        repository: 'library/busybox',
+        tag: 'latest',
+        implicitTag: false,
+        normalized: 'docker.io/library/busybox:latest',
+      },
+    ],
+    [
+      'user/app',
+      { registry: 'docker.io', repository: 'user/app', tag: 'latest', implicitTag: true, normalized: 'docker.io/user/app:latest' },
+    ],
+    [
+      'docker.io/busybox',
+      {
+        registry: 'docker.io',
+        repository: 'library/busybox',
+        tag: 'latest',
+        implicitTag: true,
+        normalized: 'docker.io/library/busybox:latest',
+      },
+    ],
+    [
+      'index.docker.io/busybox',
+      {
+        registry: 'docker.io',
+        repository: 'library/busybox',
+        tag: 'latest',
+        implicitTag: true,
+        normalized: 'docker.io/library/busybox:latest',
+      },
+    ],
+    [
+      'index.docker.io/user/app:v1',
+      { registry: 'docker.io', repository: 'user/app', tag: 'v1', implicitTag: false, normalized: 'docker.io/user/app:v1' },
+    ],
+    [
+      'localhost:5000/x',
+      { registry: 'localhost:5000', repository: 'x', tag: 'latest', implicitTag: true, normalized: 'localhost:5000/x:latest' },
+    ],
     ['localhost:5000/x:2', { registry: 'localhost:5000', repository: 'x', tag: '2', implicitTag: false, normalized: 'localhost:5000/x:2' }],
     ['localhost/x', { registry: 'localhost', repository: 'x', tag: 'latest', implicitTag: true, normalized: 'localhost/x:latest' }],
     // No "/": the port is read as a tag of an official image, exactly as the grammar does.
-    ['localhost:5000', { registry: 'docker.io', repository: 'library/localhost', tag: '5000', implicitTag: false, normalized: 'docker.io/library/localhost:5000' }],
-    ['localhost', { registry: 'docker.io', repository: 'library/localhost', tag: 'latest', implicitTag: true, normalized: 'docker.io/library/localhost:latest' }],
-    ['registry.corp.example/team-a/app:1.0', { registry: 'registry.corp.example', repository: 'team-a/app', tag: '1.0', implicitTag: false, normalized: 'registry.corp.example/team-a/app:1.0' }],
-    ['registry.corp.example:443/a/b/c/d', { registry: 'registry.corp.example:443', repository: 'a/b/c/d', tag: 'latest', implicitTag: true, normalized: 'registry.corp.example:443/a/b/c/d:latest' }],
+    [
+      'localhost:5000',
+      {
+        registry: 'docker.io',
+        repository: 'library/localhost',
+        tag: '5000',
+        implicitTag: false,
+        normalized: 'docker.io/library/localhost:5000',
+      },
+    ],
+    [
+      'localhost',
+      {
+        registry: 'docker.io',
+        repository: 'library/localhost',
+        tag: 'latest',
+        implicitTag: true,
+        normalized: 'docker.io/library/localhost:latest',
+      },
+    ],
+    [
+      'registry.corp.example/team-a/app:1.0',
+      {
+        registry: 'registry.corp.example',
+        repository: 'team-a/app',
+        tag: '1.0',
+        implicitTag: false,
+        normalized: 'registry.corp.example/team-a/app:1.0',
+      },
+    ],
+    [
+      'registry.corp.example:443/a/b/c/d',
+      {
+        registry: 'registry.corp.example:443',
+        repository: 'a/b/c/d',
+        tag: 'latest',
+        implicitTag: true,
+        normalized: 'registry.corp.example:443/a/b/c/d:latest',
+      },
+    ],
     ['[::1]:5000/app:v1', { registry: '[::1]:5000', repository: 'app', tag: 'v1', implicitTag: false, normalized: '[::1]:5000/app:v1' }],
-    ['quay.io/a__b/c.d/e--f', { registry: 'quay.io', repository: 'a__b/c.d/e--f', tag: 'latest', implicitTag: true, normalized: 'quay.io/a__b/c.d/e--f:latest' }],
+    [
+      'quay.io/a__b/c.d/e--f',
+      { registry: 'quay.io', repository: 'a__b/c.d/e--f', tag: 'latest', implicitTag: true, normalized: 'quay.io/a__b/c.d/e--f:latest' },
+    ],
     // An uppercase first component can only be a host, so it is one.
     ['Foo/bar', { registry: 'Foo', repository: 'bar', tag: 'latest', implicitTag: true, normalized: 'Foo/bar:latest' }],
-    ['busybox:Latest', { registry: 'docker.io', repository: 'library/busybox', tag: 'Latest', implicitTag: false, normalized: 'docker.io/library/busybox:Latest' }],
-    [`busybox:${'t'.repeat(128)}`, { registry: 'docker.io', repository: 'library/busybox', tag: 't'.repeat(128), implicitTag: false, normalized: `docker.io/library/busybox:${'t'.repeat(128)}` }],
-    [`busybox@${DIGEST}`, { registry: 'docker.io', repository: 'library/busybox', digest: DIGEST, implicitTag: false, normalized: `docker.io/library/busybox@${DIGEST}` }],
+    [
+      'busybox:Latest',
+      {
+        registry: 'docker.io',
+        repository: 'library/busybox',
+        tag: 'Latest',
+        implicitTag: false,
+        normalized: 'docker.io/library/busybox:Latest',
+      },
+    ],
+    [
+      `busybox:${'t'.repeat(128)}`,
+      {
+        registry: 'docker.io',
+        repository: 'library/busybox',
+        tag: 't'.repeat(128),
+        implicitTag: false,
+        normalized: `docker.io/library/busybox:${'t'.repeat(128)}`,
+      },
+    ],
+    [
+      `busybox@${DIGEST}`,
+      {
+        registry: 'docker.io',
+        repository: 'library/busybox',
+        digest: DIGEST,
+        implicitTag: false,
+        normalized: `docker.io/library/busybox@${DIGEST}`,
+      },
+    ],
     // Tag and digest: both kept, the digest is the identity.
-    [`busybox:1.36@${DIGEST}`, { registry: 'docker.io', repository: 'library/busybox', tag: '1.36', digest: DIGEST, implicitTag: false, normalized: `docker.io/library/busybox@${DIGEST}` }],
-    [`localhost:5000/x:1@${DIGEST}`, { registry: 'localhost:5000', repository: 'x', tag: '1', digest: DIGEST, implicitTag: false, normalized: `localhost:5000/x@${DIGEST}` }],
-    [`registry.example/app@sha512:${'c'.repeat(128)}`, { registry: 'registry.example', repository: 'app', digest: `sha512:${'c'.repeat(128)}`, implicitTag: false, normalized: `registry.example/app@sha512:${'c'.repeat(128)}` }],
+    [
+      `busybox:1.36@${DIGEST}`,
+      {
+        registry: 'docker.io',
+        repository: 'library/busybox',
+        tag: '1.36',
+        digest: DIGEST,
+        implicitTag: false,
+        normalized: `docker.io/library/busybox@${DIGEST}`,
+      },
+    ],
+    [
+      `localhost:5000/x:1@${DIGEST}`,
+      {
+        registry: 'localhost:5000',
+        repository: 'x',
+        tag: '1',
+        digest: DIGEST,
+        implicitTag: false,
+        normalized: `localhost:5000/x@${DIGEST}`,
+      },
+    ],
+    [
+      `registry.example/app@sha512:${'c'.repeat(128)}`,
+      {
+        registry: 'registry.example',
+        repository: 'app',
+        digest: `sha512:${'c'.repeat(128)}`,
+        implicitTag: false,
+        normalized: `registry.example/app@sha512:${'c'.repeat(128)}`,
+      },
+    ],
   ])('%s', (input, expected) => {
     expect(parseImageReference(input)).toEqual({ ok: true, ref: expected });
   });

@@ -133,9 +133,9 @@ describe('precedence', () => {
   });
 
   test('an invalid pattern fails compilation', () => {
-    expect(() => compilePolicy({ mode: 'enforce', defaultAction: 'deny', rules: [{ name: 'r', match: { images: ['busybox'] }, action: 'allow' }] })).toThrow(
-      /rule "r" image pattern "busybox"/,
-    );
+    expect(() =>
+      compilePolicy({ mode: 'enforce', defaultAction: 'deny', rules: [{ name: 'r', match: { images: ['busybox'] }, action: 'allow' }] }),
+    ).toThrow(/rule "r" image pattern "busybox"/);
   });
 });
 

@@ -3,9 +3,7 @@ import { criRoot, messageType } from '../../src/proxy/codec';
 import { lookupMethod, methodTable } from '../../src/proxy/method-table';
 import type { CriField } from '../../src/proxy/types';
 
-const services = ['runtime.v1.RuntimeService', 'runtime.v1.ImageService'].map((name) =>
-  criRoot().lookupService(name),
-);
+const services = ['runtime.v1.RuntimeService', 'runtime.v1.ImageService'].map((name) => criRoot().lookupService(name));
 const protoMethods = services.flatMap((service) =>
   service.methodsArray.map((method) => ({ service, method, path: `/${service.fullName.slice(1)}/${method.name}` })),
 );
@@ -78,12 +76,33 @@ describe('method table', () => {
   });
 
   it('marks exactly the state-changing methods as mutating', () => {
-    expect(methodTable.filter((m) => m.mutating).map((m) => m.name).sort()).toEqual(
+    expect(
+      methodTable
+        .filter((m) => m.mutating)
+        .map((m) => m.name)
+        .sort(),
+    ).toEqual(
       [
-        'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'CreateContainer', 'StartContainer',
-        'StopContainer', 'RemoveContainer', 'UpdateContainerResources', 'ReopenContainerLog', 'ExecSync',
-        'Exec', 'Attach', 'PortForward', 'UpdateRuntimeConfig', 'CheckpointContainer', 'CheckpointPod',
-        'RestorePod', 'UpdatePodSandboxResources', 'PullImage', 'RemoveImage',
+        'RunPodSandbox',
+        'StopPodSandbox',
+        'RemovePodSandbox',
+        'CreateContainer',
+        'StartContainer',
+        'StopContainer',
+        'RemoveContainer',
+        'UpdateContainerResources',
+        'ReopenContainerLog',
+        'ExecSync',
+        'Exec',
+        'Attach',
+        'PortForward',
+        'UpdateRuntimeConfig',
+        'CheckpointContainer',
+        'CheckpointPod',
+        'RestorePod',
+        'UpdatePodSandboxResources',
+        'PullImage',
+        'RemoveImage',
       ].sort(),
     );
   });
@@ -91,11 +110,7 @@ describe('method table', () => {
   it('marks reads that kubelet repeats as polling, and nothing mutating', () => {
     const expected = methodTable
       .map((m) => m.name)
-      .filter(
-        (n) =>
-          /^(List|Stream)|Status$|Stats$/.test(n) ||
-          ['ImageFsInfo', 'Version', 'RuntimeConfig'].includes(n),
-      );
+      .filter((n) => /^(List|Stream)|Status$|Stats$/.test(n) || ['ImageFsInfo', 'Version', 'RuntimeConfig'].includes(n));
     expect(methodTable.filter((m) => m.polling).map((m) => m.name)).toEqual(expected);
     expect(methodTable.filter((m) => m.polling && m.mutating)).toEqual([]);
     expect(lookupMethod('/runtime.v1.RuntimeService/GetContainerEvents').polling).toBe(false);

@@ -7,7 +7,13 @@ import type { CallContext, CallOutcome, Interceptor } from '../../src/proxy/type
 import { Upstream, type UpstreamHealth } from '../../src/proxy/upstream';
 
 function upstream(name: string, health: UpstreamHealth): Upstream {
-  const u = new Upstream({ name, socketPath: `/nonexistent/${name}.sock`, connectTimeoutMs: 100, maxMessageBytes: 1024, log: silentLogger });
+  const u = new Upstream({
+    name,
+    socketPath: `/nonexistent/${name}.sock`,
+    connectTimeoutMs: 100,
+    maxMessageBytes: 1024,
+    log: silentLogger,
+  });
   Object.defineProperty(u, 'status', { value: health });
   return u;
 }

@@ -41,7 +41,11 @@ const pull = (uid: string, image: string): FakeCall => ({
 });
 const create = (uid: string, sandboxId: string, name: string, containerId: string): FakeCall => ({
   path: `${RUNTIME}CreateContainer`,
-  request: { pod_sandbox_id: sandboxId, config: { metadata: { name }, image: { image: 'busybox' } }, sandbox_config: { metadata: podMeta(uid) } },
+  request: {
+    pod_sandbox_id: sandboxId,
+    config: { metadata: { name }, image: { image: 'busybox' } },
+    sandbox_config: { metadata: podMeta(uid) },
+  },
   response: { container_id: containerId },
 });
 const start = (containerId: string, code = 0): FakeCall => ({
@@ -90,9 +94,23 @@ describe('PodStartTracker', () => {
     clock.advance(60_000);
     expect(completed).toHaveLength(1);
     const pod = completed[0] as PodStart;
-    expect(pod).toMatchObject({ uid: 'u1', name: 'pod-u1', namespace: 'default', sandboxId: 'sb1', runtimeHandler: 'runc', status: 'ok', code: 0, containers: 2 });
+    expect(pod).toMatchObject({
+      uid: 'u1',
+      name: 'pod-u1',
+      namespace: 'default',
+      sandboxId: 'sb1',
+      runtimeHandler: 'runc',
+      status: 'ok',
+      code: 0,
+      containers: 2,
+    });
     expect(pod.phases.map((p) => [p.phase, p.detail])).toEqual([
-      ['sandbox', undefined], ['pull', 'nginx:1'], ['create', 'app'], ['create', 'sidecar'], ['start', 'app'], ['start', 'sidecar'],
+      ['sandbox', undefined],
+      ['pull', 'nginx:1'],
+      ['create', 'app'],
+      ['create', 'sidecar'],
+      ['start', 'app'],
+      ['start', 'sidecar'],
     ]);
     expect(pod.start.hrtime).toBe(at(0));
     expect(pod.end.hrtime).toBe(at(560));

@@ -41,7 +41,13 @@ describe('wireFields', () => {
   });
 
   test('agrees with protobufjs on a real message', () => {
-    const bytes = encodeMessage('runtime.v1.Container', { id: 'c1', pod_sandbox_id: 's1', metadata: { name: 'main', attempt: 2 }, state: 'CONTAINER_RUNNING', created_at: '5' });
+    const bytes = encodeMessage('runtime.v1.Container', {
+      id: 'c1',
+      pod_sandbox_id: 's1',
+      metadata: { name: 'main', attempt: 2 },
+      state: 'CONTAINER_RUNNING',
+      created_at: '5',
+    });
     expect(wireFields(bytes).map((f) => f.number)).toEqual([1, 2, 3, 6, 7]);
   });
 });
@@ -63,7 +69,10 @@ describe('stringAt', () => {
   test('the last occurrence of a string wins; repeated message occurrences merge', () => {
     const twice = Buffer.concat([lengthDelimited(1, Buffer.from('first')), lengthDelimited(1, Buffer.from('second'))]);
     expect(stringAt(twice, [1])).toBe('second');
-    const split = Buffer.concat([lengthDelimited(2, lengthDelimited(1, Buffer.from('name'))), lengthDelimited(2, lengthDelimited(3, Buffer.from('ns')))]);
+    const split = Buffer.concat([
+      lengthDelimited(2, lengthDelimited(1, Buffer.from('name'))),
+      lengthDelimited(2, lengthDelimited(3, Buffer.from('ns'))),
+    ]);
     expect([stringAt(split, [2, 1]), stringAt(split, [2, 3])]).toEqual(['name', 'ns']);
   });
 });
@@ -105,7 +114,9 @@ describe('replaceStringAt', () => {
     const [imageEntry, auth] = wireFields(out);
     expect([imageEntry?.number, auth?.number]).toEqual([1, 2]);
     const newImage = out.subarray(imageEntry?.valueStart, imageEntry?.end);
-    expect(hex(newImage)).toBe(hex(Buffer.concat([lengthDelimited(1, Buffer.from('busybox')), unknown, lengthDelimited(19, Buffer.from('kata'))])));
+    expect(hex(newImage)).toBe(
+      hex(Buffer.concat([lengthDelimited(1, Buffer.from('busybox')), unknown, lengthDelimited(19, Buffer.from('kata'))])),
+    );
   });
 
   test('an empty path is a programming error', () => {

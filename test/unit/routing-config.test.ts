@@ -70,20 +70,55 @@ test('an empty routing config gets every default', () => {
 const prefix = 'interceptors[0].config';
 
 test.each<[string, string, string, RegExp]>([
-  ['a rule naming an unknown backend', 'rules: [{ backend: kata, match: { namespaces: [x] } }]', `${prefix}.rules[0].backend`, /no backend named "kata" \(configured backends: containerd, crio\)/],
+  [
+    'a rule naming an unknown backend',
+    'rules: [{ backend: kata, match: { namespaces: [x] } }]',
+    `${prefix}.rules[0].backend`,
+    /no backend named "kata" \(configured backends: containerd, crio\)/,
+  ],
   ['handlers for an unknown backend', 'handlers: { gvisor: { runsc: "" } }', `${prefix}.handlers.gvisor`, /no backend named "gvisor"/],
   ['a rule without criteria', 'rules: [{ backend: crio, match: {} }]', `${prefix}.rules[0].match`, /at least one of runtimeHandlers/],
-  ['a misspelt criterion', 'rules: [{ backend: crio, match: { runtimeHandler: [kata] } }]', `${prefix}.rules[0].match.runtimeHandler`, /unknown key; expected one of: runtimeHandlers, namespaces, labels, annotations/],
-  ['an empty handler list', 'rules: [{ backend: crio, match: { runtimeHandlers: [] } }]', `${prefix}.rules[0].match.runtimeHandlers`, /at least one handler/],
-  ['an empty namespace', 'rules: [{ backend: crio, match: { namespaces: [""] } }]', `${prefix}.rules[0].match.namespaces[0]`, /must not be empty/],
+  [
+    'a misspelt criterion',
+    'rules: [{ backend: crio, match: { runtimeHandler: [kata] } }]',
+    `${prefix}.rules[0].match.runtimeHandler`,
+    /unknown key; expected one of: runtimeHandlers, namespaces, labels, annotations/,
+  ],
+  [
+    'an empty handler list',
+    'rules: [{ backend: crio, match: { runtimeHandlers: [] } }]',
+    `${prefix}.rules[0].match.runtimeHandlers`,
+    /at least one handler/,
+  ],
+  [
+    'an empty namespace',
+    'rules: [{ backend: crio, match: { namespaces: [""] } }]',
+    `${prefix}.rules[0].match.namespaces[0]`,
+    /must not be empty/,
+  ],
   ['an empty label map', 'rules: [{ backend: crio, match: { labels: {} } }]', `${prefix}.rules[0].match.labels`, /at least one key/],
-  ['a label value that is not a string', 'rules: [{ backend: crio, match: { labels: { a: 1 } } }]', `${prefix}.rules[0].match.labels.a`, /string/],
+  [
+    'a label value that is not a string',
+    'rules: [{ backend: crio, match: { labels: { a: 1 } } }]',
+    `${prefix}.rules[0].match.labels.a`,
+    /string/,
+  ],
   ['a rule without a backend', 'rules: [{ match: { namespaces: [x] } }]', `${prefix}.rules[0].backend`, /required/],
-  ['duplicate rule names', 'rules: [{ name: a, backend: crio, match: { namespaces: [x] } }, { name: a, backend: crio, match: { namespaces: [y] } }]', `${prefix}.rules[1].name`, /duplicate rule name "a" \(also rules\[0\]\)/],
+  [
+    'duplicate rule names',
+    'rules: [{ name: a, backend: crio, match: { namespaces: [x] } }, { name: a, backend: crio, match: { namespaces: [y] } }]',
+    `${prefix}.rules[1].name`,
+    /duplicate rule name "a" \(also rules\[0\]\)/,
+  ],
   ['a handler name that is not a string', 'handlers: { crio: { kata: 1 } }', `${prefix}.handlers.crio.kata`, /string/],
   ['a cache too small', 'ownership: { cacheSize: 1 }', `${prefix}.ownership.cacheSize`, /16/],
   ['a fractional timeout', 'ownership: { lookupTimeoutMs: 1.5 }', `${prefix}.ownership.lookupTimeoutMs`, /int/i],
-  ['back-off max below its start', 'events: { reconnectInitialMs: 1000, reconnectMaxMs: 10 }', `${prefix}.events.reconnectMaxMs`, /not be smaller/],
+  [
+    'back-off max below its start',
+    'events: { reconnectInitialMs: 1000, reconnectMaxMs: 10 }',
+    `${prefix}.events.reconnectMaxMs`,
+    /not be smaller/,
+  ],
   ['an unknown section', 'cache: { size: 1 }', `${prefix}.cache`, /unknown key/],
 ])('%s is reported at its path', (_name, config, path, message) => {
   const found = problems(withRouting(config));
@@ -92,7 +127,11 @@ test.each<[string, string, string, RegExp]>([
 });
 
 test('every unknown backend is reported at once', () => {
-  const found = problems(withRouting('rules:\n  - { backend: a, match: { namespaces: [x] } }\n  - { backend: b, match: { namespaces: [y] } }\nhandlers: { c: {} }'));
+  const found = problems(
+    withRouting(
+      'rules:\n  - { backend: a, match: { namespaces: [x] } }\n  - { backend: b, match: { namespaces: [y] } }\nhandlers: { c: {} }',
+    ),
+  );
   expect(found.map(([p]) => p)).toEqual([`${prefix}.rules[0].backend`, `${prefix}.rules[1].backend`, `${prefix}.handlers.c`]);
 });
 
@@ -107,7 +146,10 @@ test('an image policy before routing is rejected: it would check images on the w
   - { name: routing, type: routing }
 `;
   expect(problems(yaml)).toEqual([
-    ['interceptors[0].type', 'must come after the routing entry "routing" (interceptors[1]): the image policy checks images on the backend routing picks'],
+    [
+      'interceptors[0].type',
+      'must come after the routing entry "routing" (interceptors[1]): the image policy checks images on the backend routing picks',
+    ],
   ]);
   const ordered = `${BACKENDS}interceptors:
   - { name: routing, type: routing }
@@ -124,14 +166,17 @@ test('a routing entry limited to some methods is rejected: every call needs rout
 test('the type builds a running interceptor from a validated config, which closes cleanly', async () => {
   const type = types.get('routing');
   const upstreams = ['containerd', 'crio'].map(
-    (name) => new Upstream({ name, socketPath: `/nonexistent/${name}.sock`, connectTimeoutMs: 10, maxMessageBytes: 1024, log: silentLogger }),
+    (name) =>
+      new Upstream({ name, socketPath: `/nonexistent/${name}.sock`, connectTimeoutMs: 10, maxMessageBytes: 1024, log: silentLogger }),
   );
   const router = new Router(upstreams, 'containerd');
   const registry = new Registry();
   const interceptor = type?.create(routingConfigSchema.parse({}), { name: 'routing', log: silentLogger, registry, router });
   expect(interceptor?.name).toBe('routing');
   // The start-up rebuild asked both backends (neither is there) and says so.
-  await eventually(async () => (await sample(registry, 'cri_proxy_routing_ownership_rebuilds_total', { backend: 'crio', result: 'failed' })) === 1);
+  await eventually(
+    async () => (await sample(registry, 'cri_proxy_routing_ownership_rebuilds_total', { backend: 'crio', result: 'failed' })) === 1,
+  );
   expect(await sample(registry, 'cri_proxy_routing_ownership_rebuilds_total', { backend: 'containerd', result: 'failed' })).toBe(1);
   await interceptor?.close?.();
   router.close();

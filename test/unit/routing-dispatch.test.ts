@@ -64,7 +64,9 @@ const sandboxConfig = (namespace: string, uid = `${namespace}-uid`) => ({ metada
 describe('new pods', () => {
   test('placed by the rules, the handler renamed for the backend, ownership learned from the answer', async () => {
     const { dispatcher, calls, registry } = setup();
-    const decision = forwarded(await dispatcher.decide(callOf('RunPodSandbox', { config: sandboxConfig('web'), runtime_handler: 'kata-fast' })));
+    const decision = forwarded(
+      await dispatcher.decide(callOf('RunPodSandbox', { config: sandboxConfig('web'), runtime_handler: 'kata-fast' })),
+    );
     expect([decision.backend, decision.rule]).toEqual(['crio', 'kata']);
     expect(decodeMessage('runtime.v1.RunPodSandboxRequest', decision.request)['runtime_handler']).toBe('kata');
     decision.onSuccess?.(decodeMessage('runtime.v1.RunPodSandboxResponse', encode('RunPodSandboxResponse', { pod_sandbox_id: 's1' })));
@@ -83,16 +85,25 @@ describe('new pods', () => {
 
   test('RestorePod is placed the same way, and its containers are learned', async () => {
     const { dispatcher, calls } = setup();
-    const decision = forwarded(await dispatcher.decide(callOf('RestorePod', { config: sandboxConfig('sandboxed'), checkpoint_path: '/c' })));
+    const decision = forwarded(
+      await dispatcher.decide(callOf('RestorePod', { config: sandboxConfig('sandboxed'), checkpoint_path: '/c' })),
+    );
     expect(decision.backend).toBe('crio');
-    decision.onSuccess?.(decodeMessage('runtime.v1.RestorePodResponse', encode('RestorePodResponse', { pod_sandbox_id: 's2', restored_containers: [{ name: 'a', container_id: 'c2' }] })));
+    decision.onSuccess?.(
+      decodeMessage(
+        'runtime.v1.RestorePodResponse',
+        encode('RestorePodResponse', { pod_sandbox_id: 's2', restored_containers: [{ name: 'a', container_id: 'c2' }] }),
+      ),
+    );
     expect(forwarded(await dispatcher.decide(callOf('StartContainer', { container_id: 'c2' }))).backend).toBe('crio');
     expect(calls).toEqual([]);
   });
 
   test('a request that does not decode is refused', async () => {
     const { dispatcher } = setup();
-    await expect(dispatcher.decide(callOf('RunPodSandbox', Buffer.from([0x0a, 0x09])))).rejects.toMatchObject({ code: 'MALFORMED_REQUEST' });
+    await expect(dispatcher.decide(callOf('RunPodSandbox', Buffer.from([0x0a, 0x09])))).rejects.toMatchObject({
+      code: 'MALFORMED_REQUEST',
+    });
   });
 });
 
@@ -112,12 +123,19 @@ describe('calls naming a sandbox or a container', () => {
     expect(calls).toEqual([]);
   });
 
-  test('CreateContainer: to its sandbox\'s backend, the image handler renamed, the container learned', async () => {
+  test("CreateContainer: to its sandbox's backend, the image handler renamed, the container learned", async () => {
     const { dispatcher } = setup();
     dispatcher.ownership.learnSandbox('s1', 'crio');
-    const decision = forwarded(await dispatcher.decide(callOf('CreateContainer', { pod_sandbox_id: 's1', config: { image: { image: 'busybox', runtime_handler: 'kata-fast' } } })));
+    const decision = forwarded(
+      await dispatcher.decide(
+        callOf('CreateContainer', { pod_sandbox_id: 's1', config: { image: { image: 'busybox', runtime_handler: 'kata-fast' } } }),
+      ),
+    );
     expect(decision.backend).toBe('crio');
-    expect(decodeMessage('runtime.v1.CreateContainerRequest', decision.request)).toEqual({ pod_sandbox_id: 's1', config: { image: { image: 'busybox', runtime_handler: 'kata' } } });
+    expect(decodeMessage('runtime.v1.CreateContainerRequest', decision.request)).toEqual({
+      pod_sandbox_id: 's1',
+      config: { image: { image: 'busybox', runtime_handler: 'kata' } },
+    });
     decision.onSuccess?.(decodeMessage('runtime.v1.CreateContainerResponse', encode('CreateContainerResponse', { container_id: 'c9' })));
     expect(await dispatcher.ownership.owner('container', 'c9')).toEqual({ kind: 'owned', backend: 'crio' });
   });
@@ -134,7 +152,10 @@ describe('calls naming a sandbox or a container', () => {
   test('an unknown ID while a backend is down: UNAVAILABLE naming it, nothing forwarded', async () => {
     const { dispatcher } = setup({ containerd: { PodSandboxStatus: notFound } });
     const decision = await dispatcher.decide(callOf('RemovePodSandbox', { pod_sandbox_id: 'x' }));
-    expect(decision).toMatchObject({ kind: 'answer', answer: { from: 'proxy', answer: { code: 14, message: expect.stringContaining('backend "crio" failed') as unknown } } });
+    expect(decision).toMatchObject({
+      kind: 'answer',
+      answer: { from: 'proxy', answer: { code: 14, message: expect.stringContaining('backend "crio" failed') as unknown } },
+    });
   });
 
   test('RemovePodSandbox forgets the sandbox and its containers once it succeeded', async () => {
@@ -150,16 +171,25 @@ describe('images', () => {
   test('PullImage goes where its pod runs', async () => {
     const { dispatcher } = setup();
     dispatcher.ownership.learnSandbox('s1', 'crio', 'pod-uid');
-    const decision = forwarded(await dispatcher.decide(callOf('PullImage', { image: { image: 'busybox' }, sandbox_config: sandboxConfig('web', 'pod-uid') })));
+    const decision = forwarded(
+      await dispatcher.decide(callOf('PullImage', { image: { image: 'busybox' }, sandbox_config: sandboxConfig('web', 'pod-uid') })),
+    );
     expect(decision.backend).toBe('crio');
   });
 
   test('PullImage for a pod not known yet: the rules, on its sandbox config and image handler', async () => {
     const { dispatcher } = setup();
-    expect(forwarded(await dispatcher.decide(callOf('PullImage', { image: { image: 'busybox' }, sandbox_config: sandboxConfig('sandboxed') }))).backend).toBe('crio');
-    const byHandler = forwarded(await dispatcher.decide(callOf('PullImage', { image: { image: 'busybox', runtime_handler: 'kata-fast' } })));
+    expect(
+      forwarded(await dispatcher.decide(callOf('PullImage', { image: { image: 'busybox' }, sandbox_config: sandboxConfig('sandboxed') })))
+        .backend,
+    ).toBe('crio');
+    const byHandler = forwarded(
+      await dispatcher.decide(callOf('PullImage', { image: { image: 'busybox', runtime_handler: 'kata-fast' } })),
+    );
     expect(byHandler.backend).toBe('crio');
-    expect(decodeMessage('runtime.v1.PullImageRequest', byHandler.request)).toEqual({ image: { image: 'busybox', runtime_handler: 'kata' } });
+    expect(decodeMessage('runtime.v1.PullImageRequest', byHandler.request)).toEqual({
+      image: { image: 'busybox', runtime_handler: 'kata' },
+    });
     expect(forwarded(await dispatcher.decide(callOf('PullImage', { image: { image: 'busybox' } }))).backend).toBe('containerd');
   });
 
@@ -168,9 +198,17 @@ describe('images', () => {
       containerd: { ImageStatus: ok(encode('ImageStatusResponse', {})) },
       crio: { ImageStatus: ok(encode('ImageStatusResponse', { image: { id: 'sha256:1' } })) },
     });
-    expect(forwarded(await dispatcher.decide(callOf('ImageStatus', { image: { image: 'busybox', runtime_handler: 'kata-fast' } }))).backend).toBe('crio');
-    expect(await dispatcher.decide(callOf('ImageStatus', { image: { image: 'busybox' } }))).toMatchObject({ kind: 'answer', answer: { from: 'backend', backend: 'crio' } });
-    expect(await dispatcher.decide(callOf('RemoveImage', { image: { image: 'busybox' } }))).toMatchObject({ kind: 'answer', answer: { from: 'proxy', answer: { code: 12 } } });
+    expect(
+      forwarded(await dispatcher.decide(callOf('ImageStatus', { image: { image: 'busybox', runtime_handler: 'kata-fast' } }))).backend,
+    ).toBe('crio');
+    expect(await dispatcher.decide(callOf('ImageStatus', { image: { image: 'busybox' } }))).toMatchObject({
+      kind: 'answer',
+      answer: { from: 'backend', backend: 'crio' },
+    });
+    expect(await dispatcher.decide(callOf('RemoveImage', { image: { image: 'busybox' } }))).toMatchObject({
+      kind: 'answer',
+      answer: { from: 'proxy', answer: { code: 12 } },
+    });
   });
 });
 
@@ -185,9 +223,15 @@ describe('node-wide calls', () => {
 
   test('lists: merged from every backend, the default first whatever the config order', async () => {
     const c = (id: string) => encode('Container', { id });
-    const { dispatcher, calls } = setup({ containerd: { ListContainers: ok(listOf([c('a')])) }, crio: { ListContainers: ok(listOf([c('b')])) } }, ['crio', 'containerd']);
+    const { dispatcher, calls } = setup(
+      { containerd: { ListContainers: ok(listOf([c('a')])) }, crio: { ListContainers: ok(listOf([c('b')])) } },
+      ['crio', 'containerd'],
+    );
     const decision = await dispatcher.decide(callOf('ListContainers', { filter: { state: { state: 'CONTAINER_RUNNING' } } }));
-    expect(decision).toEqual({ kind: 'answer', answer: { from: 'proxy', answer: { code: 0, message: '', body: listOf([c('a'), c('b')]) } } });
+    expect(decision).toEqual({
+      kind: 'answer',
+      answer: { from: 'proxy', answer: { code: 0, message: '', body: listOf([c('a'), c('b')]) } },
+    });
     expect(calls.map((x) => [x.backend, x.deadline])).toEqual([
       ['containerd', 1000],
       ['crio', 1000],
@@ -196,11 +240,23 @@ describe('node-wide calls', () => {
 
   test('lists with a backend down: UNAVAILABLE naming it', async () => {
     const { dispatcher } = setup({ containerd: { ListPodSandbox: ok() } });
-    expect(await dispatcher.decide(callOf('ListPodSandbox'))).toMatchObject({ kind: 'answer', answer: { answer: { code: 14, message: expect.stringContaining('"crio"') as unknown } } });
+    expect(await dispatcher.decide(callOf('ListPodSandbox'))).toMatchObject({
+      kind: 'answer',
+      answer: { answer: { code: 14, message: expect.stringContaining('"crio"') as unknown } },
+    });
   });
 
   test('Status, UpdateRuntimeConfig, ImageFsInfo: answered by routing', async () => {
-    const status = ok(encode('StatusResponse', { status: { conditions: [{ type: 'RuntimeReady', status: true }, { type: 'NetworkReady', status: true }] } }));
+    const status = ok(
+      encode('StatusResponse', {
+        status: {
+          conditions: [
+            { type: 'RuntimeReady', status: true },
+            { type: 'NetworkReady', status: true },
+          ],
+        },
+      }),
+    );
     const { dispatcher } = setup({
       containerd: { Status: status, UpdateRuntimeConfig: ok(), ImageFsInfo: ok() },
       crio: { Status: status, UpdateRuntimeConfig: ok(), ImageFsInfo: ok() },
@@ -212,14 +268,20 @@ describe('node-wide calls', () => {
 
   test('a method outside the table goes to the default backend as it is', async () => {
     const { dispatcher } = setup();
-    const call: RoutingCall = { ...callOf('Version'), method: 'Future', path: '/runtime.v1.RuntimeService/Future', requestType: undefined, responseType: undefined };
+    const call: RoutingCall = {
+      ...callOf('Version'),
+      method: 'Future',
+      path: '/runtime.v1.RuntimeService/Future',
+      requestType: undefined,
+      responseType: undefined,
+    };
     expect(await dispatcher.decide(call)).toEqual({ kind: 'forward', backend: 'containerd', request: call.request });
     expect(lookupMethod(call.path).known).toBe(false);
   });
 });
 
 describe('streams', () => {
-  test('Stream* lists: every backend\'s stream, merged', async () => {
+  test("Stream* lists: every backend's stream, merged", async () => {
     const { dispatcher, streams } = setup();
     const decision = await dispatcher.decide(callOf('StreamContainers'));
     if (decision.kind !== 'stream') throw new Error('expected a stream');
@@ -242,7 +304,11 @@ describe('streams', () => {
     const decision = await dispatcher.decide(callOf('GetContainerEvents', {}, client.signal));
     if (decision.kind !== 'stream') throw new Error('expected a stream');
     const sent: Buffer[] = [];
-    const event = encode('ContainerEventResponse', { container_id: 'c5', container_event_type: 'CONTAINER_CREATED_EVENT', pod_sandbox_status: { id: 's5' } });
+    const event = encode('ContainerEventResponse', {
+      container_id: 'c5',
+      container_event_type: 'CONTAINER_CREATED_EVENT',
+      pod_sandbox_status: { id: 's5' },
+    });
     const done = decision.run((m) => {
       sent.push(m);
       client.abort();
@@ -278,10 +344,16 @@ describe('streams', () => {
   });
 });
 
-test('a restart keeps every route: the new instance learns them from the backends\' lists', async () => {
+test("a restart keeps every route: the new instance learns them from the backends' lists", async () => {
   const lists: Script = {
-    containerd: { ListPodSandbox: ok(listOf([encode('PodSandbox', { id: 's-a' })])), ListContainers: ok(listOf([encode('Container', { id: 'c-a', pod_sandbox_id: 's-a' })])) },
-    crio: { ListPodSandbox: ok(listOf([encode('PodSandbox', { id: 's-b', metadata: { uid: 'u-b' } })])), ListContainers: ok(listOf([encode('Container', { id: 'c-b', pod_sandbox_id: 's-b' })])) },
+    containerd: {
+      ListPodSandbox: ok(listOf([encode('PodSandbox', { id: 's-a' })])),
+      ListContainers: ok(listOf([encode('Container', { id: 'c-a', pod_sandbox_id: 's-a' })])),
+    },
+    crio: {
+      ListPodSandbox: ok(listOf([encode('PodSandbox', { id: 's-b', metadata: { uid: 'u-b' } })])),
+      ListContainers: ok(listOf([encode('Container', { id: 'c-b', pod_sandbox_id: 's-b' })])),
+    },
   };
   const { dispatcher, calls } = setup(lists);
   await dispatcher.start();

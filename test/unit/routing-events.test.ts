@@ -28,7 +28,8 @@ class FakeClock {
   }
 }
 
-const event = (id: string): Buffer => encode('ContainerEventResponse', { container_id: id, container_event_type: 'CONTAINER_STARTED_EVENT' });
+const event = (id: string): Buffer =>
+  encode('ContainerEventResponse', { container_id: id, container_event_type: 'CONTAINER_STARTED_EVENT' });
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function setup(overrides: Partial<EventsMergerOptions> = {}) {

@@ -46,7 +46,10 @@ describe('ImageStatus without a handler', () => {
   test('not found, and a backend could not be asked: UNAVAILABLE naming it (it may have the image)', async () => {
     const { c } = fanOut({ containerd: { ImageStatus: absent } });
     const answer = await imageStatusAcross(c, imageRequest);
-    expect(answer).toMatchObject({ from: 'proxy', answer: { code: 14, message: expect.stringContaining('backend "crio" failed: UNAVAILABLE') as unknown } });
+    expect(answer).toMatchObject({
+      from: 'proxy',
+      answer: { code: 14, message: expect.stringContaining('backend "crio" failed: UNAVAILABLE') as unknown },
+    });
   });
 
   test('a malformed answer names the backend', async () => {
@@ -86,7 +89,10 @@ describe('RemoveImage without a handler', () => {
   test('a backend that cannot be asked fails the call before anything is removed', async () => {
     const { c, calls } = fanOut({ containerd: { ImageStatus: present('sha256:a'), RemoveImage: ok() } });
     const answer = await removeImageAcross(c, removeRequest);
-    expect(answer).toMatchObject({ from: 'proxy', answer: { code: 14, message: expect.stringMatching(/^cri-proxy: RemoveImage needs every backend; backend "crio" failed/) as unknown } });
+    expect(answer).toMatchObject({
+      from: 'proxy',
+      answer: { code: 14, message: expect.stringMatching(/^cri-proxy: RemoveImage needs every backend; backend "crio" failed/) as unknown },
+    });
     expect(calls.filter((x) => x.method === 'RemoveImage')).toEqual([]);
   });
 
@@ -97,7 +103,10 @@ describe('RemoveImage without a handler', () => {
     });
     expect(await removeImageAcross(c, removeRequest)).toMatchObject({
       from: 'proxy',
-      answer: { code: 9, message: 'cri-proxy: RemoveImage needs every backend; backend "crio" failed: FAILED_PRECONDITION: image is in use by a container' },
+      answer: {
+        code: 9,
+        message: 'cri-proxy: RemoveImage needs every backend; backend "crio" failed: FAILED_PRECONDITION: image is in use by a container',
+      },
     });
   });
 });
@@ -106,7 +115,7 @@ describe('UpdateRuntimeConfig: every backend', () => {
   const path = '/runtime.v1.RuntimeService/UpdateRuntimeConfig';
   const request = encode('UpdateRuntimeConfigRequest', { runtime_config: { network_config: { pod_cidr: '10.0.0.0/24' } } });
 
-  test('all accept: the default backend\'s answer', async () => {
+  test("all accept: the default backend's answer", async () => {
     const reply = ok(encode('UpdateRuntimeConfigResponse', {}));
     const { c, calls } = fanOut({ containerd: { UpdateRuntimeConfig: reply }, crio: { UpdateRuntimeConfig: ok() } });
     expect(await toEveryBackend(c, 'UpdateRuntimeConfig', path, request)).toEqual({ from: 'backend', backend: 'containerd', reply });

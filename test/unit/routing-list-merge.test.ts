@@ -14,9 +14,17 @@ const samples: Record<string, { type: string; item: (key: string) => Record<stri
   ListContainerStats: { type: 'ContainerStats', item: (k) => ({ attributes: { id: k }, cpu: { timestamp: '1' } }), fields: ['stats'] },
   ListPodSandboxStats: { type: 'PodSandboxStats', item: (k) => ({ attributes: { id: k } }), fields: ['stats'] },
   ListImages: { type: 'Image', item: (k) => ({ id: k, repo_tags: [`${k}:1`], size: '10' }), fields: ['images'] },
-  ListPodSandboxMetrics: { type: 'PodSandboxMetrics', item: (k) => ({ pod_sandbox_id: k, metrics: [{ name: 'm' }] }), fields: ['pod_metrics'] },
+  ListPodSandboxMetrics: {
+    type: 'PodSandboxMetrics',
+    item: (k) => ({ pod_sandbox_id: k, metrics: [{ name: 'm' }] }),
+    fields: ['pod_metrics'],
+  },
   ListMetricDescriptors: { type: 'MetricDescriptor', item: (k) => ({ name: k, help: 'h' }), fields: ['descriptors'] },
-  ImageFsInfo: { type: 'FilesystemUsage', item: (k) => ({ fs_id: { mountpoint: k }, used_bytes: { value: '1' } }), fields: ['image_filesystems', 'container_filesystems'] },
+  ImageFsInfo: {
+    type: 'FilesystemUsage',
+    item: (k) => ({ fs_id: { mountpoint: k }, used_bytes: { value: '1' } }),
+    fields: ['image_filesystems', 'container_filesystems'],
+  },
 };
 const streamOf: Record<string, string> = {
   StreamPodSandboxes: 'ListPodSandbox',
@@ -40,9 +48,13 @@ const numberOf = (responseType: string, field: string): number => {
 
 describe('every merged list', () => {
   test('the sample table covers exactly the merged methods', () => {
-    const merged = Object.entries(methodRoutes).filter(([, e]) => e.route.kind === 'merge').map(([n]) => n);
+    const merged = Object.entries(methodRoutes)
+      .filter(([, e]) => e.route.kind === 'merge')
+      .map(([n]) => n);
     expect(Object.keys(samples).sort()).toEqual(merged.sort());
-    const streams = Object.entries(methodRoutes).filter(([, e]) => e.route.kind === 'merge-stream').map(([n]) => n);
+    const streams = Object.entries(methodRoutes)
+      .filter(([, e]) => e.route.kind === 'merge-stream')
+      .map(([n]) => n);
     expect(Object.keys(streamOf).sort()).toEqual(streams.sort());
   });
 
@@ -68,7 +80,11 @@ describe('every merged list', () => {
     const decoded = decodeMessage(responseType, merged);
     for (const [f, field] of sample.fields.entries()) {
       const keys = (decoded[field] as Record<string, unknown>[]).map((item) => JSON.stringify(item));
-      const expected = ['a', 'b'].flatMap((backend) => [1, 2].map((n) => JSON.stringify(decodeMessage(`runtime.v1.${sample.type}`, encode(sample.type, sample.item(`${backend}-${f}-${n}`))))));
+      const expected = ['a', 'b'].flatMap((backend) =>
+        [1, 2].map((n) =>
+          JSON.stringify(decodeMessage(`runtime.v1.${sample.type}`, encode(sample.type, sample.item(`${backend}-${f}-${n}`)))),
+        ),
+      );
       expect(keys).toEqual(expected);
     }
     // Every entry of both answers is in the merged one, as the same bytes (the unknown field included).
@@ -127,22 +143,29 @@ describe('items that appear on several backends', () => {
       { backend: 'a', body: listOf([encode('MetricDescriptor', { name: 'cpu', help: 'a' })]) },
       { backend: 'b', body: listOf([encode('MetricDescriptor', { name: 'cpu', help: 'b' }), encode('MetricDescriptor', { name: 'mem' })]) },
     ]);
-    expect(decodeMessage('runtime.v1.ListMetricDescriptorsResponse', merged)['descriptors']).toEqual([{ name: 'cpu', help: 'a' }, { name: 'mem' }]);
+    expect(decodeMessage('runtime.v1.ListMetricDescriptorsResponse', merged)['descriptors']).toEqual([
+      { name: 'cpu', help: 'a' },
+      { name: 'mem' },
+    ]);
   });
 
   test('ImageFsInfo: a mount point once per list, each list on its own', () => {
-    const fs = (mountpoint: string, used: string): Buffer => encode('FilesystemUsage', { fs_id: { mountpoint }, used_bytes: { value: used } });
+    const fs = (mountpoint: string, used: string): Buffer =>
+      encode('FilesystemUsage', { fs_id: { mountpoint }, used_bytes: { value: used } });
     const body = (image: Buffer[], container: Buffer[]): Buffer => Buffer.concat([listOf(image, 1), listOf(container, 2)]);
     const merged = mergeListBodies(mergeFor('ImageFsInfo'), [
       { backend: 'a', body: body([fs('/var/lib/a', '1')], [fs('/var/lib/shared', '2')]) },
       { backend: 'b', body: body([fs('/var/lib/b', '3'), fs('/var/lib/shared', '4')], [fs('/var/lib/shared', '5')]) },
     ]);
-    const decoded = decodeMessage('runtime.v1.ImageFsInfoResponse', merged) as Record<string, { fs_id: { mountpoint: string }; used_bytes: { value: string } }[]>;
+    const decoded = decodeMessage('runtime.v1.ImageFsInfoResponse', merged) as Record<
+      string,
+      { fs_id: { mountpoint: string }; used_bytes: { value: string } }[]
+    >;
     expect(decoded['image_filesystems']?.map((f) => f.fs_id.mountpoint)).toEqual(['/var/lib/a', '/var/lib/b', '/var/lib/shared']);
     expect(decoded['container_filesystems']?.map((f) => [f.fs_id.mountpoint, f.used_bytes.value])).toEqual([['/var/lib/shared', '2']]);
   });
 
-  test('pods and containers are never deduplicated (their IDs are each runtime\'s own)', () => {
+  test("pods and containers are never deduplicated (their IDs are each runtime's own)", () => {
     const same = encode('Container', { id: 'c1' });
     const merged = mergeListBodies(mergeFor('ListContainers'), [
       { backend: 'a', body: listOf([same]) },
@@ -155,7 +178,9 @@ describe('items that appear on several backends', () => {
 test('a malformed answer fails the merge naming the backend', () => {
   const merge = mergeFor('ListContainers');
   expect(() => mergeListBodies(merge, [{ backend: 'crio', body: Buffer.from([0x0a, 0x05, 0x01]) }])).toThrow(ProxyError);
-  expect(() => mergeListBodies(merge, [{ backend: 'crio', body: Buffer.from([0x0a, 0x05, 0x01]) }])).toThrow(/backend "crio" sent a malformed runtime.v1.ListContainersResponse/);
+  expect(() => mergeListBodies(merge, [{ backend: 'crio', body: Buffer.from([0x0a, 0x05, 0x01]) }])).toThrow(
+    /backend "crio" sent a malformed runtime.v1.ListContainersResponse/,
+  );
 });
 
 test('compileListMerge refuses a field that is not a repeated message', () => {
@@ -171,7 +196,13 @@ describe('mergedList: the unary call', () => {
 
   test('asks every backend with the same request and deadline, and merges', async () => {
     const { call, calls } = fakeCall({ a: { ListContainers: ok(listOf([c1])) }, b: { ListContainers: ok(listOf([c2])) } });
-    const answer = await mergedList({ call, backends: ['a', 'b'], metadata: [], deadline: 12345 }, 'ListContainers', path, request, mergeFor('ListContainers'));
+    const answer = await mergedList(
+      { call, backends: ['a', 'b'], metadata: [], deadline: 12345 },
+      'ListContainers',
+      path,
+      request,
+      mergeFor('ListContainers'),
+    );
     expect(answer).toEqual({ code: 0, message: '', body: listOf([c1, c2]) });
     expect(calls.map((c) => [c.backend, c.path, c.request.equals(request), c.deadline])).toEqual([
       ['a', path, true, 12345],
@@ -181,7 +212,13 @@ describe('mergedList: the unary call', () => {
 
   test('a backend down: UNAVAILABLE naming it, never a partial list', async () => {
     const { call } = fakeCall({ a: { ListContainers: ok(listOf([c1])) } });
-    const answer = await mergedList({ call, backends: ['a', 'crio'], metadata: [], deadline: undefined }, 'ListContainers', path, request, mergeFor('ListContainers'));
+    const answer = await mergedList(
+      { call, backends: ['a', 'crio'], metadata: [], deadline: undefined },
+      'ListContainers',
+      path,
+      request,
+      mergeFor('ListContainers'),
+    );
     expect(answer.code).toBe(14);
     expect(answer.body).toBeUndefined();
     expect(answer.message).toBe(
@@ -191,15 +228,30 @@ describe('mergedList: the unary call', () => {
 
   test('the code all failing backends agree on is kept (UNIMPLEMENTED lets kubelet fall back)', async () => {
     const { call } = fakeCall({ a: {}, b: {} });
-    const answer = await mergedList({ call, backends: ['a', 'b'], metadata: [], deadline: undefined }, 'ListContainers', path, request, mergeFor('ListContainers'));
+    const answer = await mergedList(
+      { call, backends: ['a', 'b'], metadata: [], deadline: undefined },
+      'ListContainers',
+      path,
+      request,
+      mergeFor('ListContainers'),
+    );
     expect(answer.code).toBe(12);
     expect(answer.message).toMatch(/backend "a" failed: UNIMPLEMENTED.*; backend "b" failed: UNIMPLEMENTED/);
   });
 
   test('different failures: UNAVAILABLE naming each', async () => {
     const { call } = fakeCall({ a: { ListContainers: fail(4, 'slow') }, b: { ListContainers: fail(13, 'broken') } });
-    const answer = await mergedList({ call, backends: ['a', 'b'], metadata: [], deadline: undefined }, 'ListContainers', path, request, mergeFor('ListContainers'));
-    expect(answer).toMatchObject({ code: 14, message: expect.stringMatching(/"a" failed: DEADLINE_EXCEEDED: slow; backend "b" failed: INTERNAL: broken$/) as unknown });
+    const answer = await mergedList(
+      { call, backends: ['a', 'b'], metadata: [], deadline: undefined },
+      'ListContainers',
+      path,
+      request,
+      mergeFor('ListContainers'),
+    );
+    expect(answer).toMatchObject({
+      code: 14,
+      message: expect.stringMatching(/"a" failed: DEADLINE_EXCEEDED: slow; backend "b" failed: INTERNAL: broken$/) as unknown,
+    });
   });
 
   test('a call function that rejects counts as the backend being unavailable', async () => {
@@ -210,7 +262,10 @@ describe('mergedList: the unary call', () => {
       request,
       mergeFor('ListContainers'),
     );
-    expect(answer).toMatchObject({ code: 14, message: expect.stringContaining('backend "a" failed: UNAVAILABLE: socket closed') as unknown });
+    expect(answer).toMatchObject({
+      code: 14,
+      message: expect.stringContaining('backend "a" failed: UNAVAILABLE: socket closed') as unknown,
+    });
   });
 });
 

@@ -51,10 +51,26 @@ describe('routing method routes', () => {
 
   test('every list method and its stream variant merge the same items', () => {
     const kinds = Object.fromEntries(rows.map(([name, , e]) => [name, e.route.kind]));
-    for (const name of ['ListPodSandbox', 'ListContainers', 'ListContainerStats', 'ListPodSandboxStats', 'ListImages', 'ListPodSandboxMetrics', 'ListMetricDescriptors', 'ImageFsInfo']) {
+    for (const name of [
+      'ListPodSandbox',
+      'ListContainers',
+      'ListContainerStats',
+      'ListPodSandboxStats',
+      'ListImages',
+      'ListPodSandboxMetrics',
+      'ListMetricDescriptors',
+      'ImageFsInfo',
+    ]) {
       expect([name, kinds[name]]).toEqual([name, 'merge']);
     }
-    for (const name of ['StreamPodSandboxes', 'StreamContainers', 'StreamContainerStats', 'StreamPodSandboxStats', 'StreamImages', 'StreamPodSandboxMetrics']) {
+    for (const name of [
+      'StreamPodSandboxes',
+      'StreamContainers',
+      'StreamContainerStats',
+      'StreamPodSandboxStats',
+      'StreamImages',
+      'StreamPodSandboxMetrics',
+    ]) {
       expect([name, kinds[name]]).toEqual([name, 'merge-stream']);
     }
     const unique = (name: string): unknown => {
@@ -66,13 +82,20 @@ describe('routing method routes', () => {
 
   test('node-wide calls', () => {
     const kind = (name: string): string | undefined => methodRoutes[name]?.route.kind;
-    expect([kind('Version'), kind('RuntimeConfig'), kind('UpdateRuntimeConfig'), kind('Status')]).toEqual(['default', 'default', 'all', 'status']);
+    expect([kind('Version'), kind('RuntimeConfig'), kind('UpdateRuntimeConfig'), kind('Status')]).toEqual([
+      'default',
+      'default',
+      'all',
+      'status',
+    ]);
   });
 
   test('ownership is learned where IDs are born and forgotten where they die', () => {
     const learns = rows.filter(([, , e]) => e.ownership?.sandboxId !== undefined || e.ownership?.containerId !== undefined).map(([n]) => n);
     expect(learns.sort()).toEqual(['CreateContainer', 'RestorePod', 'RunPodSandbox']);
-    const forgets = rows.filter(([, , e]) => e.ownership?.forgetSandbox !== undefined || e.ownership?.forgetContainer !== undefined).map(([n]) => n);
+    const forgets = rows
+      .filter(([, , e]) => e.ownership?.forgetSandbox !== undefined || e.ownership?.forgetContainer !== undefined)
+      .map(([n]) => n);
     expect(forgets.sort()).toEqual(['RemoveContainer', 'RemovePodSandbox']);
   });
 });

@@ -37,7 +37,12 @@ const sandboxStatus = (id: string): BackendReply => ok(encode('PodSandboxStatusR
 describe('learning from calls', () => {
   test('RunPodSandbox: the sandbox and the pod it runs', async () => {
     const { cache, calls, registry } = setup();
-    cache.apply(effect('RunPodSandbox'), 'crio', decode('RunPodSandboxRequest', { config: { metadata: { uid: 'pod-1' } } }), decode('RunPodSandboxResponse', { pod_sandbox_id: 's1' }));
+    cache.apply(
+      effect('RunPodSandbox'),
+      'crio',
+      decode('RunPodSandboxRequest', { config: { metadata: { uid: 'pod-1' } } }),
+      decode('RunPodSandboxResponse', { pod_sandbox_id: 's1' }),
+    );
     expect(await cache.owner('sandbox', 's1')).toEqual({ kind: 'owned', backend: 'crio' });
     expect(cache.podOwner('pod-1')).toBe('crio');
     expect(cache.podOwner('pod-2')).toBeUndefined();
@@ -48,10 +53,23 @@ describe('learning from calls', () => {
   });
 
   test('CreateContainer: the container belongs where its sandbox is; removing the sandbox forgets both', async () => {
-    const { cache } = setup({ containerd: { PodSandboxStatus: notFound, ContainerStatus: notFound }, crio: { PodSandboxStatus: notFound, ContainerStatus: notFound } });
+    const { cache } = setup({
+      containerd: { PodSandboxStatus: notFound, ContainerStatus: notFound },
+      crio: { PodSandboxStatus: notFound, ContainerStatus: notFound },
+    });
     cache.learnSandbox('s1', 'crio');
-    cache.apply(effect('CreateContainer'), 'crio', decode('CreateContainerRequest', { pod_sandbox_id: 's1' }), decode('CreateContainerResponse', { container_id: 'c1' }));
-    cache.apply(effect('CreateContainer'), 'crio', decode('CreateContainerRequest', { pod_sandbox_id: 's1' }), decode('CreateContainerResponse', { container_id: 'c2' }));
+    cache.apply(
+      effect('CreateContainer'),
+      'crio',
+      decode('CreateContainerRequest', { pod_sandbox_id: 's1' }),
+      decode('CreateContainerResponse', { container_id: 'c1' }),
+    );
+    cache.apply(
+      effect('CreateContainer'),
+      'crio',
+      decode('CreateContainerRequest', { pod_sandbox_id: 's1' }),
+      decode('CreateContainerResponse', { container_id: 'c2' }),
+    );
     expect(await cache.owner('container', 'c1')).toEqual({ kind: 'owned', backend: 'crio' });
     cache.apply(effect('RemovePodSandbox'), 'crio', decode('RemovePodSandboxRequest', { pod_sandbox_id: 's1' }), undefined);
     expect(cache.size).toEqual({ sandbox: 0, container: 0, pod: 0 });
@@ -64,7 +82,13 @@ describe('learning from calls', () => {
       effect('RestorePod'),
       'crio',
       decode('RestorePodRequest', { config: { metadata: { uid: 'pod-r' } } }),
-      decode('RestorePodResponse', { pod_sandbox_id: 's9', restored_containers: [{ name: 'a', container_id: 'ca' }, { name: 'b', container_id: 'cb' }] }),
+      decode('RestorePodResponse', {
+        pod_sandbox_id: 's9',
+        restored_containers: [
+          { name: 'a', container_id: 'ca' },
+          { name: 'b', container_id: 'cb' },
+        ],
+      }),
     );
     expect(await Promise.all([cache.owner('sandbox', 's9'), cache.owner('container', 'ca'), cache.owner('container', 'cb')])).toEqual([
       { kind: 'owned', backend: 'crio' },
@@ -85,10 +109,14 @@ describe('learning from calls', () => {
     expect(await cache.owner('sandbox', 's1')).toEqual({ kind: 'owned', backend: 'crio' });
   });
 
-  test('container events: what they name is their backend\'s; deleted containers are forgotten', async () => {
+  test("container events: what they name is their backend's; deleted containers are forgotten", async () => {
     const { cache, calls } = setup();
     const event = (type: string, containerId: string, sandboxId?: string): Buffer =>
-      encode('ContainerEventResponse', { container_id: containerId, container_event_type: type, pod_sandbox_status: sandboxId === undefined ? undefined : { id: sandboxId, metadata: { uid: 'pod-e' } } });
+      encode('ContainerEventResponse', {
+        container_id: containerId,
+        container_event_type: type,
+        pod_sandbox_status: sandboxId === undefined ? undefined : { id: sandboxId, metadata: { uid: 'pod-e' } },
+      });
     cache.learnFromEvent('crio', event('CONTAINER_CREATED_EVENT', 's5', 's5'));
     cache.learnFromEvent('crio', event('CONTAINER_STARTED_EVENT', 'c5', 's5'));
     expect(cache.size).toEqual({ sandbox: 1, container: 1, pod: 1 });
@@ -112,7 +140,10 @@ describe('learning from calls', () => {
 
 describe('a miss', () => {
   test('is settled by asking every backend, then cached', async () => {
-    const { cache, calls, registry } = setup({ containerd: { ContainerStatus: notFound }, crio: { ContainerStatus: ok(encode('ContainerStatusResponse', { status: { id: 'c7' } })) } });
+    const { cache, calls, registry } = setup({
+      containerd: { ContainerStatus: notFound },
+      crio: { ContainerStatus: ok(encode('ContainerStatusResponse', { status: { id: 'c7' } })) },
+    });
     expect(await cache.owner('container', 'c7', NOW + 500)).toEqual({ kind: 'owned', backend: 'crio' });
     expect(calls.map((c) => [c.backend, c.method, decodeMessage('runtime.v1.ContainerStatusRequest', c.request), c.deadline])).toEqual([
       ['containerd', 'ContainerStatus', { container_id: 'c7' }, NOW + 500],
@@ -148,7 +179,8 @@ describe('a miss', () => {
       kind: 'unavailable',
       answer: {
         code: 14,
-        message: 'cri-proxy: cannot tell which backend owns sandbox "s1": backend "crio" failed: UNAVAILABLE: runtime "crio" at unix:///run/crio.sock is unavailable: connect ENOENT',
+        message:
+          'cri-proxy: cannot tell which backend owns sandbox "s1": backend "crio" failed: UNAVAILABLE: runtime "crio" at unix:///run/crio.sock is unavailable: connect ENOENT',
         body: undefined,
       },
     });
@@ -177,7 +209,7 @@ describe('a miss', () => {
     expect(calls).toHaveLength(2);
   });
 
-  test('an empty ID is nobody\'s: the default backend answers, no backend is asked', async () => {
+  test("an empty ID is nobody's: the default backend answers, no backend is asked", async () => {
     const { cache, calls } = setup();
     expect(await cache.owner('container', '')).toEqual({ kind: 'unknown', backend: 'containerd' });
     expect(calls).toEqual([]);
@@ -196,7 +228,7 @@ describe('rebuild at start-up', () => {
     },
   };
 
-  test('learns every backend\'s sandboxes, containers and pods', async () => {
+  test("learns every backend's sandboxes, containers and pods", async () => {
     const { cache, calls, registry } = setup(lists);
     const reports = await cache.rebuild();
     expect(reports).toEqual([
@@ -257,7 +289,15 @@ describe('rebuild at start-up', () => {
 });
 
 test('eviction: the cache stays bounded, evictions are counted, an evicted ID is found again', async () => {
-  const { cache, calls, registry } = setup({ containerd: { PodSandboxStatus: notFound }, crio: { PodSandboxStatus: (req) => sandboxStatus(String(decodeMessage('runtime.v1.PodSandboxStatusRequest', req)['pod_sandbox_id'])) } }, { cacheSize: 16 });
+  const { cache, calls, registry } = setup(
+    {
+      containerd: { PodSandboxStatus: notFound },
+      crio: {
+        PodSandboxStatus: (req) => sandboxStatus(String(decodeMessage('runtime.v1.PodSandboxStatusRequest', req)['pod_sandbox_id'])),
+      },
+    },
+    { cacheSize: 16 },
+  );
   for (let i = 0; i < 20; i++) cache.learnSandbox(`s${i}`, 'crio');
   expect(cache.size.sandbox).toBe(16);
   expect(await sample(registry, 'cri_proxy_routing_ownership_evictions_total', { kind: 'sandbox' })).toBe(4);

@@ -43,7 +43,12 @@ describe('rule matching', () => {
 
   test('no rules: everything goes to the default backend', () => {
     const none = compileRouting({ defaultBackend: 'a', rules: [], handlers: {} });
-    expect(none.place(pod({ handler: 'kata', namespace: 'x' }))).toEqual({ backend: 'a', rule: undefined, requestedHandler: 'kata', handler: 'kata' });
+    expect(none.place(pod({ handler: 'kata', namespace: 'x' }))).toEqual({
+      backend: 'a',
+      rule: undefined,
+      requestedHandler: 'kata',
+      handler: 'kata',
+    });
   });
 
   test('label keys are matched exactly; an inherited property is no label', () => {
@@ -125,8 +130,14 @@ describe('requests', () => {
   });
 
   test('PullImage: the sandbox config and the image handler', () => {
-    expect(routing.placeImagePull({ image: { image: 'busybox', runtime_handler: 'kata-fast' } })).toMatchObject({ backend: 'crio', handler: 'kata' });
-    expect(routing.placeImagePull({ image: { image: 'busybox' }, sandbox_config: sandboxConfig })).toMatchObject({ backend: 'crio', rule: 'sandboxed' });
+    expect(routing.placeImagePull({ image: { image: 'busybox', runtime_handler: 'kata-fast' } })).toMatchObject({
+      backend: 'crio',
+      handler: 'kata',
+    });
+    expect(routing.placeImagePull({ image: { image: 'busybox' }, sandbox_config: sandboxConfig })).toMatchObject({
+      backend: 'crio',
+      rule: 'sandboxed',
+    });
     expect(routing.placeImagePull({ image: { image: 'busybox' } })).toMatchObject({ backend: 'containerd', rule: undefined });
   });
 });

@@ -37,7 +37,15 @@ const conditionsOf = (m: Record<string, unknown>): Cond[] => (m['status'] as { c
 describe('conditions', () => {
   test('true on every backend: true, as the default backend words it', () => {
     const m = merged([
-      named('containerd', ok(status([{ type: 'RuntimeReady', status: true, reason: 'Fine' }, { type: 'NetworkReady', status: true }]))),
+      named(
+        'containerd',
+        ok(
+          status([
+            { type: 'RuntimeReady', status: true, reason: 'Fine' },
+            { type: 'NetworkReady', status: true },
+          ]),
+        ),
+      ),
       named('crio', ok(status(ready))),
     ]);
     expect(conditionsOf(m)).toEqual([
@@ -49,7 +57,15 @@ describe('conditions', () => {
   test('false on one backend: false, with its reason and a message naming it', () => {
     const m = merged([
       named('containerd', ok(status(ready))),
-      named('crio', ok(status([{ type: 'RuntimeReady', status: true }, { type: 'NetworkReady', status: false, reason: 'NetworkPluginNotReady', message: 'cni config uninitialized' }]))),
+      named(
+        'crio',
+        ok(
+          status([
+            { type: 'RuntimeReady', status: true },
+            { type: 'NetworkReady', status: false, reason: 'NetworkPluginNotReady', message: 'cni config uninitialized' },
+          ]),
+        ),
+      ),
     ]);
     expect(conditionsOf(m)).toEqual([
       { type: 'RuntimeReady', status: true },
@@ -57,20 +73,40 @@ describe('conditions', () => {
     ]);
   });
 
-  test('false on several: the first one\'s reason, every one named', () => {
+  test("false on several: the first one's reason, every one named", () => {
     const m = merged([
-      named('containerd', ok(status([{ type: 'RuntimeReady', status: false, reason: 'A', message: 'a down' }, { type: 'NetworkReady', status: true }]))),
-      named('crio', ok(status([{ type: 'RuntimeReady', status: false, reason: 'B' }, { type: 'NetworkReady', status: true }]))),
+      named(
+        'containerd',
+        ok(
+          status([
+            { type: 'RuntimeReady', status: false, reason: 'A', message: 'a down' },
+            { type: 'NetworkReady', status: true },
+          ]),
+        ),
+      ),
+      named(
+        'crio',
+        ok(
+          status([
+            { type: 'RuntimeReady', status: false, reason: 'B' },
+            { type: 'NetworkReady', status: true },
+          ]),
+        ),
+      ),
     ]);
     expect(conditionsOf(m)[0]).toEqual({ type: 'RuntimeReady', reason: 'A', message: 'backend "containerd": a down; backend "crio": B' });
   });
 
   test('a required condition a backend does not report counts as false there', () => {
     const m = merged([named('containerd', ok(status(ready))), named('crio', ok(status([{ type: 'RuntimeReady', status: true }])))]);
-    expect(conditionsOf(m)[1]).toEqual({ type: 'NetworkReady', reason: 'ConditionNotReported', message: 'backend "crio": does not report NetworkReady' });
+    expect(conditionsOf(m)[1]).toEqual({
+      type: 'NetworkReady',
+      reason: 'ConditionNotReported',
+      message: 'backend "crio": does not report NetworkReady',
+    });
   });
 
-  test('a condition only one backend reports is that backend\'s', () => {
+  test("a condition only one backend reports is that backend's", () => {
     const warn = { type: 'ContainerdHasNoDeprecationWarnings', status: false, reason: 'Deprecated', message: 'old config' };
     const m = merged([named('containerd', ok(status([...ready, warn]))), named('crio', ok(status(ready)))]);
     expect(conditionsOf(m)).toEqual([...ready, { type: warn.type, reason: 'Deprecated', message: 'backend "containerd": old config' }]);
@@ -89,7 +125,9 @@ describe('conditions', () => {
   test('no backend answers: the call fails naming each', () => {
     const answer = mergeStatus([named('containerd', fail(14, 'down')), named('crio', fail(14, 'down too'))], names);
     expect(answer.code).toBe(14);
-    expect(answer.message).toBe('cri-proxy: Status needs every backend; backend "containerd" failed: UNAVAILABLE: down; backend "crio" failed: UNAVAILABLE: down too');
+    expect(answer.message).toBe(
+      'cri-proxy: Status needs every backend; backend "containerd" failed: UNAVAILABLE: down; backend "crio" failed: UNAVAILABLE: down too',
+    );
   });
 
   test('a malformed Status names the backend', () => {
@@ -101,10 +139,13 @@ describe('conditions', () => {
 describe('runtime handlers', () => {
   const handler = (name: string, features: Record<string, boolean> = {}): Record<string, unknown> => ({ name, features });
 
-  test('the union, in kubelet\'s names, each backend\'s entry as it sent it', () => {
+  test("the union, in kubelet's names, each backend's entry as it sent it", () => {
     const m = merged([
       named('containerd', ok(status(ready, { runtime_handlers: [handler(''), handler('runc', { user_namespaces: true })] }))),
-      named('crio', ok(status(ready, { runtime_handlers: [handler('', { recursive_read_only_mounts: true }), handler('kata'), handler('runc')] }))),
+      named(
+        'crio',
+        ok(status(ready, { runtime_handlers: [handler('', { recursive_read_only_mounts: true }), handler('kata'), handler('runc')] })),
+      ),
     ]);
     expect(m['runtime_handlers']).toEqual([
       { name: '', features: {} },
@@ -121,10 +162,15 @@ describe('runtime handlers', () => {
     const containerd = Buffer.concat([status(ready), lengthDelimited(3, kept)]);
     const answer = mergeStatus([named('containerd', ok(containerd)), named('crio', ok(crio))], names);
     const body = answer.body ?? Buffer.alloc(0);
-    const handlers = wireFields(body).filter((f) => f.number === 3).map((f) => body.subarray(f.valueStart, f.end));
+    const handlers = wireFields(body)
+      .filter((f) => f.number === 3)
+      .map((f) => body.subarray(f.valueStart, f.end));
     expect(handlers[0]).toEqual(kept);
     expect(handlers[1]?.toString()).toContain('kata-extra');
-    expect(decodeMessage('runtime.v1.RuntimeHandler', handlers[1] ?? Buffer.alloc(0))).toEqual({ name: 'kata-fast', features: { user_namespaces: true } });
+    expect(decodeMessage('runtime.v1.RuntimeHandler', handlers[1] ?? Buffer.alloc(0))).toEqual({
+      name: 'kata-fast',
+      features: { user_namespaces: true },
+    });
   });
 });
 
@@ -136,7 +182,7 @@ test('features: claimed only when every answering backend claims them', () => {
   expect(m['features']).toEqual({ supplemental_groups_policy: true });
 });
 
-test('info: the default backend\'s keys as they are, the others\' under their backend', () => {
+test("info: the default backend's keys as they are, the others' under their backend", () => {
   const m = merged([
     named('containerd', ok(status(ready, { info: { config: '{"a":1}' } }))),
     named('crio', ok(status(ready, { info: { config: '{"b":2}', golang: '"go1.22"' } }))),
@@ -144,15 +190,21 @@ test('info: the default backend\'s keys as they are, the others\' under their ba
   expect(m['info']).toEqual({ config: '{"a":1}', 'crio/config': '{"b":2}', 'crio/golang': '"go1.22"' });
 });
 
-test('with the default backend down, the others\' info stays under their names', () => {
-  const replies = [named('containerd', fail(14, 'down')), named('crio', ok(withUnknown(status(ready, { info: { config: '{}' } }), 'crio-top')))];
+test("with the default backend down, the others' info stays under their names", () => {
+  const replies = [
+    named('containerd', fail(14, 'down')),
+    named('crio', ok(withUnknown(status(ready, { info: { config: '{}' } }), 'crio-top'))),
+  ];
   expect(merged(replies)['info']).toEqual({ 'crio/config': '{}' });
   // Unknown top-level fields are the default backend's only.
   expect(mergeStatus(replies, names).body?.toString()).not.toContain('crio-top');
 });
 
-test('fields of the default backend\'s answer this schema does not know are kept', () => {
-  const answer = mergeStatus([named('containerd', ok(withUnknown(status(ready), 'top-level'))), named('crio', ok(withUnknown(status(ready), 'other')))], names);
+test("fields of the default backend's answer this schema does not know are kept", () => {
+  const answer = mergeStatus(
+    [named('containerd', ok(withUnknown(status(ready), 'top-level'))), named('crio', ok(withUnknown(status(ready), 'other')))],
+    names,
+  );
   const body = answer.body ?? Buffer.alloc(0);
   expect(body.toString()).toContain('top-level');
   expect(body.toString()).not.toContain('other');
@@ -161,7 +213,12 @@ test('fields of the default backend\'s answer this schema does not know are kept
 test('mergedStatus asks every backend with the request as given', async () => {
   const request = encode('StatusRequest', { verbose: true });
   const { call, calls } = fakeCall({ containerd: { Status: ok(status(ready)) }, crio: { Status: ok(status(ready)) } });
-  const answer = await mergedStatus({ call, backends: ['containerd', 'crio'], metadata: [], deadline: 7 }, '/runtime.v1.RuntimeService/Status', request, names);
+  const answer = await mergedStatus(
+    { call, backends: ['containerd', 'crio'], metadata: [], deadline: 7 },
+    '/runtime.v1.RuntimeService/Status',
+    request,
+    names,
+  );
   expect(answer.code).toBe(0);
   expect(calls.map((c) => [c.backend, c.request.equals(request), c.deadline])).toEqual([
     ['containerd', true, 7],

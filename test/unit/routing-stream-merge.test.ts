@@ -90,7 +90,10 @@ test('a slow client holds the backends back instead of buffering', async () => {
   await streams.waitForOpened(2);
   const first = streams.to('a')[0]?.push(img('1'));
   let secondTaken = false;
-  const second = streams.to('b')[0]?.push(img('2')).then(() => (secondTaken = true));
+  const second = streams
+    .to('b')[0]
+    ?.push(img('2'))
+    .then(() => (secondTaken = true));
   await Promise.resolve();
   expect(sent).toEqual([img('1')]);
   release();

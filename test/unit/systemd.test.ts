@@ -32,8 +32,18 @@ describe('sd_listen_fds', () => {
   test('the CRI socket is the only one passed, or the one named cri-proxy', () => {
     expect(criSocket([])).toBeUndefined();
     expect(criSocket([{ fd: 3, name: 'unknown' }])).toEqual({ fd: 3, name: 'unknown' });
-    expect(criSocket([{ fd: 3, name: 'metrics' }, { fd: 4, name: 'cri-proxy' }])).toEqual({ fd: 4, name: 'cri-proxy' });
-    expect(() => criSocket([{ fd: 3, name: 'a' }, { fd: 4, name: 'b' }])).toThrow(/FileDescriptorName=cri-proxy/);
+    expect(
+      criSocket([
+        { fd: 3, name: 'metrics' },
+        { fd: 4, name: 'cri-proxy' },
+      ]),
+    ).toEqual({ fd: 4, name: 'cri-proxy' });
+    expect(() =>
+      criSocket([
+        { fd: 3, name: 'a' },
+        { fd: 4, name: 'b' },
+      ]),
+    ).toThrow(/FileDescriptorName=cri-proxy/);
   });
 });
 

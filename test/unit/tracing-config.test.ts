@@ -35,7 +35,13 @@ describe('tracing config', () => {
     );
     const config = parseConfig(yaml, 'test.yaml', builtinTypes());
     expect(config.interceptors[0]?.config).toEqual({
-      exporter: { type: 'otlp-grpc', endpoint: 'http://collector:4317', headers: { 'x-api-key': 'k' }, timeoutMs: 2000, shutdownTimeoutMs: 300 },
+      exporter: {
+        type: 'otlp-grpc',
+        endpoint: 'http://collector:4317',
+        headers: { 'x-api-key': 'k' },
+        timeoutMs: 2000,
+        shutdownTimeoutMs: 300,
+      },
       samplingRatio: 0.25,
       serviceName: 'node-a',
       podStart: { enabled: false, settleMs: 1000, maxPods: 10, ttlMs: 60_000 },

@@ -231,7 +231,11 @@ export class ImagePolicyInterceptor implements Interceptor {
   }
 }
 
-export function createImagePolicyInterceptor(config: ImagePolicyConfig, deps: InterceptorDeps, hooks: ImagePolicyTestHooks = {}): ImagePolicyInterceptor {
+export function createImagePolicyInterceptor(
+  config: ImagePolicyConfig,
+  deps: InterceptorDeps,
+  hooks: ImagePolicyTestHooks = {},
+): ImagePolicyInterceptor {
   return new ImagePolicyInterceptor(config, deps, hooks);
 }
 

@@ -4,7 +4,14 @@ import { resolve } from 'node:path';
 import { describeIssue } from '../../config/issues';
 import { parseYamlWith } from '../../config/yaml';
 import { errorMessage } from '../../errors';
-import { compilePolicy, type CompiledPolicy, type ImageRule, type PolicyAction, type PolicyMode, type RuleSet } from '../../policies/image-rules';
+import {
+  compilePolicy,
+  type CompiledPolicy,
+  type ImageRule,
+  type PolicyAction,
+  type PolicyMode,
+  type RuleSet,
+} from '../../policies/image-rules';
 import { policyFileSchema, type PolicyFileContent } from '../../policies/policy-schema';
 
 export const DEFAULT_MODE: PolicyMode = 'enforce';

@@ -1,18 +1,10 @@
 import type { Registry } from 'prom-client';
 import type { Router } from '../../proxy/router';
 import type { FastCounter, FastGauge, FastHistogram } from '../../metrics/fast';
-import {
-  ensureCollectedGauge,
-  ensureFastCounter,
-  ensureFastGauge,
-  ensureFastHistogram,
-  type CollectedGauge,
-} from '../../metrics/registry';
+import { ensureCollectedGauge, ensureFastCounter, ensureFastGauge, ensureFastHistogram, type CollectedGauge } from '../../metrics/registry';
 
 /** CRI latencies: sub-millisecond status polls up to minute-long pulls and execs. */
-export const DEFAULT_BUCKETS: readonly number[] = [
-  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
-];
+export const DEFAULT_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 /** The proxy's own time is normally tens of microseconds; these resolve it where it matters. */
 export const OVERHEAD_BUCKETS: readonly number[] = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,

@@ -187,4 +187,8 @@ export function createMetricsInterceptor(config: MetricsConfig, deps: Intercepto
   return new MetricsInterceptor(deps.name, metrics, deps.router, imagePulls, podStarts, gauges, fault);
 }
 
-export const metricsInterceptorType = defineInterceptorType({ name: 'metrics', schema: metricsConfigSchema, create: createMetricsInterceptor });
+export const metricsInterceptorType = defineInterceptorType({
+  name: 'metrics',
+  schema: metricsConfigSchema,
+  create: createMetricsInterceptor,
+});

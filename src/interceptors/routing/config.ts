@@ -63,7 +63,11 @@ export const routingConfigSchema = z.strictObject({
       reconnectMaxMs: ms(1, 30_000),
       /** A subscriber with this many messages (or bytes) not yet taken is dropped. */
       subscriberBufferMessages: z.int().min(1).max(1_000_000).default(1024),
-      subscriberBufferBytes: z.int().min(1024).max(MAX_INT32).default(16 * 1024 * 1024),
+      subscriberBufferBytes: z
+        .int()
+        .min(1024)
+        .max(MAX_INT32)
+        .default(16 * 1024 * 1024),
     })
     .prefault({})
     .refine((e) => e.reconnectMaxMs >= e.reconnectInitialMs, {
@@ -86,7 +90,8 @@ export function routingBackendIssues(config: RoutingConfig, backends: readonly s
   const expected = `configured backends: ${backends.join(', ')}`;
   const issues: RoutingConfigIssue[] = [];
   config.rules.forEach((rule, i) => {
-    if (!known.has(rule.backend)) issues.push({ path: ['rules', i, 'backend'], message: `no backend named "${rule.backend}" (${expected})` });
+    if (!known.has(rule.backend))
+      issues.push({ path: ['rules', i, 'backend'], message: `no backend named "${rule.backend}" (${expected})` });
   });
   for (const backend of Object.keys(config.handlers)) {
     if (!known.has(backend)) issues.push({ path: ['handlers', backend], message: `no backend named "${backend}" (${expected})` });

@@ -81,7 +81,10 @@ export class RoutingDispatcher {
   private readonly order: readonly string[];
   private readonly merges = new Map<string, ListMerge>();
 
-  constructor(config: RoutingConfig, private readonly deps: RoutingDeps) {
+  constructor(
+    config: RoutingConfig,
+    private readonly deps: RoutingDeps,
+  ) {
     this.order = [deps.defaultBackend, ...deps.backends.filter((b) => b !== deps.defaultBackend)];
     this.metrics = routingMetrics(deps.registry);
     this.rules = compileRouting({ rules: config.rules, handlers: config.handlers, defaultBackend: deps.defaultBackend });
@@ -178,7 +181,9 @@ export class RoutingDispatcher {
   private forward(entry: RouteEntry, call: RoutingCall, backend: string): Decision & { kind: 'forward' } {
     const type = call.requestType ?? '';
     const request =
-      entry.handlerField === undefined ? call.request : rewriteHandler(call.request, type, entry.handlerField, (h) => this.rules.translateHandler(backend, h));
+      entry.handlerField === undefined
+        ? call.request
+        : rewriteHandler(call.request, type, entry.handlerField, (h) => this.rules.translateHandler(backend, h));
     const effect = entry.ownership;
     if (effect === undefined) return { kind: 'forward', backend, request };
     return {
@@ -230,7 +235,11 @@ export class RoutingDispatcher {
       for await (const message of subscription) await send(message);
     } catch (err) {
       subscription.close();
-      return { code: GrpcStatus.CANCELLED, message: `cri-proxy: GetContainerEvents: sending to the client failed: ${errorMessage(err)}`, body: undefined };
+      return {
+        code: GrpcStatus.CANCELLED,
+        message: `cri-proxy: GetContainerEvents: sending to the client failed: ${errorMessage(err)}`,
+        body: undefined,
+      };
     } finally {
       signal.removeEventListener('abort', onAbort);
     }

@@ -145,7 +145,11 @@ export class EventsMerger {
     const { subscriberBufferMessages: messages, subscriberBufferBytes: bytes, metrics } = this.options;
     const sub = new Subscription({ messages, bytes }, (ended, dropped) => this.unsubscribe(ended, dropped));
     if (this.closed) {
-      sub.end({ code: GrpcStatus.UNAVAILABLE, message: 'cri-proxy: event merging has stopped (shutting down or reconfigured)', body: undefined });
+      sub.end({
+        code: GrpcStatus.UNAVAILABLE,
+        message: 'cri-proxy: event merging has stopped (shutting down or reconfigured)',
+        body: undefined,
+      });
       return sub;
     }
     this.subscribers.add(sub);
@@ -158,7 +162,11 @@ export class EventsMerger {
   close(): void {
     this.closed = true;
     for (const sub of [...this.subscribers]) {
-      sub.end({ code: GrpcStatus.UNAVAILABLE, message: 'cri-proxy: event merging has stopped (shutting down or reconfigured)', body: undefined });
+      sub.end({
+        code: GrpcStatus.UNAVAILABLE,
+        message: 'cri-proxy: event merging has stopped (shutting down or reconfigured)',
+        body: undefined,
+      });
     }
     this.stopUpstreams();
   }
@@ -205,16 +213,19 @@ export class EventsMerger {
     };
     stream(backend, EVENTS_PATH, Buffer.alloc(0), [], undefined, abort.signal, onMessage)
       .catch((err: unknown): BackendStatus => ({ code: GrpcStatus.UNAVAILABLE, message: errorMessage(err), trailers: [] }))
-      .then((status) => {
-        // Stopped on purpose: nobody subscribes any more, or the merger closed.
-        if (abort.signal.aborted) return;
-        upstream.abort = undefined;
-        // A stream that worked for a while is a new failure, not the next in a series.
-        if (received || this.now() - openedAt >= this.options.reconnectMaxMs) upstream.failures = 0;
-        this.retryLater(backend, upstream, status);
-      }, (err: unknown) => {
-        this.options.log.error('GetContainerEvents upstream handling failed', { backend, error: errorMessage(err) });
-      });
+      .then(
+        (status) => {
+          // Stopped on purpose: nobody subscribes any more, or the merger closed.
+          if (abort.signal.aborted) return;
+          upstream.abort = undefined;
+          // A stream that worked for a while is a new failure, not the next in a series.
+          if (received || this.now() - openedAt >= this.options.reconnectMaxMs) upstream.failures = 0;
+          this.retryLater(backend, upstream, status);
+        },
+        (err: unknown) => {
+          this.options.log.error('GetContainerEvents upstream handling failed', { backend, error: errorMessage(err) });
+        },
+      );
   }
 
   private retryLater(backend: string, upstream: Upstream, status: BackendStatus): void {

@@ -57,7 +57,9 @@ export async function callEvery(c: FanOutCall, to: readonly string[], path: stri
 
 /** The backends whose status is not OK, in the given order. */
 export function failuresOf(replies: readonly { readonly backend: string; readonly reply: BackendStatus }[]): BackendFailure[] {
-  return replies.filter((r) => r.reply.code !== GrpcStatus.OK).map((r) => ({ backend: r.backend, code: r.reply.code, message: r.reply.message }));
+  return replies
+    .filter((r) => r.reply.code !== GrpcStatus.OK)
+    .map((r) => ({ backend: r.backend, code: r.reply.code, message: r.reply.message }));
 }
 
 /**

@@ -81,7 +81,11 @@ class RoutingInterceptor implements Interceptor {
       response = ctx.response();
     } catch (err) {
       // The object is then found on demand, by asking the backends.
-      this.log.warn('routing could not read an answer to learn from', { method: ctx.method.name, backend: decision.backend, error: errorMessage(err) });
+      this.log.warn('routing could not read an answer to learn from', {
+        method: ctx.method.name,
+        backend: decision.backend,
+        error: errorMessage(err),
+      });
     }
     decision.onSuccess(response);
   }
@@ -112,7 +116,8 @@ async function stream(ctx: CallContext, decision: Stream): Promise<void> {
   const send = async (message: Buffer): Promise<void> => {
     if (!out.write(message)) await out.drained();
     // Ended under it: the client went away (the call's outcome is CANCELLED) or the proxy is stopping.
-    if (out.closed) throw ctx.signal.aborted ? ctx.signal.reason : new ProxyError('CANCELLED', `cri-proxy: ${ctx.method.name}: the client went away`);
+    if (out.closed)
+      throw ctx.signal.aborted ? ctx.signal.reason : new ProxyError('CANCELLED', `cri-proxy: ${ctx.method.name}: the client went away`);
   };
   const end = await decision.run(send);
   out.end(end.code, end.message);
@@ -130,6 +135,8 @@ export function createRoutingInterceptor(config: RoutingConfig, deps: Intercepto
     log,
   });
   // At once: calls naming an ID the cache does not hold yet wait for it (at most rebuildTimeoutMs).
-  dispatcher.start().catch((err: unknown) => log.error('ownership rebuild failed; objects are found on demand', { error: errorMessage(err) }));
+  dispatcher
+    .start()
+    .catch((err: unknown) => log.error('ownership rebuild failed; objects are found on demand', { error: errorMessage(err) }));
   return new RoutingInterceptor(deps.name, dispatcher, log);
 }

@@ -77,7 +77,9 @@ export class ListCollector {
       }
     } catch (err) {
       if (!(err instanceof WireFormatError)) throw err;
-      throw new ProxyError('UPSTREAM_PROTOCOL', `backend "${backend}" sent a malformed ${this.merge.responseType}: ${err.message}`, { cause: err });
+      throw new ProxyError('UPSTREAM_PROTOCOL', `backend "${backend}" sent a malformed ${this.merge.responseType}: ${err.message}`, {
+        cause: err,
+      });
     }
     return { parts, items, kept };
   }
@@ -87,7 +89,10 @@ export class ListCollector {
  * One list answer from every backend's (in backend order, the default first). Fields other than the lists
  * come from the first answer only.
  */
-export function mergeListBodies(merge: ListMerge, answers: readonly { readonly backend: string; readonly body: Buffer | undefined }[]): Buffer {
+export function mergeListBodies(
+  merge: ListMerge,
+  answers: readonly { readonly backend: string; readonly body: Buffer | undefined }[],
+): Buffer {
   const collector = new ListCollector(merge);
   const parts = answers.flatMap((a, i) => collector.take(a.backend, a.body ?? Buffer.alloc(0), i === 0).parts);
   return Buffer.concat(parts);

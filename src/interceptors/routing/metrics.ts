@@ -51,7 +51,7 @@ export function routingMetrics(registry: Registry): RoutingMetrics {
     }),
     rebuilds: ensureCounter(registry, {
       name: 'cri_proxy_routing_ownership_rebuilds_total',
-      help: 'Start-up rebuilds of the ownership cache from a backend\'s ListPodSandbox and ListContainers, by result (ok, failed)',
+      help: "Start-up rebuilds of the ownership cache from a backend's ListPodSandbox and ListContainers, by result (ok, failed)",
       labelNames: ['backend', 'result'],
     }),
     eventReconnects: ensureCounter(registry, {

@@ -8,7 +8,14 @@ export async function mergedList(c: FanOutCall, method: string, path: string, re
   const replies = await callEvery(c, c.backends, path, request);
   const failed = failuresOf(replies);
   if (failed.length > 0) return fanOutFailure(method, failed);
-  return { code: GrpcStatus.OK, message: '', body: mergeListBodies(merge, replies.map((r) => ({ backend: r.backend, body: r.reply.body }))) };
+  return {
+    code: GrpcStatus.OK,
+    message: '',
+    body: mergeListBodies(
+      merge,
+      replies.map((r) => ({ backend: r.backend, body: r.reply.body })),
+    ),
+  };
 }
 
 /** Sent to every backend (UpdateRuntimeConfig): the default backend's answer when all succeed. */

@@ -262,7 +262,7 @@ export class OwnershipCache {
       const report = this.learnLists(backend, sandboxLists[i], containerLists[i]);
       metrics.rebuilds.inc({ backend, result: report.ok ? 'ok' : 'failed' });
       if (report.ok) log.info('ownership rebuilt', { ...report });
-      else log.warn('ownership rebuild failed; this backend\'s objects are found on demand', { ...report });
+      else log.warn("ownership rebuild failed; this backend's objects are found on demand", { ...report });
       return report;
     });
   }
@@ -284,7 +284,8 @@ export class OwnershipCache {
       const pods = listItems(sandboxes.reply.body);
       for (const item of pods) this.learnSandbox(stringAt(item, paths.sandboxId) ?? '', backend, stringAt(item, paths.podUid));
       const ctrs = listItems(containers.reply.body);
-      for (const item of ctrs) this.learnContainer(stringAt(item, paths.containerId) ?? '', backend, stringAt(item, paths.containerSandbox));
+      for (const item of ctrs)
+        this.learnContainer(stringAt(item, paths.containerId) ?? '', backend, stringAt(item, paths.containerSandbox));
       return { backend, ok: true, sandboxes: pods.length, containers: ctrs.length };
     } catch (err) {
       return { backend, ok: false, sandboxes: 0, containers: 0, error: `malformed list: ${String(err)}` };

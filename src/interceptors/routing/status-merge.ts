@@ -51,11 +51,16 @@ function combine(type: string, views: readonly { backend: string; condition: Con
     const lead = views[0]?.condition;
     return { type, status: true, reason: lead?.reason ?? '', message: lead?.message ?? '' };
   }
-  const message = falses.map((v) => `backend "${v.backend}": ${v.condition.message || v.condition.reason || `${type} is false`}`).join('; ');
+  const message = falses
+    .map((v) => `backend "${v.backend}": ${v.condition.message || v.condition.reason || `${type} is false`}`)
+    .join('; ');
   return { type, status: false, reason: first.condition.reason || 'BackendNotReady', message };
 }
 
-function mergedConditions(answered: readonly Answered[], unanswered: readonly { backend: string; code: number; message: string }[]): Condition[] {
+function mergedConditions(
+  answered: readonly Answered[],
+  unanswered: readonly { backend: string; code: number; message: string }[],
+): Condition[] {
   const per = answered.map((a) => ({ backend: a.backend, conditions: conditionsOf(a.decoded) }));
   const types = [...new Set([...per.flatMap((p) => p.conditions.map((c) => c.type)), ...REQUIRED])];
   return types.map((type) => {
@@ -86,7 +91,8 @@ function mergedFeatures(answered: readonly Answered[]): Record<string, boolean> 
   const features: Record<string, boolean> = {};
   for (const field of messageType(FEATURES).fieldsArray) {
     if (field.type !== 'bool') continue;
-    if (answered.every((a) => (a.decoded['features'] as Record<string, unknown> | undefined)?.[field.name] === true)) features[field.name] = true;
+    if (answered.every((a) => (a.decoded['features'] as Record<string, unknown> | undefined)?.[field.name] === true))
+      features[field.name] = true;
   }
   return features;
 }
@@ -96,7 +102,8 @@ function mergedInfo(answered: readonly Answered[], defaultBackend: string): Reco
   const info: Record<string, string> = {};
   for (const a of answered) {
     const entries = Object.entries((a.decoded['info'] as Record<string, unknown> | undefined) ?? {});
-    for (const [key, value] of entries) if (typeof value === 'string') info[a.backend === defaultBackend ? key : `${a.backend}/${key}`] = value;
+    for (const [key, value] of entries)
+      if (typeof value === 'string') info[a.backend === defaultBackend ? key : `${a.backend}/${key}`] = value;
   }
   return info;
 }

@@ -51,7 +51,11 @@ export async function mergeStreams(options: StreamMergeOptions): Promise<BuiltAn
         fault ??=
           err instanceof ProxyError
             ? { code: err.grpcStatus, message: err.message, body: undefined }
-            : { code: GrpcStatus.CANCELLED, message: `cri-proxy: ${options.method}: sending to the client failed: ${errorMessage(err)}`, body: undefined };
+            : {
+                code: GrpcStatus.CANCELLED,
+                message: `cri-proxy: ${options.method}: sending to the client failed: ${errorMessage(err)}`,
+                body: undefined,
+              };
         stop();
       }
     });
@@ -83,7 +87,10 @@ export async function mergeStreams(options: StreamMergeOptions): Promise<BuiltAn
   if (fault !== undefined) return fault;
   if (failures.length > 0) {
     const order = (f: BackendFailure): number => backends.indexOf(f.backend);
-    return fanOutFailure(options.method, [...failures].sort((a, b) => order(a) - order(b)));
+    return fanOutFailure(
+      options.method,
+      [...failures].sort((a, b) => order(a) - order(b)),
+    );
   }
   return { code: GrpcStatus.OK, message: '', body: undefined };
 }

@@ -48,7 +48,13 @@ import {
 } from './attributes';
 import { instantAt } from '../../observability/clock';
 import { observerFaultReporter, type ObserverFaultReporter } from '../../metrics/observer-faults';
-import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhase, type TraceContextRef } from '../../observability/pod-start-tracker';
+import {
+  PodStartTracker,
+  podStartPhaseNames,
+  type PodStart,
+  type PodStartPhase,
+  type TraceContextRef,
+} from '../../observability/pod-start-tracker';
 import { buildTracerProvider } from './tracer-provider';
 
 const TRACER_NAME = 'cri-proxy';
@@ -157,7 +163,8 @@ export class CallTracer {
 
   private startCallSpan(ctx: CallContext, plan: MethodPlan): Span {
     // Kubelet sends its span as W3C trace context in the gRPC metadata; without it the span starts a new trace.
-    const parent = ctx.metadata.get('traceparent') === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, ctx.metadata, headerGetter);
+    const parent =
+      ctx.metadata.get('traceparent') === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, ctx.metadata, headerGetter);
     const span = this.tracer.startSpan(
       plan.spanName,
       { kind: SpanKind.SERVER, startTime: instantAt(ctx.startedAt).epochMs, attributes: plan.attributes },
@@ -237,7 +244,11 @@ export class CallTracer {
     };
     if (phase.detail !== undefined) attributes[phase.phase === 'pull' ? ATTR_CRI_IMAGE : ATTR_CRI_CONTAINER_NAME] = phase.detail;
     const name = phase.detail === undefined ? `pod start: ${phase.phase}` : `pod start: ${phase.phase} ${phase.detail}`;
-    const span = this.tracer.startSpan(name, { kind: SpanKind.INTERNAL, startTime: phase.start.epochMs, attributes, links: this.links(phase.links) }, parent);
+    const span = this.tracer.startSpan(
+      name,
+      { kind: SpanKind.INTERNAL, startTime: phase.start.epochMs, attributes, links: this.links(phase.links) },
+      parent,
+    );
     if (phase.code !== GrpcStatus.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: `gRPC status ${phase.code}` });
     span.end(phase.end.epochMs);
   }

@@ -54,7 +54,12 @@ async function createExporter(config: ExporterConfig): Promise<SpanExporter | un
       return undefined;
     case 'otlp-http': {
       const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
-      return new OTLPTraceExporter({ ...url, timeoutMillis: config.timeoutMs, concurrencyLimit: EXPORTS_IN_FLIGHT, ...(config.headers ? { headers: { ...config.headers } } : {}) });
+      return new OTLPTraceExporter({
+        ...url,
+        timeoutMillis: config.timeoutMs,
+        concurrencyLimit: EXPORTS_IN_FLIGHT,
+        ...(config.headers ? { headers: { ...config.headers } } : {}),
+      });
     }
     case 'otlp-grpc': {
       const [{ OTLPTraceExporter }, { Metadata }] = await Promise.all([

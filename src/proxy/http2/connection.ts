@@ -1,4 +1,18 @@
-import { ConnectionError, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ErrorCode, Flag, FrameReader, FrameType, MAX_FRAME_SIZE_LIMIT, MAX_WINDOW, Setting, StreamError, dataPayload, headersFragment } from './frames';
+import {
+  ConnectionError,
+  DEFAULT_MAX_FRAME_SIZE,
+  DEFAULT_WINDOW,
+  ErrorCode,
+  Flag,
+  FrameReader,
+  FrameType,
+  MAX_FRAME_SIZE_LIMIT,
+  MAX_WINDOW,
+  Setting,
+  StreamError,
+  dataPayload,
+  headersFragment,
+} from './frames';
 import { SETTINGS_ACK, pingFrame, rstStreamFrame, settingsFrame, windowUpdateFrame } from './frame-writers';
 import { HpackDecoder, type HeaderBlock } from './hpack-decoder';
 import { Http2Output, type Http2Stream } from './output';
@@ -96,7 +110,11 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
         case FrameType.GOAWAY:
           if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'GOAWAY on a stream');
           if (payload.length < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'GOAWAY frame too short');
-          this.onGoaway(payload.readUInt32BE(0) & 0x7fffffff, payload.readUInt32BE(4), payload.toString('utf8', 8, Math.min(payload.length, 264)));
+          this.onGoaway(
+            payload.readUInt32BE(0) & 0x7fffffff,
+            payload.readUInt32BE(4),
+            payload.toString('utf8', 8, Math.min(payload.length, 264)),
+          );
           return;
         case FrameType.WINDOW_UPDATE:
           this.readWindowUpdate(id, payload);
@@ -264,25 +282,6 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
     if (stream.sendWindow > MAX_WINDOW) throw new StreamError(id, ErrorCode.FLOW_CONTROL_ERROR, `the window of stream ${id} overflowed`);
     this.pump(stream);
   }
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
   /** A connection error: GOAWAY with its code, then the connection closes (RFC 9113 §5.4.1). */
   fail(error: ConnectionError): void {

@@ -231,7 +231,7 @@ export function headersFragment(flags: number, payload: Buffer): Buffer {
   let end = payload.length;
   if (flags & Flag.PADDED) {
     if (payload.length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS frame too short for its padding');
-    end -= (payload[0] as number);
+    end -= payload[0] as number;
     start = 1;
   }
   if (flags & Flag.PRIORITY) start += 5;
@@ -243,7 +243,7 @@ export function headersFragment(flags: number, payload: Buffer): Buffer {
 export function dataPayload(flags: number, payload: Buffer): Buffer {
   if (!(flags & Flag.PADDED)) return payload;
   if (payload.length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'DATA frame too short for its padding');
-  const pad = (payload[0] as number);
+  const pad = payload[0] as number;
   if (pad >= payload.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA padding exceeds the frame');
   return payload.subarray(1, payload.length - pad);
 }

@@ -54,7 +54,7 @@ export class HpackDecoder {
     let sawField = false;
     this.offset = 0;
     while (this.offset < block.length) {
-      const first = (block[this.offset] as number);
+      const first = block[this.offset] as number;
       let name: string;
       let value: string;
       if (first & 0x80) {
@@ -85,10 +85,10 @@ export class HpackDecoder {
   }
 
   private entry(index: number): readonly [string, string] {
-    if (index <= STATIC_TABLE.length) return (STATIC_TABLE[index - 1] as readonly [string, string]);
+    if (index <= STATIC_TABLE.length) return STATIC_TABLE[index - 1] as readonly [string, string];
     const position = this.names.length - (index - STATIC_TABLE.length);
     if (position < this.oldest) throw compressionError(`header table index ${index} is out of range`);
-    return [(this.names[position] as string), (this.values[position] as string)];
+    return [this.names[position] as string, this.values[position] as string];
   }
 
   private insert(name: string, value: string): void {
@@ -125,7 +125,7 @@ export class HpackDecoder {
     let shift = 0;
     for (;;) {
       if (this.offset >= block.length) throw compressionError('header block ends inside an integer');
-      const byte = (block[this.offset++] as number);
+      const byte = block[this.offset++] as number;
       value += (byte & 0x7f) * 2 ** shift;
       if (!(byte & 0x80)) return value;
       shift += 7;

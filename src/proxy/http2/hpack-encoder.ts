@@ -73,8 +73,8 @@ export class HpackEncoder {
       this.pendingCapacity = undefined;
     }
     for (let i = 0; i < fields.length; i += 2) {
-      const name = (fields[i] as string);
-      const value = (fields[i + 1] as string);
+      const name = fields[i] as string;
+      const value = fields[i + 1] as string;
       const known = staticByName.get(name);
       const never = neverIndexed !== undefined && neverIndexed.includes(i);
       if (!never) {

@@ -29,7 +29,7 @@ function buildTables(): Tables {
           children[slot] = children.length / 2;
           children.push(0, 0);
         }
-        node = (children[slot] as number);
+        node = children[slot] as number;
       }
     }
   }
@@ -40,7 +40,7 @@ function buildTables(): Tables {
   // The padding path: the root and up to seven 1 bits below it.
   canEnd[0] = 1;
   for (let node = 0, depth = 1; depth <= 7; depth++) {
-    const child = (children[node * 2 + 1] as number);
+    const child = children[node * 2 + 1] as number;
     if (child <= 0) break;
     node = child;
     canEnd[node] = 1;
@@ -50,7 +50,7 @@ function buildTables(): Tables {
       let node = state;
       let emitted = 0;
       for (let bit = 3; bit >= 0; bit--) {
-        const child = (children[node * 2 + ((nibble >> bit) & 1)] as number);
+        const child = children[node * 2 + ((nibble >> bit) & 1)] as number;
         if (child < 0) {
           const symbol = -child - 1;
           emitted = symbol === EOS ? -1 : symbol + 1;
@@ -77,17 +77,17 @@ export function decodeHuffman(bytes: Buffer, start: number, end: number): string
   let state = 0;
   // Two nibbles per byte, high first; written out to keep the loop allocation-free.
   for (let i = start; i < end; i++) {
-    const byte = (bytes[i] as number);
+    const byte = bytes[i] as number;
     let at = state * 16 + (byte >> 4);
-    let symbol = (emit[at] as number);
+    let symbol = emit[at] as number;
     if (symbol < 0) throw eosError();
     if (symbol > 0) scratch[out++] = symbol - 1;
-    state = (next[at] as number);
+    state = next[at] as number;
     at = state * 16 + (byte & 0xf);
-    symbol = (emit[at] as number);
+    symbol = emit[at] as number;
     if (symbol < 0) throw eosError();
     if (symbol > 0) scratch[out++] = symbol - 1;
-    state = (next[at] as number);
+    state = next[at] as number;
   }
   if (!canEnd[state]) throw new ConnectionError(ErrorCode.COMPRESSION_ERROR, 'Huffman string has invalid padding');
   return scratch.toString('latin1', 0, out);

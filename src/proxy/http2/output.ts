@@ -201,7 +201,8 @@ export abstract class Http2Output<S extends Http2Stream> {
     while (out.length > 0) {
       const item = out[0] as OutItem;
       if (!('data' in item)) {
-        for (const frame of headerFrames(this.encoder, stream.id, item.fields, item.end, this.peer.maxFrameSize, item.neverIndexed)) this.writeFrame(frame);
+        for (const frame of headerFrames(this.encoder, stream.id, item.fields, item.end, this.peer.maxFrameSize, item.neverIndexed))
+          this.writeFrame(frame);
         out.shift();
         continue;
       }

@@ -14,7 +14,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const [method, json] = args;
   if (method === undefined || method === '--help') {
-    process.stdout.write("usage: cri-call [--socket PATH] Method ['{\"json\": \"request\"}']\n");
+    process.stdout.write('usage: cri-call [--socket PATH] Method [\'{"json": "request"}\']\n');
     return method === undefined ? 2 : 0;
   }
   const request = json === undefined ? {} : (JSON.parse(json) as object);

@@ -26,7 +26,14 @@ const ROUTING = [
 async function main(): Promise<void> {
   const routing = process.argv.includes('--routing');
   const env = await startEnvironment(
-    routing ? { containerds: [{ name: 'containerd', runtime: 'runc' }, { name: 'containerd-crun', runtime: 'crun' }] } : {},
+    routing
+      ? {
+          containerds: [
+            { name: 'containerd', runtime: 'runc' },
+            { name: 'containerd-crun', runtime: 'crun' },
+          ],
+        }
+      : {},
   );
   // The environment's processes do not hold the event loop open; the demo runs until Ctrl-C.
   const keepAlive = setInterval(() => undefined, 60_000);
@@ -59,7 +66,12 @@ async function demoPod(cri: CriClient, env: E2eEnvironment, name: string, namesp
   const created = await cri.call('CreateContainer', {
     pod_sandbox_id: podId,
     sandbox_config: pod,
-    config: { metadata: { name: 'hello' }, image: { image: env.busyboxImage }, command: ['sh', '-c', 'while true; do date; sleep 5; done'], log_path: 'hello.log' },
+    config: {
+      metadata: { name: 'hello' },
+      image: { image: env.busyboxImage },
+      command: ['sh', '-c', 'while true; do date; sleep 5; done'],
+      log_path: 'hello.log',
+    },
   });
   const containerId = stringField(created, 'container_id');
   await cri.call('StartContainer', { container_id: containerId });

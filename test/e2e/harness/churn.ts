@@ -55,7 +55,15 @@ export async function recordedCall(
   try {
     const response = await client.call(method, request, { timeoutMs: deadlineMs });
     const id = idOf(response) ?? requestId;
-    calls.push({ method, startedAt, endedAt: performance.now(), deadlineMs, code: 0, details: '', id: typeof id === 'string' ? id : undefined });
+    calls.push({
+      method,
+      startedAt,
+      endedAt: performance.now(),
+      deadlineMs,
+      code: 0,
+      details: '',
+      id: typeof id === 'string' ? id : undefined,
+    });
     return response;
   } catch (err) {
     const { code, details } = err as { code?: number; details?: string };
@@ -80,14 +88,28 @@ export function startChurn(client: CriClient, options: ChurnOptions): Churn {
     recordedCall(client, calls, method, request, options.deadlineMs, idOf);
 
   const onePod = async (name: string): Promise<boolean> => {
-    const config = { metadata: { name, namespace: 'faults', uid: `${name}-uid`, attempt: 0 }, log_directory: join(options.podLogDir, name), linux: {} };
+    const config = {
+      metadata: { name, namespace: 'faults', uid: `${name}-uid`, attempt: 0 },
+      log_directory: join(options.podLogDir, name),
+      linux: {},
+    };
     const sandbox = await call('RunPodSandbox', { config }, (r) => r.pod_sandbox_id);
     const podId = sandbox?.pod_sandbox_id;
     if (typeof podId !== 'string') return false;
     let ok = true;
     const container = await call(
       'CreateContainer',
-      { pod_sandbox_id: podId, sandbox_config: config, config: { metadata: { name: 'c', attempt: 0 }, image: { image: options.image }, command: ['sleep', '3600'], log_path: 'c.log', linux: {} } },
+      {
+        pod_sandbox_id: podId,
+        sandbox_config: config,
+        config: {
+          metadata: { name: 'c', attempt: 0 },
+          image: { image: options.image },
+          command: ['sleep', '3600'],
+          log_path: 'c.log',
+          linux: {},
+        },
+      },
       (r) => r.container_id,
     );
     const containerId = container?.container_id;

@@ -17,14 +17,7 @@ import {
   type Snapshotter,
 } from './containerd';
 import { buildImages, type BuiltImages } from './images';
-import {
-  listProcesses,
-  spawnLogged,
-  waitForUnixSocket,
-  withDescendants,
-  type ManagedProcess,
-  type ProcInfo,
-} from './processes';
+import { listProcesses, spawnLogged, waitForUnixSocket, withDescendants, type ManagedProcess, type ProcInfo } from './processes';
 import { pushImage, startRegistry, type Registry } from './registry';
 import { markOwner, markStopped, processesOf, reclaimAbandonedRuns, WORK_DIR_PREFIX } from './reclaim';
 import { killOwnedSync, mountsUnder, teardownContainerd, unmountAllUnder } from './teardown';
@@ -111,7 +104,19 @@ export interface E2eEnvironment {
   stop(): Promise<void>;
 }
 
-const REQUIRED_COMMANDS = ['containerd', 'ctr', 'containerd-shim-runc-v2', 'runc', 'docker-registry', 'skopeo', 'umoci', 'gcc', 'ip', 'mount', 'umount'];
+const REQUIRED_COMMANDS = [
+  'containerd',
+  'ctr',
+  'containerd-shim-runc-v2',
+  'runc',
+  'docker-registry',
+  'skopeo',
+  'umoci',
+  'gcc',
+  'ip',
+  'mount',
+  'umount',
+];
 const REQUIRED_CNI = ['bridge', 'host-local', 'loopback'].map((p) => `/usr/lib/cni/${p}`);
 const DEFAULT_CONTAINERDS: readonly ContainerdSpec[] = [{ name: FIRST_CONTAINERD, runtime: 'runc' }];
 
@@ -122,10 +127,7 @@ function preflight(specs: readonly ContainerdSpec[]): void {
   if (new Set(specs.map((s) => s.name)).size !== specs.length) throw new Error('containerd instance names must be unique');
   const dirs = (process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '');
   const commands = [...REQUIRED_COMMANDS, ...new Set(specs.map((s) => s.runtime))];
-  const missing = [
-    ...commands.filter((cmd) => !dirs.some((d) => existsSync(join(d, cmd)))),
-    ...REQUIRED_CNI.filter((p) => !existsSync(p)),
-  ];
+  const missing = [...commands.filter((cmd) => !dirs.some((d) => existsSync(join(d, cmd)))), ...REQUIRED_CNI.filter((p) => !existsSync(p))];
   if (missing.length > 0) {
     throw new Error(`e2e dependencies missing (${missing.join(', ')}): run scripts/install-e2e-deps.sh as root`);
   }
@@ -200,36 +202,34 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
     const failed = launched.find((r) => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason));
 
-    const views = instances.map(
-      (instance): ContainerdInstance => ({
-        name: instance.layout.name,
-        runtime: instance.settings.runtime,
-        socket: instance.layout.socket,
-        bridge: instance.layout.bridge,
-        subnet: instance.layout.subnet,
-        // The shim adds containerd's namespace to the configured root.
-        runtimeRoot: (runtime) => join(runtime === 'crun' ? instance.layout.crunRoot : instance.layout.runcRoot, 'k8s.io'),
-        get pid() {
-          return instance.process?.pid ?? 0;
-        },
-        async restart() {
-          await this.stop();
-          await this.start();
-        },
-        async stop(opts = {}) {
-          // SIGTERM (or SIGKILL) leaves the shims, and so the pods, running; the next containerd reconnects to them.
-          const proc = instance.process;
-          if (proc === undefined || proc.exitInfo !== undefined) return;
-          if (opts.kill !== true) {
-            await proc.stop(10_000);
-            return;
-          }
-          process.kill(proc.pid, 'SIGKILL');
-          await proc.exited;
-        },
-        start: () => launch(instance),
-      }),
-    );
+    const views = instances.map((instance): ContainerdInstance => ({
+      name: instance.layout.name,
+      runtime: instance.settings.runtime,
+      socket: instance.layout.socket,
+      bridge: instance.layout.bridge,
+      subnet: instance.layout.subnet,
+      // The shim adds containerd's namespace to the configured root.
+      runtimeRoot: (runtime) => join(runtime === 'crun' ? instance.layout.crunRoot : instance.layout.runcRoot, 'k8s.io'),
+      get pid() {
+        return instance.process?.pid ?? 0;
+      },
+      async restart() {
+        await this.stop();
+        await this.start();
+      },
+      async stop(opts = {}) {
+        // SIGTERM (or SIGKILL) leaves the shims, and so the pods, running; the next containerd reconnects to them.
+        const proc = instance.process;
+        if (proc === undefined || proc.exitInfo !== undefined) return;
+        if (opts.kill !== true) {
+          await proc.stop(10_000);
+          return;
+        }
+        process.kill(proc.pid, 'SIGKILL');
+        await proc.exited;
+      },
+      start: () => launch(instance),
+    }));
     const [first] = views as [ContainerdInstance, ...ContainerdInstance[]];
 
     return {

@@ -32,12 +32,7 @@ export interface SpawnOptions {
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts `command` with its output appended to `<logDir>/<name>.log`; rejects if it cannot be started. */
-export async function spawnLogged(
-  name: string,
-  command: string,
-  args: readonly string[],
-  options: SpawnOptions,
-): Promise<ManagedProcess> {
+export async function spawnLogged(name: string, command: string, args: readonly string[], options: SpawnOptions): Promise<ManagedProcess> {
   const logFile = join(options.logDir, `${name}.log`);
   const fd = openSync(logFile, 'a');
   try {
@@ -172,10 +167,7 @@ export function socketAccepts(path: string): Promise<boolean> {
   });
 }
 
-export function waitForUnixSocket(
-  path: string,
-  options: { timeoutMs?: number; process?: ManagedProcess } = {},
-): Promise<void> {
+export function waitForUnixSocket(path: string, options: { timeoutMs?: number; process?: ManagedProcess } = {}): Promise<void> {
   return waitUntil(`${path} to accept connections`, () => socketAccepts(path), options);
 }
 
@@ -212,7 +204,9 @@ export function listProcesses(): ProcInfo[] {
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const state = fields[0];
       if (state === 'Z' || state === 'X') continue;
-      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8')
+        .split('\0')
+        .filter((a) => a !== '');
       result.push({ pid: Number(entry), ppid: Number(fields[1]), args });
     } catch {
       // Exited while being read.

@@ -44,7 +44,11 @@ export async function startProxy(
       `listen: unix://${socketPath}`,
       'logLevel: info',
       'backends:',
-      ...backends.flatMap((b, i) => [`  - name: ${b.name}`, `    endpoint: unix://${b.socket}`, ...(i === 0 && backends.length > 1 ? ['    default: true'] : [])]),
+      ...backends.flatMap((b, i) => [
+        `  - name: ${b.name}`,
+        `    endpoint: unix://${b.socket}`,
+        ...(i === 0 && backends.length > 1 ? ['    default: true'] : []),
+      ]),
       extraYaml,
     ].join('\n'),
   );

@@ -35,9 +35,7 @@ function ownerAlive(workDir: string): boolean {
 /** Processes naming `workDir` (containerd, registry, proxy) and everything under them. */
 export function processesOf(workDir: string): number[] {
   const processes = listProcesses();
-  const roots = processes
-    .filter((p) => p.pid !== process.pid && p.args.some((a) => a.includes(`${workDir}/`)))
-    .map((p) => p.pid);
+  const roots = processes.filter((p) => p.pid !== process.pid && p.args.some((a) => a.includes(`${workDir}/`))).map((p) => p.pid);
   return withDescendants(roots, processes);
 }
 

@@ -80,11 +80,5 @@ function registryAnswers(host: string): Promise<boolean> {
 /** Copies `oci:<layoutDir>:<tag>` to `docker://<reference>` over plain http. */
 export async function pushImage(layoutDir: string, tag: string, reference: string): Promise<void> {
   // --insecure-policy: no signature policy file is needed for images we built ourselves.
-  await run('skopeo', [
-    '--insecure-policy',
-    'copy',
-    '--dest-tls-verify=false',
-    `oci:${layoutDir}:${tag}`,
-    `docker://${reference}`,
-  ]);
+  await run('skopeo', ['--insecure-policy', 'copy', '--dest-tls-verify=false', `oci:${layoutDir}:${tag}`, `docker://${reference}`]);
 }

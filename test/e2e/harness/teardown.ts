@@ -9,16 +9,7 @@ import { rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerdLayout } from './containerd';
 import { createCriClient, listField, stringField, type CriClient } from './cri-client';
-import {
-  isAlive,
-  killSync,
-  listProcesses,
-  run,
-  socketAccepts,
-  waitForExit,
-  withDescendants,
-  type ManagedProcess,
-} from './processes';
+import { isAlive, killSync, listProcesses, run, socketAccepts, waitForExit, withDescendants, type ManagedProcess } from './processes';
 
 const TASK_DIR = 'io.containerd.runtime.v2.task';
 
