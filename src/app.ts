@@ -17,6 +17,7 @@ import { Router } from './proxy/router';
 import { ProxyServer } from './proxy/server';
 import { Upstream } from './proxy/upstream';
 import { builtinInterceptorTypes } from './interceptors';
+import { METRIC } from './metrics/names';
 
 export interface AppOptions {
   readonly log?: Logger;
@@ -201,12 +202,12 @@ interface ReloadMetrics {
 
 function reloadMetrics(registry: Registry): ReloadMetrics {
   const reloads = ensureCounter(registry, {
-    name: 'cri_proxy_config_reloads_total',
+    name: METRIC.configReloadsTotal,
     help: 'Configuration reloads (SIGHUP) by result: applied, rejected (did not validate) or failed (could not be built)',
     labelNames: ['result'] as const,
   });
   const lastOk = ensureGauge(registry, {
-    name: 'cri_proxy_config_last_reload_successful',
+    name: METRIC.configLastReloadSuccessful,
     help: '1 if the last configuration reload was applied (or none was tried yet), 0 if it was refused',
     labelNames: [],
   });
@@ -224,7 +225,7 @@ function reloadMetrics(registry: Registry): ReloadMetrics {
 /** Counts and logs every interceptor failure, for every generation of the config. */
 function faultListener(registry: Registry, log: Logger): FaultListener {
   const faults = ensureCounter(registry, {
-    name: 'cri_proxy_interceptor_errors_total',
+    name: METRIC.interceptorErrorsTotal,
     help: 'Interceptor failures, by interceptor and what the call did about it (failOpen or failClosed)',
     labelNames: ['interceptor', 'on_error'] as const,
   });

@@ -9,6 +9,7 @@ import type { Logger } from '../log';
 import { ensureGauge } from '../metrics/registry';
 import { parseHostPort, parseUnixAddress } from './address';
 import type { PathIssue } from './issues';
+import { METRIC } from '../metrics/names';
 
 /** The settings these checks read (a ProxyConfig has them). */
 interface SocketSettings {
@@ -87,7 +88,7 @@ const LOOPBACK = /^(?:localhost|127(?:\.\d{1,3}){3}|::1|\[::1\])$/i;
  */
 export function checkSocketSafety(config: SocketSettings, log: Logger, registry: Registry, inheritedSocket: boolean): void {
   const gauge = ensureGauge(registry, {
-    name: 'cri_proxy_insecure_settings',
+    name: METRIC.insecureSettings,
     help: 'Settings in force that give other users or machines access: socketMode, listen (its directory), http.listen (not loopback)',
     labelNames: ['setting'] as const,
   });

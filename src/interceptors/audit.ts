@@ -11,6 +11,7 @@ import { ensureCounter } from '../metrics/registry';
 import type { Scheduler } from '../scheduler';
 import { policyDecisionKey } from '../policies/decision-key';
 import type { CallContext, CallOutcome, DecodedMessage, Interceptor, MethodInfo } from '../proxy/types';
+import { METRIC } from '../metrics/names';
 
 const MIB = 1024 * 1024;
 const keyGlob = z.string().min(1, 'must not be empty');
@@ -77,15 +78,12 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
   const redactor = compileRedactor(config.redact);
   const labels = { interceptor: deps.name };
   const counter = (name: string, help: string) => ensureCounter(deps.registry, { name, help, labelNames: LABELS });
-  const records = counter('cri_proxy_audit_records_total', 'Audit records written');
-  const dropped = counter('cri_proxy_audit_dropped_total', 'Audit records dropped because the queue was full (whenFull: drop)');
-  const writeErrors = counter('cri_proxy_audit_write_errors_total', 'Failed writes, fsyncs or rotations of the audit log');
-  const timeouts = counter(
-    'cri_proxy_audit_timeouts_total',
-    'Calls failed because their audit record was not written within writeTimeoutMs',
-  );
+  const records = counter(METRIC.auditRecordsTotal, 'Audit records written');
+  const dropped = counter(METRIC.auditDroppedTotal, 'Audit records dropped because the queue was full (whenFull: drop)');
+  const writeErrors = counter(METRIC.auditWriteErrorsTotal, 'Failed writes, fsyncs or rotations of the audit log');
+  const timeouts = counter(METRIC.auditTimeoutsTotal, 'Calls failed because their audit record was not written within writeTimeoutMs');
   const rollbacks = ensureCounter(deps.registry, {
-    name: 'cri_proxy_audit_rollbacks_total',
+    name: METRIC.auditRollbacksTotal,
     help: 'Rollbacks of failed audit writes, by result: rolled_back (cut back to the last record) or failed (retried before the next write, which marks the bytes if that fails too)',
     labelNames: ['interceptor', 'result'] as const,
   });

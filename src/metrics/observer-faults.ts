@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import { errorMessage } from '../errors';
 import { RareLog, type Logger } from '../log';
 import { ensureCounter } from './registry';
+import { METRIC } from './names';
 
 /** Called with whatever an observer threw; never throws itself. */
 export type ObserverFaultReporter = (err: unknown) => void;
@@ -13,7 +14,7 @@ export type ObserverFaultReporter = (err: unknown) => void;
  */
 export function observerFaultReporter(registry: Registry, interceptor: string, log: Logger, what: string): ObserverFaultReporter {
   const faults = ensureCounter(registry, {
-    name: 'cri_proxy_observer_faults_total',
+    name: METRIC.observerFaultsTotal,
     help: "Faults while observing calls (tracing, metrics); they never change a call's outcome",
     labelNames: ['interceptor'] as const,
   });

@@ -4,6 +4,7 @@ import { observerFaultReporter } from '../metrics/observer-faults';
 import { ensureCounter, ensureGauge } from '../metrics/registry';
 import type { LimitName } from './client-connection';
 import { ConnectionError, errorCodeName, type StreamError } from './http2/frames';
+import { METRIC } from '../metrics/names';
 
 /** The data plane's degraded modes and limits, as counters (tests and operators watch these, not logs). */
 export interface DataPlaneMetrics {
@@ -15,16 +16,16 @@ export interface DataPlaneMetrics {
 
 export function dataPlaneMetrics(registry: Registry, log: Logger): DataPlaneMetrics {
   const limits = ensureCounter(registry, {
-    name: 'cri_proxy_limit_exceeded_total',
+    name: METRIC.limitExceededTotal,
     help: 'Connection limits that triggered, by limit (the offending stream or connection was closed)',
     labelNames: ['limit'],
   });
   const protocol = ensureCounter(registry, {
-    name: 'cri_proxy_protocol_errors_total',
+    name: METRIC.protocolErrorsTotal,
     help: 'HTTP/2 protocol errors, by side (client or runtime), scope (stream or connection) and error code',
     labelNames: ['side', 'scope', 'code'],
   });
-  const connections = ensureGauge(registry, { name: 'cri_proxy_client_connections', help: 'Client connections open', labelNames: [] });
+  const connections = ensureGauge(registry, { name: METRIC.clientConnections, help: 'Client connections open', labelNames: [] });
   return {
     limit: (limit) => limits.inc({ limit }),
     protocolError: (side, error) =>

@@ -19,6 +19,7 @@ import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, typ
 import { loadConfiguredPolicy, policyLabel, readPolicyFile } from './policy-file';
 import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
 import { PolicyFileWatcher } from './policy-watcher';
+import { METRIC } from '../../metrics/names';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 
@@ -100,18 +101,18 @@ export class ImagePolicyInterceptor implements Interceptor {
     const { registry } = deps;
     // Counters survive config reloads: the new instance finds the old one's in the shared registry.
     this.decisions = ensureCounter(registry, {
-      name: 'cri_proxy_image_policy_decisions_total',
+      name: METRIC.imagePolicyDecisionsTotal,
       help: 'Image policy decisions, by door (pull or create), action and mode',
       labelNames: ['door', 'action', 'mode'] as const,
     });
     this.reloads = ensureCounter(registry, {
-      name: 'cri_proxy_image_policy_reloads_total',
+      name: METRIC.imagePolicyReloadsTotal,
       help: 'Reloads of changed image policy files, by result: applied, or rejected (the previous policy stays)',
       labelNames: ['result'] as const,
     });
     for (const result of ['applied', 'rejected']) this.reloads.inc({ result }, 0);
     this.lookupFailures = ensureCounter(registry, {
-      name: 'cri_proxy_image_policy_lookup_failures_total',
+      name: METRIC.imagePolicyLookupFailuresTotal,
       help: 'Image IDs whose names could not be looked up with ImageStatus',
       labelNames: [],
     });

@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import type { Router } from '../../proxy/router';
 import type { FastCounter, FastGauge, FastHistogram } from '../../metrics/fast';
 import { ensureCollectedGauge, ensureFastCounter, ensureFastGauge, ensureFastHistogram, type CollectedGauge } from '../../metrics/registry';
+import { METRIC } from '../../metrics/names';
 
 /** CRI latencies: sub-millisecond status polls up to minute-long pulls and execs. */
 export const DEFAULT_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -26,35 +27,35 @@ export interface CallMetrics {
 export function callMetrics(registry: Registry, buckets: readonly number[]): CallMetrics {
   return {
     calls: ensureFastCounter(registry, {
-      name: 'cri_proxy_calls_total',
+      name: METRIC.callsTotal,
       help: 'CRI calls through the proxy, by method, gRPC status code and backend',
       labelNames: ['service', 'method', 'code', 'backend'] as const,
     }),
     duration: ensureFastHistogram(registry, {
-      name: 'cri_proxy_call_duration_seconds',
+      name: METRIC.callDurationSeconds,
       help: 'Duration of CRI calls as the client sees them through the proxy',
       labelNames: ['service', 'method', 'code', 'backend'] as const,
       buckets,
     }),
     runtime: ensureFastHistogram(registry, {
-      name: 'cri_proxy_runtime_duration_seconds',
+      name: METRIC.runtimeDurationSeconds,
       help: 'Time CRI calls spent waiting on the runtime (request sent to last byte received)',
       labelNames: ['service', 'method', 'backend'] as const,
       buckets,
     }),
     overhead: ensureFastHistogram(registry, {
-      name: 'cri_proxy_overhead_seconds',
+      name: METRIC.overheadSeconds,
       help: "The proxy's own time per CRI call: call duration minus time waiting on the runtime",
       labelNames: ['service', 'method'] as const,
       buckets: OVERHEAD_BUCKETS,
     }),
     inFlight: ensureFastGauge(registry, {
-      name: 'cri_proxy_calls_in_flight',
+      name: METRIC.callsInFlight,
       help: 'CRI calls currently in progress through the proxy',
       labelNames: ['service', 'method'] as const,
     }),
     streamMessages: ensureFastCounter(registry, {
-      name: 'cri_proxy_stream_messages_total',
+      name: METRIC.streamMessagesTotal,
       help: 'Response messages relayed on server-streaming CRI calls',
       labelNames: ['service', 'method'] as const,
     }),
@@ -66,7 +67,7 @@ export function backendGauges(registry: Registry, router: Router): CollectedGaug
   const up = ensureCollectedGauge(
     registry,
     {
-      name: 'cri_proxy_backend_up',
+      name: METRIC.backendUp,
       help: '1 if the connection to the backend runtime is up, 0 if it failed; absent until first contacted',
       labelNames: ['backend'] as const,
     },
@@ -81,7 +82,7 @@ export function backendGauges(registry: Registry, router: Router): CollectedGaug
   const lastError = ensureCollectedGauge(
     registry,
     {
-      name: 'cri_proxy_backend_last_error_timestamp_seconds',
+      name: METRIC.backendLastErrorTimestampSeconds,
       help: 'When the connection to the backend runtime last failed (Unix time); absent if it never did',
       labelNames: ['backend'] as const,
     },

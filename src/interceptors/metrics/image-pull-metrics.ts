@@ -3,6 +3,7 @@ import { fieldAt } from '../../values';
 import { GrpcStatus } from '../../errors';
 import type { CallContext } from '../../proxy/types';
 import { GRPC_CODE_COUNT, ensureHistogram, grpcCodeName } from '../../metrics/registry';
+import { METRIC } from '../../metrics/names';
 
 const PULL_SECONDS_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200];
 const PULL_BYTES_BUCKETS = [1e6, 5e6, 1e7, 2.5e7, 5e7, 1e8, 2.5e8, 5e8, 1e9, 2.5e9, 5e9, 1e10];
@@ -27,13 +28,13 @@ export class ImagePullMetrics {
 
   constructor(registry: Registry) {
     this.duration = ensureHistogram(registry, {
-      name: 'cri_proxy_image_pull_duration_seconds',
+      name: METRIC.imagePullDurationSeconds,
       help: 'Duration of PullImage calls through the proxy as the client sees them, by gRPC code',
       labelNames: ['code'] as const,
       buckets: PULL_SECONDS_BUCKETS,
     });
     this.bytes = ensureHistogram(registry, {
-      name: 'cri_proxy_image_pull_bytes',
+      name: METRIC.imagePullBytes,
       help: 'Size of freshly pulled images as the runtime reports it in the ImageStatus that follows a pull',
       labelNames: [] as const,
       buckets: PULL_BYTES_BUCKETS,

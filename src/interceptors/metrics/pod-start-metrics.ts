@@ -4,6 +4,7 @@ import { ensureHistogram } from '../../metrics/registry';
 import type { ObserverFaultReporter } from '../../metrics/observer-faults';
 import type { PodStartConfig } from '../../observability/pod-start-config';
 import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhaseName } from '../../observability/pod-start-tracker';
+import { METRIC } from '../../metrics/names';
 
 const POD_START_BUCKETS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600];
 const PHASE_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600];
@@ -29,13 +30,13 @@ export class PodStartMetrics {
 
   constructor(config: PodStartConfig, registry: Registry, fault: ObserverFaultReporter) {
     this.total = ensureHistogram(registry, {
-      name: 'cri_proxy_pod_start_duration_seconds',
+      name: METRIC.podStartDurationSeconds,
       help: 'Pod start as seen in CRI calls: RunPodSandbox arrival to the answer of its last StartContainer',
       labelNames: ['runtime_handler'] as const,
       buckets: POD_START_BUCKETS,
     });
     this.phases = ensureHistogram(registry, {
-      name: 'cri_proxy_pod_start_phase_duration_seconds',
+      name: METRIC.podStartPhaseDurationSeconds,
       help: 'Time a pod start spent per phase (sandbox, pull, create, start), summed over its calls of that phase',
       labelNames: ['phase', 'runtime_handler'] as const,
       buckets: PHASE_BUCKETS,

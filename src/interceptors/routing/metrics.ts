@@ -1,6 +1,7 @@
 /** Routing's own metrics, in the registry the proxy passes in (they survive config reloads there). */
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { ensureCounter, ensureGauge } from '../../metrics/registry';
+import { METRIC } from '../../metrics/names';
 
 export type OwnedKind = 'sandbox' | 'container' | 'pod';
 
@@ -25,52 +26,52 @@ export interface RoutingMetrics {
 export function routingMetrics(registry: Registry): RoutingMetrics {
   return {
     placements: ensureCounter(registry, {
-      name: 'cri_proxy_routing_placements_total',
+      name: METRIC.routingPlacementsTotal,
       help: 'Pods and image pulls placed by the routing rules, by backend and deciding rule ("default" when no rule matched)',
       labelNames: ['backend', 'rule'],
     }),
     lookups: ensureCounter(registry, {
-      name: 'cri_proxy_routing_ownership_lookups_total',
+      name: METRIC.routingOwnershipLookupsTotal,
       help: 'Lookups of the backend owning a sandbox, container or pod, by kind and whether the cache knew it (hit, miss)',
       labelNames: ['kind', 'result'],
     }),
     resolutions: ensureCounter(registry, {
-      name: 'cri_proxy_routing_ownership_resolutions_total',
+      name: METRIC.routingOwnershipResolutionsTotal,
       help: 'Cache misses settled by asking every backend: found, unknown (no backend has it) or unavailable (a backend could not be asked)',
       labelNames: ['kind', 'result'],
     }),
     evictions: ensureCounter(registry, {
-      name: 'cri_proxy_routing_ownership_evictions_total',
+      name: METRIC.routingOwnershipEvictionsTotal,
       help: 'Ownership entries dropped because the cache was full (found again on demand)',
       labelNames: ['kind'],
     }),
     entries: ensureGauge(registry, {
-      name: 'cri_proxy_routing_ownership_entries',
+      name: METRIC.routingOwnershipEntries,
       help: 'Ownership entries held, by kind',
       labelNames: ['kind'],
     }),
     rebuilds: ensureCounter(registry, {
-      name: 'cri_proxy_routing_ownership_rebuilds_total',
+      name: METRIC.routingOwnershipRebuildsTotal,
       help: "Start-up rebuilds of the ownership cache from a backend's ListPodSandbox and ListContainers, by result (ok, failed)",
       labelNames: ['backend', 'result'],
     }),
     eventReconnects: ensureCounter(registry, {
-      name: 'cri_proxy_routing_event_upstream_reconnects_total',
+      name: METRIC.routingEventUpstreamReconnectsTotal,
       help: 'GetContainerEvents streams to a backend that ended and were opened again',
       labelNames: ['backend'],
     }),
     eventUpstreamUp: ensureGauge(registry, {
-      name: 'cri_proxy_routing_event_upstream_up',
+      name: METRIC.routingEventUpstreamUp,
       help: '1 while the GetContainerEvents stream to the backend is open, 0 while it waits to reconnect',
       labelNames: ['backend'],
     }),
     eventSubscribers: ensureGauge(registry, {
-      name: 'cri_proxy_routing_event_subscribers',
+      name: METRIC.routingEventSubscribers,
       help: 'GetContainerEvents callers currently subscribed',
       labelNames: [],
     }),
     eventSubscribersDropped: ensureCounter(registry, {
-      name: 'cri_proxy_routing_event_subscribers_dropped_total',
+      name: METRIC.routingEventSubscribersDroppedTotal,
       help: 'GetContainerEvents callers dropped because they fell behind by more than their buffer',
       labelNames: [],
     }),

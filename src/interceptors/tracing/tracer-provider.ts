@@ -15,6 +15,7 @@ import { RareLog } from '../../log';
 import { ensureCounter } from '../../metrics/registry';
 import type { TracingConfig } from './config';
 import { ATTR_SERVICE_NAME } from './attributes';
+import { METRIC } from '../../metrics/names';
 
 type ExporterConfig = TracingConfig['exporter'];
 
@@ -90,12 +91,12 @@ class ReportingExporter implements SpanExporter {
   ) {
     const labelNames = ['interceptor', 'exporter'] as const;
     this.failures = ensureCounter(deps.registry, {
-      name: 'cri_proxy_trace_export_failures_total',
+      name: METRIC.traceExportFailuresTotal,
       help: 'Span batches the trace exporter failed to deliver to the collector',
       labelNames,
     });
     this.dropped = ensureCounter(deps.registry, {
-      name: 'cri_proxy_trace_spans_dropped_total',
+      name: METRIC.traceSpansDroppedTotal,
       help: 'Spans lost because their export failed',
       labelNames,
     });
