@@ -1,5 +1,4 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { parseHostPort, parseUnixAddress } from './config/address';
 import { InterceptorTypes } from './config/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
 import { checkSocketSafety } from './config/socket-safety';
@@ -64,40 +63,34 @@ export class App {
     const generation = buildGeneration(config, types, log, registry, onFault);
     await warmUp(generation);
     const server = new ProxyServer({
-      socketPath: parseUnixAddress(config.listen),
-      socketMode: Number.parseInt(config.socketMode, 8),
+      socket: options.listenFd === undefined ? { path: config.listen.path, mode: config.socketMode.mode } : { fd: options.listenFd },
       maxMessageBytes: config.maxMessageBytes,
-      log,
-      router: generation.router,
-      chain: generation.chain,
-      registry,
       limits: config.limits,
-      inheritedFd: options.listenFd,
+      log,
+      registry,
     });
-    let admin: AdminServer | undefined;
     const app: { current?: App } = {};
-    if (config.http.listen !== '') {
-      const { host, port } = parseHostPort(config.http.listen);
-      admin = new AdminServer({ host, port, log, registry, readiness: () => app.current?.readiness() ?? notReady() });
-    }
+    const http = config.http.listen.endpoint;
+    const admin = http && new AdminServer({ ...http, log, registry, readiness: () => app.current?.readiness() ?? notReady() });
     try {
-      await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen, err)));
+      await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen.written, err)));
     } catch (err) {
       await retire(generation, 0, log);
       throw err;
     }
     try {
-      await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen, err)));
+      await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen.written, err)));
     } catch (err) {
       await server.close(0);
       await retire(generation, 0, log);
       throw err;
     }
+    server.serve(generation.chain, generation.router);
     app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry));
     log.info('cri-proxy started', {
       listen: server.socketPath,
       http: admin?.address,
-      backends: config.backends.map((b) => ({ name: b.name, endpoint: b.endpoint })),
+      backends: config.backends.map((b) => ({ name: b.name, endpoint: b.endpoint.written })),
       interceptors: config.interceptors.map((i) => i.name),
     });
     return app.current;
@@ -107,8 +100,9 @@ export class App {
     return this.generation.config;
   }
 
+  /** The CRI socket's path: the one bound, or under socket activation the one `listen` names. */
   get socketPath(): string {
-    return this.server.socketPath;
+    return this.server.socketPath ?? this.config.listen.path;
   }
 
   get adminAddress(): string | undefined {
@@ -139,14 +133,14 @@ export class App {
   /** Swaps in a new config for new calls; calls in flight finish with the old one. */
   async reload(config: ProxyConfig): Promise<void> {
     const old = this.generation;
-    if (config.listen !== old.config.listen || config.http.listen !== old.config.http.listen) {
+    if (config.listen.path !== old.config.listen.path || config.http.listen.written !== old.config.http.listen.written) {
       this.log.warn('listen addresses change only on restart; keeping the current ones');
     }
     this.log.level = config.logLevel;
     const next = buildGeneration(config, this.types, this.log, this.registry, this.onFault);
     await warmUp(next);
     this.generation = next;
-    this.server.reconfigure(next.chain, next.router, this.log);
+    this.server.serve(next.chain, next.router);
     this.log.info('configuration reloaded', { interceptors: config.interceptors.map((i) => i.name) });
     await retire(old, config.shutdownGraceSeconds * 1000, this.log);
   }
@@ -273,7 +267,7 @@ function buildGeneration(
     (backend) =>
       new Upstream({
         name: backend.name,
-        socketPath: parseUnixAddress(backend.endpoint),
+        socketPath: backend.endpoint.path,
         connectTimeoutMs: backend.connectTimeoutMs,
         maxMessageBytes: config.maxMessageBytes,
         log,

@@ -8,6 +8,7 @@ import { Http2Connection } from './http2/connection';
 import type { LocalSettings } from './http2/output';
 import type { HeaderBlock } from './http2/hpack-decoder';
 import { headerFrames } from './http2/header-frames';
+import type { Limits } from './limits';
 import { malformedRequest } from './request-headers';
 
 /** Limits a client connection enforces; each one that triggers is counted under its name. */
@@ -15,12 +16,8 @@ export type LimitName =
   'handshakeTimeout' | 'handshakeBytes' | 'headerListBytes' | 'concurrentStreams' | 'connections' | 'idleTimeout' | 'heldRequestBytes';
 
 export interface ClientConnectionOptions {
-  readonly settings: LocalSettings & { readonly maxConcurrentStreams: number };
+  readonly limits: Limits;
   readonly maxMessageBytes: number;
-  /** Request bytes held for interceptors that read requests, across the connection's calls. */
-  readonly maxHeldRequestBytes: number;
-  readonly handshakeTimeoutMs: number;
-  readonly handshakeMaxBytes: number;
   readonly onRequest: (stream: ClientStream) => void;
   readonly onLimit: (limit: LimitName) => void;
   readonly onProtocolError: (error: ConnectionError | StreamError) => void;
@@ -33,6 +30,16 @@ const PAUSE_ABOVE_BYTES = 4 * 1024 * 1024;
 const GRACEFUL_PING = Buffer.from('cri-prxy', 'latin1');
 const RECENTLY_CLOSED = 128;
 const GRACEFUL_PING_WAIT_MS = 250;
+
+/** What the proxy announces to its clients, from the limits that HTTP/2 SETTINGS carry. */
+function announced(limits: Limits): LocalSettings {
+  return {
+    streamWindow: limits.streamWindowBytes,
+    connectionWindow: limits.connectionWindowBytes,
+    maxHeaderListBytes: limits.maxHeaderListBytes,
+    maxConcurrentStreams: limits.maxConcurrentStreams,
+  };
+}
 
 /**
  * A connection from a client (kubelet, crictl): the server side of HTTP/2. Requests become ClientStreams the
@@ -59,18 +66,18 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     socket: net.Socket,
     private readonly options: ClientConnectionOptions,
   ) {
-    super(socket, options.settings);
+    super(socket, announced(options.limits));
     this.onObserverFault = options.onObserverFault;
     for (const frame of this.greeting([])) this.writeFrame(frame);
     socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
     socket.on('error', () => undefined);
     socket.on('close', () => this.onSocketClosed());
-    this.handshakeTimer = setTimeout(() => this.abandon('handshakeTimeout'), options.handshakeTimeoutMs);
+    this.handshakeTimer = setTimeout(() => this.abandon('handshakeTimeout'), options.limits.handshakeTimeoutMs);
     this.handshakeTimer.unref();
   }
 
   get maxHeldBytes(): number {
-    return this.options.maxHeldRequestBytes;
+    return this.options.limits.maxHeldRequestBytes;
   }
 
   get admitted(): boolean {
@@ -80,7 +87,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   /** Accounts request bytes held for an interceptor; false once the connection's limit is exceeded. */
   holdBytes(bytes: number): boolean {
     this.heldBytes += bytes;
-    if (this.heldBytes <= this.options.maxHeldRequestBytes) return true;
+    if (this.heldBytes <= this.options.limits.maxHeldRequestBytes) return true;
     this.options.onLimit('heldRequestBytes');
     return false;
   }
@@ -132,7 +139,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     }
     if (!this.receive(bytes)) return;
     // Bytes before admission: the preface and whatever part of the first SETTINGS frame has arrived.
-    if (this.phase !== 'open' && this.prefaceSeen + this.reader.heldBytes > this.options.handshakeMaxBytes) {
+    if (this.phase !== 'open' && this.prefaceSeen + this.reader.heldBytes > this.options.limits.handshakeMaxBytes) {
       this.abandon('handshakeBytes');
       return;
     }
@@ -156,7 +163,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
         this.fail(new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'the client preface must start with SETTINGS'));
         return;
       }
-      if (CONNECTION_PREFACE.length + FRAME_HEADER_BYTES + payload.length > this.options.handshakeMaxBytes) {
+      if (CONNECTION_PREFACE.length + FRAME_HEADER_BYTES + payload.length > this.options.limits.handshakeMaxBytes) {
         this.abandon('handshakeBytes');
         return;
       }
@@ -204,7 +211,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
       this.remember(id);
       return;
     }
-    if (this.activeCalls >= this.options.settings.maxConcurrentStreams) {
+    if (this.activeCalls >= this.options.limits.maxConcurrentStreams) {
       // Refused streams are retried by gRPC clients; calls of reset streams still count until they end.
       this.options.onLimit('concurrentStreams');
       this.writeFrame(rstStreamFrame(id, ErrorCode.REFUSED_STREAM));

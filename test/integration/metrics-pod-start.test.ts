@@ -47,7 +47,7 @@ describe('metrics interceptor: pod starts and image pulls', () => {
     client = proxy.client();
     registry = new Registry();
     const config = metricsConfigSchema.parse({ podStart: { settleMs: 50 } });
-    interceptor = createMetricsInterceptor(config, { name: 'metrics', log: silentLogger, registry, router: proxy.serverOptions.router });
+    interceptor = createMetricsInterceptor(config, { name: 'metrics', log: silentLogger, registry, router: proxy.router });
     slot.interceptor = interceptor;
   });
   afterEach(async () => {
