@@ -34,12 +34,21 @@ interface Generation {
   readonly chain: Chain<Call>;
 }
 
+interface Retired {
+  readonly timer: NodeJS.Timeout;
+  closed: Promise<void> | undefined;
+}
+
 const READINESS_TIMEOUT_MS = 1000;
 const VERSION_PATH = '/runtime.v1.RuntimeService/Version';
 
 /** The running proxy: CRI server, admin listener and the current config generation, swapped on reload. */
 export class App {
   private generation: Generation;
+  /** Generations a reload replaced and not yet closed: each closes after the grace period, or at stop. */
+  private readonly retired = new Map<Generation, Retired>();
+  private reloading: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
 
   private constructor(
     private readonly server: ProxyServer,
@@ -75,14 +84,14 @@ export class App {
     try {
       await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen.written, err)));
     } catch (err) {
-      await retire(generation, 0, log);
+      await closeGeneration(generation, log);
       throw err;
     }
     try {
       await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen.written, err)));
     } catch (err) {
       await server.close(0);
-      await retire(generation, 0, log);
+      await closeGeneration(generation, log);
       throw err;
     }
     server.serve(generation.chain, generation.router);
@@ -132,6 +141,17 @@ export class App {
 
   /** Swaps in a new config for new calls; calls in flight finish with the old one. */
   async reload(config: ProxyConfig): Promise<void> {
+    if (this.stopping !== undefined) throw new Error('cri-proxy is stopping');
+    const reloading = this.swapIn(config);
+    this.reloading = reloading;
+    try {
+      await reloading;
+    } finally {
+      if (this.reloading === reloading) this.reloading = undefined;
+    }
+  }
+
+  private async swapIn(config: ProxyConfig): Promise<void> {
     const old = this.generation;
     if (config.listen.path !== old.config.listen.path || config.http.listen.written !== old.config.http.listen.written) {
       this.log.warn('listen addresses change only on restart; keeping the current ones');
@@ -139,10 +159,31 @@ export class App {
     this.log.level = config.logLevel;
     const next = buildGeneration(config, this.types, this.log, this.registry, this.onFault);
     await warmUp(next);
+    if (this.stopping !== undefined) {
+      // A stop began while the new generation warmed up: it never serves.
+      await closeGeneration(next, this.log);
+      throw new Error('cri-proxy is stopping');
+    }
     this.generation = next;
     this.server.serve(next.chain, next.router);
     this.log.info('configuration reloaded', { interceptors: config.interceptors.map((i) => i.name) });
-    await retire(old, config.shutdownGraceSeconds * 1000, this.log);
+    this.retireLater(old, config.shutdownGraceSeconds * 1000);
+  }
+
+  /** Closes a replaced generation once its calls have had time to finish, or at stop if that comes first. */
+  private retireLater(generation: Generation, afterMs: number): void {
+    const retired: Retired = {
+      timer: setTimeout(() => void this.closeRetired(generation, retired), afterMs),
+      closed: undefined,
+    };
+    retired.timer.unref();
+    this.retired.set(generation, retired);
+  }
+
+  private closeRetired(generation: Generation, retired: Retired): Promise<void> {
+    clearTimeout(retired.timer);
+    retired.closed ??= closeGeneration(generation, this.log).finally(() => this.retired.delete(generation));
+    return retired.closed;
   }
 
   /** Ready when every backend answers Version; the detail has one line per backend with its state. */
@@ -153,12 +194,25 @@ export class App {
     return { ready: problems.every((p) => p === undefined), detail: detail.join('\n') };
   }
 
-  /** Stops accepting, lets calls in flight finish within the grace period, releases everything. */
-  async stop(graceMs = this.generation.config.shutdownGraceSeconds * 1000): Promise<void> {
+  /**
+   * Stops accepting, lets calls in flight finish within the grace period, then closes every generation of the
+   * config: the current one and those a reload replaced whose calls may still have been running.
+   */
+  stop(graceMs = this.generation.config.shutdownGraceSeconds * 1000): Promise<void> {
+    this.stopping ??= this.stopOnce(graceMs);
+    return this.stopping;
+  }
+
+  private async stopOnce(graceMs: number): Promise<void> {
     this.log.info('cri-proxy stopping', { graceMs, activeCalls: this.server.activeCalls });
     await this.server.close(graceMs);
     await this.admin?.close();
-    await retire(this.generation, 0, this.log);
+    // A reload under way closes its own generation when it sees the stop.
+    await this.reloading?.catch(() => undefined);
+    await Promise.all([
+      closeGeneration(this.generation, this.log),
+      ...[...this.retired].map(([generation, retired]) => this.closeRetired(generation, retired)),
+    ]);
     this.log.info('cri-proxy stopped');
   }
 }
@@ -285,21 +339,14 @@ function buildGeneration(
   return { config, router, chain };
 }
 
-/** Closes a replaced generation once its calls have had time to finish. */
-async function retire(generation: Generation, afterMs: number, log: Logger): Promise<void> {
-  const close = async (): Promise<void> => {
-    generation.router.close();
-    for (const entry of generation.chain.entries) {
-      try {
-        await entry.interceptor.close?.();
-      } catch (err) {
-        log.warn('interceptor did not close cleanly', { interceptor: entry.interceptor.name, error: errorMessage(err) });
-      }
+/** Releases what a generation holds: its runtime connections and its interceptors (audit writers, exporters). */
+async function closeGeneration(generation: Generation, log: Logger): Promise<void> {
+  generation.router.close();
+  for (const entry of generation.chain.entries) {
+    try {
+      await entry.interceptor.close?.();
+    } catch (err) {
+      log.warn('interceptor did not close cleanly', { interceptor: entry.interceptor.name, error: errorMessage(err) });
     }
-  };
-  if (afterMs <= 0) {
-    await close();
-    return;
   }
-  setTimeout(() => void close(), afterMs).unref();
 }
