@@ -68,9 +68,6 @@ export class App {
     const registry = options.registry ?? freshRegistry();
     const types = options.types ?? new InterceptorTypes(builtinInterceptorTypes);
     checkSocketSafety(config, log, registry, options.listenFd !== undefined);
-    const onFault = faultListener(registry, log);
-    const generation = buildGeneration(config, types, log, registry, onFault);
-    await warmUp(generation);
     const server = new ProxyServer({
       socket: options.listenFd === undefined ? { path: config.listen.path, mode: config.socketMode.mode } : { fd: options.listenFd },
       maxMessageBytes: config.maxMessageBytes,
@@ -81,21 +78,23 @@ export class App {
     const app: { current?: App } = {};
     const http = config.http.listen.endpoint;
     const admin = http && new AdminServer({ ...http, log, registry, readiness: () => app.current?.readiness() ?? notReady() });
-    try {
-      await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen.written, err)));
-    } catch (err) {
-      await closeGeneration(generation, log);
-      throw err;
-    }
+    // The listeners come first: a proxy started on a running one's config fails here, before it opens what that
+    // one uses (its audit log above all). Calls made meanwhile wait until the chain is ready.
+    await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen.written, err)));
+    let generation: Generation | undefined;
     try {
       await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen.written, err)));
+      const onFault = faultListener(registry, log);
+      generation = buildGeneration(config, types, log, registry, onFault);
+      await warmUp(generation);
+      server.serve(generation.chain, generation.router);
+      app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry));
     } catch (err) {
       await server.close(0);
-      await closeGeneration(generation, log);
+      await admin?.close();
+      if (generation !== undefined) await closeGeneration(generation, log);
       throw err;
     }
-    server.serve(generation.chain, generation.router);
-    app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry));
     log.info('cri-proxy started', {
       listen: server.socketPath,
       http: admin?.address,
