@@ -66,3 +66,19 @@ export function schemaKeys(schema: z.ZodType): SchemaKey[] {
   walk(root.shape, '', true);
   return keys;
 }
+
+/** A config each interceptor type accepts with its required keys only (a type not listed needs none). */
+export const MINIMAL_CONFIGS: Readonly<Record<string, unknown>> = {
+  audit: { path: '/var/log/cri-proxy/audit.log' },
+  'image-policy': { rules: [] },
+};
+
+/** The value at a dotted path of a parsed document (no `[]` steps). */
+export function valueAt(value: unknown, path: string): unknown {
+  let current = value;
+  for (const part of path.split('.')) {
+    if (typeof current !== 'object' || current === null) return undefined;
+    current = (current as Record<string, unknown>)[part];
+  }
+  return current;
+}

@@ -8,7 +8,7 @@ import { builtinTypes } from '../../src/commands/builtin-types';
 import { printConfig } from '../../src/commands/config';
 import { proxyConfigSchema } from '../../src/config/schema';
 import { builtinInterceptorTypes } from '../../src/interceptors';
-import { schemaKeys } from '../support/schema-keys';
+import { MINIMAL_CONFIGS, schemaKeys, valueAt } from '../support/schema-keys';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,12 +32,6 @@ const ABSENCE_MEANS: Readonly<Record<string, string>> = {
   'routing rules[].match.annotations': 'any annotations',
 };
 
-/** A config each type accepts with its required keys only; a type not listed needs none. */
-const MINIMAL: Readonly<Record<string, unknown>> = {
-  audit: { path: '/var/log/cri-proxy/audit.log' },
-  'image-policy': { rules: [] },
-};
-
 const schemas = [['proxy', proxyConfigSchema] as const, ...builtinInterceptorTypes.map((type) => [type.name, type.schema] as const)];
 
 test.each(schemas)('every key of %s that may be left out has a default, or a meaning of its own when absent', (name, schema) => {
@@ -52,7 +46,7 @@ test.each(schemas)('every key of %s that may be left out has a default, or a mea
 test.each(builtinInterceptorTypes.map((type) => [type.name, type] as const))('config print shows every default of %s', (name, type) => {
   const dir = mkdtempSync(join(tmpdir(), 'cri-proxy-defaults-'));
   const file = join(dir, 'c.yaml');
-  const entry = { name: 'x', type: name, config: MINIMAL[name] ?? {} };
+  const entry = { name: 'x', type: name, config: MINIMAL_CONFIGS[name] ?? {} };
   writeFileSync(
     file,
     JSON.stringify({ backends: [{ name: 'containerd', endpoint: '/run/containerd/containerd.sock' }], interceptors: [entry] }),
@@ -69,12 +63,3 @@ test.each(builtinInterceptorTypes.map((type) => [type.name, type] as const))('co
   expect(missing).toEqual([]);
   expect(builtinTypes().get(name)).toBe(type);
 });
-
-function valueAt(value: unknown, path: string): unknown {
-  let current = value;
-  for (const part of path.split('.')) {
-    if (typeof current !== 'object' || current === null) return undefined;
-    current = (current as Record<string, unknown>)[part];
-  }
-  return current;
-}
