@@ -237,8 +237,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
       const trailers = reply?.trailers;
       if (trailers === undefined) {
         conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent, outcome.errorCode), true);
-      }
-      else conn.sendHeaders(this, this.headersSent ? withoutPseudoHeaders(trailers) : asTrailersOnly(trailers), true);
+      } else conn.sendHeaders(this, this.headersSent ? withoutPseudoHeaders(trailers) : asTrailersOnly(trailers), true);
     } else {
       const relay = this.relay;
       const trailersOnly = relay?.trailersOnly === true && !this.headersSent;

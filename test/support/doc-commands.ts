@@ -29,6 +29,9 @@ export function commandOf(text: string, commands: readonly Command[]): DocComman
     const onlyHelp = args.every((a) => ['--help', '-h', first].includes(a));
     return { command, help: '', options, args, ...(onlyHelp ? {} : { problem: `no command "${first} ${second}"` }) };
   }
+  // The proxy itself takes no arguments but its options: a word there names a command that does not exist.
+  if (command === undefined && first !== '' && !/^[-[]/.test(first))
+    return { command, help: '', options, args, problem: `no command "${first}"` };
   return { command, help: command === undefined ? mainHelp() : helpText(command.help), options, args };
 }
 
