@@ -1,6 +1,7 @@
 /** Zod schemas of image policy rules, shared by inline config and rules files so both report the same way. */
 import { z } from 'zod';
 import { isRecord } from '../values';
+import { duplicateNames } from './unique-names';
 import { compileImagePattern, compileNamespacePattern, POLICY_ACTIONS, POLICY_MODES } from './image-rules';
 
 export const policyModeSchema = z.enum(POLICY_MODES);
@@ -38,14 +39,7 @@ const ruleSchema = z
 /** Rules in file order; names are unique because denials name the rule. */
 export const rulesSchema = z.array(ruleSchema).superRefine(
   (rules, ctx) => {
-    const seen = new Map<string, number>();
-    rules.forEach((rule: unknown, i) => {
-      const name = isRecord(rule) ? rule.name : undefined;
-      if (typeof name !== 'string') return;
-      const first = seen.get(name);
-      if (first === undefined) seen.set(name, i);
-      else ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate rule name "${name}" (also rules[${first}])` });
-    });
+    for (const { index, message } of duplicateNames(rules, 'rule')) ctx.addIssue({ code: 'custom', path: [index, 'name'], message });
   },
   // Also when a rule is wrong otherwise, so that every problem is reported at once (entries may be invalid).
   { when: (payload) => Array.isArray(payload.value) },

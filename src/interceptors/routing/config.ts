@@ -1,6 +1,7 @@
 /** The `routing` interceptor's config: rules, handler names per backend, and the limits of its caches and streams. */
 import { z } from 'zod';
 import type { IssuePath } from '../../config/issues';
+import { duplicateNames } from '../../policies/unique-names';
 import { isRecord } from '../../values';
 
 const MAX_INT32 = 2 ** 31 - 1;
@@ -38,14 +39,7 @@ export const routingConfigSchema = z.strictObject({
     .default([])
     .superRefine(
       (rules, ctx) => {
-        const seen = new Map<string, number>();
-        rules.forEach((rule: unknown, i) => {
-          const name = isRecord(rule) ? rule.name : undefined;
-          if (typeof name !== 'string') return;
-          const first = seen.get(name);
-          if (first === undefined) seen.set(name, i);
-          else ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate rule name "${name}" (also rules[${first}])` });
-        });
+        for (const { index, message } of duplicateNames(rules, 'rule')) ctx.addIssue({ code: 'custom', path: [index, 'name'], message });
       },
       // Also when a rule is wrong otherwise, so that every problem is reported at once (entries may be invalid).
       { when: (payload) => Array.isArray(payload.value) },
