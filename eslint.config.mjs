@@ -8,7 +8,7 @@ import tseslint from 'typescript-eslint';
  */
 const LAYERS = [
   ['errors', 'log', 'values', 'package-files', 'scheduler'],
-  ['metrics'],
+  ['metrics', 'messages'],
   ['policies'],
   ['proxy', 'admin'],
   ['observability', 'audit'],

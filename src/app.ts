@@ -9,7 +9,7 @@ import { ensureCounter, ensureGauge } from './metrics/registry';
 import { AdminServer, type Readiness } from './admin/admin-server';
 import type { Call } from './proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from './proxy/chain';
-import { warmCodec } from './proxy/codec';
+import { warmCodec } from './messages/codec';
 import { dataPlaneMetrics } from './proxy/data-plane-metrics';
 import { methodTable } from './proxy/method-table';
 import { callRuntime } from './proxy/runtime-client';

@@ -10,8 +10,9 @@ import { GrpcStatus, ProxyError, errorMessage } from '../errors';
 import { ensureCounter } from '../metrics/registry';
 import type { Scheduler } from '../scheduler';
 import { policyDecisionKey } from '../policies/decision-key';
-import type { CallContext, CallOutcome, DecodedMessage, Interceptor, MethodInfo } from '../proxy/types';
+import type { CallContext, CallOutcome, Interceptor, MethodInfo } from '../proxy/types';
 import { METRIC } from '../metrics/names';
+import type { DecodedMessage } from '../messages/codec';
 
 const MIB = 1024 * 1024;
 const keyGlob = z.string().min(1, 'must not be empty');

@@ -1,6 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { fieldAt } from '../values';
-import type { CallContext, CriField, DecodedMessage, MethodInfo } from '../proxy/types';
+import type { CallContext, CriField, MethodInfo } from '../proxy/types';
 import { GrpcStatus } from '../errors';
 import { methodFacts } from '../proxy/method-table';
 import { realScheduler, type ScheduledTask, type Scheduler } from '../scheduler';
@@ -15,6 +14,8 @@ import type {
   PodStartTrackerOptions,
   TraceContextRef,
 } from './pod-start-types';
+import type { DecodedMessage } from '../messages/codec';
+import { fieldAt } from '../messages/field-at';
 
 export * from './pod-start-types';
 

@@ -1,10 +1,9 @@
 import { GrpcStatus, ProxyError } from '../errors';
-import { decodeMessage, encodeMessage } from './codec';
+import { decodeMessage, encodeMessage, type DecodedMessage } from '../messages/codec';
 import { FrameScanner, MessageTooLargeError, frameMessage, unframeSingle } from './grpc-frames';
 import { readStatusFields } from './grpc-status';
 import type { HeaderBlock } from './http2/hpack-decoder';
 import type { RuntimeConnection, StreamFailure, UpstreamHandler, UpstreamStream } from './runtime-connection';
-import type { DecodedMessage } from './types';
 import type { Upstream } from './upstream';
 
 export interface UnaryReply {

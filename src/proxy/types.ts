@@ -1,5 +1,6 @@
 import type { ProxyErrorCode } from '../errors';
 import type { Logger } from '../log';
+import type { DecodedMessage } from '../messages/codec';
 import type { Metadata, OutgoingMetadata } from './metadata';
 
 /** How a CRI call moves: one request and one response, or one request and a stream of responses. */
@@ -32,9 +33,6 @@ export interface MethodInfo {
   /** Dotted proto field paths of identity fields in the (unary) response. */
   readonly responseFields: FieldPaths;
 }
-
-/** A decoded protobuf message as a plain object with snake_case keys; unknown fields are dropped. */
-export type DecodedMessage = Readonly<Record<string, unknown>>;
 
 /** One message of a stream, decoded only if asked. `bytes` are the message as it crossed the wire. */
 export interface StreamMessage {

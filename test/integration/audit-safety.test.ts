@@ -8,7 +8,7 @@ import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptor
 import { ProxyError } from '../../src/errors';
 import { createLogger, silentLogger, type Logger } from '../../src/log';
 import type { OnError } from '../../src/proxy/chain';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import type { Interceptor } from '../../src/proxy/types';
 import { makeTempDir, startTestProxy, type RawClient, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
 import type { Scheduler } from '../../src/scheduler';

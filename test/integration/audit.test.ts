@@ -10,7 +10,7 @@ import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptor
 import { silentLogger, type Logger } from '../../src/log';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../src/policies/decision-key';
 import type { OnError } from '../../src/proxy/chain';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import type { Interceptor } from '../../src/proxy/types';
 import { makeTempDir, startTestProxy, type RawClient, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
 import { waitFor } from '../support/wait';

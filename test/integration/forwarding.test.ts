@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { encodeMessage, decodeMessage } from '../../src/proxy/codec';
+import { encodeMessage, decodeMessage } from '../../src/messages/codec';
 import { methodTable } from '../../src/proxy/method-table';
 import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
 import { waitFor } from '../support/wait';

@@ -4,7 +4,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { Registry } from 'prom-client';
 import { createTracingInterceptor, tracingConfigSchema } from '../../src/interceptors/tracing';
 import { silentLogger } from '../../src/log';
-import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
+import { decodeMessage, encodeMessage } from '../../src/messages/codec';
 import { Router } from '../../src/proxy/router';
 import type { Interceptor } from '../../src/proxy/types';
 import { Upstream } from '../../src/proxy/upstream';

@@ -5,7 +5,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { Registry } from 'prom-client';
 import { createTracingInterceptor, tracingConfigSchema } from '../../src/interceptors/tracing';
 import { silentLogger } from '../../src/log';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import type { ChainEntry } from '../../src/proxy/chain';
 import { Router } from '../../src/proxy/router';
 import type { Interceptor } from '../../src/proxy/types';

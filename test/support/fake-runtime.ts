@@ -3,7 +3,7 @@ import { rmSync } from 'node:fs';
 import { setTimeout } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { errorMessage } from '../../src/errors';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import { lookupMethod, methodTable } from '../../src/proxy/method-table';
 import type { MethodInfo } from '../../src/proxy/types';
 

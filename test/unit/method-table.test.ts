@@ -1,5 +1,5 @@
 import * as protobuf from 'protobufjs';
-import { criRoot, messageType } from '../../src/proxy/codec';
+import { criRoot, messageType } from '../../src/messages/codec';
 import { lookupMethod, methodTable } from '../../src/proxy/method-table';
 import type { CriField } from '../../src/proxy/types';
 

@@ -1,6 +1,6 @@
 import { compileListMerge } from '../../src/interceptors/routing/list-merge';
 import { methodRoutes, type RouteEntry } from '../../src/interceptors/routing/method-routes';
-import { resolvePath } from '../../src/interceptors/routing/wire-paths';
+import { resolvePath } from '../../src/messages/wire-paths';
 import { methodTable } from '../../src/proxy/method-table';
 import type { MethodInfo } from '../../src/proxy/types';
 

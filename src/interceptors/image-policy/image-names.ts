@@ -1,9 +1,8 @@
 /** The names (tags and digests) an image ID has on the node, asked of the runtime and cached. */
 import { LRUCache } from 'lru-cache';
 import { GrpcStatus, ProxyError } from '../../errors';
-import { warmCodec } from '../../proxy/codec';
+import { warmCodec, type DecodedMessage } from '../../messages/codec';
 import { callRuntimeTyped } from '../../proxy/runtime-client';
-import type { DecodedMessage } from '../../proxy/types';
 import type { Upstream } from '../../proxy/upstream';
 
 const IMAGE_STATUS = {

@@ -9,9 +9,8 @@ import { defineInterceptorType, type InterceptorDeps } from '../../config/interc
 import { ProxyError, errorMessage } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
-import { fieldAt } from '../../values';
 import { methodFacts, type ImageCheck } from '../../proxy/method-table';
-import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
+import type { CallContext, Interceptor, Next } from '../../proxy/types';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
 import { ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
@@ -20,6 +19,8 @@ import { loadConfiguredPolicy, policyLabel, readPolicyFile } from './policy-file
 import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
 import { PolicyFileWatcher } from './policy-watcher';
 import { METRIC } from '../../metrics/names';
+import type { DecodedMessage } from '../../messages/codec';
+import { fieldAt } from '../../messages/field-at';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 

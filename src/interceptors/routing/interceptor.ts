@@ -6,10 +6,10 @@
 import type { InterceptorDeps } from '../../config/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
 import type { Logger } from '../../log';
-import { warmCodec } from '../../proxy/codec';
+import { warmCodec, type DecodedMessage } from '../../messages/codec';
 import { methodTable } from '../../proxy/method-table';
 import { EVERY_BACKEND } from '../../proxy/router';
-import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
+import type { CallContext, Interceptor, Next } from '../../proxy/types';
 import type { RoutingConfig } from './config';
 import { RoutingDispatcher, type Decision, type RoutingCall } from './dispatch';
 import type { BuiltAnswer, RoutedAnswer } from './fan-out';

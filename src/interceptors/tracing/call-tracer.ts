@@ -18,7 +18,6 @@ import type { InterceptorDeps } from '../../config/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
 import type { TracingConfig } from './config';
 import type { Logger } from '../../log';
-import { fieldAt } from '../../values';
 import { methodTable } from '../../proxy/method-table';
 import type { Metadata, OutgoingMetadata } from '../../proxy/metadata';
 import type { CallContext, CriField, MethodInfo, Next } from '../../proxy/types';
@@ -56,6 +55,7 @@ import {
   type TraceContextRef,
 } from '../../observability/pod-start-tracker';
 import { buildTracerProvider } from './tracer-provider';
+import { fieldAt } from '../../messages/field-at';
 
 const TRACER_NAME = 'cri-proxy';
 
