@@ -1,6 +1,6 @@
 import { GrpcStatus } from '../errors';
 import { globMatcher } from '../policies/glob';
-import type { CallOutcome, CriField, MethodInfo } from '../proxy/types';
+import type { CallOutcome, CriField, MethodInfo } from '../chain/types';
 import { REDACTED } from '../values';
 import type { DecodedMessage } from '../messages/codec';
 import { fieldAt } from '../messages/field-at';

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
-import type { CallContext, CriField, MethodInfo } from '../proxy/types';
+import type { CallContext, CriField, MethodInfo } from '../chain/types';
 import { GrpcStatus } from '../errors';
-import { methodFacts } from '../proxy/method-table';
+import { methodFacts } from '../chain/method-table';
 import { realScheduler, type ScheduledTask, type Scheduler } from '../scheduler';
 import { elapsedMs, instantAt, type Instant } from './clock';
 import type {

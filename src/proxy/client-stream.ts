@@ -9,7 +9,7 @@ import { tooLarge } from './relay-messages';
 import { ResponseRelay, type ResponseSink } from './response-relay';
 import type { RuntimeConnection } from './runtime-connection';
 import type { CallTransport, ForwardRequest } from './transport';
-import type { CallOutcome, OwnAnswer, ResponseStream } from './types';
+import type { CallOutcome, OwnAnswer, ResponseStream } from '../chain/types';
 
 const EMPTY = Buffer.alloc(0);
 

@@ -1,5 +1,5 @@
 import { formatGrpcTimeout } from './grpc-status';
-import type { OutgoingMetadata } from './metadata';
+import type { OutgoingMetadata } from '../chain/metadata';
 
 /** The value of a pseudo-header (they come first in a header list). */
 export function pseudoHeader(fields: readonly string[], name: string): string | undefined {

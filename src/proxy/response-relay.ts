@@ -6,7 +6,7 @@ import type { HeaderBlock } from './http2/hpack-decoder';
 import { observeWith, tooLarge } from './relay-messages';
 import type { RuntimeConnection, StreamFailure, UpstreamHandler, UpstreamStream } from './runtime-connection';
 import type { ForwardRequest } from './transport';
-import type { CallOutcome } from './types';
+import type { CallOutcome } from '../chain/types';
 
 /** A unary response up to this size is held and sent with its status in one write; larger ones stream. */
 const HOLD_LIMIT = 64 * 1024;

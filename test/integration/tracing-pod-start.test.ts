@@ -6,7 +6,7 @@ import { createTracingInterceptor, tracingConfigSchema } from '../../src/interce
 import { silentLogger } from '../../src/log';
 import { decodeMessage, encodeMessage } from '../../src/messages/codec';
 import { Router } from '../../src/proxy/router';
-import type { Interceptor } from '../../src/proxy/types';
+import type { Interceptor } from '../../src/chain/types';
 import { Upstream } from '../../src/proxy/upstream';
 import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
 import { waitFor } from '../support/wait';

@@ -5,7 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { decodeMessage, encodeMessage, type DecodedMessage } from '../../src/messages/codec';
-import { methodTable } from '../../src/proxy/method-table';
+import { methodTable } from '../../src/chain/method-table';
 import { RuntimeFailure, type FakeRuntime, type RecordedCall } from './fake-runtime';
 
 type Message = Record<string, unknown>;

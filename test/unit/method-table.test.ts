@@ -1,7 +1,7 @@
 import * as protobuf from 'protobufjs';
 import { criRoot, messageType } from '../../src/messages/codec';
-import { lookupMethod, methodTable } from '../../src/proxy/method-table';
-import type { CriField } from '../../src/proxy/types';
+import { lookupMethod, methodTable } from '../../src/chain/method-table';
+import type { CriField } from '../../src/chain/types';
 
 const services = ['runtime.v1.RuntimeService', 'runtime.v1.ImageService'].map((name) => criRoot().lookupService(name));
 const protoMethods = services.flatMap((service) =>

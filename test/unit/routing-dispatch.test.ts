@@ -4,7 +4,7 @@ import { RoutingDispatcher, type Decision, type RoutingCall } from '../../src/in
 import { methodRoutes } from '../../src/interceptors/routing/method-routes';
 import { silentLogger } from '../../src/log';
 import { decodeMessage } from '../../src/messages/codec';
-import { lookupMethod, methodTable } from '../../src/proxy/method-table';
+import { lookupMethod, methodTable } from '../../src/chain/method-table';
 import { encode, fail, FakeStreams, fakeCall, listOf, ok, type Script } from '../support/fake-backends';
 import { sample } from '../support/metric-samples';
 

@@ -3,7 +3,7 @@ import { compileListMerge, filterStreamMessage, ListCollector, mergeListBodies }
 import { methodRoutes } from '../../src/interceptors/routing/method-routes';
 import { mergedList } from '../../src/interceptors/routing/node-wide';
 import { decodeMessage } from '../../src/messages/codec';
-import { lookupMethod } from '../../src/proxy/method-table';
+import { lookupMethod } from '../../src/chain/method-table';
 import { lengthDelimited, wireFields } from '../../src/messages/protobuf-wire';
 import { encode, fail, fakeCall, listOf, ok, withUnknown } from '../support/fake-backends';
 

@@ -1,8 +1,8 @@
 import { compileListMerge } from '../../src/interceptors/routing/list-merge';
 import { methodRoutes, type RouteEntry } from '../../src/interceptors/routing/method-routes';
 import { resolvePath } from '../../src/messages/wire-paths';
-import { methodTable } from '../../src/proxy/method-table';
-import type { MethodInfo } from '../../src/proxy/types';
+import { methodTable } from '../../src/chain/method-table';
+import type { MethodInfo } from '../../src/chain/types';
 
 const rows = methodTable.map((m) => [m.name, m, methodRoutes[m.name] as RouteEntry] as const);
 

@@ -5,12 +5,12 @@
 import type { Counter } from 'prom-client';
 import { z } from 'zod';
 import { MAX_INT32 } from '../../values';
-import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
 import { ProxyError, errorMessage } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
-import { methodFacts, type ImageCheck } from '../../proxy/method-table';
-import type { CallContext, Interceptor, Next } from '../../proxy/types';
+import { methodFacts, type ImageCheck } from '../../chain/method-table';
+import type { CallContext, Interceptor, Next } from '../../chain/types';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
 import { ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';

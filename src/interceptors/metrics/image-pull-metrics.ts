@@ -1,6 +1,6 @@
 import type { Histogram, Registry } from 'prom-client';
 import { GrpcStatus } from '../../errors';
-import type { CallContext } from '../../proxy/types';
+import type { CallContext } from '../../chain/types';
 import { GRPC_CODE_COUNT, ensureHistogram, grpcCodeName } from '../../metrics/registry';
 import { METRIC } from '../../metrics/names';
 import { fieldAt } from '../../messages/field-at';
