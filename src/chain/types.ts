@@ -25,6 +25,8 @@ export interface MethodInfo {
   readonly mutating: boolean;
   /** Called by kubelet in a loop (List*, *Status): logged at debug only. */
   readonly polling: boolean;
+  /** A stream with no end of its own (a watch): ended at shutdown, so clients subscribe again elsewhere. */
+  readonly watch: boolean;
   /** Fully qualified protobuf message names, e.g. `runtime.v1.RunPodSandboxRequest`. */
   readonly requestType: string | undefined;
   readonly responseType: string | undefined;

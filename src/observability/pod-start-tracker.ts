@@ -1,7 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { CallContext, CriField, MethodInfo } from '../chain/types';
 import { GrpcStatus } from '../errors';
-import { methodFacts } from '../chain/method-table';
 import { realScheduler, type ScheduledTask, type Scheduler } from '../scheduler';
 import { elapsedMs, instantAt, type Instant } from './clock';
 import type {
@@ -16,6 +15,7 @@ import type {
 } from './pod-start-types';
 import type { DecodedMessage } from '../messages/codec';
 import { fieldAt } from '../messages/field-at';
+import { podStartPhases } from './pod-start-phases';
 
 export * from './pod-start-types';
 
@@ -85,7 +85,7 @@ export class PodStartTracker {
 
   /** True for the calls a pod start consists of; every other call can skip the tracker entirely. */
   static tracks(method: MethodInfo): boolean {
-    return methodFacts(method).podStartPhase !== undefined;
+    return podStartPhases.of(method) !== undefined;
   }
 
   /**
@@ -131,7 +131,7 @@ export class PodStartTracker {
       links,
     });
     try {
-      switch (methodFacts(ctx.method).podStartPhase) {
+      switch (podStartPhases.of(ctx.method)) {
         case 'sandbox': {
           const uid = req('podUid');
           if (uid === undefined) return;

@@ -49,6 +49,21 @@ describe('routing method routes', () => {
     }
   });
 
+  test('handlers and ownership are read where the method table says the handler and IDs lie', () => {
+    for (const [name, method, entry] of rows) {
+      const { requestFields: req, responseFields: res } = method;
+      if (entry.handlerField !== undefined && req.runtimeHandler !== undefined)
+        expect([name, entry.handlerField]).toEqual([name, req.runtimeHandler]);
+      const effect = entry.ownership ?? {};
+      if (effect.sandboxId !== undefined) expect([name, effect.sandboxId]).toEqual([name, res.sandboxId]);
+      if (effect.containerId !== undefined) expect([name, effect.containerId]).toEqual([name, res.containerId]);
+      if (effect.podUid !== undefined) expect([name, effect.podUid]).toEqual([name, req.podUid]);
+      for (const id of [effect.sandboxOfContainer, effect.forgetSandbox])
+        if (id !== undefined) expect([name, id]).toEqual([name, req.sandboxId]);
+      if (effect.forgetContainer !== undefined) expect([name, effect.forgetContainer]).toEqual([name, req.containerId]);
+    }
+  });
+
   test('every list method and its stream variant merge the same items', () => {
     const kinds = Object.fromEntries(rows.map(([name, , e]) => [name, e.route.kind]));
     for (const name of [

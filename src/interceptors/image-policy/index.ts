@@ -9,7 +9,7 @@ import { defineInterceptorType, type InterceptorDeps } from '../../chain/interce
 import { ProxyError, errorMessage } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
-import { methodFacts, type ImageCheck } from '../../chain/method-table';
+import { imageDoors, type ImageCheck } from './doors';
 import type { CallContext, Interceptor, Next } from '../../chain/types';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
 import { ImageNameResolver } from './image-names';
@@ -127,7 +127,7 @@ export class ImagePolicyInterceptor implements Interceptor {
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
-    const check = methodFacts(ctx.method).imageCheck;
+    const check = imageDoors.of(ctx.method);
     if (check === undefined) return next();
     const { door } = check;
     // One policy for the whole call, even if the file is swapped meanwhile.
