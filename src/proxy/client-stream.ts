@@ -7,7 +7,6 @@ import { Http2Stream } from './http2/output';
 import { OwnResponse } from './own-response';
 import { tooLarge } from './relay-messages';
 import { ResponseRelay, type ResponseSink } from './response-relay';
-import type { RuntimeConnection } from './runtime-connection';
 import type { CallTransport, ForwardRequest } from './transport';
 import type { CallOutcome, OwnAnswer, ResponseStream } from '../chain/types';
 
@@ -140,12 +139,8 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     const body = this.mode === RequestMode.Hold ? await this.body?.done.catch(() => undefined) : undefined;
     if (this.cancelled) return CANCELLED_OUTCOME;
     if (this.requestError !== undefined) return outcomeOfError(this.requestError);
-    let conn: RuntimeConnection;
-    try {
-      conn = request.upstream.connection();
-    } catch (err) {
-      return outcomeOfError(err instanceof ProxyError ? err : request.upstream.unavailable(err));
-    }
+    const conn = request.upstream.connection();
+    if (conn instanceof ProxyError) return outcomeOfError(conn);
     const relay = (this.relay = new ResponseRelay(this, request, conn, this.conn.onObserverFault));
     if (body !== undefined) {
       // Held bytes were credited to the client already.

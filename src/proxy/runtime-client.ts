@@ -3,12 +3,13 @@ import { GrpcStatus, ProxyError } from '../errors';
 import { FrameScanner, MessageTooLargeError, frameMessage, unframeSingle } from './grpc-frames';
 import { readStatusFields } from './grpc-status';
 import type { HeaderBlock } from './http2/hpack-decoder';
+import { ownCallFields } from './request-headers';
 import type { RuntimeConnection, StreamFailure, UpstreamHandler, UpstreamStream } from './runtime-connection';
 
 /** The runtime a call on the proxy's own behalf goes to (an Upstream). */
 interface RuntimeTarget {
   readonly options: { readonly maxMessageBytes: number };
-  connection(): RuntimeConnection;
+  connection(): RuntimeConnection | ProxyError;
   unavailable(cause: unknown): ProxyError;
 }
 
@@ -16,36 +17,13 @@ interface RuntimeTarget {
 export function callRuntime(upstream: RuntimeTarget, path: string, request: Buffer, options: number | CallOptions): Promise<UnaryReply> {
   const { timeoutMs, metadata = [] } = typeof options === 'number' ? { timeoutMs: options } : options;
   return new Promise((resolve, reject) => {
-    let conn: RuntimeConnection;
-    try {
-      conn = upstream.connection();
-    } catch (err) {
-      reject(err instanceof ProxyError ? err : upstream.unavailable(err));
+    const conn = upstream.connection();
+    if (conn instanceof ProxyError) {
+      reject(conn);
       return;
     }
     const handler = new UnaryCollector(upstream, path, resolve, reject);
-    const stream = conn.open(
-      [
-        ':method',
-        'POST',
-        ':scheme',
-        'http',
-        ':path',
-        path,
-        ':authority',
-        'localhost',
-        'content-type',
-        'application/grpc',
-        'te',
-        'trailers',
-        'grpc-timeout',
-        `${Math.max(1, Math.ceil(timeoutMs))}m`,
-        'user-agent',
-        'cri-proxy',
-        ...metadata,
-      ],
-      handler,
-    );
+    const stream = conn.open(ownCallFields(path, timeoutMs, metadata), handler);
     conn.sendData(stream, frameMessage(request), true);
     handler.start(conn, stream, timeoutMs);
   });
@@ -130,37 +108,14 @@ export function streamRuntime(
   onMessage: (message: Buffer) => void | Promise<void>,
 ): Promise<StreamEnd> {
   return new Promise((resolve) => {
-    let conn: RuntimeConnection;
-    try {
-      conn = upstream.connection();
-    } catch (err) {
-      const error = err instanceof ProxyError ? err : upstream.unavailable(err);
-      resolve({ code: error.grpcStatus, message: error.message, trailers: [] });
+    const conn = upstream.connection();
+    if (conn instanceof ProxyError) {
+      resolve({ code: conn.grpcStatus, message: conn.message, trailers: [] });
       return;
     }
-    const timeout = options.deadline === undefined ? [] : ['grpc-timeout', `${Math.max(1, Math.ceil(options.deadline - Date.now()))}m`];
+    const timeoutMs = options.deadline === undefined ? undefined : options.deadline - Date.now();
     const handler = new StreamCollector(upstream, onMessage, resolve);
-    const stream = conn.open(
-      [
-        ':method',
-        'POST',
-        ':scheme',
-        'http',
-        ':path',
-        path,
-        ':authority',
-        'localhost',
-        'content-type',
-        'application/grpc',
-        'te',
-        'trailers',
-        ...timeout,
-        'user-agent',
-        'cri-proxy',
-        ...(options.metadata ?? []),
-      ],
-      handler,
-    );
+    const stream = conn.open(ownCallFields(path, timeoutMs, options.metadata ?? []), handler);
     handler.attach(conn, stream, options.signal);
     conn.sendData(stream, frameMessage(request), true);
   });

@@ -52,12 +52,19 @@ export class Upstream implements Backend {
     return this.health;
   }
 
-  /** The connection new streams go on; a fresh one if there is none or the current one is going away. */
-  connection(): RuntimeConnection {
-    if (this.closed) throw new ProxyError('SHUTTING_DOWN', 'cri-proxy is shutting down');
+  /**
+   * The connection new streams go on (a fresh one if there is none or the current one is going away), or the
+   * error to end the call with when there can be none.
+   */
+  connection(): RuntimeConnection | ProxyError {
+    if (this.closed) return new ProxyError('SHUTTING_DOWN', 'cri-proxy is shutting down');
     const existing = this.current;
     if (existing?.usable) return existing;
-    return this.connect();
+    try {
+      return this.connect();
+    } catch (err) {
+      return this.unavailable(err);
+    }
   }
 
   call(path: string, request: Buffer, options: number | CallOptions): Promise<UnaryReply> {
