@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { verifyAuditFiles } from '../../src/audit/verify';
-import { nodeIo, type AuditIo } from '../../src/audit/writer';
+import { type AuditIo } from '../../src/audit/writer';
 import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
 import { ProxyError } from '../../src/errors';
 import { createLogger, silentLogger, type Logger } from '../../src/log';
@@ -15,6 +15,7 @@ import type { Scheduler } from '../../src/scheduler';
 import { gatedIo } from '../support/gated-io';
 import { ManualScheduler } from '../support/manual-scheduler';
 import { waitFor } from '../support/wait';
+import { nodeIo } from '../../src/audit/file-io';
 
 const RT = '/runtime.v1.RuntimeService';
 const IMG = '/runtime.v1.ImageService';

@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { SpanKind, SpanStatusCode, type Tracer, type TracerProvider } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
-import { createTracingInterceptor, tracingConfigSchema } from '../../src/interceptors/tracing';
+import { createTracingInterceptor } from '../../src/interceptors/tracing';
 import { silentLogger } from '../../src/log';
 import { encodeMessage } from '../../src/messages/codec';
 import type { ChainEntry } from '../../src/chain/chain';
@@ -13,6 +13,7 @@ import { Upstream } from '../../src/proxy/upstream';
 import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
 import { sample } from '../support/metric-samples';
 import { eventually, waitFor } from '../support/wait';
+import { tracingConfigSchema } from '../../src/interceptors/tracing/config';
 
 const RUNTIME = '/runtime.v1.RuntimeService/';
 const KUBELET_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';

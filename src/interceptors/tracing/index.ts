@@ -4,7 +4,7 @@ import type { CallTracer } from './call-tracer';
 import type { CallContext, Interceptor, Next } from '../../chain/types';
 import { tracingConfigSchema, type TracingConfig } from './config';
 
-export { tracingConfigSchema, type TracingConfig } from './config';
+export type { TracingConfig } from './config';
 
 /**
  * A SERVER span per CRI call (continuing kubelet's trace context and passing ours on to the runtime), and a
