@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { ProxyError } from '../../src/errors';
-import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
+import { decodeMessage, encodeMessage } from '../../src/messages/codec';
 import { PROXY_ERROR_TRAILER } from '../../src/proxy/grpc-status';
 import { callRuntime, streamRuntime } from '../../src/proxy/runtime-client';
 import { collectStream, interceptorEntry } from '../support/calls';

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { parseHostPort, parseUnixAddress } from '../../src/config/address';
-import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/config/interceptor-types';
+import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/chain/interceptor-types';
 import { builtinInterceptorTypes } from '../../src/interceptors';
 import { ConfigError, DEFAULT_UPSTREAM, loadConfigFile, parseConfig, type ConfigOverrides } from '../../src/config/load';
 import { defaultBackend } from '../../src/config/schema';
