@@ -13,6 +13,8 @@ import { builtinTypes } from '../../src/commands/builtin-types';
 import { commands } from '../../src/commands/commands';
 import { ExitCode, exitCodeMeaning, type ExitCodeName } from '../../src/commands/exit-codes';
 import { errorMap, formatPath, zodIssues } from '../../src/config/issues';
+import { parseConfig } from '../../src/config/load';
+import { printableConfig } from '../../src/config/print';
 import { proxyConfigSchema, validateProxyConfig } from '../../src/config/schema';
 import { GrpcStatus, ProxyError, proxyErrorCodes, type ProxyErrorCode } from '../../src/errors';
 import { builtinInterceptorTypes } from '../../src/interceptors';
@@ -99,20 +101,29 @@ describe('metric names', () => {
   });
 });
 
-/** A schema's keys by path, and the value each takes when left out (from the schema, or from parsing a minimal config). */
+/** A schema's keys by path, and the value each takes when left out, as `config print` shows it. */
 interface KnownKeys {
   readonly name: string;
   readonly keys: ReadonlyMap<string, SchemaKey>;
   readonly defaults: unknown;
 }
 
-function knownKeys(name: string, schema: z.ZodType, minimal: unknown): KnownKeys {
-  return { name, keys: new Map(schemaKeys(schema).map((k) => [k.path, k])), defaults: schema.parse(minimal) };
+/** What `config print` prints for a config with one backend and, if given, one interceptor entry. */
+function printed(entry?: { type: string; config: unknown }): Record<string, unknown> {
+  const input = { backends: [{ name: 'b', endpoint: '/run/b.sock' }], interceptors: entry === undefined ? [] : [{ name: 'x', ...entry }] };
+  return parse(printableConfig(parseConfig(JSON.stringify(input), 'defaults.yaml', builtinTypes()), builtinTypes())) as Record<
+    string,
+    unknown
+  >;
 }
 
-const proxyKeys = knownKeys('the proxy', proxyConfigSchema, { backends: [{ name: 'b', endpoint: '/run/b.sock' }] });
+const keysOf = (schema: z.ZodType): ReadonlyMap<string, SchemaKey> => new Map(schemaKeys(schema).map((k) => [k.path, k]));
+const proxyKeys: KnownKeys = { name: 'the proxy', keys: keysOf(proxyConfigSchema), defaults: printed() };
 const typeKeys = new Map(
-  builtinInterceptorTypes.map((t) => [t.name, knownKeys(`type ${t.name}`, t.schema, MINIMAL_CONFIGS[t.name] ?? {})]),
+  builtinInterceptorTypes.map((t) => {
+    const [entry] = printed({ type: t.name, config: MINIMAL_CONFIGS[t.name] ?? {} }).interceptors as { config: unknown }[];
+    return [t.name, { name: `type ${t.name}`, keys: keysOf(t.schema), defaults: entry?.config }];
+  }),
 );
 
 /** The schema a doc's key tables describe: an interceptor type's (`# Audit log (\`type: audit\`)`), else the proxy's. */
