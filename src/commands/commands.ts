@@ -22,8 +22,7 @@ function commandList(list: readonly Command[]): string {
 
 /** `cri-proxy config --help`: the group's commands. */
 export function groupHelp(group: string): string {
-  const names = commandsIn(group).map((c) => c.name.split(' ').slice(1).join(' '));
-  return `Usage: ${PROGRAM} ${group} ${names.length > 1 ? `{${names.join('|')}}` : (names[0] ?? '')} ...
+  return `Usage: ${PROGRAM} ${group} COMMAND ...
 
 Commands:
 ${commandList(commandsIn(group))}
