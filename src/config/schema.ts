@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { errorMessage } from '../errors';
 import { parseHostPort, parseUnixAddress } from './address';
 import { DEFAULT_LIMITS } from '../proxy/server';
-import type { InterceptorTypes } from './interceptor-types';
+import type { InterceptorTypes } from '../chain/interceptor-types';
 import { errorMap, zodIssues, type PathIssue } from './issues';
 import { socketModeProblem } from './socket-safety';
 import { isRecord, MAX_INT32 } from '../values';

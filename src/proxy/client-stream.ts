@@ -9,9 +9,8 @@ import type { RequestHead } from './http2/request-head';
 import { OwnResponse } from './own-response';
 import { tooLarge } from './relay-messages';
 import { ResponseRelay, type ResponseSink } from './response-relay';
-import type { RuntimeConnection } from './runtime-connection';
 import type { CallTransport, ForwardRequest } from './transport';
-import type { CallOutcome, OwnAnswer, ResponseStream } from './types';
+import type { CallOutcome, OwnAnswer, ResponseStream } from '../chain/types';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -156,12 +155,8 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     const body = this.mode === RequestMode.Hold ? await this.body?.done.catch(() => undefined) : undefined;
     if (this.cancelled) return CANCELLED_OUTCOME;
     if (this.requestError !== undefined) return outcomeOfError(this.requestError);
-    let conn: RuntimeConnection;
-    try {
-      conn = request.upstream.connection();
-    } catch (err) {
-      return outcomeOfError(err instanceof ProxyError ? err : request.upstream.unavailable(err));
-    }
+    const conn = request.upstream.connection();
+    if (conn instanceof ProxyError) return outcomeOfError(conn);
     const relay = (this.relay = new ResponseRelay(this, request, conn, this.conn.onObserverFault));
     if (body !== undefined) {
       // Held bytes were credited to the client already.
@@ -184,6 +179,10 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   /** False when the stream has ended on the client's side (the caller credits the bytes then). */
   sendResponseData(data: Buffer, onSent: ((bytes: number) => void) | undefined): boolean {
     return this.conn.sendData(this, data, false, onSent);
+  }
+
+  sendResponseEnd(fields: readonly string[]): void {
+    this.conn.sendHeaders(this, fields, true);
   }
 
   responseBody(): Buffer | undefined {
@@ -242,25 +241,26 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   }
 
   private sendOutcome(outcome: CallOutcome): void {
-    const conn = this.conn;
-    if (outcome.fromProxy) {
-      // An error after the answer was chosen (a later interceptor failing) replaces it.
-      const reply = outcome.errorCode === undefined ? this.reply : undefined;
-      if (reply?.messages !== undefined && reply.messages.length > 0) {
-        this.sendResponseHeaders(RESPONSE_FIELDS);
-        for (const message of reply.messages) conn.sendData(this, frameMessage(message), false);
-      }
-      const trailers = reply?.trailers;
-      if (trailers === undefined) conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent), true);
-      else conn.sendHeaders(this, this.headersSent ? withoutPseudoHeaders(trailers) : asTrailersOnly(trailers), true);
-    } else {
-      const relay = this.relay;
-      const trailersOnly = relay?.trailersOnly === true && !this.headersSent;
-      if (!trailersOnly) relay?.flushHeld();
-      conn.sendHeaders(this, relay?.trailers ?? statusFields(outcome.code, outcome.message, !this.headersSent), true);
-    }
+    const relay = this.relay;
+    // The runtime's status: its relay ends the response as the runtime did.
+    if (!outcome.fromProxy && relay !== undefined) relay.finishResponse(outcome);
+    else this.sendOwnOutcome(outcome);
     // The response is complete: a client still sending is told to stop (RFC 9113 §8.1).
-    if (!this.remoteEnded && this.out === undefined) conn.resetStream(this, ErrorCode.NO_ERROR);
+    if (!this.remoteEnded && this.out === undefined) this.conn.resetStream(this, ErrorCode.NO_ERROR);
+  }
+
+  /** The proxy's own status, after the messages of its own answer if it gave one. */
+  private sendOwnOutcome(outcome: CallOutcome): void {
+    const conn = this.conn;
+    // An error after the answer was chosen (a later interceptor failing) replaces it.
+    const reply = outcome.errorCode === undefined ? this.reply : undefined;
+    if (reply?.messages !== undefined && reply.messages.length > 0) {
+      this.sendResponseHeaders(RESPONSE_FIELDS);
+      for (const message of reply.messages) conn.sendData(this, frameMessage(message), false);
+    }
+    const trailers = reply?.trailers;
+    if (trailers === undefined) conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent), true);
+    else conn.sendHeaders(this, this.headersSent ? withoutPseudoHeaders(trailers) : asTrailersOnly(trailers), true);
   }
 
   /** The client reset the stream or its connection went away. */

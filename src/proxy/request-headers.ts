@@ -1,5 +1,5 @@
 import { formatGrpcTimeout } from './grpc-status';
-import type { OutgoingMetadata } from './metadata';
+import type { OutgoingMetadata } from '../chain/metadata';
 
 /** The value of a pseudo-header (they come first in a header list). */
 export function pseudoHeader(fields: readonly string[], name: string): string | undefined {
@@ -16,8 +16,34 @@ export function isAcceptableAuthority(value: string): boolean {
   return /^[A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]*$/.test(value);
 }
 
-/** What the runtime gets instead of an :authority it might refuse (kubelet sends the socket path). */
-const REPLACEMENT_AUTHORITY = 'localhost';
+/**
+ * What the runtime gets instead of an :authority it might refuse (kubelet sends the socket path), and on the
+ * proxy's own calls.
+ */
+const RUNTIME_AUTHORITY = 'localhost';
+
+/** The header list of a call the proxy makes on its own behalf; `timeoutMs` (at least 1 ms) bounds it when given. */
+export function ownCallFields(path: string, timeoutMs: number | undefined, metadata: readonly string[]): string[] {
+  const timeout = timeoutMs === undefined ? [] : ['grpc-timeout', formatGrpcTimeout(Math.max(1, timeoutMs))];
+  return [
+    ':method',
+    'POST',
+    ':scheme',
+    'http',
+    ':path',
+    path,
+    ':authority',
+    RUNTIME_AUTHORITY,
+    'content-type',
+    'application/grpc',
+    'te',
+    'trailers',
+    ...timeout,
+    'user-agent',
+    'cri-proxy',
+    ...metadata,
+  ];
+}
 
 export interface UpstreamChanges {
   /** Metadata the chain added or replaced. */
@@ -34,7 +60,7 @@ export interface UpstreamChanges {
 export function upstreamFields(fields: readonly string[], changes: UpstreamChanges): readonly string[] {
   let out: string[] | undefined;
   const authority = pseudoHeader(fields, ':authority');
-  if (authority !== undefined && !isAcceptableAuthority(authority)) out = replace(fields, ':authority', REPLACEMENT_AUTHORITY);
+  if (authority !== undefined && !isAcceptableAuthority(authority)) out = replace(fields, ':authority', RUNTIME_AUTHORITY);
   if (changes.remainingMs !== undefined) out = replace(out ?? fields, 'grpc-timeout', formatGrpcTimeout(changes.remainingMs));
   if (changes.extra !== undefined && changes.extra.size > 0) out = changes.extra.applyTo(out ?? fields);
   return out ?? fields;

@@ -5,11 +5,11 @@ import { Registry } from 'prom-client';
 import { ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { Call, type CallEnvironment } from './call';
-import type { Chain } from './chain';
+import type { Chain } from '../chain/chain';
 import { ClientConnection } from './client-connection';
 import type { ClientStream } from './client-stream';
 import { dataPlaneMetrics, type DataPlaneMetrics } from './data-plane-metrics';
-import { lookupMethod, methodFacts } from './method-table';
+import { lookupMethod } from '../chain/method-table';
 import type { Router } from './router';
 
 /** What one client connection may use; every limit that triggers is counted in `cri_proxy_limit_exceeded_total`. */
@@ -247,7 +247,7 @@ export class ProxyServer {
     const method = lookupMethod(stream.head.path);
     const call = new Call(stream, method, this.env);
     this.inFlight++;
-    if (methodFacts(method).watch) this.watches.add(call);
+    if (method.watch) this.watches.add(call);
     this.chain
       .runnerFor(method)(call)
       .then(

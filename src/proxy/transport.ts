@@ -1,4 +1,4 @@
-import type { CallOutcome, OwnAnswer, ResponseStream, StreamMessage } from './types';
+import type { CallOutcome, OwnAnswer, ResponseStream, StreamMessage } from '../chain/types';
 import type { Upstream } from './upstream';
 
 /** How a call is relayed to a runtime. */

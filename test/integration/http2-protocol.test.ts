@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import { CONNECTION_PREFACE, ErrorCode, Flag, FrameType, MAX_WINDOW, Setting } from '../../src/proxy/http2/frames';
 import { settingsFrame } from '../../src/proxy/http2/frame-writers';
 import { sample } from '../support/metric-samples';

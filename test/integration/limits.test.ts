@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import { CONNECTION_PREFACE, ErrorCode, Flag, FrameType, Setting } from '../../src/proxy/http2/frames';
 import { settingsFrame } from '../../src/proxy/http2/frame-writers';
-import type { ChainEntry } from '../../src/proxy/chain';
+import type { ChainEntry } from '../../src/chain/chain';
 import type { ConnectionLimits } from '../../src/proxy/server';
 import { sample } from '../support/metric-samples';
 import { readsRequests } from '../support/calls';

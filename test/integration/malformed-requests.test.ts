@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import { frameMessage } from '../../src/proxy/grpc-frames';
 import { ErrorCode, Flag, FrameType } from '../../src/proxy/http2/frames';
-import type { CallContext } from '../../src/proxy/types';
+import type { CallContext } from '../../src/chain/types';
 import { interceptorEntry } from '../support/calls';
 import { sample } from '../support/metric-samples';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { parseHostPort, parseUnixAddress } from '../../src/config/address';
-import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/config/interceptor-types';
+import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/chain/interceptor-types';
 import { builtinInterceptorTypes } from '../../src/interceptors';
 import { ConfigError, DEFAULT_UPSTREAM, loadConfigFile, parseConfig, type ConfigOverrides } from '../../src/config/load';
 import { parseArgs, UsageError } from '../../src/commands/args';

@@ -1,5 +1,5 @@
 import { FrameScanner, MessageTooLargeError, frameMessage, unframeSingle } from '../../src/proxy/grpc-frames';
-import { Metadata, OutgoingMetadata } from '../../src/proxy/metadata';
+import { Metadata, OutgoingMetadata } from '../../src/chain/metadata';
 import { isAcceptableAuthority, pseudoHeader, upstreamFields } from '../../src/proxy/request-headers';
 
 describe('gRPC message framing', () => {
