@@ -82,6 +82,11 @@ export const proxyConfigSchema = z.strictObject({
       maxHeldRequestBytes: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeldRequestBytes),
       streamWindowBytes: z.int().min(65_535).max(MAX_INT32).default(DEFAULT_LIMITS.streamWindowBytes),
       connectionWindowBytes: z.int().min(65_535).max(MAX_INT32).default(DEFAULT_LIMITS.connectionWindowBytes),
+      maxHeldResponseBytes: z.int().min(65_536).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeldResponseBytes),
+      maxResetStreams: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxResetStreams),
+      maxContinuationFrames: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxContinuationFrames),
+      maxSettingsEntries: z.int().min(6).max(MAX_INT32).default(DEFAULT_LIMITS.maxSettingsEntries),
+      maxEmptyFrames: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxEmptyFrames),
     })
     .prefault({}),
   http: z

@@ -162,6 +162,17 @@ describe('invalid configs', () => {
     ],
     ['unregistered type', `${ONE_BACKEND}interceptors: [{ name: x, type: nope }]\n`, ['interceptors[0].type']],
     ['document is a list', '- a\n', ['']],
+    [
+      'HTTP/2 flood limits out of range',
+      `limits: { maxContinuationFrames: 0, maxSettingsEntries: 5, maxEmptyFrames: 0, maxResetStreams: 0, maxHeldResponseBytes: 1024 }\n${ONE_BACKEND}`,
+      [
+        'limits.maxContinuationFrames',
+        'limits.maxSettingsEntries',
+        'limits.maxEmptyFrames',
+        'limits.maxResetStreams',
+        'limits.maxHeldResponseBytes',
+      ],
+    ],
   ])('%s', (_name, yaml, paths) => {
     expect(pathsOf(yaml).sort()).toEqual([...paths].sort());
   });
