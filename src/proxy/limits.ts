@@ -31,6 +31,16 @@ export const LIMITS = {
   streamWindowBytes: { default: 1024 * 1024, min: 65_535, max: MAX_INT32 },
   /** Flow-control window given to each client per connection. */
   connectionWindowBytes: { default: 16 * 1024 * 1024, min: 65_535, max: MAX_INT32 },
+  /** Response bytes waiting for one client (unread, or beyond its windows); beyond, its connection is closed. */
+  maxHeldResponseBytes: { default: 16 * 1024 * 1024, min: 65_536, max: MAX_INT32 },
+  /** Streams a client may reset before their call ends, or have refused as malformed, before it is disconnected. */
+  maxResetStreams: { default: 500, min: 1, max: MAX_INT32 },
+  /** CONTINUATION frames in one header block. */
+  maxContinuationFrames: { default: 16, min: 1, max: MAX_INT32 },
+  /** Entries in one SETTINGS frame. */
+  maxSettingsEntries: { default: 32, min: 6, max: MAX_INT32 },
+  /** DATA, HEADERS and CONTINUATION frames in a row that carry nothing and end nothing. */
+  maxEmptyFrames: { default: 10, min: 1, max: MAX_INT32 },
 } as const satisfies Record<string, LimitSpec>;
 
 /** Every limit's value, as the config holds it once validated. */

@@ -5,13 +5,12 @@ import { Registry } from 'prom-client';
 import { ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { Call, type CallEnvironment } from './call';
-import type { Chain } from './chain';
+import type { Chain } from '../chain/chain';
 import { ClientConnection } from './client-connection';
 import type { ClientStream } from './client-stream';
 import { dataPlaneMetrics, type DataPlaneMetrics } from './data-plane-metrics';
-import { pseudoHeader } from './request-headers';
 import type { Limits } from './limits';
-import { lookupMethod, methodFacts } from './method-table';
+import { lookupMethod } from '../chain/method-table';
 import type { Router } from './router';
 
 /** Where the CRI socket comes from. */
@@ -73,6 +72,13 @@ export class ProxyServer {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Bytes the client connections hold in the proxy (see ClientConnection.bytesHeld): what floods are bounded by. */
+  get bytesHeld(): number {
+    let bytes = 0;
+    for (const c of this.connections) bytes += c.bytesHeld;
+    return bytes;
   }
 
   /** What new calls run through from now on; calls in flight finish with what they started with. */
@@ -182,10 +188,10 @@ export class ProxyServer {
   private handleStream(stream: ClientStream): void {
     // Streams come only from connections admitted by serve().
     const { chain, env } = this.serving as Serving;
-    const method = lookupMethod(pseudoHeader(stream.fields, ':path') ?? '');
+    const method = lookupMethod(stream.head.path);
     const call = new Call(stream, method, env);
     this.inFlight++;
-    if (methodFacts(method).watch) this.watches.add(call);
+    if (method.watch) this.watches.add(call);
     chain
       .runnerFor(method)(call)
       .then(

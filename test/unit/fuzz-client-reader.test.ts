@@ -109,6 +109,8 @@ function connection(socket: FakeSocket, onRequest: (stream: ClientStream) => voi
       maxHeaderListBytes: 16_384,
       maxConcurrentStreams: 8,
       maxHeldRequestBytes: 4096,
+      maxHeldResponseBytes: 1 << 20,
+      maxResetStreams: 4,
       handshakeTimeoutMs: 60_000,
       handshakeMaxBytes: 4096,
     }),
