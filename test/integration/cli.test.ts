@@ -196,6 +196,9 @@ describe('the cri-proxy command', () => {
     running = startCli(['--config', config]);
     await started(port);
     expect((await client().unary('/runtime.v1.RuntimeService/StartContainer', Buffer.alloc(0))).status.code).toBe(grpc.status.OK);
+    // Ready: the runtime answered a Version call that went after the first proxy's own warm-up call, on the same
+    // connection, so that one (however slow on a busy machine) is recorded by now.
+    await eventually(async () => (await httpGet(`http://127.0.0.1:${port}/readyz`).catch(() => ({ status: 0 }))).status === 200);
     const auditBefore = fs.readFileSync(audit);
     const callsBefore = fake.calls.length;
 
