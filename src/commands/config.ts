@@ -1,6 +1,7 @@
 /** `cri-proxy config validate FILE` and `cri-proxy config print`: the configuration, without starting anything. */
 import { ConfigError, ConfigReadError, loadConfigFile, type ConfigOverrides } from '../config/load';
 import { printableConfig } from '../config/print';
+import { deprecatedSettings, describeDeprecated } from '../config/deprecations';
 import { errorMessage } from '../errors';
 import { builtinTypes } from './builtin-types';
 import { ExitCode } from './exit-codes';
@@ -8,7 +9,10 @@ import { processOutput, type CommandOutput } from './output';
 
 export function validateConfig(file: string, output: CommandOutput = processOutput): number {
   try {
-    loadConfigFile(file, builtinTypes());
+    const types = builtinTypes();
+    const config = loadConfigFile(file, types);
+    // Still valid: a deprecated key works, and is reported so that it gets renamed.
+    for (const found of deprecatedSettings(config, types)) output.err(`config ${file}: ${describeDeprecated(found)}\n`);
     output.out(`${file}: valid\n`);
     return ExitCode.OK;
   } catch (err) {

@@ -210,4 +210,5 @@ export const auditInterceptorType = defineInterceptorType({
   schema: auditConfigSchema,
   create: (config, deps) => createAuditInterceptor(config, deps),
   pathKeys: ['keyFile'],
+  observesEveryCall: 'the audit log would miss the calls it ends',
 });
