@@ -1,6 +1,6 @@
 /**
- * `image-policy`: an image allowlist enforced on the node itself, at PullImage and at CreateContainer, so
- * it also holds for static pods and for images that are already present.
+ * `image-policy`: an image allowlist enforced on the node itself, at every door an image comes through (doors.ts),
+ * so it also holds for static pods and for images that are already present.
  */
 import type { Counter } from 'prom-client';
 import { z } from 'zod';
