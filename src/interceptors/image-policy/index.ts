@@ -4,7 +4,7 @@
  */
 import type { Counter } from 'prom-client';
 import { z } from 'zod';
-import { MAX_INT32 } from '../../values';
+import { isRecord, MAX_INT32 } from '../../values';
 import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
 import { ProxyError, errorMessage } from '../../errors';
 import type { Scheduler } from '../../scheduler';
@@ -16,7 +16,7 @@ import { policyDecisionKey, type ImageDecisionRecord, type PolicyDecisionRecord 
 import { ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
 import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../../policies/image-rules';
-import { loadConfiguredPolicy, policyLabel, readPolicyFile } from './policy-file';
+import { DEFAULT_ACTION, DEFAULT_MODE, loadConfiguredPolicy, policyLabel, readPolicyFile, type PolicyConfig } from './policy-file';
 import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
 import { PolicyFileWatcher } from './policy-watcher';
 import { METRIC } from '../../metrics/names';
@@ -37,27 +37,41 @@ export const imagePolicySchema = z
     /** The old name of whenLookupFails (true: allow); still read, with a warning (see deprecatedKeys). */
     failOpen: z.boolean().optional(),
   })
-  .superRefine((config, ctx) => {
-    if (config.failOpen !== undefined && config.whenLookupFails !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['failOpen'], message: 'the old name of "whenLookupFails"; set only whenLookupFails' });
-    }
-    if ((config.rules === undefined) === (config.rulesFile === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'set exactly one of "rules" (an inline policy) or "rulesFile"' });
-      return;
-    }
-    // Reading the file here makes `config validate`, startup and SIGHUP all reject a bad policy.
-    if (config.rulesFile === undefined) return;
-    const result = readPolicyFile(config.rulesFile, config);
-    if (result.ok) return;
-    for (const problem of result.problems) {
-      ctx.addIssue({ code: 'custom', path: ['rulesFile'], message: `${config.rulesFile}: ${problem}` });
-    }
-  })
-  // The old key stays in the output, so that its use can be reported (see deprecatedKeys).
-  .transform(({ whenLookupFails, ...config }) => ({
-    ...config,
-    whenLookupFails: whenLookupFails ?? (config.failOpen === true ? ('allow' as const) : ('deny' as const)),
-  }));
+  .superRefine(
+    (config, ctx) => {
+      if (config.failOpen !== undefined && config.whenLookupFails !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['failOpen'], message: 'the old name of "whenLookupFails"; set only whenLookupFails' });
+      }
+      if ((config.rules === undefined) === (config.rulesFile === undefined)) {
+        ctx.addIssue({ code: 'custom', message: 'set exactly one of "rules" (an inline policy) or "rulesFile"' });
+        return;
+      }
+      // Reading the file here makes `config validate`, startup and SIGHUP all reject a bad policy.
+      if (typeof config.rulesFile !== 'string') return;
+      const result = readPolicyFile(config.rulesFile, validPolicySettings(config));
+      if (result.ok) return;
+      for (const problem of result.problems) {
+        ctx.addIssue({ code: 'custom', path: ['rulesFile'], message: `${config.rulesFile}: ${problem}` });
+      }
+    },
+    // Also when other keys are wrong, so that the file's problems are reported with theirs (the values may be invalid).
+    { when: (payload) => isRecord(payload.value) },
+  )
+  // With inline rules the defaults are filled in here, so that `config print` shows them; a rules file sets its own.
+  // The old failOpen key stays in the output, so that its use can be reported (see deprecatedKeys).
+  .transform(({ whenLookupFails, ...config }) => {
+    const lookup = { whenLookupFails: whenLookupFails ?? (config.failOpen === true ? ('allow' as const) : ('deny' as const)) };
+    return config.rulesFile !== undefined
+      ? { ...config, ...lookup }
+      : { ...config, mode: config.mode ?? DEFAULT_MODE, defaultAction: config.defaultAction ?? DEFAULT_ACTION, ...lookup };
+  });
+
+/** `mode` and `defaultAction` of a config that may be invalid elsewhere, each where it is valid. */
+function validPolicySettings(config: { mode?: unknown; defaultAction?: unknown }): PolicyConfig {
+  const mode = policyModeSchema.safeParse(config.mode);
+  const defaultAction = policyActionSchema.safeParse(config.defaultAction);
+  return { mode: mode.success ? mode.data : undefined, defaultAction: defaultAction.success ? defaultAction.data : undefined };
+}
 
 export type ImagePolicyConfig = z.output<typeof imagePolicySchema>;
 
