@@ -12,7 +12,8 @@ import type { CallContext, Interceptor, Next } from '../../chain/types';
 import type { RoutingConfig } from './config';
 import { RoutingDispatcher, type Decision, type RoutingCall } from './dispatch';
 import type { BuiltAnswer, RoutedAnswer } from './fan-out';
-import { backendCalls, metadataForBackends } from './runtime-calls';
+import { backendCalls } from './runtime-calls';
+import { metadataForBackends } from '../../chain/own-call';
 import { EVERY_BACKEND } from '../../chain/backends';
 
 type Forward = Extract<Decision, { kind: 'forward' }>;
