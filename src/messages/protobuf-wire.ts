@@ -112,6 +112,16 @@ export function stringAt(bytes: Uint8Array, path: readonly number[]): string | u
   return message === undefined ? undefined : asBuffer(message).toString('utf8');
 }
 
+/** The message at a path of field numbers (occurrences merged, as a parser would), e.g. `[2, 2]`; undefined when unset. */
+export function messageAt(bytes: Uint8Array, path: readonly number[]): Buffer | undefined {
+  let message: Buffer | undefined = asBuffer(bytes);
+  for (const number of path) {
+    if (message === undefined) return undefined;
+    message = payloadOf(message, number, true);
+  }
+  return message;
+}
+
 /**
  * The message with the string at `path` set to `value` ("" clears it, as proto3 encodes it). Every other entry
  * keeps its bytes and order; the occurrences of each message on the path become one entry in the first one's place.

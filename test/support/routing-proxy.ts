@@ -5,6 +5,7 @@ import { routingConfigSchema } from '../../src/interceptors/routing/config';
 import { createRoutingInterceptor } from '../../src/interceptors/routing/interceptor';
 import { silentLogger } from '../../src/log';
 import type { ChainEntry } from '../../src/chain/chain';
+import { Downstream } from '../../src/chain/own-call';
 import { decodeMessage, encodeMessage, type DecodedMessage } from '../../src/messages/codec';
 import { methodTable } from '../../src/chain/method-table';
 import type { Router } from '../../src/proxy/router';
@@ -70,10 +71,11 @@ export async function startRoutingProxy(options: RoutingProxyOptions = {}): Prom
     backends: BACKENDS,
     entriesFor: (router) => {
       registry = new Registry();
-      const routing = createRoutingInterceptor(config, { name: 'routing', log: silentLogger, registry, router });
+      const downstream = new Downstream(router, 'routing');
+      const routing = createRoutingInterceptor(config, { name: 'routing', log: silentLogger, registry, router, downstream });
       return [
         ...(options.before?.(router) ?? []),
-        { interceptor: routing, onError: 'failClosed', methods: undefined },
+        { interceptor: routing, onError: 'failClosed', methods: undefined, downstream },
         ...(options.after?.(router) ?? []),
       ];
     },

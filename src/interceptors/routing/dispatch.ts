@@ -17,12 +17,17 @@ import { imageStatusAcross, removeImageAcross } from './image-lookup';
 import { compileListMerge, type ListMerge } from './list-merge';
 import { methodRoutes, type RouteEntry } from './method-routes';
 import { routingMetrics, type RoutingMetrics } from './metrics';
-import { mergedList, toEveryBackend } from './node-wide';
+import { mergedList, toEveryBackend, type AnswerLimit } from './node-wide';
 import { OwnershipCache } from './ownership';
 import { requestString, rewriteHandler } from '../../messages/request-fields';
 import { mergedStatus } from './status-merge';
 import { mergeStreams } from './stream-merge';
 import { fieldAt } from '../../messages/field-at';
+import { wireFields, WireFormatError } from '../../messages/protobuf-wire';
+import { failuresOf } from './fan-out';
+import { ImageFlow, type PullThroughChain } from './image-flow';
+import { PullCredentials } from './pull-credentials';
+import { askRuntimeConfigs, runtimeConfigAnswer, type RuntimeConfigs } from './runtime-config';
 
 /** What routing needs to know about one call. */
 export interface RoutingCall {
@@ -39,6 +44,8 @@ export interface RoutingCall {
   readonly metadata: MetadataFields;
   /** The client's call: aborted when it is cancelled. */
   readonly signal: AbortSignal;
+  /** Pulls an image on the client's behalf, through the interceptors after routing (CreateContainer needs it). */
+  readonly pull: PullThroughChain;
 }
 
 export type Decision =
@@ -69,6 +76,9 @@ export interface RoutingDeps {
   readonly now?: () => number;
 }
 
+/** The RuntimeConfig answers as last compared: consistent, or not (and how), or not known yet. */
+type ConfigState = 'unknown' | 'consistent' | 'inconsistent';
+
 const built = (answer: BuiltAnswer): Decision => ({ kind: 'answer', answer: { from: 'proxy', answer } });
 
 export class RoutingDispatcher {
@@ -79,9 +89,13 @@ export class RoutingDispatcher {
   /** Default first: merged answers list its items first, and its words win. */
   private readonly order: readonly string[];
   private readonly merges = new Map<string, ListMerge>();
+  private readonly credentials: PullCredentials;
+  private readonly images: ImageFlow;
+  private readonly limit: AnswerLimit;
+  private configState: ConfigState = 'unknown';
 
   constructor(
-    config: RoutingConfig,
+    private readonly config: RoutingConfig,
     private readonly deps: RoutingDeps,
   ) {
     this.order = [deps.defaultBackend, ...deps.backends.filter((b) => b !== deps.defaultBackend)];
@@ -106,11 +120,51 @@ export class RoutingDispatcher {
       ...(deps.schedule !== undefined ? { schedule: deps.schedule } : {}),
       observe: (backend, message) => this.ownership.learnFromEvent(backend, message),
     });
+    this.credentials = new PullCredentials(config.images.credentialCacheSize);
+    this.images = new ImageFlow({
+      backends: this.order,
+      call: deps.call,
+      pullOnCreate: config.images.pullOnCreate,
+      credentials: this.credentials,
+      metrics: this.metrics,
+      log: deps.log,
+    });
+    this.limit = { bytes: config.maxMergedAnswerBytes, exceeded: (method) => this.metrics.mergedTooLarge.inc({ method }) };
   }
 
-  /** Rebuilds the ownership cache from every backend; calls naming unknown IDs wait for it. */
+  /**
+   * Rebuilds the ownership cache from every backend (calls naming unknown IDs wait for it), and compares their
+   * RuntimeConfig answers, saying so when they differ.
+   */
   start(): Promise<unknown> {
-    return this.ownership.rebuild();
+    const configs = askRuntimeConfigs({
+      call: this.deps.call,
+      backends: this.order,
+      metadata: [],
+      deadline: (this.deps.now ?? Date.now)() + this.config.ownership.rebuildTimeoutMs,
+    }).then(
+      (found) => this.noteConfigs(found),
+      (err: unknown) => this.deps.log.warn('could not compare the backends’ RuntimeConfig', { error: errorMessage(err) }),
+    );
+    return Promise.all([this.ownership.rebuild(), configs]);
+  }
+
+  /** Records what the backends' RuntimeConfig answers show, and says so when that changes. */
+  private noteConfigs({ replies, disagreement }: RuntimeConfigs): void {
+    const { log, metrics } = { log: this.deps.log, metrics: this.metrics };
+    const unanswered = failuresOf(replies).filter((f) => f.code !== GrpcStatus.UNIMPLEMENTED);
+    // Unknown while a backend could not answer, unless the others already disagree.
+    const state: ConfigState = disagreement !== undefined ? 'inconsistent' : unanswered.length > 0 ? 'unknown' : 'consistent';
+    if (state === 'unknown') return;
+    metrics.runtimeConfigConsistent.set(state === 'consistent' ? 1 : 0);
+    const was = this.configState;
+    this.configState = state;
+    if (state === was) return;
+    if (state === 'inconsistent') {
+      log.error("the backends' RuntimeConfig answers disagree: kubelet's RuntimeConfig calls fail and Status says so", {
+        disagreement,
+      });
+    } else if (was === 'inconsistent') log.info("the backends' RuntimeConfig answers agree again");
   }
 
   close(): void {
@@ -140,9 +194,16 @@ export class RoutingDispatcher {
       case 'all':
         return { kind: 'answer', answer: await toEveryBackend(fanOut, call.method, call.path, call.request) };
       case 'status':
-        return built(await mergedStatus(fanOut, call.path, call.request, this.rules.kubeletNamesOf));
+        return built(
+          await mergedStatus(fanOut, call.path, call.request, this.rules.kubeletNamesOf, (c) => this.noteConfigs(c), this.limit),
+        );
+      case 'runtime-config': {
+        const configs = await askRuntimeConfigs(fanOut);
+        this.noteConfigs(configs);
+        return { kind: 'answer', answer: runtimeConfigAnswer(configs) };
+      }
       case 'merge':
-        return built(await mergedList(fanOut, call.method, call.path, call.request, this.mergeOf(call, entry)));
+        return built(await mergedList(fanOut, call.method, call.path, call.request, this.mergeOf(call, entry), this.limit));
       case 'merge-stream':
         return { kind: 'stream', run: (send) => this.mergeStream(call, entry, send) };
       case 'events':
@@ -152,7 +213,11 @@ export class RoutingDispatcher {
       case 'pull': {
         const request = decodeMessage(type, call.request);
         const owner = this.ownership.podOwner(fieldAt(request, 'sandbox_config.metadata.uid') ?? '');
-        return owner !== undefined ? this.forward(entry, call, owner) : this.place(entry, call, this.rules.placeImagePull(request));
+        const decision =
+          owner !== undefined ? this.forward(entry, call, owner) : this.place(entry, call, this.rules.placeImagePull(request));
+        // Credentials that worked are the ones to pull the image with onto another runtime later.
+        const image = fieldAt(request, 'image.image') ?? '';
+        return { ...decision, onSuccess: () => this.credentials.learn(image, call.request) };
       }
       case 'image-status':
       case 'image-remove': {
@@ -166,12 +231,33 @@ export class RoutingDispatcher {
       case 'container': {
         const owner = await this.ownership.owner(route.kind, requestString(call.request, type, route.field), call.deadline);
         if (owner.kind === 'unavailable') return built(owner.answer);
-        return this.forward(entry, call, owner.backend);
+        const decision = this.forward(entry, call, owner.backend);
+        // With one backend, an image any runtime has is on the pod's: kubelet's own flow holds.
+        if (entry.ensuresImage !== true || owner.kind !== 'owned' || this.order.length === 1) return decision;
+        const image = await this.images.beforeCreate({
+          request: decision.request,
+          owner: owner.backend,
+          metadata: call.metadata,
+          deadline: call.deadline,
+          pull: call.pull,
+        });
+        return image.kind === 'failed' ? built(image.answer) : { ...decision, request: image.request };
       }
     }
   }
 
-  private place(entry: RouteEntry, call: RoutingCall, placement: Placement): Decision {
+  /**
+   * A method outside the table: to the backend that owns the sandbox or container its first field names (field
+   * number 1, a string, as in every scoped CRI method), when the ownership cache holds that ID; else the default
+   * backend. Never asks the backends: the field may be no ID at all.
+   */
+  async backendOfUnknown(firstMessage: Buffer | undefined): Promise<string> {
+    const id = firstString(firstMessage);
+    const owner = id === undefined ? undefined : await this.ownership.cachedOwner(id);
+    return owner ?? this.deps.defaultBackend;
+  }
+
+  private place(entry: RouteEntry, call: RoutingCall, placement: Placement): Decision & { kind: 'forward' } {
     this.metrics.placements.inc({ backend: placement.backend, rule: placement.rule ?? 'default' });
     return { ...this.forward(entry, call, placement.backend), rule: placement.rule };
   }
@@ -243,5 +329,22 @@ export class RoutingDispatcher {
       signal.removeEventListener('abort', onAbort);
     }
     return subscription.ended ?? { code: GrpcStatus.OK, message: '', body: undefined };
+  }
+}
+
+/** Longer strings are no IDs of a runtime: not worth a cache lookup. */
+const MAX_ID_LENGTH = 256;
+
+/** The string in field 1 of a message, when it has one there (as the wire says: the schema is not known). */
+function firstString(message: Buffer | undefined): string | undefined {
+  if (message === undefined) return undefined;
+  try {
+    const field = wireFields(message).find((f) => f.number === 1);
+    if (field === undefined || field.wireType !== 2 || field.end - field.valueStart > MAX_ID_LENGTH) return undefined;
+    const id = message.subarray(field.valueStart, field.end).toString('utf8');
+    return id === '' ? undefined : id;
+  } catch (err) {
+    if (err instanceof WireFormatError) return undefined;
+    throw err;
   }
 }
