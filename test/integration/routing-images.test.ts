@@ -264,6 +264,27 @@ describe('the pulls routing makes for kubelet', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  test('an audit log after routing sees them in the chain, and records each once', async () => {
+    const dir = makeTempDir();
+    const auditPath = join(dir, 'audit.log');
+    routing = await startRoutingProxy({
+      after: (router) => [entry(createAuditInterceptor(auditConfigSchema.parse({ path: auditPath }), depsOf('audit', router)))],
+    });
+    await placeImage('other', 'crio');
+    expect((await kubeletStartsPod(NAMESPACE.crio, 'IfNotPresent')).code).toBe(grpc.status.OK);
+    const records = readFileSync(auditPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(records.map((r) => [r['method'], r['onBehalfOf'], r['backend']])).toEqual([
+      ['RunPodSandbox', undefined, 'crio'],
+      ['PullImage', 'CreateContainer', 'crio'],
+      ['CreateContainer', undefined, 'crio'],
+      ['StartContainer', undefined, 'crio'],
+    ]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   test('carry the credentials kubelet last sent for the repository, which no log or record shows', async () => {
     const dir = makeTempDir();
     const auditPath = join(dir, 'audit.log');

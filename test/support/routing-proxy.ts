@@ -62,6 +62,8 @@ interface RoutingProxyOptions {
   readonly after?: (router: Router) => readonly ChainEntry[];
   /** Entries before routing (observers), built with the router. */
   readonly before?: (router: Router) => readonly ChainEntry[];
+  /** Paths outside CRI v1 both fake runtimes serve (as unary methods). */
+  readonly extraMethods?: readonly string[];
 }
 
 export async function startRoutingProxy(options: RoutingProxyOptions = {}): Promise<RoutingProxy> {
@@ -69,6 +71,7 @@ export async function startRoutingProxy(options: RoutingProxyOptions = {}): Prom
   const config = routingConfigSchema.parse(options.config ?? ROUTING_CONFIG);
   const proxy = await startTestProxy({
     backends: BACKENDS,
+    ...(options.extraMethods ? { extraMethods: options.extraMethods } : {}),
     entriesFor: (router) => {
       registry = new Registry();
       const downstream = new Downstream(router, 'routing');

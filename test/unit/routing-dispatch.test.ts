@@ -265,6 +265,53 @@ describe('node-wide calls', () => {
     }
   });
 
+  test('a method outside the table: the owner of the sandbox or container its field 1 names, if cached; else the default', async () => {
+    const lists: Script = {
+      crio: {
+        ListPodSandbox: ok(listOf([encode('PodSandbox', { id: 's-b' })])),
+        ListContainers: ok(listOf([encode('Container', { id: 'c-b', pod_sandbox_id: 's-b' })])),
+      },
+    };
+    const { dispatcher, calls } = setup(lists);
+    await dispatcher.start();
+    const asked = calls.length;
+    const field1 = (value: string): Buffer => encode('ContainerStatusRequest', { container_id: value });
+    expect(await dispatcher.backendOfUnknown(field1('c-b'))).toBe('crio');
+    expect(await dispatcher.backendOfUnknown(field1('s-b'))).toBe('crio');
+    for (const other of [
+      field1('nobody'),
+      field1('x'.repeat(300)),
+      encode('StopContainerRequest', { timeout: 3 }),
+      Buffer.from([0x0a, 0x09]),
+      undefined,
+    ]) {
+      expect(await dispatcher.backendOfUnknown(other)).toBe('containerd');
+    }
+    // The cache is all it goes by: nobody was asked.
+    expect(calls.length).toBe(asked);
+  });
+
+  test('RuntimeConfig: asked of every backend, the default one’s answer when they agree; the start compares them too', async () => {
+    const systemd = ok(encode('RuntimeConfigResponse', { linux: { cgroup_driver: 'SYSTEMD' } }));
+    const cgroupfs = ok(encode('RuntimeConfigResponse', { linux: { cgroup_driver: 'CGROUPFS' } }));
+    const agreeing = setup({ containerd: { RuntimeConfig: systemd }, crio: { RuntimeConfig: systemd } });
+    expect(await agreeing.dispatcher.decide(callOf('RuntimeConfig'))).toEqual({
+      kind: 'answer',
+      answer: { from: 'backend', backend: 'containerd', reply: systemd },
+    });
+    expect(agreeing.calls.map((c) => [c.backend, c.method, c.deadline])).toEqual([
+      ['containerd', 'RuntimeConfig', 1000],
+      ['crio', 'RuntimeConfig', 1000],
+    ]);
+    const differing = setup({ containerd: { RuntimeConfig: systemd }, crio: { RuntimeConfig: cgroupfs } });
+    await differing.dispatcher.start();
+    expect(await sample(differing.registry, 'cri_proxy_routing_runtime_config_consistent')).toBe(0);
+    expect(await differing.dispatcher.decide(callOf('RuntimeConfig'))).toMatchObject({
+      kind: 'answer',
+      answer: { from: 'proxy', answer: { code: 9 } },
+    });
+  });
+
   test('a method outside the table goes to the default backend as it is', async () => {
     const { dispatcher } = setup();
     const call: RoutingCall = {
