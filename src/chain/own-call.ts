@@ -131,7 +131,15 @@ export class OwnCall implements CallContext {
   respond(answer: OwnAnswer): void {
     this.claim();
     this.body = answer.messages?.length === 1 ? answer.messages[0] : undefined;
-    this.outcome = { code: answer.code ?? GrpcStatus.OK, message: answer.message ?? '', fromProxy: true };
+    const trailer = (name: string): string | undefined => {
+      const fields = answer.trailers ?? [];
+      for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+      return undefined;
+    };
+    // A runtime's answer relayed with its trailers carries its status there.
+    const status = trailer('grpc-status');
+    const code = status === undefined ? (answer.code ?? GrpcStatus.OK) : Number(status);
+    this.outcome = { code, message: trailer('grpc-message') ?? answer.message ?? '', fromProxy: true };
   }
 
   replaceRequest(message: Buffer): void {

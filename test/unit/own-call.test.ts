@@ -138,6 +138,16 @@ describe('calls an interceptor makes on a client’s behalf', () => {
     const answered = await chainWith(router, [entry(answering)]).call(parent(), { method: PULL, request: pullRequest, backend: 'a' });
     expect([answered.outcome.code, answered.body]).toEqual([0, pulled]);
     expect(sent).toHaveLength(1);
+    // A runtime's answer relayed with its trailers: the status is theirs.
+    const relaying: Interceptor = {
+      name: 'relay',
+      intercept: (ctx) => {
+        ctx.respond({ messages: [], trailers: ['grpc-status', '5', 'grpc-message', 'image not found'] });
+        return Promise.resolve();
+      },
+    };
+    const relayed = await chainWith(router, [entry(relaying)]).call(parent(), { method: PULL, request: pullRequest, backend: 'a' });
+    expect(relayed.outcome).toEqual({ code: 5, message: 'image not found', fromProxy: true });
   });
 
   test('a runtime that cannot be reached, or the client’s deadline gone: the outcome says so', async () => {

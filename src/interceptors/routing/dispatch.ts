@@ -19,15 +19,13 @@ import { methodRoutes, type RouteEntry } from './method-routes';
 import { routingMetrics, type RoutingMetrics } from './metrics';
 import { mergedList, toEveryBackend, type AnswerLimit } from './node-wide';
 import { OwnershipCache } from './ownership';
-import { requestString, rewriteHandler } from '../../messages/request-fields';
+import { firstFieldString, requestString, rewriteHandler } from '../../messages/request-fields';
 import { mergedStatus } from './status-merge';
 import { mergeStreams } from './stream-merge';
 import { fieldAt } from '../../messages/field-at';
-import { wireFields, WireFormatError } from '../../messages/protobuf-wire';
-import { failuresOf } from './fan-out';
 import { ImageFlow, type PullThroughChain } from './image-flow';
 import { PullCredentials } from './pull-credentials';
-import { askRuntimeConfigs, runtimeConfigAnswer, type RuntimeConfigs } from './runtime-config';
+import { runtimeConfigAnswer, RuntimeConfigWatch } from './runtime-config';
 
 /** What routing needs to know about one call. */
 export interface RoutingCall {
@@ -76,8 +74,8 @@ export interface RoutingDeps {
   readonly now?: () => number;
 }
 
-/** The RuntimeConfig answers as last compared: consistent, or not (and how), or not known yet. */
-type ConfigState = 'unknown' | 'consistent' | 'inconsistent';
+/** Longer strings are no IDs of a runtime: not worth a cache lookup. */
+const MAX_ID_LENGTH = 256;
 
 const built = (answer: BuiltAnswer): Decision => ({ kind: 'answer', answer: { from: 'proxy', answer } });
 
@@ -92,7 +90,7 @@ export class RoutingDispatcher {
   private readonly credentials: PullCredentials;
   private readonly images: ImageFlow;
   private readonly limit: AnswerLimit;
-  private configState: ConfigState = 'unknown';
+  private readonly configs: RuntimeConfigWatch;
 
   constructor(
     private readonly config: RoutingConfig,
@@ -130,6 +128,7 @@ export class RoutingDispatcher {
       log: deps.log,
     });
     this.limit = { bytes: config.maxMergedAnswerBytes, exceeded: (method) => this.metrics.mergedTooLarge.inc({ method }) };
+    this.configs = new RuntimeConfigWatch(this.metrics, deps.log);
   }
 
   /**
@@ -137,34 +136,11 @@ export class RoutingDispatcher {
    * RuntimeConfig answers, saying so when they differ.
    */
   start(): Promise<unknown> {
-    const configs = askRuntimeConfigs({
-      call: this.deps.call,
-      backends: this.order,
-      metadata: [],
-      deadline: (this.deps.now ?? Date.now)() + this.config.ownership.rebuildTimeoutMs,
-    }).then(
-      (found) => this.noteConfigs(found),
-      (err: unknown) => this.deps.log.warn('could not compare the backends’ RuntimeConfig', { error: errorMessage(err) }),
-    );
+    const deadline = (this.deps.now ?? Date.now)() + this.config.ownership.rebuildTimeoutMs;
+    const configs = this.configs
+      .check({ call: this.deps.call, backends: this.order, metadata: [], deadline })
+      .catch((err: unknown) => this.deps.log.warn("could not compare the backends' RuntimeConfig", { error: errorMessage(err) }));
     return Promise.all([this.ownership.rebuild(), configs]);
-  }
-
-  /** Records what the backends' RuntimeConfig answers show, and says so when that changes. */
-  private noteConfigs({ replies, disagreement }: RuntimeConfigs): void {
-    const { log, metrics } = { log: this.deps.log, metrics: this.metrics };
-    const unanswered = failuresOf(replies).filter((f) => f.code !== GrpcStatus.UNIMPLEMENTED);
-    // Unknown while a backend could not answer, unless the others already disagree.
-    const state: ConfigState = disagreement !== undefined ? 'inconsistent' : unanswered.length > 0 ? 'unknown' : 'consistent';
-    if (state === 'unknown') return;
-    metrics.runtimeConfigConsistent.set(state === 'consistent' ? 1 : 0);
-    const was = this.configState;
-    this.configState = state;
-    if (state === was) return;
-    if (state === 'inconsistent') {
-      log.error("the backends' RuntimeConfig answers disagree: kubelet's RuntimeConfig calls fail and Status says so", {
-        disagreement,
-      });
-    } else if (was === 'inconsistent') log.info("the backends' RuntimeConfig answers agree again");
   }
 
   close(): void {
@@ -195,12 +171,10 @@ export class RoutingDispatcher {
         return { kind: 'answer', answer: await toEveryBackend(fanOut, call.method, call.path, call.request) };
       case 'status':
         return built(
-          await mergedStatus(fanOut, call.path, call.request, this.rules.kubeletNamesOf, (c) => this.noteConfigs(c), this.limit),
+          await mergedStatus(fanOut, call.path, call.request, this.rules.kubeletNamesOf, (c) => this.configs.note(c), this.limit),
         );
       case 'runtime-config': {
-        const configs = await askRuntimeConfigs(fanOut);
-        this.noteConfigs(configs);
-        return { kind: 'answer', answer: runtimeConfigAnswer(configs) };
+        return { kind: 'answer', answer: runtimeConfigAnswer(await this.configs.check(fanOut)) };
       }
       case 'merge':
         return built(await mergedList(fanOut, call.method, call.path, call.request, this.mergeOf(call, entry), this.limit));
@@ -246,13 +220,18 @@ export class RoutingDispatcher {
     }
   }
 
+  /** Whether methods outside the table may go elsewhere than the default backend (there is another). */
+  get routesUnknownMethods(): boolean {
+    return this.order.length > 1;
+  }
+
   /**
    * A method outside the table: to the backend that owns the sandbox or container its first field names (field
    * number 1, a string, as in every scoped CRI method), when the ownership cache holds that ID; else the default
    * backend. Never asks the backends: the field may be no ID at all.
    */
   async backendOfUnknown(firstMessage: Buffer | undefined): Promise<string> {
-    const id = firstString(firstMessage);
+    const id = firstFieldString(firstMessage, MAX_ID_LENGTH);
     const owner = id === undefined ? undefined : await this.ownership.cachedOwner(id);
     return owner ?? this.deps.defaultBackend;
   }
@@ -329,22 +308,5 @@ export class RoutingDispatcher {
       signal.removeEventListener('abort', onAbort);
     }
     return subscription.ended ?? { code: GrpcStatus.OK, message: '', body: undefined };
-  }
-}
-
-/** Longer strings are no IDs of a runtime: not worth a cache lookup. */
-const MAX_ID_LENGTH = 256;
-
-/** The string in field 1 of a message, when it has one there (as the wire says: the schema is not known). */
-function firstString(message: Buffer | undefined): string | undefined {
-  if (message === undefined) return undefined;
-  try {
-    const field = wireFields(message).find((f) => f.number === 1);
-    if (field === undefined || field.wireType !== 2 || field.end - field.valueStart > MAX_ID_LENGTH) return undefined;
-    const id = message.subarray(field.valueStart, field.end).toString('utf8');
-    return id === '' ? undefined : id;
-  } catch (err) {
-    if (err instanceof WireFormatError) return undefined;
-    throw err;
   }
 }

@@ -35,11 +35,11 @@ class RoutingInterceptor implements Interceptor {
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
     const { method } = ctx;
-    if (!method.known) {
+    if (!method.known && this.dispatcher.routesUnknownMethods) {
       ctx.backend = await this.dispatcher.backendOfUnknown(await ctx.firstRequestMessage());
       return next();
     }
-    if (this.dispatcher.passesThrough(method.name)) {
+    if (!method.known || this.dispatcher.passesThrough(method.name)) {
       ctx.backend = this.dispatcher.defaultBackend;
       return next();
     }

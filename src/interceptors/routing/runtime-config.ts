@@ -4,9 +4,11 @@
  * answering one of them: the call fails naming each, and `Status` carries a condition saying so.
  */
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
+import type { Logger } from '../../log';
 import { decodeMessage } from '../../messages/codec';
 import type { NamedReply } from './backend-call';
 import { callEvery, failuresOf, fanOutFailure, type FanOutCall, type RoutedAnswer } from './fan-out';
+import type { RoutingMetrics } from './metrics';
 
 const PATH = '/runtime.v1.RuntimeService/RuntimeConfig';
 const RESPONSE = 'runtime.v1.RuntimeConfigResponse';
@@ -67,4 +69,40 @@ export function runtimeConfigAnswer({ replies, disagreement }: RuntimeConfigs): 
   // A backend that could not answer might disagree: nothing can be answered for it.
   if (unreachable.length > 0 || first === undefined) return { from: 'proxy', answer: fanOutFailure('RuntimeConfig', failed) };
   return { from: 'backend', ...first };
+}
+
+/** The answers as last compared: consistent, or not, or not known yet (a backend could not answer). */
+type ConfigState = 'unknown' | 'consistent' | 'inconsistent';
+
+/** What the backends' RuntimeConfig answers last showed: in a gauge, and in the log when it changes. */
+export class RuntimeConfigWatch {
+  private state: ConfigState = 'unknown';
+
+  constructor(
+    private readonly metrics: RoutingMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  /** Asks every backend and notes what they say (a malformed answer counts as no answer). */
+  async check(c: FanOutCall): Promise<RuntimeConfigs> {
+    const configs = await askRuntimeConfigs(c);
+    this.note(configs);
+    return configs;
+  }
+
+  note({ replies, disagreement }: RuntimeConfigs): void {
+    const unanswered = failuresOf(replies).filter((f) => f.code !== GrpcStatus.UNIMPLEMENTED);
+    // Unknown while a backend could not answer, unless the others already disagree.
+    const state: ConfigState = disagreement !== undefined ? 'inconsistent' : unanswered.length > 0 ? 'unknown' : 'consistent';
+    if (state === 'unknown') return;
+    this.metrics.runtimeConfigConsistent.set(state === 'consistent' ? 1 : 0);
+    const was = this.state;
+    this.state = state;
+    if (state === was) return;
+    if (state === 'inconsistent') {
+      this.log.error("the backends' RuntimeConfig answers disagree: kubelet's RuntimeConfig calls fail and Status says so", {
+        disagreement,
+      });
+    } else if (was === 'inconsistent') this.log.info("the backends' RuntimeConfig answers agree again");
+  }
 }
