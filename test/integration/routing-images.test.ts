@@ -163,6 +163,35 @@ describe("kubelet's image flow, for each pull policy and wherever the image is",
   });
 });
 
+describe('image volumes', () => {
+  test('an image volume only the other runtime has is pulled onto the pod’s runtime too, and the container starts', async () => {
+    routing = await startRoutingProxy();
+    const VOLUME = 'registry.example/data:2';
+    await placeImage('pod', 'crio');
+    const volumeId = await pullDirectly('containerd', VOLUME);
+    const config = sandboxConfig('p', NAMESPACE.crio);
+    const podId = ok(await routing.call('RunPodSandbox', { config }))['pod_sandbox_id'] as string;
+    // kubelet resolves every image of the pod (the container's, its image volumes') with ImageStatus first.
+    const imageId = (ok(await routing.call('ImageStatus', { image: { image: IMAGE } }))['image'] as { id: string }).id;
+    const volume = (ok(await routing.call('ImageStatus', { image: { image: VOLUME } }))['image'] as { id: string }).id;
+    expect(volume).toBe(volumeId);
+    const created = ok(
+      await routing.call('CreateContainer', {
+        pod_sandbox_id: podId,
+        sandbox_config: config,
+        config: {
+          metadata: { name: 'main' },
+          image: { image: imageId, user_specified_image: IMAGE },
+          mounts: [{ container_path: '/data', image: { image: volume, user_specified_image: VOLUME } }],
+        },
+      }),
+    );
+    ok(await routing.call('StartContainer', { container_id: created['container_id'] }));
+    expect(routing.cri.crio.imageId(VOLUME)).toBe(volumeId);
+    expect(await sample(routing.registry(), 'cri_proxy_routing_missing_images_total', { backend: 'crio', outcome: 'pulled' })).toBe(1);
+  });
+});
+
 describe('images kubelet names by ID', () => {
   test('the pod’s runtime has the image under an ID of its own: the container is created from that one, nothing pulled', async () => {
     routing = await startRoutingProxy();

@@ -158,9 +158,12 @@ export class FakeCri {
       const sandbox = this.sandbox(str(r, 'pod_sandbox_id'));
       // As CRI-O says it: a runtime creates containers only from images it holds (tests that leave the image out
       // do not care which).
-      const image = str(sub(sub(r, 'config'), 'image'), 'image');
-      if (image !== '' && this.imageId(image) === undefined)
-        throw new RuntimeFailure({ code: grpc.status.NOT_FOUND, message: `${this.name}: image not known: ${image}` });
+      const config = sub(r, 'config');
+      const mounts = Array.isArray(config?.['mounts']) ? (config['mounts'] as DecodedMessage[]) : [];
+      for (const image of [str(sub(config, 'image'), 'image'), ...mounts.map((m) => str(sub(m, 'image'), 'image'))]) {
+        if (image !== '' && this.imageId(image) === undefined)
+          throw new RuntimeFailure({ code: grpc.status.NOT_FOUND, message: `${this.name}: image not known: ${image}` });
+      }
       const container: Container = {
         id: this.id('ctr'),
         sandboxId: sandbox.id,

@@ -152,3 +152,53 @@ test('a request whose config does not decode goes on, for the runtime to refuse'
   expect(await flow.beforeCreate(create(request))).toEqual({ kind: 'ready', request });
   expect(calls).toEqual([]);
 });
+
+describe('image volumes', () => {
+  const VOLUME = 'registry.example/data:2';
+  const VOLUME_ID = `sha256:${'e'.repeat(64)}`;
+  const withVolumes = (mounts: Record<string, unknown>[]): Buffer =>
+    Buffer.concat([
+      encode('CreateContainerRequest', {
+        pod_sandbox_id: 's1',
+        config: { metadata: { name: 'c' }, image: { image: ID, user_specified_image: NAME }, mounts },
+      }),
+      lengthDelimited(3, sandbox),
+    ]);
+  const mountsOf = (request: Buffer): unknown =>
+    (decodeMessage('runtime.v1.CreateContainerRequest', request)['config'] as { mounts: unknown }).mounts;
+
+  test('each image a volume mounts is made present too: pulled, or the owner’s own ID used in that mount only', async () => {
+    const owner = statusBy({ [ID]: present(ID), [NAME]: present(ID), [VOLUME]: present(OTHER_ID) });
+    const { flow, pulls, create } = setup(
+      { crio: { ImageStatus: owner } },
+      { pull: { code: 0, message: '', refused: false, imageRef: VOLUME_ID } },
+    );
+    const request = withVolumes([
+      { container_path: '/host', host_path: '/srv' },
+      { container_path: '/data', image: { image: VOLUME_ID, user_specified_image: VOLUME } },
+      { container_path: '/tools', image: { image: 'registry.example/tools:3' } },
+    ]);
+    const answer = await flow.beforeCreate(create(request));
+    if (answer.kind !== 'ready') throw new Error(answer.answer.message);
+    expect(mountsOf(answer.request)).toEqual([
+      { container_path: '/host', host_path: '/srv' },
+      { container_path: '/data', image: { image: OTHER_ID, user_specified_image: VOLUME } },
+      { container_path: '/tools', image: { image: 'registry.example/tools:3' } },
+    ]);
+    // Only the image the owner lacked under any name was pulled; the container's own image was there.
+    expect(pulls.map((p) => (p.request['image'] as { image: string }).image)).toEqual(['registry.example/tools:3']);
+    expect(imageOf(answer.request)).toEqual({ image: ID, user_specified_image: NAME });
+  });
+
+  test('a volume image that cannot be had fails the call, as the container image would', async () => {
+    const { flow, create } = setup(
+      { crio: { ImageStatus: statusBy({ [ID]: present(ID) }) } },
+      { pull: { code: 14, message: 'no route to host', refused: false, imageRef: undefined } },
+    );
+    const answer = await flow.beforeCreate(create(withVolumes([{ container_path: '/data', image: { image: VOLUME } }])));
+    expect(answer).toMatchObject({
+      kind: 'failed',
+      answer: { code: 14, message: expect.stringContaining(`image "${VOLUME}"`) as unknown },
+    });
+  });
+});

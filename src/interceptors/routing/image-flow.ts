@@ -3,7 +3,7 @@
  * without saying for which pod, pulls only when told the image is absent (and always with `imagePullPolicy:
  * Always`), then creates the container naming the image, by the ID it was told as a rule. ImageStatus is answered
  * by whichever runtime has the image; so at CreateContainer routing makes sure the runtime that owns the pod has
- * it before the call goes there:
+ * each image the container needs (its own, and its image volumes') before the call goes there:
  *
  * 1. that runtime has the image kubelet names: nothing to do (no registry is asked);
  * 2. kubelet names an ID that runtime does not have, but it has the image the user wrote under an ID of its
@@ -15,7 +15,17 @@
 import { GrpcStatus } from '../../errors';
 import type { Logger } from '../../log';
 import { classifyImage } from '../../policies/image-reference';
-import { lengthDelimited, messageAt, replaceStringAt, stringAt, wireFields, WireFormatError } from '../../messages/protobuf-wire';
+import {
+  itemsOf,
+  lengthDelimited,
+  messageAt,
+  replaceItem,
+  replaceMessageAt,
+  replaceStringAt,
+  stringAt,
+  wireFields,
+  WireFormatError,
+} from '../../messages/protobuf-wire';
 import { resolvePath } from '../../messages/wire-paths';
 import type { CallBackend, MetadataFields } from './backend-call';
 import { callEvery, statusName, type BuiltAnswer } from './fan-out';
@@ -67,7 +77,10 @@ export type ImageReady =
   | { readonly kind: 'failed'; readonly answer: BuiltAnswer };
 
 interface Paths {
-  readonly imageSpec: readonly number[];
+  readonly config: readonly number[];
+  readonly containerImage: readonly number[];
+  readonly mounts: number;
+  readonly mountImage: readonly number[];
   readonly sandboxConfig: readonly number[];
   readonly podName: readonly number[];
   readonly podNamespace: readonly number[];
@@ -85,7 +98,10 @@ function resolvePaths(): Paths {
   const at = (type: string, path: string): readonly number[] => resolvePath(`runtime.v1.${type}`, path).numbers;
   const one = (type: string, path: string): number => at(type, path)[0] as number;
   return {
-    imageSpec: at('CreateContainerRequest', 'config.image'),
+    config: at('CreateContainerRequest', 'config'),
+    containerImage: at('ContainerConfig', 'image'),
+    mounts: one('ContainerConfig', 'mounts'),
+    mountImage: at('Mount', 'image'),
     sandboxConfig: at('CreateContainerRequest', 'sandbox_config'),
     podName: at('PodSandboxConfig', 'metadata.name'),
     podNamespace: at('PodSandboxConfig', 'metadata.namespace'),
@@ -106,36 +122,90 @@ interface Held {
   readonly digests: readonly string[];
 }
 
+/** An image a CreateContainer call needs (the container's, an image volume's): its spec, and how to name another. */
+interface ImageSlot {
+  readonly spec: Buffer;
+  /** The request with this slot's image replaced by `image`. */
+  readonly renamed: (request: Buffer, image: string) => Buffer;
+}
+
+type SlotReady = { readonly kind: 'ready'; readonly image?: string } | { readonly kind: 'failed'; readonly answer: BuiltAnswer };
+
 export class ImageFlow {
   private paths: Paths | undefined;
 
   constructor(private readonly options: ImageFlowOptions) {}
 
-  /** Makes the image of a CreateContainer call present on the runtime that owns its pod, if it can. */
+  /** Makes the images of a CreateContainer call (its own, its image volumes') present on the runtime that owns its pod. */
   async beforeCreate(c: CreateCall): Promise<ImageReady> {
-    const paths = (this.paths ??= resolvePaths());
-    const ready = { kind: 'ready', request: c.request } as const;
-    let spec: Buffer;
+    let slots: ImageSlot[];
     try {
-      spec = messageAt(c.request, paths.imageSpec) ?? Buffer.alloc(0);
+      slots = this.slotsOf(c.request);
     } catch (err) {
       // A request that does not decode is the runtime's to refuse.
-      if (err instanceof WireFormatError) return ready;
+      if (err instanceof WireFormatError) return { kind: 'ready', request: c.request };
       throw err;
     }
+    let request = c.request;
+    for (const slot of slots) {
+      const ready = await this.ensure(c, slot.spec);
+      if (ready.kind === 'failed') return ready;
+      if (ready.image !== undefined) request = slot.renamed(request, ready.image);
+    }
+    return { kind: 'ready', request };
+  }
+
+  private slotsOf(request: Buffer): ImageSlot[] {
+    const paths = (this.paths ??= resolvePaths());
+    const config = messageAt(request, paths.config) ?? Buffer.alloc(0);
+    const named = (spec: Buffer | undefined): boolean => spec !== undefined && (stringAt(spec, paths.specImage) ?? '') !== '';
+    const slots: ImageSlot[] = [];
+    const image = messageAt(config, paths.containerImage);
+    if (image !== undefined && named(image)) {
+      const path = [...paths.config, ...paths.containerImage, ...paths.specImage];
+      slots.push({ spec: image, renamed: (r, id) => replaceStringAt(r, path, id) });
+    }
+    itemsOf(config, paths.mounts).forEach((mount, index) => {
+      const spec = messageAt(mount, paths.mountImage);
+      if (spec === undefined || !named(spec)) return;
+      const path = [...paths.mountImage, ...paths.specImage];
+      const renamed = (r: Buffer, id: string): Buffer => {
+        const current = messageAt(r, paths.config) ?? Buffer.alloc(0);
+        return replaceMessageAt(
+          r,
+          paths.config,
+          replaceItem(current, paths.mounts, index, (m) => replaceStringAt(m, path, id)),
+        );
+      };
+      slots.push({ spec, renamed });
+    });
+    return slots;
+  }
+
+  /** One image: present on the owner as named, under another ID of the owner's (`image`), or pulled there. */
+  private async ensure(c: CreateCall, spec: Buffer): Promise<SlotReady> {
+    const paths = this.paths as Paths;
     const image = stringAt(spec, paths.specImage) ?? '';
     const userImage = stringAt(spec, paths.specUserImage) ?? '';
-    if (image === '') return ready;
     const onOwner = await this.status(c, c.owner, spec);
     // Present, or the owner cannot say: the call goes on and the runtime answers it.
-    if (onOwner === undefined || onOwner.id !== undefined) return ready;
+    if (onOwner === undefined || onOwner.id !== undefined) return { kind: 'ready' };
 
     const byId = classifyImage(image).kind === 'id';
+    const pod = this.podOf(c.request);
     if (byId && userImage !== '' && userImage !== image) {
       const named = await this.status(c, c.owner, replaceStringAt(spec, paths.specImage, userImage));
-      if (named?.id !== undefined) return this.replaced(c, 'local_id', image, named.id);
+      if (named?.id !== undefined && named.id !== '') {
+        this.count(c.owner, 'local_id');
+        this.options.log.info('the runtime of the pod has the image under an ID of its own; the container is created from it', {
+          backend: c.owner,
+          requested: image,
+          used: named.id,
+          pod,
+        });
+        return { kind: 'ready', image: named.id };
+      }
     }
-    const pod = this.podOf(c.request);
     if (!this.options.pullOnCreate) {
       this.count(c.owner, 'not_pulled');
       const message =
@@ -174,22 +244,8 @@ export class ImageFlow {
       pod,
     });
     // The runtime now has the image: by the ID kubelet named, or (pulled by name) under an ID of its own.
-    if (byId && pulled.imageRef !== undefined && pulled.imageRef !== '' && pulled.imageRef !== image) {
-      return { kind: 'ready', request: replaceStringAt(c.request, [...paths.imageSpec, ...paths.specImage], pulled.imageRef) };
-    }
-    return ready;
-  }
-
-  private replaced(c: CreateCall, outcome: MissingImageOutcome, from: string, to: string): ImageReady {
-    const paths = this.paths as Paths;
-    this.count(c.owner, outcome);
-    this.options.log.info('the runtime of the pod has the image under an ID of its own; the container is created from it', {
-      backend: c.owner,
-      requested: from,
-      used: to,
-      pod: this.podOf(c.request),
-    });
-    return { kind: 'ready', request: replaceStringAt(c.request, [...paths.imageSpec, ...paths.specImage], to) };
+    const own = pulled.imageRef;
+    return byId && own !== undefined && own !== '' && own !== image ? { kind: 'ready', image: own } : { kind: 'ready' };
   }
 
   private count(backend: string, outcome: MissingImageOutcome): void {
