@@ -171,6 +171,7 @@ export class Call implements CallContext {
       upstream,
       headers,
       holdResponse: this.method.kind === 'unary',
+      wholeRequest: this.method.kind !== 'unknown',
       keepResponse: readsResponse(this.method),
       maxMessageBytes: this.env.maxMessageBytes,
       observers: this.observers,

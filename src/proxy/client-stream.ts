@@ -4,6 +4,8 @@ import { FrameScanner, firstMessageOf, frameMessage } from './grpc-frames';
 import { RESPONSE_FIELDS, statusFields } from './grpc-status';
 import { ErrorCode, type ErrorCodeValue } from './http2/frames';
 import { Http2Stream } from './http2/output';
+import { appendPiece } from './http2/pieces';
+import type { RequestHead } from './http2/request-head';
 import { OwnResponse } from './own-response';
 import { tooLarge } from './relay-messages';
 import { ResponseRelay, type ResponseSink } from './response-relay';
@@ -44,12 +46,16 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private peeked = false;
   private drainWaiters: (() => void)[] | undefined;
   private readonly creditClient = (bytes: number): void => this.conn.consumed(this, bytes);
+  /** Request DATA bytes received, checked against the declared `content-length`. */
+  receivedBytes = 0;
 
   constructor(
     readonly conn: StreamHost,
     id: number,
     windows: readonly [number, number],
     readonly fields: readonly string[],
+    /** What the header list says, checked well-formed: the one `:path` and the declared length. */
+    readonly head: RequestHead,
     maxMessageBytes: number,
   ) {
     super(id, windows[0], windows[1]);
@@ -80,7 +86,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
       this.hold(body, data);
       if (end) body.settle?.();
     } else if (data.length > 0) {
-      (this.queued ??= []).push(data);
+      appendPiece((this.queued ??= []), data);
     }
   }
 
@@ -149,14 +155,14 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private hold(body: Body, data: Buffer): void {
     this.conn.consumed(this, data.length);
     if (data.length === 0) return;
-    body.parts.push(data);
+    appendPiece(body.parts, data);
     body.bytes += data.length;
     this.checkFirst(body);
     if (!this.conn.holdBytes(data.length)) {
       this.failRequest(
         new ProxyError(
           'LIMIT_EXCEEDED',
-          `cri-proxy: requests held for interceptors on this connection exceed ${this.conn.maxHeldBytes} bytes (limits.maxHeldRequestBytes)`,
+          `cri-proxy: requests held on this connection (for interceptors, or until complete) exceed ${this.conn.maxHeldBytes} bytes (limits.maxHeldRequestBytes)`,
         ),
       );
     }
@@ -177,8 +183,14 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
 
   // ---- forwarding ----
   async forward(request: ForwardRequest): Promise<CallOutcome> {
-    // A request read by the chain goes up whole, once it is all here; one only peeked at goes on as it comes.
-    const peeked = this.mode === RequestMode.Hold && this.peeked ? (this.body?.parts ?? []) : undefined;
+    // A request still arriving that must go up whole waits for its end (held, the client credited as it comes).
+    const whole = request.wholeRequest || this.head.contentLength >= 0;
+    if (whole && this.mode === RequestMode.Queue && !this.remoteEnded && !this.cancelled && this.requestError === undefined) {
+      this.holdRequest();
+    }
+    // A request read by the chain, or held above, goes up whole once it is all here; one only peeked at (a method
+    // outside the table, its length not declared) goes on as it comes.
+    const peeked = this.mode === RequestMode.Hold && this.peeked && !whole ? (this.body?.parts ?? []) : undefined;
     const body = this.mode === RequestMode.Hold && peeked === undefined ? await this.body?.done.catch(() => undefined) : undefined;
     if (this.cancelled) return CANCELLED_OUTCOME;
     if (this.requestError !== undefined) return outcomeOfError(this.requestError);
@@ -288,7 +300,8 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
       for (const message of reply.messages) conn.sendData(this, frameMessage(message), false);
     }
     const trailers = reply?.trailers;
-    if (trailers === undefined) conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent), true);
+    if (trailers === undefined)
+      conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent, outcome.errorCode), true);
     else conn.sendHeaders(this, this.headersSent ? withoutPseudoHeaders(trailers) : asTrailersOnly(trailers), true);
   }
 

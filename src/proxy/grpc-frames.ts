@@ -100,7 +100,8 @@ export function firstMessageOf(
   if (bytes < length) return { done: false };
   if (head[0] !== 0) return { done: true, message: undefined };
   const whole = head.length >= length ? head : Buffer.concat(parts, length);
-  return { done: true, message: whole.subarray(PREFIX_BYTES, length) };
+  // A copy: held pieces may be joined into later (see pieces.ts), and the message outlives the call's holding.
+  return { done: true, message: Buffer.from(whole.subarray(PREFIX_BYTES, length)) };
 }
 
 /** Reads the single message of a framed unary body; undefined when it is not exactly one uncompressed message. */

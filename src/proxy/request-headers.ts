@@ -11,42 +11,6 @@ export function pseudoHeader(fields: readonly string[], name: string): string | 
   return undefined;
 }
 
-/** Lowercase token characters (RFC 9110 §5.6.2 minus upper case, as HTTP/2 requires). */
-const FIELD_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
-/** Control characters other than tab (RFC 9113 §8.2.1, as Go's HTTP/2 framer checks them). */
-function hasControlCharacter(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
-  }
-  return false;
-}
-
-/**
- * Why a request's header list is malformed, or undefined: names lowercase tokens, values without control
- * characters, pseudo-headers first, `:method` and `:path` present. As strict as the runtimes' own HTTP/2 reader
- * (Go's), no stricter: whatever containerd would take passes.
- */
-export function malformedRequest(fields: readonly string[]): string | undefined {
-  let regular = false;
-  let path = false;
-  let method = false;
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i] as string;
-    if (!FIELD_NAME.test(name)) return `invalid header name "${name}"`;
-    if (hasControlCharacter(fields[i + 1] as string)) return `invalid value for header "${name}"`;
-    if (name.charCodeAt(0) === 0x3a) {
-      if (regular) return `pseudo-header ${name} after regular headers`;
-      if (name === ':path') path = fields[i + 1] !== '';
-      if (name === ':method') method = true;
-    } else {
-      regular = true;
-    }
-  }
-  if (!method || !path) return 'missing :method or :path';
-  return undefined;
-}
-
 /** An :authority value every HTTP/2 implementation accepts (RFC 3986 authority characters). */
 export function isAcceptableAuthority(value: string): boolean {
   return /^[A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]*$/.test(value);

@@ -24,6 +24,8 @@ const DEFAULT_SETTINGS: LocalSettings = {
   streamWindow: 1024 * 1024,
   connectionWindow: 16 * 1024 * 1024,
   maxHeaderListBytes: 1024 * 1024,
+  // A runtime's header list of up to 1 MiB (large status details) may take 64 frames of the default size.
+  maxContinuationFrames: 256,
 };
 
 /**

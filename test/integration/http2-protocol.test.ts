@@ -128,6 +128,7 @@ describe('HTTP/2 protocol errors from a client', () => {
   test('DATA after the end of a stream resets it with STREAM_CLOSED', async () => {
     proxy.runtime.on('ExecSync', { delayMs: Infinity });
     raw.handshake().write(raw.requestHeaders(1, '/runtime.v1.RuntimeService/ExecSync'), raw.message(1, Buffer.alloc(0), true));
+    await waitForCall(proxy, 'ExecSync');
     raw.write(raw.message(1, Buffer.alloc(0), false));
     expect(await raw.reset(1)).toBe(ErrorCode.STREAM_CLOSED);
     await waitForCancel(proxy, 'ExecSync');
