@@ -2,12 +2,14 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { InterceptorTypes } from './chain/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
 import { checkSocketSafety } from './config/socket-safety';
+import { reportDeprecatedSettings } from './config/deprecations';
 import { GrpcStatus, ProxyError, errorMessage, listenError } from './errors';
 import { createLogger, type Logger } from './log';
 import { ensureCounter, ensureGauge } from './metrics/registry';
 import { AdminServer, type Readiness } from './admin/admin-server';
 import type { Call } from './proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from './chain/chain';
+import { Downstream } from './chain/own-call';
 import { warmCodec } from './messages/codec';
 import { dataPlaneMetrics } from './proxy/data-plane-metrics';
 import { methodTable } from './chain/method-table';
@@ -84,6 +86,7 @@ export class App {
     let generation: Generation | undefined;
     try {
       await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen.written, err)));
+      reportDeprecatedSettings(config, types, log, registry);
       const onFault = faultListener(registry, log);
       generation = buildGeneration(config, types, log, registry, onFault);
       await warmUp(generation);
@@ -165,6 +168,7 @@ export class App {
     }
     this.generation = next;
     this.server.serve(next.chain, next.router);
+    reportDeprecatedSettings(config, this.types, this.log, this.registry);
     this.log.info('configuration reloaded', { interceptors: config.interceptors.map((i) => i.name) });
     this.retireLater(old, config.shutdownGraceSeconds * 1000);
   }
@@ -331,8 +335,15 @@ function buildGeneration(
   const entries: ChainEntry[] = config.interceptors.map((entry) => {
     const type = types.get(entry.type);
     if (!type) throw new Error(`interceptor type "${entry.type}" is not known`);
-    const interceptor = type.create(entry.config, { name: entry.name, log: log.child({ interceptor: entry.name }), registry, router });
-    return { interceptor, onError: entry.onError, methods: entry.methods };
+    const downstream = new Downstream(router, entry.name);
+    const interceptor = type.create(entry.config, {
+      name: entry.name,
+      log: log.child({ interceptor: entry.name }),
+      registry,
+      router,
+      downstream,
+    });
+    return { interceptor, onError: entry.onError, methods: entry.methods, downstream };
   });
   const chain = new Chain<Call>(entries, (call) => call.forward(), onFault);
   return { config, router, chain };
