@@ -225,7 +225,8 @@ describe('stopping leaves nothing of the exporter running', () => {
     const runtime = new FakeRuntime(path.join(dir, 'runtime.sock'));
     await runtime.start();
     const collector = await silentCollector(type);
-    const exporter = { ...exporterConfig(type, collector.port), timeoutMs: 60_000, shutdownTimeoutMs: 60_000 };
+    // What the exporter would hold open without the fix lasts this long (its export's socket and timers).
+    const exporter = { ...exporterConfig(type, collector.port), timeoutMs: 600_000, shutdownTimeoutMs: 600_000 };
     const validated = validateProxyConfig(
       {
         listen: `unix://${path.join(dir, 'proxy.sock')}`,
@@ -252,7 +253,10 @@ describe('stopping leaves nothing of the exporter running', () => {
     await runtime.stop();
     await collector.close();
     // ...and nothing the proxy started is left: no socket, no timer (the export's, a retry's, the batch
-    // processor's), no name lookup on the threadpool, which a process would wait for when it exits.
+    // processor's), no name lookup on the threadpool, which a process would wait for when it exits. Closing
+    // connections (the runtime's, the collector's) may take a timer or two to wind down, so this waits for the
+    // condition, far within the 600 s a held export would keep its own for; it does not time the machine.
+    await waitFor(() => leftOver(before, process.getActiveResourcesInfo()).length === 0, 30_000).catch(() => undefined);
     expect(leftOver(before, process.getActiveResourcesInfo())).toEqual([]);
     fs.rmSync(dir, { recursive: true, force: true });
   });
