@@ -12,6 +12,7 @@ const LAYERS = [
   ['policies'],
   ['proxy', 'admin'],
   ['observability', 'audit'],
+  ['provenance'],
   ['config'],
   ['interceptors'],
   ['app', 'lifecycle'],

@@ -199,7 +199,27 @@ function redactMap(map: DecodedMessage | undefined, redacted: (key: string) => b
 function policyOf(decision: unknown): Record<string, unknown> | undefined {
   if (typeof decision !== 'object' || decision === null) return undefined;
   const d = decision as Record<string, unknown>;
-  return compact({ action: str(d.action), rule: str(d.rule), reason: str(d.reason), mode: str(d.mode) });
+  return compact({
+    action: str(d.action),
+    rule: str(d.rule),
+    reason: str(d.reason),
+    mode: str(d.mode),
+    verification: verificationOf(d.verification),
+  });
+}
+
+/** The image's signature check: result, digest, signer (a key fingerprint or a certificate identity), failure. */
+function verificationOf(value: unknown): Record<string, unknown> | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const signer = obj(v, 'signer');
+  return compact({
+    result: str(v.result),
+    digest: str(v.digest),
+    signer: signer ? compact({ key: str(signer.key), subject: str(signer.subject), issuer: str(signer.issuer) }) : undefined,
+    failure: str(v.failure),
+    cached: v.cached === true ? true : undefined,
+  });
 }
 
 function obj(value: unknown, key: string): DecodedMessage | undefined {

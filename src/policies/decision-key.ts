@@ -2,6 +2,8 @@
  * Where the image-policy interceptor leaves its decision on `ctx.state`, so interceptors earlier in the chain
  * (audit) can record it after `next()`. `Symbol.for` keeps the key identical across module copies.
  */
+import type { Signer } from './signature-claims';
+
 export const policyDecisionKey = Symbol.for('cri-proxy.image-policy.decision');
 
 export interface PolicyDecisionRecord {
@@ -13,4 +15,18 @@ export interface PolicyDecisionRecord {
   readonly reason: string;
   /** `enforce` applies a deny; `audit` only reports what would have been denied. */
   readonly mode: 'enforce' | 'audit';
+  /** When the deciding rule asks for a signature: what its verification found. */
+  readonly verification?: VerificationRecord | undefined;
+}
+
+export interface VerificationRecord {
+  readonly result: 'verified' | 'unverified';
+  /** The image's digest in its repository that was verified (or found unverifiable). */
+  readonly digest?: string | undefined;
+  /** Who signed it, when verified. */
+  readonly signer?: Signer | undefined;
+  /** Why not, when unverified (`no-signature`, `untrusted-signer`, …). */
+  readonly failure?: string | undefined;
+  /** Answered by the cache of verified digests. */
+  readonly cached?: boolean | undefined;
 }

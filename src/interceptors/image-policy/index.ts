@@ -6,20 +6,25 @@ import type { Counter } from 'prom-client';
 import { z } from 'zod';
 import { MAX_INT32 } from '../../values';
 import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
-import { ProxyError, errorMessage } from '../../errors';
+import { ProxyError, errorMessage, type ProxyErrorCode } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
 import { fieldAt } from '../../values';
 import { methodFacts, type ImageCheck } from '../../proxy/method-table';
 import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
-import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
-import { ImageNameResolver } from './image-names';
+import { policyDecisionKey, type PolicyDecisionRecord, type VerificationRecord } from '../../policies/decision-key';
+import { IMAGE_STATUS, ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
 import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../../policies/image-rules';
-import { loadConfiguredPolicy, policyLabel, readPolicyFile } from './policy-file';
+import { loadConfiguredPolicy, loadPolicyTrust, policyLabel, readPolicyFile, type LoadedPolicy } from './policy-file';
 import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
 import { PolicyFileWatcher } from './policy-watcher';
 import { METRIC } from '../../metrics/names';
+import { describeSigner, failureCode } from '../../provenance/outcome';
+import { createProvenance, verificationSettings } from './provenance-config';
+import { ImageVerification, type DigestSource } from './verification';
+import { forwardConfirmedPull, pullCredentials, REMOVE_IMAGE, type PullPin } from './pull-confirmation';
+import { warmCodec } from '../../proxy/codec';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 
@@ -32,14 +37,20 @@ export const imagePolicySchema = z
     imageStatusTimeoutMs: z.int().min(1).max(MAX_INT32).default(2000),
     cacheSize: z.int().min(1).max(10_000_000).default(1000),
     failOpen: z.boolean().default(false),
+    ...verificationSettings,
   })
   .superRefine((config, ctx) => {
     if ((config.rules === undefined) === (config.rulesFile === undefined)) {
       ctx.addIssue({ code: 'custom', message: 'set exactly one of "rules" (an inline policy) or "rulesFile"' });
       return;
     }
-    // Reading the file here makes `config validate`, startup and SIGHUP all reject a bad policy.
-    if (config.rulesFile === undefined) return;
+    // Reading the files here makes `config validate`, startup and SIGHUP all reject a bad policy or key file.
+    if (config.rulesFile === undefined) {
+      for (const problem of loadPolicyTrust(config.rules ?? [], undefined).problems) {
+        ctx.addIssue({ code: 'custom', path: ['rules', ...problem.path], message: problem.message });
+      }
+      return;
+    }
     const result = readPolicyFile(config.rulesFile, config);
     if (result.ok) return;
     for (const problem of result.problems) {
@@ -54,34 +65,62 @@ export interface ImagePolicyTestHooks {
   readonly scheduler?: Scheduler;
 }
 
-/** What the interceptor concluded about one call. */
+/** What the interceptor concluded about one image. */
 interface Verdict {
   readonly action: PolicyAction;
   readonly mode: PolicyMode;
-  readonly code: 'POLICY_DENIED' | 'POLICY_UNDECIDABLE';
+  readonly code: ProxyErrorCode;
   /** The denial as the user sees it (unused when allowed). */
   readonly message: string;
   /** Why, in short (for the audit record). */
   readonly reason: string;
   readonly image: string;
   readonly rule: string | undefined;
+  readonly verification?: VerificationRecord;
+  /** A pull of a tag whose digest was verified: the runtime must pull that digest. */
+  readonly pin?: PullPin;
 }
 
-/** The image a call is about: the first non-empty of the method's image paths. */
-function imageOf(check: ImageCheck, request: DecodedMessage | undefined): string {
+/** An image as a request names it: the name to decide on (the first non-empty path) and an image ID, if any path holds one. */
+interface ImageAtDoor {
+  readonly image: string;
+  readonly id: string | undefined;
+}
+
+function imageOf(check: ImageCheck, request: DecodedMessage | undefined): ImageAtDoor {
+  let image = '';
+  let id: string | undefined;
   for (const path of check.imagePaths) {
     const value = fieldAt(request, path);
-    if (value !== undefined && value !== '') return value;
+    if (value === undefined || value === '') continue;
+    if (image === '') image = value;
+    const spec = classifyImage(value);
+    if (id === undefined && spec.kind === 'id') id = spec.id;
   }
-  return '';
+  return { image, id };
 }
+
+interface Judged {
+  readonly verdict: Verdict;
+  readonly ref?: ImageReference;
+  readonly decision?: Decision;
+}
+
+function pinOf(ref: ImageReference, digest: string): PullPin {
+  return { name: ref.normalized, registry: ref.registry, repository: ref.repository, digest };
+}
+
+/** Doors where the image is about to come from its registry, so its digest is asked of the registry, not the node. */
+const REGISTRY_DOORS: ReadonlySet<string> = new Set(['pull']);
 
 export class ImagePolicyInterceptor implements Interceptor {
   readonly name: string;
-  private current: CompiledPolicy;
+  private current: LoadedPolicy;
   private lastText: string | undefined;
   private readonly label: string;
   private readonly resolver: ImageNameResolver;
+  /** Signature verification; created when a rule asks for it (by the config or a later rules file). */
+  private verification: ImageVerification | undefined;
   private readonly watcher: PolicyFileWatcher | undefined;
   private readonly decisions: Counter<'door' | 'action' | 'mode'>;
   private readonly reloads: Counter<'result'>;
@@ -94,7 +133,7 @@ export class ImagePolicyInterceptor implements Interceptor {
   ) {
     this.name = deps.name;
     const loaded = loadConfiguredPolicy(config);
-    this.current = loaded.policy;
+    this.current = { policy: loaded.policy, trust: loaded.trust };
     this.lastText = loaded.text;
     this.label = policyLabel(config, deps.name);
     this.resolver = new ImageNameResolver(config.cacheSize, config.imageStatusTimeoutMs);
@@ -122,7 +161,7 @@ export class ImagePolicyInterceptor implements Interceptor {
 
   /** The policy new calls are decided by. */
   get policy(): CompiledPolicy {
-    return this.current;
+    return this.current.policy;
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
@@ -130,41 +169,124 @@ export class ImagePolicyInterceptor implements Interceptor {
     if (check === undefined) return next();
     const { door } = check;
     // One policy for the whole call, even if the file is swapped meanwhile.
-    const policy = this.current;
+    const loaded = this.current;
     const request = await ctx.request();
     const namespace = fieldAt(request, check.namespacePath) ?? '';
-    const verdict = await this.judge(ctx, imageOf(check, request), namespace, policy);
+    const verdict = await this.decideImage(ctx, door, imageOf(check, request), namespace, loaded, request);
     this.decisions.inc({ door, action: verdict.action, mode: verdict.mode });
-    const record: PolicyDecisionRecord = { action: verdict.action, rule: verdict.rule, reason: verdict.reason, mode: verdict.mode };
+    const record: PolicyDecisionRecord = {
+      action: verdict.action,
+      rule: verdict.rule,
+      reason: verdict.reason,
+      mode: verdict.mode,
+      ...(verdict.verification === undefined ? {} : { verification: verdict.verification }),
+    };
     ctx.state.set(policyDecisionKey, record);
     if (verdict.action === 'deny') {
-      const fields = { door, image: verdict.image, namespace, rule: verdict.rule, reason: verdict.reason };
+      const fields = { door, image: verdict.image, namespace, rule: verdict.rule, reason: verdict.reason, code: verdict.code };
       if (verdict.mode === 'enforce') {
         this.deps.log.warn('image denied by policy', fields);
         throw new ProxyError(verdict.code, verdict.message);
       }
       this.deps.log.warn('image policy would deny (audit mode)', fields);
     }
-    return next();
+    if (verdict.pin === undefined) return next();
+    return forwardConfirmedPull(ctx, next, verdict.pin, {
+      upstream: this.deps.router.pick(ctx.backend),
+      resolver: this.resolver,
+      timeoutMs: this.config.imageStatusTimeoutMs,
+      log: this.deps.log,
+      label: this.label,
+    });
   }
 
-  private async judge(ctx: CallContext, image: string, namespace: string, policy: CompiledPolicy): Promise<Verdict> {
+  /**
+   * Decides one image at one door: by its name (the rules), then, when the deciding rule asks for a signature, by
+   * its verification. Every door goes through here, so every door verifies.
+   */
+  private async decideImage(
+    ctx: CallContext,
+    door: string,
+    image: ImageAtDoor,
+    namespace: string,
+    loaded: LoadedPolicy,
+    request: DecodedMessage | undefined,
+  ): Promise<Verdict> {
+    const judged = await this.judge(ctx, image.image, namespace, loaded.policy);
+    const { verdict, ref, decision } = judged;
+    if (verdict.action !== 'allow' || decision?.verify === undefined || decision.rule === undefined || ref === undefined) return verdict;
+    const trust = loaded.trust.get(decision.rule.index);
+    if (trust === undefined) throw new Error(`rule "${decision.rule.name}" has no trust loaded`);
+    const upstream = this.deps.router.pick(ctx.backend);
+    const fromRegistry = REGISTRY_DOORS.has(door);
+    const source: DigestSource = fromRegistry
+      ? { from: 'registry', credentials: pullCredentials(request, ref.registry) }
+      : {
+          from: 'node',
+          names: async () =>
+            image.id !== undefined
+              ? this.resolver.names(upstream, image.id, ctx.deadline)
+              : (await this.resolver.fresh(upstream, ref.normalized, ctx.deadline)).names,
+        };
+    const outcome = await this.verifier().verify({ ctx, ref, rule: decision.rule.name, trust, source });
+    const { result, digest } = outcome;
+    const shown = image.id !== undefined && image.id !== image.image ? `"${image.image}" (${image.id})` : `"${ref.normalized}"`;
+    if (result.ok) {
+      const verification: VerificationRecord = {
+        result: 'verified',
+        digest,
+        signer: result.signer,
+        ...(outcome.cached ? { cached: true } : {}),
+      };
+      const reason = `${verdict.reason}; signed by ${describeSigner(result.signer)}`;
+      const pin = fromRegistry && ref.digest === undefined && digest !== undefined ? pinOf(ref, digest) : undefined;
+      return { ...verdict, reason, verification, ...(pin === undefined ? {} : { pin }) };
+    }
+    const verification: VerificationRecord = { result: 'unverified', digest, failure: result.failure };
+    if (decision.verify.onUnverifiable === 'audit') {
+      this.deps.log.warn('image signature not verified; allowed (onUnverifiable: audit)', {
+        image: ref.normalized,
+        digest,
+        rule: decision.rule.name,
+        failure: result.failure,
+        reason: result.detail,
+      });
+      return { ...verdict, reason: `unverified, allowed by onUnverifiable: audit: ${result.detail}`, verification };
+    }
+    const reason = `not verified: ${result.detail}`;
+    return {
+      action: 'deny',
+      mode: verdict.mode,
+      code: failureCode[result.failure],
+      message: `image ${shown} denied by rule "${decision.rule.name}" (${this.label}): ${reason}`,
+      reason,
+      image: ref.normalized,
+      rule: decision.rule.name,
+      verification,
+    };
+  }
+
+  /** The verification service, made on first need (a policy without `verify` never touches the state directory). */
+  private verifier(): ImageVerification {
+    this.verification ??= new ImageVerification(createProvenance(this.config, this.name, this.deps.log), this.deps.registry);
+    return this.verification;
+  }
+
+  /** The decision on an image's name (an image ID's names asked of the runtime), and the name and decision behind it. */
+  private async judge(ctx: CallContext, image: string, namespace: string, policy: CompiledPolicy): Promise<Judged> {
     const spec = classifyImage(image);
     const mode = policy.mode;
-    const deny = (code: Verdict['code'], shown: string, reason: string, message: string): Verdict => ({
-      action: 'deny',
-      mode,
-      code,
-      message,
-      reason,
-      image: shown,
-      rule: undefined,
+    const deny = (code: Verdict['code'], shown: string, reason: string, message: string): Judged => ({
+      verdict: { action: 'deny', mode, code, message, reason, image: shown, rule: undefined },
     });
     if (spec.kind === 'malformed') {
       const reason = `malformed image reference: ${spec.reason}`;
       return deny('POLICY_DENIED', image, reason, `image "${image}" denied (${this.label}): ${reason}`);
     }
-    if (spec.kind === 'reference') return this.verdictOf(`"${spec.ref.normalized}"`, spec.ref, policy.decide(spec.ref, namespace));
+    if (spec.kind === 'reference') {
+      const decision = policy.decide(spec.ref, namespace);
+      return { verdict: this.verdictOf(`"${spec.ref.normalized}"`, spec.ref, decision), ref: spec.ref, decision };
+    }
     let names: readonly string[];
     try {
       names = await this.resolver.names(this.deps.router.pick(ctx.backend), spec.id, ctx.deadline);
@@ -174,7 +296,7 @@ export class ImagePolicyInterceptor implements Interceptor {
       if (this.config.failOpen) {
         this.deps.log.warn('image policy could not decide; allowed (failOpen)', { image: spec.id, reason: problem });
         const reason = `undecidable, allowed by failOpen: ${problem}`;
-        return { action: 'allow', mode, code: 'POLICY_UNDECIDABLE', message: '', reason, image: spec.id, rule: undefined };
+        return { verdict: { action: 'allow', mode, code: 'POLICY_UNDECIDABLE', message: '', reason, image: spec.id, rule: undefined } };
       }
       return deny('POLICY_UNDECIDABLE', spec.id, problem, `image "${spec.id}" cannot be checked (${this.label}): ${problem}`);
     }
@@ -187,7 +309,7 @@ export class ImagePolicyInterceptor implements Interceptor {
       const reason = 'the runtime knows no name for it to check';
       return deny('POLICY_UNDECIDABLE', spec.id, reason, `image "${spec.id}" denied (${this.label}): ${reason}`);
     }
-    return this.verdictOf(`"${spec.id}" (${found.ref.normalized})`, found.ref, found.decision);
+    return { verdict: this.verdictOf(`"${spec.id}" (${found.ref.normalized})`, found.ref, found.decision), ...found };
   }
 
   private verdictOf(subject: string, ref: ImageReference, decision: Decision): Verdict {
@@ -216,19 +338,20 @@ export class ImagePolicyInterceptor implements Interceptor {
       this.deps.log.error('image policy file rejected; keeping the previous policy', { file, problems: result.problems });
       return;
     }
-    this.current = result.policy;
+    this.current = { policy: result.policy, trust: result.trust };
     this.reloads.inc({ result: 'applied' });
     this.deps.log.info('image policy reloaded', { file, rules: result.policy.ruleCount, mode: result.policy.mode });
   }
 
   warmUp(): Promise<void> {
     this.resolver.warmUp();
+    if (this.current.trust.size > 0) warmCodec([REMOVE_IMAGE.requestType, REMOVE_IMAGE.responseType, IMAGE_STATUS.requestType]);
     return Promise.resolve();
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.watcher?.close();
-    return Promise.resolve();
+    await this.verification?.provenance.close();
   }
 }
 
@@ -243,6 +366,15 @@ export function createImagePolicyInterceptor(
 export const imagePolicyInterceptorType = defineInterceptorType({
   name: IMAGE_POLICY_TYPE,
   schema: imagePolicySchema,
-  pathKeys: ['rulesFile'],
+  // Relative paths are relative to the config file; those inside a rules file, to the rules file.
+  pathKeys: [
+    'rulesFile',
+    'authFile',
+    'stateDir',
+    'registries.*.caFile',
+    'registries.*.authFile',
+    'rules.*.verify.*.keys.*',
+    'rules.*.verify.*.keyless.trustedRoot',
+  ],
   create: (config, deps) => createImagePolicyInterceptor(config, deps),
 });
