@@ -79,7 +79,17 @@ function failureOf(err: unknown, keyed: boolean): Unverified {
   return unverified('invalid-signature', errorMessage(err));
 }
 
+/** Whether a certificate of one of the root's CAs signed the leaf: a stranger's certificate is untrusted, not invalid. */
+function issuedByTrustedCa(entity: SignedEntity, material: TrustMaterial): boolean {
+  if (entity.key.$case !== 'certificate') return false;
+  const leaf = entity.key.certificate;
+  return material.certificateAuthorities.some((ca) => ca.certChain.some((issuer) => leaf.verify(issuer)));
+}
+
 function keylessSigner(entity: SignedEntity, trust: KeylessTrust): Signer | Unverified {
+  if (!issuedByTrustedCa(entity, trust.material)) {
+    return unverified('untrusted-signer', 'the certificate is not issued by a certificate authority of the trusted root');
+  }
   let identity;
   try {
     const verifier = new Verifier(trust.material, { tlogThreshold: 1, ctlogThreshold: trust.ctlogThreshold, timestampThreshold: 1 });
