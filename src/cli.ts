@@ -6,6 +6,7 @@ import { runAuditVerify } from './commands/audit-verify';
 import { printConfig, validateConfig } from './commands/config';
 import { ExitCode } from './commands/exit-codes';
 import { runPolicyCheck } from './commands/policy-check';
+import { runPolicyVerify } from './commands/policy-verify';
 import { runProxy } from './commands/run';
 import { errorMessage } from './errors';
 import { buildInfo } from './package-files';
@@ -13,7 +14,7 @@ import { buildInfo } from './package-files';
 /** Runs one command line; resolves to the exit status (see commands/exit-codes.ts). */
 export async function main(argv: readonly string[]): Promise<number> {
   // Tools that check files without starting the proxy take their own arguments.
-  if (argv[0] === 'policy') return runPolicyCheck(argv.slice(1));
+  if (argv[0] === 'policy') return argv[1] === 'verify' ? runPolicyVerify(argv.slice(2)) : runPolicyCheck(argv.slice(1));
   if (argv[0] === 'audit') {
     if (argv[1] === 'verify') return runAuditVerify(argv.slice(2));
     process.stderr.write(`cri-proxy: audit: unknown subcommand "${argv[1] ?? ''}"\n\n${helpText('main')}`);

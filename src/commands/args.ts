@@ -25,7 +25,8 @@ export const USAGE = `Usage:
   cri-proxy [--config FILE] [--listen ADDRESS] [--upstream ADDRESS] [--http-listen ADDRESS] [--log-level LEVEL]
   cri-proxy config validate FILE
   cri-proxy config print [--config FILE] [--listen ADDRESS] [--upstream ADDRESS] [--http-listen ADDRESS] [--log-level LEVEL]
-  cri-proxy policy check --config FILE [--namespace NS] IMAGE...
+  cri-proxy policy check --config FILE [--namespace NS] [--offline] IMAGE...
+  cri-proxy policy verify (--config FILE | --key FILE... | --trusted-root FILE ...) IMAGE
   cri-proxy audit verify [--json] FILE...
   cri-proxy --help | --version
 

@@ -5,16 +5,31 @@ import { builtinTypes } from './builtin-types';
 import { ExitCode, exitCodesHelp } from './exit-codes';
 import { processOutput, type CommandOutput } from './output';
 import { errorMessage } from '../errors';
+import { silentLogger } from '../log';
 import { IMAGE_POLICY_TYPE, type ImagePolicyConfig } from '../interceptors/image-policy';
 import { classifyImage } from '../policies/image-reference';
 import type { CompiledPolicy } from '../policies/image-rules';
-import { loadConfiguredPolicy } from '../interceptors/image-policy/policy-file';
+import { loadConfiguredPolicy, type PolicyTrust } from '../interceptors/image-policy/policy-file';
+import { createProvenance } from '../interceptors/image-policy/provenance-config';
+import { describeSigner } from '../provenance/outcome';
+import type { Provenance } from '../provenance/provenance';
 
-const POLICY_CHECK_USAGE = 'cri-proxy policy check --config FILE [--namespace NS] IMAGE...';
+const POLICY_CHECK_USAGE = 'cri-proxy policy check --config FILE [--namespace NS] [--offline] IMAGE...';
 const POLICY_CHECK_HELP = `Prints what each configured image policy decides for each IMAGE, and why (audit-mode denials are
-marked and do not count as denied).
+marked and do not count as denied). Where the deciding rule asks for a signature (verify), the image is verified
+at its registry now, as at PullImage, and the line names the signer; the proxy's cache of verified digests is
+read, never written. With --offline nothing is asked of a registry and such images are shown as needing a
+signature.
 
 ${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
+
+interface CheckedPolicy {
+  readonly name: string;
+  readonly policy: CompiledPolicy;
+  readonly trust: PolicyTrust;
+  /** Verifies signatures online; undefined with --offline. */
+  readonly provenance: Provenance | undefined;
+}
 
 interface Line {
   readonly text: string;
@@ -23,7 +38,7 @@ interface Line {
 }
 
 /** One line for one image under one policy. */
-function check(policy: CompiledPolicy, image: string, namespace: string): Line {
+async function check({ policy, trust, provenance }: CheckedPolicy, image: string, namespace: string): Promise<Line> {
   const spec = classifyImage(image);
   const enforced = policy.mode === 'enforce';
   const denied = (rest: string): Line => ({ text: `${enforced ? 'deny' : 'deny (audit)'} ${rest}`, blocks: enforced });
@@ -32,14 +47,24 @@ function check(policy: CompiledPolicy, image: string, namespace: string): Line {
   const decision = policy.decide(spec.ref, namespace);
   const by = decision.rule === undefined ? 'default action' : `rule "${decision.rule.name}"`;
   const rest = `${spec.ref.normalized} by ${by}: ${decision.reason}`;
-  return decision.action === 'allow' ? { text: `allow ${rest}`, blocks: false } : denied(rest);
+  if (decision.action !== 'allow') return denied(rest);
+  const ruleTrust = decision.rule === undefined ? undefined : trust.get(decision.rule.index);
+  if (decision.verify === undefined || ruleTrust === undefined) return { text: `allow ${rest}`, blocks: false };
+  if (provenance === undefined) return { text: `allow ${rest}; needs a verified signature (not checked: --offline)`, blocks: false };
+  const answer = await provenance.verifyName(ruleTrust, spec.ref, { remember: false });
+  const at = answer.digest === undefined ? '' : ` (${answer.digest})`;
+  if (answer.result.ok) return { text: `allow ${rest}; signed by ${describeSigner(answer.result.signer)}${at}`, blocks: false };
+  const why = `not verified${at}: ${answer.result.failure}: ${answer.result.detail}`;
+  if (decision.verify.onUnverifiable === 'audit')
+    return { text: `allow ${rest}; ${why} (allowed by onUnverifiable: audit)`, blocks: false };
+  return denied(`${spec.ref.normalized} by ${by}: ${why}`);
 }
 
 /** Prints each image's decision; CHECK_FAILED when any image would be denied. */
-export function runPolicyCheck(argv: readonly string[], out: CommandOutput = processOutput): Promise<number> {
-  const usage = (problem: string): Promise<number> => {
+export async function runPolicyCheck(argv: readonly string[], out: CommandOutput = processOutput): Promise<number> {
+  const usage = (problem: string): number => {
     out.err(`cri-proxy policy check: ${problem}\nUsage: ${POLICY_CHECK_USAGE}\n`);
-    return Promise.resolve(ExitCode.USAGE);
+    return ExitCode.USAGE;
   };
   const [sub, ...after] = argv;
   // Takes the arguments after `policy` (`check ...`); those after `check` alone work as well.
@@ -49,7 +74,12 @@ export function runPolicyCheck(argv: readonly string[], out: CommandOutput = pro
   try {
     parsed = parseArgs({
       args: [...rest],
-      options: { config: { type: 'string' }, namespace: { type: 'string', default: '' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        config: { type: 'string' },
+        namespace: { type: 'string', default: '' },
+        offline: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h' },
+      },
       strict: true,
       allowPositionals: true,
     });
@@ -59,32 +89,41 @@ export function runPolicyCheck(argv: readonly string[], out: CommandOutput = pro
   const { values, positionals: images } = parsed;
   if (values.help === true) {
     out.out(`Usage: ${POLICY_CHECK_USAGE}\n\n${POLICY_CHECK_HELP}`);
-    return Promise.resolve(ExitCode.OK);
+    return ExitCode.OK;
   }
   if (values.config === undefined) return usage('--config FILE is required');
   if (images.length === 0) return usage('name at least one IMAGE');
 
-  let policies: { name: string; policy: CompiledPolicy }[];
+  let policies: CheckedPolicy[];
   try {
     const config = loadConfigFile(values.config, builtinTypes());
     policies = config.interceptors
       .filter((entry) => entry.type === IMAGE_POLICY_TYPE)
-      .map((entry) => ({ name: entry.name, policy: loadConfiguredPolicy(entry.config as ImagePolicyConfig).policy }));
+      .map((entry) => {
+        const settings = entry.config as ImagePolicyConfig;
+        const { policy, trust } = loadConfiguredPolicy(settings);
+        const online = trust.size > 0 && !values.offline;
+        return { name: entry.name, policy, trust, provenance: online ? createProvenance(settings, entry.name, silentLogger) : undefined };
+      });
   } catch (err) {
     out.err(`${errorMessage(err)}\n`);
-    return Promise.resolve(ExitCode.INPUT_INVALID);
+    return ExitCode.INPUT_INVALID;
   }
   if (policies.length === 0) {
     out.err(`${values.config}: no interceptor of type "${IMAGE_POLICY_TYPE}" is configured\n`);
-    return Promise.resolve(ExitCode.INPUT_INVALID);
+    return ExitCode.INPUT_INVALID;
   }
   let blocked = false;
-  for (const image of images) {
-    for (const { name, policy } of policies) {
-      const line = check(policy, image, values.namespace);
-      blocked ||= line.blocks;
-      out.out(`${policies.length > 1 ? `[${name}] ` : ''}${line.text}\n`);
+  try {
+    for (const image of images) {
+      for (const entry of policies) {
+        const line = await check(entry, image, values.namespace);
+        blocked ||= line.blocks;
+        out.out(`${policies.length > 1 ? `[${entry.name}] ` : ''}${line.text}\n`);
+      }
     }
+  } finally {
+    for (const { provenance } of policies) await provenance?.close();
   }
-  return Promise.resolve(blocked ? ExitCode.CHECK_FAILED : ExitCode.OK);
+  return blocked ? ExitCode.CHECK_FAILED : ExitCode.OK;
 }

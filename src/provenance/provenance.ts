@@ -113,6 +113,25 @@ export class Provenance {
     return { result, cached: false };
   }
 
+  /**
+   * Verifies what a name denotes at its registry now: its digest, or the digest its tag names (resolved first).
+   * `digest` is undefined when the tag could not be resolved.
+   */
+  async verifyName(
+    trust: RuleTrust,
+    name: Omit<SignedTarget, 'digest'> & { readonly tag?: string | undefined; readonly digest?: string | undefined },
+    options: Omit<VerifyRequest, 'trust' | 'target'> = {},
+  ): Promise<VerifyAnswer & { readonly digest: string | undefined }> {
+    const repository = { registry: name.registry, repository: name.repository };
+    let digest = name.digest;
+    if (digest === undefined) {
+      const resolved = await this.resolve(repository, name.tag ?? 'latest', options.credentials, options.deadline);
+      if (!('digest' in resolved)) return { result: resolved, cached: false, digest: undefined };
+      digest = resolved.digest;
+    }
+    return { ...(await this.verify({ ...options, trust, target: { ...repository, digest } })), digest };
+  }
+
   /** The digest a tag names at the registry now. A registry that cannot be asked gives a `registry-unavailable` result. */
   async resolve(
     target: Omit<SignedTarget, 'digest'>,

@@ -119,40 +119,27 @@ export class ImageVerification {
   private async run(request: VerifyImage): Promise<ImageVerificationOutcome> {
     const { ref, trust, source, ctx } = request;
     const repository = { registry: ref.registry, repository: ref.repository };
-    let digests: readonly string[];
-    let credentials: Credentials | undefined;
     if (source.from === 'registry') {
-      credentials = source.credentials;
-      if (ref.digest !== undefined) digests = [ref.digest];
-      else {
-        const resolved = await this.provenance.resolve(repository, ref.tag ?? 'latest', credentials, ctx.deadline);
-        if (!('digest' in resolved)) return { result: resolved, digest: undefined, cached: false };
-        digests = [resolved.digest];
-      }
-    } else {
-      let names: readonly string[];
-      try {
-        names = await source.names();
-      } catch (err) {
-        return {
-          result: unverified('digest-unknown', `the runtime could not be asked for the image's digest: ${errorMessage(err)}`),
-          digest: undefined,
-          cached: false,
-        };
-      }
-      digests = repositoryDigests(names, ref);
-      if (digests.length === 0) {
-        const detail = `the runtime knows no digest of ${ref.registry}/${ref.repository} for this image (it was not pulled from there)`;
-        return { result: unverified('digest-unknown', detail), digest: undefined, cached: false };
-      }
+      const answer = await this.provenance.verifyName(trust, ref, { credentials: source.credentials, deadline: ctx.deadline });
+      return { result: answer.result, digest: answer.digest, cached: answer.cached };
+    }
+    let names: readonly string[];
+    try {
+      names = await source.names();
+    } catch (err) {
+      const detail = `the runtime could not be asked for the image's digest: ${errorMessage(err)}`;
+      return { result: unverified('digest-unknown', detail), digest: undefined, cached: false };
+    }
+    const digests = repositoryDigests(names, ref);
+    if (digests.length === 0) {
+      const detail = `the runtime knows no digest of ${ref.registry}/${ref.repository} for this image (it was not pulled from there)`;
+      return { result: unverified('digest-unknown', detail), digest: undefined, cached: false };
     }
     // Several digests (an image pulled by two indexes): one verified is enough.
     let worst: { result: Unverified; digest: string } | undefined;
     for (const digest of digests) {
       const target: SignedTarget = { ...repository, digest };
-      const cachedHit = this.provenance.cached(trust, target);
-      if (cachedHit !== undefined) return { result: cachedHit, digest, cached: true };
-      const answer = await this.provenance.verify({ trust, target, credentials, deadline: ctx.deadline });
+      const answer = await this.provenance.verify({ trust, target, deadline: ctx.deadline });
       if (answer.result.ok) return { result: answer.result, digest, cached: answer.cached };
       if (worst === undefined || furthest(worst.result, answer.result) !== worst.result) worst = { result: answer.result, digest };
     }
