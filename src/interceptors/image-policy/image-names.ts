@@ -51,6 +51,11 @@ export class ImageNameResolver {
     warmCodec([IMAGE_STATUS.requestType, IMAGE_STATUS.responseType]);
   }
 
+  /** The image ID's names asked again (it may have gained some since they were cached), and cached anew. */
+  refresh(upstream: Upstream, id: string, deadline: number | undefined): Promise<readonly string[]> {
+    return this.lookup(upstream, id, deadline);
+  }
+
   /** The image's names, asked again every time (for a name, whose image may change); [] if unknown. */
   async fresh(
     upstream: Upstream,

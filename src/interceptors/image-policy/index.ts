@@ -22,7 +22,7 @@ import { PolicyFileWatcher } from './policy-watcher';
 import { METRIC } from '../../metrics/names';
 import { describeSigner, failureCode } from '../../provenance/outcome';
 import { createProvenance, verificationSettings } from './provenance-config';
-import { ImageVerification, type DigestSource } from './verification';
+import { ImageVerification, repositoryDigests, type DigestSource } from './verification';
 import { forwardConfirmedPull, pullCredentials, REMOVE_IMAGE, type PullPin } from './pull-confirmation';
 import { warmCodec } from '../../proxy/codec';
 
@@ -223,10 +223,13 @@ export class ImagePolicyInterceptor implements Interceptor {
       ? { from: 'registry', credentials: pullCredentials(request, ref.registry) }
       : {
           from: 'node',
-          names: async () =>
-            image.id !== undefined
-              ? this.resolver.names(upstream, image.id, ctx.deadline)
-              : (await this.resolver.fresh(upstream, ref.normalized, ctx.deadline)).names,
+          names: async () => {
+            if (image.id === undefined) return (await this.resolver.fresh(upstream, ref.normalized, ctx.deadline)).names;
+            const cached = await this.resolver.names(upstream, image.id, ctx.deadline);
+            // Pulled from this repository since its names were cached: ask again.
+            if (repositoryDigests(cached, ref).length > 0) return cached;
+            return this.resolver.refresh(upstream, image.id, ctx.deadline);
+          },
         };
     const outcome = await this.verifier().verify({ ctx, ref, rule: decision.rule.name, trust, source });
     const { result, digest } = outcome;
