@@ -8,6 +8,7 @@ import { createHash, generateKeyPairSync, sign as signData, type KeyObject } fro
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { bundleToJSON } from '@sigstore/bundle';
+import { toSignedEntity } from '@sigstore/verify';
 import {
   fulcioHandler,
   initializeCA,
@@ -258,7 +259,17 @@ export class MockSigstore {
       // The mock Rekor logs entries as proposed, which only `intoto` entries verify against as real Rekor's do.
       witnesses: [new RekorWitness({ rekorBaseURL: this.base, entryType: 'intoto' }), new TSAWitness({ tsaBaseURL: this.base })],
     });
-    return bundleToJSON(await builder.create({ data: statement, type: 'application/vnd.in-toto+json' }));
+    // The mock TSA writes milliseconds without their trailing zeros (".12Z"), a GeneralizedTime the sigstore
+    // libraries do not read; real authorities write none or three digits. Such a bundle is made again.
+    for (let attempt = 1; ; attempt++) {
+      const bundle = await builder.create({ data: statement, type: 'application/vnd.in-toto+json' });
+      try {
+        for (const t of toSignedEntity(bundle).timestamps) if (t.$case === 'timestamp-authority') void t.timestamp.signingTime;
+        return bundleToJSON(bundle);
+      } catch (err) {
+        if (attempt >= 20 || !(err instanceof Error) || err.message !== 'invalid time') throw err;
+      }
+    }
   }
 
   /**
