@@ -15,6 +15,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { createImagePolicyInterceptor, imagePolicySchema } from '../src/interceptors/image-policy';
 import { encodeMessage } from '../src/proxy/codec';
@@ -55,7 +56,7 @@ async function measure(proxy: TestProxy, request: Buffer, count: number): Promis
     const started = process.hrtime.bigint();
     const result = await client.unary(CREATE, request);
     out.push(Number(process.hrtime.bigint() - started) / 1000);
-    if (result.status.code !== 0) throw new Error(`CreateContainer failed: ${result.status.details}`);
+    if (result.status.code !== grpc.status.OK) throw new Error(`CreateContainer failed: ${result.status.details}`);
   }
   return out;
 }

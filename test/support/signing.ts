@@ -264,7 +264,10 @@ export class MockSigstore {
     for (let attempt = 1; ; attempt++) {
       const bundle = await builder.create({ data: statement, type: 'application/vnd.in-toto+json' });
       try {
-        for (const t of toSignedEntity(bundle).timestamps) if (t.$case === 'timestamp-authority') void t.timestamp.signingTime;
+        const times = toSignedEntity(bundle).timestamps.map((t) =>
+          t.$case === 'timestamp-authority' ? t.timestamp.signingTime : undefined,
+        );
+        if (times.some((time) => time !== undefined && Number.isNaN(time.getTime()))) throw new Error('invalid time');
         return bundleToJSON(bundle);
       } catch (err) {
         if (attempt >= 20 || !(err instanceof Error) || err.message !== 'invalid time') throw err;
