@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { createImagePolicyInterceptor, imagePolicySchema } from '../src/interceptors/image-policy';
-import { encodeMessage } from '../src/proxy/codec';
+import { encodeMessage } from '../src/messages/codec';
 import { startRegistry } from '../test/e2e/harness/registry';
 import { OciRegistry } from '../test/support/oci-registry';
 import { depsForTestProxy, startTestProxy, type TestProxy } from '../test/support/proxy-harness';

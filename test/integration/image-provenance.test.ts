@@ -14,10 +14,11 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { Registry } from 'prom-client';
 import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
 import { createImagePolicyInterceptor, imagePolicySchema } from '../../src/interceptors/image-policy';
-import { createTracingInterceptor, tracingConfigSchema } from '../../src/interceptors/tracing';
+import { createTracingInterceptor } from '../../src/interceptors/tracing';
+import { tracingConfigSchema } from '../../src/interceptors/tracing/config';
 import { createLogger } from '../../src/log';
-import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
-import type { Interceptor } from '../../src/proxy/types';
+import { decodeMessage, encodeMessage } from '../../src/messages/codec';
+import type { Interceptor } from '../../src/chain/types';
 import { startRegistry, type Registry as RegistryServer } from '../e2e/harness/registry';
 import { freePort } from '../e2e/harness/processes';
 import { sample } from '../support/metric-samples';

@@ -5,13 +5,12 @@
 import type { Counter } from 'prom-client';
 import { z } from 'zod';
 import { MAX_INT32 } from '../../values';
-import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
 import { ProxyError, errorMessage, type ProxyErrorCode } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
-import { fieldAt } from '../../values';
-import { methodFacts, type ImageCheck } from '../../proxy/method-table';
-import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
+import { imageDoors, type ImageCheck } from './doors';
+import type { CallContext, Interceptor, Next } from '../../chain/types';
 import { policyDecisionKey, type PolicyDecisionRecord, type VerificationRecord } from '../../policies/decision-key';
 import { IMAGE_STATUS, ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
@@ -24,7 +23,8 @@ import { describeSigner, failureCode } from '../../provenance/outcome';
 import { createProvenance, verificationSettings } from './provenance-config';
 import { ImageVerification, repositoryDigests, type DigestSource } from './verification';
 import { forwardConfirmedPull, pullCredentials, REMOVE_IMAGE, type PullPin } from './pull-confirmation';
-import { warmCodec } from '../../proxy/codec';
+import { warmCodec, type DecodedMessage } from '../../messages/codec';
+import { fieldAt } from '../../messages/field-at';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 
@@ -165,7 +165,7 @@ export class ImagePolicyInterceptor implements Interceptor {
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
-    const check = methodFacts(ctx.method).imageCheck;
+    const check = imageDoors.of(ctx.method);
     if (check === undefined) return next();
     const { door } = check;
     // One policy for the whole call, even if the file is swapped meanwhile.

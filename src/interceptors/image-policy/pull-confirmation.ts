@@ -7,9 +7,9 @@
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
 import type { Logger } from '../../log';
 import { classifyImage, parseImageReference } from '../../policies/image-reference';
-import { callRuntimeTyped } from '../../proxy/runtime-client';
-import type { CallContext, DecodedMessage, Next } from '../../proxy/types';
-import type { Upstream } from '../../proxy/upstream';
+import { callRuntimeTyped, type Backend } from '../../chain/backends';
+import type { CallContext, Next } from '../../chain/types';
+import type { DecodedMessage } from '../../messages/codec';
 import { isRecord } from '../../values';
 import { type ImageNameResolver } from './image-names';
 import type { Credentials } from '../../provenance/registry/auth';
@@ -31,7 +31,7 @@ export interface PullPin {
 }
 
 export interface PullConfirmationDeps {
-  readonly upstream: Upstream;
+  readonly upstream: Backend;
   readonly resolver: ImageNameResolver;
   readonly timeoutMs: number;
   readonly log: Logger;

@@ -16,7 +16,7 @@ import { describeSigner, furthest, unverified, type Unverified, type Verificatio
 import type { Provenance } from '../../provenance/provenance';
 import type { Credentials } from '../../provenance/registry/auth';
 import type { RuleTrust } from '../../provenance/trust';
-import type { CallContext } from '../../proxy/types';
+import type { CallContext } from '../../chain/types';
 import {
   ATTR_IMAGE_DIGEST,
   ATTR_IMAGE_POLICY_RULE,
