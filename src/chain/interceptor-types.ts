@@ -30,11 +30,12 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
    */
   readonly pathKeys?: readonly string[];
   /**
-   * Checks the validated config against the names in `backends` (a rule naming a backend that does not exist,
-   * say); each issue's path is relative to the entry's `config`.
+   * Checks the entry's `config` against the names in `backends` (a rule naming a backend that does not exist,
+   * say); each issue's path is relative to the entry's `config`. It is given the config as written, whether or
+   * not it validated, so that these problems are reported together with every other: read it defensively.
    */
   readonly checkBackends?: (
-    config: z.output<S>,
+    config: unknown,
     backends: readonly string[],
   ) => readonly { readonly path: readonly (string | number)[]; readonly message: string }[];
   /**

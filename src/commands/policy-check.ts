@@ -2,34 +2,18 @@
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load';
 import { builtinTypes } from './builtin-types';
-import { ExitCode, exitCodesHelp } from './exit-codes';
-import { processOutput, type CommandOutput } from './output';
+import { ExitCode } from './exit-codes';
+import { UsageError, usageOnError, type Command } from './usage';
+import type { CommandOutput } from './output';
 import { errorMessage } from '../errors';
-import { silentLogger } from '../log';
 import { IMAGE_POLICY_TYPE, type ImagePolicyConfig } from '../interceptors/image-policy';
 import { classifyImage } from '../policies/image-reference';
 import type { CompiledPolicy } from '../policies/image-rules';
 import { loadConfiguredPolicy, type PolicyTrust } from '../interceptors/image-policy/policy-file';
 import { createProvenance } from '../interceptors/image-policy/provenance-config';
+import { silentLogger } from '../log';
 import { describeSigner } from '../provenance/outcome';
 import type { Provenance } from '../provenance/provenance';
-
-const POLICY_CHECK_USAGE = 'cri-proxy policy check --config FILE [--namespace NS] [--offline] IMAGE...';
-const POLICY_CHECK_HELP = `Prints what each configured image policy decides for each IMAGE, and why (audit-mode denials are
-marked and do not count as denied). Where the deciding rule asks for a signature (verify), the image is verified
-at its registry now, as at PullImage, and the line names the signer; the proxy's cache of verified digests is
-read, never written. With --offline nothing is asked of a registry and such images are shown as needing a
-signature.
-
-${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
-
-interface CheckedPolicy {
-  readonly name: string;
-  readonly policy: CompiledPolicy;
-  readonly trust: PolicyTrust;
-  /** Verifies signatures online; undefined with --offline. */
-  readonly provenance: Provenance | undefined;
-}
 
 interface Line {
   readonly text: string;
@@ -37,8 +21,16 @@ interface Line {
   readonly blocks: boolean;
 }
 
-/** One line for one image under one policy. */
-async function check({ policy, trust, provenance }: CheckedPolicy, image: string, namespace: string): Promise<Line> {
+interface CheckedPolicy {
+  readonly name: string;
+  readonly policy: CompiledPolicy;
+  readonly trust: PolicyTrust;
+  /** Verifies signatures online; undefined with --offline or without rules that ask for them. */
+  readonly provenance: Provenance | undefined;
+}
+
+/** One line for one image under one policy; an image a `verify` rule allows is verified at its registry now. */
+async function decide({ policy, trust, provenance }: CheckedPolicy, image: string, namespace: string): Promise<Line> {
   const spec = classifyImage(image);
   const enforced = policy.mode === 'enforce';
   const denied = (rest: string): Line => ({ text: `${enforced ? 'deny' : 'deny (audit)'} ${rest}`, blocks: enforced });
@@ -60,39 +52,39 @@ async function check({ policy, trust, provenance }: CheckedPolicy, image: string
   return denied(`${spec.ref.normalized} by ${by}: ${why}`);
 }
 
+export const policyCheckCommand: Command = {
+  name: 'policy check',
+  help: {
+    usage: 'policy check --config FILE [--namespace NS] [--offline] IMAGE...',
+    summary: 'what the image policy decides for each image, and why (signatures verified)',
+    description: `Prints what each configured image policy decides for each IMAGE, and why (audit-mode denials are
+marked and do not count as denied). Image IDs are resolved by the runtime: check one of the image's names.
+Where the deciding rule asks for a signature (verify), the image is verified at its registry now, as at
+PullImage, and the line names the signer; the proxy's cache of verified digests is read, never written.`,
+    options: `  --config FILE         the proxy's configuration file, with its image-policy interceptors
+  --namespace NS        decide as for a pod in namespace NS (default: none, as for a crictl pull)
+  --offline             ask no registry: images a verify rule allows are shown as needing a signature`,
+    exitStatus: {
+      OK: 'every image would be let through (audit-mode denials included)',
+      CHECK_FAILED: 'an image would be denied',
+      INPUT_INVALID: 'the configuration is unreadable or invalid, or has no image-policy interceptor',
+    },
+  },
+  run: (argv, out) => check(argv, out),
+};
+
 /** Prints each image's decision; CHECK_FAILED when any image would be denied. */
-export async function runPolicyCheck(argv: readonly string[], out: CommandOutput = processOutput): Promise<number> {
-  const usage = (problem: string): number => {
-    out.err(`cri-proxy policy check: ${problem}\nUsage: ${POLICY_CHECK_USAGE}\n`);
-    return ExitCode.USAGE;
-  };
-  const [sub, ...after] = argv;
-  // Takes the arguments after `policy` (`check ...`); those after `check` alone work as well.
-  const rest = sub === 'check' ? after : sub?.startsWith('-') === true ? argv : undefined;
-  if (rest === undefined) return usage(sub === undefined ? 'missing subcommand "check"' : `unknown subcommand "${sub}"`);
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...rest],
-      options: {
-        config: { type: 'string' },
-        namespace: { type: 'string', default: '' },
-        offline: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h' },
-      },
+async function check(argv: readonly string[], out: CommandOutput): Promise<number> {
+  const { values, positionals: images } = usageOnError(() =>
+    parseArgs({
+      args: [...argv],
+      options: { config: { type: 'string' }, namespace: { type: 'string', default: '' }, offline: { type: 'boolean', default: false } },
       strict: true,
       allowPositionals: true,
-    });
-  } catch (err) {
-    return usage(errorMessage(err).split(/\.\s/)[0] ?? 'invalid arguments');
-  }
-  const { values, positionals: images } = parsed;
-  if (values.help === true) {
-    out.out(`Usage: ${POLICY_CHECK_USAGE}\n\n${POLICY_CHECK_HELP}`);
-    return ExitCode.OK;
-  }
-  if (values.config === undefined) return usage('--config FILE is required');
-  if (images.length === 0) return usage('name at least one IMAGE');
+    }),
+  );
+  if (values.config === undefined) throw new UsageError('--config FILE is required');
+  if (images.length === 0) throw new UsageError('name at least one IMAGE');
 
   let policies: CheckedPolicy[];
   try {
@@ -117,7 +109,7 @@ export async function runPolicyCheck(argv: readonly string[], out: CommandOutput
   try {
     for (const image of images) {
       for (const entry of policies) {
-        const line = await check(entry, image, values.namespace);
+        const line = await decide(entry, image, values.namespace);
         blocked ||= line.blocks;
         out.out(`${policies.length > 1 ? `[${entry.name}] ` : ''}${line.text}\n`);
       }

@@ -14,32 +14,9 @@ import { describeSigner } from '../provenance/outcome';
 import { Provenance } from '../provenance/provenance';
 import { loadTrust, type RuleTrust } from '../provenance/trust';
 import { builtinTypes } from './builtin-types';
-import { ExitCode, exitCodesHelp } from './exit-codes';
-import { processOutput, type CommandOutput } from './output';
-
-const USAGE = `cri-proxy policy verify --config FILE [--namespace NS] IMAGE
-       cri-proxy policy verify (--key FILE... | --trusted-root FILE --certificate-oidc-issuer[-regexp] X --certificate-identity[-regexp] X)
-                               [--plain-http] [--ca-file FILE] [--auth-file FILE] [--timeout-ms MS] IMAGE`;
-
-const HELP = `Verifies IMAGE's signature at its registry now, as the image policy does at PullImage: the tag is resolved to
-a digest, the digest's signatures (cosign's .sig tag, sigstore bundles attached as referrers) are checked, and the
-result and the signer are printed. Nothing is cached and no proxy or runtime is needed.
-
-What is trusted:
-  --config FILE                     the rule the proxy's image policy picks for IMAGE (it must have verify), and the
-                                    policy's registries settings; with --namespace NS for namespace-scoped rules
-  --key FILE                        a PEM public key (repeatable: any of them)
-  --trusted-root FILE               a sigstore trusted root (trusted_root.json), for a certificate identity:
-  --certificate-oidc-issuer X       the identity's issuer (or --certificate-oidc-issuer-regexp)
-  --certificate-identity X          the certificate's subject (or --certificate-identity-regexp)
-
-How the registry is reached (without --config):
-  --plain-http                      http instead of https
-  --ca-file FILE                    PEM CA certificates trusted for the registry, besides the system's
-  --auth-file FILE                  a docker config.json with the registry's credentials
-  --timeout-ms MS                   the longest one registry request may take (10000)
-
-${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
+import { ExitCode } from './exit-codes';
+import type { CommandOutput } from './output';
+import { UsageError, usageOnError, type Command } from './usage';
 
 const OPTIONS = {
   config: { type: 'string' },
@@ -54,7 +31,6 @@ const OPTIONS = {
   'ca-file': { type: 'string' },
   'auth-file': { type: 'string' },
   'timeout-ms': { type: 'string', default: '10000' },
-  help: { type: 'boolean', short: 'h' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -93,15 +69,15 @@ function fromFlags(values: Values, ref: ImageReference): { trust: RuleTrust; set
     const subject = values['certificate-identity'];
     const subjectRegExp = values['certificate-identity-regexp'];
     if ((issuer === undefined) === (issuerRegExp === undefined) || (subject === undefined) === (subjectRegExp === undefined)) {
-      throw new TypeError('--trusted-root needs one issuer option and one identity option');
+      throw new UsageError('--trusted-root needs one issuer option and one identity option');
     }
     entries.push({ keyless: { issuer, issuerRegExp, subject, subjectRegExp, trustedRoot: root } });
   }
-  if (entries.length === 0) throw new TypeError('name what to trust: --config, --key or --trusted-root');
+  if (entries.length === 0) throw new UsageError('name what to trust: --config, --key or --trusted-root');
   const loaded = loadTrust(entries);
   if (!loaded.ok) throw new InputError(loaded.problems.map((p) => p.message).join('\n'));
   const timeout = Number(values['timeout-ms']);
-  if (!Number.isInteger(timeout) || timeout < 1) throw new TypeError('--timeout-ms must be a positive integer');
+  if (!Number.isInteger(timeout) || timeout < 1) throw new UsageError('--timeout-ms must be a positive integer');
   const settings: VerificationSettings = {
     registries: { [ref.registry]: { plainHttp: values['plain-http'], caFile: values['ca-file'], authFile: values['auth-file'] } },
     stateDir: '',
@@ -112,33 +88,53 @@ function fromFlags(values: Values, ref: ImageReference): { trust: RuleTrust; set
   return { trust: loaded.trust, settings };
 }
 
-export async function runPolicyVerify(argv: readonly string[], out: CommandOutput = processOutput): Promise<number> {
-  const usage = (problem: string): number => {
-    out.err(`cri-proxy policy verify: ${problem}\nUsage: ${USAGE}\n`);
-    return ExitCode.USAGE;
-  };
-  let parsed;
-  try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: true });
-  } catch (err) {
-    return usage(errorMessage(err).split(/\.\s/)[0] ?? 'invalid arguments');
-  }
-  const { values, positionals } = parsed;
-  if (values.help === true) {
-    out.out(`Usage: ${USAGE}\n\n${HELP}`);
-    return ExitCode.OK;
-  }
+export const policyVerifyCommand: Command = {
+  name: 'policy verify',
+  help: {
+    usage:
+      'policy verify (--config FILE [--namespace NS] | --key FILE... | --trusted-root FILE --certificate-oidc-issuer[-regexp] X --certificate-identity[-regexp] X) [registry options] IMAGE',
+    summary: "one signature verification of an image at its registry, as the image policy's verify rules do",
+    description: `Verifies IMAGE's signature at its registry now, as the image policy does at PullImage: the tag is resolved
+to a digest, the digest's signatures (cosign's .sig tag, sigstore bundles attached as referrers) are checked, and
+the result and the signer are printed. Nothing is cached; no proxy or runtime is needed. What is trusted comes
+from the rule the proxy's image policy picks for IMAGE (--config), or from keys or a certificate identity.`,
+    options: `  --config FILE         the proxy's configuration: the rule its image policy picks for IMAGE (it must have
+                        verify), and the policy's registries settings
+  --namespace NS        with --config: decide as for a pod in namespace NS
+  --key FILE            a PEM public key (repeatable: any of them)
+  --trusted-root FILE   a sigstore trusted root (trusted_root.json), for a certificate identity given by:
+  --certificate-oidc-issuer X, --certificate-oidc-issuer-regexp X
+                        the certificate's issuer, exactly or by regular expression
+  --certificate-identity X, --certificate-identity-regexp X
+                        the certificate's subject, exactly or by regular expression
+  --plain-http          without --config: http instead of https
+  --ca-file FILE        without --config: PEM CA certificates trusted for the registry, besides the system's
+  --auth-file FILE      without --config: a docker config.json with the registry's credentials
+  --timeout-ms MS       without --config: the longest one registry request may take (10000)`,
+    exitStatus: {
+      OK: 'the image is signed as trusted',
+      CHECK_FAILED: 'it is not (the reason is printed), or its registry cannot be asked',
+      INPUT_INVALID: 'a key file, trusted root or configuration is unreadable or invalid, or no rule with verify allows IMAGE',
+    },
+  },
+  run: (argv, out) => verifyCommand(argv, out),
+};
+
+async function verifyCommand(argv: readonly string[], out: CommandOutput): Promise<number> {
+  const { values, positionals } = usageOnError(() =>
+    parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: true }),
+  );
   const [image, ...extra] = positionals;
-  if (image === undefined || extra.length > 0) return usage('name exactly one IMAGE');
+  if (image === undefined || extra.length > 0) throw new UsageError('name exactly one IMAGE');
   const spec = classifyImage(image);
   if (spec.kind !== 'reference')
-    return usage(spec.kind === 'id' ? 'an image ID names no registry: give its name' : `IMAGE: ${spec.reason}`);
+    throw new UsageError(spec.kind === 'id' ? 'an image ID names no registry: give its name' : `IMAGE: ${spec.reason}`);
   const ref = spec.ref;
   let chosen: { trust: RuleTrust; settings: VerificationSettings; rule?: string };
   try {
     chosen = values.config !== undefined ? fromConfig(values.config, values.namespace, ref) : fromFlags(values, ref);
   } catch (err) {
-    if (err instanceof TypeError) return usage(err.message);
+    if (err instanceof UsageError) throw err;
     out.err(`${errorMessage(err)}\n`);
     return ExitCode.INPUT_INVALID;
   }

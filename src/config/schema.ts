@@ -170,12 +170,10 @@ function checkInterceptors(list: unknown, types: InterceptorTypes, backends: rea
     try {
       // `config:` left empty in YAML reads as null; both mean "no settings".
       const result = def.schema.safeParse(entry.config ?? {}, { error: errorMap });
-      if (!result.success) {
-        issues.push(...zodIssues(result.error.issues, prefix));
-        continue;
-      }
-      outputs[i] = result.data;
-      for (const issue of def.checkBackends?.(result.data, backends) ?? []) {
+      if (result.success) outputs[i] = result.data;
+      else issues.push(...zodIssues(result.error.issues, prefix));
+      // On the config as written, so that a backend it names wrongly is reported with its other problems.
+      for (const issue of def.checkBackends?.(entry.config ?? {}, backends) ?? []) {
         issues.push({ path: [...prefix, ...issue.path], message: issue.message });
       }
     } catch (err) {
@@ -226,7 +224,7 @@ export function validateProxyConfig(input: unknown, types: InterceptorTypes): Va
   const raw = isRecord(input) ? input : {};
   checkBackends(raw.backends, issues);
   checkSocketMode(raw, issues);
-  const backendNames = records(raw.backends).flatMap(([b]) => (typeof b.name === 'string' ? [b.name] : []));
+  const backendNames = [...new Set(records(raw.backends).flatMap(([b]) => (typeof b.name === 'string' ? [b.name] : [])))];
   const configs = checkInterceptors(raw.interceptors, types, backendNames, issues);
   checkChainOrder(raw.interceptors, types, issues);
   if (!base.success || issues.length > 0) return { ok: false, issues };

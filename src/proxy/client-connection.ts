@@ -242,7 +242,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     for (const frame of headerFrames(
       this.encoder,
       id,
-      statusFields(GrpcStatus.RESOURCE_EXHAUSTED, message, true),
+      statusFields(GrpcStatus.RESOURCE_EXHAUSTED, message, true, 'LIMIT_EXCEEDED'),
       true,
       this.peer.maxFrameSize,
     ))

@@ -259,7 +259,8 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
       for (const message of reply.messages) conn.sendData(this, frameMessage(message), false);
     }
     const trailers = reply?.trailers;
-    if (trailers === undefined) conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent), true);
+    if (trailers === undefined)
+      conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent, outcome.errorCode), true);
     else conn.sendHeaders(this, this.headersSent ? withoutPseudoHeaders(trailers) : asTrailersOnly(trailers), true);
   }
 

@@ -10,6 +10,7 @@ import { readsRequests } from '../support/calls';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
 import { RawH2Client } from '../support/raw-h2';
 import { waitFor } from '../support/wait';
+import { PROXY_ERROR_TRAILER } from '../../src/proxy/grpc-status';
 
 const VERSION = '/runtime.v1.RuntimeService/Version';
 const EXEC_SYNC = '/runtime.v1.RuntimeService/ExecSync';
@@ -127,6 +128,7 @@ describe('client connection limits', () => {
     const result = await proxy.client().unary(EXEC_SYNC, Buffer.alloc(2000, 1));
     expect(result.status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(result.status.details).toContain('maxHeldRequestBytes');
+    expect(result.status.metadata.get(PROXY_ERROR_TRAILER)).toEqual(['LIMIT_EXCEEDED']);
     expect(await triggered('heldRequestBytes')).toBe(1);
     expect(proxy.runtime.lastCall('ExecSync')).toBeUndefined();
     await neighbourServed();

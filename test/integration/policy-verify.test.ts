@@ -2,8 +2,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runPolicyCheck } from '../../src/commands/policy-check';
-import { runPolicyVerify } from '../../src/commands/policy-verify';
+import { main } from '../../src/cli';
 import { startRegistry, type Registry } from '../e2e/harness/registry';
 import { OciRegistry } from '../support/oci-registry';
 import { attachBundle, cosignSignWithKey, generateKey, MockSigstore, signatureStatement, type SigningKey } from '../support/signing';
@@ -24,10 +23,14 @@ let signed: string;
 let unsigned: string;
 let keyless: string;
 
-async function run(command: typeof runPolicyVerify, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+type Words = readonly ['policy', 'verify'] | readonly ['policy', 'check'];
+const runPolicyVerify: Words = ['policy', 'verify'];
+const runPolicyCheck: Words = ['policy', 'check'];
+
+async function run(command: Words, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await command(argv, { out: (t) => (out += t), err: (t) => (err += t) });
+  const code = await main([...command, ...argv], { out: (t) => (out += t), err: (t) => (err += t) });
   return { code, out, err };
 }
 
@@ -132,7 +135,7 @@ describe('cri-proxy policy verify', () => {
 
 describe('cri-proxy policy check with verify rules', () => {
   test('shows the verification result and the signer; an unverified image is denied', async () => {
-    const result = await run(runPolicyCheck, 'check', '--config', configFile, signed, unsigned, keyless, 'docker.io/library/nginx:1.27');
+    const result = await run(runPolicyCheck, '--config', configFile, signed, unsigned, keyless, 'docker.io/library/nginx:1.27');
     expect(result.code).toBe(1);
     const lines = result.out.trim().split('\n');
     expect(lines[0]).toMatch(
@@ -144,7 +147,7 @@ describe('cri-proxy policy check with verify rules', () => {
   });
 
   test('--offline asks no registry', async () => {
-    const result = await run(runPolicyCheck, 'check', '--offline', '--config', configFile, unsigned);
+    const result = await run(runPolicyCheck, '--offline', '--config', configFile, unsigned);
     expect(result.code).toBe(0);
     expect(result.out).toMatch(/; needs a verified signature \(not checked: --offline\)\n$/);
   });

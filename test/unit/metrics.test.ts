@@ -1,6 +1,7 @@
 import { fakeCallContext } from '../support/fake-context';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { createMetricsInterceptor, metricsConfigSchema } from '../../src/interceptors/metrics';
+import { DEFAULT_BUCKETS } from '../../src/interceptors/metrics/call-metrics';
 import { silentLogger } from '../../src/log';
 import { Router } from '../../src/proxy/router';
 import type { CallContext, CallOutcome, Interceptor } from '../../src/chain/types';
@@ -63,8 +64,9 @@ async function value(registry: Registry, name: string, labels: Record<string, st
 describe('metrics interceptor config', () => {
   test('defaults: default buckets, pod start metrics on', () => {
     const limits = { settleMs: 3000, maxPods: 1000, ttlMs: 600_000 };
-    expect(metricsConfigSchema.parse({})).toEqual({ podStart: { enabled: true, ...limits } });
-    expect(metricsConfigSchema.parse({ podStart: { enabled: false } })).toEqual({ podStart: { enabled: false, ...limits } });
+    const buckets = [...DEFAULT_BUCKETS];
+    expect(metricsConfigSchema.parse({})).toEqual({ buckets, podStart: { enabled: true, ...limits } });
+    expect(metricsConfigSchema.parse({ podStart: { enabled: false } })).toEqual({ buckets, podStart: { enabled: false, ...limits } });
   });
 
   test.each([

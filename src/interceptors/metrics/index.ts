@@ -18,7 +18,7 @@ export const metricsConfigSchema = z.strictObject({
     .array(z.number().positive())
     .min(1)
     .refine((b) => b.every((v, i) => i === 0 || v > (b[i - 1] as number)), 'buckets must be strictly increasing')
-    .optional(),
+    .default([...DEFAULT_BUCKETS]),
   podStart: podStartConfigSchema,
 });
 export type MetricsConfig = z.output<typeof metricsConfigSchema>;
@@ -180,7 +180,7 @@ class MetricsInterceptor implements Interceptor {
 }
 
 export function createMetricsInterceptor(config: MetricsConfig, deps: InterceptorDeps): Interceptor {
-  const metrics = callMetrics(deps.registry, config.buckets ?? DEFAULT_BUCKETS);
+  const metrics = callMetrics(deps.registry, config.buckets);
   const imagePulls = new ImagePullMetrics(deps.registry);
   const fault = observerFaultReporter(deps.registry, deps.name, deps.log, 'metrics interceptor failed to record a call');
   const podStarts = config.podStart.enabled ? new PodStartMetrics(config.podStart, deps.registry, fault) : undefined;
