@@ -26,11 +26,11 @@ interface CheckedPolicy {
   readonly policy: CompiledPolicy;
   readonly trust: PolicyTrust;
   /** Verifies signatures online; undefined with --offline or without rules that ask for them. */
-  readonly provenance: Provenance | undefined;
+  readonly provenance: Promise<Provenance> | undefined;
 }
 
 /** One line for one image under one policy; an image a `verify` rule allows is verified at its registry now. */
-async function decide({ policy, trust, provenance }: CheckedPolicy, image: string, namespace: string): Promise<Line> {
+async function decide({ policy, trust, provenance: loading }: CheckedPolicy, image: string, namespace: string): Promise<Line> {
   const spec = classifyImage(image);
   const enforced = policy.mode === 'enforce';
   const denied = (rest: string): Line => ({ text: `${enforced ? 'deny' : 'deny (audit)'} ${rest}`, blocks: enforced });
@@ -42,8 +42,8 @@ async function decide({ policy, trust, provenance }: CheckedPolicy, image: strin
   if (decision.action !== 'allow') return denied(rest);
   const ruleTrust = decision.rule === undefined ? undefined : trust.get(decision.rule.index);
   if (decision.verify === undefined || ruleTrust === undefined) return { text: `allow ${rest}`, blocks: false };
-  if (provenance === undefined) return { text: `allow ${rest}; needs a verified signature (not checked: --offline)`, blocks: false };
-  const answer = await provenance.verifyName(ruleTrust, spec.ref, { remember: false });
+  if (loading === undefined) return { text: `allow ${rest}; needs a verified signature (not checked: --offline)`, blocks: false };
+  const answer = await (await loading).verifyName(ruleTrust, spec.ref, { remember: false });
   const at = answer.digest === undefined ? '' : ` (${answer.digest})`;
   if (answer.result.ok) return { text: `allow ${rest}; signed by ${describeSigner(answer.result.signer)}${at}`, blocks: false };
   const why = `not verified${at}: ${answer.result.failure}: ${answer.result.detail}`;
@@ -97,6 +97,7 @@ async function check(argv: readonly string[], out: CommandOutput): Promise<numbe
         const online = trust.size > 0 && !values.offline;
         return { name: entry.name, policy, trust, provenance: online ? createProvenance(settings, entry.name, silentLogger) : undefined };
       });
+    for (const entry of policies) await entry.provenance;
   } catch (err) {
     out.err(`${errorMessage(err)}\n`);
     return ExitCode.INPUT_INVALID;
@@ -115,7 +116,7 @@ async function check(argv: readonly string[], out: CommandOutput): Promise<numbe
       }
     }
   } finally {
-    for (const { provenance } of policies) await provenance?.close();
+    for (const { provenance } of policies) await (await provenance)?.close();
   }
   return blocked ? ExitCode.CHECK_FAILED : ExitCode.OK;
 }

@@ -11,7 +11,7 @@ import type { VerificationSettings } from '../interceptors/image-policy/provenan
 import { classifyImage, type ImageReference } from '../policies/image-reference';
 import type { VerifyEntry } from '../policies/image-rules';
 import { describeSigner } from '../provenance/outcome';
-import { Provenance } from '../provenance/provenance';
+import type { Provenance } from '../provenance/provenance';
 import { loadTrust, type RuleTrust } from '../provenance/trust';
 import { builtinTypes } from './builtin-types';
 import { ExitCode } from './exit-codes';
@@ -141,6 +141,8 @@ async function verifyCommand(argv: readonly string[], out: CommandOutput): Promi
   let provenance: Provenance;
   try {
     const { settings } = chosen;
+    // Loaded here: the sigstore libraries it brings are large, and no other command needs them.
+    const { Provenance } = await import('../provenance/provenance');
     provenance = new Provenance({
       registries: settings.registries,
       authFile: settings.authFile,

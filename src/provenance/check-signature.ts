@@ -7,7 +7,16 @@
 import { createHash, verify as verifySignature, type KeyObject } from 'node:crypto';
 import { BUNDLE_V01_MEDIA_TYPE, bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { pem } from '@sigstore/core';
-import { PolicyError, VerificationError, Verifier, toSignedEntity, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
+import { TrustedRoot } from '@sigstore/protobuf-specs';
+import {
+  PolicyError,
+  VerificationError,
+  Verifier,
+  toSignedEntity,
+  toTrustMaterial,
+  type SignedEntity,
+  type TrustMaterial,
+} from '@sigstore/verify';
 import { errorMessage } from '../errors';
 import { checkSimpleSigning, checkStatement, type ClaimCheck, type SignedTarget } from '../policies/signature-claims';
 import type { BundleSignature, CosignSignature, FoundSignature } from './discovery';
@@ -15,6 +24,18 @@ import { unverified, type Signer, type Unverified, type VerificationResult } fro
 import { identityMatches, type TrustEntry, type TrustedKey } from './trust';
 
 type KeylessTrust = Extract<TrustEntry, { kind: 'keyless' }>;
+
+const materials = new WeakMap<KeylessTrust, TrustMaterial>();
+
+/** The sigstore trust material of a keyless entry's trusted root, made once per loaded policy. */
+function materialOf(trust: KeylessTrust): TrustMaterial {
+  let material = materials.get(trust);
+  if (material === undefined) {
+    material = toTrustMaterial(TrustedRoot.fromJSON(trust.root));
+    materials.set(trust, material);
+  }
+  return material;
+}
 
 /** Hashes a key type signs with: the curve's own first (cosign's default), then SHA-256 (its historical one). */
 function hashesFor(key: KeyObject): (string | null)[] {
@@ -87,12 +108,13 @@ function issuedByTrustedCa(entity: SignedEntity, material: TrustMaterial): boole
 }
 
 function keylessSigner(entity: SignedEntity, trust: KeylessTrust): Signer | Unverified {
-  if (!issuedByTrustedCa(entity, trust.material)) {
+  const material = materialOf(trust);
+  if (!issuedByTrustedCa(entity, material)) {
     return unverified('untrusted-signer', 'the certificate is not issued by a certificate authority of the trusted root');
   }
   let identity;
   try {
-    const verifier = new Verifier(trust.material, { tlogThreshold: 1, ctlogThreshold: trust.ctlogThreshold, timestampThreshold: 1 });
+    const verifier = new Verifier(material, { tlogThreshold: 1, ctlogThreshold: trust.ctlogThreshold, timestampThreshold: 1 });
     identity = verifier.verify(entity).identity;
   } catch (err) {
     return failureOf(err, false);

@@ -3,11 +3,10 @@
  * into the sigstore trust material, identities compiled. Done once per configuration (at validation too, so a
  * bad key file stops `config validate`, startup and reload with its path).
  */
-import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { TrustedRoot } from '@sigstore/protobuf-specs';
-import { toTrustMaterial, type TrustMaterial } from '@sigstore/verify';
 import { errorMessage } from '../errors';
+import { isRecord } from '../values';
 import type { KeylessIdentity, VerifyEntry } from '../policies/image-rules';
 
 export interface TrustedKey {
@@ -23,7 +22,8 @@ export type TrustEntry =
   | { readonly kind: 'keys'; readonly keys: readonly TrustedKey[] }
   | {
       readonly kind: 'keyless';
-      readonly material: TrustMaterial;
+      /** The trusted root as read (JSON); made into the sigstore libraries' trust material when first used. */
+      readonly root: Readonly<Record<string, unknown>>;
       readonly issuer: IdentityMatcher;
       readonly subject: IdentityMatcher;
       /** SCTs required in the certificate: one when the root names certificate transparency logs. */
@@ -64,19 +64,47 @@ export function readPublicKey(file: string): TrustedKey {
   return { fingerprint: `sha256:${createHash('sha256').update(der).digest('hex')}`, key };
 }
 
-/** Reads a sigstore trusted root (trusted_root.json); it must name at least one CA and one transparency log. */
-export function readTrustedRoot(file: string): { readonly material: TrustMaterial; readonly ctlogs: number; readonly text: string } {
+function list(value: unknown): Readonly<Record<string, unknown>>[] {
+  return Array.isArray(value) ? value.filter(isRecord) : [];
+}
+
+function bytes(value: unknown, what: string): Buffer {
+  if (typeof value !== 'string' || value === '') throw new Error(`${what} has no rawBytes`);
+  return Buffer.from(value, 'base64');
+}
+
+/**
+ * Reads a sigstore trusted root (trusted_root.json) and checks what verification will use of it: at least one CA
+ * and one transparency log, every certificate and key parseable. (The sigstore libraries load it when a verification
+ * first needs it, so a proxy that never verifies never loads them.)
+ */
+export function readTrustedRoot(file: string): {
+  readonly root: Readonly<Record<string, unknown>>;
+  readonly ctlogs: number;
+  readonly text: string;
+} {
   const text = readFileSync(file, 'utf8');
-  let json: unknown;
+  let root: unknown;
   try {
-    json = JSON.parse(text);
+    root = JSON.parse(text);
   } catch (err) {
     throw new Error(`not JSON: ${errorMessage(err)}`, { cause: err });
   }
-  const root = TrustedRoot.fromJSON(json);
-  if (root.certificateAuthorities.length === 0) throw new Error('names no certificate authority');
-  if (root.tlogs.length === 0) throw new Error('names no transparency log');
-  return { material: toTrustMaterial(root), ctlogs: root.ctlogs.length, text };
+  if (!isRecord(root)) throw new Error('not a trusted root: expected an object');
+  const authorities = list(root['certificateAuthorities']);
+  const tlogs = list(root['tlogs']);
+  if (authorities.length === 0) throw new Error('names no certificate authority');
+  if (tlogs.length === 0) throw new Error('names no transparency log');
+  const certificates = [...authorities, ...list(root['timestampAuthorities'])].flatMap((a) =>
+    list(isRecord(a['certChain']) ? a['certChain']['certificates'] : undefined),
+  );
+  certificates.forEach((c, i) => new X509Certificate(bytes(c['rawBytes'], `certificate ${i + 1}`)));
+  const logs = [...tlogs, ...list(root['ctlogs'])];
+  logs.forEach((log, i) => {
+    const key = isRecord(log['publicKey']) ? log['publicKey'] : {};
+    createPublicKey({ key: bytes(key['rawBytes'], `log key ${i + 1}`), format: 'der', type: 'spki' });
+  });
+  return { root, ctlogs: list(root['ctlogs']).length, text };
 }
 
 function matcher(exact: string | undefined, pattern: string | undefined): IdentityMatcher {
@@ -92,7 +120,7 @@ function keyless(identity: KeylessIdentity, file: string): { entry: TrustEntry; 
   const root = readTrustedRoot(file);
   const entry: TrustEntry = {
     kind: 'keyless',
-    material: root.material,
+    root: root.root,
     issuer: matcher(identity.issuer, identity.issuerRegExp),
     subject: matcher(identity.subject, identity.subjectRegExp),
     ctlogThreshold: root.ctlogs > 0 ? 1 : 0,

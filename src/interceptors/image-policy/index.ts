@@ -148,8 +148,8 @@ export class ImagePolicyInterceptor implements Interceptor {
   private lastText: string | undefined;
   private readonly label: string;
   private readonly resolver: ImageNameResolver;
-  /** Signature verification; created when a rule asks for it (by the config or a later rules file). */
-  private verification: ImageVerification | undefined;
+  /** Signature verification; loaded when a rule asks for it (by the config or a later rules file). */
+  private verification: Promise<ImageVerification> | undefined;
   private readonly watcher: PolicyFileWatcher | undefined;
   private readonly decisions: Counter<'door' | 'action' | 'mode'>;
   private readonly reloads: Counter<'result'>;
@@ -260,7 +260,7 @@ export class ImagePolicyInterceptor implements Interceptor {
             return this.resolver.refresh(upstream, image.id, ctx.deadline);
           },
         };
-    const outcome = await this.verifier().verify({ ctx, ref, rule: decision.rule.name, trust, source });
+    const outcome = await (await this.verifier()).verify({ ctx, ref, rule: decision.rule.name, trust, source });
     const { result, digest } = outcome;
     const shown = image.id !== undefined && image.id !== image.image ? `"${image.image}" (${image.id})` : `"${ref.normalized}"`;
     if (result.ok) {
@@ -299,8 +299,15 @@ export class ImagePolicyInterceptor implements Interceptor {
   }
 
   /** The verification service, made on first need (a policy without `verify` never touches the state directory). */
-  private verifier(): ImageVerification {
-    this.verification ??= new ImageVerification(createProvenance(this.config, this.name, this.deps.log), this.deps.registry);
+  private verifier(): Promise<ImageVerification> {
+    this.verification ??= createProvenance(this.config, this.name, this.deps.log).then(
+      (provenance) => new ImageVerification(provenance, this.deps.registry),
+      (err: unknown) => {
+        // Tried again by the next call that needs it (a credentials file back in place, say).
+        this.verification = undefined;
+        throw err;
+      },
+    );
     return this.verification;
   }
 
@@ -375,15 +382,20 @@ export class ImagePolicyInterceptor implements Interceptor {
     this.deps.log.info('image policy reloaded', { file, rules: result.policy.ruleCount, mode: result.policy.mode });
   }
 
-  warmUp(): Promise<void> {
+  async warmUp(): Promise<void> {
     this.resolver.warmUp();
-    if (this.current.trust.size > 0) warmCodec([REMOVE_IMAGE.requestType, REMOVE_IMAGE.responseType, IMAGE_STATUS.requestType]);
-    return Promise.resolve();
+    if (this.current.trust.size === 0) return;
+    warmCodec([REMOVE_IMAGE.requestType, REMOVE_IMAGE.responseType, IMAGE_STATUS.requestType]);
+    try {
+      await this.verifier();
+    } catch (err) {
+      this.deps.log.error('signature verification could not be set up; calls that need it fail until it can', { error: errorMessage(err) });
+    }
   }
 
   async close(): Promise<void> {
     this.watcher?.close();
-    await this.verification?.provenance.close();
+    await (await this.verification)?.provenance.close();
   }
 }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { errorMessage } from '../../errors';
 import type { Logger } from '../../log';
-import { Provenance } from '../../provenance/provenance';
+import type { Provenance } from '../../provenance/provenance';
 import { readAuthFile } from '../../provenance/registry/auth';
 import { MAX_INT32 } from '../../values';
 
@@ -88,8 +88,12 @@ export interface VerificationSettings {
   readonly verifiedCacheSize: number;
 }
 
-/** The provenance service of one image-policy instance; its cache lives in `<stateDir>/verified-<name>.json`. */
-export function createProvenance(settings: VerificationSettings, name: string, log: Logger): Provenance {
+/**
+ * The provenance service of one image-policy instance; its cache lives in `<stateDir>/verified-<name>.json`. Loaded
+ * on first need, as the sigstore libraries it brings are large: a proxy whose rules ask for no signature never loads them.
+ */
+export async function createProvenance(settings: VerificationSettings, name: string, log: Logger): Promise<Provenance> {
+  const { Provenance } = await import('../../provenance/provenance');
   return new Provenance({
     registries: settings.registries,
     authFile: settings.authFile,
