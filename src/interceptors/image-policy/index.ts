@@ -3,8 +3,6 @@
  * it also holds for static pods and for images that are already present.
  */
 import type { Counter } from 'prom-client';
-import { z } from 'zod';
-import { isRecord, MAX_INT32 } from '../../values';
 import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
 import { ProxyError, errorMessage, type ProxyErrorCode } from '../../errors';
 import type { Scheduler } from '../../scheduler';
@@ -15,21 +13,12 @@ import { policyDecisionKey, type PolicyDecisionRecord, type VerificationRecord }
 import { IMAGE_STATUS, ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
 import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../../policies/image-rules';
-import {
-  DEFAULT_ACTION,
-  DEFAULT_MODE,
-  loadConfiguredPolicy,
-  loadPolicyTrust,
-  policyLabel,
-  readPolicyFile,
-  type LoadedPolicy,
-  type PolicyConfig,
-} from './policy-file';
-import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
+import { loadConfiguredPolicy, policyLabel, readPolicyFile, type LoadedPolicy } from './policy-file';
 import { PolicyFileWatcher } from './policy-watcher';
 import { METRIC } from '../../metrics/names';
 import { describeSigner, failureCode } from '../../provenance/outcome';
-import { createProvenance, verificationSettings } from './provenance-config';
+import { createProvenance } from './provenance-config';
+import { imagePolicySchema, type ImagePolicyConfig } from './config';
 import { ImageVerification, repositoryDigests, type DigestSource } from './verification';
 import { forwardConfirmedPull, pullCredentials, REMOVE_IMAGE, type PullPin } from './pull-confirmation';
 import { warmCodec, type DecodedMessage } from '../../messages/codec';
@@ -37,57 +26,7 @@ import { fieldAt } from '../../messages/field-at';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 
-export const imagePolicySchema = z
-  .strictObject({
-    mode: policyModeSchema.optional(),
-    defaultAction: policyActionSchema.optional(),
-    rules: rulesSchema.optional(),
-    rulesFile: z.string().min(1, 'must not be empty').optional(),
-    imageStatusTimeoutMs: z.int().min(1).max(MAX_INT32).default(2000),
-    cacheSize: z.int().min(1).max(10_000_000).default(1000),
-    failOpen: z.boolean().default(false),
-    ...verificationSettings,
-  })
-  .superRefine(
-    (config, ctx) => {
-      if ((config.rules === undefined) === (config.rulesFile === undefined)) {
-        ctx.addIssue({ code: 'custom', message: 'set exactly one of "rules" (an inline policy) or "rulesFile"' });
-        return;
-      }
-      // Reading the files here makes `config validate`, startup and SIGHUP all reject a bad policy or key file.
-      if (config.rulesFile === undefined) {
-        const rules = rulesSchema.safeParse(config.rules);
-        if (!rules.success) return;
-        for (const problem of loadPolicyTrust(rules.data, undefined).problems) {
-          ctx.addIssue({ code: 'custom', path: ['rules', ...problem.path], message: problem.message });
-        }
-        return;
-      }
-      if (typeof config.rulesFile !== 'string') return;
-      const result = readPolicyFile(config.rulesFile, validPolicySettings(config));
-      if (result.ok) return;
-      for (const problem of result.problems) {
-        ctx.addIssue({ code: 'custom', path: ['rulesFile'], message: `${config.rulesFile}: ${problem}` });
-      }
-    },
-    // Also when other keys are wrong, so that the file's problems are reported with theirs (the values may be invalid).
-    { when: (payload) => isRecord(payload.value) },
-  )
-  // With inline rules the defaults are filled in here, so that `config print` shows them; a rules file sets its own.
-  .transform((config) =>
-    config.rulesFile !== undefined
-      ? config
-      : { ...config, mode: config.mode ?? DEFAULT_MODE, defaultAction: config.defaultAction ?? DEFAULT_ACTION },
-  );
-
-/** `mode` and `defaultAction` of a config that may be invalid elsewhere, each where it is valid. */
-function validPolicySettings(config: { mode?: unknown; defaultAction?: unknown }): PolicyConfig {
-  const mode = policyModeSchema.safeParse(config.mode);
-  const defaultAction = policyActionSchema.safeParse(config.defaultAction);
-  return { mode: mode.success ? mode.data : undefined, defaultAction: defaultAction.success ? defaultAction.data : undefined };
-}
-
-export type ImagePolicyConfig = z.output<typeof imagePolicySchema>;
+export { imagePolicySchema, type ImagePolicyConfig };
 
 /** For tests: the time the rules file watcher debounces changes by. */
 export interface ImagePolicyTestHooks {
