@@ -30,7 +30,10 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
   readonly name: string;
   /** Validates the entry's `config`; its issues are reported under `interceptors[i].config`. */
   readonly schema: S;
-  /** Keys of `config` that hold file paths: relative ones are resolved against the config file's folder. */
+  /**
+   * Dotted key paths of `config` that hold file paths (`*` for every key of a map or item of a list, as in
+   * `registries.*.caFile`): relative ones are resolved against the config file's folder.
+   */
   readonly pathKeys?: readonly string[];
   /**
    * Checks the entry's `config` against the names in `backends` (a rule naming a backend that does not exist,

@@ -45,6 +45,7 @@ import {
   criFieldAttributes,
   podStartPhaseTotalAttribute,
 } from './attributes';
+import { callSpanKey, type CallSpan } from '../../observability/call-span';
 import { instantAt } from '../../observability/clock';
 import { observerFaultReporter, type ObserverFaultReporter } from '../../metrics/observer-faults';
 import {
@@ -171,7 +172,10 @@ export class CallTracer {
       parent,
     );
     // The runtime's own spans then nest under this one.
-    this.propagator.inject(trace.setSpan(ROOT_CONTEXT, span), ctx.upstreamMetadata, headerSetter);
+    const context = trace.setSpan(ROOT_CONTEXT, span);
+    this.propagator.inject(context, ctx.upstreamMetadata, headerSetter);
+    // Later interceptors' own work (an image verification) nests under it too.
+    if (span.isRecording()) ctx.state.set(callSpanKey, { tracer: this.tracer, context } satisfies CallSpan);
     return span;
   }
 
