@@ -233,7 +233,9 @@ export class ImagePolicyInterceptor implements Interceptor {
       return { ...verdict, reason: `unverified, allowed by onUnverifiable: audit: ${result.detail}`, verification };
     }
     const reason = `not verified: ${result.detail}`;
-    const shown = id !== undefined && id !== found.image ? `"${found.image}" (${id})` : `"${ref.normalized}"`;
+    // As the request names it, with the ID or the name it was decided by beside it.
+    const shown =
+      id === undefined ? `"${ref.normalized}"` : id === found.image ? `"${id}" (${ref.normalized})` : `"${found.image}" (${id})`;
     return {
       action: 'deny',
       mode: verdict.mode,
