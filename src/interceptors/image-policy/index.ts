@@ -107,7 +107,7 @@ export class ImagePolicyInterceptor implements Interceptor {
     // Counters survive config reloads: the new instance finds the old one's in the shared registry.
     this.decisions = ensureCounter(registry, {
       name: METRIC.imagePolicyDecisionsTotal,
-      help: 'Image policy decisions, by door (pull or create), action and mode',
+      help: 'Image policy decisions, one per image, by door (pull, create or restore), action and mode',
       labelNames: ['door', 'action', 'mode'] as const,
     });
     this.reloads = ensureCounter(registry, {
