@@ -5,6 +5,7 @@ import { helpText, parseArgs, type CliCommand } from './commands/args';
 import { runAuditVerify } from './commands/audit-verify';
 import { printConfig, validateConfig } from './commands/config';
 import { ExitCode } from './commands/exit-codes';
+import { runPods } from './commands/pods';
 import { runPolicyCheck } from './commands/policy-check';
 import { runProxy } from './commands/run';
 import { errorMessage } from './errors';
@@ -14,6 +15,7 @@ import { buildInfo } from './package-files';
 export async function main(argv: readonly string[]): Promise<number> {
   // Tools that check files without starting the proxy take their own arguments.
   if (argv[0] === 'policy') return runPolicyCheck(argv.slice(1));
+  if (argv[0] === 'pods') return runPods(argv.slice(1));
   if (argv[0] === 'audit') {
     if (argv[1] === 'verify') return runAuditVerify(argv.slice(2));
     process.stderr.write(`cri-proxy: audit: unknown subcommand "${argv[1] ?? ''}"\n\n${helpText('main')}`);

@@ -27,6 +27,7 @@ export const USAGE = `Usage:
   cri-proxy config print [--config FILE] [--listen ADDRESS] [--upstream ADDRESS] [--http-listen ADDRESS] [--log-level LEVEL]
   cri-proxy policy check --config FILE [--namespace NS] IMAGE...
   cri-proxy audit verify [--json] FILE...
+  cri-proxy pods [--slow] [--namespace NS] [--since DURATION] [--min DURATION] [--json] [--watch] [--config FILE | --url URL]
   cri-proxy --help | --version
 
 Options:

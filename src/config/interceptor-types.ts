@@ -2,6 +2,7 @@ import type { TracerProvider } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Logger } from '../log';
+import type { PodStartSubscribers } from '../observability/pod-start-feed';
 import type { Router } from '../proxy/router';
 import type { Interceptor } from '../proxy/types';
 
@@ -16,6 +17,8 @@ export interface InterceptorDeps {
   readonly router: Router;
   /** Overrides the provider a tracing interceptor would build from its own config (tests inject one). */
   readonly tracerProvider?: TracerProvider;
+  /** Finished pod starts, as the proxy follows them for every interceptor at once; none when nothing feeds them. */
+  readonly podStarts?: PodStartSubscribers;
 }
 
 /** A kind of interceptor that config entries can name in `type`. */

@@ -18,11 +18,15 @@ export interface PodStartPhase {
   readonly phase: PodStartPhaseName;
   /** The image (pull), the container name (create, start), or undefined (sandbox). */
   readonly detail: string | undefined;
+  /** The image pulled (pull) or the container's image (create). */
+  readonly image: string | undefined;
   readonly start: Instant;
   readonly end: Instant;
   readonly durationMs: number;
   /** The call's gRPC status code. */
   readonly code: number;
+  /** The status message of a call that failed. */
+  readonly message: string | undefined;
   readonly links: readonly TraceContextRef[];
 }
 
@@ -32,6 +36,8 @@ export interface PodStart {
   readonly namespace: string | undefined;
   readonly sandboxId: string | undefined;
   readonly runtimeHandler: string | undefined;
+  /** The backend RunPodSandbox went to. */
+  readonly backend: string | undefined;
   /** When RunPodSandbox arrived. */
   readonly start: Instant;
   /** When the last StartContainer answered (or a failed RunPodSandbox did). */
@@ -74,6 +80,8 @@ export interface ObservedCall {
   readonly endedAt?: bigint;
   /** gRPC status code; default `ctx.outcome.code`, UNKNOWN if unset (next() rejected). */
   readonly code?: number;
+  /** Status message of a failed call; default `ctx.outcome.message`. */
+  readonly message?: string;
   /** Links besides the caller's `traceparent` (e.g. the proxy's own span of the call). */
   readonly links?: readonly TraceContextRef[];
 }
