@@ -158,7 +158,7 @@ export class PodStartStore {
   /** p50/p90/p99 (nearest rank) of the successful starts that finished in the last hour. */
   lastHour(): Percentiles {
     const since = this.now() - HOUR_MS;
-    while (this.hour.length > 0 && (this.hour[0] as [number, number])[0] < since) this.hour.shift();
+    while (this.hour.length > 0 && (this.hour[0] as [number, number])[0] <= since) this.hour.shift();
     const sorted = this.hour.map(([, total]) => total).sort((a, b) => a - b);
     if (sorted.length === 0) return { count: 0 };
     const rank = (p: number): number => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
