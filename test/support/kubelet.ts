@@ -11,6 +11,7 @@ import type { RawClient } from './proxy-harness';
  */
 
 const RUNTIME = '/runtime.v1.RuntimeService/';
+const OK: number = grpc.status.OK;
 const IMAGE = '/runtime.v1.ImageService/';
 
 /** Never to be shown by anything that reports pod starts: environment, args, labels, annotations, pull credentials. */
@@ -70,8 +71,8 @@ export async function startPod(client: RawClient, runtime: FakeRuntime, pod: Pod
       : { respond: encodeMessage('runtime.v1.RunPodSandboxResponse', { pod_sandbox_id: sandboxId }) }),
   });
   const ran = await call(client, `${RUNTIME}RunPodSandbox`, 'RunPodSandboxRequest', { config, runtime_handler: pod.handler ?? '' });
-  if (ran !== grpc.status.OK) return ran;
-  let last: number = grpc.status.OK;
+  if (ran !== OK) return ran;
+  let last = OK;
   for (const c of pod.containers) {
     if (pod.kubeletMs !== undefined) await pause(pod.kubeletMs);
     const present = c.pullMs === undefined;
@@ -94,7 +95,7 @@ export async function startPod(client: RawClient, runtime: FakeRuntime, pod: Pod
         auth: { username: 'robot', password: SECRET_SENTINEL },
         sandbox_config: config,
       });
-      if (pulled !== grpc.status.OK) return pulled;
+      if (pulled !== OK) return pulled;
       runtime.on('ImageStatus', {
         respond: encodeMessage('runtime.v1.ImageStatusResponse', {
           image: { id: imageId(c.image), repo_tags: [c.image], size: String(c.pullBytes ?? 0) },

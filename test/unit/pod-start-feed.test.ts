@@ -23,7 +23,7 @@ describe('pod start feed', () => {
     const { feed, subscribers } = testPodStarts();
     const imageStatus = methodTable.find((m) => m.name === 'ImageStatus');
     const around = imageStatus && feed.observer(subscribers).around(imageStatus);
-    const untouchable = new Proxy({} as Call, {
+    const untouchable: Call = new Proxy(Object.create(null) as Call, {
       get: () => {
         throw new Error('the call was read');
       },
