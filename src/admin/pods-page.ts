@@ -11,6 +11,7 @@ const STYLE = `
 :root { --fg: #1b1b1b; --muted: #4d4d4d; --bg: #ffffff; --panel: #f3f4f6; --line: #c9ccd1; --focus: #1a4fd6;
   --sandbox: #0068a8; --pull: #c2410c; --create: #047857; --start: #9d3f82; --kubelet: #6b6b6b; }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
 a { color: var(--focus); }
 :focus-visible { outline: 3px solid var(--focus); outline-offset: 2px; }
@@ -42,7 +43,9 @@ th, td { text-align: left; padding: 7px 8px; border-bottom: 1px solid var(--line
 thead th { font-size: .8rem; color: var(--muted); font-weight: 600; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 th[scope=row] { font-weight: 400; }
-.expand { background: none; border: 0; padding: 0; min-height: 0; color: var(--focus); text-decoration: underline; cursor: pointer; text-align: left; font-weight: 600; word-break: break-all; }
+.expand { background: none; border: 0; padding: 0; min-height: 0; color: var(--focus); text-decoration: underline; cursor: pointer; text-align: left; font-weight: 600; overflow-wrap: anywhere; }
+th[scope=row] { min-width: 13em; }
+td.dominant { white-space: nowrap; }
 .ns { display: block; font-size: .8rem; color: var(--muted); }
 .wf { width: 48%; min-width: 220px; }
 .track { position: relative; height: 22px; background: var(--panel); border-radius: 3px; overflow: hidden; }
@@ -51,12 +54,12 @@ th[scope=row] { font-weight: 400; }
 .b-pull, .t-pull { background: var(--pull); }
 .b-create, .t-create { background: var(--create); }
 .b-start, .t-start { background: var(--start); }
-.b-kubelet, .t-kubelet { background: repeating-linear-gradient(135deg, var(--kubelet) 0 3px, #d4d4d4 3px 6px); }
+.b-kubelet { background: repeating-linear-gradient(135deg, var(--kubelet) 0 3px, #d4d4d4 3px 6px); }
+.t-kubelet { background: var(--kubelet); }
 .b-failed { box-shadow: inset 0 0 0 2px #fff, inset 0 0 0 4px #a40e26; }
-.bar.dom { top: 0; bottom: 0; box-shadow: 0 0 0 2px var(--fg); z-index: 1; }
+.bar.dom { top: 1px; bottom: 1px; box-shadow: inset 0 0 0 2px var(--fg); z-index: 1; }
 .mark { position: absolute; top: 0; bottom: 0; width: 0; border-left: 2px dashed var(--fg); opacity: .55; }
 .tag { display: inline-block; color: #fff; font-size: .8rem; font-weight: 600; padding: 1px 7px; border-radius: 10px; }
-.t-kubelet { color: #fff; text-shadow: 0 0 2px #000; }
 .share { font-size: .8rem; color: var(--muted); margin-left: 4px; }
 .failed { color: #a40e26; font-weight: 600; }
 tr.details > td { background: #fafafa; }
@@ -69,11 +72,13 @@ footer { color: var(--muted); font-size: .85rem; border-top: 1px solid var(--lin
 @media (max-width: 760px) {
   header, main, footer { padding: 10px 12px; }
   thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
-  table, tbody, tr, th, td { display: block; width: 100%; }
+  #starts, #rows, #rows > tr, #rows > tr > th, #rows > tr > td { display: block; width: 100%; }
   tr.pod { border: 1px solid var(--line); border-radius: 6px; margin-top: 10px; padding: 4px 0; }
   tr.pod > th, tr.pod > td { border: 0; padding: 3px 10px; }
   tr.pod > td[data-label]::before { content: attr(data-label) ": "; color: var(--muted); font-size: .8rem; }
   .wf { width: 100%; min-width: 0; }
+  th[scope=row] { min-width: 0; }
+  #starts > caption { display: block; }
   tr.pod > td.wf::before { display: block; }
   .num { text-align: left; }
   tr.details > td { display: block; overflow-x: auto; }
