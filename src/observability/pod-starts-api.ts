@@ -92,16 +92,41 @@ function since(text: string | null, now: number): number | undefined {
   return back === undefined ? undefined : now - back;
 }
 
+/** Milliseconds to the microsecond: more digits would only be noise. */
+const ms = (value: number): number => Math.round(value * 1000) / 1000;
+
 export function podStartView(kept: KeptPodStart): PodStartView {
-  const { seq, startMs, endMs, code, phases, ...rest } = kept;
+  const { seq, uid, name, namespace, sandboxId, runtimeHandler, backend, message, traceId } = kept;
+  const totals = Object.fromEntries(Object.entries(kept.totals).map(([part, value]) => [part, ms(value)])) as PodStartView['totals'];
   return {
     seq,
-    ...rest,
-    startedAt: new Date(startMs).toISOString(),
-    endedAt: new Date(endMs).toISOString(),
-    code: grpcCodeName(code),
-    phases: phases.map((p) => ({ ...p, code: grpcCodeName(p.code) })),
+    uid,
+    ...(name === undefined ? {} : { name }),
+    ...(namespace === undefined ? {} : { namespace }),
+    ...(sandboxId === undefined ? {} : { sandboxId }),
+    ...(runtimeHandler === undefined ? {} : { runtimeHandler }),
+    ...(backend === undefined ? {} : { backend }),
+    startedAt: new Date(kept.startMs).toISOString(),
+    endedAt: new Date(kept.endMs).toISOString(),
+    totalMs: ms(kept.totalMs),
+    status: kept.status,
+    code: grpcCodeName(kept.code),
+    ...(message === undefined ? {} : { message }),
+    containers: kept.containers,
+    ...(traceId === undefined ? {} : { traceId }),
+    dominant: kept.dominant,
+    totals,
+    phases: kept.phases.map((p) => ({ ...p, offsetMs: ms(p.offsetMs), durationMs: ms(p.durationMs), code: grpcCodeName(p.code) })),
+    gaps: kept.gaps.map((g) => ({ offsetMs: ms(g.offsetMs), durationMs: ms(g.durationMs) })),
+    phasesDropped: kept.phasesDropped,
   };
+}
+
+function rounded(p: Percentiles): Percentiles {
+  const { count, p50Ms, p90Ms, p99Ms } = p;
+  return p50Ms === undefined || p90Ms === undefined || p99Ms === undefined
+    ? { count }
+    : { count, p50Ms: ms(p50Ms), p90Ms: ms(p90Ms), p99Ms: ms(p99Ms) };
 }
 
 export function podStartsAnswer(store: PodStartStore, query: PodStartQuery, now: number): PodStartsAnswer {
@@ -111,7 +136,7 @@ export function podStartsAnswer(store: PodStartStore, query: PodStartQuery, now:
     sort: query.sort,
     ...store.limits,
     matched,
-    lastHour: store.lastHour(),
+    lastHour: rounded(store.lastHour()),
     namespaces: store.namespaces(),
     podStarts: starts.map(podStartView),
   };
