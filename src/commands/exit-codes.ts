@@ -26,8 +26,12 @@ export const exitCodeMeaning: Readonly<Record<ExitCodeName, string>> = {
     'the proxy failed while running, or did not stop cleanly; `pods`: the admin listener could not be reached or answered with an error',
 };
 
-/** The table as help text; `names` picks the codes a command can exit with. */
-export function exitCodesHelp(names: readonly ExitCodeName[] = Object.keys(ExitCode) as ExitCodeName[]): string {
-  const lines = names.map((name) => `  ${ExitCode[name]}  ${exitCodeMeaning[name].replace(/`/g, '')}`);
+/** What each code means for one command, for its help; the README's table holds the meanings for all. */
+export type ExitStatus = Readonly<Partial<Record<ExitCodeName, string>>>;
+
+/** A command's exit codes as help text, in the order of their numbers. */
+export function exitCodesHelp(status: ExitStatus): string {
+  const names = (Object.keys(ExitCode) as ExitCodeName[]).filter((name) => status[name] !== undefined);
+  const lines = names.map((name) => `  ${ExitCode[name]}  ${status[name] ?? ''}`);
   return `Exit status:\n${lines.join('\n')}\n`;
 }

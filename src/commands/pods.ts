@@ -8,39 +8,14 @@ import { errorMessage } from '../errors';
 import { parseDuration } from '../observability/duration';
 import { MAX_LIMIT, type PodStartsAnswer } from '../observability/pod-starts-api';
 import { builtinTypes } from './builtin-types';
-import { ExitCode, exitCodesHelp } from './exit-codes';
-import { processOutput, type CommandOutput } from './output';
+import { ExitCode } from './exit-codes';
+import type { CommandOutput } from './output';
+import { UsageError, usageOnError, type Command } from './usage';
 import { WATCH_WIDTHS, WATERFALL_LEGEND, headerLine, podStartsTable, rowLines } from './pods-table';
 
 const DEFAULT_LIMIT = 50;
 const WATCH_EVERY_MS = 2000;
 const REQUEST_TIMEOUT_MS = 5000;
-
-export const PODS_HELP = `Usage: cri-proxy pods [--slow] [--namespace NS] [--since DURATION] [--min DURATION] [--limit N]
-                      [--json] [--watch] [--config FILE | --url URL]
-
-Lists the pod starts a running proxy kept (its admin listener's /api/pods), newest first, each with a compact
-waterfall of where its time went: the sandbox (network), image pulls, container creates and starts, and
-kubelet's own time between those calls.
-
-Options:
-  --slow              slowest first (the slowest of the last 24 hours are kept besides the last ones)
-  --namespace NS      only pods of namespace NS
-  --since DURATION    only pod starts that finished in the last DURATION, e.g. 30m or 2h
-  --min DURATION      only pod starts that took at least DURATION, e.g. 5s or 1m30s
-  --limit N           at most N pod starts (default ${DEFAULT_LIMIT})
-  --json              print /api/pods's answer as JSON; with --watch, one pod start per line
-  --watch             then keep printing each new pod start as it finishes, until interrupted
-  --config FILE       the proxy's configuration file: ask the admin listener its http.listen names
-  --url URL           ask the admin listener at URL instead, e.g. http://127.0.0.1:9464
-  -h, --help          show this help
-
-Without --config or --url it asks http://${DEFAULT_HTTP_LISTEN} (the default http.listen).
-Durations are a number and a unit: ms, s, m or h.
-
-${WATERFALL_LEGEND}.
-
-${exitCodesHelp(['OK', 'USAGE', 'INPUT_INVALID', 'FAILED'])}`;
 
 interface PodsOptions {
   readonly base: URL;
@@ -49,25 +24,50 @@ interface PodsOptions {
   readonly watch: boolean;
 }
 
-class Usage extends Error {}
+/** The configuration cannot be used to find the admin listener. */
 class Unusable extends Error {}
 
-/** `argv` is what follows `pods`. Resolves to the exit status; `stop` ends `--watch` (SIGINT by default). */
-export async function runPods(argv: readonly string[], out: CommandOutput = processOutput, stop?: AbortSignal): Promise<number> {
-  let options: PodsOptions | 'help';
+/** `cri-proxy pods`; `stop` gives the signal that ends `--watch` (SIGINT or SIGTERM unless a test gives its own). */
+export function podsCommand(stop: () => AbortSignal = interrupted): Command {
+  return {
+    name: 'pods',
+    help: {
+      usage:
+        'pods [--slow] [--namespace NS] [--since DURATION] [--min DURATION] [--limit N] [--json] [--watch] [--config FILE | --url URL]',
+      summary: 'the pod starts a running proxy kept, each with a waterfall of where its time went',
+      description: `Lists the pod starts a running proxy kept (its admin listener's /api/pods), newest first, each with a compact
+waterfall of where its time went: the sandbox (network), image pulls, container creates and starts, and
+kubelet's own time between those calls. Without --config or --url it asks http://${DEFAULT_HTTP_LISTEN} (the
+default http.listen). Durations are a number and a unit: ms, s, m or h.
+
+${WATERFALL_LEGEND}.`,
+      options: `  --slow                slowest first (the slowest of the last 24 hours are kept besides the last ones)
+  --namespace NS        only pods of namespace NS
+  --since DURATION      only pod starts that finished in the last DURATION, e.g. 30m or 2h
+  --min DURATION        only pod starts that took at least DURATION, e.g. 5s or 1m30s
+  --limit N             at most N pod starts (default ${DEFAULT_LIMIT})
+  --json                print /api/pods's answer as JSON; with --watch, one pod start per line
+  --watch               then keep printing each new pod start as it finishes, until interrupted
+  --config FILE         the proxy's configuration file: ask the admin listener its http.listen names
+  --url URL             ask the admin listener at URL instead, e.g. http://127.0.0.1:9464`,
+      exitStatus: {
+        OK: 'the pod starts were printed (with --watch: until interrupted)',
+        INPUT_INVALID: 'the configuration is unreadable or invalid, or has the admin listener off (http.listen: "")',
+        FAILED: 'the admin listener could not be reached, or answered with an error',
+      },
+    },
+    run: (argv, out) => pods(argv, out, stop),
+  };
+}
+
+async function pods(argv: readonly string[], out: CommandOutput, stop: () => AbortSignal): Promise<number> {
+  let options: PodsOptions;
   try {
     options = podsOptions(argv);
   } catch (err) {
-    if (err instanceof Unusable) {
-      out.err(`cri-proxy pods: ${err.message}\n`);
-      return ExitCode.INPUT_INVALID;
-    }
-    out.err(`cri-proxy pods: ${errorMessage(err)}\n\n${PODS_HELP}`);
-    return ExitCode.USAGE;
-  }
-  if (options === 'help') {
-    out.out(PODS_HELP);
-    return ExitCode.OK;
+    if (!(err instanceof Unusable)) throw err;
+    out.err(`cri-proxy pods: ${err.message}\n`);
+    return ExitCode.INPUT_INVALID;
   }
   try {
     const answer = await ask(options.base, options.query);
@@ -75,7 +75,7 @@ export async function runPods(argv: readonly string[], out: CommandOutput = proc
       out.out(options.json ? `${JSON.stringify(answer, null, 2)}\n` : podStartsTable(answer));
       return ExitCode.OK;
     }
-    await follow(options, answer, out, stop ?? interrupted());
+    await follow(options, answer, out, stop());
     return ExitCode.OK;
   } catch (err) {
     out.err(`cri-proxy pods: ${errorMessage(err)}\n`);
@@ -83,10 +83,9 @@ export async function runPods(argv: readonly string[], out: CommandOutput = proc
   }
 }
 
-function podsOptions(argv: readonly string[]): PodsOptions | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
+function podsOptions(argv: readonly string[]): PodsOptions {
+  const { values } = usageOnError(() =>
+    parseArgs({
       args: [...argv],
       options: {
         slow: { type: 'boolean' },
@@ -98,16 +97,12 @@ function podsOptions(argv: readonly string[]): PodsOptions | 'help' {
         watch: { type: 'boolean' },
         config: { type: 'string' },
         url: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
       },
       strict: true,
       allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new Usage(errorMessage(err).split(/\.\s/)[0] ?? 'invalid arguments', { cause: err });
-  }
-  if (values.help === true) return 'help';
-  if (values.config !== undefined && values.url !== undefined) throw new Usage('give --config or --url, not both');
+    }),
+  );
+  if (values.config !== undefined && values.url !== undefined) throw new UsageError('give --config or --url, not both');
   const query = new URLSearchParams({ sort: values.slow === true ? 'slowest' : 'newest' });
   if (values.namespace !== undefined) query.set('namespace', values.namespace);
   for (const name of ['since', 'min'] as const) {
@@ -116,12 +111,13 @@ function podsOptions(argv: readonly string[]): PodsOptions | 'help' {
     try {
       parseDuration(text);
     } catch (err) {
-      throw new Usage(`--${name}: ${errorMessage(err)}`, { cause: err });
+      throw new UsageError(`--${name}: ${errorMessage(err)}`, { cause: err });
     }
     query.set(name, text);
   }
   const limit = values.limit === undefined ? DEFAULT_LIMIT : Number(values.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw new Usage(`--limit: must be a whole number from 1 to ${MAX_LIMIT}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT)
+    throw new UsageError(`--limit: must be a whole number from 1 to ${MAX_LIMIT}`);
   query.set('limit', String(limit));
   return { base: adminUrl(values.config, values.url), query, json: values.json === true, watch: values.watch === true };
 }
@@ -133,9 +129,9 @@ function adminUrl(configFile: string | undefined, url: string | undefined): URL 
     try {
       parsed = new URL(url);
     } catch (err) {
-      throw new Usage(`--url: "${url}" is not a URL`, { cause: err });
+      throw new UsageError(`--url: "${url}" is not a URL`, { cause: err });
     }
-    if (parsed.protocol !== 'http:') throw new Usage(`--url: "${url}" must be an http:// URL`);
+    if (parsed.protocol !== 'http:') throw new UsageError(`--url: "${url}" must be an http:// URL`);
     return parsed;
   }
   let listen = DEFAULT_HTTP_LISTEN;

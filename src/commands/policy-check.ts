@@ -2,19 +2,14 @@
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load';
 import { builtinTypes } from './builtin-types';
-import { ExitCode, exitCodesHelp } from './exit-codes';
-import { processOutput, type CommandOutput } from './output';
+import { ExitCode } from './exit-codes';
+import { UsageError, usageOnError, type Command } from './usage';
+import type { CommandOutput } from './output';
 import { errorMessage } from '../errors';
 import { IMAGE_POLICY_TYPE, type ImagePolicyConfig } from '../interceptors/image-policy';
 import { classifyImage } from '../policies/image-reference';
 import type { CompiledPolicy } from '../policies/image-rules';
 import { loadConfiguredPolicy } from '../interceptors/image-policy/policy-file';
-
-const POLICY_CHECK_USAGE = 'cri-proxy policy check --config FILE [--namespace NS] IMAGE...';
-const POLICY_CHECK_HELP = `Prints what each configured image policy decides for each IMAGE, and why (audit-mode denials are
-marked and do not count as denied).
-
-${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
 
 interface Line {
   readonly text: string;
@@ -23,7 +18,7 @@ interface Line {
 }
 
 /** One line for one image under one policy. */
-function check(policy: CompiledPolicy, image: string, namespace: string): Line {
+function decide(policy: CompiledPolicy, image: string, namespace: string): Line {
   const spec = classifyImage(image);
   const enforced = policy.mode === 'enforce';
   const denied = (rest: string): Line => ({ text: `${enforced ? 'deny' : 'deny (audit)'} ${rest}`, blocks: enforced });
@@ -35,34 +30,36 @@ function check(policy: CompiledPolicy, image: string, namespace: string): Line {
   return decision.action === 'allow' ? { text: `allow ${rest}`, blocks: false } : denied(rest);
 }
 
+export const policyCheckCommand: Command = {
+  name: 'policy check',
+  help: {
+    usage: 'policy check --config FILE [--namespace NS] IMAGE...',
+    summary: 'what the image policy decides for each image, and why',
+    description: `Prints what each configured image policy decides for each IMAGE, and why (audit-mode denials are
+marked and do not count as denied). Image IDs are resolved by the runtime: check one of the image's names.`,
+    options: `  --config FILE         the proxy's configuration file, with its image-policy interceptors
+  --namespace NS        decide as for a pod in namespace NS (default: none, as for a crictl pull)`,
+    exitStatus: {
+      OK: 'every image would be let through (audit-mode denials included)',
+      CHECK_FAILED: 'an image would be denied',
+      INPUT_INVALID: 'the configuration is unreadable or invalid, or has no image-policy interceptor',
+    },
+  },
+  run: (argv, out) => Promise.resolve(check(argv, out)),
+};
+
 /** Prints each image's decision; CHECK_FAILED when any image would be denied. */
-export function runPolicyCheck(argv: readonly string[], out: CommandOutput = processOutput): Promise<number> {
-  const usage = (problem: string): Promise<number> => {
-    out.err(`cri-proxy policy check: ${problem}\nUsage: ${POLICY_CHECK_USAGE}\n`);
-    return Promise.resolve(ExitCode.USAGE);
-  };
-  const [sub, ...after] = argv;
-  // Takes the arguments after `policy` (`check ...`); those after `check` alone work as well.
-  const rest = sub === 'check' ? after : sub?.startsWith('-') === true ? argv : undefined;
-  if (rest === undefined) return usage(sub === undefined ? 'missing subcommand "check"' : `unknown subcommand "${sub}"`);
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...rest],
-      options: { config: { type: 'string' }, namespace: { type: 'string', default: '' }, help: { type: 'boolean', short: 'h' } },
+function check(argv: readonly string[], out: CommandOutput): number {
+  const { values, positionals: images } = usageOnError(() =>
+    parseArgs({
+      args: [...argv],
+      options: { config: { type: 'string' }, namespace: { type: 'string', default: '' } },
       strict: true,
       allowPositionals: true,
-    });
-  } catch (err) {
-    return usage(errorMessage(err).split(/\.\s/)[0] ?? 'invalid arguments');
-  }
-  const { values, positionals: images } = parsed;
-  if (values.help === true) {
-    out.out(`Usage: ${POLICY_CHECK_USAGE}\n\n${POLICY_CHECK_HELP}`);
-    return Promise.resolve(ExitCode.OK);
-  }
-  if (values.config === undefined) return usage('--config FILE is required');
-  if (images.length === 0) return usage('name at least one IMAGE');
+    }),
+  );
+  if (values.config === undefined) throw new UsageError('--config FILE is required');
+  if (images.length === 0) throw new UsageError('name at least one IMAGE');
 
   let policies: { name: string; policy: CompiledPolicy }[];
   try {
@@ -72,19 +69,19 @@ export function runPolicyCheck(argv: readonly string[], out: CommandOutput = pro
       .map((entry) => ({ name: entry.name, policy: loadConfiguredPolicy(entry.config as ImagePolicyConfig).policy }));
   } catch (err) {
     out.err(`${errorMessage(err)}\n`);
-    return Promise.resolve(ExitCode.INPUT_INVALID);
+    return ExitCode.INPUT_INVALID;
   }
   if (policies.length === 0) {
     out.err(`${values.config}: no interceptor of type "${IMAGE_POLICY_TYPE}" is configured\n`);
-    return Promise.resolve(ExitCode.INPUT_INVALID);
+    return ExitCode.INPUT_INVALID;
   }
   let blocked = false;
   for (const image of images) {
     for (const { name, policy } of policies) {
-      const line = check(policy, image, values.namespace);
+      const line = decide(policy, image, values.namespace);
       blocked ||= line.blocks;
       out.out(`${policies.length > 1 ? `[${name}] ` : ''}${line.text}\n`);
     }
   }
-  return Promise.resolve(blocked ? ExitCode.CHECK_FAILED : ExitCode.OK);
+  return blocked ? ExitCode.CHECK_FAILED : ExitCode.OK;
 }

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
+import type { z } from 'zod';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { errorMessage, ProxyError } from '../errors';
-import type { InterceptorTypes } from './interceptor-types';
+import type { InterceptorTypes } from '../chain/interceptor-types';
 import { describeIssue, formatPath, type ConfigIssue, type IssuePath } from './issues';
-import { validateProxyConfig, type ProxyConfig } from './schema';
+import { proxyConfigSchema, validateProxyConfig, type ProxyConfig } from './schema';
 import { listenDirectoryIssues } from './socket-safety';
 import { isRecord } from '../values';
 import { parseYaml, sortIssues } from './yaml';
@@ -76,8 +77,10 @@ function validate(
 ): ProxyConfig {
   const applied = applyOverrides(input, overrides);
   const result = validateProxyConfig(applied.input, types);
-  // The socket's directory is checked where the file is read (validate, start, reload), not by the pure schema.
-  const found = result.ok ? listenDirectoryIssues(result.config) : result.issues;
+  // The socket's directory is checked where the file is read (validate, start, reload), not by the pure schema;
+  // whenever the settings it needs are valid, so that its problem is reported together with any other.
+  const socket = result.ok ? result.config : socketSettings(applied.input);
+  const found = [...(result.ok ? [] : result.issues), ...(socket === undefined ? [] : listenDirectoryIssues(socket))];
   if (result.ok && found.length === 0) return result.config;
   const issues = found.map((iss): ConfigIssue => {
     const path = formatPath(iss.path);
@@ -87,6 +90,16 @@ function validate(
   });
   // Problems without a place (flags, missing sections) first, then in file order.
   throw new ConfigError(source, sortIssues(issues));
+}
+
+const socketSettingsSchema = proxyConfigSchema.pick({ listen: true, socketMode: true, allowInsecureSocket: true });
+
+/** The settings of the listen socket from a document that may be invalid elsewhere; undefined if they are not valid. */
+function socketSettings(input: unknown): z.output<typeof socketSettingsSchema> | undefined {
+  if (!isRecord(input)) return undefined;
+  const { listen, socketMode, allowInsecureSocket } = input;
+  const result = socketSettingsSchema.safeParse({ listen, socketMode, allowInsecureSocket });
+  return result.success ? result.data : undefined;
 }
 
 /** Relative file paths in interceptor configs mean "next to the config file", whatever the working directory. */

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { errorMessage } from '../errors';
 import { parseHostPort, parseUnixAddress } from './address';
 import { DEFAULT_LIMITS } from '../proxy/server';
-import type { InterceptorTypes } from './interceptor-types';
+import type { InterceptorTypes } from '../chain/interceptor-types';
 import { errorMap, zodIssues, type PathIssue } from './issues';
 import { socketModeProblem } from './socket-safety';
 import { isRecord, MAX_INT32 } from '../values';
@@ -83,6 +83,11 @@ export const proxyConfigSchema = z.strictObject({
       maxHeldRequestBytes: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeldRequestBytes),
       streamWindowBytes: z.int().min(65_535).max(MAX_INT32).default(DEFAULT_LIMITS.streamWindowBytes),
       connectionWindowBytes: z.int().min(65_535).max(MAX_INT32).default(DEFAULT_LIMITS.connectionWindowBytes),
+      maxHeldResponseBytes: z.int().min(65_536).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeldResponseBytes),
+      maxResetStreams: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxResetStreams),
+      maxContinuationFrames: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxContinuationFrames),
+      maxSettingsEntries: z.int().min(6).max(MAX_INT32).default(DEFAULT_LIMITS.maxSettingsEntries),
+      maxEmptyFrames: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxEmptyFrames),
     })
     .prefault({}),
   http: z
@@ -168,12 +173,10 @@ function checkInterceptors(list: unknown, types: InterceptorTypes, backends: rea
     try {
       // `config:` left empty in YAML reads as null; both mean "no settings".
       const result = def.schema.safeParse(entry.config ?? {}, { error: errorMap });
-      if (!result.success) {
-        issues.push(...zodIssues(result.error.issues, prefix));
-        continue;
-      }
-      outputs[i] = result.data;
-      for (const issue of def.checkBackends?.(result.data, backends) ?? []) {
+      if (result.success) outputs[i] = result.data;
+      else issues.push(...zodIssues(result.error.issues, prefix));
+      // On the config as written, so that a backend it names wrongly is reported with its other problems.
+      for (const issue of def.checkBackends?.(entry.config ?? {}, backends) ?? []) {
         issues.push({ path: [...prefix, ...issue.path], message: issue.message });
       }
     } catch (err) {
@@ -224,7 +227,7 @@ export function validateProxyConfig(input: unknown, types: InterceptorTypes): Va
   const raw = isRecord(input) ? input : {};
   checkBackends(raw.backends, issues);
   checkSocketMode(raw, issues);
-  const backendNames = records(raw.backends).flatMap(([b]) => (typeof b.name === 'string' ? [b.name] : []));
+  const backendNames = [...new Set(records(raw.backends).flatMap(([b]) => (typeof b.name === 'string' ? [b.name] : [])))];
   const configs = checkInterceptors(raw.interceptors, types, backendNames, issues);
   checkChainOrder(raw.interceptors, types, issues);
   if (!base.success || issues.length > 0) return { ok: false, issues };

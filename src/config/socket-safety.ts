@@ -73,7 +73,7 @@ function statOrUndefined(path: string): Stats | undefined {
 }
 
 /** The listen directory's problem as a config issue (at `listen`), unless allowed: for validation. */
-export function listenDirectoryIssues(config: SocketSettings): PathIssue[] {
+export function listenDirectoryIssues(config: Omit<SocketSettings, 'http'>): PathIssue[] {
   if (config.allowInsecureSocket) return [];
   const problem = listenDirectoryProblem(parseUnixAddress(config.listen), Number.parseInt(config.socketMode, 8));
   return problem === undefined ? [] : [{ path: ['listen'], message: problem }];

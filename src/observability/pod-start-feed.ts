@@ -1,24 +1,18 @@
 import { GrpcStatus, ProxyError, errorMessage } from '../errors';
-import type { Call } from '../proxy/call';
-import type { CallObserver, RunChain } from '../proxy/chain';
-import { methodFacts } from '../proxy/method-table';
-import type { CallContext, MethodInfo } from '../proxy/types';
+import type { CallObserver, RunChain } from '../chain/chain';
+import type { CallContext, MethodInfo } from '../chain/types';
+import type { DecodedMessage } from '../messages/codec';
+import { fieldAt } from '../messages/field-at';
 import type { Scheduler } from '../scheduler';
-import { fieldAt } from '../values';
 import type { PodStartsConfig } from './pod-start-config';
 import type { PodStartStore } from './pod-start-store';
+import type { PodStartListener, PodStartSubscriptions } from '../chain/pod-start-records';
 import { PodStartTracker, type PodStart, type PodStartPhase, type TraceContextRef } from './pod-start-tracker';
+import { imageSizeAnswers, podStartPhases } from './pod-start-phases';
 import { PulledImageSizes } from './pulled-image-sizes';
 
-/** What a listener adds to a pod start it was told of: the pod start trace it made. */
-export interface PodStartAnnotations {
-  readonly traceId?: string;
-}
-
-export type PodStartListener = (start: PodStart) => PodStartAnnotations | undefined;
-
 /** The listeners of one configuration generation: only the current generation's hear of pod starts. */
-export class PodStartSubscribers {
+export class PodStartSubscribers implements PodStartSubscriptions {
   readonly listeners = new Set<PodStartListener>();
 
   /** Returns the unsubscribe function. */
@@ -37,6 +31,11 @@ export interface PodStartFeedOptions extends Pick<PodStartsConfig, 'settleMs' | 
 }
 
 const LINKS_KEY = Symbol('pod-start-feed.links');
+
+/** A call as the proxy runs it: its context, and a read of its request that holds no failure against the call. */
+export interface WatchedCall extends CallContext {
+  observeRequest(): Promise<DecodedMessage | undefined>;
+}
 
 /**
  * Follows pod starts for the whole proxy, from outside the interceptor chain: the chain's runner of each pod
@@ -71,7 +70,7 @@ export class PodStartFeed {
   }
 
   /** The observer of one generation's chain: it watches while that generation listens or pod starts are kept. */
-  observer(subscribers: PodStartSubscribers): CallObserver<Call> {
+  observer<C extends WatchedCall>(subscribers: PodStartSubscribers): CallObserver<C> {
     return {
       around: (method) => (this.options.store !== undefined || subscribers.listeners.size > 0 ? this.around(method) : undefined),
     };
@@ -91,15 +90,14 @@ export class PodStartFeed {
     this.tracker.close();
   }
 
-  private around(method: MethodInfo): ((call: Call, run: RunChain<Call>) => Promise<void>) | undefined {
-    const facts = methodFacts(method);
-    if (facts.podStartPhase !== undefined) return (call, run) => this.phaseCall(call, run);
+  private around<C extends WatchedCall>(method: MethodInfo): ((call: C, run: RunChain<C>) => Promise<void>) | undefined {
+    if (podStartPhases.of(method) !== undefined) return (call, run) => this.phaseCall(call, run);
     // The common ImageStatus call is passed straight on: only one that may carry a pulled image's size is read.
-    if (facts.imageRole === 'status') return (call, run) => (this.sizes.waiting ? this.statusCall(call, run) : run(call));
+    if (imageSizeAnswers.of(method) === true) return (call, run) => (this.sizes.waiting ? this.statusCall(call, run) : run(call));
     return undefined;
   }
 
-  private async phaseCall(call: Call, run: RunChain<Call>): Promise<void> {
+  private async phaseCall<C extends WatchedCall>(call: C, run: RunChain<C>): Promise<void> {
     await this.tracker.prepare(call, () => call.observeRequest());
     try {
       await run(call);
@@ -110,7 +108,7 @@ export class PodStartFeed {
     this.observe(call, undefined);
   }
 
-  private observe(call: Call, failure: { error: unknown } | undefined): void {
+  private observe(call: WatchedCall, failure: { error: unknown } | undefined): void {
     try {
       const error = failure?.error;
       const code =
@@ -128,7 +126,7 @@ export class PodStartFeed {
     }
   }
 
-  private async statusCall(call: Call, run: RunChain<Call>): Promise<void> {
+  private async statusCall<C extends WatchedCall>(call: C, run: RunChain<C>): Promise<void> {
     await run(call);
     try {
       if (call.outcome?.code !== GrpcStatus.OK) return;

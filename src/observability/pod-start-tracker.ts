@@ -1,10 +1,9 @@
 import { LRUCache } from 'lru-cache';
-import { fieldAt } from '../values';
-import type { CallContext, CriField, DecodedMessage, MethodInfo } from '../proxy/types';
+import type { CallContext, CriField, MethodInfo } from '../chain/types';
 import { GrpcStatus } from '../errors';
-import { methodFacts } from '../proxy/method-table';
 import { realScheduler, type ScheduledTask, type Scheduler } from '../scheduler';
-import { elapsedMs, instantAt, type Instant } from './clock';
+import type { Instant } from '../chain/pod-start-records';
+import { elapsedMs, instantAt } from './clock';
 import type {
   ObservedCall,
   PodDropReason,
@@ -15,6 +14,9 @@ import type {
   PodStartTrackerOptions,
   TraceContextRef,
 } from './pod-start-types';
+import type { DecodedMessage } from '../messages/codec';
+import { fieldAt } from '../messages/field-at';
+import { podStartImages, podStartPhases } from './pod-start-phases';
 
 export * from './pod-start-types';
 
@@ -84,7 +86,7 @@ export class PodStartTracker {
 
   /** True for the calls a pod start consists of; every other call can skip the tracker entirely. */
   static tracks(method: MethodInfo): boolean {
-    return methodFacts(method).podStartPhase !== undefined;
+    return podStartPhases.of(method) !== undefined;
   }
 
   /**
@@ -134,7 +136,7 @@ export class PodStartTracker {
       links,
     });
     try {
-      switch (methodFacts(ctx.method).podStartPhase) {
+      switch (podStartPhases.of(ctx.method)) {
         case 'sandbox': {
           const uid = req('podUid');
           if (uid === undefined) return undefined;
@@ -309,7 +311,7 @@ export class PodStartTracker {
 
 /** The image as the user wrote it when kubelet sends that, else the one it resolved (the method table says where). */
 function containerImage(method: MethodInfo, request: DecodedMessage): string | undefined {
-  for (const path of methodFacts(method).imageCheck?.imagePaths ?? []) {
+  for (const path of podStartImages.of(method) ?? []) {
     const image = nonEmpty(fieldAt(request, path));
     if (image !== undefined) return image;
   }

@@ -1,59 +1,10 @@
-import type { PodStartPhaseName } from '../proxy/method-table';
+import type { PodStart, PodStartPhaseName, TraceContextRef } from '../chain/pod-start-records';
 import type { Scheduler } from '../scheduler';
-import type { Instant } from './clock';
 
-export type { PodStartPhaseName } from '../proxy/method-table';
-
-// The records a PodStartTracker reports, and its options; free of any telemetry library.
+// The records a PodStartTracker reports (chain/pod-start-records.ts: interceptors hear of them), and its options.
+export type { PodStart, PodStartPhase, PodStartPhaseName, TraceContextRef } from '../chain/pod-start-records';
 
 export const podStartPhaseNames: readonly PodStartPhaseName[] = ['sandbox', 'pull', 'create', 'start'];
-
-/** A W3C trace context as received in a call's metadata (the caller's span, typically kubelet's). */
-export interface TraceContextRef {
-  readonly traceparent: string;
-  readonly tracestate?: string;
-}
-
-export interface PodStartPhase {
-  readonly phase: PodStartPhaseName;
-  /** The image (pull), the container name (create, start), or undefined (sandbox). */
-  readonly detail: string | undefined;
-  /** The image pulled (pull) or the container's image (create). */
-  readonly image: string | undefined;
-  readonly start: Instant;
-  readonly end: Instant;
-  readonly durationMs: number;
-  /** The call's gRPC status code. */
-  readonly code: number;
-  /** The status message of a call that failed. */
-  readonly message: string | undefined;
-  readonly links: readonly TraceContextRef[];
-}
-
-export interface PodStart {
-  readonly uid: string;
-  readonly name: string | undefined;
-  readonly namespace: string | undefined;
-  readonly sandboxId: string | undefined;
-  readonly runtimeHandler: string | undefined;
-  /** The backend RunPodSandbox went to. */
-  readonly backend: string | undefined;
-  /** When RunPodSandbox arrived. */
-  readonly start: Instant;
-  /** When the last StartContainer answered (or a failed RunPodSandbox did). */
-  readonly end: Instant;
-  readonly totalMs: number;
-  /** 'failed' when RunPodSandbox failed or the last StartContainer did; `code` is that call's gRPC code. */
-  readonly status: 'ok' | 'failed';
-  readonly code: number;
-  /** In call order, at most `maxPhases` (the rest are counted in `phasesDropped`). */
-  readonly phases: readonly PodStartPhase[];
-  readonly phasesDropped: number;
-  /** Sum of durations per phase kind, in ms. */
-  readonly phaseTotals: Readonly<Record<PodStartPhaseName, number>>;
-  /** Containers started. */
-  readonly containers: number;
-}
 
 export type PodDropReason = 'evicted' | 'expired' | 'replaced';
 

@@ -1,5 +1,5 @@
-import { fieldAt } from '../values';
-import type { DecodedMessage } from '../proxy/types';
+import type { DecodedMessage } from '../messages/codec';
+import { fieldAt } from '../messages/field-at';
 
 /** How long a pulled image waits for the runtime to report its size, and how many may wait at once. */
 const PENDING_TTL_MS = 120_000;

@@ -1,5 +1,4 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
-import { GrpcStatus } from '../errors';
+import { GrpcStatus, type ProxyErrorCode } from '../errors';
 
 /** grpc-message is percent-encoded: bytes outside printable ASCII, and '%' itself. */
 export function encodeGrpcMessage(message: string): string {
@@ -26,31 +25,6 @@ export function decodeGrpcMessage(encoded: string): string {
   } catch {
     return encoded;
   }
-}
-
-/** Headers of a trailers-only response carrying only a status. */
-export function statusHeaders(code: number, message: string): OutgoingHttpHeaders {
-  return {
-    ':status': 200,
-    'content-type': 'application/grpc',
-    'grpc-status': String(code),
-    'grpc-message': encodeGrpcMessage(message),
-  };
-}
-
-export function statusTrailers(code: number, message: string): OutgoingHttpHeaders {
-  return { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
-}
-
-/** Reads grpc-status / grpc-message from trailers (or trailers-only headers); a missing status is UNKNOWN. */
-export function readStatus(headers: IncomingHttpHeaders): { code: number; message: string } {
-  const raw = headers['grpc-status'];
-  const code = typeof raw === 'string' ? Number.parseInt(raw, 10) : Number.NaN;
-  const message = headers['grpc-message'];
-  return {
-    code: Number.isInteger(code) ? code : GrpcStatus.UNKNOWN,
-    message: typeof message === 'string' ? decodeGrpcMessage(message) : Number.isInteger(code) ? '' : 'missing grpc-status',
-  };
 }
 
 /** `grpc-timeout` value ("100m", "5S", …) in milliseconds; undefined when absent or malformed. */
@@ -85,9 +59,16 @@ export function formatGrpcTimeout(ms: number): string {
 /** Response headers of a call the proxy answers itself with messages. */
 export const RESPONSE_FIELDS: readonly string[] = Object.freeze([':status', '200', 'content-type', 'application/grpc']);
 
-/** A status as a header list: trailers, or a whole trailers-only response when `alone`. */
-export function statusFields(code: number, message: string, alone: boolean): string[] {
+/**
+ * The trailer that marks a status the proxy produced itself with its stable error code (`UPSTREAM_UNAVAILABLE`),
+ * so that a client can tell it from a runtime's status, which is relayed as it came.
+ */
+export const PROXY_ERROR_TRAILER = 'cri-proxy-error';
+
+/** A status as a header list: trailers, or a whole trailers-only response when `alone`; `errorCode` for the proxy's own. */
+export function statusFields(code: number, message: string, alone: boolean, errorCode?: ProxyErrorCode): string[] {
   const status = ['grpc-status', String(code), 'grpc-message', encodeGrpcMessage(message)];
+  if (errorCode !== undefined) status.push(PROXY_ERROR_TRAILER, errorCode);
   return alone ? [...RESPONSE_FIELDS, ...status] : status;
 }
 
@@ -101,7 +82,7 @@ export function readStatusFields(fields: readonly string[]): { code: number; mes
   }
   const code = raw === undefined ? Number.NaN : Number.parseInt(raw, 10);
   return {
-    code: Number.isInteger(code) ? code : 2,
+    code: Number.isInteger(code) ? code : GrpcStatus.UNKNOWN,
     message: message !== undefined ? decodeGrpcMessage(message) : Number.isInteger(code) ? '' : 'missing grpc-status',
   };
 }

@@ -1,5 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
-import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
+import { ProxyError } from '../../src/errors';
+import { decodeMessage, encodeMessage } from '../../src/messages/codec';
+import { PROXY_ERROR_TRAILER } from '../../src/proxy/grpc-status';
 import { callRuntime, streamRuntime } from '../../src/proxy/runtime-client';
 import { collectStream, interceptorEntry } from '../support/calls';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
@@ -69,6 +71,26 @@ describe('answers the proxy gives itself', () => {
     expect(missing.status.code).toBe(grpc.status.NOT_FOUND);
     expect(missing.status.details).toBe('no such image');
     expect(missing.status.metadata.get('x-why')).toEqual(['gone']);
+  });
+
+  test("its own errors carry their code in the cri-proxy-error trailer; a runtime's error, relayed, never does", async () => {
+    const deny = interceptorEntry('deny', (ctx, next) =>
+      ctx.method.name === 'PullImage' ? Promise.reject(new ProxyError('POLICY_DENIED', 'cri-proxy: denied')) : next(),
+    );
+    proxy = await startTestProxy({ entries: [deny] });
+    const denied = await proxy.client().unary('/runtime.v1.ImageService/PullImage', Buffer.alloc(0));
+    expect(denied.status.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(denied.status.metadata.get(PROXY_ERROR_TRAILER)).toEqual(['POLICY_DENIED']);
+
+    proxy.runtime.on('StopContainer', { fail: { code: grpc.status.UNKNOWN, message: 'ttrpc: closed' } });
+    const relayed = await proxy.client().unary('/runtime.v1.RuntimeService/StopContainer', Buffer.alloc(0));
+    expect(relayed.status).toMatchObject({ code: grpc.status.UNKNOWN, details: 'ttrpc: closed' });
+    expect(relayed.status.metadata.get(PROXY_ERROR_TRAILER)).toEqual([]);
+
+    await proxy.runtime.stop();
+    const down = await proxy.client().unary('/runtime.v1.RuntimeService/StopContainer', Buffer.alloc(0));
+    expect(down.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(down.status.metadata.get(PROXY_ERROR_TRAILER)).toEqual(['UPSTREAM_UNAVAILABLE']);
   });
 
   test('a replaced request reaches the runtime; interceptors still see the client’s', async () => {

@@ -8,7 +8,8 @@ import { main } from '../../src/cli';
 import { builtinTypes } from '../../src/commands/builtin-types';
 import { ExitCode } from '../../src/commands/exit-codes';
 import type { CommandOutput } from '../../src/commands/output';
-import { runPods } from '../../src/commands/pods';
+import { podsCommand } from '../../src/commands/pods';
+import { runCommand } from '../../src/commands/usage';
 import { validateProxyConfig } from '../../src/config/schema';
 import { silentLogger } from '../../src/log';
 import type { PodStartsAnswer, PodStartView } from '../../src/observability/pod-starts-api';
@@ -76,7 +77,7 @@ describe('cri-proxy pods', () => {
     await startPod(client, runtime, pod('broken', 'shop', { containers: [{ name: 'app', image: 'busybox:1.36', failStart }] }));
     await eventually(async () => {
       const out = new Captured();
-      await runPods(['--url', url, '--json'], out);
+      await runCommand(podsCommand(), ['--url', url, '--json'], out);
       return out.stdout !== '' && (JSON.parse(out.stdout) as PodStartsAnswer).podStarts.length === 3;
     });
   });
@@ -89,7 +90,15 @@ describe('cri-proxy pods', () => {
 
   async function pods(args: readonly string[], stop?: AbortSignal): Promise<{ code: number; out: Captured }> {
     const out = new Captured();
-    return { code: await runPods(args, out, stop), out };
+    const never = new AbortController().signal;
+    return {
+      code: await runCommand(
+        podsCommand(() => stop ?? never),
+        args,
+        out,
+      ),
+      out,
+    };
   }
 
   test('prints a table: one row per pod start with its waterfall, newest first; a failed one with its error', async () => {
@@ -115,7 +124,9 @@ describe('cri-proxy pods', () => {
     expect([...slowest].sort((a, b) => b - a)).toEqual(slowest);
     expect((await starts(['--namespace', 'shop'])).map((s) => s.name)).toEqual(['pod-broken', 'pod-fast']);
     const middle = slowest[1] ?? 0;
-    expect((await starts(['--min', `${middle}ms`])).map((s) => s.totalMs).sort((a, b) => b - a)).toEqual(slowest.slice(0, 2));
+    // Times are shown to the microsecond: a hair below the middle one takes it in.
+    const atLeast = `${(middle - 0.001).toFixed(3)}ms`;
+    expect((await starts(['--min', atLeast])).map((s) => s.totalMs).sort((a, b) => b - a)).toEqual(slowest.slice(0, 2));
     expect(await starts(['--since', '1h', '--limit', '2'])).toHaveLength(2);
   });
 
@@ -133,7 +144,11 @@ describe('cri-proxy pods', () => {
   test('--watch prints what is there, then each pod start as it finishes, until stopped', async () => {
     const stop = new AbortController();
     const out = new Captured();
-    const done = runPods(['--url', url, '--watch', '--json', '--namespace', 'watch'], out, stop.signal);
+    const done = runCommand(
+      podsCommand(() => stop.signal),
+      ['--url', url, '--watch', '--json', '--namespace', 'watch'],
+      out,
+    );
     await startPod(client, runtime, pod('w1', 'watch'));
     await eventually(() => Promise.resolve(out.stdout.includes('"pod-w1"')));
     await startPod(client, runtime, pod('w2', 'watch'));
@@ -164,6 +179,10 @@ describe('cri-proxy pods', () => {
     expect(help.code).toBe(ExitCode.OK);
     expect(help.out.stdout).toMatch(/^Usage: cri-proxy pods /);
     expect(help.out.stdout).toContain('Exit status:');
-    expect(await main(['pods', '--min', 'soon'])).toBe(ExitCode.USAGE);
+    const wrong = new Captured();
+    expect(await main(['pods', '--min', 'soon'], wrong)).toBe(ExitCode.USAGE);
+    expect(wrong.stderr).toBe(
+      'cri-proxy pods: --min: "soon" is not a duration: write a number and a unit (ms, s, m, h), e.g. 500ms, 5s, 1m30s, 2h\nRun "cri-proxy pods --help" for usage.\n',
+    );
   });
 });

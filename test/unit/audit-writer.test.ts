@@ -2,10 +2,12 @@ import { appendFileSync, existsSync, readFileSync, renameSync, rmSync, statSync,
 import { join } from 'node:path';
 import { acquireAuditWriter } from '../../src/audit/shared-writer';
 import { verifyAuditFiles } from '../../src/audit/verify';
-import { AuditWriter, nodeIo, type AuditIo, type AuditWriterSettings } from '../../src/audit/writer';
+import { AuditWriter, type AuditIo, type AuditWriterSettings } from '../../src/audit/writer';
 import { makeTempDir } from '../support/proxy-harness';
 import { gatedIo } from '../support/gated-io';
+import { ManualScheduler } from '../support/manual-scheduler';
 import { waitFor } from '../support/wait';
+import { nodeIo } from '../../src/audit/file-io';
 
 const base: AuditWriterSettings = { fsync: 'record', fsyncIntervalMs: 1000, queueSize: 100, whenFull: 'block', maxBytes: 1 << 30, keep: 3 };
 
@@ -168,9 +170,12 @@ test('fsync: record syncs every batch, interval only on the timer', async () => 
   await writeN(perRecord, 3);
   expect(syncs.record).toBe(3);
   await perRecord.close();
-  const interval = new AuditWriter(join(dir, 'b.log'), { ...base, fsync: 'interval', fsyncIntervalMs: 20 }, counting('interval'));
+  const scheduler = new ManualScheduler();
+  const settings = { ...base, fsync: 'interval' as const, fsyncIntervalMs: 20, scheduler };
+  const interval = new AuditWriter(join(dir, 'b.log'), settings, counting('interval'));
   await writeN(interval, 3);
   expect(syncs.interval).toBe(0);
+  scheduler.advance(20);
   await waitFor(() => syncs.interval === 1);
   await interval.close();
 });

@@ -1,13 +1,11 @@
 import { DEFAULT_LIMITS } from '../../src/proxy/server';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { parseHostPort, parseUnixAddress } from '../../src/config/address';
-import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/config/interceptor-types';
+import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/chain/interceptor-types';
 import { builtinInterceptorTypes } from '../../src/interceptors';
 import { ConfigError, DEFAULT_UPSTREAM, loadConfigFile, parseConfig, type ConfigOverrides } from '../../src/config/load';
-import { parseArgs, UsageError } from '../../src/commands/args';
 import { defaultBackend } from '../../src/config/schema';
 import { formatPath, type ConfigIssue } from '../../src/config/issues';
 import { GrpcStatus, ProxyError } from '../../src/errors';
@@ -165,6 +163,17 @@ describe('invalid configs', () => {
     ],
     ['unregistered type', `${ONE_BACKEND}interceptors: [{ name: x, type: nope }]\n`, ['interceptors[0].type']],
     ['document is a list', '- a\n', ['']],
+    [
+      'HTTP/2 flood limits out of range',
+      `limits: { maxContinuationFrames: 0, maxSettingsEntries: 5, maxEmptyFrames: 0, maxResetStreams: 0, maxHeldResponseBytes: 1024 }\n${ONE_BACKEND}`,
+      [
+        'limits.maxContinuationFrames',
+        'limits.maxSettingsEntries',
+        'limits.maxEmptyFrames',
+        'limits.maxResetStreams',
+        'limits.maxHeldResponseBytes',
+      ],
+    ],
   ])('%s', (_name, yaml, paths) => {
     expect(pathsOf(yaml).sort()).toEqual([...paths].sort());
   });
@@ -326,58 +335,5 @@ describe('addresses', () => {
   test('formatPath', () => {
     expect(formatPath(['interceptors', 2, 'config', 'rules', 0, 'action'])).toBe('interceptors[2].config.rules[0].action');
     expect(formatPath(['config', 'a.b'])).toBe('config["a.b"]');
-  });
-});
-
-describe('parseArgs', () => {
-  test.each<[string[], unknown]>([
-    [[], { command: 'run', configFile: undefined, overrides: {} }],
-    [['--config', 'c.yaml'], { command: 'run', configFile: 'c.yaml', overrides: {} }],
-    [
-      ['--config=c.yaml', '--listen', '/l.sock', '--upstream', '/u.sock', '--log-level', 'debug'],
-      { command: 'run', configFile: 'c.yaml', overrides: { listen: '/l.sock', upstream: '/u.sock', logLevel: 'debug' } },
-    ],
-    [['--http-listen', ''], { command: 'run', configFile: undefined, overrides: { httpListen: '' } }],
-    [['config', 'validate', 'c.yaml'], { command: 'config-validate', file: 'c.yaml' }],
-    [['config', 'validate', '--help'], { command: 'help', topic: 'config validate' }],
-    [['config', 'print'], { command: 'config-print', configFile: undefined, overrides: {} }],
-    [
-      ['config', 'print', '--config', 'c.yaml', '--http-listen', '[::1]:9000', '--log-level', 'warn'],
-      { command: 'config-print', configFile: 'c.yaml', overrides: { httpListen: '[::1]:9000', logLevel: 'warn' } },
-    ],
-    [['config', 'print', '-h'], { command: 'help', topic: 'config print' }],
-    [['--help'], { command: 'help', topic: 'main' }],
-    [['-h', '--config', 'x'], { command: 'help', topic: 'main' }],
-    [['--version'], { command: 'version' }],
-  ])('%j', (argv, expected) => {
-    expect(parseArgs(argv)).toEqual(expected);
-  });
-
-  test.each([
-    [['--bogus']],
-    [['serve']],
-    [['--config']],
-    [['--log-level', 'debug', 'config', 'validate', 'x']],
-    [['config']],
-    [['config', 'check', 'x']],
-    [['config', 'validate']],
-    [['config', 'validate', 'a', 'b']],
-    [['config', 'validate', '--force', 'a']],
-    [['config', 'print', 'c.yaml']],
-    [['config', 'print', '--version']],
-  ])('%j is a usage error', (argv) => {
-    expect(() => parseArgs(argv)).toThrow(UsageError);
-  });
-
-  test('a usage error carries the usage text', () => {
-    expect(() => parseArgs(['--bogus'])).toThrow(/Usage:/);
-  });
-
-  test('config validate loads the named file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cri-proxy-config-'));
-    const file = join(dir, 'c.yaml');
-    writeFileSync(file, ONE_BACKEND);
-    const cmd = parseArgs(['config', 'validate', file]);
-    expect(cmd.command === 'config-validate' && loadConfigFile(cmd.file, types).backends).toHaveLength(1);
   });
 });

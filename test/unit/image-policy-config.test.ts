@@ -80,6 +80,8 @@ describe('config validation', () => {
     );
     expect(config.interceptors[0]?.config).toEqual({
       rules: [{ name: 'r', match: { images: ['docker.io/**'] }, action: 'allow' }],
+      mode: 'enforce',
+      defaultAction: 'deny',
       imageStatusTimeoutMs: 2000,
       cacheSize: 1000,
       failOpen: false,

@@ -1,5 +1,5 @@
-import type { Call } from '../../src/proxy/call';
-import { methodTable } from '../../src/proxy/method-table';
+import { methodTable } from '../../src/chain/method-table';
+import type { WatchedCall } from '../../src/observability/pod-start-feed';
 import { testPodStarts } from '../support/pod-starts';
 
 describe('pod start feed', () => {
@@ -23,7 +23,7 @@ describe('pod start feed', () => {
     const { feed, subscribers } = testPodStarts();
     const imageStatus = methodTable.find((m) => m.name === 'ImageStatus');
     const around = imageStatus && feed.observer(subscribers).around(imageStatus);
-    const untouchable: Call = new Proxy(Object.create(null) as Call, {
+    const untouchable: WatchedCall = new Proxy(Object.create(null) as WatchedCall, {
       get: () => {
         throw new Error('the call was read');
       },

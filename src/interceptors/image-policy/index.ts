@@ -4,22 +4,23 @@
  */
 import type { Counter } from 'prom-client';
 import { z } from 'zod';
-import { MAX_INT32 } from '../../values';
-import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { isRecord, MAX_INT32 } from '../../values';
+import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
 import { ProxyError, errorMessage } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
-import { fieldAt } from '../../values';
-import { methodFacts, type ImageCheck } from '../../proxy/method-table';
-import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
+import { imageDoors, type ImageCheck } from './doors';
+import type { CallContext, Interceptor, Next } from '../../chain/types';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
 import { ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
 import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../../policies/image-rules';
-import { loadConfiguredPolicy, policyLabel, readPolicyFile } from './policy-file';
+import { DEFAULT_ACTION, DEFAULT_MODE, loadConfiguredPolicy, policyLabel, readPolicyFile, type PolicyConfig } from './policy-file';
 import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
 import { PolicyFileWatcher } from './policy-watcher';
 import { METRIC } from '../../metrics/names';
+import type { DecodedMessage } from '../../messages/codec';
+import { fieldAt } from '../../messages/field-at';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 
@@ -33,19 +34,36 @@ export const imagePolicySchema = z
     cacheSize: z.int().min(1).max(10_000_000).default(1000),
     failOpen: z.boolean().default(false),
   })
-  .superRefine((config, ctx) => {
-    if ((config.rules === undefined) === (config.rulesFile === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'set exactly one of "rules" (an inline policy) or "rulesFile"' });
-      return;
-    }
-    // Reading the file here makes `config validate`, startup and SIGHUP all reject a bad policy.
-    if (config.rulesFile === undefined) return;
-    const result = readPolicyFile(config.rulesFile, config);
-    if (result.ok) return;
-    for (const problem of result.problems) {
-      ctx.addIssue({ code: 'custom', path: ['rulesFile'], message: `${config.rulesFile}: ${problem}` });
-    }
-  });
+  .superRefine(
+    (config, ctx) => {
+      if ((config.rules === undefined) === (config.rulesFile === undefined)) {
+        ctx.addIssue({ code: 'custom', message: 'set exactly one of "rules" (an inline policy) or "rulesFile"' });
+        return;
+      }
+      // Reading the file here makes `config validate`, startup and SIGHUP all reject a bad policy.
+      if (typeof config.rulesFile !== 'string') return;
+      const result = readPolicyFile(config.rulesFile, validPolicySettings(config));
+      if (result.ok) return;
+      for (const problem of result.problems) {
+        ctx.addIssue({ code: 'custom', path: ['rulesFile'], message: `${config.rulesFile}: ${problem}` });
+      }
+    },
+    // Also when other keys are wrong, so that the file's problems are reported with theirs (the values may be invalid).
+    { when: (payload) => isRecord(payload.value) },
+  )
+  // With inline rules the defaults are filled in here, so that `config print` shows them; a rules file sets its own.
+  .transform((config) =>
+    config.rulesFile !== undefined
+      ? config
+      : { ...config, mode: config.mode ?? DEFAULT_MODE, defaultAction: config.defaultAction ?? DEFAULT_ACTION },
+  );
+
+/** `mode` and `defaultAction` of a config that may be invalid elsewhere, each where it is valid. */
+function validPolicySettings(config: { mode?: unknown; defaultAction?: unknown }): PolicyConfig {
+  const mode = policyModeSchema.safeParse(config.mode);
+  const defaultAction = policyActionSchema.safeParse(config.defaultAction);
+  return { mode: mode.success ? mode.data : undefined, defaultAction: defaultAction.success ? defaultAction.data : undefined };
+}
 
 export type ImagePolicyConfig = z.output<typeof imagePolicySchema>;
 
@@ -126,7 +144,7 @@ export class ImagePolicyInterceptor implements Interceptor {
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
-    const check = methodFacts(ctx.method).imageCheck;
+    const check = imageDoors.of(ctx.method);
     if (check === undefined) return next();
     const { door } = check;
     // One policy for the whole call, even if the file is swapped meanwhile.

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
 import { GrpcStatus, ProxyError } from '../../errors';
 import { observerFaultReporter, type ObserverFaultReporter } from '../../metrics/observer-faults';
 import { DEFAULT_BUCKETS, backendGauges, callMetrics, type CallLabels, type CallMetrics, type MethodLabels } from './call-metrics';
@@ -8,16 +8,17 @@ import { ImagePullMetrics } from './image-pull-metrics';
 import { podStartConfigSchema } from '../../observability/pod-start-config';
 import { PodStartMetrics } from './pod-start-metrics';
 import { GRPC_CODE_COUNT, grpcCodeName, type CollectedGauge } from '../../metrics/registry';
-import { methodFacts, methodTable } from '../../proxy/method-table';
-import { EVERY_BACKEND, type Router } from '../../proxy/router';
-import type { CallContext, Interceptor, MethodInfo, Next } from '../../proxy/types';
+import { methodTable } from '../../chain/method-table';
+import type { CallContext, Interceptor, MethodInfo, Next } from '../../chain/types';
+import { EVERY_BACKEND, type Backends } from '../../chain/backends';
+import { imageRoles, type ImageRole } from './image-roles';
 
 export const metricsConfigSchema = z.strictObject({
   buckets: z
     .array(z.number().positive())
     .min(1)
     .refine((b) => b.every((v, i) => i === 0 || v > (b[i - 1] as number)), 'buckets must be strictly increasing')
-    .optional(),
+    .default([...DEFAULT_BUCKETS]),
   podStart: podStartConfigSchema,
 });
 export type MetricsConfig = z.output<typeof metricsConfigSchema>;
@@ -39,7 +40,7 @@ interface BackendSeries {
 interface MethodSeries {
   readonly service: string;
   readonly method: string;
-  readonly role: 'pull' | 'status' | undefined;
+  readonly role: ImageRole | undefined;
   readonly inFlight: ValueCell<MethodLabels>;
   readonly overhead: HistogramCell<MethodLabels>;
   readonly streamMessages: ValueCell<MethodLabels> | undefined;
@@ -54,7 +55,7 @@ class MetricsInterceptor implements Interceptor {
   constructor(
     readonly name: string,
     private readonly metrics: CallMetrics,
-    private readonly router: Router,
+    private readonly router: Backends,
     private readonly imagePulls: ImagePullMetrics,
     private readonly podStarts: PodStartMetrics | undefined,
     backendGauges: readonly CollectedGauge<'backend'>[],
@@ -156,7 +157,7 @@ class MetricsInterceptor implements Interceptor {
     return {
       service,
       method,
-      role: info === undefined ? undefined : methodFacts(info).imageRole,
+      role: info === undefined ? undefined : imageRoles.of(info),
       inFlight: this.metrics.inFlight.cell(service, method),
       overhead: this.metrics.overhead.cell(service, method),
       streamMessages: info?.kind === 'server-stream' ? this.metrics.streamMessages.cell(service, method) : undefined,
@@ -166,7 +167,7 @@ class MetricsInterceptor implements Interceptor {
 }
 
 export function createMetricsInterceptor(config: MetricsConfig, deps: InterceptorDeps): Interceptor {
-  const metrics = callMetrics(deps.registry, config.buckets ?? DEFAULT_BUCKETS);
+  const metrics = callMetrics(deps.registry, config.buckets);
   const imagePulls = new ImagePullMetrics(deps.registry);
   const fault = observerFaultReporter(deps.registry, deps.name, deps.log, 'metrics interceptor failed to record a call');
   const feed = deps.podStarts;

@@ -1,7 +1,7 @@
 import type { Histogram, Registry } from 'prom-client';
 import { ensureHistogram } from '../../metrics/registry';
 import type { ObserverFaultReporter } from '../../metrics/observer-faults';
-import type { PodStartSubscribers } from '../../observability/pod-start-feed';
+import type { PodStartSubscriptions } from '../../chain/pod-start-records';
 import { podStartPhaseNames, type PodStart, type PodStartPhaseName } from '../../observability/pod-start-tracker';
 import { METRIC } from '../../metrics/names';
 
@@ -27,7 +27,7 @@ export class PodStartMetrics {
   private readonly handlers = new Map<string, HandlerSeries>();
   private readonly unsubscribe: () => void;
 
-  constructor(feed: PodStartSubscribers, registry: Registry, fault: ObserverFaultReporter) {
+  constructor(feed: PodStartSubscriptions, registry: Registry, fault: ObserverFaultReporter) {
     this.total = ensureHistogram(registry, {
       name: METRIC.podStartDurationSeconds,
       help: 'Pod start as seen in CRI calls: RunPodSandbox arrival to the answer of its last StartContainer',

@@ -2,9 +2,9 @@ import type { TracerProvider } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Logger } from '../log';
-import type { PodStartSubscribers } from '../observability/pod-start-feed';
-import type { Router } from '../proxy/router';
-import type { Interceptor } from '../proxy/types';
+import type { Backends } from './backends';
+import type { PodStartSubscriptions } from './pod-start-records';
+import type { Interceptor } from './types';
 
 /** What the proxy hands an interceptor factory besides the instance's own config. */
 export interface InterceptorDeps {
@@ -14,11 +14,11 @@ export interface InterceptorDeps {
   /** Metrics go here, never into prom-client's global registry. */
   readonly registry: Registry;
   /** The backends, for calls an interceptor makes on its own (image lookups, say). */
-  readonly router: Router;
+  readonly router: Backends;
   /** Overrides the provider a tracing interceptor would build from its own config (tests inject one). */
   readonly tracerProvider?: TracerProvider;
   /** Finished pod starts, as the proxy follows them for every interceptor at once; none when nothing feeds them. */
-  readonly podStarts?: PodStartSubscribers;
+  readonly podStarts?: PodStartSubscriptions;
 }
 
 /** A kind of interceptor that config entries can name in `type`. */
@@ -30,11 +30,12 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
   /** Keys of `config` that hold file paths: relative ones are resolved against the config file's folder. */
   readonly pathKeys?: readonly string[];
   /**
-   * Checks the validated config against the names in `backends` (a rule naming a backend that does not exist,
-   * say); each issue's path is relative to the entry's `config`.
+   * Checks the entry's `config` against the names in `backends` (a rule naming a backend that does not exist,
+   * say); each issue's path is relative to the entry's `config`. It is given the config as written, whether or
+   * not it validated, so that these problems are reported together with every other: read it defensively.
    */
   readonly checkBackends?: (
-    config: z.output<S>,
+    config: unknown,
     backends: readonly string[],
   ) => readonly { readonly path: readonly (string | number)[]; readonly message: string }[];
   /**
