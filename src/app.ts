@@ -9,6 +9,7 @@ import { ensureCounter, ensureGauge } from './metrics/registry';
 import { AdminServer, type Readiness } from './admin/admin-server';
 import type { Call } from './proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from './chain/chain';
+import { Downstream } from './chain/own-call';
 import { warmCodec } from './messages/codec';
 import { dataPlaneMetrics } from './proxy/data-plane-metrics';
 import { methodTable } from './chain/method-table';
@@ -303,14 +304,16 @@ function buildGeneration(
   const entries: ChainEntry[] = config.interceptors.map((entry) => {
     const type = types.get(entry.type);
     if (!type) throw new Error(`interceptor type "${entry.type}" is not known`);
+    const downstream = new Downstream(router, entry.name);
     const interceptor = type.create(entry.config, {
       name: entry.name,
       log: log.child({ interceptor: entry.name }),
       registry,
       router,
+      downstream,
       podStarts,
     });
-    return { interceptor, onError: entry.onError, methods: entry.methods };
+    return { interceptor, onError: entry.onError, methods: entry.methods, downstream };
   });
   const chain = new Chain<Call>(entries, (call) => call.forward(), onFault, podStartFeed.observer(podStarts));
   return { config, router, chain, podStarts };

@@ -47,6 +47,8 @@ export interface RecordInput {
   readonly backend: string | undefined;
   /** Whatever the image policy left on ctx.state; only its known fields are copied. */
   readonly decision: unknown;
+  /** For a call an interceptor made itself: the client's call it was made for, and the interceptor. */
+  readonly onBehalfOf?: { readonly method: string; readonly by: string } | undefined;
   readonly time: Date;
 }
 
@@ -67,6 +69,7 @@ export function buildRecord(input: RecordInput, redactor: Redactor): Record<stri
     );
   };
   const record: Record<string, unknown> = { time: input.time.toISOString(), method: method.known ? method.name : method.path };
+  if (input.onBehalfOf !== undefined) Object.assign(record, { onBehalfOf: input.onBehalfOf.method, madeBy: input.onBehalfOf.by });
   const pod = compact({ namespace: id('podNamespace'), name: id('podName'), uid: id('podUid') });
   if (pod) record.pod = pod;
   const container = compact({ name: id('containerName'), id: id('containerId') });

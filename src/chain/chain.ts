@@ -2,6 +2,7 @@ import { ProxyError, errorMessage } from '../errors';
 import { globMatcher } from '../policies/glob';
 import type { CallContext, Interceptor, MethodInfo, Next } from './types';
 import { readsResponse } from './method-table';
+import type { Downstream, OwnCall } from './own-call';
 
 export type OnError = 'failOpen' | 'failClosed';
 
@@ -10,6 +11,8 @@ export interface ChainEntry {
   readonly onError: OnError;
   /** Patterns naming the methods this entry runs for (`Name`, `pkg.Service/Name`, `*` globs); all if absent. */
   readonly methods: readonly string[] | undefined;
+  /** How the entry's interceptor makes calls on a client's behalf: bound here to the entries after it. */
+  readonly downstream?: Downstream | undefined;
 }
 
 /** Told about every interceptor fault, whether the call then failed (failClosed) or went on (failOpen). */
@@ -36,6 +39,7 @@ const downstreamErrors = new WeakSet();
  */
 export class Chain<C extends CallContext = CallContext> {
   private readonly byPath = new Map<string, RunChain<C>>();
+  private readonly ownByPath = new Map<string, RunChain<OwnCall>>();
   private readonly matchers: readonly ((method: MethodInfo) => boolean)[];
 
   private readonly terminal: Terminal<C>;
@@ -59,6 +63,7 @@ export class Chain<C extends CallContext = CallContext> {
         // Reporting a fault must not turn into another (nor be blamed on the next interceptor out).
       }
     };
+    entries.forEach((entry, index) => entry.downstream?.bind((call) => this.runAfter(index, call)));
   }
 
   private runsFor(method: MethodInfo): boolean {
@@ -87,6 +92,19 @@ export class Chain<C extends CallContext = CallContext> {
     // Unknown paths come from clients; cache only what the table bounds.
     if (method.known) this.byPath.set(method.path, runner);
     return runner;
+  }
+
+  /** Runs a call entry `index` makes on a client's behalf through the entries after it that apply, then to its backend. */
+  private runAfter(index: number, call: OwnCall): Promise<void> {
+    const key = `${index}\0${call.method.path}`;
+    let runner = this.ownByPath.get(key);
+    if (runner === undefined) {
+      const after = this.entries.filter((_, i) => i > index && (this.matchers[i] as (m: MethodInfo) => boolean)(call.method));
+      runner = compose<OwnCall>(after, (c) => c.forward(), this.onFault);
+      // Own calls are of the table's methods only (OwnCall refuses others): the keys are bounded.
+      this.ownByPath.set(key, runner);
+    }
+    return runner(call);
   }
 }
 

@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Logger } from '../log';
 import type { Backends } from './backends';
+import type { Downstream } from './own-call';
 import type { PodStartSubscriptions } from './pod-start-records';
 import type { Interceptor } from './types';
 
@@ -15,6 +16,11 @@ export interface InterceptorDeps {
   readonly registry: Registry;
   /** The backends, for calls an interceptor makes on its own (image lookups, say). */
   readonly router: Backends;
+  /**
+   * Calls on a client's behalf through the entries after this one (routing's image pulls): the proxy gives it to
+   * every entry and binds it once the chain is built; types that make such calls require it.
+   */
+  readonly downstream?: Downstream;
   /** Overrides the provider a tracing interceptor would build from its own config (tests inject one). */
   readonly tracerProvider?: TracerProvider;
   /** Finished pod starts, as the proxy follows them for every interceptor at once; none when nothing feeds them. */

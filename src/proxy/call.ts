@@ -33,6 +33,7 @@ export class Call implements CallContext {
   private abortController: AbortController | undefined;
   private metadataView: Metadata | undefined;
   private message: Promise<Buffer> | undefined;
+  private first: Promise<Buffer | undefined> | undefined;
   private decodedRequest: Promise<DecodedMessage | undefined> | undefined;
   /** The chain tried to read the request and it does not decode. */
   private unreadable: ProxyError | undefined;
@@ -111,6 +112,11 @@ export class Call implements CallContext {
       }
       return message;
     }));
+  }
+
+  firstRequestMessage(): Promise<Buffer | undefined> {
+    if (this.method.requestType !== undefined) return this.requestBytes();
+    return (this.first ??= this.transport.readFirstMessage());
   }
 
   private decodeRequest(): Promise<DecodedMessage | undefined> {

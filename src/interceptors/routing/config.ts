@@ -56,6 +56,20 @@ export const routingConfigSchema = z.strictObject({
       lookupTimeoutMs: ms(1, 2_000),
     })
     .prefault({}),
+  images: z
+    .strictObject({
+      /** At CreateContainer, pull an image the pod's runtime lacks there first (through the chain after routing). */
+      pullOnCreate: z.boolean().default(true),
+      /** Image repositories whose credentials (the last kubelet sent with a pull that worked) are kept, in memory. */
+      credentialCacheSize: z.int().min(0).max(100_000).default(1000),
+    })
+    .prefault({}),
+  /** The largest answer merged from several runtimes that is sent (kubelet's receive limit); larger ones fail. */
+  maxMergedAnswerBytes: z
+    .int()
+    .min(1024)
+    .max(MAX_INT32)
+    .default(16 * 1024 * 1024),
   events: z
     .strictObject({
       /** First wait before reconnecting a broken upstream event stream; doubles per failure up to the max. */
