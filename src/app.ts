@@ -3,6 +3,7 @@ import { parseHostPort, parseUnixAddress } from './config/address';
 import { InterceptorTypes } from './chain/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
 import { checkSocketSafety } from './config/socket-safety';
+import { reportDeprecatedSettings } from './config/deprecations';
 import { GrpcStatus, ProxyError, errorMessage, listenError } from './errors';
 import { createLogger, type Logger } from './log';
 import { ensureCounter, ensureGauge } from './metrics/registry';
@@ -67,6 +68,7 @@ export class App {
     const registry = options.registry ?? freshRegistry();
     const types = options.types ?? new InterceptorTypes(builtinInterceptorTypes);
     checkSocketSafety(config, log, registry, options.listenFd !== undefined);
+    reportDeprecatedSettings(config, types, log, registry);
     const onFault = faultListener(registry, log);
     const podStarts = createPodStarts(config.podStarts, registry, log);
     const generation = buildGeneration(config, types, log, registry, onFault, podStarts.feed);
@@ -163,6 +165,7 @@ export class App {
     this.generation = next;
     this.server.reconfigure(next.chain, next.router, this.log);
     this.podStarts.use(next.podStarts);
+    reportDeprecatedSettings(config, this.types, this.log, this.registry);
     this.log.info('configuration reloaded', { interceptors: config.interceptors.map((i) => i.name) });
     await retire(old, config.shutdownGraceSeconds * 1000, this.log);
   }

@@ -56,6 +56,26 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
   readonly runsBefore?: Readonly<Record<string, string>>;
   /** The type must see every call: an entry of it may not narrow `methods`. */
   readonly everyMethod?: boolean;
+  /**
+   * Methods an entry of this type must keep when it narrows `methods` (the image policy's doors, say): a `methods`
+   * list that leaves one out is rejected.
+   */
+  readonly keepsMethods?: readonly string[];
+  /**
+   * The type ends some calls itself instead of passing them on (answers or refuses them): what it ends. Entries of
+   * types that observe every call (`observesEveryCall`) must come before it.
+   */
+  readonly endsCalls?: string;
+  /**
+   * The type must see every call, those a later entry ends included: what it would miss after one that ends calls
+   * (`endsCalls`). A config that places it after such an entry is rejected.
+   */
+  readonly observesEveryCall?: string;
+  /**
+   * Old names of `config` keys, still read (the schema keeps them in its output): key → what to write instead. Their
+   * use is reported by `config validate`, logged at start and shown in `cri_proxy_deprecated_settings`.
+   */
+  readonly deprecatedKeys?: Readonly<Record<string, string>>;
   /** Builds one instance from the validated (and deep-frozen) output of `schema`. */
   create(config: z.output<S>, deps: InterceptorDeps): Interceptor;
 }

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, ConfigReadError, loadConfigFile, type ConfigOverrides } from '../config/load';
 import { printableConfig } from '../config/print';
+import { deprecatedSettings, describeDeprecated } from '../config/deprecations';
 import { errorMessage } from '../errors';
 import { parseProxyFlags, PROXY_OPTIONS } from './args';
 import { builtinTypes } from './builtin-types';
@@ -11,7 +12,10 @@ import { UsageError, usageOnError, type Command } from './usage';
 
 export function validateConfig(file: string, output: CommandOutput = processOutput): number {
   try {
-    loadConfigFile(file, builtinTypes());
+    const types = builtinTypes();
+    const config = loadConfigFile(file, types);
+    // Still valid: a deprecated key works, and is reported so that it gets renamed.
+    for (const found of deprecatedSettings(config, types)) output.err(`config ${file}: ${describeDeprecated(found)}\n`);
     output.out(`${file}: valid\n`);
     return ExitCode.OK;
   } catch (err) {
@@ -40,7 +44,8 @@ export const configValidateCommand: Command = {
     summary: 'checks a configuration file and the policy files it names',
     description: `Checks a configuration file, and the policy files it names, without starting anything. Every problem is
 printed at once, each on its own line with its key path and position, e.g.
-  config cri-proxy.yaml: backends[0].endpont: unknown key; expected one of: ... (line 4, column 5)`,
+  config cri-proxy.yaml: backends[0].endpont: unknown key; expected one of: ... (line 4, column 5)
+A key written with an old name is still valid; it is printed with what to write instead.`,
     exitStatus: {
       OK: 'the configuration is valid',
       CHECK_FAILED: 'the configuration is invalid (every problem is printed)',

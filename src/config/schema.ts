@@ -2,7 +2,9 @@ import { z } from 'zod';
 import { errorMessage } from '../errors';
 import { parseHostPort, parseUnixAddress } from './address';
 import { DEFAULT_LIMITS } from '../proxy/server';
-import type { InterceptorTypes } from '../chain/interceptor-types';
+import type { InterceptorType, InterceptorTypes } from '../chain/interceptor-types';
+import { compileMethodFilter } from '../chain/chain';
+import { methodTable } from '../chain/method-table';
 import { errorMap, zodIssues, type PathIssue } from './issues';
 import { socketModeProblem } from './socket-safety';
 import { isRecord, MAX_INT32 } from '../values';
@@ -186,22 +188,47 @@ function checkInterceptors(list: unknown, types: InterceptorTypes, backends: rea
   return outputs;
 }
 
-/** What registered types say about their place in the chain (see InterceptorType.runsBefore, everyMethod). */
+/** What registered types say about their place in the chain (see InterceptorType: runsBefore, everyMethod, keepsMethods, endsCalls, observesEveryCall). */
 function checkChainOrder(list: unknown, types: InterceptorTypes, issues: PathIssue[]): void {
-  const entries = records(list).flatMap(([e, i]) => (typeof e.type === 'string' ? [{ e, i, type: e.type }] : []));
-  for (const { e, i, type } of entries) {
-    const def = types.get(type);
-    if (def?.everyMethod === true && e.methods !== undefined) {
-      issues.push({ path: ['interceptors', i, 'methods'], message: `a ${type} entry must see every call; remove "methods"` });
-    }
-    for (const earlier of entries.filter((x) => x.i < i && Object.hasOwn(def?.runsBefore ?? {}, x.type))) {
-      const why = def?.runsBefore?.[earlier.type] ?? '';
+  const entries = records(list).flatMap(([e, i]) => {
+    const def = typeof e.type === 'string' ? types.get(e.type) : undefined;
+    return def === undefined ? [] : [{ i, def, name: String(e.name), methods: e.methods }];
+  });
+  for (const { i, def, name, methods } of entries) {
+    const type = def.name;
+    if (methods !== undefined) checkMethods(def, i, methods, issues);
+    for (const earlier of entries.filter((x) => x.i < i && Object.hasOwn(def.runsBefore ?? {}, x.def.name))) {
+      const why = def.runsBefore?.[earlier.def.name] ?? '';
       issues.push({
         path: ['interceptors', earlier.i, 'type'],
-        message: `must come after the ${type} entry "${String(e.name)}" (interceptors[${i}]): ${why}`,
+        message: `must come after the ${type} entry "${name}" (interceptors[${i}]): ${why}`,
+      });
+    }
+    if (def.observesEveryCall === undefined) continue;
+    for (const earlier of entries.filter((x) => x.i < i && x.def.endsCalls !== undefined)) {
+      issues.push({
+        path: ['interceptors', i, 'type'],
+        message:
+          `the ${type} entry "${name}" must come before the ${earlier.def.name} entry "${earlier.name}" (interceptors[${earlier.i}]), ` +
+          `which ${earlier.def.endsCalls ?? ''}: after it, ${def.observesEveryCall}`,
       });
     }
   }
+}
+
+function checkMethods(def: InterceptorType, i: number, methods: unknown, issues: PathIssue[]): void {
+  if (def.everyMethod === true) {
+    issues.push({ path: ['interceptors', i, 'methods'], message: `a ${def.name} entry must see every call; remove "methods"` });
+  }
+  const keep = def.keepsMethods ?? [];
+  if (keep.length === 0 || !Array.isArray(methods) || !methods.every((m) => typeof m === 'string')) return;
+  const matches = compileMethodFilter(methods);
+  const left = methodTable.filter((m) => keep.includes(m.name) && !matches(m)).map((m) => m.name);
+  if (left.length === 0) return;
+  issues.push({
+    path: ['interceptors', i, 'methods'],
+    message: `leaves out ${left.join(', ')}, which every ${def.name} entry must run for (${keep.join(', ')}); add them or remove "methods"`,
+  });
 }
 
 /**

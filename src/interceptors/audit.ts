@@ -2,7 +2,8 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { MAX_INT32 } from '../values';
 import { readAuditKey } from '../audit/key-file';
-import { buildRecord, compileRedactor, type Redactor } from '../audit/record';
+import { buildRecord, compileRedactor } from '../audit/record';
+import type { Redactor } from '../audit/workload-details';
 import { acquireAuditWriter } from '../audit/shared-writer';
 import { AuditTimeoutError, type AuditIo } from '../audit/writer';
 import { defineInterceptorType, type InterceptorDeps } from '../chain/interceptor-types';
@@ -229,4 +230,5 @@ export const auditInterceptorType = defineInterceptorType({
   schema: auditConfigSchema,
   create: (config, deps) => createAuditInterceptor(config, deps),
   pathKeys: ['keyFile'],
+  observesEveryCall: 'the audit log would miss the calls it ends',
 });

@@ -16,6 +16,7 @@ export const METRIC = {
   clientConnections: 'cri_proxy_client_connections',
   configLastReloadSuccessful: 'cri_proxy_config_last_reload_successful',
   configReloadsTotal: 'cri_proxy_config_reloads_total',
+  deprecatedSettings: 'cri_proxy_deprecated_settings',
   imagePolicyDecisionsTotal: 'cri_proxy_image_policy_decisions_total',
   imagePolicyLookupFailuresTotal: 'cri_proxy_image_policy_lookup_failures_total',
   imagePolicyReloadsTotal: 'cri_proxy_image_policy_reloads_total',

@@ -4,13 +4,22 @@
  */
 export const policyDecisionKey = Symbol.for('cri-proxy.image-policy.decision');
 
-export interface PolicyDecisionRecord {
-  /** What the policy decided for the call. */
+/** What the policy decided for one image. */
+export interface ImageDecisionRecord {
+  /** What the policy decided for the image. */
   readonly action: 'allow' | 'deny';
   /** Name of the rule that matched; undefined when the policy's default applied. */
   readonly rule: string | undefined;
   /** Short human-readable explanation (never contains credentials). */
   readonly reason: string;
+}
+
+export interface PolicyDecisionRecord extends ImageDecisionRecord {
   /** `enforce` applies a deny; `audit` only reports what would have been denied. */
   readonly mode: 'enforce' | 'audit';
+  /**
+   * When the call names several images (image volumes, a restore's containers): each one's decision, in request
+   * order. The call's own fields above are those of the first denied image, else of the first image.
+   */
+  readonly images?: readonly (ImageDecisionRecord & { readonly image: string; readonly at: string })[];
 }

@@ -167,7 +167,6 @@ describe('the released executable in front of a real containerd', () => {
         `    config: { path: ${join(env.workDir, 'audit', 'audit.log')} }`,
         '  - name: images',
         '    type: image-policy',
-        '    methods: [PullImage, CreateContainer]',
         `    config: { rules: [{ name: local, match: { images: ["${env.registryHost}/**"] }, action: allow }], defaultAction: deny }`,
       ].join('\n'),
     );

@@ -31,6 +31,8 @@ const ABSENCE_MEANS: Readonly<Record<string, string>> = {
   'image-policy mode': 'the rules file sets it (with inline rules the default is filled in)',
   'image-policy defaultAction': 'the rules file sets it (with inline rules the default is filled in)',
   'image-policy rules[].namespaces': 'every namespace',
+  'image-policy whenLookupFails': 'deny, or what the old failOpen key says (filled in, so config print shows it)',
+  'image-policy failOpen': 'the old name of whenLookupFails, which decides (config print shows only that)',
   'routing rules[].name': 'the rule is named by its place, rules[i]',
   'routing rules[].match.runtimeHandlers': 'any handler',
   'routing rules[].match.namespaces': 'any namespace',

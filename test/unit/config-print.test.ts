@@ -73,6 +73,16 @@ describe('config validate', () => {
     expect(run((o) => validateConfig(join(dir, 'missing.yaml'), o)).code).toBe(3);
   });
 
+  test('a deprecated key is valid (exit 0) and reported with what to write instead', () => {
+    const old = join(dir, 'old-key.yaml');
+    writeFileSync(old, `${BACKEND}interceptors: [{ name: images, type: image-policy, config: { rules: [], failOpen: true } }]\n`);
+    expect(run((o) => validateConfig(old, o))).toEqual({
+      code: 0,
+      out: `${old}: valid\n`,
+      err: `config ${old}: interceptors[0].config.failOpen: deprecated; use whenLookupFails: allow (failOpen: true) or deny (failOpen: false)\n`,
+    });
+  });
+
   test('reports every problem at once: schema errors, backends named wrongly, the listen directory, rules files', () => {
     const open = join(dir, 'open');
     mkdirSync(open);

@@ -1,6 +1,6 @@
 /**
- * `image-policy`: an image allowlist enforced on the node itself, at PullImage and at CreateContainer, so
- * it also holds for static pods and for images that are already present.
+ * `image-policy`: an image allowlist enforced on the node itself, at every door an image comes through (doors.ts),
+ * so it also holds for static pods and for images that are already present.
  */
 import type { Counter } from 'prom-client';
 import { z } from 'zod';
@@ -9,9 +9,10 @@ import { defineInterceptorType, type InterceptorDeps } from '../../chain/interce
 import { ProxyError, errorMessage } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
-import { imageDoors, type ImageCheck } from './doors';
+import { imageDoors } from './doors';
+import { imagesAtDoor, type ImageAtDoor } from './images-at-door';
 import type { CallContext, Interceptor, Next } from '../../chain/types';
-import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
+import { policyDecisionKey, type ImageDecisionRecord, type PolicyDecisionRecord } from '../../policies/decision-key';
 import { ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
 import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../../policies/image-rules';
@@ -19,7 +20,6 @@ import { DEFAULT_ACTION, DEFAULT_MODE, loadConfiguredPolicy, policyLabel, readPo
 import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
 import { PolicyFileWatcher } from './policy-watcher';
 import { METRIC } from '../../metrics/names';
-import type { DecodedMessage } from '../../messages/codec';
 import { fieldAt } from '../../messages/field-at';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
@@ -32,10 +32,16 @@ export const imagePolicySchema = z
     rulesFile: z.string().min(1, 'must not be empty').optional(),
     imageStatusTimeoutMs: z.int().min(1).max(MAX_INT32).default(2000),
     cacheSize: z.int().min(1).max(10_000_000).default(1000),
-    failOpen: z.boolean().default(false),
+    /** When an image ID's names cannot be looked up (the runtime fails or times out): deny the call, or allow it. */
+    whenLookupFails: z.enum(['deny', 'allow']).optional(),
+    /** The old name of whenLookupFails (true: allow); still read, with a warning (see deprecatedKeys). */
+    failOpen: z.boolean().optional(),
   })
   .superRefine(
     (config, ctx) => {
+      if (config.failOpen !== undefined && config.whenLookupFails !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['failOpen'], message: 'the old name of "whenLookupFails"; set only whenLookupFails' });
+      }
       if ((config.rules === undefined) === (config.rulesFile === undefined)) {
         ctx.addIssue({ code: 'custom', message: 'set exactly one of "rules" (an inline policy) or "rulesFile"' });
         return;
@@ -52,11 +58,13 @@ export const imagePolicySchema = z
     { when: (payload) => isRecord(payload.value) },
   )
   // With inline rules the defaults are filled in here, so that `config print` shows them; a rules file sets its own.
-  .transform((config) =>
-    config.rulesFile !== undefined
-      ? config
-      : { ...config, mode: config.mode ?? DEFAULT_MODE, defaultAction: config.defaultAction ?? DEFAULT_ACTION },
-  );
+  // The old failOpen key stays in the output, so that its use can be reported (see deprecatedKeys).
+  .transform(({ whenLookupFails, ...config }) => {
+    const lookup = { whenLookupFails: whenLookupFails ?? (config.failOpen === true ? ('allow' as const) : ('deny' as const)) };
+    return config.rulesFile !== undefined
+      ? { ...config, ...lookup }
+      : { ...config, mode: config.mode ?? DEFAULT_MODE, defaultAction: config.defaultAction ?? DEFAULT_ACTION, ...lookup };
+  });
 
 /** `mode` and `defaultAction` of a config that may be invalid elsewhere, each where it is valid. */
 function validPolicySettings(config: { mode?: unknown; defaultAction?: unknown }): PolicyConfig {
@@ -72,7 +80,7 @@ export interface ImagePolicyTestHooks {
   readonly scheduler?: Scheduler;
 }
 
-/** What the interceptor concluded about one call. */
+/** What the interceptor concluded about one image. */
 interface Verdict {
   readonly action: PolicyAction;
   readonly mode: PolicyMode;
@@ -85,13 +93,9 @@ interface Verdict {
   readonly rule: string | undefined;
 }
 
-/** The image a call is about: the first non-empty of the method's image paths. */
-function imageOf(check: ImageCheck, request: DecodedMessage | undefined): string {
-  for (const path of check.imagePaths) {
-    const value = fieldAt(request, path);
-    if (value !== undefined && value !== '') return value;
-  }
-  return '';
+function decisionOf(verdict: Verdict | undefined): ImageDecisionRecord {
+  if (verdict === undefined) throw new Error('an image without a verdict');
+  return { action: verdict.action, rule: verdict.rule, reason: verdict.reason };
 }
 
 export class ImagePolicyInterceptor implements Interceptor {
@@ -144,29 +148,49 @@ export class ImagePolicyInterceptor implements Interceptor {
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
-    const check = imageDoors.of(ctx.method);
-    if (check === undefined) return next();
-    const { door } = check;
+    const door = imageDoors.of(ctx.method);
+    if (door === undefined) return next();
     // One policy for the whole call, even if the file is swapped meanwhile.
     const policy = this.current;
     const request = await ctx.request();
-    const namespace = fieldAt(request, check.namespacePath) ?? '';
-    const verdict = await this.judge(ctx, imageOf(check, request), namespace, policy);
-    this.decisions.inc({ door, action: verdict.action, mode: verdict.mode });
-    const record: PolicyDecisionRecord = { action: verdict.action, rule: verdict.rule, reason: verdict.reason, mode: verdict.mode };
+    const namespace = fieldAt(request, door.namespacePath) ?? '';
+    const images = imagesAtDoor(door, request);
+    const verdicts =
+      images.length === 0
+        ? [this.nothingToCheck(ctx, policy)]
+        : await Promise.all(images.map((image) => this.decideImage(ctx, image, namespace, policy)));
+    for (const verdict of verdicts) this.decisions.inc({ door: door.door, action: verdict.action, mode: verdict.mode });
+    const deciding = verdicts.find((v) => v.action === 'deny') ?? verdicts[0];
+    if (deciding === undefined) return next();
+    const record: PolicyDecisionRecord = {
+      action: deciding.action,
+      rule: deciding.rule,
+      reason: deciding.reason,
+      mode: deciding.mode,
+      ...(images.length > 1 ? { images: images.map(({ image, at }, i) => ({ image, at, ...decisionOf(verdicts[i]) })) } : {}),
+    };
     ctx.state.set(policyDecisionKey, record);
-    if (verdict.action === 'deny') {
-      const fields = { door, image: verdict.image, namespace, rule: verdict.rule, reason: verdict.reason };
-      if (verdict.mode === 'enforce') {
-        this.deps.log.warn('image denied by policy', fields);
-        throw new ProxyError(verdict.code, verdict.message);
-      }
-      this.deps.log.warn('image policy would deny (audit mode)', fields);
+    for (const [i, verdict] of verdicts.entries()) {
+      if (verdict.action === 'allow') continue;
+      const fields = { door: door.door, at: images[i]?.at, image: verdict.image, namespace, rule: verdict.rule, reason: verdict.reason };
+      this.deps.log.warn(verdict.mode === 'enforce' ? 'image denied by policy' : 'image policy would deny (audit mode)', fields);
     }
+    if (deciding.action === 'deny' && deciding.mode === 'enforce') throw new ProxyError(deciding.code, deciding.message);
     return next();
   }
 
-  private async judge(ctx: CallContext, image: string, namespace: string, policy: CompiledPolicy): Promise<Verdict> {
+  /** A door call that names no image at all (a restore without container configs) cannot be decided. */
+  private nothingToCheck(ctx: CallContext, policy: CompiledPolicy): Verdict {
+    const reason = `${ctx.method.name} names no image to check`;
+    const message = `${reason} (${this.label})`;
+    return { action: 'deny', mode: policy.mode, code: 'POLICY_UNDECIDABLE', message, reason, image: '', rule: undefined };
+  }
+
+  /** Decides one image at one door: every image of every door is decided here. */
+  private async decideImage(ctx: CallContext, found: ImageAtDoor, namespace: string, policy: CompiledPolicy): Promise<Verdict> {
+    const { image } = found;
+    const where = found.showAt ? ` at ${found.at}` : '';
+    const subject = (shown: string): string => `${found.noun} ${shown}${where}`;
     const spec = classifyImage(image);
     const mode = policy.mode;
     const deny = (code: Verdict['code'], shown: string, reason: string, message: string): Verdict => ({
@@ -180,32 +204,32 @@ export class ImagePolicyInterceptor implements Interceptor {
     });
     if (spec.kind === 'malformed') {
       const reason = `malformed image reference: ${spec.reason}`;
-      return deny('POLICY_DENIED', image, reason, `image "${image}" denied (${this.label}): ${reason}`);
+      return deny('POLICY_DENIED', image, reason, `${subject(`"${image}"`)} denied (${this.label}): ${reason}`);
     }
-    if (spec.kind === 'reference') return this.verdictOf(`"${spec.ref.normalized}"`, spec.ref, policy.decide(spec.ref, namespace));
+    if (spec.kind === 'reference') return this.verdictOf(subject(`"${spec.ref.normalized}"`), spec.ref, policy.decide(spec.ref, namespace));
     let names: readonly string[];
     try {
       names = await this.resolver.names(this.deps.router.pick(ctx.backend), spec.id, ctx.deadline);
     } catch (err) {
       this.lookupFailures.inc();
       const problem = `ImageStatus failed: ${errorMessage(err)}`;
-      if (this.config.failOpen) {
-        this.deps.log.warn('image policy could not decide; allowed (failOpen)', { image: spec.id, reason: problem });
-        const reason = `undecidable, allowed by failOpen: ${problem}`;
+      if (this.config.whenLookupFails === 'allow') {
+        this.deps.log.warn('image policy could not decide; allowed (whenLookupFails: allow)', { image: spec.id, reason: problem });
+        const reason = `undecidable, allowed by whenLookupFails: ${problem}`;
         return { action: 'allow', mode, code: 'POLICY_UNDECIDABLE', message: '', reason, image: spec.id, rule: undefined };
       }
-      return deny('POLICY_UNDECIDABLE', spec.id, problem, `image "${spec.id}" cannot be checked (${this.label}): ${problem}`);
+      return deny('POLICY_UNDECIDABLE', spec.id, problem, `${subject(`"${spec.id}"`)} cannot be checked (${this.label}): ${problem}`);
     }
     const refs = names.flatMap((n): ImageReference[] => {
       const parsed = parseImageReference(n);
       return parsed.ok ? [parsed.ref] : [];
     });
-    const found = decideAmong(policy, refs, namespace);
-    if (found === undefined) {
+    const decided = decideAmong(policy, refs, namespace);
+    if (decided === undefined) {
       const reason = 'the runtime knows no name for it to check';
-      return deny('POLICY_UNDECIDABLE', spec.id, reason, `image "${spec.id}" denied (${this.label}): ${reason}`);
+      return deny('POLICY_UNDECIDABLE', spec.id, reason, `${subject(`"${spec.id}"`)} denied (${this.label}): ${reason}`);
     }
-    return this.verdictOf(`"${spec.id}" (${found.ref.normalized})`, found.ref, found.decision);
+    return this.verdictOf(subject(`"${spec.id}" (${decided.ref.normalized})`), decided.ref, decided.decision);
   }
 
   private verdictOf(subject: string, ref: ImageReference, decision: Decision): Verdict {
@@ -214,7 +238,7 @@ export class ImagePolicyInterceptor implements Interceptor {
       action: decision.action,
       mode: decision.mode,
       code: 'POLICY_DENIED',
-      message: `image ${subject} denied by ${by} (${this.label}): ${decision.reason}`,
+      message: `${subject} denied by ${by} (${this.label}): ${decision.reason}`,
       reason: decision.reason,
       image: ref.normalized,
       rule: decision.rule?.name,
@@ -262,5 +286,9 @@ export const imagePolicyInterceptorType = defineInterceptorType({
   name: IMAGE_POLICY_TYPE,
   schema: imagePolicySchema,
   pathKeys: ['rulesFile'],
+  // Every door, or an image could come in through the one left out.
+  keepsMethods: Object.keys(imageDoors.byName),
+  endsCalls: 'refuses calls naming a denied image',
+  deprecatedKeys: { failOpen: 'use whenLookupFails: allow (failOpen: true) or deny (failOpen: false)' },
   create: (config, deps) => createImagePolicyInterceptor(config, deps),
 });

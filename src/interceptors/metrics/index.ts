@@ -179,5 +179,6 @@ export function createMetricsInterceptor(config: MetricsConfig, deps: Intercepto
 export const metricsInterceptorType = defineInterceptorType({
   name: 'metrics',
   schema: metricsConfigSchema,
+  observesEveryCall: 'the calls it ends would not be counted',
   create: createMetricsInterceptor,
 });
