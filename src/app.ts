@@ -20,6 +20,9 @@ import { ProxyServer } from './proxy/server';
 import { Upstream } from './proxy/upstream';
 import { builtinInterceptorTypes } from './interceptors';
 import { METRIC } from './metrics/names';
+import type { PodStartFeed } from './observability/pod-start-feed';
+import { PodStartSubscribers } from './observability/pod-start-feed';
+import { createPodStarts } from './observability/pod-starts';
 
 export interface AppOptions {
   readonly log?: Logger;
@@ -35,6 +38,8 @@ interface Generation {
   readonly config: ProxyConfig;
   readonly router: Router;
   readonly chain: Chain<Call>;
+  /** This generation's interceptors that hear of finished pod starts. */
+  readonly podStarts: PodStartSubscribers;
 }
 
 const READINESS_TIMEOUT_MS = 1000;
@@ -53,6 +58,7 @@ export class App {
     private readonly onFault: FaultListener,
     private readonly types: InterceptorTypes,
     private readonly reloads: ReloadMetrics,
+    private readonly podStarts: PodStartFeed,
   ) {
     this.generation = generation;
   }
@@ -64,7 +70,9 @@ export class App {
     checkSocketSafety(config, log, registry, options.listenFd !== undefined);
     reportDeprecatedSettings(config, types, log, registry);
     const onFault = faultListener(registry, log);
-    const generation = buildGeneration(config, types, log, registry, onFault);
+    const podStarts = createPodStarts(config.podStarts, registry, log);
+    const generation = buildGeneration(config, types, log, registry, onFault, podStarts.feed);
+    podStarts.feed.use(generation.podStarts);
     await warmUp(generation);
     const server = new ProxyServer({
       socketPath: parseUnixAddress(config.listen),
@@ -81,11 +89,13 @@ export class App {
     const app: { current?: App } = {};
     if (config.http.listen !== '') {
       const { host, port } = parseHostPort(config.http.listen);
-      admin = new AdminServer({ host, port, log, registry, readiness: () => app.current?.readiness() ?? notReady() });
+      const readiness = (): Promise<Readiness> => app.current?.readiness() ?? notReady();
+      admin = new AdminServer({ host, port, log, registry, readiness, routes: podStarts.routes });
     }
     try {
       await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen, err)));
     } catch (err) {
+      podStarts.feed.close();
       await retire(generation, 0, log);
       throw err;
     }
@@ -93,10 +103,11 @@ export class App {
       await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen, err)));
     } catch (err) {
       await server.close(0);
+      podStarts.feed.close();
       await retire(generation, 0, log);
       throw err;
     }
-    app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry));
+    app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry), podStarts.feed);
     log.info('cri-proxy started', {
       listen: server.socketPath,
       http: admin?.address,
@@ -145,11 +156,15 @@ export class App {
     if (config.listen !== old.config.listen || config.http.listen !== old.config.http.listen) {
       this.log.warn('listen addresses change only on restart; keeping the current ones');
     }
+    if (JSON.stringify(config.podStarts) !== JSON.stringify(old.config.podStarts)) {
+      this.log.warn('podStarts settings change only on restart; keeping the current ones');
+    }
     this.log.level = config.logLevel;
-    const next = buildGeneration(config, this.types, this.log, this.registry, this.onFault);
+    const next = buildGeneration(config, this.types, this.log, this.registry, this.onFault, this.podStarts);
     await warmUp(next);
     this.generation = next;
     this.server.reconfigure(next.chain, next.router, this.log);
+    this.podStarts.use(next.podStarts);
     reportDeprecatedSettings(config, this.types, this.log, this.registry);
     this.log.info('configuration reloaded', { interceptors: config.interceptors.map((i) => i.name) });
     await retire(old, config.shutdownGraceSeconds * 1000, this.log);
@@ -167,6 +182,8 @@ export class App {
   async stop(graceMs = this.generation.config.shutdownGraceSeconds * 1000): Promise<void> {
     this.log.info('cri-proxy stopping', { graceMs, activeCalls: this.server.activeCalls });
     await this.server.close(graceMs);
+    // Pods whose containers have started are reported now, while the interceptors that record them are open.
+    this.podStarts.close();
     await this.admin?.close();
     await retire(this.generation, 0, this.log);
     this.log.info('cri-proxy stopped');
@@ -271,6 +288,7 @@ function buildGeneration(
   log: Logger,
   registry: Registry,
   onFault: FaultListener,
+  podStartFeed: PodStartFeed,
 ): Generation {
   const metrics = dataPlaneMetrics(registry, log);
   const upstreams = config.backends.map(
@@ -285,6 +303,7 @@ function buildGeneration(
       }),
   );
   const router = new Router(upstreams, defaultBackend(config).name);
+  const podStarts = new PodStartSubscribers();
   const entries: ChainEntry[] = config.interceptors.map((entry) => {
     const type = types.get(entry.type);
     if (!type) throw new Error(`interceptor type "${entry.type}" is not known`);
@@ -295,11 +314,12 @@ function buildGeneration(
       registry,
       router,
       downstream,
+      podStarts,
     });
     return { interceptor, onError: entry.onError, methods: entry.methods, downstream };
   });
-  const chain = new Chain<Call>(entries, (call) => call.forward(), onFault);
-  return { config, router, chain };
+  const chain = new Chain<Call>(entries, (call) => call.forward(), onFault, podStartFeed.observer(podStarts));
+  return { config, router, chain, podStarts };
 }
 
 /** Closes a replaced generation once its calls have had time to finish. */

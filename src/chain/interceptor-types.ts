@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Logger } from '../log';
 import type { Backends } from './backends';
 import type { Downstream } from './own-call';
+import type { PodStartSubscriptions } from './pod-start-records';
 import type { Interceptor } from './types';
 
 /** What the proxy hands an interceptor factory besides the instance's own config. */
@@ -22,6 +23,8 @@ export interface InterceptorDeps {
   readonly downstream?: Downstream;
   /** Overrides the provider a tracing interceptor would build from its own config (tests inject one). */
   readonly tracerProvider?: TracerProvider;
+  /** Finished pod starts, as the proxy follows them for every interceptor at once; none when nothing feeds them. */
+  readonly podStarts?: PodStartSubscriptions;
 }
 
 /** A kind of interceptor that config entries can name in `type`. */

@@ -5,6 +5,7 @@
 import { PROXY_HELP } from './args';
 import { auditVerifyCommand } from './audit-verify';
 import { configPrintCommand, configValidateCommand } from './config';
+import { podsCommand } from './pods';
 import { policyCheckCommand } from './policy-check';
 import { policyVerifyCommand } from './policy-verify';
 import { helpText, PROGRAM, type Command } from './usage';
@@ -15,6 +16,7 @@ export const commands: readonly Command[] = [
   policyCheckCommand,
   policyVerifyCommand,
   auditVerifyCommand,
+  podsCommand(),
 ];
 
 /** The commands whose first word is `group` (`config` → validate, print). */
