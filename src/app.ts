@@ -19,6 +19,9 @@ import { ProxyServer } from './proxy/server';
 import { Upstream } from './proxy/upstream';
 import { builtinInterceptorTypes } from './interceptors';
 import { METRIC } from './metrics/names';
+import type { PodStartFeed } from './observability/pod-start-feed';
+import { PodStartSubscribers } from './observability/pod-start-feed';
+import { createPodStarts } from './observability/pod-starts';
 
 export interface AppOptions {
   readonly log?: Logger;
@@ -34,6 +37,8 @@ interface Generation {
   readonly config: ProxyConfig;
   readonly router: Router;
   readonly chain: Chain<Call>;
+  /** This generation's interceptors that hear of finished pod starts. */
+  readonly podStarts: PodStartSubscribers;
 }
 
 interface Retired {
@@ -61,6 +66,7 @@ export class App {
     private readonly onFault: FaultListener,
     private readonly types: InterceptorTypes,
     private readonly reloads: ReloadMetrics,
+    private readonly podStarts: PodStartFeed,
   ) {
     this.generation = generation;
   }
@@ -79,7 +85,10 @@ export class App {
     });
     const app: { current?: App } = {};
     const http = config.http.listen.endpoint;
-    const admin = http && new AdminServer({ ...http, log, registry, readiness: () => app.current?.readiness() ?? notReady() });
+    // Kept in memory only: nothing here is opened until the listeners are claimed.
+    const podStarts = createPodStarts(config.podStarts, registry, log);
+    const readiness = (): Promise<Readiness> => app.current?.readiness() ?? notReady();
+    const admin = http && new AdminServer({ ...http, log, registry, readiness, routes: podStarts.routes });
     // The listeners come first: a proxy started on a running one's config fails here, before it opens what that
     // one uses (its audit log above all). Calls made meanwhile wait until the chain is ready.
     await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen.written, err)));
@@ -88,13 +97,15 @@ export class App {
       await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen.written, err)));
       reportDeprecatedSettings(config, types, log, registry);
       const onFault = faultListener(registry, log);
-      generation = buildGeneration(config, types, log, registry, onFault);
+      generation = buildGeneration(config, types, log, registry, onFault, podStarts.feed);
+      podStarts.feed.use(generation.podStarts);
       await warmUp(generation);
       server.serve(generation.chain, generation.router);
-      app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry));
+      app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry), podStarts.feed);
     } catch (err) {
       await server.close(0);
       await admin?.close();
+      podStarts.feed.close();
       if (generation !== undefined) await closeGeneration(generation, log);
       throw err;
     }
@@ -158,8 +169,11 @@ export class App {
     if (config.listen.path !== old.config.listen.path || config.http.listen.written !== old.config.http.listen.written) {
       this.log.warn('listen addresses change only on restart; keeping the current ones');
     }
+    if (JSON.stringify(config.podStarts) !== JSON.stringify(old.config.podStarts)) {
+      this.log.warn('podStarts settings change only on restart; keeping the current ones');
+    }
     this.log.level = config.logLevel;
-    const next = buildGeneration(config, this.types, this.log, this.registry, this.onFault);
+    const next = buildGeneration(config, this.types, this.log, this.registry, this.onFault, this.podStarts);
     await warmUp(next);
     if (this.stopping !== undefined) {
       // A stop began while the new generation warmed up: it never serves.
@@ -168,6 +182,7 @@ export class App {
     }
     this.generation = next;
     this.server.serve(next.chain, next.router);
+    this.podStarts.use(next.podStarts);
     reportDeprecatedSettings(config, this.types, this.log, this.registry);
     this.log.info('configuration reloaded', { interceptors: config.interceptors.map((i) => i.name) });
     this.retireLater(old, config.shutdownGraceSeconds * 1000);
@@ -209,6 +224,8 @@ export class App {
   private async stopOnce(graceMs: number): Promise<void> {
     this.log.info('cri-proxy stopping', { graceMs, activeCalls: this.server.activeCalls });
     await this.server.close(graceMs);
+    // Pods whose containers have started are reported now, while the interceptors that record them are open.
+    this.podStarts.close();
     await this.admin?.close();
     // A reload under way closes its own generation when it sees the stop.
     await this.reloading?.catch(() => undefined);
@@ -318,6 +335,7 @@ function buildGeneration(
   log: Logger,
   registry: Registry,
   onFault: FaultListener,
+  podStartFeed: PodStartFeed,
 ): Generation {
   const metrics = dataPlaneMetrics(registry, log);
   const upstreams = config.backends.map(
@@ -332,6 +350,7 @@ function buildGeneration(
       }),
   );
   const router = new Router(upstreams, defaultBackend(config).name);
+  const podStarts = new PodStartSubscribers();
   const entries: ChainEntry[] = config.interceptors.map((entry) => {
     const type = types.get(entry.type);
     if (!type) throw new Error(`interceptor type "${entry.type}" is not known`);
@@ -342,11 +361,12 @@ function buildGeneration(
       registry,
       router,
       downstream,
+      podStarts,
     });
     return { interceptor, onError: entry.onError, methods: entry.methods, downstream };
   });
-  const chain = new Chain<Call>(entries, (call) => call.forward(), onFault);
-  return { config, router, chain };
+  const chain = new Chain<Call>(entries, (call) => call.forward(), onFault, podStartFeed.observer(podStarts));
+  return { config, router, chain, podStarts };
 }
 
 /** Releases what a generation holds: its runtime connections and its interceptors (audit writers, exporters). */

@@ -4,7 +4,7 @@ import type { CallOutcome, CriField, MethodInfo } from '../chain/types';
 import { REDACTED } from '../values';
 import type { DecodedMessage } from '../messages/codec';
 import { fieldAt } from '../messages/field-at';
-import { MAX_LIST, clip, compact, list, num, obj, set, str, stringMap, strings } from './record-values';
+import { MAX_LIST, clip, compact, flag, list, num, obj, set, str, stringMap, strings } from './record-values';
 import { containerDetails, restoredContainer, sandboxDetails, type Redactor } from './workload-details';
 
 /**
@@ -153,9 +153,31 @@ function policyOf(decision: unknown): Record<string, unknown> | undefined {
     rule: str(d.rule),
     reason: str(d.reason),
     mode: str(d.mode),
+    verification: verificationOf(d.verification),
     // Each image of a call that names several (image volumes, a restore's containers).
     images: list(d.images)?.map((i) =>
-      compact({ image: str(i.image), at: str(i.at), action: str(i.action), rule: str(i.rule), reason: str(i.reason) }),
+      compact({
+        image: str(i.image),
+        at: str(i.at),
+        action: str(i.action),
+        rule: str(i.rule),
+        reason: str(i.reason),
+        verification: verificationOf(i.verification),
+      }),
     ),
+  });
+}
+
+/** The image's signature check: result, digest, signer (a key fingerprint or a certificate identity), failure. */
+function verificationOf(value: unknown): Record<string, unknown> | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const signer = obj(v, 'signer');
+  return compact({
+    result: str(v.result),
+    digest: str(v.digest),
+    signer: signer ? compact({ key: str(signer.key), subject: str(signer.subject), issuer: str(signer.issuer) }) : undefined,
+    failure: str(v.failure),
+    cached: flag(v.cached),
   });
 }

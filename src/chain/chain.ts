@@ -21,6 +21,15 @@ export type FaultListener = (entry: ChainEntry, error: unknown, ctx: CallContext
 export type Terminal<C extends CallContext> = (ctx: C) => Promise<void>;
 export type RunChain<C extends CallContext> = (ctx: C) => Promise<void>;
 
+/**
+ * Watches calls from outside the chain, before any entry and after the last (the pod-start feed). For the few
+ * methods it names, `around` wraps the method's runner once, when the runner is built; every other method's
+ * runner is left as it is, so their calls pay nothing for it.
+ */
+export interface CallObserver<C extends CallContext> {
+  around(method: MethodInfo): ((ctx: C, run: RunChain<C>) => Promise<void>) | undefined;
+}
+
 /** Errors that come back out of next(): the call's own failure, to pass on untouched. */
 const downstreamErrors = new WeakSet();
 
@@ -40,6 +49,7 @@ export class Chain<C extends CallContext = CallContext> {
     readonly entries: readonly ChainEntry[],
     terminal: Terminal<C>,
     onFault: FaultListener,
+    private readonly observer?: CallObserver<C>,
   ) {
     this.matchers = entries.map((entry) => compileMethodFilter(entry.methods));
     this.terminal = (ctx) =>
@@ -61,12 +71,13 @@ export class Chain<C extends CallContext = CallContext> {
   }
 
   /**
-   * The message types the entries may decode among `methods`: the requests of the methods some entry runs for,
-   * and the responses the table says are read. A chain with no entries decodes nothing.
+   * The message types the entries (and the observer) may decode among `methods`: the requests of the methods
+   * some entry runs for or the observer watches, and the responses the table says are read. A chain with no
+   * entries and no observer decodes nothing.
    */
   typesRead(methods: readonly MethodInfo[]): string[] {
     return methods
-      .filter((m) => this.runsFor(m))
+      .filter((m) => this.runsFor(m) || this.observer?.around(m) !== undefined)
       .flatMap((m) => (readsResponse(m) ? [m.requestType, m.responseType] : [m.requestType]))
       .filter((t) => t !== undefined);
   }
@@ -75,7 +86,9 @@ export class Chain<C extends CallContext = CallContext> {
     let runner = this.byPath.get(method.path);
     if (runner) return runner;
     const applicable = this.entries.filter((_, i) => (this.matchers[i] as (m: MethodInfo) => boolean)(method));
-    runner = compose(applicable, this.terminal, this.onFault);
+    const inner = compose(applicable, this.terminal, this.onFault);
+    const around = this.observer?.around(method);
+    runner = around === undefined ? inner : (ctx) => around(ctx, inner);
     // Unknown paths come from clients; cache only what the table bounds.
     if (method.known) this.byPath.set(method.path, runner);
     return runner;

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Logger } from '../log';
 import type { Backends } from './backends';
 import type { Downstream } from './own-call';
+import type { PodStartSubscriptions } from './pod-start-records';
 import type { Interceptor } from './types';
 
 /** What the proxy hands an interceptor factory besides the instance's own config. */
@@ -22,6 +23,8 @@ export interface InterceptorDeps {
   readonly downstream?: Downstream;
   /** Overrides the provider a tracing interceptor would build from its own config (tests inject one). */
   readonly tracerProvider?: TracerProvider;
+  /** Finished pod starts, as the proxy follows them for every interceptor at once; none when nothing feeds them. */
+  readonly podStarts?: PodStartSubscriptions;
 }
 
 /** A kind of interceptor that config entries can name in `type`. */
@@ -30,7 +33,10 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
   readonly name: string;
   /** Validates the entry's `config`; its issues are reported under `interceptors[i].config`. */
   readonly schema: S;
-  /** Keys of `config` that hold file paths: relative ones are resolved against the config file's folder. */
+  /**
+   * Dotted key paths of `config` that hold file paths (`*` for every key of a map or item of a list, as in
+   * `registries.*.caFile`): relative ones are resolved against the config file's folder.
+   */
   readonly pathKeys?: readonly string[];
   /**
    * Checks the entry's `config` against the names in `backends` (a rule naming a backend that does not exist,

@@ -5,10 +5,19 @@
 import { PROXY_HELP } from './args';
 import { auditVerifyCommand } from './audit-verify';
 import { configPrintCommand, configValidateCommand } from './config';
+import { podsCommand } from './pods';
 import { policyCheckCommand } from './policy-check';
+import { policyVerifyCommand } from './policy-verify';
 import { helpText, PROGRAM, type Command } from './usage';
 
-export const commands: readonly Command[] = [configValidateCommand, configPrintCommand, policyCheckCommand, auditVerifyCommand];
+export const commands: readonly Command[] = [
+  configValidateCommand,
+  configPrintCommand,
+  policyCheckCommand,
+  policyVerifyCommand,
+  auditVerifyCommand,
+  podsCommand(),
+];
 
 /** The commands whose first word is `group` (`config` → validate, print). */
 export function commandsIn(group: string): Command[] {

@@ -92,6 +92,20 @@ function validate(
   throw new ConfigError(source, sortIssues(issues));
 }
 
+/**
+ * The value with every relative path at the dotted key path `keys` made absolute; `*` stands for every key of a map
+ * or every item of a list (`registries.*.caFile`, `rules.*.verify.*.keys.*`). Copies only what it changes.
+ */
+function resolveAt(value: unknown, keys: readonly string[], baseDir: string): unknown {
+  const [key, ...rest] = keys;
+  if (key === undefined) return typeof value === 'string' && value !== '' && !isAbsolute(value) ? resolve(baseDir, value) : value;
+  if (Array.isArray(value)) return key === '*' ? value.map((item: unknown) => resolveAt(item, rest, baseDir)) : value;
+  if (!isRecord(value)) return value;
+  const out = { ...value };
+  for (const name of key === '*' ? Object.keys(out) : [key]) if (Object.hasOwn(out, name)) out[name] = resolveAt(out[name], rest, baseDir);
+  return out;
+}
+
 const socketSettingsSchema = proxyConfigSchema.pick({ listen: true, socketMode: true, allowInsecureSocket: true });
 
 /** The settings of the listen socket from a document that may be invalid elsewhere; undefined if they are not valid. */
@@ -108,11 +122,8 @@ function resolveRelativePaths(input: unknown, baseDir: string, types: Intercepto
   const interceptors = input['interceptors'].map((entry: unknown) => {
     if (!isRecord(entry) || typeof entry['type'] !== 'string' || !isRecord(entry['config'])) return entry;
     const keys = types.get(entry['type'])?.pathKeys ?? [];
-    const config = { ...entry['config'] };
-    for (const key of keys) {
-      const value = config[key];
-      if (typeof value === 'string' && value !== '' && !isAbsolute(value)) config[key] = resolve(baseDir, value);
-    }
+    let config: unknown = entry['config'];
+    for (const key of keys) config = resolveAt(config, key.split('.'), baseDir);
     return { ...entry, config };
   });
   return { ...input, interceptors };

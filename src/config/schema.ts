@@ -8,6 +8,7 @@ import { methodTable } from '../chain/method-table';
 import { errorMap, zodIssues, type PathIssue } from './issues';
 import { socketModeProblem } from './socket-safety';
 import { isRecord, MAX_INT32 } from '../values';
+import { podStartsConfigSchema } from '../observability/pod-start-config';
 
 export const DEFAULT_LISTEN = 'unix:///run/cri-proxy/cri-proxy.sock';
 export const DEFAULT_HTTP_LISTEN = '127.0.0.1:9464';
@@ -89,6 +90,8 @@ export const proxyConfigSchema = z.strictObject({
       listen: parsedAs((s) => new TcpListenAddress(s)).prefault(DEFAULT_HTTP_LISTEN),
     })
     .prefault({}),
+  /** Pod starts followed and kept for the admin page (docs/pod-starts.md). */
+  podStarts: podStartsConfigSchema,
   backends: z.array(backendSchema).min(1, 'at least one backend is required'),
   interceptors: z.array(interceptorEntrySchema).default([]),
 });

@@ -2,6 +2,8 @@
  * Where the image-policy interceptor leaves its decision on `ctx.state`, so interceptors earlier in the chain
  * (audit) can record it after `next()`. `Symbol.for` keeps the key identical across module copies.
  */
+import type { Signer } from './signature-claims';
+
 export const policyDecisionKey = Symbol.for('cri-proxy.image-policy.decision');
 
 /** What the policy decided for one image. */
@@ -12,6 +14,8 @@ export interface ImageDecisionRecord {
   readonly rule: string | undefined;
   /** Short human-readable explanation (never contains credentials). */
   readonly reason: string;
+  /** When the deciding rule asks for a signature: what its verification found. */
+  readonly verification?: VerificationRecord | undefined;
 }
 
 export interface PolicyDecisionRecord extends ImageDecisionRecord {
@@ -22,4 +26,16 @@ export interface PolicyDecisionRecord extends ImageDecisionRecord {
    * order. The call's own fields above are those of the first denied image, else of the first image.
    */
   readonly images?: readonly (ImageDecisionRecord & { readonly image: string; readonly at: string })[];
+}
+
+export interface VerificationRecord {
+  readonly result: 'verified' | 'unverified';
+  /** The image's digest in its repository that was verified (or found unverifiable). */
+  readonly digest?: string | undefined;
+  /** Who signed it, when verified. */
+  readonly signer?: Signer | undefined;
+  /** Why not, when unverified (`no-signature`, `untrusted-signer`, …). */
+  readonly failure?: string | undefined;
+  /** Answered by the cache of verified digests. */
+  readonly cached?: boolean | undefined;
 }

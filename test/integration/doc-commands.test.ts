@@ -22,6 +22,7 @@ const CLI = resolve(ROOT, 'dist/src/cli.js');
 /** Commands whose lines cannot run here, and why; the proxy itself is `''`. Their options are still checked. */
 const NOT_OFFLINE: Readonly<Record<string, string>> = {
   '': 'runs the proxy, which serves until stopped (the integration and e2e suites run it)',
+  pods: "asks a running proxy's admin listener (pods-command.test.ts and the e2e suite run it against one)",
 };
 
 let dir: string;

@@ -6,7 +6,7 @@ import type { Registry } from 'prom-client';
 import type { InterceptorDeps } from '../../src/chain/interceptor-types';
 import { silentLogger, type Logger } from '../../src/log';
 import type { Call } from '../../src/proxy/call';
-import { Chain, type ChainEntry, type FaultListener } from '../../src/chain/chain';
+import { Chain, type CallObserver, type ChainEntry, type FaultListener } from '../../src/chain/chain';
 import { Router } from '../../src/proxy/router';
 import { dataPlaneMetrics } from '../../src/proxy/data-plane-metrics';
 import type { ConnectionError, StreamError } from '../../src/proxy/http2/frames';
@@ -65,6 +65,8 @@ export interface TestProxyOptions {
   readonly upstreamSettings?: Partial<LocalSettings>;
   /** Where the data plane's metrics go. */
   readonly registry?: Registry;
+  /** Watches calls from outside the chain, as the app's pod-start feed does. */
+  readonly observer?: CallObserver<Call>;
 }
 
 export type SocketMode = 'path' | 'inherited';
@@ -123,7 +125,7 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
     );
     const router = new Router(upstreams, defaultName);
     const owned = options.entriesFor?.(router) ?? [];
-    const chain = new Chain<Call>([...(options.entries ?? []), ...owned], (call) => call.forward(), onFault);
+    const chain = new Chain<Call>([...(options.entries ?? []), ...owned], (call) => call.forward(), onFault, options.observer);
     const serverOptions: ProxyServerOptions = {
       socket: options.socket === 'inherited' ? { fd: await inheritedFd(socketPath) } : { path: socketPath, mode: 0o660 },
       maxMessageBytes,

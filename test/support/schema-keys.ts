@@ -5,7 +5,7 @@
 import type { z } from 'zod';
 
 export interface SchemaKey {
-  /** Dotted path; `[]` stands for the entries of a list. */
+  /** Dotted path; `[]` stands for the entries of a list, `*` for the values of a map (`registries.*.caFile`). */
   readonly path: string;
   /** May be left out (with or without a default). */
   readonly optional: boolean;
@@ -24,6 +24,8 @@ interface Def {
   readonly in?: z.ZodType;
   readonly shape?: Readonly<Record<string, z.ZodType>>;
   readonly element?: z.ZodType;
+  /** A record's value schema. */
+  readonly valueType?: z.ZodType;
 }
 
 const defOf = (schema: z.ZodType): Def => (schema as unknown as { _zod: { def: Def } })._zod.def;
@@ -61,6 +63,10 @@ export function schemaKeys(schema: z.ZodType): SchemaKey[] {
       if (inner.type === 'array' && inner.element !== undefined) {
         const element = unwrap(inner.element).inner;
         if (element.shape !== undefined) walk(element.shape, `${path}[]`, false);
+      }
+      if (inner.type === 'record' && inner.valueType !== undefined) {
+        const value = unwrap(inner.valueType).inner;
+        if (value.shape !== undefined) walk(value.shape, `${path}.*`, false);
       }
     }
   };

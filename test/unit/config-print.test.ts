@@ -34,7 +34,8 @@ describe('config print', () => {
       maxMessageBytes: 16777216,
       http: { listen: '' },
       backends: [{ name: 'containerd', default: true, connectTimeoutMs: 1000 }],
-      interceptors: [{ name: 'tracing', onError: 'failClosed', config: { samplingRatio: 1, podStart: { settleMs: 3000 } } }],
+      podStarts: { enabled: true, keep: 500, keepSlowest: 50, settleMs: 3000, maxStarting: 1000, ttlMs: 600000 },
+      interceptors: [{ name: 'tracing', onError: 'failClosed', config: { samplingRatio: 1, podStart: { enabled: true } } }],
     });
   });
 

@@ -55,6 +55,7 @@ describe('defaults', () => {
       shutdownGraceSeconds: 30,
       limits: Object.fromEntries(Object.entries(LIMITS).map(([key, spec]) => [key, spec.default])),
       http: { listen: '127.0.0.1:9464' },
+      podStarts: { enabled: true, keep: 500, keepSlowest: 50, settleMs: 3000, maxStarting: 1000, ttlMs: 600_000 },
       backends: [{ name: 'containerd', endpoint: '/run/containerd/containerd.sock', default: true, connectTimeoutMs: 1000 }],
       interceptors: [],
     });

@@ -89,6 +89,11 @@ describe('config validation', () => {
       imageStatusTimeoutMs: 2000,
       cacheSize: 1000,
       whenLookupFails: 'deny',
+      registries: {},
+      stateDir: '/var/lib/cri-proxy/image-policy',
+      registryTimeoutMs: 10_000,
+      registryConcurrency: 4,
+      verifiedCacheSize: 10_000,
     });
   });
 
@@ -187,7 +192,7 @@ describe('config validation', () => {
     [
       'unknown rule key',
       'rules: [{ name: r, match: { images: ["quay.io/**"] }, action: allow, tag: x }]\n',
-      /^rules\[0\]\.tag: unknown key; expected one of: name, match, namespaces, action, constraints \(line 1, column 70\)$/,
+      /^rules\[0\]\.tag: unknown key; expected one of: name, match, namespaces, action, constraints, verify, onUnverifiable \(line 1, column 70\)$/,
     ],
     ['mode clash', 'mode: audit\nrules: []\n', /^mode: "audit" conflicts with mode "enforce" in the interceptor config/],
   ])('rules file problem: %s', (name, text, message) => {

@@ -99,20 +99,23 @@ describe('images at a door', () => {
   const pull = imageDoors.byName.PullImage;
   if (create === undefined || restore === undefined || pull === undefined) throw new Error('a door is missing');
 
-  test('CreateContainer: the container image (the name the user wrote first) and each image volume, host mounts skipped', () => {
+  test('CreateContainer: the container image (the name the user wrote first, with the ID beside it) and each image volume, host mounts skipped', () => {
+    const [aa, bb] = [`sha256:${'a'.repeat(64)}`, `sha256:${'b'.repeat(64)}`];
     const request = {
       config: {
-        image: { image: 'sha256:aa', user_specified_image: 'busybox:1' },
+        image: { image: aa, user_specified_image: 'busybox:1' },
         mounts: [
           { container_path: '/host', host_path: '/var' },
-          { container_path: '/data', image: { image: 'sha256:bb' } },
+          { container_path: '/data', image: { image: bb } },
           { container_path: '/empty', image: {} },
+          { container_path: '/named', image: { image: 'busybox:2' } },
         ],
       },
     };
-    expect(imagesAtDoor(create, request)).toEqual([
-      { image: 'busybox:1', at: 'config.image', noun: 'image', showAt: false },
-      { image: 'sha256:bb', at: 'config.mounts[1].image', noun: 'image volume', showAt: true },
+    expect(imagesAtDoor(create, request)).toStrictEqual([
+      { image: 'busybox:1', id: aa, at: 'config.image', noun: 'image', showAt: false },
+      { image: bb, id: bb, at: 'config.mounts[1].image', noun: 'image volume', showAt: true },
+      { image: 'busybox:2', id: undefined, at: 'config.mounts[3].image', noun: 'image volume', showAt: true },
     ]);
   });
 

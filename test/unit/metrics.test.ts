@@ -63,10 +63,9 @@ async function value(registry: Registry, name: string, labels: Record<string, st
 
 describe('metrics interceptor config', () => {
   test('defaults: default buckets, pod start metrics on', () => {
-    const limits = { settleMs: 3000, maxPods: 1000, ttlMs: 600_000 };
     const buckets = [...DEFAULT_BUCKETS];
-    expect(metricsConfigSchema.parse({})).toEqual({ buckets, podStart: { enabled: true, ...limits } });
-    expect(metricsConfigSchema.parse({ podStart: { enabled: false } })).toEqual({ buckets, podStart: { enabled: false, ...limits } });
+    expect(metricsConfigSchema.parse({})).toEqual({ buckets, podStart: { enabled: true } });
+    expect(metricsConfigSchema.parse({ podStart: { enabled: false } })).toEqual({ buckets, podStart: { enabled: false } });
   });
 
   test.each([
@@ -75,8 +74,8 @@ describe('metrics interceptor config', () => {
     [{ buckets: [0.1, 0.1] }, 'buckets'],
     [{ buckets: [-1] }, 'buckets.0'],
     [{ podStart: { enabled: true, settle: 5 } }, 'podStart'],
-    [{ podStart: { maxPods: 0 } }, 'podStart.maxPods'],
-    [{ podStart: { ttlMs: 10 } }, 'podStart.ttlMs'],
+    [{ podStart: { maxPods: 10 } }, 'podStart.maxPods'],
+    [{ podStart: { ttlMs: 60_000 } }, 'podStart.ttlMs'],
   ])('rejects %j at "%s"', (config, path) => {
     const result = metricsConfigSchema.safeParse(config);
     expect(result.success).toBe(false);

@@ -1,79 +1,38 @@
 /**
  * `image-policy`: an image allowlist enforced on the node itself, at every door an image comes through (doors.ts),
- * so it also holds for static pods and for images that are already present.
+ * so it also holds for static pods and for images that are already present; rules may also require a signature.
  */
 import type { Counter } from 'prom-client';
-import { z } from 'zod';
-import { isRecord, MAX_INT32 } from '../../values';
 import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
-import { ProxyError, errorMessage } from '../../errors';
+import { ProxyError, errorMessage, type ProxyErrorCode } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
-import { imageDoors } from './doors';
+import { imageDoors, type DoorName } from './doors';
 import { imagesAtDoor, type ImageAtDoor } from './images-at-door';
 import type { CallContext, Interceptor, Next } from '../../chain/types';
-import { policyDecisionKey, type ImageDecisionRecord, type PolicyDecisionRecord } from '../../policies/decision-key';
-import { ImageNameResolver } from './image-names';
+import {
+  policyDecisionKey,
+  type ImageDecisionRecord,
+  type PolicyDecisionRecord,
+  type VerificationRecord,
+} from '../../policies/decision-key';
+import { IMAGE_STATUS, ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
 import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../../policies/image-rules';
-import { DEFAULT_ACTION, DEFAULT_MODE, loadConfiguredPolicy, policyLabel, readPolicyFile, type PolicyConfig } from './policy-file';
-import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
+import { loadConfiguredPolicy, policyLabel, readPolicyFile, type LoadedPolicy } from './policy-file';
 import { PolicyFileWatcher } from './policy-watcher';
 import { METRIC } from '../../metrics/names';
+import { describeSigner, failureCode } from '../../provenance/outcome';
+import { createProvenance } from './provenance-config';
+import { imagePolicySchema, type ImagePolicyConfig } from './config';
+import { ImageVerification, repositoryDigests, type DigestSource } from './verification';
+import { forwardConfirmedPull, pullCredentials, REMOVE_IMAGE, type PullPin } from './pull-confirmation';
+import { warmCodec, type DecodedMessage } from '../../messages/codec';
 import { fieldAt } from '../../messages/field-at';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 
-export const imagePolicySchema = z
-  .strictObject({
-    mode: policyModeSchema.optional(),
-    defaultAction: policyActionSchema.optional(),
-    rules: rulesSchema.optional(),
-    rulesFile: z.string().min(1, 'must not be empty').optional(),
-    imageStatusTimeoutMs: z.int().min(1).max(MAX_INT32).default(2000),
-    cacheSize: z.int().min(1).max(10_000_000).default(1000),
-    /** When an image ID's names cannot be looked up (the runtime fails or times out): deny the call, or allow it. */
-    whenLookupFails: z.enum(['deny', 'allow']).optional(),
-    /** The old name of whenLookupFails (true: allow); still read, with a warning (see deprecatedKeys). */
-    failOpen: z.boolean().optional(),
-  })
-  .superRefine(
-    (config, ctx) => {
-      if (config.failOpen !== undefined && config.whenLookupFails !== undefined) {
-        ctx.addIssue({ code: 'custom', path: ['failOpen'], message: 'the old name of "whenLookupFails"; set only whenLookupFails' });
-      }
-      if ((config.rules === undefined) === (config.rulesFile === undefined)) {
-        ctx.addIssue({ code: 'custom', message: 'set exactly one of "rules" (an inline policy) or "rulesFile"' });
-        return;
-      }
-      // Reading the file here makes `config validate`, startup and SIGHUP all reject a bad policy.
-      if (typeof config.rulesFile !== 'string') return;
-      const result = readPolicyFile(config.rulesFile, validPolicySettings(config));
-      if (result.ok) return;
-      for (const problem of result.problems) {
-        ctx.addIssue({ code: 'custom', path: ['rulesFile'], message: `${config.rulesFile}: ${problem}` });
-      }
-    },
-    // Also when other keys are wrong, so that the file's problems are reported with theirs (the values may be invalid).
-    { when: (payload) => isRecord(payload.value) },
-  )
-  // With inline rules the defaults are filled in here, so that `config print` shows them; a rules file sets its own.
-  // The old failOpen key stays in the output, so that its use can be reported (see deprecatedKeys).
-  .transform(({ whenLookupFails, ...config }) => {
-    const lookup = { whenLookupFails: whenLookupFails ?? (config.failOpen === true ? ('allow' as const) : ('deny' as const)) };
-    return config.rulesFile !== undefined
-      ? { ...config, ...lookup }
-      : { ...config, mode: config.mode ?? DEFAULT_MODE, defaultAction: config.defaultAction ?? DEFAULT_ACTION, ...lookup };
-  });
-
-/** `mode` and `defaultAction` of a config that may be invalid elsewhere, each where it is valid. */
-function validPolicySettings(config: { mode?: unknown; defaultAction?: unknown }): PolicyConfig {
-  const mode = policyModeSchema.safeParse(config.mode);
-  const defaultAction = policyActionSchema.safeParse(config.defaultAction);
-  return { mode: mode.success ? mode.data : undefined, defaultAction: defaultAction.success ? defaultAction.data : undefined };
-}
-
-export type ImagePolicyConfig = z.output<typeof imagePolicySchema>;
+export { imagePolicySchema, type ImagePolicyConfig };
 
 /** For tests: the time the rules file watcher debounces changes by. */
 export interface ImagePolicyTestHooks {
@@ -84,26 +43,50 @@ export interface ImagePolicyTestHooks {
 interface Verdict {
   readonly action: PolicyAction;
   readonly mode: PolicyMode;
-  readonly code: 'POLICY_DENIED' | 'POLICY_UNDECIDABLE';
+  readonly code: ProxyErrorCode;
   /** The denial as the user sees it (unused when allowed). */
   readonly message: string;
   /** Why, in short (for the audit record). */
   readonly reason: string;
   readonly image: string;
   readonly rule: string | undefined;
+  readonly verification?: VerificationRecord;
+  /** A pull of a tag whose digest was verified: the runtime must pull that digest. */
+  readonly pin?: PullPin;
 }
 
 function decisionOf(verdict: Verdict | undefined): ImageDecisionRecord {
   if (verdict === undefined) throw new Error('an image without a verdict');
-  return { action: verdict.action, rule: verdict.rule, reason: verdict.reason };
+  const { action, rule, reason, verification } = verdict;
+  return { action, rule, reason, ...(verification === undefined ? {} : { verification }) };
+}
+
+interface Judged {
+  readonly verdict: Verdict;
+  readonly ref?: ImageReference;
+  readonly decision?: Decision;
+}
+
+function pinOf(ref: ImageReference, digest: string): PullPin {
+  return { name: ref.normalized, registry: ref.registry, repository: ref.repository, digest };
+}
+
+/** Doors where the image is about to come from its registry, so its digest is asked of the registry, not the node. */
+const REGISTRY_DOORS: ReadonlySet<DoorName> = new Set(['pull']);
+
+/** How a denial names the image: what it is for and, where a call can name several, where (`image volume "x" at config.mounts[0].image`). */
+function subjectOf(found: ImageAtDoor, shown: string): string {
+  return `${found.noun} ${shown}${found.showAt ? ` at ${found.at}` : ''}`;
 }
 
 export class ImagePolicyInterceptor implements Interceptor {
   readonly name: string;
-  private current: CompiledPolicy;
+  private current: LoadedPolicy;
   private lastText: string | undefined;
   private readonly label: string;
   private readonly resolver: ImageNameResolver;
+  /** Signature verification; loaded when a rule asks for it (by the config or a later rules file). */
+  private verification: Promise<ImageVerification> | undefined;
   private readonly watcher: PolicyFileWatcher | undefined;
   private readonly decisions: Counter<'door' | 'action' | 'mode'>;
   private readonly reloads: Counter<'result'>;
@@ -116,7 +99,7 @@ export class ImagePolicyInterceptor implements Interceptor {
   ) {
     this.name = deps.name;
     const loaded = loadConfiguredPolicy(config);
-    this.current = loaded.policy;
+    this.current = { policy: loaded.policy, trust: loaded.trust };
     this.lastText = loaded.text;
     this.label = policyLabel(config, deps.name);
     this.resolver = new ImageNameResolver(config.cacheSize, config.imageStatusTimeoutMs);
@@ -124,7 +107,7 @@ export class ImagePolicyInterceptor implements Interceptor {
     // Counters survive config reloads: the new instance finds the old one's in the shared registry.
     this.decisions = ensureCounter(registry, {
       name: METRIC.imagePolicyDecisionsTotal,
-      help: 'Image policy decisions, by door (pull or create), action and mode',
+      help: 'Image policy decisions, one per image, by door (pull, create or restore), action and mode',
       labelNames: ['door', 'action', 'mode'] as const,
     });
     this.reloads = ensureCounter(registry, {
@@ -144,39 +127,46 @@ export class ImagePolicyInterceptor implements Interceptor {
 
   /** The policy new calls are decided by. */
   get policy(): CompiledPolicy {
-    return this.current;
+    return this.current.policy;
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
     const door = imageDoors.of(ctx.method);
     if (door === undefined) return next();
     // One policy for the whole call, even if the file is swapped meanwhile.
-    const policy = this.current;
+    const loaded = this.current;
     const request = await ctx.request();
     const namespace = fieldAt(request, door.namespacePath) ?? '';
     const images = imagesAtDoor(door, request);
     const verdicts =
       images.length === 0
-        ? [this.nothingToCheck(ctx, policy)]
-        : await Promise.all(images.map((image) => this.decideImage(ctx, image, namespace, policy)));
+        ? [this.nothingToCheck(ctx, loaded.policy)]
+        : await Promise.all(images.map((image) => this.decideImage(ctx, door.door, image, namespace, loaded, request)));
     for (const verdict of verdicts) this.decisions.inc({ door: door.door, action: verdict.action, mode: verdict.mode });
     const deciding = verdicts.find((v) => v.action === 'deny') ?? verdicts[0];
     if (deciding === undefined) return next();
     const record: PolicyDecisionRecord = {
-      action: deciding.action,
-      rule: deciding.rule,
-      reason: deciding.reason,
+      ...decisionOf(deciding),
       mode: deciding.mode,
       ...(images.length > 1 ? { images: images.map(({ image, at }, i) => ({ image, at, ...decisionOf(verdicts[i]) })) } : {}),
     };
     ctx.state.set(policyDecisionKey, record);
     for (const [i, verdict] of verdicts.entries()) {
       if (verdict.action === 'allow') continue;
-      const fields = { door: door.door, at: images[i]?.at, image: verdict.image, namespace, rule: verdict.rule, reason: verdict.reason };
+      const { image, rule, reason, code } = verdict;
+      const fields = { door: door.door, at: images[i]?.at, image, namespace, rule, reason, code };
       this.deps.log.warn(verdict.mode === 'enforce' ? 'image denied by policy' : 'image policy would deny (audit mode)', fields);
     }
     if (deciding.action === 'deny' && deciding.mode === 'enforce') throw new ProxyError(deciding.code, deciding.message);
-    return next();
+    // Only a registry door pins, and a registry door (a pull) names one image.
+    if (deciding.pin === undefined) return next();
+    return forwardConfirmedPull(ctx, next, deciding.pin, {
+      upstream: this.deps.router.pick(ctx.backend),
+      resolver: this.resolver,
+      timeoutMs: this.config.imageStatusTimeoutMs,
+      log: this.deps.log,
+      label: this.label,
+    });
   }
 
   /** A door call that names no image at all (a restore without container configs) cannot be decided. */
@@ -186,27 +176,108 @@ export class ImagePolicyInterceptor implements Interceptor {
     return { action: 'deny', mode: policy.mode, code: 'POLICY_UNDECIDABLE', message, reason, image: '', rule: undefined };
   }
 
-  /** Decides one image at one door: every image of every door is decided here. */
-  private async decideImage(ctx: CallContext, found: ImageAtDoor, namespace: string, policy: CompiledPolicy): Promise<Verdict> {
+  /**
+   * Decides one image at one door: by its name (the rules), then, when the deciding rule asks for a signature, by
+   * its verification. Every image of every door is decided here, so every door verifies.
+   */
+  private async decideImage(
+    ctx: CallContext,
+    door: DoorName,
+    found: ImageAtDoor,
+    namespace: string,
+    loaded: LoadedPolicy,
+    request: DecodedMessage | undefined,
+  ): Promise<Verdict> {
+    const { verdict, ref, decision } = await this.judge(ctx, found, namespace, loaded.policy);
+    if (verdict.action !== 'allow' || decision?.verify === undefined || decision.rule === undefined || ref === undefined) return verdict;
+    const trust = loaded.trust.get(decision.rule.index);
+    if (trust === undefined) throw new Error(`rule "${decision.rule.name}" has no trust loaded`);
+    const upstream = this.deps.router.pick(ctx.backend);
+    const fromRegistry = REGISTRY_DOORS.has(door);
+    const { id } = found;
+    const source: DigestSource = fromRegistry
+      ? { from: 'registry', credentials: pullCredentials(request, ref.registry) }
+      : {
+          from: 'node',
+          names: async () => {
+            if (id === undefined) return (await this.resolver.fresh(upstream, ref.normalized, ctx.deadline)).names;
+            const cached = await this.resolver.names(upstream, id, ctx.deadline);
+            // Pulled from this repository since its names were cached: ask again.
+            if (repositoryDigests(cached, ref).length > 0) return cached;
+            return this.resolver.refresh(upstream, id, ctx.deadline);
+          },
+        };
+    const outcome = await (await this.verifier()).verify({ ctx, ref, rule: decision.rule.name, trust, source });
+    const { result, digest } = outcome;
+    if (result.ok) {
+      const verification: VerificationRecord = {
+        result: 'verified',
+        digest,
+        signer: result.signer,
+        ...(outcome.cached ? { cached: true } : {}),
+      };
+      const reason = `${verdict.reason}; signed by ${describeSigner(result.signer)}`;
+      const pin = fromRegistry && ref.digest === undefined && digest !== undefined ? pinOf(ref, digest) : undefined;
+      return { ...verdict, reason, verification, ...(pin === undefined ? {} : { pin }) };
+    }
+    const verification: VerificationRecord = { result: 'unverified', digest, failure: result.failure };
+    if (decision.verify.onUnverifiable === 'audit') {
+      this.deps.log.warn('image signature not verified; allowed (onUnverifiable: audit)', {
+        image: ref.normalized,
+        at: found.at,
+        digest,
+        rule: decision.rule.name,
+        failure: result.failure,
+        reason: result.detail,
+      });
+      return { ...verdict, reason: `unverified, allowed by onUnverifiable: audit: ${result.detail}`, verification };
+    }
+    const reason = `not verified: ${result.detail}`;
+    // As the request names it, with the ID or the name it was decided by beside it.
+    const shown =
+      id === undefined ? `"${ref.normalized}"` : id === found.image ? `"${id}" (${ref.normalized})` : `"${found.image}" (${id})`;
+    return {
+      action: 'deny',
+      mode: verdict.mode,
+      code: failureCode[result.failure],
+      message: `${subjectOf(found, shown)} denied by rule "${decision.rule.name}" (${this.label}): ${reason}`,
+      reason,
+      image: ref.normalized,
+      rule: decision.rule.name,
+      verification,
+    };
+  }
+
+  /** The verification service, made on first need (a policy without `verify` never touches the state directory). */
+  private verifier(): Promise<ImageVerification> {
+    this.verification ??= createProvenance(this.config, this.name, this.deps.log).then(
+      (provenance) => new ImageVerification(provenance, this.deps.registry),
+      (err: unknown) => {
+        // Tried again by the next call that needs it (a credentials file back in place, say).
+        this.verification = undefined;
+        throw err;
+      },
+    );
+    return this.verification;
+  }
+
+  /** The decision on an image's name (an image ID's names asked of the runtime), and the name and decision behind it. */
+  private async judge(ctx: CallContext, found: ImageAtDoor, namespace: string, policy: CompiledPolicy): Promise<Judged> {
     const { image } = found;
-    const where = found.showAt ? ` at ${found.at}` : '';
-    const subject = (shown: string): string => `${found.noun} ${shown}${where}`;
+    const subject = (shown: string): string => subjectOf(found, shown);
     const spec = classifyImage(image);
     const mode = policy.mode;
-    const deny = (code: Verdict['code'], shown: string, reason: string, message: string): Verdict => ({
-      action: 'deny',
-      mode,
-      code,
-      message,
-      reason,
-      image: shown,
-      rule: undefined,
+    const deny = (code: Verdict['code'], shown: string, reason: string, message: string): Judged => ({
+      verdict: { action: 'deny', mode, code, message, reason, image: shown, rule: undefined },
     });
     if (spec.kind === 'malformed') {
       const reason = `malformed image reference: ${spec.reason}`;
       return deny('POLICY_DENIED', image, reason, `${subject(`"${image}"`)} denied (${this.label}): ${reason}`);
     }
-    if (spec.kind === 'reference') return this.verdictOf(subject(`"${spec.ref.normalized}"`), spec.ref, policy.decide(spec.ref, namespace));
+    if (spec.kind === 'reference') {
+      const decision = policy.decide(spec.ref, namespace);
+      return { verdict: this.verdictOf(subject(`"${spec.ref.normalized}"`), spec.ref, decision), ref: spec.ref, decision };
+    }
     let names: readonly string[];
     try {
       names = await this.resolver.names(this.deps.router.pick(ctx.backend), spec.id, ctx.deadline);
@@ -216,7 +287,7 @@ export class ImagePolicyInterceptor implements Interceptor {
       if (this.config.whenLookupFails === 'allow') {
         this.deps.log.warn('image policy could not decide; allowed (whenLookupFails: allow)', { image: spec.id, reason: problem });
         const reason = `undecidable, allowed by whenLookupFails: ${problem}`;
-        return { action: 'allow', mode, code: 'POLICY_UNDECIDABLE', message: '', reason, image: spec.id, rule: undefined };
+        return { verdict: { action: 'allow', mode, code: 'POLICY_UNDECIDABLE', message: '', reason, image: spec.id, rule: undefined } };
       }
       return deny('POLICY_UNDECIDABLE', spec.id, problem, `${subject(`"${spec.id}"`)} cannot be checked (${this.label}): ${problem}`);
     }
@@ -229,7 +300,7 @@ export class ImagePolicyInterceptor implements Interceptor {
       const reason = 'the runtime knows no name for it to check';
       return deny('POLICY_UNDECIDABLE', spec.id, reason, `${subject(`"${spec.id}"`)} denied (${this.label}): ${reason}`);
     }
-    return this.verdictOf(subject(`"${spec.id}" (${decided.ref.normalized})`), decided.ref, decided.decision);
+    return { verdict: this.verdictOf(subject(`"${spec.id}" (${decided.ref.normalized})`), decided.ref, decided.decision), ...decided };
   }
 
   private verdictOf(subject: string, ref: ImageReference, decision: Decision): Verdict {
@@ -258,19 +329,25 @@ export class ImagePolicyInterceptor implements Interceptor {
       this.deps.log.error('image policy file rejected; keeping the previous policy', { file, problems: result.problems });
       return;
     }
-    this.current = result.policy;
+    this.current = { policy: result.policy, trust: result.trust };
     this.reloads.inc({ result: 'applied' });
     this.deps.log.info('image policy reloaded', { file, rules: result.policy.ruleCount, mode: result.policy.mode });
   }
 
-  warmUp(): Promise<void> {
+  async warmUp(): Promise<void> {
     this.resolver.warmUp();
-    return Promise.resolve();
+    if (this.current.trust.size === 0) return;
+    warmCodec([REMOVE_IMAGE.requestType, REMOVE_IMAGE.responseType, IMAGE_STATUS.requestType]);
+    try {
+      await this.verifier();
+    } catch (err) {
+      this.deps.log.error('signature verification could not be set up; calls that need it fail until it can', { error: errorMessage(err) });
+    }
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.watcher?.close();
-    return Promise.resolve();
+    await (await this.verification)?.provenance.close();
   }
 }
 
@@ -285,7 +362,16 @@ export function createImagePolicyInterceptor(
 export const imagePolicyInterceptorType = defineInterceptorType({
   name: IMAGE_POLICY_TYPE,
   schema: imagePolicySchema,
-  pathKeys: ['rulesFile'],
+  // Relative paths are relative to the config file; those inside a rules file, to the rules file.
+  pathKeys: [
+    'rulesFile',
+    'authFile',
+    'stateDir',
+    'registries.*.caFile',
+    'registries.*.authFile',
+    'rules.*.verify.*.keys.*',
+    'rules.*.verify.*.keyless.trustedRoot',
+  ],
   // Every door, or an image could come in through the one left out.
   keepsMethods: Object.keys(imageDoors.byName),
   endsCalls: 'refuses calls naming a denied image',

@@ -45,8 +45,11 @@ import {
   criFieldAttributes,
   podStartPhaseTotalAttribute,
 } from './attributes';
+import { callSpanKey, type CallSpan } from '../../observability/call-span';
 import { instantAt } from '../../observability/clock';
 import { observerFaultReporter, type ObserverFaultReporter } from '../../metrics/observer-faults';
+import type { PodStartAnnotations } from '../../chain/pod-start-records';
+import { PodStartFeed } from '../../observability/pod-start-feed';
 import {
   PodStartTracker,
   podStartPhaseNames,
@@ -86,7 +89,8 @@ const refGetter: TextMapGetter<TraceContextRef> = {
 export class CallTracer {
   private readonly propagator = new W3CTraceContextPropagator();
   private readonly plans: ReadonlyMap<string, MethodPlan>;
-  private readonly tracker: PodStartTracker | undefined;
+  /** Stops the pod start traces; undefined when there are none. */
+  private readonly unsubscribe: (() => void) | undefined;
   /** Tracing faults never fail a call: they are counted, and logged rarely. */
   private readonly fault: ObserverFaultReporter;
   private readonly shutdownTimeoutMs: number;
@@ -109,8 +113,8 @@ export class CallTracer {
     this.fault = observerFaultReporter(deps.registry, deps.name, deps.log, 'tracing skipped part of a call');
     this.shutdownTimeoutMs = config.exporter.shutdownTimeoutMs;
     this.plans = new Map(methodTable.map((m) => [m.path, planFor(m)]));
-    const { enabled, ...limits } = config.podStart;
-    this.tracker = enabled ? new PodStartTracker({ ...limits, onComplete: (p) => this.recordPodStart(p) }) : undefined;
+    const feed = config.podStart.enabled ? deps.podStarts : undefined;
+    this.unsubscribe = feed?.subscribe((p) => this.recordPodStart(p));
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
@@ -126,8 +130,6 @@ export class CallTracer {
       // An unreadable request is the call's problem, reported by the runtime or the proxy; tracing steps aside.
       this.fault(err);
     }
-    // Never rejects; apart from the call span, so a broken tracer cannot cost the pod start records.
-    if (plan.podStart) await this.tracker?.prepare(ctx);
     try {
       await next();
     } catch (err) {
@@ -138,7 +140,7 @@ export class CallTracer {
   }
 
   async close(): Promise<void> {
-    this.tracker?.close();
+    this.unsubscribe?.();
     // An injected provider belongs to whoever injected it.
     if (!this.owned) return;
     // Queued spans get a bounded flush: a collector that accepts and never answers must not hold up a stop.
@@ -164,7 +166,10 @@ export class CallTracer {
       parent,
     );
     // The runtime's own spans then nest under this one.
-    this.propagator.inject(trace.setSpan(ROOT_CONTEXT, span), ctx.upstreamMetadata, headerSetter);
+    const context = trace.setSpan(ROOT_CONTEXT, span);
+    this.propagator.inject(context, ctx.upstreamMetadata, headerSetter);
+    // Later interceptors' own work (an image verification) nests under it too.
+    if (span.isRecording()) ctx.state.set(callSpanKey, { tracer: this.tracer, context } satisfies CallSpan);
     return span;
   }
 
@@ -188,10 +193,12 @@ export class CallTracer {
     } catch (err) {
       this.fault(err);
     }
-    if (plan.podStart && this.tracker) {
-      // A link to the proxy's own span of the call reaches the runtime's spans too (and works without kubelet's).
-      const own = span && isSampled(span) ? [traceparentOf(span)] : [];
-      this.tracker.observe(ctx, { endedAt, code, links: own });
+    try {
+      // The pod start phase links to the proxy's own span of the call: it reaches the runtime's spans too (and
+      // works without kubelet's).
+      if (plan.podStart && this.unsubscribe !== undefined && span && isSampled(span)) PodStartFeed.link(ctx, traceparentOf(span));
+    } catch (err) {
+      this.fault(err);
     }
   }
 
@@ -199,7 +206,7 @@ export class CallTracer {
    * One trace per pod start, rooted in a span of its own: kubelet's calls for one pod belong to different traces
    * (or none), so none of them could hold the whole start. Each phase links back to the calls' spans instead.
    */
-  private recordPodStart(pod: PodStart): void {
+  private recordPodStart(pod: PodStart): PodStartAnnotations | undefined {
     try {
       const attributes: Attributes = {
         [ATTR_CRI_POD_UID]: pod.uid,
@@ -224,8 +231,10 @@ export class CallTracer {
       const parent = trace.setSpan(ROOT_CONTEXT, root);
       for (const phase of pod.phases) this.recordPhase(phase, parent);
       root.end(pod.end.epochMs);
+      return isSampled(root) ? { traceId: root.spanContext().traceId } : undefined;
     } catch (err) {
       this.fault(err);
+      return undefined;
     }
   }
 
