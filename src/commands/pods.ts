@@ -1,7 +1,7 @@
 /** `cri-proxy pods`: the pod starts a running proxy kept, read from its admin listener. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { parseHostPort } from '../config/address';
+import { parseHostPort, type HostPort } from '../config/address';
 import { loadConfigFile } from '../config/load';
 import { DEFAULT_HTTP_LISTEN } from '../config/schema';
 import { errorMessage } from '../errors';
@@ -134,16 +134,18 @@ function adminUrl(configFile: string | undefined, url: string | undefined): URL 
     if (parsed.protocol !== 'http:') throw new UsageError(`--url: "${url}" must be an http:// URL`);
     return parsed;
   }
-  let listen = DEFAULT_HTTP_LISTEN;
+  let listen: HostPort = parseHostPort(DEFAULT_HTTP_LISTEN);
   if (configFile !== undefined) {
+    let configured: HostPort | undefined;
     try {
-      listen = loadConfigFile(configFile, builtinTypes()).http.listen;
+      configured = loadConfigFile(configFile, builtinTypes()).http.listen.endpoint;
     } catch (err) {
       throw new Unusable(errorMessage(err), { cause: err });
     }
-    if (listen === '') throw new Unusable(`${configFile}: http.listen is "" (the admin listener is off): nothing to ask`);
+    if (configured === undefined) throw new Unusable(`${configFile}: http.listen is "" (the admin listener is off): nothing to ask`);
+    listen = configured;
   }
-  const { host, port } = parseHostPort(listen);
+  const { host, port } = listen;
   // A listener on every interface answers on loopback too.
   const reachable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
   return new URL(`http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}/`);

@@ -50,7 +50,7 @@ describe('metrics interceptor: pod starts and image pulls', () => {
     client = proxy.client();
     registry = new Registry();
     const config = metricsConfigSchema.parse({});
-    const deps = { name: 'metrics', log: silentLogger, registry, router: proxy.serverOptions.router, podStarts: feedSetup.subscribers };
+    const deps = { name: 'metrics', log: silentLogger, registry, router: proxy.router, podStarts: feedSetup.subscribers };
     interceptor = createMetricsInterceptor(config, deps);
     slot.interceptor = interceptor;
   });

@@ -56,7 +56,7 @@ describe('answers the proxy gives itself', () => {
 
   test("a runtime's answer relayed with its trailers", async () => {
     const relay = interceptorEntry('relay', async (ctx) => {
-      const upstream = proxy.serverOptions.router.pick(undefined);
+      const upstream = proxy.router.pick(undefined);
       const reply = await callRuntime(upstream, ctx.method.path, (await ctx.requestBytes()) ?? Buffer.alloc(0), 1000);
       ctx.respond({ messages: reply.body ? [reply.body] : [], trailers: reply.trailers });
     });
@@ -165,7 +165,7 @@ describe("the proxy's own streaming calls", () => {
       },
       trailers: { 'x-end': 'yes' },
     });
-    const upstream = proxy.serverOptions.router.pick(undefined);
+    const upstream = proxy.router.pick(undefined);
     const ids: unknown[] = [];
     const end = await streamRuntime(upstream, '/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0), {}, async (m) => {
       ids.push(decodeMessage('runtime.v1.ContainerEventResponse', m)['container_id']);
@@ -179,7 +179,7 @@ describe("the proxy's own streaming calls", () => {
   test('end CANCELLED when aborted, and the runtime sees the cancellation', async () => {
     proxy = await startTestProxy();
     proxy.runtime.on('GetContainerEvents', { delayMs: Infinity });
-    const upstream = proxy.serverOptions.router.pick(undefined);
+    const upstream = proxy.router.pick(undefined);
     const controller = new AbortController();
     const ended = streamRuntime(
       upstream,
@@ -196,7 +196,7 @@ describe("the proxy's own streaming calls", () => {
 
   test('end UNAVAILABLE naming the runtime when it cannot be reached', async () => {
     proxy = await startTestProxy({ runtimeDown: true });
-    const upstream = proxy.serverOptions.router.pick(undefined);
+    const upstream = proxy.router.pick(undefined);
     const end = await streamRuntime(upstream, '/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0), {}, () => undefined);
     expect(end.code).toBe(grpc.status.UNAVAILABLE);
     expect(end.message).toContain(proxy.runtime.socketPath);

@@ -40,6 +40,9 @@ function unwrap(schema: z.ZodType): { inner: Def; optional: boolean; filled: boo
     // A prefault is parsed through the inner schema: its own defaults then show under its keys.
     if (def.type === 'default' || def.type === 'prefault') [optional, filled] = [true, true];
     if (def.type === 'default') fallback ??= { value: def.defaultValue };
+    // A prefaulted value (an address parsed from its default text) defaults to that text, as config print shows it.
+    const text = def.type === 'prefault' && (typeof def.defaultValue !== 'object' || def.defaultValue === null);
+    if (text) fallback ??= { value: def.defaultValue };
     const next = def.type === 'pipe' ? def.in : def.innerType;
     if (next === undefined) return { inner: def, optional, filled, ...(fallback === undefined ? {} : { default: fallback }) };
     def = defOf(next);

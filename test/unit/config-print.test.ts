@@ -139,8 +139,8 @@ interceptors:
 describe('--http-listen', () => {
   test('replaces http.listen, "" turns it off, and a bad value is reported under the flag', () => {
     const withFile = parseConfig(`${BACKEND}http: { listen: "127.0.0.1:1" }\n`, 't.yaml', builtinTypes(), { httpListen: '[::1]:9000' });
-    expect(withFile.http.listen).toBe('[::1]:9000');
-    expect(parseConfig(BACKEND, 't.yaml', builtinTypes(), { httpListen: '' }).http.listen).toBe('');
+    expect(withFile.http.listen.written).toBe('[::1]:9000');
+    expect(parseConfig(BACKEND, 't.yaml', builtinTypes(), { httpListen: '' }).http.listen.written).toBe('');
     try {
       parseConfig(BACKEND, 't.yaml', builtinTypes(), { httpListen: 'nope' });
       throw new Error('accepted');

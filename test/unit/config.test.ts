@@ -1,4 +1,3 @@
-import { DEFAULT_LIMITS } from '../../src/proxy/server';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -6,7 +5,8 @@ import { parseHostPort, parseUnixAddress } from '../../src/config/address';
 import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/chain/interceptor-types';
 import { builtinInterceptorTypes } from '../../src/interceptors';
 import { ConfigError, DEFAULT_UPSTREAM, loadConfigFile, parseConfig, type ConfigOverrides } from '../../src/config/load';
-import { defaultBackend } from '../../src/config/schema';
+import { defaultBackend, limitsSchema } from '../../src/config/schema';
+import { LIMITS } from '../../src/proxy/limits';
 import { formatPath, type ConfigIssue } from '../../src/config/issues';
 import { GrpcStatus, ProxyError } from '../../src/errors';
 
@@ -38,18 +38,22 @@ function issuesOf(yaml: string, overrides?: ConfigOverrides): ConfigIssue[] {
   throw new Error('config was accepted');
 }
 
+/** A config value as JSON renders it: addresses as written. */
+const asWritten = (value: unknown): unknown => JSON.parse(JSON.stringify(value)) as unknown;
+
 const pathsOf = (yaml: string, overrides?: ConfigOverrides): string[] => issuesOf(yaml, overrides).map((i) => i.path);
 
 describe('defaults', () => {
   test('a file with only a backend gets every default', () => {
-    expect(parseConfig(ONE_BACKEND, 'test.yaml', types)).toEqual({
+    // Addresses and the socket mode are carried parsed; as JSON (and in config print) they read as written.
+    expect(asWritten(parseConfig(ONE_BACKEND, 'test.yaml', types))).toEqual({
       listen: 'unix:///run/cri-proxy/cri-proxy.sock',
       socketMode: '0660',
       allowInsecureSocket: false,
       logLevel: 'info',
       maxMessageBytes: 16 * 1024 * 1024,
       shutdownGraceSeconds: 30,
-      limits: DEFAULT_LIMITS,
+      limits: Object.fromEntries(Object.entries(LIMITS).map(([key, spec]) => [key, spec.default])),
       http: { listen: '127.0.0.1:9464' },
       podStarts: { enabled: true, keep: 500, keepSlowest: 50, settleMs: 3000, maxStarting: 1000, ttlMs: 600_000 },
       backends: [{ name: 'containerd', endpoint: '/run/containerd/containerd.sock', default: true, connectTimeoutMs: 1000 }],
@@ -59,8 +63,39 @@ describe('defaults', () => {
 
   test('no file at all: a single default backend on containerd', () => {
     const cfg = loadConfigFile(undefined, types);
-    expect(cfg.backends).toEqual([{ name: 'default', endpoint: DEFAULT_UPSTREAM, default: true, connectTimeoutMs: 1000 }]);
-    expect(cfg.listen).toBe('unix:///run/cri-proxy/cri-proxy.sock');
+    expect(asWritten(cfg.backends)).toEqual([{ name: 'default', endpoint: DEFAULT_UPSTREAM, default: true, connectTimeoutMs: 1000 }]);
+    expect(cfg.listen.written).toBe('unix:///run/cri-proxy/cri-proxy.sock');
+  });
+
+  test('addresses and the socket mode are parsed once, when the config is validated', () => {
+    const cfg = parseConfig(
+      `listen: unix:///run/p/cri.sock
+socketMode: "0600"
+http: { listen: "[::1]:9000" }
+${ONE_BACKEND}`,
+      't',
+      types,
+    );
+    expect(cfg.listen.path).toBe('/run/p/cri.sock');
+    expect(cfg.socketMode.mode).toBe(0o600);
+    expect(cfg.http.listen.endpoint).toEqual({ host: '::1', port: 9000 });
+    expect(cfg.backends[0]?.endpoint.path).toBe('/run/containerd/containerd.sock');
+    expect(
+      parseConfig(
+        `http: { listen: "" }
+${ONE_BACKEND}`,
+        't',
+        types,
+      ).http.listen.endpoint,
+    ).toBeUndefined();
+  });
+
+  test('every limit has its default, and only the keys LIMITS defines are accepted', () => {
+    expect(limitsSchema.parse({})).toEqual(Object.fromEntries(Object.entries(LIMITS).map(([key, spec]) => [key, spec.default])));
+    expect(
+      pathsOf(`limits: { maxConnections: 0, idleTimeoutMs: 0, noSuchLimit: 1 }
+${ONE_BACKEND}`),
+    ).toEqual(['limits.maxConnections', 'limits.noSuchLimit']);
   });
 
   test('an empty file needs a backend', () => {
@@ -93,12 +128,16 @@ describe('flag overrides', () => {
       [['default', '/x.sock', true]],
     ],
   ])('%s', (_name, yaml, overrides, pick, expected) => {
-    expect(pick(parseConfig(yaml, 'test.yaml', types, overrides))).toEqual(expected);
+    expect(asWritten(pick(parseConfig(yaml, 'test.yaml', types, overrides)))).toEqual(expected);
   });
 
   test('flags without a file', () => {
     const cfg = loadConfigFile(undefined, types, { listen: 'unix:/run/cri-proxy-test/l.sock', upstream: '/tmp/u.sock', logLevel: 'error' });
-    expect([cfg.listen, cfg.logLevel, cfg.backends[0]?.endpoint]).toEqual(['unix:/run/cri-proxy-test/l.sock', 'error', '/tmp/u.sock']);
+    expect(asWritten([cfg.listen, cfg.logLevel, cfg.backends[0]?.endpoint])).toEqual([
+      'unix:/run/cri-proxy-test/l.sock',
+      'error',
+      '/tmp/u.sock',
+    ]);
   });
 
   test.each<[ConfigOverrides, string]>([

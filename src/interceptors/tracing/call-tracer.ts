@@ -57,7 +57,7 @@ import {
   type PodStartPhase,
   type TraceContextRef,
 } from '../../observability/pod-start-tracker';
-import { buildTracerProvider } from './tracer-provider';
+import { buildTracerProvider, type OwnedTracerProvider } from './tracer-provider';
 import { fieldAt } from '../../messages/field-at';
 
 const TRACER_NAME = 'cri-proxy';
@@ -98,7 +98,7 @@ export class CallTracer {
   static async create(config: TracingConfig, deps: InterceptorDeps): Promise<CallTracer> {
     if (deps.tracerProvider) return new CallTracer(config, deps.tracerProvider.getTracer(TRACER_NAME), undefined, deps);
     const owned = await buildTracerProvider(config, deps);
-    return new CallTracer(config, owned.getTracer(TRACER_NAME), owned, deps);
+    return new CallTracer(config, owned.provider.getTracer(TRACER_NAME), owned, deps);
   }
 
   private readonly log: Logger;
@@ -106,7 +106,7 @@ export class CallTracer {
   private constructor(
     config: TracingConfig,
     private readonly tracer: Tracer,
-    private readonly owned: { shutdown(): Promise<void> } | undefined,
+    private readonly owned: OwnedTracerProvider | undefined,
     deps: InterceptorDeps,
   ) {
     this.log = deps.log;
@@ -144,13 +144,8 @@ export class CallTracer {
     // An injected provider belongs to whoever injected it.
     if (!this.owned) return;
     // Queued spans get a bounded flush: a collector that accepts and never answers must not hold up a stop.
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<'expired'>((resolve) => {
-      timer = setTimeout(() => resolve('expired'), this.shutdownTimeoutMs);
-    });
     try {
-      const outcome = await Promise.race([this.owned.shutdown(), expired]);
-      if (outcome === 'expired') {
+      if ((await this.owned.shutdown(this.shutdownTimeoutMs)) === 'expired') {
         this.log.warn('spans still queued at shutdown were dropped: the collector did not take them in time', {
           shutdownTimeoutMs: this.shutdownTimeoutMs,
         });
@@ -158,8 +153,6 @@ export class CallTracer {
     } catch (err) {
       // The last export failing (collector gone) is no reason to fail a shutdown or reload.
       this.log.warn('spans still queued at shutdown could not be exported', { error: errorMessage(err) });
-    } finally {
-      clearTimeout(timer);
     }
   }
 
