@@ -17,6 +17,7 @@ const LAYERS = [
   ['provenance'],
   ['config'],
   ['interceptors'],
+  ['generation'],
   ['app', 'lifecycle'],
   ['commands'],
   ['cli'],

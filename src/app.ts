@@ -1,27 +1,19 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { InterceptorTypes } from './chain/interceptor-types';
-import { defaultBackend, type ProxyConfig } from './config/schema';
+import type { FaultListener } from './chain/chain';
+import type { ProxyConfig } from './config/schema';
 import { checkSocketSafety } from './config/socket-safety';
 import { reportDeprecatedSettings } from './config/deprecations';
-import { GrpcStatus, ProxyError, errorMessage, listenError } from './errors';
+import { ProxyError, errorMessage, listenError } from './errors';
 import { createLogger, type Logger } from './log';
 import { ensureCounter, ensureGauge } from './metrics/registry';
 import { AdminServer, type Readiness } from './admin/admin-server';
-import type { Call } from './proxy/call';
-import { Chain, type ChainEntry, type FaultListener } from './chain/chain';
-import { Downstream } from './chain/own-call';
-import { warmCodec } from './messages/codec';
-import { dataPlaneMetrics } from './proxy/data-plane-metrics';
-import { methodTable } from './chain/method-table';
-import { callRuntime } from './proxy/runtime-client';
-import { Router } from './proxy/router';
 import { ProxyServer } from './proxy/server';
-import { Upstream } from './proxy/upstream';
 import { builtinInterceptorTypes } from './interceptors';
 import { METRIC } from './metrics/names';
 import type { PodStartFeed } from './observability/pod-start-feed';
-import { PodStartSubscribers } from './observability/pod-start-feed';
 import { createPodStarts } from './observability/pod-starts';
+import { buildGeneration, closeGeneration, readinessOf, warmUp, type Generation } from './generation';
 
 export interface AppOptions {
   readonly log?: Logger;
@@ -33,21 +25,10 @@ export interface AppOptions {
   readonly listenFd?: number | undefined;
 }
 
-interface Generation {
-  readonly config: ProxyConfig;
-  readonly router: Router;
-  readonly chain: Chain<Call>;
-  /** This generation's interceptors that hear of finished pod starts. */
-  readonly podStarts: PodStartSubscribers;
-}
-
 interface Retired {
   readonly timer: NodeJS.Timeout;
   closed: Promise<void> | undefined;
 }
-
-const READINESS_TIMEOUT_MS = 1000;
-const VERSION_PATH = '/runtime.v1.RuntimeService/Version';
 
 /** The running proxy: CRI server, admin listener and the current config generation, swapped on reload. */
 export class App {
@@ -205,11 +186,8 @@ export class App {
   }
 
   /** Ready when every backend answers Version; the detail has one line per backend with its state. */
-  async readiness(): Promise<Readiness> {
-    const upstreams = [...this.generation.router.upstreams];
-    const problems = await Promise.all(upstreams.map(versionProblem));
-    const detail = upstreams.map((u, i) => `backend "${u.name}": ${problems[i] === undefined ? 'ready' : `not ready: ${problems[i]}`}`);
-    return { ready: problems.every((p) => p === undefined), detail: detail.join('\n') };
+  readiness(): Promise<Readiness> {
+    return readinessOf(this.generation);
   }
 
   /**
@@ -235,31 +213,6 @@ export class App {
     ]);
     this.log.info('cri-proxy stopped');
   }
-}
-
-/** Time start-up (or a reload) waits at most for the warm-up. */
-const WARM_UP_MS = 1000;
-
-/**
- * Before calls are taken: decoders built, interceptors' lazy parts loaded, a connection open to every runtime
- * (and its path through the relay run once), so the first pod after a start is as fast as the next. Bounded:
- * a runtime that does not answer only delays start-up by WARM_UP_MS.
- */
-async function warmUp(generation: Generation): Promise<void> {
-  warmCodec(generation.chain.typesRead(methodTable));
-  const pending: Promise<void>[] = [
-    ...generation.chain.entries.flatMap((e) => e.interceptor.warmUp?.() ?? []),
-    ...[...generation.router.upstreams].map((u) =>
-      callRuntime(u, VERSION_PATH, Buffer.alloc(0), WARM_UP_MS).then(
-        () => undefined,
-        () => undefined,
-      ),
-    ),
-  ];
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<void>((resolve) => (timer = setTimeout(resolve, WARM_UP_MS)));
-  await Promise.race([Promise.all(pending), expired]);
-  clearTimeout(timer);
 }
 
 export type ReloadResult = 'applied' | 'rejected' | 'failed';
@@ -309,16 +262,6 @@ function faultListener(registry: Registry, log: Logger): FaultListener {
   };
 }
 
-/** Why the runtime is not ready (it does not answer Version with OK in time), or undefined when it is. */
-async function versionProblem(upstream: Upstream): Promise<string | undefined> {
-  try {
-    const reply = await callRuntime(upstream, VERSION_PATH, Buffer.alloc(0), READINESS_TIMEOUT_MS);
-    return reply.code === GrpcStatus.OK ? undefined : `Version answered with status ${reply.code}: ${reply.message}`;
-  } catch (err) {
-    return errorMessage(err);
-  }
-}
-
 function freshRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -327,56 +270,4 @@ function freshRegistry(): Registry {
 
 function notReady(): Promise<Readiness> {
   return Promise.resolve({ ready: false, detail: 'starting' });
-}
-
-function buildGeneration(
-  config: ProxyConfig,
-  types: InterceptorTypes,
-  log: Logger,
-  registry: Registry,
-  onFault: FaultListener,
-  podStartFeed: PodStartFeed,
-): Generation {
-  const metrics = dataPlaneMetrics(registry, log);
-  const upstreams = config.backends.map(
-    (backend) =>
-      new Upstream({
-        name: backend.name,
-        socketPath: backend.endpoint.path,
-        connectTimeoutMs: backend.connectTimeoutMs,
-        maxMessageBytes: config.maxMessageBytes,
-        log,
-        onProtocolError: (error) => metrics.protocolError('runtime', error),
-      }),
-  );
-  const router = new Router(upstreams, defaultBackend(config).name);
-  const podStarts = new PodStartSubscribers();
-  const entries: ChainEntry[] = config.interceptors.map((entry) => {
-    const type = types.get(entry.type);
-    if (!type) throw new Error(`interceptor type "${entry.type}" is not known`);
-    const downstream = new Downstream(router, entry.name);
-    const interceptor = type.create(entry.config, {
-      name: entry.name,
-      log: log.child({ interceptor: entry.name }),
-      registry,
-      router,
-      downstream,
-      podStarts,
-    });
-    return { interceptor, onError: entry.onError, methods: entry.methods, downstream };
-  });
-  const chain = new Chain<Call>(entries, (call) => call.forward(), onFault, podStartFeed.observer(podStarts));
-  return { config, router, chain, podStarts };
-}
-
-/** Releases what a generation holds: its runtime connections and its interceptors (audit writers, exporters). */
-async function closeGeneration(generation: Generation, log: Logger): Promise<void> {
-  generation.router.close();
-  for (const entry of generation.chain.entries) {
-    try {
-      await entry.interceptor.close?.();
-    } catch (err) {
-      log.warn('interceptor did not close cleanly', { interceptor: entry.interceptor.name, error: errorMessage(err) });
-    }
-  }
 }
