@@ -4,31 +4,25 @@
  */
 import type { Counter } from 'prom-client';
 import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
-import { ProxyError, errorMessage, type ProxyErrorCode } from '../../errors';
-import type { Scheduler } from '../../scheduler';
-import { ensureCounter } from '../../metrics/registry';
-import { imageDoors, type DoorName } from './doors';
-import { imagesAtDoor, type ImageAtDoor } from './images-at-door';
 import type { CallContext, Interceptor, Next } from '../../chain/types';
-import {
-  policyDecisionKey,
-  type ImageDecisionRecord,
-  type PolicyDecisionRecord,
-  type VerificationRecord,
-} from '../../policies/decision-key';
-import { IMAGE_STATUS, ImageNameResolver } from './image-names';
-import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
-import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../../policies/image-rules';
-import { loadConfiguredPolicy, policyLabel, readPolicyFile, type LoadedPolicy } from './policy-file';
-import { PolicyFileWatcher } from './policy-watcher';
-import { METRIC } from '../../metrics/names';
-import { describeSigner, failureCode } from '../../provenance/outcome';
-import { createProvenance } from './provenance-config';
-import { imagePolicySchema, type ImagePolicyConfig } from './config';
-import { ImageVerification, repositoryDigests, type DigestSource } from './verification';
-import { forwardConfirmedPull, pullCredentials, REMOVE_IMAGE, type PullPin } from './pull-confirmation';
+import { ProxyError, errorMessage } from '../../errors';
 import { warmCodec, type DecodedMessage } from '../../messages/codec';
 import { fieldAt } from '../../messages/field-at';
+import { METRIC } from '../../metrics/names';
+import { ensureCounter } from '../../metrics/registry';
+import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
+import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
+import { decideAmong, type CompiledPolicy, type Decision } from '../../policies/image-rules';
+import type { Scheduler } from '../../scheduler';
+import { imagePolicySchema, type ImagePolicyConfig } from './config';
+import { imageDoors, type DoorName } from './doors';
+import { IMAGE_STATUS, ImageNameResolver } from './image-names';
+import { imagesAtDoor, type ImageAtDoor } from './images-at-door';
+import { loadConfiguredPolicy, policyLabel, readPolicyFile, type LoadedPolicy } from './policy-file';
+import { PolicyFileWatcher } from './policy-watcher';
+import { forwardConfirmedPull, REMOVE_IMAGE } from './pull-confirmation';
+import { decisionOf, subjectOf, type Verdict } from './verdict';
+import { VerifyStep } from './verify-step';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 
@@ -39,44 +33,10 @@ export interface ImagePolicyTestHooks {
   readonly scheduler?: Scheduler;
 }
 
-/** What the interceptor concluded about one image. */
-interface Verdict {
-  readonly action: PolicyAction;
-  readonly mode: PolicyMode;
-  readonly code: ProxyErrorCode;
-  /** The denial as the user sees it (unused when allowed). */
-  readonly message: string;
-  /** Why, in short (for the audit record). */
-  readonly reason: string;
-  readonly image: string;
-  readonly rule: string | undefined;
-  readonly verification?: VerificationRecord;
-  /** A pull of a tag whose digest was verified: the runtime must pull that digest. */
-  readonly pin?: PullPin;
-}
-
-function decisionOf(verdict: Verdict | undefined): ImageDecisionRecord {
-  if (verdict === undefined) throw new Error('an image without a verdict');
-  const { action, rule, reason, verification } = verdict;
-  return { action, rule, reason, ...(verification === undefined ? {} : { verification }) };
-}
-
 interface Judged {
   readonly verdict: Verdict;
   readonly ref?: ImageReference;
   readonly decision?: Decision;
-}
-
-function pinOf(ref: ImageReference, digest: string): PullPin {
-  return { name: ref.normalized, registry: ref.registry, repository: ref.repository, digest };
-}
-
-/** Doors where the image is about to come from its registry, so its digest is asked of the registry, not the node. */
-const REGISTRY_DOORS: ReadonlySet<DoorName> = new Set(['pull']);
-
-/** How a denial names the image: what it is for and, where a call can name several, where (`image volume "x" at config.mounts[0].image`). */
-function subjectOf(found: ImageAtDoor, shown: string): string {
-  return `${found.noun} ${shown}${found.showAt ? ` at ${found.at}` : ''}`;
 }
 
 export class ImagePolicyInterceptor implements Interceptor {
@@ -85,8 +45,7 @@ export class ImagePolicyInterceptor implements Interceptor {
   private lastText: string | undefined;
   private readonly label: string;
   private readonly resolver: ImageNameResolver;
-  /** Signature verification; loaded when a rule asks for it (by the config or a later rules file). */
-  private verification: Promise<ImageVerification> | undefined;
+  private readonly verifyStep: VerifyStep;
   private readonly watcher: PolicyFileWatcher | undefined;
   private readonly decisions: Counter<'door' | 'action' | 'mode'>;
   private readonly reloads: Counter<'result'>;
@@ -103,7 +62,8 @@ export class ImagePolicyInterceptor implements Interceptor {
     this.lastText = loaded.text;
     this.label = policyLabel(config, deps.name);
     this.resolver = new ImageNameResolver(config.cacheSize, config.imageStatusTimeoutMs);
-    const { registry } = deps;
+    const { registry, log } = deps;
+    this.verifyStep = new VerifyStep({ config, name: this.name, log, registry, resolver: this.resolver, label: this.label });
     // Counters survive config reloads: the new instance finds the old one's in the shared registry.
     this.decisions = ensureCounter(registry, {
       name: METRIC.imagePolicyDecisionsTotal,
@@ -193,72 +153,8 @@ export class ImagePolicyInterceptor implements Interceptor {
     const trust = loaded.trust.get(decision.rule.index);
     if (trust === undefined) throw new Error(`rule "${decision.rule.name}" has no trust loaded`);
     const upstream = this.deps.router.pick(ctx.backend);
-    const fromRegistry = REGISTRY_DOORS.has(door);
-    const { id } = found;
-    const source: DigestSource = fromRegistry
-      ? { from: 'registry', credentials: pullCredentials(request, ref.registry) }
-      : {
-          from: 'node',
-          names: async () => {
-            if (id === undefined) return (await this.resolver.fresh(upstream, ref.normalized, ctx.deadline)).names;
-            const cached = await this.resolver.names(upstream, id, ctx.deadline);
-            // Pulled from this repository since its names were cached: ask again.
-            if (repositoryDigests(cached, ref).length > 0) return cached;
-            return this.resolver.refresh(upstream, id, ctx.deadline);
-          },
-        };
-    const outcome = await (await this.verifier()).verify({ ctx, ref, rule: decision.rule.name, trust, source });
-    const { result, digest } = outcome;
-    if (result.ok) {
-      const verification: VerificationRecord = {
-        result: 'verified',
-        digest,
-        signer: result.signer,
-        ...(outcome.cached ? { cached: true } : {}),
-      };
-      const reason = `${verdict.reason}; signed by ${describeSigner(result.signer)}`;
-      const pin = fromRegistry && ref.digest === undefined && digest !== undefined ? pinOf(ref, digest) : undefined;
-      return { ...verdict, reason, verification, ...(pin === undefined ? {} : { pin }) };
-    }
-    const verification: VerificationRecord = { result: 'unverified', digest, failure: result.failure };
-    if (decision.verify.onUnverifiable === 'audit') {
-      this.deps.log.warn('image signature not verified; allowed (onUnverifiable: audit)', {
-        image: ref.normalized,
-        at: found.at,
-        digest,
-        rule: decision.rule.name,
-        failure: result.failure,
-        reason: result.detail,
-      });
-      return { ...verdict, reason: `unverified, allowed by onUnverifiable: audit: ${result.detail}`, verification };
-    }
-    const reason = `not verified: ${result.detail}`;
-    // As the request names it, with the ID or the name it was decided by beside it.
-    const shown =
-      id === undefined ? `"${ref.normalized}"` : id === found.image ? `"${id}" (${ref.normalized})` : `"${found.image}" (${id})`;
-    return {
-      action: 'deny',
-      mode: verdict.mode,
-      code: failureCode[result.failure],
-      message: `${subjectOf(found, shown)} denied by rule "${decision.rule.name}" (${this.label}): ${reason}`,
-      reason,
-      image: ref.normalized,
-      rule: decision.rule.name,
-      verification,
-    };
-  }
-
-  /** The verification service, made on first need (a policy without `verify` never touches the state directory). */
-  private verifier(): Promise<ImageVerification> {
-    this.verification ??= createProvenance(this.config, this.name, this.deps.log).then(
-      (provenance) => new ImageVerification(provenance, this.deps.registry),
-      (err: unknown) => {
-        // Tried again by the next call that needs it (a credentials file back in place, say).
-        this.verification = undefined;
-        throw err;
-      },
-    );
-    return this.verification;
+    const { onUnverifiable } = decision.verify;
+    return this.verifyStep.verify({ ctx, upstream, door, found, request, verdict, ref, rule: decision.rule.name, onUnverifiable, trust });
   }
 
   /** The decision on an image's name (an image ID's names asked of the runtime), and the name and decision behind it. */
@@ -338,16 +234,12 @@ export class ImagePolicyInterceptor implements Interceptor {
     this.resolver.warmUp();
     if (this.current.trust.size === 0) return;
     warmCodec([REMOVE_IMAGE.requestType, REMOVE_IMAGE.responseType, IMAGE_STATUS.requestType]);
-    try {
-      await this.verifier();
-    } catch (err) {
-      this.deps.log.error('signature verification could not be set up; calls that need it fail until it can', { error: errorMessage(err) });
-    }
+    await this.verifyStep.warmUp();
   }
 
   async close(): Promise<void> {
     this.watcher?.close();
-    await (await this.verification)?.provenance.close();
+    await this.verifyStep.close();
   }
 }
 
