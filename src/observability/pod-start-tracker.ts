@@ -1,9 +1,9 @@
 import { LRUCache } from 'lru-cache';
-import type { CallContext, CriField, MethodInfo } from '../chain/types';
+import type { CallContext, MethodInfo } from '../chain/types';
 import { GrpcStatus } from '../errors';
 import { realScheduler, type ScheduledTask, type Scheduler } from '../scheduler';
 import type { Instant } from '../chain/pod-start-records';
-import { elapsedMs, instantAt } from './clock';
+import { elapsedMs } from './clock';
 import type {
   ObservedCall,
   PodDropReason,
@@ -12,11 +12,10 @@ import type {
   PodStartPhaseName,
   PodStartStats,
   PodStartTrackerOptions,
-  TraceContextRef,
 } from './pod-start-types';
 import type { DecodedMessage } from '../messages/codec';
-import { fieldAt } from '../messages/field-at';
-import { podStartImages, podStartPhases } from './pod-start-phases';
+import { podStartPhases } from './pod-start-phases';
+import { prepareCall, settledCall } from './pod-start-call';
 
 export * from './pod-start-types';
 
@@ -25,13 +24,6 @@ export * from './pod-start-types';
  * one record per pod start. Independent of any telemetry library: tracing turns records into spans, metrics into
  * histograms.
  */
-
-/** What prepare() saw before the call went on: the request, and the caller's trace context. */
-const PREPARED_KEY = Symbol('pod-start-tracker.prepared');
-interface Prepared {
-  readonly request: DecodedMessage | undefined;
-  readonly caller: TraceContextRef | undefined;
-}
 
 interface PodRecord extends Pick<PodStart, 'uid' | 'name' | 'namespace' | 'runtimeHandler' | 'backend' | 'start'> {
   sandboxId: string | undefined;
@@ -95,48 +87,18 @@ export class PodStartTracker {
    * reads the request (by default as an interceptor does). Never rejects.
    */
   async prepare(ctx: CallContext, read: () => Promise<DecodedMessage | undefined> = () => ctx.request()): Promise<void> {
-    if (!PodStartTracker.tracks(ctx.method) || ctx.state.has(PREPARED_KEY)) return;
-    const caller = callerOf(ctx);
-    try {
-      const prepared: Prepared = { request: await read(), caller };
-      ctx.state.set(PREPARED_KEY, prepared);
-    } catch {
-      // An unreadable request fails the call on its own; there is nothing to track.
-    }
+    if (PodStartTracker.tracks(ctx.method)) await prepareCall(ctx, read);
   }
 
   /** Call after the call settled (resolved or rejected). Returns the phase it recorded, if any. Never throws. */
   observe(ctx: CallContext, call: ObservedCall = {}): PodStartPhase | undefined {
-    if (this.closed || !PodStartTracker.tracks(ctx.method)) return undefined;
-    const prepared = ctx.state.get(PREPARED_KEY) as Prepared | undefined;
-    const request = prepared?.request;
-    if (request === undefined) return undefined;
-    const start = instantAt(call.startedAt ?? ctx.startedAt);
-    const end = instantAt(call.endedAt ?? process.hrtime.bigint());
-    const code = call.code ?? ctx.outcome?.code ?? GrpcStatus.UNKNOWN;
-    const message = code === GrpcStatus.OK ? undefined : (call.message ?? ctx.outcome?.message);
-    const links = [...(prepared?.caller ? [prepared.caller] : []), ...(call.links ?? [])];
-    const req = (field: CriField): string | undefined => {
-      const path = ctx.method.requestFields[field];
-      return path === undefined ? undefined : nonEmpty(fieldAt(request, path));
-    };
-    const res = (field: CriField): string | undefined => {
-      const path = ctx.method.responseFields[field];
-      return path === undefined || code !== GrpcStatus.OK ? undefined : nonEmpty(fieldAt(ctx.response(), path));
-    };
-    const phase = (name: PodStartPhaseName, detail: string | undefined, image?: string): PodStartPhase => ({
-      phase: name,
-      detail,
-      image,
-      start,
-      end,
-      durationMs: elapsedMs(start, end),
-      code,
-      message,
-      links,
-    });
+    const kind = podStartPhases.of(ctx.method);
+    if (this.closed || kind === undefined) return undefined;
+    const settled = settledCall(ctx, call);
+    if (settled === undefined) return undefined;
+    const { req, res, phase } = settled;
     try {
-      switch (podStartPhases.of(ctx.method)) {
+      switch (kind) {
         case 'sandbox': {
           const uid = req('podUid');
           if (uid === undefined) return undefined;
@@ -163,7 +125,7 @@ export class PodStartTracker {
           if (!record || (record.sandboxId !== undefined && sandboxId !== undefined && record.sandboxId !== sandboxId)) return undefined;
           if (record.sandboxId === undefined && sandboxId !== undefined) this.bySandbox.set((record.sandboxId = sandboxId), record);
           const name = req('containerName');
-          const created = this.addPhase(record, phase('create', name, containerImage(ctx.method, request)));
+          const created = this.addPhase(record, phase('create', name, settled.containerImage()));
           const id = res('containerId');
           if (id !== undefined && record.containers.size < this.maxPhases) {
             record.containers.set(id, name);
@@ -307,24 +269,4 @@ export class PodStartTracker {
       // As for onComplete.
     }
   }
-}
-
-/** The image as the user wrote it when kubelet sends that, else the one it resolved (the method table says where). */
-function containerImage(method: MethodInfo, request: DecodedMessage): string | undefined {
-  for (const path of podStartImages.of(method) ?? []) {
-    const image = nonEmpty(fieldAt(request, path));
-    if (image !== undefined) return image;
-  }
-  return undefined;
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === '' ? undefined : value;
-}
-
-function callerOf(ctx: CallContext): TraceContextRef | undefined {
-  const traceparent = ctx.metadata.get('traceparent');
-  if (traceparent === undefined) return undefined;
-  const tracestate = ctx.metadata.get('tracestate');
-  return tracestate === undefined ? { traceparent } : { traceparent, tracestate };
 }
