@@ -4,7 +4,8 @@
  * as OCI 1.1 referrers (found through the referrers API, or the referrers tag schema where a registry has none).
  */
 import { errorMessage } from '../errors';
-import { RegistryError, type RegistrySession } from './registry/client';
+import { RegistryError } from './registry/client';
+import type { RegistrySession } from './registry/session';
 
 export const SIMPLE_SIGNING_MEDIA_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
 export const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';

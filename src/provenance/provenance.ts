@@ -7,6 +7,7 @@ import type { SignedTarget } from '../policies/signature-claims';
 import { unverified, type VerificationResult } from './outcome';
 import { readAuthFile, registryKey, type AuthFile, type Credentials } from './registry/auth';
 import { RegistryClient, RegistryError, type RegistrySettings } from './registry/client';
+import { RegistrySession } from './registry/session';
 import type { RuleTrust } from './trust';
 import { cacheKey, VerifiedCache } from './verified-cache';
 import { ImageVerifier, type Platform } from './verifier';
@@ -139,7 +140,7 @@ export class Provenance {
     credentials: Credentials | undefined,
     deadline: number | undefined,
   ): Promise<{ readonly digest: string } | VerificationResult> {
-    const session = this.client.session(target.registry, target.repository, credentials, deadline);
+    const session = new RegistrySession(this.client, target.registry, target.repository, credentials, deadline);
     try {
       const manifest = await session.manifest(tag);
       if (manifest !== undefined) return { digest: manifest.digest };

@@ -7,7 +7,8 @@ import { checkSignature } from './check-signature';
 import { discoverSignatures } from './discovery';
 import { furthest, unverified, type Unverified, type VerificationResult } from './outcome';
 import type { Credentials } from './registry/auth';
-import { RegistryError, type RegistryClient, type RegistrySession } from './registry/client';
+import { RegistryError, type RegistryClient } from './registry/client';
+import { RegistrySession } from './registry/session';
 import type { RuleTrust } from './trust';
 
 const INDEX_MEDIA_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
@@ -67,7 +68,7 @@ export class ImageVerifier {
    * pulls from it is enough.
    */
   async verify(trust: RuleTrust, target: SignedTarget, options: VerifyOptions = {}): Promise<VerificationResult> {
-    const session = this.client.session(target.registry, target.repository, options.credentials, options.deadline);
+    const session = new RegistrySession(this.client, target.registry, target.repository, options.credentials, options.deadline);
     const own = await this.verifyDigest(session, trust, target);
     if (own.ok || own.failure === 'registry-unavailable') return own;
     let child: string | undefined;
