@@ -5,7 +5,7 @@
  * the decision on its call context.
  */
 import type { Registry } from 'prom-client';
-import { GrpcStatus, errorMessage } from '../../errors';
+import { errorMessage } from '../../errors';
 import type { Logger } from '../../log';
 import { compileRouting, type CompiledRouting, type Placement } from '../../policies/routing-rules';
 import { decodeMessage, type DecodedMessage } from '../../messages/codec';
@@ -15,7 +15,7 @@ import { EventsMerger, type Schedule } from './events';
 import type { BuiltAnswer, FanOutCall, RoutedAnswer } from './fan-out';
 import { imageStatusAcross, removeImageAcross } from './image-lookup';
 import { compileListMerge, type ListMerge } from './list-merge';
-import { methodRoutes, type RouteEntry } from './method-routes';
+import { routeOf, type RouteEntry } from './method-routes';
 import { routingMetrics, type RoutingMetrics } from './metrics';
 import { mergedList, toEveryBackend, type AnswerLimit } from './node-wide';
 import { OwnershipCache } from './ownership';
@@ -153,13 +153,13 @@ export class RoutingDispatcher {
 
   /** True when calls of `method` go to the default backend as they are: nothing to read, rewrite or learn. */
   passesThrough(method: string): boolean {
-    const entry = Object.hasOwn(methodRoutes, method) ? methodRoutes[method] : undefined;
+    const entry = routeOf(method);
     return entry === undefined || (entry.route.kind === 'default' && entry.handlerField === undefined && entry.ownership === undefined);
   }
 
   /** What to do with one call. Rejects only with a ProxyError (a request that does not decode). */
   async decide(call: RoutingCall): Promise<Decision> {
-    const entry = Object.hasOwn(methodRoutes, call.method) ? methodRoutes[call.method] : undefined;
+    const entry = routeOf(call.method);
     const type = call.requestType;
     if (entry === undefined || type === undefined) return { kind: 'forward', backend: this.deps.defaultBackend, request: call.request };
     const fanOut: FanOutCall = { call: this.deps.call, backends: this.order, metadata: call.metadata, deadline: call.deadline };
@@ -181,7 +181,7 @@ export class RoutingDispatcher {
       case 'merge-stream':
         return { kind: 'stream', run: (send) => this.mergeStream(call, entry, send) };
       case 'events':
-        return { kind: 'stream', run: (send) => this.pipeEvents(call.signal, send) };
+        return { kind: 'stream', run: (send) => this.events.pipe(call.signal, send) };
       case 'place':
         return this.place(entry, call, this.rules.placeSandbox(decodeMessage(type, call.request)));
       case 'pull': {
@@ -287,26 +287,5 @@ export class RoutingDispatcher {
       merge: this.mergeOf(call, entry),
       send,
     });
-  }
-
-  /** One subscriber of the merged events until the client leaves or the subscription ends. */
-  private async pipeEvents(signal: AbortSignal, send: (message: Buffer) => Promise<void>): Promise<BuiltAnswer> {
-    const subscription = this.events.subscribe();
-    const onAbort = (): void => subscription.close();
-    signal.addEventListener('abort', onAbort, { once: true });
-    if (signal.aborted) subscription.close();
-    try {
-      for await (const message of subscription) await send(message);
-    } catch (err) {
-      subscription.close();
-      return {
-        code: GrpcStatus.CANCELLED,
-        message: `cri-proxy: GetContainerEvents: sending to the client failed: ${errorMessage(err)}`,
-        body: undefined,
-      };
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
-    return subscription.ended ?? { code: GrpcStatus.OK, message: '', body: undefined };
   }
 }

@@ -12,6 +12,13 @@ import type { RoutingMetrics } from './metrics';
 
 const EVENTS_PATH = '/runtime.v1.RuntimeService/GetContainerEvents';
 
+/** How subscriptions end when the merger closes: UNAVAILABLE, so callers subscribe again (to the next generation). */
+const STOPPED: BuiltAnswer = {
+  code: GrpcStatus.UNAVAILABLE,
+  message: 'cri-proxy: event merging has stopped (shutting down or reconfigured)',
+  body: undefined,
+};
+
 /** Runs `run` after `ms`; the returned function cancels it. Injected so tests drive time themselves. */
 export type Schedule = (run: () => void, ms: number) => () => void;
 
@@ -145,11 +152,7 @@ export class EventsMerger {
     const { subscriberBufferMessages: messages, subscriberBufferBytes: bytes, metrics } = this.options;
     const sub = new Subscription({ messages, bytes }, (ended, dropped) => this.unsubscribe(ended, dropped));
     if (this.closed) {
-      sub.end({
-        code: GrpcStatus.UNAVAILABLE,
-        message: 'cri-proxy: event merging has stopped (shutting down or reconfigured)',
-        body: undefined,
-      });
+      sub.end(STOPPED);
       return sub;
     }
     this.subscribers.add(sub);
@@ -158,15 +161,35 @@ export class EventsMerger {
     return sub;
   }
 
-  /** Ends every subscription (UNAVAILABLE, so callers resubscribe to the next generation) and every upstream. */
+  /**
+   * One subscriber's merged events, each `send` awaited, until the client leaves (`signal`) or the subscription
+   * ends; resolves to the status the client's stream ends with.
+   */
+  async pipe(signal: AbortSignal, send: (message: Buffer) => Promise<void>): Promise<BuiltAnswer> {
+    const subscription = this.subscribe();
+    const onAbort = (): void => subscription.close();
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) subscription.close();
+    try {
+      for await (const message of subscription) await send(message);
+    } catch (err) {
+      subscription.close();
+      return {
+        code: GrpcStatus.CANCELLED,
+        message: `cri-proxy: GetContainerEvents: sending to the client failed: ${errorMessage(err)}`,
+        body: undefined,
+      };
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+    return subscription.ended ?? { code: GrpcStatus.OK, message: '', body: undefined };
+  }
+
+  /** Ends every subscription and every upstream. */
   close(): void {
     this.closed = true;
     for (const sub of [...this.subscribers]) {
-      sub.end({
-        code: GrpcStatus.UNAVAILABLE,
-        message: 'cri-proxy: event merging has stopped (shutting down or reconfigured)',
-        body: undefined,
-      });
+      sub.end(STOPPED);
     }
     this.stopUpstreams();
   }

@@ -143,3 +143,8 @@ const routes = new MethodColumn<RouteEntry>({
 } satisfies Record<string, Column>);
 
 export const methodRoutes: Readonly<Record<string, RouteEntry>> = routes.byName;
+
+/** The route of a method, by name; undefined for a method outside the table. */
+export function routeOf(method: string): RouteEntry | undefined {
+  return Object.hasOwn(methodRoutes, method) ? methodRoutes[method] : undefined;
+}
