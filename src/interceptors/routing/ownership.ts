@@ -4,70 +4,26 @@
  * backend, forgotten on removal. Bounded: an evicted entry is simply found again when next needed.
  */
 import { LRUCache } from 'lru-cache';
-import { GrpcStatus } from '../../errors';
-import type { Logger } from '../../log';
-import { decodeMessage, encodeMessage, type DecodedMessage } from '../../messages/codec';
-import { stringAt, wireFields } from '../../messages/protobuf-wire';
-import type { CallBackend, NamedReply } from './backend-call';
-import { callEvery, failuresOf, statusName, type BuiltAnswer } from './fan-out';
-import type { OwnershipEffect } from './method-routes';
-import type { OwnedKind, RoutingMetrics } from './metrics';
-import { resolvePath } from '../../messages/wire-paths';
+import { decodeMessage, type DecodedMessage } from '../../messages/codec';
 import { fieldAt } from '../../messages/field-at';
+import type { OwnershipEffect } from './method-routes';
+import type { OwnedKind } from './metrics';
+import { askOwner, learnEveryList, type Asking, type Learner, type LookupKind, type Owner, type RebuildReport } from './owner-lookup';
 
-const SERVICE = '/runtime.v1.RuntimeService';
 const EVENT = 'runtime.v1.ContainerEventResponse';
 
-/** What a lookup settled on. */
-export type Owner =
-  | { readonly kind: 'owned'; readonly backend: string }
-  /** No backend knows the ID: the default backend gives its answer. */
-  | { readonly kind: 'unknown'; readonly backend: string }
-  /** Some backend could not be asked: routing anywhere could hide the object, so the call fails with `answer`. */
-  | { readonly kind: 'unavailable'; readonly answer: BuiltAnswer };
-
-export interface OwnershipOptions {
-  /** Backend order, the default first. */
-  readonly backends: readonly string[];
-  readonly defaultBackend: string;
-  readonly call: CallBackend;
+export interface OwnershipOptions extends Asking {
   /** Entries per kind. */
   readonly cacheSize: number;
   readonly lookupTimeoutMs: number;
   readonly rebuildTimeoutMs: number;
-  readonly metrics: RoutingMetrics;
-  readonly log: Logger;
   /** Milliseconds since the epoch (deadlines are absolute). */
   readonly now?: () => number;
-}
-
-export interface RebuildReport {
-  readonly backend: string;
-  readonly ok: boolean;
-  readonly sandboxes: number;
-  readonly containers: number;
-  /** Why it failed, when it did. */
-  readonly error?: string;
 }
 
 interface ContainerEntry {
   readonly backend: string;
   readonly sandboxId: string | undefined;
-}
-
-type LookupKind = 'sandbox' | 'container';
-
-const lookups = {
-  sandbox: { path: `${SERVICE}/PodSandboxStatus`, request: 'runtime.v1.PodSandboxStatusRequest', field: 'pod_sandbox_id' },
-  container: { path: `${SERVICE}/ContainerStatus`, request: 'runtime.v1.ContainerStatusRequest', field: 'container_id' },
-} as const;
-
-/** Items of a list response's repeated field (number 1 in ListPodSandbox and ListContainers), each as its bytes. */
-function listItems(body: Buffer | undefined): Buffer[] {
-  if (body === undefined) return [];
-  return wireFields(body)
-    .filter((f) => f.number === 1 && f.wireType === 2)
-    .map((f) => body.subarray(f.valueStart, f.end));
 }
 
 /** Strings at a dotted path that may cross repeated fields (`restored_containers.container_id`). */
@@ -79,7 +35,7 @@ function stringsAt(message: unknown, path: readonly string[]): string[] {
   return stringsAt((message as Record<string, unknown>)[head], rest);
 }
 
-export class OwnershipCache {
+export class OwnershipCache implements Learner {
   private readonly sandboxes: LRUCache<string, string>;
   private readonly containers: LRUCache<string, ContainerEntry>;
   private readonly pods: LRUCache<string, string>;
@@ -224,29 +180,13 @@ export class OwnershipCache {
     return kind === 'sandbox' ? this.sandboxes.get(id) : this.containers.get(id)?.backend;
   }
 
-  /** Asks every backend for the object's status: the one that has it owns it. */
+  /** Asks every backend: the one that has the object owns it (and is remembered). */
   private async resolve(kind: LookupKind, id: string, deadline: number | undefined): Promise<Owner> {
-    const { call, backends, metrics, lookupTimeoutMs, defaultBackend } = this.options;
-    const lookup = lookups[kind];
-    const until = Math.min(deadline ?? Number.POSITIVE_INFINITY, this.now() + lookupTimeoutMs);
-    const request = encodeMessage(lookup.request, { [lookup.field]: id });
-    const replies = await callEvery({ call, backends, metadata: [], deadline: until }, backends, lookup.path, request);
-    const found = replies.find((r) => r.reply.code === GrpcStatus.OK);
-    if (found !== undefined) {
-      metrics.resolutions.inc({ kind, result: 'found' });
-      if (kind === 'sandbox') this.learnSandbox(id, found.backend);
-      else this.learnContainer(id, found.backend);
-      return { kind: 'owned', backend: found.backend };
-    }
-    const undecided = failuresOf(replies).filter((f) => f.code !== GrpcStatus.NOT_FOUND);
-    if (undecided.length === 0) {
-      metrics.resolutions.inc({ kind, result: 'unknown' });
-      return { kind: 'unknown', backend: defaultBackend };
-    }
-    metrics.resolutions.inc({ kind, result: 'unavailable' });
-    const detail = undecided.map((f) => `backend "${f.backend}" failed: ${statusName(f.code)}: ${f.message}`).join('; ');
-    const message = `cri-proxy: cannot tell which backend owns ${kind} "${id}": ${detail}`;
-    return { kind: 'unavailable', answer: { code: GrpcStatus.UNAVAILABLE, message, body: undefined } };
+    const until = Math.min(deadline ?? Number.POSITIVE_INFINITY, this.now() + this.options.lookupTimeoutMs);
+    const owner = await askOwner(this.options, kind, id, until);
+    if (owner.kind === 'owned' && kind === 'sandbox') this.learnSandbox(id, owner.backend);
+    else if (owner.kind === 'owned') this.learnContainer(id, owner.backend);
+    return owner;
   }
 
   /**
@@ -254,52 +194,9 @@ export class OwnershipCache {
    * (at most `rebuildTimeoutMs`); a backend that fails is counted and its objects are found on demand instead.
    */
   rebuild(): Promise<RebuildReport[]> {
-    const run = this.rebuildAll();
+    const run = learnEveryList(this.options, this.now() + this.options.rebuildTimeoutMs, this);
     this.rebuilding = run;
     return run;
-  }
-
-  private async rebuildAll(): Promise<RebuildReport[]> {
-    const { call, backends, rebuildTimeoutMs, metrics, log } = this.options;
-    const deadline = this.now() + rebuildTimeoutMs;
-    const empty = Buffer.alloc(0);
-    const fanOut = { call, backends, metadata: [], deadline };
-    const [sandboxLists, containerLists] = await Promise.all([
-      callEvery(fanOut, backends, `${SERVICE}/ListPodSandbox`, empty),
-      callEvery(fanOut, backends, `${SERVICE}/ListContainers`, empty),
-    ]);
-    return backends.map((backend, i) => {
-      const report = this.learnLists(backend, sandboxLists[i], containerLists[i]);
-      metrics.rebuilds.inc({ backend, result: report.ok ? 'ok' : 'failed' });
-      if (report.ok) log.info('ownership rebuilt', { ...report });
-      else log.warn("ownership rebuild failed; this backend's objects are found on demand", { ...report });
-      return report;
-    });
-  }
-
-  private learnLists(backend: string, sandboxes: NamedReply | undefined, containers: NamedReply | undefined): RebuildReport {
-    const failed = failuresOf([sandboxes, containers].filter((r): r is NamedReply => r !== undefined));
-    if (failed.length > 0 || sandboxes === undefined || containers === undefined) {
-      const error = failed.map((f) => `${statusName(f.code)}: ${f.message}`).join('; ') || 'no answer';
-      return { backend, ok: false, sandboxes: 0, containers: 0, error };
-    }
-    // Once per start-up: resolving the paths from the schema here costs nothing worth caching.
-    const paths = {
-      sandboxId: resolvePath('runtime.v1.PodSandbox', 'id').numbers,
-      podUid: resolvePath('runtime.v1.PodSandbox', 'metadata.uid').numbers,
-      containerId: resolvePath('runtime.v1.Container', 'id').numbers,
-      containerSandbox: resolvePath('runtime.v1.Container', 'pod_sandbox_id').numbers,
-    };
-    try {
-      const pods = listItems(sandboxes.reply.body);
-      for (const item of pods) this.learnSandbox(stringAt(item, paths.sandboxId) ?? '', backend, stringAt(item, paths.podUid));
-      const ctrs = listItems(containers.reply.body);
-      for (const item of ctrs)
-        this.learnContainer(stringAt(item, paths.containerId) ?? '', backend, stringAt(item, paths.containerSandbox));
-      return { backend, ok: true, sandboxes: pods.length, containers: ctrs.length };
-    } catch (err) {
-      return { backend, ok: false, sandboxes: 0, containers: 0, error: `malformed list: ${String(err)}` };
-    }
   }
 
   private updateGauges(): void {
