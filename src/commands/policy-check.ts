@@ -1,15 +1,12 @@
 /** `cri-proxy policy check`: what the configured image policy would decide, without a runtime. */
 import { parseArgs } from 'node:util';
-import { loadConfigFile } from '../config/load';
-import { builtinTypes } from './builtin-types';
+import { configuredImagePolicies, type ConfiguredPolicy } from './image-policies';
 import { ExitCode } from './exit-codes';
 import { UsageError, usageOnError, type Command } from './usage';
 import type { CommandOutput } from './output';
 import { errorMessage } from '../errors';
-import { IMAGE_POLICY_TYPE, type ImagePolicyConfig } from '../interceptors/image-policy';
+import { IMAGE_POLICY_TYPE } from '../interceptors/image-policy';
 import { classifyImage } from '../policies/image-reference';
-import type { CompiledPolicy } from '../policies/image-rules';
-import { loadConfiguredPolicy, type PolicyTrust } from '../interceptors/image-policy/policy-file';
 import { createProvenance } from '../interceptors/image-policy/provenance-config';
 import { silentLogger } from '../log';
 import { describeSigner } from '../provenance/outcome';
@@ -21,10 +18,7 @@ interface Line {
   readonly blocks: boolean;
 }
 
-interface CheckedPolicy {
-  readonly name: string;
-  readonly policy: CompiledPolicy;
-  readonly trust: PolicyTrust;
+interface CheckedPolicy extends ConfiguredPolicy {
   /** Verifies signatures online; undefined with --offline or without rules that ask for them. */
   readonly provenance: Promise<Provenance> | undefined;
 }
@@ -88,15 +82,10 @@ async function check(argv: readonly string[], out: CommandOutput): Promise<numbe
 
   let policies: CheckedPolicy[];
   try {
-    const config = loadConfigFile(values.config, builtinTypes());
-    policies = config.interceptors
-      .filter((entry) => entry.type === IMAGE_POLICY_TYPE)
-      .map((entry) => {
-        const settings = entry.config as ImagePolicyConfig;
-        const { policy, trust } = loadConfiguredPolicy(settings);
-        const online = trust.size > 0 && !values.offline;
-        return { name: entry.name, policy, trust, provenance: online ? createProvenance(settings, entry.name, silentLogger) : undefined };
-      });
+    policies = configuredImagePolicies(values.config).map((entry) => {
+      const online = entry.trust.size > 0 && !values.offline;
+      return { ...entry, provenance: online ? createProvenance(entry.settings, entry.name, silentLogger) : undefined };
+    });
     for (const entry of policies) await entry.provenance;
   } catch (err) {
     out.err(`${errorMessage(err)}\n`);

@@ -3,18 +3,16 @@
  * from the proxy's config (the rule its image policy picks for the image) or from the command line.
  */
 import { parseArgs } from 'node:util';
-import { loadConfigFile } from '../config/load';
 import { errorMessage } from '../errors';
-import { IMAGE_POLICY_TYPE, type ImagePolicyConfig } from '../interceptors/image-policy';
-import { loadConfiguredPolicy } from '../interceptors/image-policy/policy-file';
-import type { VerificationSettings } from '../interceptors/image-policy/provenance-config';
+import { createProvenance, type VerificationSettings } from '../interceptors/image-policy/provenance-config';
+import { silentLogger } from '../log';
 import { classifyImage, type ImageReference } from '../policies/image-reference';
 import type { VerifyEntry } from '../policies/image-rules';
 import { describeSigner } from '../provenance/outcome';
 import type { Provenance } from '../provenance/provenance';
 import { loadTrust, type RuleTrust } from '../provenance/trust';
-import { builtinTypes } from './builtin-types';
 import { ExitCode } from './exit-codes';
+import { configuredImagePolicies } from './image-policies';
 import type { CommandOutput } from './output';
 import { UsageError, usageOnError, type Command } from './usage';
 
@@ -43,11 +41,7 @@ function fromConfig(
   namespace: string,
   ref: ImageReference,
 ): { trust: RuleTrust; settings: VerificationSettings; rule: string } {
-  const config = loadConfigFile(file, builtinTypes());
-  const entries = config.interceptors.filter((entry) => entry.type === IMAGE_POLICY_TYPE);
-  for (const entry of entries) {
-    const settings = entry.config as ImagePolicyConfig;
-    const { policy, trust } = loadConfiguredPolicy(settings);
+  for (const { settings, policy, trust } of configuredImagePolicies(file)) {
     const decision = policy.decide(ref, namespace);
     const found = decision.rule === undefined ? undefined : trust.get(decision.rule.index);
     if (decision.action === 'allow' && found !== undefined && decision.rule !== undefined)
@@ -140,18 +134,7 @@ async function verifyCommand(argv: readonly string[], out: CommandOutput): Promi
   }
   let provenance: Provenance;
   try {
-    const { settings } = chosen;
-    // Loaded here: the sigstore libraries it brings are large, and no other command needs them.
-    const { Provenance } = await import('../provenance/provenance');
-    provenance = new Provenance({
-      registries: settings.registries,
-      authFile: settings.authFile,
-      requestTimeoutMs: settings.registryTimeoutMs,
-      concurrency: settings.registryConcurrency,
-      cacheFile: undefined,
-      cacheSize: 1,
-      onCacheError: () => undefined,
-    });
+    provenance = await createProvenance(chosen.settings, undefined, silentLogger);
   } catch (err) {
     out.err(`${errorMessage(err)}\n`);
     return ExitCode.INPUT_INVALID;

@@ -89,17 +89,18 @@ export interface VerificationSettings {
 }
 
 /**
- * The provenance service of one image-policy instance; its cache lives in `<stateDir>/verified-<name>.json`. Loaded
- * on first need, as the sigstore libraries it brings are large: a proxy whose rules ask for no signature never loads them.
+ * The provenance service of one image-policy instance; its cache lives in `<stateDir>/verified-<name>.json` (without
+ * a name, in memory only). Loaded on first need, as the sigstore libraries it brings are large: a proxy whose rules
+ * ask for no signature never loads them.
  */
-export async function createProvenance(settings: VerificationSettings, name: string, log: Logger): Promise<Provenance> {
+export async function createProvenance(settings: VerificationSettings, name: string | undefined, log: Logger): Promise<Provenance> {
   const { Provenance } = await import('../../provenance/provenance');
   return new Provenance({
     registries: settings.registries,
     authFile: settings.authFile,
     requestTimeoutMs: settings.registryTimeoutMs,
     concurrency: settings.registryConcurrency,
-    cacheFile: join(settings.stateDir, `verified-${name}.json`),
+    cacheFile: name === undefined ? undefined : join(settings.stateDir, `verified-${name}.json`),
     cacheSize: settings.verifiedCacheSize,
     onCacheError: (problem) => log.warn('the cache of verified image digests is kept in memory only', { problem }),
   });
