@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { ConnectionError } from '../../src/proxy/http2/frames';
 import { HpackDecoder } from '../../src/proxy/http2/hpack-decoder';
 import { HpackEncoder, maxEncodedLength } from '../../src/proxy/http2/hpack-encoder';
@@ -177,6 +178,24 @@ describe('HPACK encoding', () => {
     decoder.decode(second, 1e6);
     expect(second.length).toBeLessThan(first.length / 3);
     expect(decoder.tableEntries).toBe(entries);
+  });
+
+  test('any run of blocks round-trips, whatever repeats, changes, is evicted or resized in between', () => {
+    const name = fc.constantFrom(':path', ':authority', 'content-type', 'grpc-status', 'user-agent', 'x-custom', 'te', 'grpc-timeout');
+    const value = fc.constantFrom('', 'a', 'application/grpc', '0', '/runtime.v1.RuntimeService/Version', 'x'.repeat(300));
+    const block = fc.array(fc.tuple(name, value), { maxLength: 8 }).map((pairs) => pairs.flat());
+    const step = fc.oneof(block, fc.integer({ min: 0, max: 4096 }));
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
+        const encoder = new HpackEncoder();
+        const decoder = new HpackDecoder();
+        for (const s of steps) {
+          if (typeof s === 'number') encoder.setPeerTableSize(s);
+          else expect(decoder.decode(encode(encoder, s), 1e6).fields).toEqual(s);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 
   test('eviction keeps encoder and decoder in step with a small table', () => {
