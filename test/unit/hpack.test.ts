@@ -198,6 +198,22 @@ describe('HPACK encoding', () => {
     );
   });
 
+  test('the same bytes decode to what the table says now: a repeated block is reused only while the table is unchanged', () => {
+    const decoder = new HpackDecoder();
+    // 0x40 literal with indexing: new name "x-a" = "1", then "x-b" = "2"; 0xbe is dynamic index 62, the newest entry.
+    decoder.decode(hex('4003 782d 6101 31'), 1e6);
+    const first = decoder.decode(hex('be'), 1e6);
+    expect(first.fields).toEqual(['x-a', '1']);
+    expect(decoder.decode(hex('be'), 1e6)).toBe(first);
+    decoder.decode(hex('4003 782d 6201 32'), 1e6);
+    expect(decoder.decode(hex('be'), 1e6).fields).toEqual(['x-b', '2']);
+    // A block that changes the table is decoded (and changes it) every time it comes.
+    const inserting = hex('4003 782d 6301 33');
+    decoder.decode(inserting, 1e6);
+    decoder.decode(inserting, 1e6);
+    expect(decoder.tableEntries).toBe(4);
+  });
+
   test('eviction keeps encoder and decoder in step with a small table', () => {
     const encoder = new HpackEncoder();
     encoder.setPeerTableSize(200);
