@@ -30,6 +30,8 @@ export class Chain<C extends CallContext = CallContext> {
   private readonly matchers: readonly ((method: MethodInfo) => boolean)[];
 
   private readonly terminal: Terminal<C>;
+  /** The terminal step unwrapped, for methods no entry applies to: nothing sits between it and the server. */
+  private readonly bareTerminal: Terminal<C>;
   private readonly onFault: FaultListener;
 
   constructor(
@@ -38,6 +40,7 @@ export class Chain<C extends CallContext = CallContext> {
     onFault: FaultListener,
   ) {
     this.matchers = entries.map((entry) => compileMethodFilter(entry.methods));
+    this.bareTerminal = terminal;
     this.terminal = (ctx) =>
       terminal(ctx).catch((err: unknown) => {
         throw ownBug(err);
@@ -70,7 +73,8 @@ export class Chain<C extends CallContext = CallContext> {
     let runner = this.byPath.get(method.path);
     if (runner) return runner;
     const applicable = this.entries.filter((_, i) => (this.matchers[i] as (m: MethodInfo) => boolean)(method));
-    runner = compose(applicable, this.terminal, this.onFault);
+    // With no interceptor to tell its failures from the proxy's own, whoever runs the chain sorts them out.
+    runner = applicable.length === 0 ? this.bareTerminal : compose(applicable, this.terminal, this.onFault);
     // Unknown paths come from clients; cache only what the table bounds.
     if (method.known) this.byPath.set(method.path, runner);
     return runner;

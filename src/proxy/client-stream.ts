@@ -135,16 +135,26 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   }
 
   // ---- forwarding ----
-  async forward(request: ForwardRequest): Promise<CallOutcome> {
+  forward(request: ForwardRequest): Promise<CallOutcome> {
     // A request read by the chain goes up whole, once it is all here.
-    const body = this.mode === RequestMode.Hold ? await this.body?.done.catch(() => undefined) : undefined;
-    if (this.cancelled) return CANCELLED_OUTCOME;
-    if (this.requestError !== undefined) return outcomeOfError(this.requestError);
+    const held = this.mode === RequestMode.Hold ? this.body : undefined;
+    if (held !== undefined) {
+      return held.done.then(
+        (body) => this.relayTo(request, body),
+        () => this.relayTo(request, undefined),
+      );
+    }
+    return this.relayTo(request, undefined);
+  }
+
+  private relayTo(request: ForwardRequest, body: Buffer | undefined): Promise<CallOutcome> {
+    if (this.cancelled) return Promise.resolve(CANCELLED_OUTCOME);
+    if (this.requestError !== undefined) return Promise.resolve(outcomeOfError(this.requestError));
     let conn: RuntimeConnection;
     try {
       conn = request.upstream.connection();
     } catch (err) {
-      return outcomeOfError(err instanceof ProxyError ? err : request.upstream.unavailable(err));
+      return Promise.resolve(outcomeOfError(err instanceof ProxyError ? err : request.upstream.unavailable(err)));
     }
     const relay = (this.relay = new ResponseRelay(this, request, conn, this.conn.onObserverFault));
     if (body !== undefined) {

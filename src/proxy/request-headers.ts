@@ -47,9 +47,15 @@ export function malformedRequest(fields: readonly string[]): string | undefined 
   return undefined;
 }
 
+/** The last :authority found acceptable: a client sends the same one call after call. */
+let lastAcceptable: string | undefined;
+
 /** An :authority value every HTTP/2 implementation accepts (RFC 3986 authority characters). */
 export function isAcceptableAuthority(value: string): boolean {
-  return /^[A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]*$/.test(value);
+  if (value === lastAcceptable) return true;
+  const acceptable = /^[A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]*$/.test(value);
+  if (acceptable) lastAcceptable = value;
+  return acceptable;
 }
 
 /** What the runtime gets instead of an :authority it might refuse (kubelet sends the socket path). */

@@ -220,7 +220,11 @@ export class FrameReader {
   private dispatch(bytes: Buffer, offset: number, frameEnd: number): void {
     const type = bytes[offset + 3] as number;
     const flags = bytes[offset + 4] as number;
-    const streamId = bytes.readUInt32BE(offset + 5) & 0x7fffffff;
+    const streamId =
+      (((bytes[offset + 5] as number) & 0x7f) << 24) |
+      ((bytes[offset + 6] as number) << 16) |
+      ((bytes[offset + 7] as number) << 8) |
+      (bytes[offset + 8] as number);
     this.handler.onFrame(type, flags, streamId, bytes.subarray(offset + FRAME_HEADER_BYTES, frameEnd));
   }
 }

@@ -238,7 +238,7 @@ export abstract class Http2Output<S extends Http2Stream> {
       else item.data = item.data.subarray(take);
     }
     stream.out = undefined;
-    this.blocked.delete(stream);
+    if (this.blocked.size > 0) this.blocked.delete(stream);
     this.closeIfDone(stream);
     this.onStreamDrained();
   }
