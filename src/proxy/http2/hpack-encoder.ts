@@ -65,6 +65,17 @@ class NameState {
 /** Names other than static and indexed ones remembered at most (see stateOf). */
 const MAX_OTHER_NAMES = 256;
 
+/** A header list encoded earlier without changing the table, and its encoding. */
+interface RecentList {
+  readonly fields: readonly string[];
+  readonly encoded: Buffer;
+  /** The table's generation: the encoding holds only while the table has not changed. */
+  readonly generation: number;
+}
+
+const RECENT_LISTS = 8;
+const RECENT_MAX_BYTES = 256;
+
 export class HpackEncoder {
   private readonly names = new Map<string, NameState>();
   private otherNames = 0;
@@ -76,11 +87,20 @@ export class HpackEncoder {
   private capacity = 4096;
   /** Set when the peer lowered SETTINGS_HEADER_TABLE_SIZE: announced at the start of the next block. */
   private pendingCapacity: number | undefined;
+  /** Bumped by every change to the table. */
+  private generation = 0;
+  /**
+   * Header lists relayed call after call are often the very same array (the decoder hands a repeated block's
+   * fields out again): while the table is unchanged, such a list encodes to the same bytes as last time.
+   */
+  private readonly recent: (RecentList | undefined)[] = new Array<RecentList | undefined>(RECENT_LISTS).fill(undefined);
+  private nextRecent = 0;
 
   /** The peer's SETTINGS_HEADER_TABLE_SIZE; the table is kept at most 4096 bytes whatever it allows. */
   setPeerTableSize(size: number): void {
     const capacity = Math.min(size, 4096);
     if (capacity === this.capacity) return;
+    this.generation++;
     this.capacity = capacity;
     this.pendingCapacity = Math.min(this.pendingCapacity ?? capacity, capacity);
     this.evictTo(capacity);
@@ -88,9 +108,27 @@ export class HpackEncoder {
 
   /**
    * Encodes `fields` (alternating names and values) into `out` from `at`, which must have room for
-   * `maxEncodedLength(fields)` bytes; returns the end offset.
+   * `maxEncodedLength(fields)` bytes; returns the end offset. A list, once encoded, must not change.
    */
   encodeInto(fields: readonly string[], out: Buffer, at: number, neverIndexed?: readonly number[]): number {
+    const plain = neverIndexed === undefined && this.pendingCapacity === undefined;
+    if (plain) {
+      for (const recent of this.recent) {
+        if (recent?.fields !== fields || recent.generation !== this.generation) continue;
+        out.set(recent.encoded, at);
+        return at + recent.encoded.length;
+      }
+    }
+    const generation = this.generation;
+    const end = this.encodeFresh(fields, out, at, neverIndexed);
+    if (plain && this.generation === generation && end - at <= RECENT_MAX_BYTES) {
+      this.recent[this.nextRecent] = { fields, encoded: Buffer.from(out.subarray(at, end)), generation };
+      this.nextRecent = (this.nextRecent + 1) % RECENT_LISTS;
+    }
+    return end;
+  }
+
+  private encodeFresh(fields: readonly string[], out: Buffer, at: number, neverIndexed: readonly number[] | undefined): number {
     let offset = at;
     if (this.pendingCapacity !== undefined) {
       // A lowered table is announced at its minimum, then at the size in use (RFC 7541 §4.2).
@@ -170,6 +208,7 @@ export class HpackEncoder {
   private insert(state: NameState, value: string): void {
     const size = state.name.length + value.length + ENTRY_OVERHEAD;
     if (size > this.capacity) return;
+    this.generation++;
     this.evictTo(this.capacity - size);
     const seq = this.inserted++;
     this.entries.push({ state, value, size });
