@@ -4,12 +4,14 @@ import tseslint from 'typescript-eslint';
 
 /*
  * The layers of src/, lowest first. A module may import its own folder and any lower layer, never a layer at
- * its own rank or above: the data plane knows nothing of config or interceptors, policies know nothing at all.
+ * its own rank or above: message reading (messages/) knows no call, the interceptor contract (chain/) no
+ * transport, the data plane (proxy/) nothing of config or interceptors, policies nothing but values.
  */
 const LAYERS = [
   ['errors', 'log', 'values', 'package-files', 'scheduler'],
-  ['metrics'],
+  ['metrics', 'messages'],
   ['policies'],
+  ['chain'],
   ['proxy', 'admin'],
   ['observability', 'audit'],
   ['config'],
@@ -18,6 +20,8 @@ const LAYERS = [
   ['commands'],
   ['cli'],
 ];
+/** Folders that never import one below them: interceptors see the call context (chain/), never the transport. */
+const NEVER = { interceptors: ['proxy'], observability: ['proxy'], audit: ['proxy'] };
 const SRC = path.join(import.meta.dirname, 'src');
 /** Folders whose modules must stay free of I/O: values in, values out. */
 const PURE = new Set(['policies']);
@@ -37,6 +41,7 @@ const layersRule = {
     messages: {
       upward: '{{from}} must not import {{to}}: it stands above it (see LAYERS in eslint.config.mjs)',
       impure: '{{from}} holds pure decisions: no {{to}}',
+      never: '{{from}} must not import {{to}} (see NEVER in eslint.config.mjs)',
     },
   },
   create(context) {
@@ -52,8 +57,9 @@ const layersRule = {
         return;
       }
       const to = layerOf(path.resolve(path.dirname(context.filename), spec));
-      if (to === undefined || to.name === from.name || to.rank < from.rank) return;
-      context.report({ node: source, messageId: 'upward', data: { from: from.name, to: to.name } });
+      if (to === undefined || to.name === from.name) return;
+      if (NEVER[from.name]?.includes(to.name)) context.report({ node: source, messageId: 'never', data: { from: from.name, to: to.name } });
+      else if (to.rank >= from.rank) context.report({ node: source, messageId: 'upward', data: { from: from.name, to: to.name } });
     };
     return {
       ImportDeclaration: (node) => check(node.source),

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { join, resolve } from 'node:path';
 import { build, type Metafile, type Plugin } from 'esbuild';
-import { CRI_PROTO_FILE } from '../src/proxy/codec';
+import { CRI_PROTO_FILE } from '../src/messages/codec';
 import { BUILD_INFO_FILE, packageRoot } from '../src/package-files';
 
 /** Files the program reads through packageFile(), embedded as SEA assets under their package paths. */

@@ -43,7 +43,10 @@ const statusOfCode = {
 
 export type ProxyErrorCode = keyof typeof statusOfCode;
 
-/** Every stable code, in table order (the README documents each; a test checks it does). */
+/**
+ * Every stable code, in table order (the README documents each; a test checks it does).
+ * @internal read by that test only
+ */
 export const proxyErrorCodes = Object.keys(statusOfCode) as readonly ProxyErrorCode[];
 
 /**

@@ -1,8 +1,9 @@
 import { GrpcStatus } from '../errors';
 import { globMatcher } from '../policies/glob';
-import { fieldAt } from '../values';
-import type { CallOutcome, CriField, DecodedMessage, MethodInfo } from '../proxy/types';
+import type { CallOutcome, CriField, MethodInfo } from '../chain/types';
 import { REDACTED } from '../values';
+import type { DecodedMessage } from '../messages/codec';
+import { fieldAt } from '../messages/field-at';
 
 /** Decides which label and annotation values are replaced by the redaction marker. */
 export interface Redactor {

@@ -7,7 +7,7 @@ import { formatRecord, type ChainHead } from './line-format';
 import { AuditLogFile } from './log-file';
 import { AuditTimeoutError, PendingRecord, type AppendResult } from './pending';
 
-export { nodeIo, type AuditIo } from './file-io';
+export type { AuditIo } from './file-io';
 export { AuditTimeoutError, type AppendResult } from './pending';
 
 export interface AuditWriterSettings {

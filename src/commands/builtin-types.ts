@@ -1,4 +1,4 @@
-import { InterceptorTypes } from '../config/interceptor-types';
+import { InterceptorTypes } from '../chain/interceptor-types';
 import { builtinInterceptorTypes } from '../interceptors';
 
 /** The interceptor types every command validates configurations against (built once, on first use). */

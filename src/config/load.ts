@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { errorMessage, ProxyError } from '../errors';
-import type { InterceptorTypes } from './interceptor-types';
+import type { InterceptorTypes } from '../chain/interceptor-types';
 import { describeIssue, formatPath, type ConfigIssue, type IssuePath } from './issues';
 import { validateProxyConfig, type ProxyConfig } from './schema';
 import { listenDirectoryIssues } from './socket-safety';

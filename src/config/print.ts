@@ -1,6 +1,6 @@
 import { stringify } from 'yaml';
 import { REDACTED, isRecord } from '../values';
-import type { InterceptorTypes } from './interceptor-types';
+import type { InterceptorTypes } from '../chain/interceptor-types';
 import type { ProxyConfig } from './schema';
 
 /** `value` with the keys `path` names replaced by the redaction marker; `*` matches every key of a map. */

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { errorMessage } from '../errors';
 import { parseHostPort, parseUnixAddress } from './address';
 import { DEFAULT_LIMITS } from '../proxy/server';
-import type { InterceptorTypes } from './interceptor-types';
+import type { InterceptorTypes } from '../chain/interceptor-types';
 import { errorMap, zodIssues, type PathIssue } from './issues';
 import { socketModeProblem } from './socket-safety';
 import { isRecord, MAX_INT32 } from '../values';
@@ -82,6 +82,11 @@ export const proxyConfigSchema = z.strictObject({
       maxHeldRequestBytes: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeldRequestBytes),
       streamWindowBytes: z.int().min(65_535).max(MAX_INT32).default(DEFAULT_LIMITS.streamWindowBytes),
       connectionWindowBytes: z.int().min(65_535).max(MAX_INT32).default(DEFAULT_LIMITS.connectionWindowBytes),
+      maxHeldResponseBytes: z.int().min(65_536).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeldResponseBytes),
+      maxResetStreams: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxResetStreams),
+      maxContinuationFrames: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxContinuationFrames),
+      maxSettingsEntries: z.int().min(6).max(MAX_INT32).default(DEFAULT_LIMITS.maxSettingsEntries),
+      maxEmptyFrames: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxEmptyFrames),
     })
     .prefault({}),
   http: z

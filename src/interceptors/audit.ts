@@ -5,13 +5,14 @@ import { readAuditKey } from '../audit/key-file';
 import { buildRecord, compileRedactor, type Redactor } from '../audit/record';
 import { acquireAuditWriter } from '../audit/shared-writer';
 import { AuditTimeoutError, type AuditIo } from '../audit/writer';
-import { defineInterceptorType, type InterceptorDeps } from '../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../chain/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../errors';
 import { ensureCounter } from '../metrics/registry';
 import type { Scheduler } from '../scheduler';
 import { policyDecisionKey } from '../policies/decision-key';
-import type { CallContext, CallOutcome, DecodedMessage, Interceptor, MethodInfo } from '../proxy/types';
+import type { CallContext, CallOutcome, Interceptor, MethodInfo } from '../chain/types';
 import { METRIC } from '../metrics/names';
+import type { DecodedMessage } from '../messages/codec';
 
 const MIB = 1024 * 1024;
 const keyGlob = z.string().min(1, 'must not be empty');

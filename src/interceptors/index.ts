@@ -1,4 +1,4 @@
-import type { InterceptorType } from '../config/interceptor-types';
+import type { InterceptorType } from '../chain/interceptor-types';
 import { auditInterceptorType } from './audit';
 import { imagePolicyInterceptorType } from './image-policy';
 import { metricsInterceptorType } from './metrics';

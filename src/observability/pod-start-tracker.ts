@@ -1,8 +1,6 @@
 import { LRUCache } from 'lru-cache';
-import { fieldAt } from '../values';
-import type { CallContext, CriField, DecodedMessage, MethodInfo } from '../proxy/types';
+import type { CallContext, CriField, MethodInfo } from '../chain/types';
 import { GrpcStatus } from '../errors';
-import { methodFacts } from '../proxy/method-table';
 import { realScheduler, type ScheduledTask, type Scheduler } from '../scheduler';
 import { elapsedMs, instantAt, type Instant } from './clock';
 import type {
@@ -15,6 +13,9 @@ import type {
   PodStartTrackerOptions,
   TraceContextRef,
 } from './pod-start-types';
+import type { DecodedMessage } from '../messages/codec';
+import { fieldAt } from '../messages/field-at';
+import { podStartPhases } from './pod-start-phases';
 
 export * from './pod-start-types';
 
@@ -84,7 +85,7 @@ export class PodStartTracker {
 
   /** True for the calls a pod start consists of; every other call can skip the tracker entirely. */
   static tracks(method: MethodInfo): boolean {
-    return methodFacts(method).podStartPhase !== undefined;
+    return podStartPhases.of(method) !== undefined;
   }
 
   /**
@@ -130,7 +131,7 @@ export class PodStartTracker {
       links,
     });
     try {
-      switch (methodFacts(ctx.method).podStartPhase) {
+      switch (podStartPhases.of(ctx.method)) {
         case 'sandbox': {
           const uid = req('podUid');
           if (uid === undefined) return;

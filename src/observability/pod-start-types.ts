@@ -1,8 +1,8 @@
-import type { PodStartPhaseName } from '../proxy/method-table';
+import type { PodStartPhaseName } from './pod-start-phases';
 import type { Scheduler } from '../scheduler';
 import type { Instant } from './clock';
 
-export type { PodStartPhaseName } from '../proxy/method-table';
+export type { PodStartPhaseName } from './pod-start-phases';
 
 // The records a PodStartTracker reports, and its options; free of any telemetry library.
 

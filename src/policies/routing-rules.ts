@@ -3,8 +3,8 @@
  * criterion matches names the backend; no match means the default backend. The `handlers` map then turns
  * kubelet's RuntimeClass handler into the name that backend knows. Semantics are documented in docs/routing.md.
  */
-import { fieldAt } from '../values';
 import { globMatcher } from './glob';
+import { fieldAt } from '../messages/field-at';
 /** A decoded request as the codec returns it: a plain object with snake_case keys. */
 type DecodedMessage = Readonly<Record<string, unknown>>;
 

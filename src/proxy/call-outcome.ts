@@ -1,5 +1,5 @@
 import { GrpcStatus, type ProxyError } from '../errors';
-import type { CallOutcome } from './types';
+import type { CallOutcome } from '../chain/types';
 
 /** A status the proxy produces itself, carrying the stable error code. */
 export function outcomeOfError(error: ProxyError): CallOutcome {

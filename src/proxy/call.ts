@@ -1,16 +1,16 @@
 import { GrpcStatus, ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { outcomeOfError } from './call-outcome';
-import { decodeMessage } from './codec';
+import { decodeMessage, type DecodedMessage } from '../messages/codec';
 import { MessageTooLargeError, frameMessage, unframeSingle } from './grpc-frames';
 import { parseGrpcTimeout, readStatusFields } from './grpc-status';
-import { Metadata, OutgoingMetadata } from './metadata';
-import { readsResponse } from './method-table';
+import { Metadata, OutgoingMetadata } from '../chain/metadata';
+import { readsResponse } from '../chain/method-table';
 import { tooLarge } from './relay-messages';
 import { upstreamFields } from './request-headers';
 import type { Router } from './router';
 import type { CallTransport } from './transport';
-import type { CallContext, CallOutcome, DecodedMessage, MethodInfo, OwnAnswer, ResponseStream, StreamMessage } from './types';
+import type { CallContext, CallOutcome, MethodInfo, OwnAnswer, ResponseStream, StreamMessage } from '../chain/types';
 
 export interface CallEnvironment {
   readonly maxMessageBytes: number;
@@ -165,6 +165,7 @@ export class Call implements CallContext {
       upstream,
       headers,
       holdResponse: this.method.kind === 'unary',
+      wholeRequest: this.method.kind !== 'unknown',
       keepResponse: readsResponse(this.method),
       maxMessageBytes: this.env.maxMessageBytes,
       observers: this.observers,

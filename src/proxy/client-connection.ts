@@ -1,24 +1,31 @@
 import type * as net from 'node:net';
 import { GrpcStatus } from '../errors';
 import { statusFields } from './grpc-status';
+import { ClientHandshake } from './client-handshake';
 import { ClientStream, type StreamHost } from './client-stream';
-import { CONNECTION_PREFACE, ConnectionError, ErrorCode, FRAME_HEADER_BYTES, FrameType, MAX_WINDOW, StreamError } from './http2/frames';
+import { ConnectionError, ErrorCode, MAX_STREAM_ID, StreamError, type ConnectionLimitName } from './http2/frames';
 import { pingFrame, rstStreamFrame } from './http2/frame-writers';
+import { RecentlyClosed, type ClosedHow } from './http2/closed-streams';
 import { Http2Connection } from './http2/connection';
 import type { LocalSettings } from './http2/output';
 import type { HeaderBlock } from './http2/hpack-decoder';
 import { headerFrames } from './http2/header-frames';
-import { malformedRequest } from './request-headers';
+import { countRequestData, readRequestHead, trailersProblem } from './http2/request-head';
+import { StreamBudget } from './http2/stream-budget';
 
 /** Limits a client connection enforces; each one that triggers is counted under its name. */
 export type LimitName =
-  'handshakeTimeout' | 'handshakeBytes' | 'headerListBytes' | 'concurrentStreams' | 'connections' | 'idleTimeout' | 'heldRequestBytes';
+  ConnectionLimitName | 'handshakeTimeout' | 'handshakeBytes' | 'concurrentStreams' | 'connections' | 'idleTimeout' | 'heldRequestBytes';
 
 export interface ClientConnectionOptions {
   readonly settings: LocalSettings & { readonly maxConcurrentStreams: number };
   readonly maxMessageBytes: number;
   /** Request bytes held for interceptors that read requests, across the connection's calls. */
   readonly maxHeldRequestBytes: number;
+  /** Response bytes waiting for the client (unread, or beyond its windows); beyond, the connection is closed. */
+  readonly maxHeldResponseBytes: number;
+  /** Streams the client may waste (reset before their call ended, or refused as malformed) before it goes. */
+  readonly maxResetStreams: number;
   readonly handshakeTimeoutMs: number;
   readonly handshakeMaxBytes: number;
   readonly onRequest: (stream: ClientStream) => void;
@@ -33,23 +40,23 @@ const PAUSE_ABOVE_BYTES = 4 * 1024 * 1024;
 const GRACEFUL_PING = Buffer.from('cri-prxy', 'latin1');
 const RECENTLY_CLOSED = 128;
 const GRACEFUL_PING_WAIT_MS = 250;
+const EMPTY = Buffer.alloc(0);
 
 /**
  * A connection from a client (kubelet, crictl): the server side of HTTP/2. Requests become ClientStreams the
  * server runs through the chain. The proxy's SETTINGS go out at once: gRPC-Go clients wait for them.
  */
 export class ClientConnection extends Http2Connection<ClientStream> implements StreamHost {
-  private phase: 'preface' | 'settings' | 'open' = 'preface';
-  private prefaceSeen = 0;
-  private handshakeTimer: NodeJS.Timeout | undefined;
+  private readonly handshake: ClientHandshake;
   private lastStreamId = 0;
   /** Calls started and not yet finished, reset streams included (their calls still run). */
   activeCalls = 0;
   /** When the last call finished (or the connection opened), for the idle timeout. */
   idleSince = Date.now();
   private heldBytes = 0;
-  /** Ids of the last streams closed, so late frames on them are told apart from frames on ids never used. */
-  private readonly recentlyClosed = new Set<number>();
+  /** How the last streams closed, so late frames on them are told apart from frames on ids never used. */
+  private readonly recentlyClosed = new RecentlyClosed(RECENTLY_CLOSED);
+  private readonly budget: StreamBudget;
   private paused = false;
   private draining: 'no' | 'announced' | 'final' = 'no';
   private shutdownRequested = false;
@@ -60,13 +67,13 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     private readonly options: ClientConnectionOptions,
   ) {
     super(socket, options.settings);
+    this.budget = new StreamBudget(options.maxResetStreams);
     this.onObserverFault = options.onObserverFault;
     for (const frame of this.greeting([])) this.writeFrame(frame);
     socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
     socket.on('error', () => undefined);
     socket.on('close', () => this.onSocketClosed());
-    this.handshakeTimer = setTimeout(() => this.abandon('handshakeTimeout'), options.handshakeTimeoutMs);
-    this.handshakeTimer.unref();
+    this.handshake = new ClientHandshake(options.handshakeMaxBytes, options.handshakeTimeoutMs, () => this.abandon('handshakeTimeout'));
   }
 
   get maxHeldBytes(): number {
@@ -74,7 +81,15 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   }
 
   get admitted(): boolean {
-    return this.phase === 'open';
+    return this.handshake.done;
+  }
+
+  /**
+   * Bytes this connection holds in the proxy: requests held for interceptors, responses waiting for the client
+   * (beyond its windows, or written and not yet read), a header block or frame still arriving.
+   */
+  get bytesHeld(): number {
+    return this.heldBytes + this.queuedDataBytes + this.backlogBytes + this.blockBytes + this.reader.heldBytes;
   }
 
   /** Accounts request bytes held for an interceptor; false once the connection's limit is exceeded. */
@@ -104,13 +119,22 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   }
 
   protected override forget(stream: ClientStream): void {
-    if (!stream.closed) this.remember(stream.id);
+    if (!stream.closed) this.recentlyClosed.add(stream.id, closedHow(stream));
     super.forget(stream);
   }
 
-  private remember(id: number): void {
-    this.recentlyClosed.add(id);
-    if (this.recentlyClosed.size > RECENTLY_CLOSED) this.recentlyClosed.delete(this.recentlyClosed.values().next().value as number);
+  /** Response bytes waiting for a client that does not take them are bounded: past the limit it is let go. */
+  override sendData(stream: ClientStream, data: Buffer, end: boolean, onSent?: (bytes: number) => void): boolean {
+    const queued = super.sendData(stream, data, end, onSent);
+    const max = this.options.maxHeldResponseBytes;
+    if (this.queuedDataBytes + this.backlogBytes > max) {
+      this.fail(
+        new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `more than ${max} response bytes waiting for the client`, 'heldResponseBytes'),
+      );
+      // It is not reading: what waits for it is dropped now rather than after the close timeout.
+      this.socket.destroy();
+    }
+    return queued;
   }
 
   protected override onStreamDrained(): void {
@@ -118,21 +142,14 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   }
 
   private onSocketData(chunk: Buffer): void {
-    let bytes = chunk;
-    if (this.phase === 'preface') {
-      const take = Math.min(CONNECTION_PREFACE.length - this.prefaceSeen, bytes.length);
-      if (!bytes.subarray(0, take).equals(CONNECTION_PREFACE.subarray(this.prefaceSeen, this.prefaceSeen + take))) {
-        this.fail(new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'not an HTTP/2 client (bad connection preface)'));
-        return;
-      }
-      this.prefaceSeen += take;
-      bytes = bytes.subarray(take);
-      if (this.prefaceSeen < CONNECTION_PREFACE.length) return;
-      this.phase = 'settings';
+    const bytes = this.handshake.preface(chunk);
+    if (bytes === undefined) return;
+    if (bytes instanceof ConnectionError) {
+      this.fail(bytes);
+      return;
     }
     if (!this.receive(bytes)) return;
-    // Bytes before admission: the preface and whatever part of the first SETTINGS frame has arrived.
-    if (this.phase !== 'open' && this.prefaceSeen + this.reader.heldBytes > this.options.handshakeMaxBytes) {
+    if (this.handshake.overBudget(this.reader.heldBytes)) {
       this.abandon('handshakeBytes');
       return;
     }
@@ -151,81 +168,110 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   }
 
   override onFrame(type: number, flags: number, id: number, payload: Buffer): void {
-    if (this.phase === 'settings') {
-      if (type !== FrameType.SETTINGS) {
-        this.fail(new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'the client preface must start with SETTINGS'));
-        return;
-      }
-      if (CONNECTION_PREFACE.length + FRAME_HEADER_BYTES + payload.length > this.options.handshakeMaxBytes) {
-        this.abandon('handshakeBytes');
-        return;
-      }
-    }
-    super.onFrame(type, flags, id, payload);
+    const refused = this.handshake.refuseFirst(type, payload.length);
+    if (refused === 'handshakeBytes') this.abandon(refused);
+    else if (refused !== undefined) this.fail(refused);
+    else super.onFrame(type, flags, id, payload);
   }
 
   protected override onSettings(): void {
-    if (this.phase !== 'settings') return;
-    this.phase = 'open';
-    clearTimeout(this.handshakeTimer);
-    if (this.shutdownRequested) this.shutdown();
+    if (this.handshake.settled() && this.shutdownRequested) this.shutdown();
   }
 
   protected onHeaders(id: number, endStream: boolean, block: HeaderBlock): void {
     const existing = this.streams.get(id);
     if (existing !== undefined) {
-      // Trailers from the client: gRPC has no use for them, they only end the request.
-      if (!endStream) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, 'a second header block without END_STREAM');
-      existing.remoteEnded = true;
-      existing.onClientData(Buffer.alloc(0), true);
-      this.closeIfDone(existing);
+      this.onTrailers(existing, endStream, block);
       return;
     }
     if (id % 2 === 0 || id <= this.lastStreamId) {
-      // Trailers racing the reset of a stream that just closed are ignored; reopening an old id is an error.
-      if (this.recentlyClosed.has(id)) return;
+      // A stream that closed gets the RFC's answer (late frames after our reset are dropped); reopening an id
+      // never used, or one closed too long ago to tell, is an error.
+      if (id % 2 !== 0 && this.recentlyClosed.get(id) !== undefined) {
+        this.onClosedStream('HEADERS', id);
+        return;
+      }
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS opening stream ${id} out of order`);
     }
     this.lastStreamId = id;
     // After the final GOAWAY, streams past its last stream id are ignored (RFC 9113 §6.8).
     if (this.draining === 'final' || this.closed) return;
+    this.budget.open();
     if (block.overLimit) {
-      this.options.onLimit('headerListBytes');
-      const message = `cri-proxy: request headers of ${block.listBytes} bytes exceed the limit of ${this.local.maxHeaderListBytes} (limits.maxHeaderListBytes)`;
-      for (const frame of headerFrames(
-        this.encoder,
-        id,
-        statusFields(GrpcStatus.RESOURCE_EXHAUSTED, message, true),
-        true,
-        this.peer.maxFrameSize,
-      ))
-        this.writeFrame(frame);
-      if (!endStream) this.writeFrame(rstStreamFrame(id, ErrorCode.NO_ERROR));
-      this.remember(id);
+      this.refuseHeaderList(id, endStream, block.listBytes);
       return;
     }
     if (this.activeCalls >= this.options.settings.maxConcurrentStreams) {
       // Refused streams are retried by gRPC clients; calls of reset streams still count until they end.
       this.options.onLimit('concurrentStreams');
       this.writeFrame(rstStreamFrame(id, ErrorCode.REFUSED_STREAM));
-      this.remember(id);
+      this.recentlyClosed.add(id, 'localReset');
+      this.streamWasted();
       return;
     }
-    const problem = malformedRequest(block.fields);
-    if (problem !== undefined) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `malformed request: ${problem}`);
-    const stream = new ClientStream(this, id, this.newStreamWindows(), block.fields, this.options.maxMessageBytes);
+    // Never forwarded when malformed (RFC 9113 §8.1.1): the runtime sees exactly the list the chain saw.
+    const head = readRequestHead(block.fields);
+    if (typeof head === 'string') throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `malformed request: ${head}`);
+    if (endStream) countRequestData(id, head, 0, 0, true);
+    const stream = new ClientStream(this, id, this.newStreamWindows(), block.fields, head, this.options.maxMessageBytes);
     stream.remoteEnded = endStream;
     this.streams.set(id, stream);
     this.activeCalls++;
     this.options.onRequest(stream);
   }
 
+  /** A second header block on a request: its trailers, which gRPC has no use for; they only end the request. */
+  private onTrailers(stream: ClientStream, endStream: boolean, block: HeaderBlock): void {
+    const id = stream.id;
+    if (stream.remoteEnded) throw new StreamError(id, ErrorCode.STREAM_CLOSED, `HEADERS after the end of stream ${id}`);
+    if (!endStream) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, 'a second header block without END_STREAM');
+    if (block.overLimit) throw new StreamError(id, ErrorCode.ENHANCE_YOUR_CALM, `trailers of ${block.listBytes} bytes`);
+    const problem = trailersProblem(block.fields);
+    if (problem !== undefined) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `malformed request: ${problem}`);
+    countRequestData(id, stream.head, stream.receivedBytes, 0, true);
+    stream.remoteEnded = true;
+    stream.onClientData(EMPTY, true);
+    this.closeIfDone(stream);
+  }
+
+  /** A header list over SETTINGS_MAX_HEADER_LIST_SIZE: a clear gRPC error rather than a reset. */
+  private refuseHeaderList(id: number, endStream: boolean, listBytes: number): void {
+    this.options.onLimit('headerListBytes');
+    this.streamWasted();
+    const message = `cri-proxy: request headers of ${listBytes} bytes exceed the limit of ${this.local.maxHeaderListBytes} (limits.maxHeaderListBytes)`;
+    for (const frame of headerFrames(
+      this.encoder,
+      id,
+      statusFields(GrpcStatus.RESOURCE_EXHAUSTED, message, true),
+      true,
+      this.peer.maxFrameSize,
+    ))
+      this.writeFrame(frame);
+    if (!endStream) this.writeFrame(rstStreamFrame(id, ErrorCode.NO_ERROR));
+    this.recentlyClosed.add(id, endStream ? 'ended' : 'localReset');
+  }
+
   protected onData(stream: ClientStream, data: Buffer, endStream: boolean): void {
+    stream.receivedBytes = countRequestData(stream.id, stream.head, stream.receivedBytes, data.length, endStream);
     stream.onClientData(data, endStream);
   }
 
   protected onStreamReset(stream: ClientStream): void {
     stream.cancel();
+    this.streamWasted();
+  }
+
+  protected onUnopenedStreamReset(id: number): void {
+    // A request refused as malformed wastes a stream; an error on one already closed does not count again.
+    if (this.recentlyClosed.get(id) === undefined) this.streamWasted();
+    this.recentlyClosed.add(id, 'localReset');
+    if (id % 2 === 1 && id > this.lastStreamId) this.lastStreamId = id;
+  }
+
+  /** A stream that did no work: too many, and the client is let go (see StreamBudget). */
+  private streamWasted(): void {
+    const error = this.budget.waste();
+    if (error !== undefined) this.fail(error);
   }
 
   protected onGoaway(): void {
@@ -238,8 +284,9 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     if (this.draining === 'announced') this.finalGoaway();
   }
 
-  protected isIdle(id: number): boolean {
-    return id > this.lastStreamId || id % 2 === 0;
+  protected closedHow(id: number): ClosedHow {
+    if (id > this.lastStreamId || id % 2 === 0) return 'idle';
+    return this.recentlyClosed.get(id) ?? 'forgotten';
   }
 
   protected lastPeerStreamId(): number {
@@ -248,6 +295,10 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
 
   protected onProtocolError(error: ConnectionError | StreamError): void {
     this.options.onProtocolError(error);
+  }
+
+  protected override onLimitExceeded(error: ConnectionError): void {
+    if (error.limit !== undefined) this.options.onLimit(error.limit);
   }
 
   /**
@@ -263,7 +314,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
       return;
     }
     this.draining = 'announced';
-    this.sendGoaway(MAX_WINDOW, ErrorCode.NO_ERROR, 'shutting down');
+    this.sendGoaway(MAX_STREAM_ID, ErrorCode.NO_ERROR, 'shutting down');
     this.writeFrame(pingFrame(GRACEFUL_PING, false));
     // Some clients never answer a PING after a GOAWAY; a unix socket's round trip is far shorter than this.
     setTimeout(() => this.finalGoaway(), GRACEFUL_PING_WAIT_MS).unref();
@@ -285,14 +336,14 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   }
 
   private abandon(limit: LimitName): void {
-    if (this.closed || this.phase === 'open') return;
+    if (this.closed || this.handshake.done) return;
     this.options.onLimit(limit);
     this.closed = true;
     this.socket.destroy();
   }
 
   private onSocketClosed(): void {
-    clearTimeout(this.handshakeTimer);
+    this.handshake.stop();
     this.closed = true;
     this.reader.stop();
     for (const stream of [...this.streams.values()]) {
@@ -301,4 +352,10 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     }
     this.options.onClosed(this);
   }
+}
+
+/** How a stream that is being forgotten closed. */
+function closedHow(stream: ClientStream): ClosedHow {
+  if (stream.resetBy === 'peer') return 'peerReset';
+  return stream.resetBy === 'local' ? 'localReset' : 'ended';
 }

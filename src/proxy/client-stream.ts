@@ -4,12 +4,13 @@ import { FrameScanner, frameMessage } from './grpc-frames';
 import { RESPONSE_FIELDS, statusFields } from './grpc-status';
 import { ErrorCode, type ErrorCodeValue } from './http2/frames';
 import { Http2Stream } from './http2/output';
+import { appendPiece } from './http2/pieces';
+import type { RequestHead } from './http2/request-head';
 import { OwnResponse } from './own-response';
 import { tooLarge } from './relay-messages';
 import { ResponseRelay, type ResponseSink } from './response-relay';
-import type { RuntimeConnection } from './runtime-connection';
 import type { CallTransport, ForwardRequest } from './transport';
-import type { CallOutcome, OwnAnswer, ResponseStream } from './types';
+import type { CallOutcome, OwnAnswer, ResponseStream } from '../chain/types';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -43,12 +44,16 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private finished = false;
   private drainWaiters: (() => void)[] | undefined;
   private readonly creditClient = (bytes: number): void => this.conn.consumed(this, bytes);
+  /** Request DATA bytes received, checked against the declared `content-length`. */
+  receivedBytes = 0;
 
   constructor(
     readonly conn: StreamHost,
     id: number,
     windows: readonly [number, number],
     readonly fields: readonly string[],
+    /** What the header list says, checked well-formed: the one `:path` and the declared length. */
+    readonly head: RequestHead,
     maxMessageBytes: number,
   ) {
     super(id, windows[0], windows[1]);
@@ -79,7 +84,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
       this.hold(body, data);
       if (end) body.settle?.();
     } else if (data.length > 0) {
-      (this.queued ??= []).push(data);
+      appendPiece((this.queued ??= []), data);
     }
   }
 
@@ -89,6 +94,11 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     if (this.cancelled) return Promise.reject(new ProxyError('CANCELLED', CANCELLED_OUTCOME.message));
     if (this.mode === RequestMode.Pipe)
       return Promise.reject(new ProxyError('CHAIN_MISUSE', 'the request was read after it was forwarded'));
+    return this.holdRequest().done;
+  }
+
+  /** From now on the request is held (and the client credited) until it is complete. */
+  private holdRequest(): Body {
     this.mode = RequestMode.Hold;
     const body: Body = { parts: [], bytes: 0, done: Promise.resolve(EMPTY) };
     body.done = new Promise<Buffer>((resolve, reject) => {
@@ -103,19 +113,19 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     this.queued = undefined;
     if (queued) for (const part of queued) this.hold(body, part);
     if (this.remoteEnded) body.settle?.();
-    return body.done;
+    return body;
   }
 
   private hold(body: Body, data: Buffer): void {
     this.conn.consumed(this, data.length);
     if (data.length === 0) return;
-    body.parts.push(data);
+    appendPiece(body.parts, data);
     body.bytes += data.length;
     if (!this.conn.holdBytes(data.length)) {
       this.failRequest(
         new ProxyError(
           'LIMIT_EXCEEDED',
-          `cri-proxy: requests held for interceptors on this connection exceed ${this.conn.maxHeldBytes} bytes (limits.maxHeldRequestBytes)`,
+          `cri-proxy: requests held on this connection (for interceptors, or until complete) exceed ${this.conn.maxHeldBytes} bytes (limits.maxHeldRequestBytes)`,
         ),
       );
     }
@@ -136,7 +146,12 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
 
   // ---- forwarding ----
   forward(request: ForwardRequest): Promise<CallOutcome> {
-    // A request read by the chain goes up whole, once it is all here.
+    // A request still arriving that must go up whole waits for its end (held, the client credited as it comes).
+    const whole = request.wholeRequest || this.head.contentLength >= 0;
+    if (whole && this.mode === RequestMode.Queue && !this.remoteEnded && !this.cancelled && this.requestError === undefined) {
+      this.holdRequest();
+    }
+    // A request read by the chain, or held above, goes up whole, once it is all here.
     const held = this.mode === RequestMode.Hold ? this.body : undefined;
     if (held !== undefined) {
       return held.done.then(
@@ -150,12 +165,8 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private relayTo(request: ForwardRequest, body: Buffer | undefined): Promise<CallOutcome> {
     if (this.cancelled) return Promise.resolve(CANCELLED_OUTCOME);
     if (this.requestError !== undefined) return Promise.resolve(outcomeOfError(this.requestError));
-    let conn: RuntimeConnection;
-    try {
-      conn = request.upstream.connection();
-    } catch (err) {
-      return Promise.resolve(outcomeOfError(err instanceof ProxyError ? err : request.upstream.unavailable(err)));
-    }
+    const conn = request.upstream.connection();
+    if (conn instanceof ProxyError) return Promise.resolve(outcomeOfError(conn));
     const relay = (this.relay = new ResponseRelay(this, request, conn, this.conn.onObserverFault));
     if (body !== undefined) {
       // Held bytes were credited to the client already.
@@ -178,6 +189,10 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   /** False when the stream has ended on the client's side (the caller credits the bytes then). */
   sendResponseData(data: Buffer, onSent: ((bytes: number) => void) | undefined): boolean {
     return this.conn.sendData(this, data, false, onSent);
+  }
+
+  sendResponseEnd(fields: readonly string[]): void {
+    this.conn.sendHeaders(this, fields, true);
   }
 
   responseBody(): Buffer | undefined {
@@ -236,25 +251,26 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   }
 
   private sendOutcome(outcome: CallOutcome): void {
-    const conn = this.conn;
-    if (outcome.fromProxy) {
-      // An error after the answer was chosen (a later interceptor failing) replaces it.
-      const reply = outcome.errorCode === undefined ? this.reply : undefined;
-      if (reply?.messages !== undefined && reply.messages.length > 0) {
-        this.sendResponseHeaders(RESPONSE_FIELDS);
-        for (const message of reply.messages) conn.sendData(this, frameMessage(message), false);
-      }
-      const trailers = reply?.trailers;
-      if (trailers === undefined) conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent), true);
-      else conn.sendHeaders(this, this.headersSent ? withoutPseudoHeaders(trailers) : asTrailersOnly(trailers), true);
-    } else {
-      const relay = this.relay;
-      const trailersOnly = relay?.trailersOnly === true && !this.headersSent;
-      if (!trailersOnly) relay?.flushHeld();
-      conn.sendHeaders(this, relay?.trailers ?? statusFields(outcome.code, outcome.message, !this.headersSent), true);
-    }
+    const relay = this.relay;
+    // The runtime's status: its relay ends the response as the runtime did.
+    if (!outcome.fromProxy && relay !== undefined) relay.finishResponse(outcome);
+    else this.sendOwnOutcome(outcome);
     // The response is complete: a client still sending is told to stop (RFC 9113 §8.1).
-    if (!this.remoteEnded && this.out === undefined) conn.resetStream(this, ErrorCode.NO_ERROR);
+    if (!this.remoteEnded && this.out === undefined) this.conn.resetStream(this, ErrorCode.NO_ERROR);
+  }
+
+  /** The proxy's own status, after the messages of its own answer if it gave one. */
+  private sendOwnOutcome(outcome: CallOutcome): void {
+    const conn = this.conn;
+    // An error after the answer was chosen (a later interceptor failing) replaces it.
+    const reply = outcome.errorCode === undefined ? this.reply : undefined;
+    if (reply?.messages !== undefined && reply.messages.length > 0) {
+      this.sendResponseHeaders(RESPONSE_FIELDS);
+      for (const message of reply.messages) conn.sendData(this, frameMessage(message), false);
+    }
+    const trailers = reply?.trailers;
+    if (trailers === undefined) conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent), true);
+    else conn.sendHeaders(this, this.headersSent ? withoutPseudoHeaders(trailers) : asTrailersOnly(trailers), true);
   }
 
   /** The client reset the stream or its connection went away. */

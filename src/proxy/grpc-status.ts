@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import { GrpcStatus } from '../errors';
 
 /** grpc-message is percent-encoded: bytes outside printable ASCII, and '%' itself. */
@@ -26,31 +25,6 @@ export function decodeGrpcMessage(encoded: string): string {
   } catch {
     return encoded;
   }
-}
-
-/** Headers of a trailers-only response carrying only a status. */
-export function statusHeaders(code: number, message: string): OutgoingHttpHeaders {
-  return {
-    ':status': 200,
-    'content-type': 'application/grpc',
-    'grpc-status': String(code),
-    'grpc-message': encodeGrpcMessage(message),
-  };
-}
-
-export function statusTrailers(code: number, message: string): OutgoingHttpHeaders {
-  return { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
-}
-
-/** Reads grpc-status / grpc-message from trailers (or trailers-only headers); a missing status is UNKNOWN. */
-export function readStatus(headers: IncomingHttpHeaders): { code: number; message: string } {
-  const raw = headers['grpc-status'];
-  const code = typeof raw === 'string' ? Number.parseInt(raw, 10) : Number.NaN;
-  const message = headers['grpc-message'];
-  return {
-    code: Number.isInteger(code) ? code : GrpcStatus.UNKNOWN,
-    message: typeof message === 'string' ? decodeGrpcMessage(message) : Number.isInteger(code) ? '' : 'missing grpc-status',
-  };
 }
 
 /** `grpc-timeout` value ("100m", "5S", …) in milliseconds; undefined when absent or malformed. */
@@ -101,7 +75,7 @@ export function readStatusFields(fields: readonly string[]): { code: number; mes
   }
   const code = raw === undefined ? Number.NaN : Number.parseInt(raw, 10);
   return {
-    code: Number.isInteger(code) ? code : 2,
+    code: Number.isInteger(code) ? code : GrpcStatus.UNKNOWN,
     message: message !== undefined ? decodeGrpcMessage(message) : Number.isInteger(code) ? '' : 'missing grpc-status',
   };
 }

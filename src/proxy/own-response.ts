@@ -1,6 +1,6 @@
 import { GrpcStatus } from '../errors';
 import { CANCELLED_OUTCOME } from './call-outcome';
-import type { CallOutcome, ResponseStream } from './types';
+import type { CallOutcome, ResponseStream } from '../chain/types';
 
 /** A response the proxy streams itself pauses its producer above this many unsent bytes. */
 const STREAM_HIGH_WATER = 256 * 1024;

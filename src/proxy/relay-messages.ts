@@ -1,7 +1,7 @@
 import { ProxyError, errorMessage } from '../errors';
-import { decodeMessage } from './codec';
+import { decodeMessage, type DecodedMessage } from '../messages/codec';
 import { MessageTooLargeError } from './grpc-frames';
-import type { DecodedMessage, StreamMessage } from './types';
+import type { StreamMessage } from '../chain/types';
 
 /** A message over `maxMessageBytes` in either direction: RESOURCE_EXHAUSTED saying which and how large. */
 export function tooLarge(err: unknown, direction: 'request' | 'response'): ProxyError {

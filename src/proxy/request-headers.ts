@@ -1,5 +1,5 @@
 import { formatGrpcTimeout } from './grpc-status';
-import type { OutgoingMetadata } from './metadata';
+import type { OutgoingMetadata } from '../chain/metadata';
 
 /** The value of a pseudo-header (they come first in a header list). */
 export function pseudoHeader(fields: readonly string[], name: string): string | undefined {
@@ -8,42 +8,6 @@ export function pseudoHeader(fields: readonly string[], name: string): string | 
     if (field === name) return fields[i + 1];
     if (field.charCodeAt(0) !== 0x3a) return undefined;
   }
-  return undefined;
-}
-
-/** Lowercase token characters (RFC 9110 §5.6.2 minus upper case, as HTTP/2 requires). */
-const FIELD_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
-/** Control characters other than tab (RFC 9113 §8.2.1, as Go's HTTP/2 framer checks them). */
-function hasControlCharacter(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
-  }
-  return false;
-}
-
-/**
- * Why a request's header list is malformed, or undefined: names lowercase tokens, values without control
- * characters, pseudo-headers first, `:method` and `:path` present. As strict as the runtimes' own HTTP/2 reader
- * (Go's), no stricter: whatever containerd would take passes.
- */
-export function malformedRequest(fields: readonly string[]): string | undefined {
-  let regular = false;
-  let path = false;
-  let method = false;
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i] as string;
-    if (!FIELD_NAME.test(name)) return `invalid header name "${name}"`;
-    if (hasControlCharacter(fields[i + 1] as string)) return `invalid value for header "${name}"`;
-    if (name.charCodeAt(0) === 0x3a) {
-      if (regular) return `pseudo-header ${name} after regular headers`;
-      if (name === ':path') path = fields[i + 1] !== '';
-      if (name === ':method') method = true;
-    } else {
-      regular = true;
-    }
-  }
-  if (!method || !path) return 'missing :method or :path';
   return undefined;
 }
 
@@ -58,8 +22,34 @@ export function isAcceptableAuthority(value: string): boolean {
   return acceptable;
 }
 
-/** What the runtime gets instead of an :authority it might refuse (kubelet sends the socket path). */
-const REPLACEMENT_AUTHORITY = 'localhost';
+/**
+ * What the runtime gets instead of an :authority it might refuse (kubelet sends the socket path), and on the
+ * proxy's own calls.
+ */
+const RUNTIME_AUTHORITY = 'localhost';
+
+/** The header list of a call the proxy makes on its own behalf; `timeoutMs` (at least 1 ms) bounds it when given. */
+export function ownCallFields(path: string, timeoutMs: number | undefined, metadata: readonly string[]): string[] {
+  const timeout = timeoutMs === undefined ? [] : ['grpc-timeout', formatGrpcTimeout(Math.max(1, timeoutMs))];
+  return [
+    ':method',
+    'POST',
+    ':scheme',
+    'http',
+    ':path',
+    path,
+    ':authority',
+    RUNTIME_AUTHORITY,
+    'content-type',
+    'application/grpc',
+    'te',
+    'trailers',
+    ...timeout,
+    'user-agent',
+    'cri-proxy',
+    ...metadata,
+  ];
+}
 
 export interface UpstreamChanges {
   /** Metadata the chain added or replaced. */
@@ -76,7 +66,7 @@ export interface UpstreamChanges {
 export function upstreamFields(fields: readonly string[], changes: UpstreamChanges): readonly string[] {
   let out: string[] | undefined;
   const authority = pseudoHeader(fields, ':authority');
-  if (authority !== undefined && !isAcceptableAuthority(authority)) out = replace(fields, ':authority', REPLACEMENT_AUTHORITY);
+  if (authority !== undefined && !isAcceptableAuthority(authority)) out = replace(fields, ':authority', RUNTIME_AUTHORITY);
   if (changes.remainingMs !== undefined) out = replace(out ?? fields, 'grpc-timeout', formatGrpcTimeout(changes.remainingMs));
   if (changes.extra !== undefined && changes.extra.size > 0) out = changes.extra.applyTo(out ?? fields);
   return out ?? fields;

@@ -1,12 +1,12 @@
 import { ProxyError } from '../errors';
 import { outcomeOfError } from './call-outcome';
 import { FrameScanner } from './grpc-frames';
-import { readStatusFields } from './grpc-status';
+import { readStatusFields, statusFields } from './grpc-status';
 import type { HeaderBlock } from './http2/hpack-decoder';
 import { observeWith, tooLarge } from './relay-messages';
 import type { RuntimeConnection, StreamFailure, UpstreamHandler, UpstreamStream } from './runtime-connection';
 import type { ForwardRequest } from './transport';
-import type { CallOutcome } from './types';
+import type { CallOutcome } from '../chain/types';
 
 /** A unary response up to this size is held and sent with its status in one write; larger ones stream. */
 const HOLD_LIMIT = 64 * 1024;
@@ -16,6 +16,8 @@ export interface ResponseSink {
   sendResponseHeaders(fields: readonly string[]): void;
   /** False when the client's side has ended (the relay then credits the runtime itself). */
   sendResponseData(data: Buffer, onSent: ((bytes: number) => void) | undefined): boolean;
+  /** Ends the response with this header block (trailers, or a trailers-only response) as it is. */
+  sendResponseEnd(fields: readonly string[]): void;
 }
 
 /**
@@ -33,11 +35,11 @@ export class ResponseRelay implements UpstreamHandler {
   private heldHeaders: readonly string[] | undefined;
   private heldData: Buffer[] | undefined;
   private heldBytes = 0;
+  private headersSent = false;
   private kept: Buffer[] | undefined;
   private readonly scanner: FrameScanner;
   /** The runtime's trailers (or its trailers-only response), as received. */
-  trailers: readonly string[] | undefined;
-  trailersOnly = false;
+  private trailers: readonly string[] | undefined;
   private readonly creditRuntime = (bytes: number): void => this.conn.consumed(this.up, bytes);
 
   constructor(
@@ -79,10 +81,19 @@ export class ResponseRelay implements UpstreamHandler {
     return whole;
   }
 
+  /**
+   * Ends the client's response as the runtime ended it, once its status came (an outcome not from the proxy):
+   * what is held, then its trailers as received (a trailers-only answer holds nothing and goes out as it came).
+   */
+  finishResponse(outcome: CallOutcome): void {
+    this.flushHeld();
+    this.client.sendResponseEnd(this.trailers ?? statusFields(outcome.code, outcome.message, !this.headersSent));
+  }
+
   /** Sends what is held back (response headers and data of a unary call) to the client. */
-  flushHeld(): void {
+  private flushHeld(): void {
     this.holding = false;
-    if (this.heldHeaders !== undefined) this.client.sendResponseHeaders(this.heldHeaders);
+    if (this.heldHeaders !== undefined) this.sendHeaders(this.heldHeaders);
     this.heldHeaders = undefined;
     const held = this.heldData;
     this.heldData = undefined;
@@ -98,10 +109,9 @@ export class ResponseRelay implements UpstreamHandler {
       else this.settleWithTrailers(block.fields);
     } else {
       this.started = true;
-      this.trailersOnly = end;
       if (end) this.settleWithTrailers(block.fields);
       else if (this.holding) this.heldHeaders = block.fields;
-      else this.client.sendResponseHeaders(block.fields);
+      else this.sendHeaders(block.fields);
     }
   }
 
@@ -148,6 +158,11 @@ export class ResponseRelay implements UpstreamHandler {
     this.settleWith(
       outcomeOfError(new ProxyError('UPSTREAM_PROTOCOL', `cri-proxy: runtime "${upstream.name}" ended the call without a status (${why})`)),
     );
+  }
+
+  private sendHeaders(fields: readonly string[]): void {
+    this.headersSent = true;
+    this.client.sendResponseHeaders(fields);
   }
 
   private settleWithTrailers(fields: readonly string[]): void {

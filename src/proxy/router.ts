@@ -1,17 +1,12 @@
+import type { Backends } from '../chain/backends';
 import { ProxyError } from '../errors';
 import type { Upstream } from './upstream';
-
-/**
- * `CallContext.backend` of a call answered from every backend at once (a merged list, `Status`, events): what
- * metrics, traces, audit records and logs show for it. Never a backend's name (those cannot contain `*`).
- */
-export const EVERY_BACKEND = '*';
 
 /**
  * Picks the runtime a call goes to: the one an interceptor named on the context (routing by runtime
  * handler, say), else the default backend.
  */
-export class Router {
+export class Router implements Backends {
   private readonly byName: ReadonlyMap<string, Upstream>;
 
   constructor(

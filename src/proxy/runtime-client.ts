@@ -1,61 +1,29 @@
+import type { CallOptions, StreamEnd, StreamOptions, UnaryReply } from '../chain/backends';
 import { GrpcStatus, ProxyError } from '../errors';
-import { decodeMessage, encodeMessage } from './codec';
 import { FrameScanner, MessageTooLargeError, frameMessage, unframeSingle } from './grpc-frames';
 import { readStatusFields } from './grpc-status';
 import type { HeaderBlock } from './http2/hpack-decoder';
+import { ownCallFields } from './request-headers';
 import type { RuntimeConnection, StreamFailure, UpstreamHandler, UpstreamStream } from './runtime-connection';
-import type { DecodedMessage } from './types';
-import type { Upstream } from './upstream';
 
-export interface UnaryReply {
-  readonly code: number;
-  readonly message: string;
-  /** The response message (unframed), when there was exactly one. */
-  readonly body: Buffer | undefined;
-  /** The runtime's trailers (or trailers-only response) as received. */
-  readonly trailers: readonly string[];
-}
-
-export interface CallOptions {
-  readonly timeoutMs: number;
-  /** Metadata sent with the call (names and values alternating), e.g. a client's, passed on. */
-  readonly metadata?: readonly string[];
+/** The runtime a call on the proxy's own behalf goes to (an Upstream). */
+interface RuntimeTarget {
+  readonly options: { readonly maxMessageBytes: number };
+  connection(): RuntimeConnection | ProxyError;
+  unavailable(cause: unknown): ProxyError;
 }
 
 /** A unary call the proxy makes on its own behalf (readiness, image lookups, routing): bounded in time and size. */
-export function callRuntime(upstream: Upstream, path: string, request: Buffer, options: number | CallOptions): Promise<UnaryReply> {
+export function callRuntime(upstream: RuntimeTarget, path: string, request: Buffer, options: number | CallOptions): Promise<UnaryReply> {
   const { timeoutMs, metadata = [] } = typeof options === 'number' ? { timeoutMs: options } : options;
   return new Promise((resolve, reject) => {
-    let conn: RuntimeConnection;
-    try {
-      conn = upstream.connection();
-    } catch (err) {
-      reject(err instanceof ProxyError ? err : upstream.unavailable(err));
+    const conn = upstream.connection();
+    if (conn instanceof ProxyError) {
+      reject(conn);
       return;
     }
     const handler = new UnaryCollector(upstream, path, resolve, reject);
-    const stream = conn.open(
-      [
-        ':method',
-        'POST',
-        ':scheme',
-        'http',
-        ':path',
-        path,
-        ':authority',
-        'localhost',
-        'content-type',
-        'application/grpc',
-        'te',
-        'trailers',
-        'grpc-timeout',
-        `${Math.max(1, Math.ceil(timeoutMs))}m`,
-        'user-agent',
-        'cri-proxy',
-        ...metadata,
-      ],
-      handler,
-    );
+    const stream = conn.open(ownCallFields(path, timeoutMs, metadata), handler);
     conn.sendData(stream, frameMessage(request), true);
     handler.start(conn, stream, timeoutMs);
   });
@@ -70,7 +38,7 @@ class UnaryCollector implements UpstreamHandler {
   private done = false;
 
   constructor(
-    private readonly upstream: Upstream,
+    private readonly upstream: RuntimeTarget,
     private readonly path: string,
     private readonly resolve: (reply: UnaryReply) => void,
     private readonly reject: (error: unknown) => void,
@@ -126,33 +94,6 @@ class UnaryCollector implements UpstreamHandler {
   }
 }
 
-/** Encodes, calls and decodes one CRI method; a non-OK status is returned for the caller to inspect. */
-export async function callRuntimeTyped(
-  upstream: Upstream,
-  method: { path: string; requestType: string; responseType: string },
-  request: Readonly<Record<string, unknown>>,
-  timeoutMs: number,
-): Promise<{ code: number; message: string; response: DecodedMessage | undefined }> {
-  const reply = await callRuntime(upstream, method.path, encodeMessage(method.requestType, request), timeoutMs);
-  const response = reply.code === 0 && reply.body ? decodeMessage(method.responseType, reply.body) : undefined;
-  return { code: reply.code, message: reply.message, response };
-}
-
-export interface StreamOptions {
-  /** Metadata sent with the call (names and values alternating). */
-  readonly metadata?: readonly string[];
-  /** Absolute deadline in ms since the epoch; none when undefined. */
-  readonly deadline?: number | undefined;
-  /** Aborting it cancels the call (RST_STREAM CANCEL); the call then ends CANCELLED. */
-  readonly signal?: AbortSignal;
-}
-
-export interface StreamEnd {
-  readonly code: number;
-  readonly message: string;
-  readonly trailers: readonly string[];
-}
-
 /**
  * A server-streaming call the proxy makes on its own behalf (routing's merged streams). Each response message
  * goes to `onMessage` in order; while a promise it returned is pending, nothing more is delivered and the
@@ -160,44 +101,21 @@ export interface StreamEnd {
  * an unreachable runtime ends the call UNAVAILABLE.
  */
 export function streamRuntime(
-  upstream: Upstream,
+  upstream: RuntimeTarget,
   path: string,
   request: Buffer,
   options: StreamOptions,
   onMessage: (message: Buffer) => void | Promise<void>,
 ): Promise<StreamEnd> {
   return new Promise((resolve) => {
-    let conn: RuntimeConnection;
-    try {
-      conn = upstream.connection();
-    } catch (err) {
-      const error = err instanceof ProxyError ? err : upstream.unavailable(err);
-      resolve({ code: error.grpcStatus, message: error.message, trailers: [] });
+    const conn = upstream.connection();
+    if (conn instanceof ProxyError) {
+      resolve({ code: conn.grpcStatus, message: conn.message, trailers: [] });
       return;
     }
-    const timeout = options.deadline === undefined ? [] : ['grpc-timeout', `${Math.max(1, Math.ceil(options.deadline - Date.now()))}m`];
+    const timeoutMs = options.deadline === undefined ? undefined : options.deadline - Date.now();
     const handler = new StreamCollector(upstream, onMessage, resolve);
-    const stream = conn.open(
-      [
-        ':method',
-        'POST',
-        ':scheme',
-        'http',
-        ':path',
-        path,
-        ':authority',
-        'localhost',
-        'content-type',
-        'application/grpc',
-        'te',
-        'trailers',
-        ...timeout,
-        'user-agent',
-        'cri-proxy',
-        ...(options.metadata ?? []),
-      ],
-      handler,
-    );
+    const stream = conn.open(ownCallFields(path, timeoutMs, options.metadata ?? []), handler);
     handler.attach(conn, stream, options.signal);
     conn.sendData(stream, frameMessage(request), true);
   });
@@ -214,7 +132,7 @@ class StreamCollector implements UpstreamHandler {
   private stream: UpstreamStream | undefined;
 
   constructor(
-    private readonly upstream: Upstream,
+    private readonly upstream: RuntimeTarget,
     private readonly onMessage: (message: Buffer) => void | Promise<void>,
     private readonly resolve: (end: StreamEnd) => void,
   ) {

@@ -1,5 +1,6 @@
 import type * as net from 'node:net';
 import { CONNECTION_PREFACE, ConnectionError, ErrorCode, Setting, type StreamError } from './http2/frames';
+import type { ClosedHow } from './http2/closed-streams';
 import { Http2Connection } from './http2/connection';
 import { Http2Stream, type LocalSettings } from './http2/output';
 import type { HeaderBlock } from './http2/hpack-decoder';
@@ -44,6 +45,8 @@ export class RuntimeConnection extends Http2Connection<UpstreamStream> {
   private lastError: Error | undefined;
   /** The runtime sent GOAWAY: no new streams here. */
   draining = false;
+  // Shared by every client's calls: a client slow to read its responses holds back only its own streams.
+  protected override creditOnReceipt = true;
 
   constructor(
     socket: net.Socket,
@@ -120,7 +123,7 @@ export class RuntimeConnection extends Http2Connection<UpstreamStream> {
   protected onHeaders(streamId: number, endStream: boolean, block: HeaderBlock): void {
     const stream = this.streams.get(streamId);
     if (stream === undefined) {
-      if (this.isIdle(streamId) || streamId % 2 === 0)
+      if (this.closedHow(streamId) === 'idle')
         throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId} the proxy never opened`);
       return;
     }
@@ -150,13 +153,18 @@ export class RuntimeConnection extends Http2Connection<UpstreamStream> {
     if (this.activeStreams === 0) this.socket.end();
   }
 
-  protected isIdle(id: number): boolean {
-    return id >= this.nextId;
+  protected closedHow(id: number): ClosedHow {
+    // The runtime opens no streams (push is off); frames on streams of ours that ended are dropped.
+    return id >= this.nextId || id % 2 === 0 ? 'idle' : 'forgotten';
   }
 
   protected lastPeerStreamId(): number {
     // The runtime opens no streams of its own.
     return 0;
+  }
+
+  protected onUnopenedStreamReset(): void {
+    // Frames on streams of ours that ended are dropped; there is nothing to account.
   }
 
   protected onProtocolError(error: ConnectionError | StreamError): void {

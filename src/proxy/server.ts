@@ -5,12 +5,11 @@ import { Registry } from 'prom-client';
 import { ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import { Call, type CallEnvironment } from './call';
-import type { Chain } from './chain';
+import type { Chain } from '../chain/chain';
 import { ClientConnection } from './client-connection';
 import type { ClientStream } from './client-stream';
 import { dataPlaneMetrics, type DataPlaneMetrics } from './data-plane-metrics';
-import { pseudoHeader } from './request-headers';
-import { lookupMethod, methodFacts } from './method-table';
+import { lookupMethod } from '../chain/method-table';
 import type { Router } from './router';
 
 /** What one client connection may use; every limit that triggers is counted in `cri_proxy_limit_exceeded_total`. */
@@ -32,6 +31,16 @@ export interface ConnectionLimits {
   /** Flow-control windows given to each client: per stream and per connection. */
   readonly streamWindowBytes: number;
   readonly connectionWindowBytes: number;
+  /** Response bytes waiting for one client (unread, or beyond its windows); beyond, its connection is closed. */
+  readonly maxHeldResponseBytes: number;
+  /** Streams a client may reset before their call ends, or have refused as malformed, before it is disconnected. */
+  readonly maxResetStreams: number;
+  /** CONTINUATION frames in one header block. */
+  readonly maxContinuationFrames: number;
+  /** Entries in one SETTINGS frame. */
+  readonly maxSettingsEntries: number;
+  /** DATA, HEADERS and CONTINUATION frames in a row that carry nothing and end nothing. */
+  readonly maxEmptyFrames: number;
 }
 
 export const DEFAULT_LIMITS: ConnectionLimits = Object.freeze({
@@ -44,6 +53,11 @@ export const DEFAULT_LIMITS: ConnectionLimits = Object.freeze({
   maxHeldRequestBytes: 64 * 1024 * 1024,
   streamWindowBytes: 1024 * 1024,
   connectionWindowBytes: 16 * 1024 * 1024,
+  maxHeldResponseBytes: 16 * 1024 * 1024,
+  maxResetStreams: 500,
+  maxContinuationFrames: 16,
+  maxSettingsEntries: 32,
+  maxEmptyFrames: 10,
 });
 
 export interface ProxyServerOptions {
@@ -98,6 +112,13 @@ export class ProxyServer {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Bytes the client connections hold in the proxy (see ClientConnection.bytesHeld): what floods are bounded by. */
+  get bytesHeld(): number {
+    let bytes = 0;
+    for (const c of this.connections) bytes += c.bytesHeld;
+    return bytes;
   }
 
   /** Swaps what new calls run through; calls in flight finish with what they started with. */
@@ -172,9 +193,14 @@ export class ProxyServer {
         connectionWindow: limits.connectionWindowBytes,
         maxHeaderListBytes: limits.maxHeaderListBytes,
         maxConcurrentStreams: limits.maxConcurrentStreams,
+        maxContinuationFrames: limits.maxContinuationFrames,
+        maxSettingsEntries: limits.maxSettingsEntries,
+        maxEmptyFrames: limits.maxEmptyFrames,
       },
       maxMessageBytes: this.options.maxMessageBytes,
       maxHeldRequestBytes: limits.maxHeldRequestBytes,
+      maxHeldResponseBytes: limits.maxHeldResponseBytes,
+      maxResetStreams: limits.maxResetStreams,
       handshakeTimeoutMs: limits.handshakeTimeoutMs,
       handshakeMaxBytes: limits.handshakeMaxBytes,
       onRequest: (stream) => this.handleStream(stream),
@@ -218,10 +244,10 @@ export class ProxyServer {
   }
 
   private handleStream(stream: ClientStream): void {
-    const method = lookupMethod(pseudoHeader(stream.fields, ':path') ?? '');
+    const method = lookupMethod(stream.head.path);
     const call = new Call(stream, method, this.env);
     this.inFlight++;
-    if (methodFacts(method).watch) this.watches.add(call);
+    if (method.watch) this.watches.add(call);
     this.chain
       .runnerFor(method)(call)
       .then(

@@ -1,4 +1,4 @@
-import type { CallOutcome, OwnAnswer, ResponseStream, StreamMessage } from './types';
+import type { CallOutcome, OwnAnswer, ResponseStream, StreamMessage } from '../chain/types';
 import type { Upstream } from './upstream';
 
 /** How a call is relayed to a runtime. */
@@ -8,6 +8,11 @@ export interface ForwardRequest {
   readonly headers: readonly string[];
   /** A known unary call: its response is held (up to a bound) and sent with its status in one go. */
   readonly holdResponse: boolean;
+  /**
+   * The request is one message (a known method): it goes up once complete, so one that ends malformed (its
+   * trailers, a `content-length` its DATA does not match) never reaches the runtime. Complete on arrival as a rule.
+   */
+  readonly wholeRequest: boolean;
   /** Keep the whole response body for `responseBody()` (methods whose response the chain reads). */
   readonly keepResponse: boolean;
   readonly maxMessageBytes: number;

@@ -1,9 +1,11 @@
 import * as net from 'node:net';
+import type { Backend, BackendHealth, CallOptions, StreamEnd, StreamOptions, UnaryReply } from '../chain/backends';
 import { ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import type { ConnectionError, StreamError } from './http2/frames';
 import { RuntimeConnection } from './runtime-connection';
 import type { LocalSettings } from './http2/output';
+import { callRuntime, streamRuntime } from './runtime-client';
 
 export interface UpstreamOptions {
   readonly name: string;
@@ -18,25 +20,21 @@ export interface UpstreamOptions {
   readonly onProtocolError?: (error: ConnectionError | StreamError) => void;
 }
 
-export interface UpstreamHealth {
-  readonly up: boolean;
-  readonly lastError: string | undefined;
-  readonly lastErrorAt: number | undefined;
-}
-
 const DEFAULT_SETTINGS: LocalSettings = {
   streamWindow: 1024 * 1024,
   connectionWindow: 16 * 1024 * 1024,
   maxHeaderListBytes: 1024 * 1024,
+  // A runtime's header list of up to 1 MiB (large status details) may take 64 frames of the default size.
+  maxContinuationFrames: 256,
 };
 
 /**
  * One multiplexed HTTP/2 connection to a runtime socket, opened on first use and again after it fails or the
  * runtime restarts: callers never see a stale connection, only UNAVAILABLE while the runtime is really gone.
  */
-export class Upstream {
+export class Upstream implements Backend {
   private current: RuntimeConnection | undefined;
-  private health: UpstreamHealth = { up: false, lastError: undefined, lastErrorAt: undefined };
+  private health: BackendHealth = { up: false, lastError: undefined, lastErrorAt: undefined };
   private closed = false;
   private readonly settings: LocalSettings;
 
@@ -52,16 +50,31 @@ export class Upstream {
     return `unix://${this.options.socketPath}`;
   }
 
-  get status(): UpstreamHealth {
+  get status(): BackendHealth {
     return this.health;
   }
 
-  /** The connection new streams go on; a fresh one if there is none or the current one is going away. */
-  connection(): RuntimeConnection {
-    if (this.closed) throw new ProxyError('SHUTTING_DOWN', 'cri-proxy is shutting down');
+  /**
+   * The connection new streams go on (a fresh one if there is none or the current one is going away), or the
+   * error to end the call with when there can be none.
+   */
+  connection(): RuntimeConnection | ProxyError {
+    if (this.closed) return new ProxyError('SHUTTING_DOWN', 'cri-proxy is shutting down');
     const existing = this.current;
     if (existing?.usable) return existing;
-    return this.connect();
+    try {
+      return this.connect();
+    } catch (err) {
+      return this.unavailable(err);
+    }
+  }
+
+  call(path: string, request: Buffer, options: number | CallOptions): Promise<UnaryReply> {
+    return callRuntime(this, path, request, options);
+  }
+
+  stream(path: string, request: Buffer, options: StreamOptions, onMessage: (message: Buffer) => void | Promise<void>): Promise<StreamEnd> {
+    return streamRuntime(this, path, request, options, onMessage);
   }
 
   /** A clear UNAVAILABLE error for a call that could not reach the runtime. */

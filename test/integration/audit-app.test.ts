@@ -7,7 +7,7 @@ import { verifyAuditFiles } from '../../src/audit/verify';
 import { builtinTypes } from '../../src/commands/builtin-types';
 import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
 import { silentLogger } from '../../src/log';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import { FakeRuntime } from '../support/fake-runtime';
 import { RawClient, makeTempDir } from '../support/proxy-harness';
 

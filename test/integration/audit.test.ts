@@ -9,9 +9,9 @@ import { ProxyError } from '../../src/errors';
 import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
 import { silentLogger, type Logger } from '../../src/log';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../src/policies/decision-key';
-import type { OnError } from '../../src/proxy/chain';
-import { encodeMessage } from '../../src/proxy/codec';
-import type { Interceptor } from '../../src/proxy/types';
+import type { OnError } from '../../src/chain/chain';
+import { encodeMessage } from '../../src/messages/codec';
+import type { Interceptor } from '../../src/chain/types';
 import { makeTempDir, startTestProxy, type RawClient, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
 import { waitFor } from '../support/wait';
 

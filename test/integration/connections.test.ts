@@ -3,7 +3,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import { frameMessage } from '../../src/proxy/grpc-frames';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
 import { spawnSync } from 'node:child_process';

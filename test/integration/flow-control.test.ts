@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import { Flag, FrameType } from '../../src/proxy/http2/frames';
 import { readsRequests } from '../support/calls';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';

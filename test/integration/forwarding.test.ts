@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
-import { encodeMessage, decodeMessage } from '../../src/proxy/codec';
-import { methodTable } from '../../src/proxy/method-table';
+import { encodeMessage, decodeMessage } from '../../src/messages/codec';
+import { methodTable } from '../../src/chain/method-table';
 import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
 import { waitFor } from '../support/wait';
 

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import { CONNECTION_PREFACE, ErrorCode, Flag, FrameType, MAX_WINDOW, Setting } from '../../src/proxy/http2/frames';
 import { settingsFrame } from '../../src/proxy/http2/frame-writers';
 import { sample } from '../support/metric-samples';
@@ -128,6 +128,7 @@ describe('HTTP/2 protocol errors from a client', () => {
   test('DATA after the end of a stream resets it with STREAM_CLOSED', async () => {
     proxy.runtime.on('ExecSync', { delayMs: Infinity });
     raw.handshake().write(raw.requestHeaders(1, '/runtime.v1.RuntimeService/ExecSync'), raw.message(1, Buffer.alloc(0), true));
+    await waitForCall(proxy, 'ExecSync');
     raw.write(raw.message(1, Buffer.alloc(0), false));
     expect(await raw.reset(1)).toBe(ErrorCode.STREAM_CLOSED);
     await waitForCancel(proxy, 'ExecSync');

@@ -8,7 +8,7 @@ import { builtinTypes } from '../../src/commands/builtin-types';
 import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
 import { createImagePolicyInterceptor, imagePolicySchema, type ImagePolicyInterceptor } from '../../src/interceptors/image-policy';
 import { silentLogger } from '../../src/log';
-import { encodeMessage } from '../../src/proxy/codec';
+import { encodeMessage } from '../../src/messages/codec';
 import { FakeRuntime } from '../support/fake-runtime';
 import { RawClient, makeTempDir, startTestProxy, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
 import { ManualScheduler } from '../support/manual-scheduler';

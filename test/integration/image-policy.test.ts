@@ -2,8 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { createImagePolicyInterceptor, imagePolicySchema } from '../../src/interceptors/image-policy';
 import { policyDecisionKey } from '../../src/policies/decision-key';
-import { encodeMessage } from '../../src/proxy/codec';
-import type { Interceptor } from '../../src/proxy/types';
+import { encodeMessage } from '../../src/messages/codec';
+import type { Interceptor } from '../../src/chain/types';
 import { startTestProxy, type RawClient, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
 
 const PULL = '/runtime.v1.ImageService/PullImage';

@@ -2,9 +2,9 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { createMetricsInterceptor, metricsConfigSchema } from '../../src/interceptors/metrics';
 import { silentLogger } from '../../src/log';
-import type { ChainEntry } from '../../src/proxy/chain';
-import { encodeMessage } from '../../src/proxy/codec';
-import type { Interceptor } from '../../src/proxy/types';
+import type { ChainEntry } from '../../src/chain/chain';
+import { encodeMessage } from '../../src/messages/codec';
+import type { Interceptor } from '../../src/chain/types';
 import { sample } from '../support/metric-samples';
 import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
 

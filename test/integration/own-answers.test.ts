@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
+import { decodeMessage, encodeMessage } from '../../src/messages/codec';
 import { callRuntime, streamRuntime } from '../../src/proxy/runtime-client';
 import { collectStream, interceptorEntry } from '../support/calls';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';

@@ -4,19 +4,20 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
-import type { InterceptorDeps } from '../../src/config/interceptor-types';
+import type { InterceptorDeps } from '../../src/chain/interceptor-types';
 import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
 import { createImagePolicyInterceptor, imagePolicySchema } from '../../src/interceptors/image-policy';
 import { createMetricsInterceptor, metricsConfigSchema } from '../../src/interceptors/metrics';
-import { createTracingInterceptor, tracingConfigSchema } from '../../src/interceptors/tracing';
+import { createTracingInterceptor } from '../../src/interceptors/tracing';
 import { silentLogger } from '../../src/log';
-import type { ChainEntry } from '../../src/proxy/chain';
+import type { ChainEntry } from '../../src/chain/chain';
 import type { Router } from '../../src/proxy/router';
-import type { Interceptor } from '../../src/proxy/types';
+import type { Interceptor } from '../../src/chain/types';
 import { sample } from '../support/metric-samples';
 import { makeTempDir, RawClient } from '../support/proxy-harness';
 import { callVia, ok, sandboxConfig, startRoutingProxy, type Reply, type RoutingProxy } from '../support/routing-proxy';
 import { waitFor } from '../support/wait';
+import { tracingConfigSchema } from '../../src/interceptors/tracing/config';
 
 jest.setTimeout(30_000);
 

@@ -1,6 +1,6 @@
 /** Routing when things go wrong: a runtime down, the proxy restarting with pods in flight, event streams breaking. */
 import * as grpc from '@grpc/grpc-js';
-import { decodeMessage } from '../../src/proxy/codec';
+import { decodeMessage } from '../../src/messages/codec';
 import { sample } from '../support/metric-samples';
 import { callVia, methodOf, ok, sandboxConfig, startRoutingProxy, type Backend, type RoutingProxy } from '../support/routing-proxy';
 import { eventually, waitFor } from '../support/wait';

@@ -1,7 +1,7 @@
 /** Routing in the running proxy, in front of two fake CRI runtimes: placement, ownership and merged answers. */
 import * as grpc from '@grpc/grpc-js';
 import { methodRoutes } from '../../src/interceptors/routing/method-routes';
-import { decodeMessage } from '../../src/proxy/codec';
+import { decodeMessage } from '../../src/messages/codec';
 import { sample } from '../support/metric-samples';
 import { RawClient } from '../support/proxy-harness';
 import {

@@ -3,12 +3,13 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Registry } from 'prom-client';
-import { createTracingInterceptor, tracingConfigSchema } from '../../src/interceptors/tracing';
+import { createTracingInterceptor } from '../../src/interceptors/tracing';
 import { silentLogger } from '../../src/log';
 import { Router } from '../../src/proxy/router';
 import { Upstream } from '../../src/proxy/upstream';
 import { sample } from '../support/metric-samples';
 import { startTestProxy } from '../support/proxy-harness';
+import { tracingConfigSchema } from '../../src/interceptors/tracing/config';
 
 /*
  * The OTLP/HTTP exporter loads node:http with a native dynamic import, which jest's module sandbox cannot run.

@@ -2,14 +2,15 @@ import * as grpc from '@grpc/grpc-js';
 import type { HrTime } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
-import { createTracingInterceptor, tracingConfigSchema } from '../../src/interceptors/tracing';
+import { createTracingInterceptor } from '../../src/interceptors/tracing';
 import { silentLogger } from '../../src/log';
-import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
+import { decodeMessage, encodeMessage } from '../../src/messages/codec';
 import { Router } from '../../src/proxy/router';
-import type { Interceptor } from '../../src/proxy/types';
+import type { Interceptor } from '../../src/chain/types';
 import { Upstream } from '../../src/proxy/upstream';
 import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
 import { waitFor } from '../support/wait';
+import { tracingConfigSchema } from '../../src/interceptors/tracing/config';
 
 const RUNTIME = '/runtime.v1.RuntimeService/';
 const IMAGE = '/runtime.v1.ImageService/';

@@ -6,8 +6,9 @@
  * Env: AUDIT_PATH (log file), AUDIT_TEAR_AFTER (records written whole first).
  */
 import { writeSync } from 'node:fs';
-import { nodeIo, type AuditIo } from '../../src/audit/writer';
+import { type AuditIo } from '../../src/audit/writer';
 import { AuditWriter } from '../../src/audit/writer';
+import { nodeIo } from '../../src/audit/file-io';
 
 const path = process.env.AUDIT_PATH ?? '';
 const tearAfter = Number(process.env.AUDIT_TEAR_AFTER ?? '5');

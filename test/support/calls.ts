@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
-import type { ChainEntry } from '../../src/proxy/chain';
-import type { CallContext, Next } from '../../src/proxy/types';
+import type { ChainEntry } from '../../src/chain/chain';
+import type { CallContext, Next } from '../../src/chain/types';
 
 /** A chain entry around a test's own `intercept`. */
 export function interceptorEntry(name: string, intercept: (ctx: CallContext, next: Next) => Promise<void>): ChainEntry {

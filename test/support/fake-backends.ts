@@ -1,7 +1,7 @@
 /** Fakes of the two functions routing reaches runtimes through: scripted unary answers, hand-driven streams. */
 import type { BackendReply, BackendStatus, CallBackend, StreamBackend } from '../../src/interceptors/routing/backend-call';
-import { encodeMessage } from '../../src/proxy/codec';
-import { lengthDelimited } from '../../src/proxy/protobuf-wire';
+import { encodeMessage } from '../../src/messages/codec';
+import { lengthDelimited } from '../../src/messages/protobuf-wire';
 
 export const ok = (body?: Buffer): BackendReply => ({ code: 0, message: '', trailers: ['grpc-status', '0'], body });
 export const fail = (code: number, message: string): BackendReply => ({ code, message, trailers: ['grpc-status', String(code)] });

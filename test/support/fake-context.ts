@@ -1,7 +1,7 @@
 import { silentLogger } from '../../src/log';
-import { Metadata, OutgoingMetadata } from '../../src/proxy/metadata';
-import { lookupMethod } from '../../src/proxy/method-table';
-import type { CallContext } from '../../src/proxy/types';
+import { Metadata, OutgoingMetadata } from '../../src/chain/metadata';
+import { lookupMethod } from '../../src/chain/method-table';
+import type { CallContext } from '../../src/chain/types';
 
 /** A call context with nothing behind it, for unit tests of interceptors: override what the test needs. */
 export function fakeCallContext(path: string, metadata: Readonly<Record<string, string>> = {}): CallContext {

@@ -4,9 +4,8 @@
  * which of several runtimes a call reached, and what each one lists.
  */
 import * as grpc from '@grpc/grpc-js';
-import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
-import { methodTable } from '../../src/proxy/method-table';
-import type { DecodedMessage } from '../../src/proxy/types';
+import { decodeMessage, encodeMessage, type DecodedMessage } from '../../src/messages/codec';
+import { methodTable } from '../../src/chain/method-table';
 import { RuntimeFailure, type FakeRuntime, type RecordedCall } from './fake-runtime';
 
 type Message = Record<string, unknown>;

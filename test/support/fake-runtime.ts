@@ -3,9 +3,9 @@ import { rmSync } from 'node:fs';
 import { setTimeout } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { errorMessage } from '../../src/errors';
-import { encodeMessage } from '../../src/proxy/codec';
-import { lookupMethod, methodTable } from '../../src/proxy/method-table';
-import type { MethodInfo } from '../../src/proxy/types';
+import { encodeMessage } from '../../src/messages/codec';
+import { lookupMethod, methodTable } from '../../src/chain/method-table';
+import type { MethodInfo } from '../../src/chain/types';
 
 /** Metadata as received: text keys give a string (or several), `-bin` keys give Buffers. */
 export type MetadataRecord = Record<string, string | string[] | Buffer[]>;

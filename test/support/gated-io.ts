@@ -1,4 +1,5 @@
-import { nodeIo, type AuditIo } from '../../src/audit/writer';
+import { type AuditIo } from '../../src/audit/writer';
+import { nodeIo } from '../../src/audit/file-io';
 
 /** An audit io whose writes wait until `open()` is called; counts how many were attempted. */
 export function gatedIo(): { io: Partial<AuditIo>; open: () => void; writes: () => number } {

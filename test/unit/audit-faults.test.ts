@@ -2,12 +2,13 @@
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { verifyAuditFiles } from '../../src/audit/verify';
-import { AuditTimeoutError, AuditWriter, nodeIo, type AuditIo, type AuditWriterSettings } from '../../src/audit/writer';
+import { AuditTimeoutError, AuditWriter, type AuditIo, type AuditWriterSettings } from '../../src/audit/writer';
 import { runAuditVerify } from '../../src/commands/audit-verify';
 import { makeTempDir } from '../support/proxy-harness';
 import { gatedIo } from '../support/gated-io';
 import { ManualScheduler } from '../support/manual-scheduler';
 import { waitFor } from '../support/wait';
+import { nodeIo } from '../../src/audit/file-io';
 
 const base: AuditWriterSettings = { fsync: 'record', fsyncIntervalMs: 1000, queueSize: 100, whenFull: 'block', maxBytes: 1 << 30, keep: 3 };
 const enospc = (): Error => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });

@@ -2,10 +2,11 @@ import { appendFileSync, existsSync, readFileSync, renameSync, rmSync, statSync,
 import { join } from 'node:path';
 import { acquireAuditWriter } from '../../src/audit/shared-writer';
 import { verifyAuditFiles } from '../../src/audit/verify';
-import { AuditWriter, nodeIo, type AuditIo, type AuditWriterSettings } from '../../src/audit/writer';
+import { AuditWriter, type AuditIo, type AuditWriterSettings } from '../../src/audit/writer';
 import { makeTempDir } from '../support/proxy-harness';
 import { gatedIo } from '../support/gated-io';
 import { waitFor } from '../support/wait';
+import { nodeIo } from '../../src/audit/file-io';
 
 const base: AuditWriterSettings = { fsync: 'record', fsyncIntervalMs: 1000, queueSize: 100, whenFull: 'block', maxBytes: 1 << 30, keep: 3 };
 

@@ -1,7 +1,7 @@
 import { ProxyError } from '../../src/errors';
-import { Chain, compileMethodFilter, type ChainEntry, type OnError } from '../../src/proxy/chain';
-import { lookupMethod, methodTable } from '../../src/proxy/method-table';
-import type { CallContext, Interceptor, Next } from '../../src/proxy/types';
+import { Chain, compileMethodFilter, type ChainEntry, type OnError } from '../../src/chain/chain';
+import { lookupMethod, methodTable } from '../../src/chain/method-table';
+import type { CallContext, Interceptor, Next } from '../../src/chain/types';
 
 const runPod = lookupMethod('/runtime.v1.RuntimeService/RunPodSandbox');
 const pull = lookupMethod('/runtime.v1.ImageService/PullImage');

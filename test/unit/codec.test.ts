@@ -1,6 +1,6 @@
 import { ProxyError } from '../../src/errors';
-import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
-import { fieldAt } from '../../src/values';
+import { decodeMessage, encodeMessage } from '../../src/messages/codec';
+import { fieldAt } from '../../src/messages/field-at';
 
 const runPodSandbox = {
   config: {

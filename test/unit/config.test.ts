@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { parseHostPort, parseUnixAddress } from '../../src/config/address';
-import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/config/interceptor-types';
+import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/chain/interceptor-types';
 import { builtinInterceptorTypes } from '../../src/interceptors';
 import { ConfigError, DEFAULT_UPSTREAM, loadConfigFile, parseConfig, type ConfigOverrides } from '../../src/config/load';
 import { parseArgs, UsageError } from '../../src/commands/args';
@@ -164,6 +164,17 @@ describe('invalid configs', () => {
     ],
     ['unregistered type', `${ONE_BACKEND}interceptors: [{ name: x, type: nope }]\n`, ['interceptors[0].type']],
     ['document is a list', '- a\n', ['']],
+    [
+      'HTTP/2 flood limits out of range',
+      `limits: { maxContinuationFrames: 0, maxSettingsEntries: 5, maxEmptyFrames: 0, maxResetStreams: 0, maxHeldResponseBytes: 1024 }\n${ONE_BACKEND}`,
+      [
+        'limits.maxContinuationFrames',
+        'limits.maxSettingsEntries',
+        'limits.maxEmptyFrames',
+        'limits.maxResetStreams',
+        'limits.maxHeldResponseBytes',
+      ],
+    ],
   ])('%s', (_name, yaml, paths) => {
     expect(pathsOf(yaml).sort()).toEqual([...paths].sort());
   });

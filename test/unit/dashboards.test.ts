@@ -7,7 +7,7 @@ import { builtinTypes } from '../../src/commands/builtin-types';
 import { validateProxyConfig } from '../../src/config/schema';
 import '../../src/interceptors/metrics';
 import { silentLogger } from '../../src/log';
-import { methodTable } from '../../src/proxy/method-table';
+import { methodTable } from '../../src/chain/method-table';
 import { makeTempDir } from '../support/proxy-harness';
 
 const ROOT = path.resolve(__dirname, '..', '..');

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
+import { decodeMessage, encodeMessage } from '../../src/messages/codec';
 import { FakeRuntime } from '../support/fake-runtime';
 import { waitFor } from '../support/wait';
 

@@ -105,6 +105,8 @@ function connection(socket: FakeSocket, onRequest: (stream: ClientStream) => voi
     settings: { streamWindow: 65_535, connectionWindow: 1 << 20, maxHeaderListBytes: 16_384, maxConcurrentStreams: 8 },
     maxMessageBytes: 1024,
     maxHeldRequestBytes: 4096,
+    maxHeldResponseBytes: 1 << 20,
+    maxResetStreams: 4,
     handshakeTimeoutMs: 60_000,
     handshakeMaxBytes: 4096,
     onRequest,

@@ -3,9 +3,8 @@ import {
   encodeGrpcMessage,
   formatGrpcTimeout,
   parseGrpcTimeout,
-  readStatus,
-  statusHeaders,
-  statusTrailers,
+  readStatusFields,
+  statusFields,
 } from '../../src/proxy/grpc-status';
 
 describe('grpc-message', () => {
@@ -33,21 +32,25 @@ describe('grpc-message', () => {
 });
 
 describe('status headers and trailers', () => {
-  test('trailers-only headers carry :status 200, content-type and the encoded status', () => {
-    expect(statusHeaders(7, 'denied: 100%')).toEqual({
-      ':status': 200,
-      'content-type': 'application/grpc',
-      'grpc-status': '7',
-      'grpc-message': 'denied: 100%25',
-    });
-    expect(statusTrailers(14, 'down')).toEqual({ 'grpc-status': '14', 'grpc-message': 'down' });
+  test('a trailers-only response carries :status 200, content-type and the encoded status; trailers only the status', () => {
+    expect(statusFields(7, 'denied: 100%', true)).toEqual([
+      ':status',
+      '200',
+      'content-type',
+      'application/grpc',
+      'grpc-status',
+      '7',
+      'grpc-message',
+      'denied: 100%25',
+    ]);
+    expect(statusFields(14, 'down', false)).toEqual(['grpc-status', '14', 'grpc-message', 'down']);
   });
 
-  test('readStatus decodes what it is sent; a missing or garbled status is UNKNOWN', () => {
-    expect(readStatus({ 'grpc-status': '5', 'grpc-message': 'not%20found' })).toEqual({ code: 5, message: 'not found' });
-    expect(readStatus({ 'grpc-status': '0' })).toEqual({ code: 0, message: '' });
-    expect(readStatus({})).toEqual({ code: 2, message: 'missing grpc-status' });
-    expect(readStatus({ 'grpc-status': 'x' })).toEqual({ code: 2, message: 'missing grpc-status' });
+  test('readStatusFields decodes what it is sent; a missing or garbled status is UNKNOWN', () => {
+    expect(readStatusFields(['grpc-status', '5', 'grpc-message', 'not%20found'])).toEqual({ code: 5, message: 'not found' });
+    expect(readStatusFields(['grpc-status', '0'])).toEqual({ code: 0, message: '' });
+    expect(readStatusFields([])).toEqual({ code: 2, message: 'missing grpc-status' });
+    expect(readStatusFields(['grpc-status', 'x'])).toEqual({ code: 2, message: 'missing grpc-status' });
   });
 });
 

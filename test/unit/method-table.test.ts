@@ -1,29 +1,12 @@
-import * as protobuf from 'protobufjs';
-import { criRoot, messageType } from '../../src/proxy/codec';
-import { lookupMethod, methodTable } from '../../src/proxy/method-table';
-import type { CriField } from '../../src/proxy/types';
+import { criRoot, messageType } from '../../src/messages/codec';
+import { MethodColumn, fieldPath, lookupMethod, methodTable } from '../../src/chain/method-table';
+import type { CriField } from '../../src/chain/types';
+import { stringPathProblem } from '../support/field-paths';
 
 const services = ['runtime.v1.RuntimeService', 'runtime.v1.ImageService'].map((name) => criRoot().lookupService(name));
 const protoMethods = services.flatMap((service) =>
   service.methodsArray.map((method) => ({ service, method, path: `/${service.fullName.slice(1)}/${method.name}` })),
 );
-
-/** Checks a dotted path reaches a singular string field through singular message fields. */
-function pathProblem(typeName: string, path: string): string | undefined {
-  let type = messageType(typeName);
-  const parts = path.split('.');
-  for (const [i, part] of parts.entries()) {
-    const field = type.fields[part];
-    if (!field) return `${type.name} has no field ${part}`;
-    if (field.repeated || field.map) return `${type.name}.${part} is repeated or a map`;
-    const last = i === parts.length - 1;
-    if (last) return field.type === 'string' ? undefined : `${type.name}.${part} is not a string`;
-    field.resolve();
-    if (!(field.resolvedType instanceof protobuf.Type)) return `${type.name}.${part} is not a message`;
-    type = field.resolvedType;
-  }
-  return 'empty path';
-}
 
 describe('method table', () => {
   it('has one row per rpc of the schema, 43 in all, 7 of them server-streaming', () => {
@@ -60,7 +43,7 @@ describe('method table', () => {
     for (const m of methodTable) {
       const check = (typeName: string | undefined, fields: typeof m.requestFields): void => {
         for (const [field, path] of Object.entries(fields)) {
-          const problem = pathProblem(typeName ?? '', path);
+          const problem = stringPathProblem(typeName ?? '', path);
           if (problem) problems.push(`${m.name} ${field} ${path}: ${problem}`);
         }
       };
@@ -69,10 +52,10 @@ describe('method table', () => {
     }
     expect(problems).toEqual([]);
     // The checker itself must reject what fieldAt could never read.
-    expect(pathProblem('runtime.v1.RunPodSandboxRequest', 'config.metadata.nam')).toBeDefined();
-    expect(pathProblem('runtime.v1.RunPodSandboxRequest', 'config.metadata')).toBeDefined();
-    expect(pathProblem('runtime.v1.RunPodSandboxRequest', 'config.labels.x')).toBeDefined();
-    expect(pathProblem('runtime.v1.PodSandboxStatusResponse', 'containers_statuses.id')).toBeDefined();
+    expect(stringPathProblem('runtime.v1.RunPodSandboxRequest', 'config.metadata.nam')).toBeDefined();
+    expect(stringPathProblem('runtime.v1.RunPodSandboxRequest', 'config.metadata')).toBeDefined();
+    expect(stringPathProblem('runtime.v1.RunPodSandboxRequest', 'config.labels.x')).toBeDefined();
+    expect(stringPathProblem('runtime.v1.PodSandboxStatusResponse', 'containers_statuses.id')).toBeDefined();
   });
 
   it('marks exactly the state-changing methods as mutating', () => {
@@ -175,6 +158,7 @@ describe('method table', () => {
       kind: 'unknown',
       mutating: false,
       polling: false,
+      watch: false,
       requestType: undefined,
       responseType: undefined,
       requestFields: {},
@@ -183,7 +167,38 @@ describe('method table', () => {
     expect(lookupMethod(path)).toBe(info);
   });
 
+  it('marks GetContainerEvents, and nothing else, as a watch that shutdown ends', () => {
+    expect(methodTable.filter((m) => m.watch).map((m) => m.name)).toEqual(['GetContainerEvents']);
+  });
+
+  it('names each method once across both services, so feature columns can key by name', () => {
+    expect(new Set(methodTable.map((m) => m.name)).size).toBe(methodTable.length);
+  });
+
   it.each(['', 'nonsense', '/only-service', '/a/b/c', '//Method'])('treats malformed path %j as unknown', (path) => {
     expect(lookupMethod(path)).toMatchObject({ path, service: '', name: path, known: false, kind: 'unknown' });
+  });
+});
+
+describe('feature columns of the table', () => {
+  const pull = lookupMethod('/runtime.v1.ImageService/PullImage');
+
+  it('give each named method its value, built from its row where asked, and nothing to others', () => {
+    const column = new MethodColumn<string>({ PullImage: 'a', Version: (m) => m.path });
+    expect(column.of(pull)).toBe('a');
+    expect(column.of(lookupMethod('/runtime.v1.RuntimeService/Version'))).toBe('/runtime.v1.RuntimeService/Version');
+    expect(column.of(lookupMethod('/runtime.v1.RuntimeService/Status'))).toBeUndefined();
+    expect(column.of(lookupMethod('/runtime.v2.ImageService/PullImage'))).toBeUndefined();
+    expect(column.byName).toEqual({ PullImage: 'a', Version: '/runtime.v1.RuntimeService/Version' });
+  });
+
+  it('refuse a key that names no method of the table', () => {
+    expect(() => new MethodColumn({ PullImages: 'a' })).toThrow(/PullImages/);
+  });
+
+  it("read field paths from the table, and refuse a field the method's row lacks", () => {
+    expect(fieldPath(pull, 'image')).toBe('image.image');
+    expect(fieldPath(pull, 'image', 'response')).toBe('image_ref');
+    expect(() => fieldPath(pull, 'containerId')).toThrow(/PullImage/);
   });
 });

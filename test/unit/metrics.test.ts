@@ -3,10 +3,11 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { createMetricsInterceptor, metricsConfigSchema } from '../../src/interceptors/metrics';
 import { silentLogger } from '../../src/log';
 import { Router } from '../../src/proxy/router';
-import type { CallContext, CallOutcome, Interceptor } from '../../src/proxy/types';
-import { Upstream, type UpstreamHealth } from '../../src/proxy/upstream';
+import type { CallContext, CallOutcome, Interceptor } from '../../src/chain/types';
+import type { BackendHealth } from '../../src/chain/backends';
+import { Upstream } from '../../src/proxy/upstream';
 
-function upstream(name: string, health: UpstreamHealth): Upstream {
+function upstream(name: string, health: BackendHealth): Upstream {
   const u = new Upstream({
     name,
     socketPath: `/nonexistent/${name}.sock`,
@@ -18,7 +19,7 @@ function upstream(name: string, health: UpstreamHealth): Upstream {
   return u;
 }
 
-const UP: UpstreamHealth = { up: true, lastError: undefined, lastErrorAt: undefined };
+const UP: BackendHealth = { up: true, lastError: undefined, lastErrorAt: undefined };
 
 function create(registry: Registry, config: unknown = {}, router = new Router([upstream('a', UP)], 'a')): Interceptor {
   return createMetricsInterceptor(metricsConfigSchema.parse(config), { name: 'metrics', log: silentLogger, registry, router });
@@ -127,8 +128,8 @@ describe('metrics interceptor on a shared registry (config reload)', () => {
   test('backend gauges follow the newest instance’s router and vanish when it closes', async () => {
     const registry = new Registry();
     const old = create(registry, {}, new Router([upstream('a', UP)], 'a'));
-    const down: UpstreamHealth = { up: false, lastError: 'refused', lastErrorAt: 1_700_000_000_000 };
-    const idle: UpstreamHealth = { up: false, lastError: undefined, lastErrorAt: undefined };
+    const down: BackendHealth = { up: false, lastError: 'refused', lastErrorAt: 1_700_000_000_000 };
+    const idle: BackendHealth = { up: false, lastError: undefined, lastErrorAt: undefined };
     const current = create(registry, {}, new Router([upstream('b', down), upstream('c', idle)], 'b'));
     expect(await value(registry, 'cri_proxy_backend_up', { backend: 'a' })).toBeUndefined();
     expect(await value(registry, 'cri_proxy_backend_up', { backend: 'b' })).toBe(0);

@@ -1,7 +1,8 @@
 import { fakeCallContext } from '../support/fake-context';
 import { PodStartTracker, type PodStart, type PodStartTrackerOptions } from '../../src/observability/pod-start-tracker';
-import type { CallContext, DecodedMessage } from '../../src/proxy/types';
+import type { CallContext } from '../../src/chain/types';
 import { ManualScheduler } from '../support/manual-scheduler';
+import type { DecodedMessage } from '../../src/messages/codec';
 
 const RUNTIME = '/runtime.v1.RuntimeService/';
 const IMAGE = '/runtime.v1.ImageService/';

@@ -1,5 +1,5 @@
-import { decodeMessage, encodeMessage } from '../../src/proxy/codec';
-import { lengthDelimited, replaceStringAt, stringAt, wireFields, WireFormatError } from '../../src/proxy/protobuf-wire';
+import { decodeMessage, encodeMessage } from '../../src/messages/codec';
+import { lengthDelimited, replaceStringAt, stringAt, wireFields, WireFormatError } from '../../src/messages/protobuf-wire';
 
 const hex = (b: Buffer): string => b.toString('hex');
 

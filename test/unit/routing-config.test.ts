@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { InterceptorTypes } from '../../src/config/interceptor-types';
+import { InterceptorTypes } from '../../src/chain/interceptor-types';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load';
 import { builtinInterceptorTypes } from '../../src/interceptors';
 import { Registry } from 'prom-client';

@@ -3,8 +3,8 @@ import { routingConfigSchema } from '../../src/interceptors/routing/config';
 import { RoutingDispatcher, type Decision, type RoutingCall } from '../../src/interceptors/routing/dispatch';
 import { methodRoutes } from '../../src/interceptors/routing/method-routes';
 import { silentLogger } from '../../src/log';
-import { decodeMessage } from '../../src/proxy/codec';
-import { lookupMethod, methodTable } from '../../src/proxy/method-table';
+import { decodeMessage } from '../../src/messages/codec';
+import { lookupMethod, methodTable } from '../../src/chain/method-table';
 import { encode, fail, FakeStreams, fakeCall, listOf, ok, type Script } from '../support/fake-backends';
 import { sample } from '../support/metric-samples';
 

@@ -1,9 +1,9 @@
 import { ProxyError } from '../../src/errors';
-import { requestString, rewriteHandler } from '../../src/interceptors/routing/request-fields';
+import { requestString, rewriteHandler } from '../../src/messages/request-fields';
 import { imageStatusAcross, removeImageAcross } from '../../src/interceptors/routing/image-lookup';
 import { toEveryBackend } from '../../src/interceptors/routing/node-wide';
-import { decodeMessage } from '../../src/proxy/codec';
-import { lengthDelimited } from '../../src/proxy/protobuf-wire';
+import { decodeMessage } from '../../src/messages/codec';
+import { lengthDelimited } from '../../src/messages/protobuf-wire';
 import { encode, fail, fakeCall, ok, withUnknown, type Script } from '../support/fake-backends';
 
 const BACKENDS = ['containerd', 'crio'];

@@ -2,9 +2,9 @@ import { ProxyError } from '../../src/errors';
 import { compileListMerge, filterStreamMessage, ListCollector, mergeListBodies } from '../../src/interceptors/routing/list-merge';
 import { methodRoutes } from '../../src/interceptors/routing/method-routes';
 import { mergedList } from '../../src/interceptors/routing/node-wide';
-import { decodeMessage } from '../../src/proxy/codec';
-import { lookupMethod } from '../../src/proxy/method-table';
-import { lengthDelimited, wireFields } from '../../src/proxy/protobuf-wire';
+import { decodeMessage } from '../../src/messages/codec';
+import { lookupMethod } from '../../src/chain/method-table';
+import { lengthDelimited, wireFields } from '../../src/messages/protobuf-wire';
 import { encode, fail, fakeCall, listOf, ok, withUnknown } from '../support/fake-backends';
 
 /** For each merged method: the list field(s), the item type and items keyed by a distinguishing string. */

@@ -1,8 +1,8 @@
 import { compileListMerge } from '../../src/interceptors/routing/list-merge';
 import { methodRoutes, type RouteEntry } from '../../src/interceptors/routing/method-routes';
-import { resolvePath } from '../../src/interceptors/routing/wire-paths';
-import { methodTable } from '../../src/proxy/method-table';
-import type { MethodInfo } from '../../src/proxy/types';
+import { resolvePath } from '../../src/messages/wire-paths';
+import { methodTable } from '../../src/chain/method-table';
+import type { MethodInfo } from '../../src/chain/types';
 
 const rows = methodTable.map((m) => [m.name, m, methodRoutes[m.name] as RouteEntry] as const);
 
@@ -46,6 +46,21 @@ describe('routing method routes', () => {
     for (const [, method, { route }] of rows) {
       if (route.kind === 'sandbox') expect(method.requestFields.sandboxId).toBe(route.field);
       if (route.kind === 'container') expect(method.requestFields.containerId).toBe(route.field);
+    }
+  });
+
+  test('handlers and ownership are read where the method table says the handler and IDs lie', () => {
+    for (const [name, method, entry] of rows) {
+      const { requestFields: req, responseFields: res } = method;
+      if (entry.handlerField !== undefined && req.runtimeHandler !== undefined)
+        expect([name, entry.handlerField]).toEqual([name, req.runtimeHandler]);
+      const effect = entry.ownership ?? {};
+      if (effect.sandboxId !== undefined) expect([name, effect.sandboxId]).toEqual([name, res.sandboxId]);
+      if (effect.containerId !== undefined) expect([name, effect.containerId]).toEqual([name, res.containerId]);
+      if (effect.podUid !== undefined) expect([name, effect.podUid]).toEqual([name, req.podUid]);
+      for (const id of [effect.sandboxOfContainer, effect.forgetSandbox])
+        if (id !== undefined) expect([name, id]).toEqual([name, req.sandboxId]);
+      if (effect.forgetContainer !== undefined) expect([name, effect.forgetContainer]).toEqual([name, req.containerId]);
     }
   });
 

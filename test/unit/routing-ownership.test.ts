@@ -4,7 +4,7 @@ import { methodRoutes } from '../../src/interceptors/routing/method-routes';
 import { routingMetrics } from '../../src/interceptors/routing/metrics';
 import { OwnershipCache, type OwnershipOptions } from '../../src/interceptors/routing/ownership';
 import { silentLogger } from '../../src/log';
-import { decodeMessage } from '../../src/proxy/codec';
+import { decodeMessage } from '../../src/messages/codec';
 import { encode, fail, fakeCall, listOf, ok, type Script } from '../support/fake-backends';
 import { sample } from '../support/metric-samples';
 

@@ -1,6 +1,6 @@
 import { backendCalls, metadataForBackends } from '../../src/interceptors/routing/runtime-calls';
 import { silentLogger } from '../../src/log';
-import { Metadata } from '../../src/proxy/metadata';
+import { Metadata } from '../../src/chain/metadata';
 import { Router } from '../../src/proxy/router';
 import { Upstream } from '../../src/proxy/upstream';
 import { fakeCallContext } from '../support/fake-context';

@@ -2,8 +2,8 @@ import { ProxyError } from '../../src/errors';
 import type { NamedReply } from '../../src/interceptors/routing/backend-call';
 import { mergedStatus, mergeStatus } from '../../src/interceptors/routing/status-merge';
 import { compileRouting } from '../../src/policies/routing-rules';
-import { decodeMessage } from '../../src/proxy/codec';
-import { lengthDelimited, wireFields } from '../../src/proxy/protobuf-wire';
+import { decodeMessage } from '../../src/messages/codec';
+import { lengthDelimited, wireFields } from '../../src/messages/protobuf-wire';
 import { encode, fail, fakeCall, ok, withUnknown } from '../support/fake-backends';
 
 const routing = compileRouting({ defaultBackend: 'containerd', rules: [], handlers: { crio: { crio: '', 'kata-fast': 'kata' } } });

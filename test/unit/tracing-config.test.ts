@@ -1,6 +1,6 @@
 import { ConfigError, parseConfig } from '../../src/config/load';
 import { builtinTypes } from '../../src/commands/builtin-types';
-import { tracingConfigSchema } from '../../src/interceptors/tracing';
+import { tracingConfigSchema } from '../../src/interceptors/tracing/config';
 
 const BACKEND = 'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\n';
 

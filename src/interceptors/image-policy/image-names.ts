@@ -1,10 +1,8 @@
 /** The names (tags and digests) an image ID has on the node, asked of the runtime and cached. */
 import { LRUCache } from 'lru-cache';
 import { GrpcStatus, ProxyError } from '../../errors';
-import { warmCodec } from '../../proxy/codec';
-import { callRuntimeTyped } from '../../proxy/runtime-client';
-import type { DecodedMessage } from '../../proxy/types';
-import type { Upstream } from '../../proxy/upstream';
+import { warmCodec, type DecodedMessage } from '../../messages/codec';
+import { callRuntimeTyped, type Backend } from '../../chain/backends';
 
 const IMAGE_STATUS = {
   path: '/runtime.v1.ImageService/ImageStatus',
@@ -46,7 +44,7 @@ export class ImageNameResolver {
   }
 
   /** The image's names ([] if the runtime does not know it); throws when the runtime cannot be asked. */
-  names(upstream: Upstream, id: string, deadline: number | undefined): Promise<readonly string[]> {
+  names(upstream: Backend, id: string, deadline: number | undefined): Promise<readonly string[]> {
     const key = `${upstream.name}\n${id}`;
     const cached = this.cache.get(key);
     if (cached !== undefined) return Promise.resolve(cached);
@@ -58,7 +56,7 @@ export class ImageNameResolver {
     return pending;
   }
 
-  private async lookup(upstream: Upstream, id: string, deadline: number | undefined): Promise<readonly string[]> {
+  private async lookup(upstream: Backend, id: string, deadline: number | undefined): Promise<readonly string[]> {
     // Leave the call its own deadline rather than spending all of it here.
     const left = deadline === undefined ? this.timeoutMs : Math.min(this.timeoutMs, deadline - Date.now());
     if (left <= 0) throw new ProxyError('DEADLINE_EXCEEDED', 'no time left to look the image up');

@@ -5,13 +5,12 @@
 import type { Counter } from 'prom-client';
 import { z } from 'zod';
 import { MAX_INT32 } from '../../values';
-import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
 import { ProxyError, errorMessage } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
-import { fieldAt } from '../../values';
-import { methodFacts, type ImageCheck } from '../../proxy/method-table';
-import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
+import { imageDoors, type ImageCheck } from './doors';
+import type { CallContext, Interceptor, Next } from '../../chain/types';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
 import { ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
@@ -20,6 +19,8 @@ import { loadConfiguredPolicy, policyLabel, readPolicyFile } from './policy-file
 import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
 import { PolicyFileWatcher } from './policy-watcher';
 import { METRIC } from '../../metrics/names';
+import type { DecodedMessage } from '../../messages/codec';
+import { fieldAt } from '../../messages/field-at';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 
@@ -126,7 +127,7 @@ export class ImagePolicyInterceptor implements Interceptor {
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
-    const check = methodFacts(ctx.method).imageCheck;
+    const check = imageDoors.of(ctx.method);
     if (check === undefined) return next();
     const { door } = check;
     // One policy for the whole call, even if the file is swapped meanwhile.

@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import type { Router } from '../../proxy/router';
+import type { Backends } from '../../chain/backends';
 import type { FastCounter, FastGauge, FastHistogram } from '../../metrics/fast';
 import { ensureCollectedGauge, ensureFastCounter, ensureFastGauge, ensureFastHistogram, type CollectedGauge } from '../../metrics/registry';
 import { METRIC } from '../../metrics/names';
@@ -63,7 +63,7 @@ export function callMetrics(registry: Registry, buckets: readonly number[]): Cal
 }
 
 /** Backend health, read from the router's upstreams at scrape time (never on the call path). */
-export function backendGauges(registry: Registry, router: Router): CollectedGauge<'backend'>[] {
+export function backendGauges(registry: Registry, router: Backends): CollectedGauge<'backend'>[] {
   const up = ensureCollectedGauge(
     registry,
     {

@@ -1,9 +1,9 @@
 import type { Histogram, Registry } from 'prom-client';
-import { fieldAt } from '../../values';
 import { GrpcStatus } from '../../errors';
-import type { CallContext } from '../../proxy/types';
+import type { CallContext } from '../../chain/types';
 import { GRPC_CODE_COUNT, ensureHistogram, grpcCodeName } from '../../metrics/registry';
 import { METRIC } from '../../metrics/names';
+import { fieldAt } from '../../messages/field-at';
 
 const PULL_SECONDS_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200];
 const PULL_BYTES_BUCKETS = [1e6, 5e6, 1e7, 2.5e7, 5e7, 1e8, 2.5e8, 5e8, 1e9, 2.5e9, 5e9, 1e10];

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
 import { GrpcStatus, ProxyError } from '../../errors';
 import { observerFaultReporter, type ObserverFaultReporter } from '../../metrics/observer-faults';
 import { DEFAULT_BUCKETS, backendGauges, callMetrics, type CallLabels, type CallMetrics, type MethodLabels } from './call-metrics';
@@ -8,9 +8,10 @@ import { ImagePullMetrics } from './image-pull-metrics';
 import { podStartConfigSchema } from '../../observability/pod-start-config';
 import { PodStartMetrics } from './pod-start-metrics';
 import { GRPC_CODE_COUNT, grpcCodeName, type CollectedGauge } from '../../metrics/registry';
-import { methodFacts, methodTable } from '../../proxy/method-table';
-import { EVERY_BACKEND, type Router } from '../../proxy/router';
-import type { CallContext, Interceptor, MethodInfo, Next } from '../../proxy/types';
+import { methodTable } from '../../chain/method-table';
+import type { CallContext, Interceptor, MethodInfo, Next } from '../../chain/types';
+import { EVERY_BACKEND, type Backends } from '../../chain/backends';
+import { imageRoles, type ImageRole } from './image-roles';
 
 export const metricsConfigSchema = z.strictObject({
   buckets: z
@@ -39,7 +40,7 @@ interface BackendSeries {
 interface MethodSeries {
   readonly service: string;
   readonly method: string;
-  readonly role: 'pull' | 'status' | undefined;
+  readonly role: ImageRole | undefined;
   /** One of the calls a pod start consists of (and pod start metrics are on). */
   readonly podStart: boolean;
   readonly inFlight: ValueCell<MethodLabels>;
@@ -56,7 +57,7 @@ class MetricsInterceptor implements Interceptor {
   constructor(
     readonly name: string,
     private readonly metrics: CallMetrics,
-    private readonly router: Router,
+    private readonly router: Backends,
     private readonly imagePulls: ImagePullMetrics,
     private readonly podStarts: PodStartMetrics | undefined,
     backendGauges: readonly CollectedGauge<'backend'>[],
@@ -168,7 +169,7 @@ class MetricsInterceptor implements Interceptor {
     return {
       service,
       method,
-      role: info === undefined ? undefined : methodFacts(info).imageRole,
+      role: info === undefined ? undefined : imageRoles.of(info),
       inFlight: this.metrics.inFlight.cell(service, method),
       overhead: this.metrics.overhead.cell(service, method),
       streamMessages: info?.kind === 'server-stream' ? this.metrics.streamMessages.cell(service, method) : undefined,

@@ -1,5 +1,5 @@
 import type { Histogram, Registry } from 'prom-client';
-import type { CallContext, MethodInfo } from '../../proxy/types';
+import type { CallContext, MethodInfo } from '../../chain/types';
 import { ensureHistogram } from '../../metrics/registry';
 import type { ObserverFaultReporter } from '../../metrics/observer-faults';
 import type { PodStartConfig } from '../../observability/pod-start-config';

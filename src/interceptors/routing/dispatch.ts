@@ -8,9 +8,7 @@ import type { Registry } from 'prom-client';
 import { GrpcStatus, errorMessage } from '../../errors';
 import type { Logger } from '../../log';
 import { compileRouting, type CompiledRouting, type Placement } from '../../policies/routing-rules';
-import { decodeMessage } from '../../proxy/codec';
-import { fieldAt } from '../../values';
-import type { DecodedMessage } from '../../proxy/types';
+import { decodeMessage, type DecodedMessage } from '../../messages/codec';
 import type { CallBackend, MetadataFields, StreamBackend } from './backend-call';
 import type { RoutingConfig } from './config';
 import { EventsMerger, type Schedule } from './events';
@@ -21,9 +19,10 @@ import { methodRoutes, type RouteEntry } from './method-routes';
 import { routingMetrics, type RoutingMetrics } from './metrics';
 import { mergedList, toEveryBackend } from './node-wide';
 import { OwnershipCache } from './ownership';
-import { requestString, rewriteHandler } from './request-fields';
+import { requestString, rewriteHandler } from '../../messages/request-fields';
 import { mergedStatus } from './status-merge';
 import { mergeStreams } from './stream-merge';
+import { fieldAt } from '../../messages/field-at';
 
 /** What routing needs to know about one call. */
 export interface RoutingCall {

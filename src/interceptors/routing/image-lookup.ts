@@ -3,7 +3,7 @@
  * pulled it, so they are asked. The answer given is a backend's own (bytes, status and trailers).
  */
 import { GrpcStatus, ProxyError } from '../../errors';
-import { wireFields, WireFormatError } from '../../proxy/protobuf-wire';
+import { wireFields, WireFormatError } from '../../messages/protobuf-wire';
 import type { NamedReply } from './backend-call';
 import { callEvery, failuresOf, fanOutFailure, type BackendFailure, type FanOutCall, type RoutedAnswer } from './fan-out';
 

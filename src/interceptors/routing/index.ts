@@ -1,5 +1,5 @@
 /** `routing`: several runtimes behind one kubelet endpoint, looking like one runtime (docs/routing.md). */
-import { defineInterceptorType } from '../../config/interceptor-types';
+import { defineInterceptorType } from '../../chain/interceptor-types';
 import { routingBackendIssues, routingConfigSchema } from './config';
 import { createRoutingInterceptor } from './interceptor';
 

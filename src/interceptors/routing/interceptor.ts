@@ -3,17 +3,17 @@
  * forwarded goes to the chosen backend (its handler perhaps renamed) and teaches ownership; an answer routing
  * got or built is given instead of forwarding; a merged stream is written by the proxy itself.
  */
-import type { InterceptorDeps } from '../../config/interceptor-types';
+import type { InterceptorDeps } from '../../chain/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
 import type { Logger } from '../../log';
-import { warmCodec } from '../../proxy/codec';
-import { methodTable } from '../../proxy/method-table';
-import { EVERY_BACKEND } from '../../proxy/router';
-import type { CallContext, DecodedMessage, Interceptor, Next } from '../../proxy/types';
+import { warmCodec, type DecodedMessage } from '../../messages/codec';
+import { methodTable } from '../../chain/method-table';
+import type { CallContext, Interceptor, Next } from '../../chain/types';
 import type { RoutingConfig } from './config';
 import { RoutingDispatcher, type Decision, type RoutingCall } from './dispatch';
 import type { BuiltAnswer, RoutedAnswer } from './fan-out';
 import { backendCalls, metadataForBackends } from './runtime-calls';
+import { EVERY_BACKEND } from '../../chain/backends';
 
 type Forward = Extract<Decision, { kind: 'forward' }>;
 type Stream = Extract<Decision, { kind: 'stream' }>;

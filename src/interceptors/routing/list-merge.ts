@@ -4,8 +4,8 @@
  * share a key (an image ID, a metric name, a mount point) appear once, the first backend's copy winning.
  */
 import { ProxyError } from '../../errors';
-import { stringAt, wireFields, WireFormatError } from '../../proxy/protobuf-wire';
-import { resolvePath } from './wire-paths';
+import { stringAt, wireFields, WireFormatError } from '../../messages/protobuf-wire';
+import { resolvePath } from '../../messages/wire-paths';
 
 /** A repeated field of a list response; `uniqueBy` is a string path inside the item. */
 export interface ListField {

@@ -1,7 +1,9 @@
 /**
  * How routing treats each CRI method, keyed by method name: where the call goes, what is merged, what the
- * ownership cache learns from it. Field paths are dotted snake_case, as in the method table.
+ * ownership cache learns from it. Field paths are dotted snake_case, the method table's wherever it has them.
  */
+import { MethodColumn, fieldPath } from '../../chain/method-table';
+import type { MethodInfo } from '../../chain/types';
 import type { ListField } from './list-merge';
 
 export type MethodRoute =
@@ -55,40 +57,49 @@ export interface RouteEntry {
   readonly ownership?: OwnershipEffect;
 }
 
-const sandbox = (field = 'pod_sandbox_id'): RouteEntry => ({ route: { kind: 'sandbox', field } });
-const container: RouteEntry = { route: { kind: 'container', field: 'container_id' } };
+type Column = RouteEntry | ((method: MethodInfo) => RouteEntry);
+
+const sandbox = (m: MethodInfo): RouteEntry => ({ route: { kind: 'sandbox', field: fieldPath(m, 'sandboxId') } });
+const container = (m: MethodInfo): RouteEntry => ({ route: { kind: 'container', field: fieldPath(m, 'containerId') } });
 const merge = (...lists: ListField[]): RouteEntry => ({ route: { kind: 'merge', lists } });
 const mergeStream = (...lists: ListField[]): RouteEntry => ({ route: { kind: 'merge-stream', lists } });
 const node = (kind: 'default' | 'all' | 'status'): RouteEntry => ({ route: { kind } });
-const imageHandler = 'image.runtime_handler';
+/** A new pod, placed by the rules; the backend learns the sandbox and the pod's UID. */
+const place = (m: MethodInfo, ownership: OwnershipEffect = {}): RouteEntry => ({
+  route: { kind: 'place' },
+  handlerField: fieldPath(m, 'runtimeHandler'),
+  ownership: { sandboxId: fieldPath(m, 'sandboxId', 'response'), podUid: fieldPath(m, 'podUid'), ...ownership },
+});
+const byImage =
+  (kind: 'pull' | 'image-status' | 'image-remove'): Column =>
+  (m) => ({
+    route: { kind },
+    handlerField: fieldPath(m, 'runtimeHandler'),
+  });
 const uniqueFs = (field: string): ListField => ({ field, uniqueBy: 'fs_id.mountpoint' });
 
-export const methodRoutes: Readonly<Record<string, RouteEntry>> = Object.freeze({
+const routes = new MethodColumn<RouteEntry>({
   Version: node('default'),
   Status: node('status'),
   UpdateRuntimeConfig: node('all'),
   RuntimeConfig: node('default'),
 
-  RunPodSandbox: {
-    route: { kind: 'place' },
-    handlerField: 'runtime_handler',
-    ownership: { sandboxId: 'pod_sandbox_id', podUid: 'config.metadata.uid' },
-  },
-  StopPodSandbox: sandbox(),
-  RemovePodSandbox: { ...sandbox(), ownership: { forgetSandbox: 'pod_sandbox_id' } },
-  PodSandboxStatus: sandbox(),
+  RunPodSandbox: (m) => place(m),
+  StopPodSandbox: sandbox,
+  RemovePodSandbox: (m) => ({ ...sandbox(m), ownership: { forgetSandbox: fieldPath(m, 'sandboxId') } }),
+  PodSandboxStatus: sandbox,
   ListPodSandbox: merge({ field: 'items' }),
   StreamPodSandboxes: mergeStream({ field: 'pod_sandboxes' }),
-  UpdatePodSandboxResources: sandbox(),
+  UpdatePodSandboxResources: sandbox,
 
-  CreateContainer: {
-    ...sandbox(),
+  CreateContainer: (m) => ({
+    ...sandbox(m),
     handlerField: 'config.image.runtime_handler',
-    ownership: { containerId: 'container_id', sandboxOfContainer: 'pod_sandbox_id' },
-  },
+    ownership: { containerId: fieldPath(m, 'containerId', 'response'), sandboxOfContainer: fieldPath(m, 'sandboxId') },
+  }),
   StartContainer: container,
   StopContainer: container,
-  RemoveContainer: { ...container, ownership: { forgetContainer: 'container_id' } },
+  RemoveContainer: (m) => ({ ...container(m), ownership: { forgetContainer: fieldPath(m, 'containerId') } }),
   ListContainers: merge({ field: 'containers' }),
   StreamContainers: mergeStream({ field: 'containers' }),
   ContainerStatus: container,
@@ -98,12 +109,12 @@ export const methodRoutes: Readonly<Record<string, RouteEntry>> = Object.freeze(
   ExecSync: container,
   Exec: container,
   Attach: container,
-  PortForward: sandbox(),
+  PortForward: sandbox,
 
   ContainerStats: container,
   ListContainerStats: merge({ field: 'stats' }),
   StreamContainerStats: mergeStream({ field: 'container_stats' }),
-  PodSandboxStats: sandbox(),
+  PodSandboxStats: sandbox,
   ListPodSandboxStats: merge({ field: 'stats' }),
   StreamPodSandboxStats: mergeStream({ field: 'pod_sandbox_stats' }),
   // Each runtime describes the same metric names: one description each.
@@ -112,20 +123,18 @@ export const methodRoutes: Readonly<Record<string, RouteEntry>> = Object.freeze(
   StreamPodSandboxMetrics: mergeStream({ field: 'pod_sandbox_metrics' }),
 
   CheckpointContainer: container,
-  CheckpointPod: sandbox(),
-  RestorePod: {
-    route: { kind: 'place' },
-    handlerField: 'runtime_handler',
-    ownership: { sandboxId: 'pod_sandbox_id', podUid: 'config.metadata.uid', containerIds: 'restored_containers.container_id' },
-  },
+  CheckpointPod: sandbox,
+  RestorePod: (m) => place(m, { containerIds: 'restored_containers.container_id' }),
 
   GetContainerEvents: { route: { kind: 'events' } },
 
   // An image present on several runtimes is listed once (same ID), as the first backend has it.
   ListImages: merge({ field: 'images', uniqueBy: 'id' }),
   StreamImages: mergeStream({ field: 'images', uniqueBy: 'id' }),
-  ImageStatus: { route: { kind: 'image-status' }, handlerField: imageHandler },
-  PullImage: { route: { kind: 'pull' }, handlerField: imageHandler },
-  RemoveImage: { route: { kind: 'image-remove' }, handlerField: imageHandler },
+  ImageStatus: byImage('image-status'),
+  PullImage: byImage('pull'),
+  RemoveImage: byImage('image-remove'),
   ImageFsInfo: merge(uniqueFs('image_filesystems'), uniqueFs('container_filesystems')),
-} satisfies Record<string, RouteEntry>);
+} satisfies Record<string, Column>);
+
+export const methodRoutes: Readonly<Record<string, RouteEntry>> = routes.byName;

@@ -6,15 +6,14 @@
 import { LRUCache } from 'lru-cache';
 import { GrpcStatus } from '../../errors';
 import type { Logger } from '../../log';
-import { decodeMessage, encodeMessage } from '../../proxy/codec';
-import { fieldAt } from '../../values';
-import { stringAt, wireFields } from '../../proxy/protobuf-wire';
-import type { DecodedMessage } from '../../proxy/types';
+import { decodeMessage, encodeMessage, type DecodedMessage } from '../../messages/codec';
+import { stringAt, wireFields } from '../../messages/protobuf-wire';
 import type { CallBackend, NamedReply } from './backend-call';
 import { callEvery, failuresOf, statusName, type BuiltAnswer } from './fan-out';
 import type { OwnershipEffect } from './method-routes';
 import type { OwnedKind, RoutingMetrics } from './metrics';
-import { resolvePath } from './wire-paths';
+import { resolvePath } from '../../messages/wire-paths';
+import { fieldAt } from '../../messages/field-at';
 
 const SERVICE = '/runtime.v1.RuntimeService';
 const EVENT = 'runtime.v1.ContainerEventResponse';

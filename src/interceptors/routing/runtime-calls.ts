@@ -4,9 +4,8 @@
  * carry for a client's call. They do not go through the interceptor chain.
  */
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
-import { callRuntime, streamRuntime } from '../../proxy/runtime-client';
-import type { Router } from '../../proxy/router';
-import type { CallContext } from '../../proxy/types';
+import type { Backends } from '../../chain/backends';
+import type { CallContext } from '../../chain/types';
 import type { BackendReply, CallBackend, MetadataFields, StreamBackend } from './backend-call';
 
 /**
@@ -29,14 +28,14 @@ export function metadataForBackends(ctx: CallContext): string[] {
 
 const failed = (code: number, message: string): BackendReply => ({ code, message, trailers: [] });
 
-export function backendCalls(router: Router): { readonly call: CallBackend; readonly stream: StreamBackend } {
+export function backendCalls(router: Backends): { readonly call: CallBackend; readonly stream: StreamBackend } {
   const call: CallBackend = async (backend, path, request, metadata: MetadataFields, deadline) => {
     const upstream = router.get(backend);
     if (upstream === undefined) return failed(GrpcStatus.UNAVAILABLE, `no backend named "${backend}" is configured`);
     const timeoutMs = deadline === undefined ? NO_DEADLINE_TIMEOUT_MS : Math.min(MAX_TIMEOUT_MS, deadline - Date.now());
     if (timeoutMs <= 0) return failed(GrpcStatus.DEADLINE_EXCEEDED, `the deadline expired before ${path} reached runtime "${backend}"`);
     try {
-      const reply = await callRuntime(upstream, path, request, { timeoutMs, metadata });
+      const reply = await upstream.call(path, request, { timeoutMs, metadata });
       return { code: reply.code, message: reply.message, body: reply.body, trailers: reply.trailers };
     } catch (err) {
       const error = err instanceof ProxyError ? err : upstream.unavailable(err);
@@ -47,7 +46,7 @@ export function backendCalls(router: Router): { readonly call: CallBackend; read
     const upstream = router.get(backend);
     if (upstream === undefined) return Promise.resolve(failed(GrpcStatus.UNAVAILABLE, `no backend named "${backend}" is configured`));
     const bounded = deadline === undefined ? undefined : Math.min(deadline, Date.now() + MAX_TIMEOUT_MS);
-    return streamRuntime(upstream, path, request, { metadata, deadline: bounded, signal }, onMessage);
+    return upstream.stream(path, request, { metadata, deadline: bounded, signal }, onMessage);
   };
   return { call, stream };
 }

@@ -4,9 +4,8 @@
  * backends is reported is documented in docs/routing.md.
  */
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
-import { decodeMessage, encodeMessage, messageType } from '../../proxy/codec';
-import { lengthDelimited, replaceStringAt, stringAt, wireFields, WireFormatError } from '../../proxy/protobuf-wire';
-import type { DecodedMessage } from '../../proxy/types';
+import { decodeMessage, encodeMessage, messageType, type DecodedMessage } from '../../messages/codec';
+import { lengthDelimited, replaceStringAt, stringAt, wireFields, WireFormatError } from '../../messages/protobuf-wire';
 import type { NamedReply } from './backend-call';
 import { callEvery, failuresOf, fanOutFailure, statusName, type BuiltAnswer, type FanOutCall } from './fan-out';
 

@@ -1,4 +1,4 @@
-import type { CriField } from '../../proxy/types';
+import type { CriField } from '../../chain/types';
 import type { PodStartPhaseName } from '../../observability/pod-start-tracker';
 
 /**

@@ -14,14 +14,13 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import type { InterceptorDeps } from '../../config/interceptor-types';
+import type { InterceptorDeps } from '../../chain/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
 import type { TracingConfig } from './config';
 import type { Logger } from '../../log';
-import { fieldAt } from '../../values';
-import { methodTable } from '../../proxy/method-table';
-import type { Metadata, OutgoingMetadata } from '../../proxy/metadata';
-import type { CallContext, CriField, MethodInfo, Next } from '../../proxy/types';
+import { methodTable } from '../../chain/method-table';
+import type { Metadata, OutgoingMetadata } from '../../chain/metadata';
+import type { CallContext, CriField, MethodInfo, Next } from '../../chain/types';
 import {
   ATTR_CRI_BACKEND,
   ATTR_CRI_CONTAINER_NAME,
@@ -56,6 +55,7 @@ import {
   type TraceContextRef,
 } from '../../observability/pod-start-tracker';
 import { buildTracerProvider } from './tracer-provider';
+import { fieldAt } from '../../messages/field-at';
 
 const TRACER_NAME = 'cri-proxy';
 

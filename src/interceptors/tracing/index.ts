@@ -1,10 +1,10 @@
-import { defineInterceptorType, type InterceptorDeps } from '../../config/interceptor-types';
+import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
 import { errorMessage } from '../../errors';
 import type { CallTracer } from './call-tracer';
-import type { CallContext, Interceptor, Next } from '../../proxy/types';
+import type { CallContext, Interceptor, Next } from '../../chain/types';
 import { tracingConfigSchema, type TracingConfig } from './config';
 
-export { tracingConfigSchema, type TracingConfig } from './config';
+export type { TracingConfig } from './config';
 
 /**
  * A SERVER span per CRI call (continuing kubelet's trace context and passing ours on to the runtime), and a

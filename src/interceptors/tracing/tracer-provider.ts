@@ -10,7 +10,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { errorMessage } from '../../errors';
 import type { Counter } from 'prom-client';
-import type { InterceptorDeps } from '../../config/interceptor-types';
+import type { InterceptorDeps } from '../../chain/interceptor-types';
 import { RareLog } from '../../log';
 import { ensureCounter } from '../../metrics/registry';
 import type { TracingConfig } from './config';

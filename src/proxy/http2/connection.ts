@@ -1,12 +1,10 @@
 import {
   ConnectionError,
-  DEFAULT_MAX_FRAME_SIZE,
   DEFAULT_WINDOW,
   ErrorCode,
   Flag,
   FrameReader,
   FrameType,
-  MAX_FRAME_SIZE_LIMIT,
   MAX_WINDOW,
   Setting,
   StreamError,
@@ -14,8 +12,16 @@ import {
   headersFragment,
 } from './frames';
 import { SETTINGS_ACK, pingFrame, rstStreamFrame, settingsFrame, windowUpdateFrame } from './frame-writers';
-import { HpackDecoder, type HeaderBlock } from './hpack-decoder';
-import { Http2Output, type Http2Stream } from './output';
+import { closedStreamError, type ClosedHow } from './closed-streams';
+import { HeaderBlockReader, type CompleteBlock } from './header-block-reader';
+import { applyPeerSettings } from './peer-settings';
+import type { HeaderBlock } from './hpack-decoder';
+import { Http2Output, type Http2Stream, type LocalSettings } from './output';
+
+// What a side enforces unless its settings say otherwise (nghttp2 allows 8 CONTINUATION frames, 32 entries).
+const DEFAULT_MAX_CONTINUATION_FRAMES = 16;
+const DEFAULT_MAX_SETTINGS_ENTRIES = 32;
+const DEFAULT_MAX_EMPTY_FRAMES = 10;
 
 /**
  * One HTTP/2 connection as the relay sees it (RFC 9113): frames in through a FrameReader, header blocks through
@@ -25,9 +31,19 @@ import { Http2Output, type Http2Stream } from './output';
  */
 export abstract class Http2Connection<S extends Http2Stream> extends Http2Output<S> {
   protected readonly reader = new FrameReader(this);
-  private readonly decoder = new HpackDecoder();
+  private readonly blocks: HeaderBlockReader;
   private settingsAcked = false;
-  private block: { streamId: number; flags: number; fragments: Buffer[]; bytes: number } | undefined;
+  /** DATA and HEADERS frames in a row that carried nothing and ended nothing. */
+  private emptyFrames = 0;
+  private readonly maxEmptyFrames: number;
+  private readonly maxSettingsEntries: number;
+
+  constructor(socket: ConstructorParameters<typeof Http2Output>[0], local: LocalSettings) {
+    super(socket, local);
+    this.blocks = new HeaderBlockReader(local.maxHeaderListBytes, local.maxContinuationFrames ?? DEFAULT_MAX_CONTINUATION_FRAMES);
+    this.maxEmptyFrames = local.maxEmptyFrames ?? DEFAULT_MAX_EMPTY_FRAMES;
+    this.maxSettingsEntries = local.maxSettingsEntries ?? DEFAULT_MAX_SETTINGS_ENTRIES;
+  }
 
   /** Our SETTINGS frame and the connection window raise, sent first on every connection. */
   protected greeting(extra: readonly (readonly [number, number])[]): Buffer[] {
@@ -56,9 +72,15 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
   /** The peer reset the stream, or a stream error ended it here (`local`). */
   protected abstract onStreamReset(stream: S, code: number, local: boolean): void;
   protected abstract onGoaway(lastStreamId: number, code: number, debug: string): void;
-  /** True when `id` names a stream that was never opened (frames on it are a connection error). */
-  protected abstract isIdle(id: number): boolean;
+  /** What became of stream `id`, which is not open: decides how a frame on it is answered. */
+  protected abstract closedHow(id: number): ClosedHow;
   protected abstract onProtocolError(error: ConnectionError | StreamError): void;
+  /** The peer went past one of this side's limits (a connection error naming it); counted as a protocol error here. */
+  protected onLimitExceeded(error: ConnectionError): void {
+    this.onProtocolError(error);
+  }
+  /** A stream error ended a stream this side never opened (a refused request, a frame on a closed stream). */
+  protected abstract onUnopenedStreamReset(id: number): void;
   protected onPingAck(): void {}
   protected onSettings(): void {}
 
@@ -79,22 +101,25 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
 
   onFrame(type: number, flags: number, id: number, payload: Buffer): void {
     try {
-      if (this.block !== undefined && type !== FrameType.CONTINUATION) {
+      if (this.blocks.inProgress && type !== FrameType.CONTINUATION) {
         throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a header block was interrupted by another frame');
       }
+      if (type <= FrameType.HEADERS) this.countEmpty(type, flags, payload);
       switch (type) {
         case FrameType.DATA:
           this.readData(flags, id, payload);
           return;
         case FrameType.HEADERS:
-          this.readHeaders(flags, id, payload);
+          this.onBlock(this.blocks.headers(flags, id, payload));
           return;
         case FrameType.CONTINUATION:
-          this.readContinuation(flags, id, payload);
+          this.onBlock(this.blocks.continuation(flags, id, payload));
           return;
         case FrameType.PRIORITY:
+          // Priorities are not acted on (no priority tree is kept), only checked.
           if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
           if (payload.length !== 5) throw new StreamError(id, ErrorCode.FRAME_SIZE_ERROR, 'PRIORITY frame is not 5 bytes');
+          if ((payload.readUInt32BE(0) & 0x7fffffff) === id) throw selfDependency(id);
           return;
         case FrameType.RST_STREAM:
           this.readReset(id, payload);
@@ -129,67 +154,78 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
       const stream = this.streams.get(err.streamId);
       this.writeFrame(rstStreamFrame(err.streamId, err.code));
       if (stream) {
+        stream.resetBy ??= 'local';
         this.forget(stream);
         this.onStreamReset(stream, err.code, true);
+      } else {
+        this.onUnopenedStreamReset(err.streamId);
       }
     }
+  }
+
+  /**
+   * DATA and HEADERS frames that carry nothing and end nothing cost work for no progress (CVE-2019-9518): only so
+   * many in a row. (A split DATA frame's pieces always carry bytes; CONTINUATION frames have a limit of their own.)
+   */
+  private countEmpty(type: number, flags: number, payload: Buffer): void {
+    const carried = type === FrameType.DATA ? dataPayload(flags, payload) : headersFragment(flags, payload);
+    if (carried.length > 0 || (flags & Flag.END_STREAM) !== 0) {
+      this.emptyFrames = 0;
+      return;
+    }
+    const max = this.maxEmptyFrames;
+    if (++this.emptyFrames > max)
+      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `more than ${max} empty frames in a row`, 'emptyFrames');
+  }
+
+  /** A frame on a stream that is not open: ignored, or the error RFC 9113 §5.1 asks for. */
+  protected onClosedStream(what: string, id: number): void {
+    const error = closedStreamError(what, id, this.closedHow(id));
+    if (error !== undefined) throw error;
   }
 
   private readData(flags: number, id: number, payload: Buffer): void {
     if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on stream 0');
     this.recvWindow -= payload.length;
     if (this.recvWindow < 0) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'the peer overran the connection window');
+    if (this.creditOnReceipt) this.creditConnection(payload.length);
     const stream = this.streams.get(id);
     if (stream === undefined || stream.remoteEnded) {
-      if (stream === undefined && this.isIdle(id)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${id}`);
-      // A stream that just ended or was reset: what was already in flight is dropped, but still counted.
-      this.creditConnection(payload.length);
+      // Whatever happens to them, dropped bytes still count against the connection's window: credit them back.
+      if (!this.creditOnReceipt) this.creditConnection(payload.length);
       if (stream !== undefined) throw new StreamError(id, ErrorCode.STREAM_CLOSED, `DATA after the end of stream ${id}`);
+      this.onClosedStream('DATA', id);
       return;
     }
     stream.recvWindow -= payload.length;
-    if (stream.recvWindow < 0) throw new StreamError(id, ErrorCode.FLOW_CONTROL_ERROR, `the peer overran the window of stream ${id}`);
+    if (stream.recvWindow < 0) {
+      if (!this.creditOnReceipt) this.creditConnection(payload.length);
+      throw new StreamError(id, ErrorCode.FLOW_CONTROL_ERROR, `the peer overran the window of stream ${id}`);
+    }
     const data = dataPayload(flags, payload);
     const padding = payload.length - data.length;
     const end = (flags & Flag.END_STREAM) !== 0;
     if (end) stream.remoteEnded = true;
     if (padding > 0) this.consumed(stream, padding);
-    this.onData(stream, data, end);
+    try {
+      this.onData(stream, data, end);
+    } catch (err) {
+      // Refused (a stream error): its bytes will never be dealt with, but they count against the connection.
+      if (!this.creditOnReceipt) this.creditConnection(data.length);
+      throw err;
+    }
     if (end) this.closeIfDone(stream);
   }
 
-  private readHeaders(flags: number, id: number, payload: Buffer): void {
-    if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    const fragment = headersFragment(flags, payload);
-    if (flags & Flag.END_HEADERS) {
-      this.completeBlock(id, flags, fragment);
-      return;
-    }
-    this.block = { streamId: id, flags, fragments: [fragment], bytes: fragment.length };
+  private onBlock(complete: CompleteBlock | undefined): void {
+    if (complete === undefined) return;
+    if (complete.selfDependent) throw selfDependency(complete.streamId);
+    this.onHeaders(complete.streamId, complete.endStream, complete.block);
   }
 
-  private readContinuation(flags: number, id: number, payload: Buffer): void {
-    const block = this.block;
-    if (block === undefined || block.streamId !== id) {
-      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'CONTINUATION without a header block in progress on its stream');
-    }
-    block.fragments.push(payload);
-    block.bytes += payload.length;
-    // A block cannot decode to less than its size, so past the limit it can only be refused: end the connection
-    // rather than buffer an endless CONTINUATION stream.
-    if (block.bytes > this.local.maxHeaderListBytes) {
-      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block larger than ${this.local.maxHeaderListBytes} bytes`);
-    }
-    if (!(flags & Flag.END_HEADERS)) return;
-    this.block = undefined;
-    this.completeBlock(id, block.flags, Buffer.concat(block.fragments, block.bytes));
-  }
-
-  private completeBlock(id: number, flags: number, fragment: Buffer): void {
-    this.block = undefined;
-    // Decoded even when the stream will be refused: the HPACK context must stay in step with the peer's.
-    const block = this.decoder.decode(fragment, this.local.maxHeaderListBytes);
-    this.onHeaders(id, (flags & Flag.END_STREAM) !== 0, block);
+  /** Bytes of a header block still arriving (HEADERS and its CONTINUATION frames so far). */
+  protected get blockBytes(): number {
+    return this.blocks.bytes;
   }
 
   private readReset(id: number, payload: Buffer): void {
@@ -197,10 +233,11 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
     if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM frame is not 4 bytes');
     const stream = this.streams.get(id);
     if (stream === undefined) {
-      if (this.isIdle(id)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${id}`);
+      this.onClosedStream('RST_STREAM', id);
       return;
     }
     stream.localEnded = stream.remoteEnded = true;
+    stream.resetBy = 'peer';
     this.forget(stream);
     this.onStreamReset(stream, payload.readUInt32BE(0), false);
   }
@@ -212,47 +249,21 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
       this.settingsAcked = true;
       return;
     }
-    if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS payload is not a multiple of 6 bytes');
-    for (let at = 0; at < payload.length; at += 6) this.applySetting(payload.readUInt16BE(at), payload.readUInt32BE(at + 2));
+    const initialWindow = applyPeerSettings(payload, this.maxSettingsEntries, this.peer, this.encoder);
+    if (initialWindow !== undefined) this.applyInitialWindow(initialWindow);
     this.writeFrame(SETTINGS_ACK);
     this.onSettings();
   }
 
-  private applySetting(id: number, value: number): void {
-    switch (id) {
-      case Setting.HEADER_TABLE_SIZE:
-        this.encoder.setPeerTableSize(value);
-        return;
-      case Setting.ENABLE_PUSH:
-        if (value > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH must be 0 or 1');
-        return;
-      case Setting.MAX_CONCURRENT_STREAMS:
-        this.peer.maxConcurrentStreams = value;
-        return;
-      case Setting.INITIAL_WINDOW_SIZE: {
-        if (value > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE too large');
-        const delta = value - this.peer.initialWindow;
-        this.peer.initialWindow = value;
-        for (const stream of this.streams.values()) {
-          stream.sendWindow += delta;
-          if (stream.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'a stream window overflowed');
-        }
-        if (delta > 0) this.pumpBlocked();
-        return;
-      }
-      case Setting.MAX_FRAME_SIZE:
-        if (value < DEFAULT_MAX_FRAME_SIZE || value > MAX_FRAME_SIZE_LIMIT) {
-          throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value} out of range`);
-        }
-        this.peer.maxFrameSize = value;
-        return;
-      case Setting.MAX_HEADER_LIST_SIZE:
-        this.peer.maxHeaderListSize = value;
-        return;
-      default:
-        // Unknown settings are ignored (RFC 9113 §6.5.2).
-        return;
+  private applyInitialWindow(value: number): void {
+    const delta = value - this.peer.initialWindow;
+    this.peer.initialWindow = value;
+    if (delta === 0) return;
+    for (const stream of this.streams.values()) {
+      stream.sendWindow += delta;
+      if (stream.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'a stream window overflowed');
     }
+    if (delta > 0) this.pumpAll();
   }
 
   private readPing(flags: number, id: number, payload: Buffer): void {
@@ -274,7 +285,7 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
     }
     const stream = this.streams.get(id);
     if (stream === undefined) {
-      if (this.isIdle(id)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
+      this.onClosedStream('WINDOW_UPDATE', id);
       return;
     }
     if (increment === 0) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE of 0 on stream ${id}`);
@@ -286,7 +297,8 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
   /** A connection error: GOAWAY with its code, then the connection closes (RFC 9113 §5.4.1). */
   fail(error: ConnectionError): void {
     if (this.closed) return;
-    this.onProtocolError(error);
+    if (error.limit !== undefined) this.onLimitExceeded(error);
+    else this.onProtocolError(error);
     this.reader.stop();
     this.sendGoaway(this.lastPeerStreamId(), error.code, error.message);
     this.flush();
@@ -297,4 +309,9 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
   }
 
   protected abstract lastPeerStreamId(): number;
+}
+
+/** RFC 9113 §5.3.1: a stream cannot depend on itself (in HEADERS or PRIORITY). */
+function selfDependency(id: number): StreamError {
+  return new StreamError(id, ErrorCode.PROTOCOL_ERROR, `stream ${id} depends on itself`);
 }

@@ -10,6 +10,8 @@ export const MAX_FRAME_SIZE_LIMIT = 16_777_215;
 export const DEFAULT_MAX_FRAME_SIZE = 16_384;
 export const DEFAULT_WINDOW = 65_535;
 export const MAX_WINDOW = 2 ** 31 - 1;
+/** The largest stream identifier (31 bits): a GOAWAY that promises to process every stream announces it. */
+export const MAX_STREAM_ID = 2 ** 31 - 1;
 
 export const FrameType = {
   DATA: 0x0,
@@ -66,12 +68,20 @@ export function errorCodeName(code: number): string {
   return errorNames.get(code) ?? `0x${code.toString(16)}`;
 }
 
-/** A connection error (RFC 9113 §5.4.1): the connection ends with GOAWAY carrying `code`. */
+/** Limits on a peer that end its connection when it goes past them; each one is counted under its name. */
+export type ConnectionLimitName =
+  'headerListBytes' | 'continuationFrames' | 'settingsEntries' | 'emptyFrames' | 'resetStreams' | 'heldResponseBytes';
+
+/**
+ * A connection error (RFC 9113 §5.4.1): the connection ends with GOAWAY carrying `code`. One that names a
+ * `limit` is a limit the peer went past (ENHANCE_YOUR_CALM), counted as that limit rather than as a protocol error.
+ */
 export class ConnectionError extends Error {
   override readonly name = 'ConnectionError';
   constructor(
     readonly code: ErrorCodeValue,
     message: string,
+    readonly limit?: ConnectionLimitName,
   ) {
     super(message);
   }

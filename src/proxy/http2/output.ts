@@ -3,6 +3,7 @@ import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, Frame
 import { goawayFrame, rstStreamFrame, windowUpdateFrame, writeFrameHeader } from './frame-writers';
 import { HpackEncoder, maxEncodedLength } from './hpack-encoder';
 import { Outbox } from './outbox';
+import { JOIN_FROM_PIECES, joinSmall } from './pieces';
 
 /** What this side announces, and how it paces the peer. */
 export interface LocalSettings {
@@ -14,6 +15,12 @@ export interface LocalSettings {
   readonly maxHeaderListBytes: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS, announced only when set (servers). */
   readonly maxConcurrentStreams?: number;
+  /** CONTINUATION frames one header block may take; more end the connection (ENHANCE_YOUR_CALM). */
+  readonly maxContinuationFrames?: number;
+  /** Entries one SETTINGS frame may carry; more end the connection (ENHANCE_YOUR_CALM). */
+  readonly maxSettingsEntries?: number;
+  /** DATA, HEADERS and CONTINUATION frames in a row that carry nothing and end nothing; more end the connection. */
+  readonly maxEmptyFrames?: number;
 }
 
 /** The peer's settings as last received (RFC 9113 §6.5.2 defaults until then). */
@@ -47,6 +54,8 @@ export class Http2Stream {
   localEnded = false;
   /** The peer sent END_STREAM (or reset the stream). */
   remoteEnded = false;
+  /** Who reset the stream, if it was reset: frames arriving after it are treated as RFC 9113 §5.1 says. */
+  resetBy: 'peer' | 'local' | undefined = undefined;
   closed = false;
   /** 0 until the stream is opened (a runtime may make new streams wait for a free slot). */
   id: number;
@@ -82,6 +91,14 @@ export abstract class Http2Output<S extends Http2Stream> {
   private readonly flushNow = (): void => this.flush();
   private readonly blocked = new Set<S>();
   private heldCredits: (() => void)[] | undefined;
+  /** DATA bytes queued on streams, waiting for the peer's windows (what the socket holds is not counted). */
+  protected queuedDataBytes = 0;
+  /**
+   * Credit the peer's connection window as soon as DATA arrives, and only its stream windows once the bytes are
+   * dealt with: on a connection shared by many callers (the runtime's), one slow consumer must not hold back the
+   * others' data. What each stream may hold is still bounded by its own window.
+   */
+  protected creditOnReceipt = false;
   /** Set once the connection is going away: no new streams, frames still flow for the open ones. */
   goawaySent = false;
   closed = false;
@@ -97,7 +114,7 @@ export abstract class Http2Output<S extends Http2Stream> {
   /** `bytes` received on `stream` have been dealt with: the peer may send that much more (batched). */
   consumed(stream: S, bytes: number): void {
     if (this.closed || bytes === 0) return;
-    this.creditConnection(bytes);
+    if (!this.creditOnReceipt) this.creditConnection(bytes);
     if (stream.remoteEnded) return;
     stream.recvUncredited += bytes;
     if (stream.recvUncredited * 2 >= this.local.streamWindow) {
@@ -203,10 +220,25 @@ export abstract class Http2Output<S extends Http2Stream> {
   sendData(stream: S, data: Buffer, end: boolean, onSent?: (bytes: number) => void): boolean {
     if (stream.localEnded || this.closed) return false;
     if (end) stream.localEnded = true;
-    const item: OutData = { data, end, onSent };
-    if (stream.out === undefined) stream.out = [item];
-    else stream.out.push(item);
+    this.queuedDataBytes += data.length;
+    const out = stream.out;
+    if (out === undefined) {
+      stream.out = [{ data, end, onSent }];
+    } else if (!this.joinQueued(out, data, end, onSent)) {
+      out.push({ data, end, onSent });
+    }
     this.pump(stream);
+    return true;
+  }
+
+  /** Small data behind a long queue is copied onto the last item (never the one being sent): see pieces.ts. */
+  private joinQueued(out: OutItem[], data: Buffer, end: boolean, onSent: ((bytes: number) => void) | undefined): boolean {
+    if (out.length < JOIN_FROM_PIECES || end) return false;
+    const last = out[out.length - 1] as OutItem;
+    if (!('data' in last) || last.end || last.onSent !== onSent) return false;
+    const joined = joinSmall(last.data, data);
+    if (joined === undefined) return false;
+    last.data = joined;
     return true;
   }
 
@@ -223,7 +255,9 @@ export abstract class Http2Output<S extends Http2Stream> {
       const length = item.data.length;
       const room = Math.min(stream.sendWindow, this.sendWindow, this.peer.maxFrameSize);
       if (length > 0 && room <= 0) {
-        this.blocked.add(stream);
+        // Waiting for the connection's window: its WINDOW_UPDATE wakes the stream. Waiting for the stream's own
+        // window: the stream's WINDOW_UPDATE (or a larger initial window) does.
+        if (stream.sendWindow > 0) this.blocked.add(stream);
         return;
       }
       const take = Math.min(length, room);
@@ -233,6 +267,7 @@ export abstract class Http2Output<S extends Http2Stream> {
       this.scheduleFlush();
       stream.sendWindow -= take;
       this.sendWindow -= take;
+      this.queuedDataBytes -= take;
       if (item.onSent !== undefined && take > 0) this.credit(item.onSent, take);
       if (last) out.shift();
       else item.data = item.data.subarray(take);
@@ -251,12 +286,22 @@ export abstract class Http2Output<S extends Http2Stream> {
     return false;
   }
 
+  /**
+   * The connection's window opened: streams waiting for it send, in the order they started waiting, until it is
+   * used up. A stream that blocks again is added back behind the check that ends the loop, and a peer granting one
+   * byte at a time wakes one stream per WINDOW_UPDATE, not all of them.
+   */
   protected pumpBlocked(): void {
-    for (const stream of [...this.blocked]) {
+    for (const stream of this.blocked) {
       if (this.sendWindow <= 0) return;
       this.blocked.delete(stream);
       this.pump(stream);
     }
+  }
+
+  /** Every stream's window grew (a larger SETTINGS_INITIAL_WINDOW_SIZE): each stream with data waiting sends. */
+  protected pumpAll(): void {
+    for (const stream of this.streams.values()) if (stream.out !== undefined) this.pump(stream);
   }
 
   /** Relayed bytes are credited to their source once written here, or after 'drain' if the socket is full. */
@@ -282,6 +327,7 @@ export abstract class Http2Output<S extends Http2Stream> {
   resetStream(stream: S, code: ErrorCodeValue): void {
     if (stream.closed) return;
     stream.localEnded = stream.remoteEnded = true;
+    stream.resetBy ??= 'local';
     this.writeFrame(rstStreamFrame(stream.id, code));
     this.forget(stream);
   }
@@ -293,6 +339,7 @@ export abstract class Http2Output<S extends Http2Stream> {
   protected forget(stream: S): void {
     if (stream.closed) return;
     stream.closed = true;
+    if (stream.out !== undefined) for (const item of stream.out) if ('data' in item) this.queuedDataBytes -= item.data.length;
     stream.out = undefined;
     this.blocked.delete(stream);
     this.streams.delete(stream.id);

@@ -1,5 +1,6 @@
 import type { ProxyErrorCode } from '../errors';
 import type { Logger } from '../log';
+import type { DecodedMessage } from '../messages/codec';
 import type { Metadata, OutgoingMetadata } from './metadata';
 
 /** How a CRI call moves: one request and one response, or one request and a stream of responses. */
@@ -24,6 +25,8 @@ export interface MethodInfo {
   readonly mutating: boolean;
   /** Called by kubelet in a loop (List*, *Status): logged at debug only. */
   readonly polling: boolean;
+  /** A stream with no end of its own (a watch): ended at shutdown, so clients subscribe again elsewhere. */
+  readonly watch: boolean;
   /** Fully qualified protobuf message names, e.g. `runtime.v1.RunPodSandboxRequest`. */
   readonly requestType: string | undefined;
   readonly responseType: string | undefined;
@@ -32,9 +35,6 @@ export interface MethodInfo {
   /** Dotted proto field paths of identity fields in the (unary) response. */
   readonly responseFields: FieldPaths;
 }
-
-/** A decoded protobuf message as a plain object with snake_case keys; unknown fields are dropped. */
-export type DecodedMessage = Readonly<Record<string, unknown>>;
 
 /** One message of a stream, decoded only if asked. `bytes` are the message as it crossed the wire. */
 export interface StreamMessage {

@@ -1,10 +1,10 @@
 /**
- * What routing reads from a request, and the one change it makes to one: the RuntimeClass handler, renamed to
- * what the chosen backend knows it as. Both on the wire: nothing is decoded that routing does not need, and
- * every other byte of a rewritten request goes out as kubelet sent it.
+ * A request's string fields read, and one rewritten, on the wire (routing reads owner IDs and renames a
+ * RuntimeClass handler for the chosen backend): nothing else is decoded, and every other byte of a rewritten
+ * request goes out as the client sent it.
  */
-import { ProxyError } from '../../errors';
-import { replaceStringAt, stringAt, WireFormatError } from '../../proxy/protobuf-wire';
+import { ProxyError } from '../errors';
+import { replaceStringAt, stringAt, WireFormatError } from './protobuf-wire';
 import { resolvePath } from './wire-paths';
 
 const paths = new Map<string, readonly number[]>();

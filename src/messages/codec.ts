@@ -2,7 +2,9 @@ import { join } from 'node:path';
 import * as protobuf from 'protobufjs';
 import { ProxyError, errorMessage } from '../errors';
 import { packageFile } from '../package-files';
-import type { DecodedMessage } from './types';
+
+/** A decoded protobuf message as a plain object with snake_case keys; unknown fields are dropped. */
+export type DecodedMessage = Readonly<Record<string, unknown>>;
 
 /** The schema's path in the package; the release's single executable embeds it under the same name. */
 export const CRI_PROTO_FILE = join('proto', 'runtime', 'v1', 'cri.proto');

@@ -2,8 +2,8 @@ import type { TracerProvider } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Logger } from '../log';
-import type { Router } from '../proxy/router';
-import type { Interceptor } from '../proxy/types';
+import type { Backends } from './backends';
+import type { Interceptor } from './types';
 
 /** What the proxy hands an interceptor factory besides the instance's own config. */
 export interface InterceptorDeps {
@@ -13,7 +13,7 @@ export interface InterceptorDeps {
   /** Metrics go here, never into prom-client's global registry. */
   readonly registry: Registry;
   /** The backends, for calls an interceptor makes on its own (image lookups, say). */
-  readonly router: Router;
+  readonly router: Backends;
   /** Overrides the provider a tracing interceptor would build from its own config (tests inject one). */
   readonly tracerProvider?: TracerProvider;
 }

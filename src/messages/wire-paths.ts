@@ -1,6 +1,6 @@
 /** Dotted snake_case field paths (as the method table writes them) turned into field numbers for the wire reader. */
 import * as protobuf from 'protobufjs';
-import { messageType } from '../../proxy/codec';
+import { messageType } from './codec';
 
 export interface ResolvedPath {
   readonly numbers: readonly number[];

@@ -1,37 +1,16 @@
-import type { FieldPaths, MethodInfo } from './types';
-
-/** The phases of a pod start, each one CRI method. */
-export type PodStartPhaseName = 'sandbox' | 'pull' | 'create' | 'start';
-
-/** Where the image policy checks a call: the door it guards, and where in the request the image and namespace lie. */
-export interface ImageCheck {
-  readonly door: 'pull' | 'create';
-  /** Field paths of the image, preferred first: the name the user wrote wins over the ID kubelet resolved. */
-  readonly imagePaths: readonly string[];
-  readonly namespacePath: string;
-}
-
-/** Facts about a method that only some interceptors need: columns of the table beyond MethodInfo. */
-export interface MethodFacts {
-  readonly imageCheck?: ImageCheck;
-  /** A pull, or the ImageStatus kubelet sends after one (whose answer holds the pulled image's size). */
-  readonly imageRole?: 'pull' | 'status';
-  readonly podStartPhase?: PodStartPhaseName;
-  /** A stream with no end of its own (a watch): ended at shutdown, so clients subscribe again elsewhere. */
-  readonly watch?: true;
-}
+import type { CriField, FieldPaths, MethodInfo } from './types';
 
 /**
  * Every CRI v1 method the proxy understands. Each row is a short tuple; all per-method differences live in
- * these rows. Flags: `s` server-streaming, `m` mutating, `p` polled by kubelet in a loop.
+ * these rows. Flags: `s` server-streaming, `m` mutating, `p` polled by kubelet in a loop, `w` a watch. Facts only
+ * some features need are columns of their own beside each feature (see MethodColumn).
  */
 type Row = readonly [
   name: string,
-  flags: '' | 's' | 'm' | 'p' | 'sp',
+  flags: '' | 's' | 'm' | 'p' | 'sp' | 'sw',
   requestFields?: FieldPaths,
   responseFields?: FieldPaths,
-  types?: readonly [request: string, response: string] | undefined,
-  facts?: MethodFacts,
+  types?: readonly [request: string, response: string],
 ];
 
 const PKG = 'runtime.v1';
@@ -59,14 +38,7 @@ const runtimeRows: readonly Row[] = [
   ['UpdateRuntimeConfig', 'm'],
   ['RuntimeConfig', 'p'],
 
-  [
-    'RunPodSandbox',
-    'm',
-    { ...pod('config.metadata'), runtimeHandler: 'runtime_handler' },
-    { sandboxId: 'pod_sandbox_id' },
-    undefined,
-    { podStartPhase: 'sandbox' },
-  ],
+  ['RunPodSandbox', 'm', { ...pod('config.metadata'), runtimeHandler: 'runtime_handler' }, { sandboxId: 'pod_sandbox_id' }],
   ['StopPodSandbox', 'm', sandbox],
   ['RemovePodSandbox', 'm', sandbox],
   ['PodSandboxStatus', 'p', sandbox, { sandboxId: 'status.id', ...pod('status.metadata'), runtimeHandler: 'status.runtime_handler' }],
@@ -84,17 +56,8 @@ const runtimeRows: readonly Row[] = [
       image: 'config.image.image',
     },
     { containerId: 'container_id' },
-    undefined,
-    {
-      imageCheck: {
-        door: 'create',
-        imagePaths: ['config.image.user_specified_image', 'config.image.image'],
-        namespacePath: 'sandbox_config.metadata.namespace',
-      },
-      podStartPhase: 'create',
-    },
   ],
-  ['StartContainer', 'm', container, {}, undefined, { podStartPhase: 'start' }],
+  ['StartContainer', 'm', container],
   ['StopContainer', 'm', container],
   ['RemoveContainer', 'm', container],
   ['ListContainers', 'p', containerFilter],
@@ -122,36 +85,22 @@ const runtimeRows: readonly Row[] = [
   ['CheckpointPod', 'm', sandbox],
   ['RestorePod', 'm', { ...pod('config.metadata'), runtimeHandler: 'runtime_handler' }, sandbox],
 
-  ['GetContainerEvents', 's', {}, {}, ['GetEventsRequest', 'ContainerEventResponse'], { watch: true }],
+  // A stream with no end of its own: ended at shutdown, so clients subscribe again elsewhere.
+  ['GetContainerEvents', 'sw', {}, {}, ['GetEventsRequest', 'ContainerEventResponse']],
 ];
 
 const imageRows: readonly Row[] = [
   ['ListImages', 'p', imageFilter],
   ['StreamImages', 'sp', imageFilter],
-  ['ImageStatus', 'p', image('image'), { image: 'image.id' }, undefined, { imageRole: 'status' }],
-  [
-    'PullImage',
-    'm',
-    { ...image('image'), ...pod('sandbox_config.metadata') },
-    { image: 'image_ref' },
-    undefined,
-    {
-      imageCheck: { door: 'pull', imagePaths: ['image.image'], namespacePath: 'sandbox_config.metadata.namespace' },
-      imageRole: 'pull',
-      podStartPhase: 'pull',
-    },
-  ],
+  ['ImageStatus', 'p', image('image'), { image: 'image.id' }],
+  ['PullImage', 'm', { ...image('image'), ...pod('sandbox_config.metadata') }, { image: 'image_ref' }],
   ['RemoveImage', 'm', image('image')],
   ['ImageFsInfo', 'p'],
 ];
 
-const noFacts: MethodFacts = Object.freeze({});
-const factsByPath = new Map<string, MethodFacts>();
-
 function build(service: string, row: Row): MethodInfo {
-  const [name, flags, requestFields = {}, responseFields = {}, types, facts] = row;
+  const [name, flags, requestFields = {}, responseFields = {}, types] = row;
   const [req, res] = types ?? [`${name}Request`, `${name}Response`];
-  if (facts !== undefined) factsByPath.set(`/${service}/${name}`, Object.freeze(facts));
   return Object.freeze({
     path: `/${service}/${name}`,
     service,
@@ -160,6 +109,7 @@ function build(service: string, row: Row): MethodInfo {
     kind: flags.includes('s') ? 'server-stream' : 'unary',
     mutating: flags.includes('m'),
     polling: flags.includes('p'),
+    watch: flags.includes('w'),
     requestType: `${PKG}.${req}`,
     responseType: `${PKG}.${res}`,
     requestFields: Object.freeze({ ...requestFields }),
@@ -189,6 +139,7 @@ function describeUnknown(path: string): MethodInfo {
     kind: 'unknown',
     mutating: false,
     polling: false,
+    watch: false,
     requestType: undefined,
     responseType: undefined,
     requestFields: noFields,
@@ -209,9 +160,40 @@ export function lookupMethod(path: string): MethodInfo {
   return unknown;
 }
 
-/** The method's facts beyond MethodInfo; none for methods outside the table. */
-export function methodFacts(method: MethodInfo): MethodFacts {
-  return (method.known ? factsByPath.get(method.path) : undefined) ?? noFacts;
+/**
+ * Per-method facts of one feature (the image policy's doors, routing's routes…), kept beside the feature instead
+ * of in the table: values keyed by method name, each given as is or built from the method's row, so that field
+ * paths are the table's (see `fieldPath`). A key that names no method of the table fails at load; a call looks
+ * its value up with one Map lookup.
+ */
+export class MethodColumn<T> {
+  /** Method names → values, frozen. */
+  readonly byName: Readonly<Record<string, T>>;
+  private readonly byMethod = new Map<MethodInfo, T>();
+
+  constructor(values: Readonly<Record<string, T | ((method: MethodInfo) => T)>>) {
+    const byName: Record<string, T> = {};
+    for (const [name, value] of Object.entries(values)) {
+      const method = methodTable.find((m) => m.name === name);
+      if (method === undefined) throw new Error(`method column names "${name}", which is no method of the table`);
+      const built = typeof value === 'function' ? (value as (method: MethodInfo) => T)(method) : value;
+      byName[name] = built;
+      this.byMethod.set(method, built);
+    }
+    this.byName = Object.freeze(byName);
+  }
+
+  /** The method's value; undefined for methods without one, and for methods outside the table. */
+  of(method: MethodInfo): T | undefined {
+    return this.byMethod.get(method);
+  }
+}
+
+/** The path the table gives `field` in the method's request (or response); throws when it gives none. */
+export function fieldPath(method: MethodInfo, field: CriField, side: 'request' | 'response' = 'request'): string {
+  const path = (side === 'request' ? method.requestFields : method.responseFields)[field];
+  if (path === undefined) throw new Error(`the method table gives ${method.name} no ${side} field ${field}`);
+  return path;
 }
 
 const responseRead = new WeakMap<MethodInfo, boolean>();
