@@ -10,7 +10,7 @@ import { Http2Connection } from './http2/connection';
 import type { LocalSettings } from './http2/output';
 import type { HeaderBlock } from './http2/hpack-decoder';
 import { headerFrames } from './http2/header-frames';
-import { countRequestData, readRequestHead, trailersProblem } from './http2/request-head';
+import { countRequestData, requestHeadOf, trailersProblem } from './http2/request-head';
 import { StreamBudget } from './http2/stream-budget';
 
 /** Limits a client connection enforces; each one that triggers is counted under its name. */
@@ -210,7 +210,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
       return;
     }
     // Never forwarded when malformed (RFC 9113 §8.1.1): the runtime sees exactly the list the chain saw.
-    const head = readRequestHead(block.fields);
+    const head = requestHeadOf(block);
     if (typeof head === 'string') throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `malformed request: ${head}`);
     if (endStream) countRequestData(id, head, 0, 0, true);
     const stream = new ClientStream(this, id, this.newStreamWindows(), block.fields, head, this.options.maxMessageBytes);

@@ -18,6 +18,11 @@ export interface HeaderBlock {
   readonly overLimit: boolean;
   /** Positions (in `fields`, of the name) of fields sent as never-indexed: they must stay so when relayed. */
   readonly neverIndexed: readonly number[] | undefined;
+  /**
+   * The decoder may hand this very block out again for identical bytes (see HpackDecoder): what is worked out from
+   * its fields can be remembered with them.
+   */
+  readonly shared: boolean;
 }
 
 function compressionError(message: string): ConnectionError {
@@ -76,11 +81,11 @@ export class HpackDecoder {
     if (known !== undefined) return known;
     const generation = this.generation;
     const decoded = this.decodeFresh(block, maxListBytes);
-    if (this.generation === generation && !decoded.overLimit && block.length <= RECENT_MAX_BYTES) {
-      this.recent[this.nextRecent] = { bytes: Buffer.from(block), decoded, maxListBytes, generation };
-      this.nextRecent = (this.nextRecent + 1) % RECENT_BLOCKS;
-    }
-    return decoded;
+    if (this.generation !== generation || decoded.overLimit || block.length > RECENT_MAX_BYTES) return decoded;
+    const shared = { ...decoded, shared: true };
+    this.recent[this.nextRecent] = { bytes: Buffer.from(block), decoded: shared, maxListBytes, generation };
+    this.nextRecent = (this.nextRecent + 1) % RECENT_BLOCKS;
+    return shared;
   }
 
   /** The fields of a block decoded before from the same bytes, while the table was as it is now. */
@@ -133,7 +138,7 @@ export class HpackDecoder {
       if (listBytes > maxListBytes) overLimit = true;
       else fields.push(name, value);
     }
-    return { fields, listBytes, overLimit, neverIndexed };
+    return { fields, listBytes, overLimit, neverIndexed, shared: false };
   }
 
   private entry(index: number): readonly [string, string] {
