@@ -250,7 +250,7 @@ export function headersFragment(flags: number, payload: Buffer): Buffer {
   }
   if (flags & Flag.PRIORITY) start += 5;
   if (start > end) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
-  return payload.subarray(start, end);
+  return start === 0 && end === payload.length ? payload : payload.subarray(start, end);
 }
 
 /** The data of a DATA frame without its padding. */

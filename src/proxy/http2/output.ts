@@ -220,8 +220,15 @@ export abstract class Http2Output<S extends Http2Stream> {
   sendData(stream: S, data: Buffer, end: boolean, onSent?: (bytes: number) => void): boolean {
     if (stream.localEnded || this.closed) return false;
     if (end) stream.localEnded = true;
-    this.queuedDataBytes += data.length;
     const out = stream.out;
+    if (out === undefined && stream.id !== 0 && data.length <= Math.min(stream.sendWindow, this.sendWindow, this.peer.maxFrameSize)) {
+      // Nothing queued ahead and the windows allow it all: out at once, nothing queued.
+      this.writeData(stream, data, end, onSent);
+      this.closeIfDone(stream);
+      this.onStreamDrained();
+      return true;
+    }
+    this.queuedDataBytes += data.length;
     if (out === undefined) {
       stream.out = [{ data, end, onSent }];
     } else if (!this.joinQueued(out, data, end, onSent)) {
@@ -262,13 +269,8 @@ export abstract class Http2Output<S extends Http2Stream> {
       }
       const take = Math.min(length, room);
       const last = take === length;
-      this.writeHeader(take, FrameType.DATA, last && item.end ? Flag.END_STREAM : 0, stream.id);
-      if (take > 0) this.outbox.append(last ? item.data : item.data.subarray(0, take));
-      this.scheduleFlush();
-      stream.sendWindow -= take;
-      this.sendWindow -= take;
+      this.writeData(stream, last ? item.data : item.data.subarray(0, take), last && item.end, item.onSent);
       this.queuedDataBytes -= take;
-      if (item.onSent !== undefined && take > 0) this.credit(item.onSent, take);
       if (last) out.shift();
       else item.data = item.data.subarray(take);
     }
@@ -276,6 +278,17 @@ export abstract class Http2Output<S extends Http2Stream> {
     if (this.blocked.size > 0) this.blocked.delete(stream);
     this.closeIfDone(stream);
     this.onStreamDrained();
+  }
+
+  /** One DATA frame, the windows allowing: written, counted against the windows, its source credited. */
+  private writeData(stream: S, data: Buffer, end: boolean, onSent: ((bytes: number) => void) | undefined): void {
+    const length = data.length;
+    this.writeHeader(length, FrameType.DATA, end ? Flag.END_STREAM : 0, stream.id);
+    if (length > 0) this.outbox.append(data);
+    this.scheduleFlush();
+    stream.sendWindow -= length;
+    this.sendWindow -= length;
+    if (onSent !== undefined && length > 0) this.credit(onSent, length);
   }
 
   /** A stream's queued output has all been written. */
