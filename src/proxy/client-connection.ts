@@ -58,6 +58,8 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   private readonly recentlyClosed = new RecentlyClosed(RECENTLY_CLOSED);
   private readonly budget: StreamBudget;
   private paused = false;
+  /** Requests whose headers arrived in the bytes being read, not yet handed to the server. */
+  private arrived: ClientStream[] | undefined;
   private draining: 'no' | 'announced' | 'final' = 'no';
   private shutdownRequested = false;
   readonly onObserverFault: (error: unknown) => void;
@@ -148,7 +150,9 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
       this.fail(bytes);
       return;
     }
-    if (!this.receive(bytes)) return;
+    const received = this.receive(bytes);
+    this.startArrived();
+    if (!received) return;
     if (this.handshake.overBudget(this.reader.heldBytes)) {
       this.abandon('handshakeBytes');
       return;
@@ -217,7 +221,17 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     stream.remoteEnded = endStream;
     this.streams.set(id, stream);
     this.activeCalls++;
-    this.options.onRequest(stream);
+    // Started once the rest of what was read with it has been taken in: the request's DATA, usually, so that a
+    // unary call goes up whole at once rather than being held for it.
+    (this.arrived ??= []).push(stream);
+  }
+
+  /** Hands the requests whose headers came in the bytes just read to the server. */
+  private startArrived(): void {
+    const arrived = this.arrived;
+    if (arrived === undefined) return;
+    this.arrived = undefined;
+    for (const stream of arrived) this.options.onRequest(stream);
   }
 
   /** A second header block on a request: its trailers, which gRPC has no use for; they only end the request. */
