@@ -54,8 +54,14 @@ export class Chain<C extends CallContext = CallContext> {
     };
   }
 
+  /** Whether entry `i` runs for `method`: its `methods` patterns name it and its interceptor acts on it. */
+  private appliesTo(i: number, method: MethodInfo): boolean {
+    const entry = this.entries[i] as ChainEntry;
+    return (this.matchers[i] as (m: MethodInfo) => boolean)(method) && (entry.interceptor.appliesTo?.(method) ?? true);
+  }
+
   private runsFor(method: MethodInfo): boolean {
-    return this.matchers.some((matches) => matches(method));
+    return this.entries.some((_, i) => this.appliesTo(i, method));
   }
 
   /**
@@ -72,7 +78,7 @@ export class Chain<C extends CallContext = CallContext> {
   runnerFor(method: MethodInfo): RunChain<C> {
     let runner = this.byPath.get(method.path);
     if (runner) return runner;
-    const applicable = this.entries.filter((_, i) => (this.matchers[i] as (m: MethodInfo) => boolean)(method));
+    const applicable = this.entries.filter((_, i) => this.appliesTo(i, method));
     // With no interceptor to tell its failures from the proxy's own, whoever runs the chain sorts them out.
     runner = applicable.length === 0 ? this.bareTerminal : compose(applicable, this.terminal, this.onFault);
     // Unknown paths come from clients; cache only what the table bounds.

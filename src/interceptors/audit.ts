@@ -113,6 +113,7 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
 
   return {
     name: deps.name,
+    appliesTo: recorded,
     async intercept(ctx, next) {
       if (!recorded(ctx.method)) return next();
       // Read before forwarding: afterwards the request bytes are gone.

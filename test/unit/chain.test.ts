@@ -52,6 +52,21 @@ describe('interceptor chain', () => {
     expect(log).toEqual(['zeta:before', 'alpha:before', 'mid:before', 'runtime', 'mid:after', 'alpha:after', 'zeta:after']);
   });
 
+  test('an interceptor is not entered for a method it says it does not act on, nor warmed for it', async () => {
+    const log: string[] = [];
+    const pullsOnly: Interceptor = { ...recorder('pulls', log), appliesTo: (m) => m.name === 'PullImage' };
+    const { chain } = build([entry(pullsOnly), entry(recorder('all', log))], log);
+    await chain.runnerFor(runPod)(fakeCtx());
+    expect(log).toEqual(['all:before', 'runtime', 'all:after']);
+    log.length = 0;
+    await chain.runnerFor(pull)(fakeCtx());
+    expect(log).toEqual(['pulls:before', 'all:before', 'runtime', 'all:after', 'pulls:after']);
+    expect(build([entry(pullsOnly)]).chain.typesRead([runPod, pull])).toEqual([
+      'runtime.v1.PullImageRequest',
+      'runtime.v1.PullImageResponse',
+    ]);
+  });
+
   test('an entry limited to methods is skipped for others', async () => {
     const log: string[] = [];
     const { chain } = build(

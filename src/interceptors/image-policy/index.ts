@@ -10,7 +10,7 @@ import { ProxyError, errorMessage } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
 import { imageDoors, type ImageCheck } from './doors';
-import type { CallContext, Interceptor, Next } from '../../chain/types';
+import type { CallContext, Interceptor, MethodInfo, Next } from '../../chain/types';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
 import { ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
@@ -124,6 +124,11 @@ export class ImagePolicyInterceptor implements Interceptor {
   /** The policy new calls are decided by. */
   get policy(): CompiledPolicy {
     return this.current;
+  }
+
+  /** Only the doors images come in through. */
+  appliesTo(method: MethodInfo): boolean {
+    return imageDoors.of(method) !== undefined;
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
