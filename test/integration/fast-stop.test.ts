@@ -78,6 +78,7 @@ describe('stopping with an unresponsive trace collector', () => {
     const { socket, config } = writeTracingConfig(dir, runtime.socketPath, [
       '    onError: failOpen',
       '    config:',
+      '      pollingSamplingRatio: 1',
       '      exporter:',
       '        type: otlp-http',
       `        endpoint: http://127.0.0.1:${collector.port}/v1/traces`,

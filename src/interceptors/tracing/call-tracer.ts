@@ -3,14 +3,11 @@ import {
   SpanKind,
   SpanStatusCode,
   TraceFlags,
-  isSpanContextValid,
   trace,
   type Attributes,
-  type Link,
   type Span,
   type TextMapGetter,
   type TextMapSetter,
-  type Context,
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -23,38 +20,20 @@ import type { Metadata, OutgoingMetadata } from '../../chain/metadata';
 import type { CallContext, CriField, MethodInfo, Next } from '../../chain/types';
 import {
   ATTR_CRI_BACKEND,
-  ATTR_CRI_CONTAINER_NAME,
   ATTR_CRI_FROM_PROXY,
-  ATTR_CRI_IMAGE,
-  ATTR_CRI_POD_NAME,
-  ATTR_CRI_POD_NAMESPACE,
-  ATTR_CRI_POD_UID,
-  ATTR_CRI_RUNTIME_HANDLER,
-  ATTR_CRI_SANDBOX_ID,
-  ATTR_POD_START_CONTAINERS,
-  ATTR_POD_START_PHASE,
-  ATTR_POD_START_PHASES_DROPPED,
-  ATTR_POD_START_PHASE_MS,
-  ATTR_POD_START_STATUS,
-  ATTR_POD_START_TOTAL_MS,
   ATTR_RPC_GRPC_STATUS_CODE,
   ATTR_RPC_METHOD,
   ATTR_RPC_SERVICE,
   ATTR_RPC_SYSTEM,
   RPC_SYSTEM_GRPC,
   criFieldAttributes,
-  podStartPhaseTotalAttribute,
 } from './attributes';
 import { instantAt } from '../../observability/clock';
 import { observerFaultReporter, type ObserverFaultReporter } from '../../metrics/observer-faults';
-import {
-  PodStartTracker,
-  podStartPhaseNames,
-  type PodStart,
-  type PodStartPhase,
-  type TraceContextRef,
-} from '../../observability/pod-start-tracker';
+import { PodStartTracker, type PodStart, type TraceContextRef } from '../../observability/pod-start-tracker';
 import { buildTracerProvider } from './tracer-provider';
+import { PodStartSpans } from './pod-start-spans';
+import { PollingSampling } from './polling';
 import { fieldAt } from '../../messages/field-at';
 
 const TRACER_NAME = 'cri-proxy';
@@ -68,6 +47,8 @@ interface MethodPlan {
   /** Response fields not already given by the request. */
   readonly responseFields: readonly (readonly [attribute: string, path: string])[];
   readonly podStart: boolean;
+  /** Called by kubelet in a loop: sampled on its own (see polling.ts). */
+  readonly polling: boolean;
 }
 
 const headerGetter: TextMapGetter<Metadata> = {
@@ -76,10 +57,6 @@ const headerGetter: TextMapGetter<Metadata> = {
 };
 const headerSetter: TextMapSetter<OutgoingMetadata> = {
   set: (carrier, key, value) => carrier.set(key, value),
-};
-const refGetter: TextMapGetter<TraceContextRef> = {
-  keys: () => ['traceparent', 'tracestate'],
-  get: (carrier, key) => (key === 'traceparent' ? carrier.traceparent : key === 'tracestate' ? carrier.tracestate : undefined),
 };
 
 /** The tracing interceptor's implementation, loaded on demand (see index.ts). */
@@ -90,6 +67,7 @@ export class CallTracer {
   /** Tracing faults never fail a call: they are counted, and logged rarely. */
   private readonly fault: ObserverFaultReporter;
   private readonly shutdownTimeoutMs: number;
+  private readonly polling: PollingSampling;
 
   static async create(config: TracingConfig, deps: InterceptorDeps): Promise<CallTracer> {
     if (deps.tracerProvider) return new CallTracer(config, deps.tracerProvider.getTracer(TRACER_NAME), undefined, deps);
@@ -108,13 +86,52 @@ export class CallTracer {
     this.log = deps.log;
     this.fault = observerFaultReporter(deps.registry, deps.name, deps.log, 'tracing skipped part of a call');
     this.shutdownTimeoutMs = config.exporter.shutdownTimeoutMs;
+    this.polling = new PollingSampling(config.pollingSamplingRatio, config.slowCallMs);
     this.plans = new Map(methodTable.map((m) => [m.path, planFor(m)]));
     const { enabled, ...limits } = config.podStart;
-    this.tracker = enabled ? new PodStartTracker({ ...limits, onComplete: (p) => this.recordPodStart(p) }) : undefined;
+    const spans = new PodStartSpans(this.tracer, this.propagator);
+    const record = (pod: PodStart): void => {
+      try {
+        spans.record(pod);
+      } catch (err) {
+        this.fault(err);
+      }
+    };
+    this.tracker = enabled ? new PodStartTracker({ ...limits, onComplete: record }) : undefined;
   }
 
-  async intercept(ctx: CallContext, next: Next): Promise<void> {
+  intercept(ctx: CallContext, next: Next): Promise<void> {
     const plan = this.plans.get(ctx.method.path) ?? planFor(ctx.method);
+    if (plan.polling && !this.polling.tracedFromStart(ctx.metadata.get('traceparent'))) return this.untraced(ctx, plan, next);
+    return this.traced(ctx, plan, next);
+  }
+
+  /** A polling call left out at its start: it costs nothing more unless it fails or is slow. */
+  private untraced(ctx: CallContext, plan: MethodPlan, next: Next): Promise<void> {
+    return next().then(
+      () => this.lateSpan(ctx, plan, undefined),
+      (err: unknown) => {
+        this.lateSpan(ctx, plan, { error: err });
+        throw err;
+      },
+    );
+  }
+
+  /** The span of a call left out at its start that failed or was slow, with the times it had. Never throws. */
+  private lateSpan(ctx: CallContext, plan: MethodPlan, failure: { error: unknown } | undefined): void {
+    const code = failure ? statusOf(failure.error) : (ctx.outcome?.code ?? GrpcStatus.UNKNOWN);
+    if (!this.polling.worthLateSpan(code, process.hrtime.bigint() - ctx.startedAt)) return;
+    let span: Span;
+    try {
+      span = this.startCallSpan(ctx, plan, false);
+    } catch (err) {
+      this.fault(err);
+      return;
+    }
+    this.finish(ctx, plan, span, failure);
+  }
+
+  private async traced(ctx: CallContext, plan: MethodPlan, next: Next): Promise<void> {
     let span: Span | undefined;
     try {
       span = this.startCallSpan(ctx, plan);
@@ -161,7 +178,7 @@ export class CallTracer {
     }
   }
 
-  private startCallSpan(ctx: CallContext, plan: MethodPlan): Span {
+  private startCallSpan(ctx: CallContext, plan: MethodPlan, propagate = true): Span {
     // Kubelet sends its span as W3C trace context in the gRPC metadata; without it the span starts a new trace.
     const parent =
       ctx.metadata.get('traceparent') === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, ctx.metadata, headerGetter);
@@ -171,7 +188,7 @@ export class CallTracer {
       parent,
     );
     // The runtime's own spans then nest under this one.
-    this.propagator.inject(trace.setSpan(ROOT_CONTEXT, span), ctx.upstreamMetadata, headerSetter);
+    if (propagate) this.propagator.inject(trace.setSpan(ROOT_CONTEXT, span), ctx.upstreamMetadata, headerSetter);
     return span;
   }
 
@@ -201,66 +218,6 @@ export class CallTracer {
       this.tracker.observe(ctx, { endedAt, code, links: own });
     }
   }
-
-  /**
-   * One trace per pod start, rooted in a span of its own: kubelet's calls for one pod belong to different traces
-   * (or none), so none of them could hold the whole start. Each phase links back to the calls' spans instead.
-   */
-  private recordPodStart(pod: PodStart): void {
-    try {
-      const attributes: Attributes = {
-        [ATTR_CRI_POD_UID]: pod.uid,
-        [ATTR_POD_START_TOTAL_MS]: pod.totalMs,
-        [ATTR_POD_START_STATUS]: pod.status,
-        [ATTR_POD_START_CONTAINERS]: pod.containers,
-      };
-      if (pod.name !== undefined) attributes[ATTR_CRI_POD_NAME] = pod.name;
-      if (pod.namespace !== undefined) attributes[ATTR_CRI_POD_NAMESPACE] = pod.namespace;
-      if (pod.sandboxId !== undefined) attributes[ATTR_CRI_SANDBOX_ID] = pod.sandboxId;
-      if (pod.runtimeHandler !== undefined) attributes[ATTR_CRI_RUNTIME_HANDLER] = pod.runtimeHandler;
-      if (pod.phasesDropped > 0) attributes[ATTR_POD_START_PHASES_DROPPED] = pod.phasesDropped;
-      for (const phase of podStartPhaseNames) attributes[podStartPhaseTotalAttribute[phase]] = pod.phaseTotals[phase];
-      const root = this.tracer.startSpan(
-        'pod start',
-        { root: true, kind: SpanKind.INTERNAL, startTime: pod.start.epochMs, attributes, links: this.links(pod.phases[0]?.links ?? []) },
-        ROOT_CONTEXT,
-      );
-      if (pod.status === 'failed') {
-        root.setStatus({ code: SpanStatusCode.ERROR, message: `pod start failed with gRPC status ${pod.code}` });
-      }
-      const parent = trace.setSpan(ROOT_CONTEXT, root);
-      for (const phase of pod.phases) this.recordPhase(phase, parent);
-      root.end(pod.end.epochMs);
-    } catch (err) {
-      this.fault(err);
-    }
-  }
-
-  private recordPhase(phase: PodStartPhase, parent: Context): void {
-    const attributes: Attributes = {
-      [ATTR_POD_START_PHASE]: phase.phase,
-      [ATTR_POD_START_PHASE_MS]: phase.durationMs,
-      [ATTR_RPC_GRPC_STATUS_CODE]: phase.code,
-    };
-    if (phase.detail !== undefined) attributes[phase.phase === 'pull' ? ATTR_CRI_IMAGE : ATTR_CRI_CONTAINER_NAME] = phase.detail;
-    const name = phase.detail === undefined ? `pod start: ${phase.phase}` : `pod start: ${phase.phase} ${phase.detail}`;
-    const span = this.tracer.startSpan(
-      name,
-      { kind: SpanKind.INTERNAL, startTime: phase.start.epochMs, attributes, links: this.links(phase.links) },
-      parent,
-    );
-    if (phase.code !== GrpcStatus.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: `gRPC status ${phase.code}` });
-    span.end(phase.end.epochMs);
-  }
-
-  private links(refs: readonly TraceContextRef[]): Link[] {
-    const links: Link[] = [];
-    for (const ref of refs) {
-      const context = trace.getSpanContext(this.propagator.extract(ROOT_CONTEXT, ref, refGetter));
-      if (context && isSpanContextValid(context)) links.push({ context });
-    }
-    return links;
-  }
 }
 
 function planFor(method: MethodInfo): MethodPlan {
@@ -278,6 +235,7 @@ function planFor(method: MethodInfo): MethodPlan {
     requestFields: fields(method.requestFields, {}),
     responseFields: method.kind === 'unary' ? fields(method.responseFields, method.requestFields) : [],
     podStart: PodStartTracker.tracks(method),
+    polling: method.polling,
   };
 }
 
