@@ -57,7 +57,7 @@ export class RuntimeConnection extends Http2Connection<UpstreamStream> {
     socket.setNoDelay?.(true);
     this.writeFrame(CONNECTION_PREFACE);
     for (const frame of this.greeting([[Setting.ENABLE_PUSH, 0]])) this.writeFrame(frame);
-    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    // Its reads come from whoever made the socket, through receive() (see socket-reads.ts).
     socket.on('error', (err: Error) => {
       this.lastError = err;
     });
