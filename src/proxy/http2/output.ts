@@ -90,7 +90,8 @@ export abstract class Http2Output<S extends Http2Stream> {
   private flushScheduled = false;
   private readonly flushNow = (): void => this.flush();
   private readonly blocked = new Set<S>();
-  private heldCredits: (() => void)[] | undefined;
+  /** Credits waiting for 'drain', by whom to credit: a large answer waits frame after frame, one entry for all. */
+  private heldCredits: Map<(bytes: number) => void, number> | undefined;
   /** DATA bytes queued on streams, waiting for the peer's windows (what the socket holds is not counted). */
   protected queuedDataBytes = 0;
   /**
@@ -319,17 +320,21 @@ export abstract class Http2Output<S extends Http2Stream> {
 
   /** Relayed bytes are credited to their source once written here, or after 'drain' if the socket is full. */
   private credit(onSent: (bytes: number) => void, bytes: number): void {
-    if (this.socket.writableLength + this.outbox.bytes < CREDIT_HOLD_BYTES && this.heldCredits === undefined) {
-      onSent(bytes);
-      return;
+    let held = this.heldCredits;
+    if (held === undefined) {
+      if (this.socket.writableLength + this.outbox.bytes < CREDIT_HOLD_BYTES) {
+        onSent(bytes);
+        return;
+      }
+      held = this.heldCredits = new Map();
     }
-    (this.heldCredits ??= []).push(() => onSent(bytes));
+    held.set(onSent, (held.get(onSent) ?? 0) + bytes);
   }
 
   private onDrain(): void {
     const held = this.heldCredits;
     this.heldCredits = undefined;
-    if (held) for (const run of held) run();
+    if (held) for (const [onSent, bytes] of held) onSent(bytes);
     this.onWritable();
   }
 
