@@ -112,10 +112,7 @@ export class KubeletLoad {
   }
 
   private async relist(): Promise<void> {
-    await Promise.all([
-      this.call('ListPodSandbox', {}),
-      this.call('ListContainers', { filter: {} }),
-    ]);
+    await Promise.all([this.call('ListPodSandbox', {}), this.call('ListContainers', { filter: {} })]);
   }
 
   private async pollStatus(): Promise<void> {
@@ -124,8 +121,7 @@ export class KubeletLoad {
     for (let i = 0; i < perSecond && this.pods.length > 0; i++) {
       const pod = this.pods[this.statusCursor++ % this.pods.length] as Pod;
       polled.push(this.call('PodSandboxStatus', { pod_sandbox_id: pod.id }));
-      if (pod.containerId !== undefined)
-        polled.push(this.call('ContainerStatus', { container_id: pod.containerId }));
+      if (pod.containerId !== undefined) polled.push(this.call('ContainerStatus', { container_id: pod.containerId }));
     }
     await Promise.all(polled);
   }
