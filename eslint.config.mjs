@@ -14,6 +14,7 @@ const LAYERS = [
   ['chain'],
   ['proxy', 'admin'],
   ['observability', 'audit'],
+  ['provenance'],
   ['config'],
   ['interceptors'],
   ['app', 'lifecycle'],
@@ -21,7 +22,7 @@ const LAYERS = [
   ['cli'],
 ];
 /** Folders that never import one below them: interceptors see the call context (chain/), never the transport. */
-const NEVER = { interceptors: ['proxy'], observability: ['proxy'], audit: ['proxy'] };
+const NEVER = { interceptors: ['proxy'], observability: ['proxy'], audit: ['proxy'], provenance: ['proxy'] };
 const SRC = path.join(import.meta.dirname, 'src');
 /** Folders whose modules must stay free of I/O: values in, values out. */
 const PURE = new Set(['policies']);

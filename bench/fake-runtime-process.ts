@@ -32,7 +32,8 @@ async function main(): Promise<void> {
     .on('Version', { respond: version })
     .on('ListContainers', { respond: (call) => (call.requestBytes.equals(largeRequest) ? largeList : list) })
     .on('RunPodSandbox', { respond: sandbox })
-    .on('CreateContainer', { respond: created });
+    .on('CreateContainer', { respond: created })
+    .on('StartContainer', { respond: Buffer.alloc(0) });
   await fake.start();
   // The fake records every call for tests; over a bench run that would grow by millions.
   setInterval(() => {
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
     ListContainers10k: largeList.length,
     RunPodSandbox: sandbox.length,
     CreateContainer: created.length,
+    StartContainer: 0,
   };
   const ready: FakeReadyMessage = { type: 'ready', responseBytes };
   process.send?.(ready);

@@ -14,11 +14,14 @@ export interface ProxyVariant {
   readonly name: string;
   /** With the interceptor chain of config/node.yaml, or with none. */
   readonly chain: boolean;
+  /** `podStarts.enabled: false`: pod starts neither followed nor kept (they are by default). */
+  readonly podStartsOff?: boolean;
 }
 
 export const PROXY_VARIANTS: readonly ProxyVariant[] = [
   { name: 'proxy', chain: false },
   { name: 'proxy+chain', chain: true },
+  { name: 'proxy-podstarts-off', chain: false, podStartsOff: true },
 ];
 
 export interface ConfigPlacement {
@@ -109,6 +112,7 @@ export function writeProxyConfig(variant: ProxyVariant, where: ConfigPlacement):
     // Only so that stopping the bench's proxies is quick.
     shutdownGraceSeconds: 1,
     interceptors: variant.chain ? interceptors.map((e) => relocateEntry(e, where)) : [],
+    ...(variant.podStartsOff === true ? { podStarts: { ...(isRecord(source.podStarts) ? source.podStarts : {}), enabled: false } } : {}),
   };
   assertContained(config, where, '');
   const file = path.join(where.dir, 'cri-proxy.yaml');

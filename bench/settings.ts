@@ -1,7 +1,7 @@
 /** The bench's settings, all from BENCH_* environment variables (see bench/README.md). */
 import { PROXY_VARIANTS, type TracingExporterMode } from './proxy-config';
 import { REFERENCE_ROWS } from './rows';
-import { measuredCalls, type CallType } from './workloads';
+import { lifecycleCalls, measuredCalls, type CallType } from './workloads';
 
 export interface Settings {
   readonly phaseSeconds: number;
@@ -44,9 +44,10 @@ function listFromEnv(name: string): string[] | undefined {
   return list === undefined || list.length === 0 ? undefined : list;
 }
 
-function pick<T>(name: string, all: readonly T[], key: (t: T) => string): T[] {
+/** The items `name` lists (by key), or `defaults` when it lists none; `all` holds every item it may name. */
+function pick<T>(name: string, all: readonly T[], key: (t: T) => string, defaults: readonly T[] = all): T[] {
   const wanted = listFromEnv(name);
-  if (wanted === undefined) return [...all];
+  if (wanted === undefined) return [...defaults];
   const unknown = wanted.filter((w) => !all.some((t) => key(t) === w));
   if (unknown.length > 0) throw new Error(`${name}: unknown ${unknown.join(', ')}; expected some of: ${all.map(key).join(', ')}`);
   return all.filter((t) => wanted.includes(key(t)));
@@ -61,10 +62,12 @@ export function flagFromEnv(name: string): boolean {
 
 export function settingsFromEnv(): Settings {
   const allRows = [...REFERENCE_ROWS.map((r) => r.name), ...PROXY_VARIANTS.map((v) => v.name)];
+  // The comparison rows (pod starts off) only when BENCH_ROWS names them.
+  const defaultRows = [...REFERENCE_ROWS.map((r) => r.name), ...PROXY_VARIANTS.filter((v) => v.podStartsOff !== true).map((v) => v.name)];
   const exporter = process.env.BENCH_TRACING_EXPORTER ?? 'unreachable';
   if (exporter !== 'unreachable' && exporter !== 'none')
     throw new Error(`BENCH_TRACING_EXPORTER=${exporter}: expected unreachable or none`);
-  const calls = pick('BENCH_CALLS', measuredCalls(), (c) => c.name);
+  const calls = pick('BENCH_CALLS', [...measuredCalls(), ...lifecycleCalls()], (c) => c.name, measuredCalls());
   if (calls.length === 0) throw new Error('BENCH_CALLS selects no call');
   return {
     phaseSeconds: numberFromEnv('BENCH_SECONDS', 2, 0.2),
@@ -73,7 +76,7 @@ export function settingsFromEnv(): Settings {
     largeConcurrency: Math.round(numberFromEnv('BENCH_LARGE_CONCURRENCY', 4, 2)),
     warmupSeconds: numberFromEnv('BENCH_WARMUP_SECONDS', 1, 0),
     calls,
-    rows: pick('BENCH_ROWS', allRows, (r) => r),
+    rows: pick('BENCH_ROWS', allRows, (r) => r, defaultRows),
     tracingExporter: exporter,
     startupCalls: Math.round(numberFromEnv('BENCH_STARTUP_CALLS', 20, 1)),
     soakCalls: Math.round(numberFromEnv('BENCH_CALLS_TOTAL', 0, 0)),

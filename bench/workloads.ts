@@ -54,6 +54,14 @@ export function measuredCalls(): CallType[] {
   return [versionCall(), listContainersCall(), largeListContainersCall()];
 }
 
+/**
+ * Calls measured only when BENCH_CALLS names them: the pod start calls, each as kubelet sends it, the ones the
+ * pod-start feed reads (compare the `proxy` and `proxy-podstarts-off` rows).
+ */
+export function lifecycleCalls(): CallType[] {
+  return [runPodSandboxCall(), createContainerCall(), startContainerCall()];
+}
+
 /** Deterministic hex, so every run sends byte-identical messages. */
 function hex(seed: number, length: number): string {
   let out = '';
@@ -102,6 +110,10 @@ export function createContainerCall(): CallType {
     sandbox_config: sandboxConfig(),
   });
   return call('CreateContainer', 'CreateContainer', request, 'small', true);
+}
+
+export function startContainerCall(): CallType {
+  return call('StartContainer', 'StartContainer', encode('StartContainerRequest', { container_id: hex(9, 64) }), 'small', true);
 }
 
 /** The calls whose first use after a start is compared with later ones (a pod start's first two calls). */

@@ -5,9 +5,10 @@
 set -euo pipefail
 
 # systemd for systemd-analyze (the units are verified), shellcheck for the scripts the release and the
-# Kubernetes installer run; crun is the second runtime of the routing tests.
+# Kubernetes installer run; crun is the second runtime of the routing tests; chromium (/usr/bin/chromium) is the
+# headless browser the admin page's tests drive.
 packages=(containerd runc crun containernetworking-plugins docker-registry skopeo umoci busybox-static iproute2 gcc libc6-dev
-  systemd shellcheck)
+  systemd shellcheck chromium)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-e2e-deps: must run as root (apt-get install, and the e2e suite itself needs root)" >&2

@@ -1,14 +1,15 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { parseHostPort, parseUnixAddress } from './config/address';
 import { InterceptorTypes } from './chain/interceptor-types';
 import { defaultBackend, type ProxyConfig } from './config/schema';
 import { checkSocketSafety } from './config/socket-safety';
+import { reportDeprecatedSettings } from './config/deprecations';
 import { GrpcStatus, ProxyError, errorMessage, listenError } from './errors';
 import { createLogger, type Logger } from './log';
 import { ensureCounter, ensureGauge } from './metrics/registry';
 import { AdminServer, type Readiness } from './admin/admin-server';
 import type { Call } from './proxy/call';
 import { Chain, type ChainEntry, type FaultListener } from './chain/chain';
+import { Downstream } from './chain/own-call';
 import { warmCodec } from './messages/codec';
 import { dataPlaneMetrics } from './proxy/data-plane-metrics';
 import { methodTable } from './chain/method-table';
@@ -18,6 +19,9 @@ import { ProxyServer } from './proxy/server';
 import { Upstream } from './proxy/upstream';
 import { builtinInterceptorTypes } from './interceptors';
 import { METRIC } from './metrics/names';
+import type { PodStartFeed } from './observability/pod-start-feed';
+import { PodStartSubscribers } from './observability/pod-start-feed';
+import { createPodStarts } from './observability/pod-starts';
 
 export interface AppOptions {
   readonly log?: Logger;
@@ -33,6 +37,13 @@ interface Generation {
   readonly config: ProxyConfig;
   readonly router: Router;
   readonly chain: Chain<Call>;
+  /** This generation's interceptors that hear of finished pod starts. */
+  readonly podStarts: PodStartSubscribers;
+}
+
+interface Retired {
+  readonly timer: NodeJS.Timeout;
+  closed: Promise<void> | undefined;
 }
 
 const READINESS_TIMEOUT_MS = 1000;
@@ -41,6 +52,10 @@ const VERSION_PATH = '/runtime.v1.RuntimeService/Version';
 /** The running proxy: CRI server, admin listener and the current config generation, swapped on reload. */
 export class App {
   private generation: Generation;
+  /** Generations a reload replaced and not yet closed: each closes after the grace period, or at stop. */
+  private readonly retired = new Map<Generation, Retired>();
+  private reloading: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
 
   private constructor(
     private readonly server: ProxyServer,
@@ -51,6 +66,7 @@ export class App {
     private readonly onFault: FaultListener,
     private readonly types: InterceptorTypes,
     private readonly reloads: ReloadMetrics,
+    private readonly podStarts: PodStartFeed,
   ) {
     this.generation = generation;
   }
@@ -60,44 +76,43 @@ export class App {
     const registry = options.registry ?? freshRegistry();
     const types = options.types ?? new InterceptorTypes(builtinInterceptorTypes);
     checkSocketSafety(config, log, registry, options.listenFd !== undefined);
-    const onFault = faultListener(registry, log);
-    const generation = buildGeneration(config, types, log, registry, onFault);
-    await warmUp(generation);
     const server = new ProxyServer({
-      socketPath: parseUnixAddress(config.listen),
-      socketMode: Number.parseInt(config.socketMode, 8),
+      socket: options.listenFd === undefined ? { path: config.listen.path, mode: config.socketMode.mode } : { fd: options.listenFd },
       maxMessageBytes: config.maxMessageBytes,
-      log,
-      router: generation.router,
-      chain: generation.chain,
-      registry,
       limits: config.limits,
-      inheritedFd: options.listenFd,
+      log,
+      registry,
     });
-    let admin: AdminServer | undefined;
     const app: { current?: App } = {};
-    if (config.http.listen !== '') {
-      const { host, port } = parseHostPort(config.http.listen);
-      admin = new AdminServer({ host, port, log, registry, readiness: () => app.current?.readiness() ?? notReady() });
-    }
+    const http = config.http.listen.endpoint;
+    // Kept in memory only: nothing here is opened until the listeners are claimed.
+    const podStarts = createPodStarts(config.podStarts, registry, log);
+    const readiness = (): Promise<Readiness> => app.current?.readiness() ?? notReady();
+    const admin = http && new AdminServer({ ...http, log, registry, readiness, routes: podStarts.routes });
+    // The listeners come first: a proxy started on a running one's config fails here, before it opens what that
+    // one uses (its audit log above all). Calls made meanwhile wait until the chain is ready.
+    await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen.written, err)));
+    let generation: Generation | undefined;
     try {
-      await server.listen().catch((err: unknown) => Promise.reject(listenError('listen', config.listen, err)));
-    } catch (err) {
-      await retire(generation, 0, log);
-      throw err;
-    }
-    try {
-      await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen, err)));
+      await admin?.listen().catch((err: unknown) => Promise.reject(listenError('http.listen', config.http.listen.written, err)));
+      reportDeprecatedSettings(config, types, log, registry);
+      const onFault = faultListener(registry, log);
+      generation = buildGeneration(config, types, log, registry, onFault, podStarts.feed);
+      podStarts.feed.use(generation.podStarts);
+      await warmUp(generation);
+      server.serve(generation.chain, generation.router);
+      app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry), podStarts.feed);
     } catch (err) {
       await server.close(0);
-      await retire(generation, 0, log);
+      await admin?.close();
+      podStarts.feed.close();
+      if (generation !== undefined) await closeGeneration(generation, log);
       throw err;
     }
-    app.current = new App(server, admin, generation, log, registry, onFault, types, reloadMetrics(registry));
     log.info('cri-proxy started', {
       listen: server.socketPath,
       http: admin?.address,
-      backends: config.backends.map((b) => ({ name: b.name, endpoint: b.endpoint })),
+      backends: config.backends.map((b) => ({ name: b.name, endpoint: b.endpoint.written })),
       interceptors: config.interceptors.map((i) => i.name),
     });
     return app.current;
@@ -107,8 +122,9 @@ export class App {
     return this.generation.config;
   }
 
+  /** The CRI socket's path: the one bound, or under socket activation the one `listen` names. */
   get socketPath(): string {
-    return this.server.socketPath;
+    return this.server.socketPath ?? this.config.listen.path;
   }
 
   get adminAddress(): string | undefined {
@@ -138,17 +154,54 @@ export class App {
 
   /** Swaps in a new config for new calls; calls in flight finish with the old one. */
   async reload(config: ProxyConfig): Promise<void> {
+    if (this.stopping !== undefined) throw new Error('cri-proxy is stopping');
+    const reloading = this.swapIn(config);
+    this.reloading = reloading;
+    try {
+      await reloading;
+    } finally {
+      if (this.reloading === reloading) this.reloading = undefined;
+    }
+  }
+
+  private async swapIn(config: ProxyConfig): Promise<void> {
     const old = this.generation;
-    if (config.listen !== old.config.listen || config.http.listen !== old.config.http.listen) {
+    if (config.listen.path !== old.config.listen.path || config.http.listen.written !== old.config.http.listen.written) {
       this.log.warn('listen addresses change only on restart; keeping the current ones');
     }
+    if (JSON.stringify(config.podStarts) !== JSON.stringify(old.config.podStarts)) {
+      this.log.warn('podStarts settings change only on restart; keeping the current ones');
+    }
     this.log.level = config.logLevel;
-    const next = buildGeneration(config, this.types, this.log, this.registry, this.onFault);
+    const next = buildGeneration(config, this.types, this.log, this.registry, this.onFault, this.podStarts);
     await warmUp(next);
+    if (this.stopping !== undefined) {
+      // A stop began while the new generation warmed up: it never serves.
+      await closeGeneration(next, this.log);
+      throw new Error('cri-proxy is stopping');
+    }
     this.generation = next;
-    this.server.reconfigure(next.chain, next.router, this.log);
+    this.server.serve(next.chain, next.router);
+    this.podStarts.use(next.podStarts);
+    reportDeprecatedSettings(config, this.types, this.log, this.registry);
     this.log.info('configuration reloaded', { interceptors: config.interceptors.map((i) => i.name) });
-    await retire(old, config.shutdownGraceSeconds * 1000, this.log);
+    this.retireLater(old, config.shutdownGraceSeconds * 1000);
+  }
+
+  /** Closes a replaced generation once its calls have had time to finish, or at stop if that comes first. */
+  private retireLater(generation: Generation, afterMs: number): void {
+    const retired: Retired = {
+      timer: setTimeout(() => void this.closeRetired(generation, retired), afterMs),
+      closed: undefined,
+    };
+    retired.timer.unref();
+    this.retired.set(generation, retired);
+  }
+
+  private closeRetired(generation: Generation, retired: Retired): Promise<void> {
+    clearTimeout(retired.timer);
+    retired.closed ??= closeGeneration(generation, this.log).finally(() => this.retired.delete(generation));
+    return retired.closed;
   }
 
   /** Ready when every backend answers Version; the detail has one line per backend with its state. */
@@ -159,12 +212,27 @@ export class App {
     return { ready: problems.every((p) => p === undefined), detail: detail.join('\n') };
   }
 
-  /** Stops accepting, lets calls in flight finish within the grace period, releases everything. */
-  async stop(graceMs = this.generation.config.shutdownGraceSeconds * 1000): Promise<void> {
+  /**
+   * Stops accepting, lets calls in flight finish within the grace period, then closes every generation of the
+   * config: the current one and those a reload replaced whose calls may still have been running.
+   */
+  stop(graceMs = this.generation.config.shutdownGraceSeconds * 1000): Promise<void> {
+    this.stopping ??= this.stopOnce(graceMs);
+    return this.stopping;
+  }
+
+  private async stopOnce(graceMs: number): Promise<void> {
     this.log.info('cri-proxy stopping', { graceMs, activeCalls: this.server.activeCalls });
     await this.server.close(graceMs);
+    // Pods whose containers have started are reported now, while the interceptors that record them are open.
+    this.podStarts.close();
     await this.admin?.close();
-    await retire(this.generation, 0, this.log);
+    // A reload under way closes its own generation when it sees the stop.
+    await this.reloading?.catch(() => undefined);
+    await Promise.all([
+      closeGeneration(this.generation, this.log),
+      ...[...this.retired].map(([generation, retired]) => this.closeRetired(generation, retired)),
+    ]);
     this.log.info('cri-proxy stopped');
   }
 }
@@ -267,13 +335,14 @@ function buildGeneration(
   log: Logger,
   registry: Registry,
   onFault: FaultListener,
+  podStartFeed: PodStartFeed,
 ): Generation {
   const metrics = dataPlaneMetrics(registry, log);
   const upstreams = config.backends.map(
     (backend) =>
       new Upstream({
         name: backend.name,
-        socketPath: parseUnixAddress(backend.endpoint),
+        socketPath: backend.endpoint.path,
         connectTimeoutMs: backend.connectTimeoutMs,
         maxMessageBytes: config.maxMessageBytes,
         log,
@@ -281,31 +350,33 @@ function buildGeneration(
       }),
   );
   const router = new Router(upstreams, defaultBackend(config).name);
+  const podStarts = new PodStartSubscribers();
   const entries: ChainEntry[] = config.interceptors.map((entry) => {
     const type = types.get(entry.type);
     if (!type) throw new Error(`interceptor type "${entry.type}" is not known`);
-    const interceptor = type.create(entry.config, { name: entry.name, log: log.child({ interceptor: entry.name }), registry, router });
-    return { interceptor, onError: entry.onError, methods: entry.methods };
+    const downstream = new Downstream(router, entry.name);
+    const interceptor = type.create(entry.config, {
+      name: entry.name,
+      log: log.child({ interceptor: entry.name }),
+      registry,
+      router,
+      downstream,
+      podStarts,
+    });
+    return { interceptor, onError: entry.onError, methods: entry.methods, downstream };
   });
-  const chain = new Chain<Call>(entries, (call) => call.forward(), onFault);
-  return { config, router, chain };
+  const chain = new Chain<Call>(entries, (call) => call.forward(), onFault, podStartFeed.observer(podStarts));
+  return { config, router, chain, podStarts };
 }
 
-/** Closes a replaced generation once its calls have had time to finish. */
-async function retire(generation: Generation, afterMs: number, log: Logger): Promise<void> {
-  const close = async (): Promise<void> => {
-    generation.router.close();
-    for (const entry of generation.chain.entries) {
-      try {
-        await entry.interceptor.close?.();
-      } catch (err) {
-        log.warn('interceptor did not close cleanly', { interceptor: entry.interceptor.name, error: errorMessage(err) });
-      }
+/** Releases what a generation holds: its runtime connections and its interceptors (audit writers, exporters). */
+async function closeGeneration(generation: Generation, log: Logger): Promise<void> {
+  generation.router.close();
+  for (const entry of generation.chain.entries) {
+    try {
+      await entry.interceptor.close?.();
+    } catch (err) {
+      log.warn('interceptor did not close cleanly', { interceptor: entry.interceptor.name, error: errorMessage(err) });
     }
-  };
-  if (afterMs <= 0) {
-    await close();
-    return;
   }
-  setTimeout(() => void close(), afterMs).unref();
 }

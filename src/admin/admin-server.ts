@@ -8,6 +8,16 @@ export interface Readiness {
   readonly detail: string;
 }
 
+/** An answer of a page or API the proxy serves beside the health and metrics endpoints. */
+export interface AdminResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+/** Serves one path; gets the request's URL (query included). */
+export type AdminRoute = (url: URL) => AdminResponse;
+
 export interface AdminServerOptions {
   readonly host: string;
   readonly port: number;
@@ -15,9 +25,11 @@ export interface AdminServerOptions {
   readonly registry: Registry;
   /** Ready means every runtime answers; checked on each probe. */
   readonly readiness: () => Promise<Readiness>;
+  /** More paths (the pod starts page and API), by exact path. */
+  readonly routes?: ReadonlyMap<string, AdminRoute>;
 }
 
-/** The HTTP side: `/healthz` (the process is alive), `/readyz` (the runtimes answer), `/metrics`. */
+/** The HTTP side: `/healthz` (the process is alive), `/readyz` (the runtimes answer), `/metrics`, and `routes`. */
 export class AdminServer {
   private readonly server: http.Server;
 
@@ -55,9 +67,15 @@ export class AdminServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    const route = this.options.routes?.get(path);
+    if (route !== undefined) {
+      const answer = route(new URL(req.url ?? '/', 'http://admin.invalid'));
+      res.writeHead(answer.status, answer.headers).end(req.method === 'HEAD' ? undefined : answer.body);
       return;
     }
     switch (path) {

@@ -4,12 +4,8 @@ import type { CallOutcome, CriField, MethodInfo } from '../chain/types';
 import { REDACTED } from '../values';
 import type { DecodedMessage } from '../messages/codec';
 import { fieldAt } from '../messages/field-at';
-
-/** Decides which label and annotation values are replaced by the redaction marker. */
-export interface Redactor {
-  readonly annotation: (key: string) => boolean;
-  readonly label: (key: string) => boolean;
-}
+import { MAX_LIST, clip, compact, flag, list, num, obj, set, str, stringMap, strings } from './record-values';
+import { containerDetails, restoredContainer, sandboxDetails, type Redactor } from './workload-details';
 
 /**
  * Key patterns redacted whatever the config says: kubectl's last-applied annotation holds the whole pod spec
@@ -47,12 +43,10 @@ export interface RecordInput {
   readonly backend: string | undefined;
   /** Whatever the image policy left on ctx.state; only its known fields are copied. */
   readonly decision: unknown;
+  /** For a call an interceptor made itself: the client's call it was made for, and the interceptor. */
+  readonly onBehalfOf?: { readonly method: string; readonly by: string } | undefined;
   readonly time: Date;
 }
-
-// Bounds on what one record may carry, so a huge exec script cannot make a huge line.
-const MAX_STRING = 4096;
-const MAX_LIST = 256;
 
 const statusNames = new Map<number, string>(Object.entries(GrpcStatus).map(([name, code]) => [code, name]));
 
@@ -67,6 +61,7 @@ export function buildRecord(input: RecordInput, redactor: Redactor): Record<stri
     );
   };
   const record: Record<string, unknown> = { time: input.time.toISOString(), method: method.known ? method.name : method.path };
+  if (input.onBehalfOf !== undefined) Object.assign(record, { onBehalfOf: input.onBehalfOf.method, madeBy: input.onBehalfOf.by });
   const pod = compact({ namespace: id('podNamespace'), name: id('podName'), uid: id('podUid') });
   if (pod) record.pod = pod;
   const container = compact({ name: id('containerName'), id: id('containerId') });
@@ -75,7 +70,7 @@ export function buildRecord(input: RecordInput, redactor: Redactor): Record<stri
   set(record, 'image', id('image'));
   if (method.name === 'PullImage') set(record, 'imageRef', fieldAt(response, 'image_ref'));
   set(record, 'runtimeHandler', id('runtimeHandler'));
-  if (request && method.known) Object.assign(record, details(method.name, request, redactor));
+  if (request && method.known) Object.assign(record, details(method.name, request, response, redactor));
   set(record, 'backend', input.backend);
   record.outcome = {
     code: input.outcome.code,
@@ -90,7 +85,9 @@ export function buildRecord(input: RecordInput, redactor: Redactor): Record<stri
   return record;
 }
 
-type Details = (request: DecodedMessage, redactor: Redactor) => Record<string, unknown>;
+type Details = (request: DecodedMessage, redactor: Redactor, response: DecodedMessage | undefined) => Record<string, unknown>;
+
+const restoredOf = (response: DecodedMessage | undefined): DecodedMessage[] => list(response?.restored_containers) ?? [];
 
 // Per-method fields worth knowing; anything not listed here is deliberately left out of the log.
 const detailsByMethod: Readonly<Record<string, Details>> = {
@@ -105,55 +102,23 @@ const detailsByMethod: Readonly<Record<string, Details>> = {
   UpdateContainerResources: (r) => compact({ resources: resources(obj(r, 'linux')) }) ?? {},
   UpdatePodSandboxResources: (r) => compact({ resources: resources(obj(r, 'resources')) }) ?? {},
   UpdateRuntimeConfig: (r) => compact({ podCidr: str(obj(obj(r, 'runtime_config'), 'network_config')?.pod_cidr) }) ?? {},
-  CheckpointContainer: (r) => compact({ location: str(r.location) }) ?? {},
-  CheckpointPod: (r) => compact({ outputPath: str(r.output_path), containerIds: strings(r.container_ids) }) ?? {},
-  RestorePod: (r) =>
+  // A checkpoint holds the container's memory and files: where it went is what a reviewer follows.
+  CheckpointContainer: (r) => compact({ location: str(r.location), timeout: num(r.timeout) }) ?? {},
+  CheckpointPod: (r) =>
+    compact({ outputPath: str(r.output_path), containerIds: strings(r.container_ids), options: stringMap(obj(r, 'options')) }) ?? {},
+  // A restore creates a pod and its containers without RunPodSandbox or CreateContainer: recorded like those.
+  RestorePod: (r, red, response) =>
     compact({
       checkpointPath: str(r.checkpoint_path),
-      containers: list(r.container_configs)
-        ?.slice(0, MAX_LIST)
-        .map((c) => str(obj(c, 'metadata')?.name) ?? ''),
+      options: stringMap(obj(r, 'options')),
+      ...sandboxDetails(obj(r, 'config'), red),
+      containers: list(r.container_configs)?.map((c) => restoredContainer(c, restoredOf(response), red)),
     }) ?? {},
 };
 
-function details(name: string, request: DecodedMessage, redactor: Redactor): Record<string, unknown> {
+function details(name: string, request: DecodedMessage, response: DecodedMessage | undefined, redactor: Redactor): Record<string, unknown> {
   const build = detailsByMethod[name];
-  return build ? build(request, redactor) : {};
-}
-
-function sandboxDetails(config: DecodedMessage | undefined, redactor: Redactor): Record<string, unknown> {
-  const security = obj(obj(config, 'linux'), 'security_context');
-  return (
-    compact({
-      labels: redactMap(obj(config, 'labels'), redactor.label),
-      annotations: redactMap(obj(config, 'annotations'), redactor.annotation),
-      privileged: security?.privileged === true ? true : undefined,
-      hostNamespaces: hostNamespaces(obj(security, 'namespace_options')),
-    }) ?? {}
-  );
-}
-
-function containerDetails(config: DecodedMessage | undefined, redactor: Redactor): Record<string, unknown> {
-  const security = obj(obj(config, 'linux'), 'security_context');
-  const envs = list(config?.envs)?.slice(0, MAX_LIST);
-  return (
-    compact({
-      labels: redactMap(obj(config, 'labels'), redactor.label),
-      annotations: redactMap(obj(config, 'annotations'), redactor.annotation),
-      // Names tell what was configured; values are where the secrets are.
-      env: envs?.map((e) => ({ name: clip(str(e.key) ?? ''), value: REDACTED })),
-      mounts: list(config?.mounts)
-        ?.slice(0, MAX_LIST)
-        .map((m) =>
-          compact({ hostPath: str(m.host_path), containerPath: str(m.container_path), readonly: m.readonly === true ? true : undefined }),
-        ),
-      devices: list(config?.devices)
-        ?.slice(0, MAX_LIST)
-        .map((d) => str(d.host_path)),
-      privileged: security?.privileged === true ? true : undefined,
-      hostNamespaces: hostNamespaces(obj(security, 'namespace_options')),
-    }) ?? {}
-  );
+  return build ? build(request, redactor, response) : {};
 }
 
 /** Which credentials were sent, never their values; the registry address is not a secret. */
@@ -168,12 +133,6 @@ function authDetails(auth: DecodedMessage | undefined): Record<string, unknown> 
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
-function hostNamespaces(options: DecodedMessage | undefined): string[] | undefined {
-  if (!options) return undefined;
-  const shared = ['network', 'pid', 'ipc'].filter((ns) => options[ns] === 'NODE');
-  return shared.length > 0 ? shared : undefined;
-}
-
 function resources(linux: DecodedMessage | undefined): Record<string, unknown> | undefined {
   if (!linux) return undefined;
   return compact({
@@ -186,61 +145,39 @@ function resources(linux: DecodedMessage | undefined): Record<string, unknown> |
   });
 }
 
-function redactMap(map: DecodedMessage | undefined, redacted: (key: string) => boolean): Record<string, string> | undefined {
-  if (!map) return undefined;
-  const out: Record<string, string> = {};
-  let count = 0;
-  for (const [key, value] of Object.entries(map)) {
-    if (count++ >= MAX_LIST) break;
-    out[clip(key)] = redacted(key) ? REDACTED : clip(typeof value === 'string' ? value : '');
-  }
-  return count > 0 ? out : undefined;
-}
-
 function policyOf(decision: unknown): Record<string, unknown> | undefined {
   if (typeof decision !== 'object' || decision === null) return undefined;
   const d = decision as Record<string, unknown>;
-  return compact({ action: str(d.action), rule: str(d.rule), reason: str(d.reason), mode: str(d.mode) });
+  return compact({
+    action: str(d.action),
+    rule: str(d.rule),
+    reason: str(d.reason),
+    mode: str(d.mode),
+    verification: verificationOf(d.verification),
+    // Each image of a call that names several (image volumes, a restore's containers).
+    images: list(d.images)?.map((i) =>
+      compact({
+        image: str(i.image),
+        at: str(i.at),
+        action: str(i.action),
+        rule: str(i.rule),
+        reason: str(i.reason),
+        verification: verificationOf(i.verification),
+      }),
+    ),
+  });
 }
 
-function obj(value: unknown, key: string): DecodedMessage | undefined {
-  if (typeof value !== 'object' || value === null || !Object.hasOwn(value, key)) return undefined;
-  const inner = (value as Record<string, unknown>)[key];
-  return typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? (inner as DecodedMessage) : undefined;
-}
-
-function list(value: unknown): DecodedMessage[] | undefined {
-  return Array.isArray(value) ? value.filter((v): v is DecodedMessage => typeof v === 'object' && v !== null) : undefined;
-}
-
-function str(value: unknown): string | undefined {
-  return typeof value === 'string' && value !== '' ? clip(value) : undefined;
-}
-
-function strings(value: unknown): string[] | undefined {
-  if (!Array.isArray(value)) return undefined;
-  return value.slice(0, MAX_LIST).map((v) => clip(typeof v === 'string' ? v : ''));
-}
-
-/** int64 fields decode as strings; small ones read better as numbers. */
-function num(value: unknown): number | string | undefined {
-  if (typeof value === 'number') return value === 0 ? undefined : value;
-  if (typeof value !== 'string' || value === '' || value === '0') return undefined;
-  const n = Number(value);
-  return Number.isSafeInteger(n) ? n : clip(value);
-}
-
-function clip(s: string): string {
-  return s.length <= MAX_STRING ? s : `${s.slice(0, MAX_STRING)}…[${s.length - MAX_STRING} more chars]`;
-}
-
-function set(target: Record<string, unknown>, key: string, value: unknown): void {
-  if (value !== undefined && value !== '') target[key] = value;
-}
-
-/** The object without its undefined members, or undefined if nothing is left. */
-function compact(fields: Record<string, unknown>): Record<string, unknown> | undefined {
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(fields)) if (value !== undefined) out[key] = value;
-  return Object.keys(out).length > 0 ? out : undefined;
+/** The image's signature check: result, digest, signer (a key fingerprint or a certificate identity), failure. */
+function verificationOf(value: unknown): Record<string, unknown> | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const signer = obj(v, 'signer');
+  return compact({
+    result: str(v.result),
+    digest: str(v.digest),
+    signer: signer ? compact({ key: str(signer.key), subject: str(signer.subject), issuer: str(signer.issuer) }) : undefined,
+    failure: str(v.failure),
+    cached: flag(v.cached),
+  });
 }

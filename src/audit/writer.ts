@@ -1,6 +1,6 @@
 import { errorMessage } from '../errors';
 import { RareLog, silentLogger, type Logger } from '../log';
-import { realScheduler, type Scheduler } from '../scheduler';
+import { realScheduler, type ScheduledTask, type Scheduler } from '../scheduler';
 import { nodeIo, type AuditIo } from './file-io';
 import { ChainHeadLog } from './head-log';
 import { formatRecord, type ChainHead } from './line-format';
@@ -64,7 +64,7 @@ export class AuditWriter {
   private closed = false;
   private closing: Promise<void> | undefined;
   private idleWaiters: (() => void)[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ScheduledTask | undefined;
   /** A full or broken disk fails every write: each failure is counted (onError), the log hears of them rarely. */
   private failureLog: RareLog;
   private readonly headLog: ChainHeadLog;
@@ -152,7 +152,7 @@ export class AuditWriter {
 
   private async shutdown(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.cancel();
     this.headLog.stop();
     if (this.running || this.queue.length > 0 || this.waiting.length > 0) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
@@ -176,15 +176,15 @@ export class AuditWriter {
   }
 
   private startTimer(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
     if (this.settings.fsync !== 'interval' || this.closed) return;
-    this.timer = setInterval(() => {
+    this.timer = this.scheduler.after(this.settings.fsyncIntervalMs, () => {
+      this.startTimer();
       if (!this.file.unsynced) return;
       this.syncDue = true;
       this.kick();
-    }, this.settings.fsyncIntervalMs);
-    this.timer.unref();
+    });
   }
 
   private kick(): void {

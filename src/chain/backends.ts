@@ -7,6 +7,24 @@ import { decodeMessage, encodeMessage, type DecodedMessage } from '../messages/c
  */
 export const EVERY_BACKEND = '*';
 
+/**
+ * Bound of the proxy's own calls for a client call without a deadline (kubelet always sends one): kubelet's
+ * default runtime request timeout.
+ */
+const NO_DEADLINE_TIMEOUT_MS = 120_000;
+/** `grpc-timeout` carries at most 8 digits. */
+const MAX_TIMEOUT_MS = 99_999_999;
+
+/** The time a call the proxy makes for a client's call may take: what is left of its deadline (0 or less: none). */
+export function ownCallTimeoutMs(deadline: number | undefined, now = Date.now()): number {
+  return deadline === undefined ? NO_DEADLINE_TIMEOUT_MS : Math.min(MAX_TIMEOUT_MS, deadline - now);
+}
+
+/** An absolute deadline a stream the proxy opens for a client's call may use (none when the client gave none). */
+export function ownStreamDeadline(deadline: number | undefined, now = Date.now()): number | undefined {
+  return deadline === undefined ? undefined : Math.min(deadline, now + MAX_TIMEOUT_MS);
+}
+
 /** A runtime's connection as last seen: up, or when and why it last failed. */
 export interface BackendHealth {
   readonly up: boolean;

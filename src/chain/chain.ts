@@ -2,6 +2,7 @@ import { ProxyError, errorMessage } from '../errors';
 import { globMatcher } from '../policies/glob';
 import type { CallContext, Interceptor, MethodInfo, Next } from './types';
 import { readsResponse } from './method-table';
+import type { Downstream, OwnCall } from './own-call';
 
 export type OnError = 'failOpen' | 'failClosed';
 
@@ -10,6 +11,8 @@ export interface ChainEntry {
   readonly onError: OnError;
   /** Patterns naming the methods this entry runs for (`Name`, `pkg.Service/Name`, `*` globs); all if absent. */
   readonly methods: readonly string[] | undefined;
+  /** How the entry's interceptor makes calls on a client's behalf: bound here to the entries after it. */
+  readonly downstream?: Downstream | undefined;
 }
 
 /** Told about every interceptor fault, whether the call then failed (failClosed) or went on (failOpen). */
@@ -17,6 +20,15 @@ export type FaultListener = (entry: ChainEntry, error: unknown, ctx: CallContext
 
 export type Terminal<C extends CallContext> = (ctx: C) => Promise<void>;
 export type RunChain<C extends CallContext> = (ctx: C) => Promise<void>;
+
+/**
+ * Watches calls from outside the chain, before any entry and after the last (the pod-start feed). For the few
+ * methods it names, `around` wraps the method's runner once, when the runner is built; every other method's
+ * runner is left as it is, so their calls pay nothing for it.
+ */
+export interface CallObserver<C extends CallContext> {
+  around(method: MethodInfo): ((ctx: C, run: RunChain<C>) => Promise<void>) | undefined;
+}
 
 /** Errors that come back out of next(): the call's own failure, to pass on untouched. */
 const downstreamErrors = new WeakSet();
@@ -27,6 +39,7 @@ const downstreamErrors = new WeakSet();
  */
 export class Chain<C extends CallContext = CallContext> {
   private readonly byPath = new Map<string, RunChain<C>>();
+  private readonly ownByPath = new Map<string, RunChain<OwnCall>>();
   private readonly matchers: readonly ((method: MethodInfo) => boolean)[];
 
   private readonly terminal: Terminal<C>;
@@ -38,6 +51,7 @@ export class Chain<C extends CallContext = CallContext> {
     readonly entries: readonly ChainEntry[],
     terminal: Terminal<C>,
     onFault: FaultListener,
+    private readonly observer?: CallObserver<C>,
   ) {
     this.matchers = entries.map((entry) => compileMethodFilter(entry.methods));
     this.bareTerminal = terminal;
@@ -52,6 +66,7 @@ export class Chain<C extends CallContext = CallContext> {
         // Reporting a fault must not turn into another (nor be blamed on the next interceptor out).
       }
     };
+    entries.forEach((entry, index) => entry.downstream?.bind((call) => this.runAfter(index, call)));
   }
 
   /** Whether entry `i` runs for `method`: its `methods` patterns name it and its interceptor acts on it. */
@@ -65,12 +80,13 @@ export class Chain<C extends CallContext = CallContext> {
   }
 
   /**
-   * The message types the entries may decode among `methods`: the requests of the methods some entry runs for,
-   * and the responses the table says are read. A chain with no entries decodes nothing.
+   * The message types the entries (and the observer) may decode among `methods`: the requests of the methods
+   * some entry runs for or the observer watches, and the responses the table says are read. A chain with no
+   * entries and no observer decodes nothing.
    */
   typesRead(methods: readonly MethodInfo[]): string[] {
     return methods
-      .filter((m) => this.runsFor(m))
+      .filter((m) => this.runsFor(m) || this.observer?.around(m) !== undefined)
       .flatMap((m) => (readsResponse(m) ? [m.requestType, m.responseType] : [m.requestType]))
       .filter((t) => t !== undefined);
   }
@@ -79,11 +95,26 @@ export class Chain<C extends CallContext = CallContext> {
     let runner = this.byPath.get(method.path);
     if (runner) return runner;
     const applicable = this.entries.filter((_, i) => this.appliesTo(i, method));
-    // With no interceptor to tell its failures from the proxy's own, whoever runs the chain sorts them out.
-    runner = applicable.length === 0 ? this.bareTerminal : compose(applicable, this.terminal, this.onFault);
+    const around = this.observer?.around(method);
+    // With no interceptor (nor observer) to tell its failures from the proxy's own, whoever runs the chain sorts them out.
+    const inner = applicable.length === 0 && around === undefined ? this.bareTerminal : compose(applicable, this.terminal, this.onFault);
+    runner = around === undefined ? inner : (ctx) => around(ctx, inner);
     // Unknown paths come from clients; cache only what the table bounds.
     if (method.known) this.byPath.set(method.path, runner);
     return runner;
+  }
+
+  /** Runs a call entry `index` makes on a client's behalf through the entries after it that apply, then to its backend. */
+  private runAfter(index: number, call: OwnCall): Promise<void> {
+    const key = `${index}\0${call.method.path}`;
+    let runner = this.ownByPath.get(key);
+    if (runner === undefined) {
+      const after = this.entries.filter((_, i) => i > index && this.appliesTo(i, call.method));
+      runner = compose<OwnCall>(after, (c) => c.forward(), this.onFault);
+      // Own calls are of the table's methods only (OwnCall refuses others): the keys are bounded.
+      this.ownByPath.set(key, runner);
+    }
+    return runner(call);
   }
 }
 

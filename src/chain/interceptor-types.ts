@@ -3,6 +3,8 @@ import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Logger } from '../log';
 import type { Backends } from './backends';
+import type { Downstream } from './own-call';
+import type { PodStartSubscriptions } from './pod-start-records';
 import type { Interceptor } from './types';
 
 /** What the proxy hands an interceptor factory besides the instance's own config. */
@@ -14,8 +16,15 @@ export interface InterceptorDeps {
   readonly registry: Registry;
   /** The backends, for calls an interceptor makes on its own (image lookups, say). */
   readonly router: Backends;
+  /**
+   * Calls on a client's behalf through the entries after this one (routing's image pulls): the proxy gives it to
+   * every entry and binds it once the chain is built; types that make such calls require it.
+   */
+  readonly downstream?: Downstream;
   /** Overrides the provider a tracing interceptor would build from its own config (tests inject one). */
   readonly tracerProvider?: TracerProvider;
+  /** Finished pod starts, as the proxy follows them for every interceptor at once; none when nothing feeds them. */
+  readonly podStarts?: PodStartSubscriptions;
 }
 
 /** A kind of interceptor that config entries can name in `type`. */
@@ -24,14 +33,18 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
   readonly name: string;
   /** Validates the entry's `config`; its issues are reported under `interceptors[i].config`. */
   readonly schema: S;
-  /** Keys of `config` that hold file paths: relative ones are resolved against the config file's folder. */
+  /**
+   * Dotted key paths of `config` that hold file paths (`*` for every key of a map or item of a list, as in
+   * `registries.*.caFile`): relative ones are resolved against the config file's folder.
+   */
   readonly pathKeys?: readonly string[];
   /**
-   * Checks the validated config against the names in `backends` (a rule naming a backend that does not exist,
-   * say); each issue's path is relative to the entry's `config`.
+   * Checks the entry's `config` against the names in `backends` (a rule naming a backend that does not exist,
+   * say); each issue's path is relative to the entry's `config`. It is given the config as written, whether or
+   * not it validated, so that these problems are reported together with every other: read it defensively.
    */
   readonly checkBackends?: (
-    config: z.output<S>,
+    config: unknown,
     backends: readonly string[],
   ) => readonly { readonly path: readonly (string | number)[]; readonly message: string }[];
   /**
@@ -46,6 +59,26 @@ export interface InterceptorType<S extends z.ZodType = z.ZodType> {
   readonly runsBefore?: Readonly<Record<string, string>>;
   /** The type must see every call: an entry of it may not narrow `methods`. */
   readonly everyMethod?: boolean;
+  /**
+   * Methods an entry of this type must keep when it narrows `methods` (the image policy's doors, say): a `methods`
+   * list that leaves one out is rejected.
+   */
+  readonly keepsMethods?: readonly string[];
+  /**
+   * The type ends some calls itself instead of passing them on (answers or refuses them): what it ends. Entries of
+   * types that observe every call (`observesEveryCall`) must come before it.
+   */
+  readonly endsCalls?: string;
+  /**
+   * The type must see every call, those a later entry ends included: what it would miss after one that ends calls
+   * (`endsCalls`). A config that places it after such an entry is rejected.
+   */
+  readonly observesEveryCall?: string;
+  /**
+   * Old names of `config` keys, still read (the schema keeps them in its output): key → what to write instead. Their
+   * use is reported by `config validate`, logged at start and shown in `cri_proxy_deprecated_settings`.
+   */
+  readonly deprecatedKeys?: Readonly<Record<string, string>>;
   /** Builds one instance from the validated (and deep-frozen) output of `schema`. */
   create(config: z.output<S>, deps: InterceptorDeps): Interceptor;
 }

@@ -98,6 +98,13 @@ export interface CallContext {
   /** The request message as the client sent it (read whole on first call); undefined for unknown methods. */
   requestBytes(): Promise<Buffer | undefined>;
   /**
+   * The first request message as the client sent it (unframed), as soon as it is here: for a method outside the
+   * table, whose shape the proxy does not know, without waiting for the rest of the request, which then goes up
+   * as the client sends it. Undefined when the request ends before one whole message, or it is compressed. For
+   * a method of the table, the request (`requestBytes()`).
+   */
+  firstRequestMessage(): Promise<Buffer | undefined>;
+  /**
    * The unary response after `next()` resolved (the runtime's, or the one message of an answer given with
    * `respond`), for methods whose table row names response fields; undefined for other methods, streams, errors
    * and unknown methods.
@@ -118,6 +125,14 @@ export interface CallContext {
   readonly outcome: CallOutcome | undefined;
   /** Nanoseconds spent waiting on the runtime (from request sent to last byte); 0 if it was never called. */
   readonly upstreamNanos: bigint;
+  /** Set on a call an interceptor made itself on a client's behalf (see own-call.ts): whose, and who made it. */
+  readonly onBehalfOf?: OnBehalfOf;
+}
+
+/** The client's call an own call was made for, and the interceptor that made it. */
+export interface OnBehalfOf {
+  readonly call: CallContext;
+  readonly by: string;
 }
 
 export type Next = () => Promise<void>;

@@ -1,65 +1,56 @@
+/** `cri-proxy audit verify`: checks an audit log's hash chain (and HMACs, and logged chain heads) offline. */
 import { stat } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
 import { errorMessage } from '../errors';
 import { readAuditKey } from '../audit/key-file';
 import type { ChainHead } from '../audit/line-format';
 import { verifyAuditFiles, type VerifyResult } from '../audit/verify';
-import { processOutput, type CommandOutput } from './output';
-import { ExitCode, exitCodesHelp } from './exit-codes';
+import type { CommandOutput } from './output';
+import { ExitCode } from './exit-codes';
+import { UsageError, usageOnError, type Command } from './usage';
 
-const AUDIT_VERIFY_USAGE = `Usage: cri-proxy audit verify [--json] [--key FILE]... [--head SEQ:HASH]... FILE...
-
-Checks the hash chain of an audit log. Give the files oldest first, e.g. the rotated set
+export const auditVerifyCommand: Command = {
+  name: 'audit verify',
+  help: {
+    usage: 'audit verify [--json] [--key FILE]... [--head SEQ:HASH]... FILE...',
+    summary: "checks an audit log's hash chain",
+    description: `Checks the hash chain of an audit log. Give the files oldest first, e.g. the rotated set
   audit.log.3 audit.log.2 audit.log.1 audit.log
 (given the live file and its rotated copies in any order, e.g. "audit.log*", they are put in
 rotation order; any other list is checked in the order given).
 
 Reports the first place the chain breaks (edited, removed, inserted or reordered records, a broken link)
-and every record cut off by a crash, with file:line and byte offset.
+and every record cut off by a crash, with file:line and byte offset.`,
+    options: `  --json                print the result as one JSON object
+  --key FILE            the audit interceptor's keyFile: check every record's HMAC, and that none after the
+                        first keyed record lacks one; give each key in use over the files' time, if it changed
+  --head SEQ:HASH       a chain head the proxy logged ("audit chain head"): the record of that seq must still
+                        have that hash; may be given more than once`,
+    exitStatus: {
+      OK: 'the chain is intact',
+      CHECK_FAILED: 'the chain is broken, cut or rewritten, or records are cut off (each problem is printed)',
+      INPUT_INVALID: 'a log file or key file cannot be read',
+    },
+  },
+  run: verify,
+};
 
-Options:
-  --json            print the result as one JSON object
-  --key FILE        the audit interceptor's keyFile: check every record's HMAC, and that none after the
-                    first keyed record lacks one; give each key in use over the files' time, if it changed
-  --head SEQ:HASH   a chain head the proxy logged ("audit chain head"): the record of that seq must still
-                    have that hash; may be given more than once
-
-${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
-
-/** `cri-proxy audit verify …`: `argv` is what follows `verify`. Resolves to the exit status. */
-export async function runAuditVerify(argv: readonly string[], output: CommandOutput = processOutput): Promise<number> {
-  const files: string[] = [];
-  const checkpoints: ChainHead[] = [];
-  const keyFiles: string[] = [];
-  let json = false;
-  let optionsDone = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (optionsDone || !arg.startsWith('-') || arg === '-') files.push(arg);
-    else if (arg === '--') optionsDone = true;
-    else if (arg === '--json') json = true;
-    else if (arg === '--key' || arg === '--head') {
-      const value = argv[++i];
-      const head = arg === '--head' && value !== undefined ? parseHead(value) : undefined;
-      if (value === undefined || (arg === '--head' && head === undefined)) {
-        output.err(
-          `cri-proxy audit verify: ${arg} needs ${arg === '--key' ? 'a file' : 'SEQ:HASH (a seq and 64 hex digits)'}\n${AUDIT_VERIFY_USAGE}`,
-        );
-        return ExitCode.USAGE;
-      }
-      if (head !== undefined) checkpoints.push(head);
-      else keyFiles.push(value);
-    } else if (arg === '-h' || arg === '--help') {
-      output.out(AUDIT_VERIFY_USAGE);
-      return ExitCode.OK;
-    } else {
-      output.err(`cri-proxy audit verify: unknown option ${arg}\n${AUDIT_VERIFY_USAGE}`);
-      return ExitCode.USAGE;
-    }
-  }
-  if (files.length === 0) {
-    output.err(`cri-proxy audit verify: no files given\n${AUDIT_VERIFY_USAGE}`);
-    return ExitCode.USAGE;
-  }
+/** Verifies the files; CHECK_FAILED when the chain is broken or cut. */
+async function verify(argv: readonly string[], output: CommandOutput): Promise<number> {
+  const { values, positionals: files } = usageOnError(() =>
+    parseArgs({
+      args: [...argv],
+      options: { json: { type: 'boolean' }, key: { type: 'string', multiple: true }, head: { type: 'string', multiple: true } },
+      strict: true,
+      allowPositionals: true,
+    }),
+  );
+  const checkpoints = (values.head ?? []).map((value) => {
+    const head = parseHead(value);
+    if (head === undefined) throw new UsageError(`--head ${value}: expected SEQ:HASH (a seq and 64 hex digits)`);
+    return head;
+  });
+  if (files.length === 0) throw new UsageError('name at least one FILE');
   for (const file of files) {
     try {
       if (!(await stat(file)).isFile()) throw new Error('not a regular file');
@@ -69,7 +60,7 @@ export async function runAuditVerify(argv: readonly string[], output: CommandOut
     }
   }
   const keys: Buffer[] = [];
-  for (const keyFile of keyFiles) {
+  for (const keyFile of values.key ?? []) {
     try {
       keys.push(readAuditKey(keyFile));
     } catch (err) {
@@ -84,7 +75,7 @@ export async function runAuditVerify(argv: readonly string[], output: CommandOut
     output.err(`cri-proxy audit verify: ${errorMessage(err)}\n`);
     return ExitCode.INPUT_INVALID;
   }
-  output.out(json ? `${JSON.stringify(result)}\n` : summary(result));
+  output.out(values.json === true ? `${JSON.stringify(result)}\n` : summary(result));
   return result.ok ? ExitCode.OK : ExitCode.CHECK_FAILED;
 }
 

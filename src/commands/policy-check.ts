@@ -2,19 +2,18 @@
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load';
 import { builtinTypes } from './builtin-types';
-import { ExitCode, exitCodesHelp } from './exit-codes';
-import { processOutput, type CommandOutput } from './output';
+import { ExitCode } from './exit-codes';
+import { UsageError, usageOnError, type Command } from './usage';
+import type { CommandOutput } from './output';
 import { errorMessage } from '../errors';
 import { IMAGE_POLICY_TYPE, type ImagePolicyConfig } from '../interceptors/image-policy';
 import { classifyImage } from '../policies/image-reference';
 import type { CompiledPolicy } from '../policies/image-rules';
-import { loadConfiguredPolicy } from '../interceptors/image-policy/policy-file';
-
-const POLICY_CHECK_USAGE = 'cri-proxy policy check --config FILE [--namespace NS] IMAGE...';
-const POLICY_CHECK_HELP = `Prints what each configured image policy decides for each IMAGE, and why (audit-mode denials are
-marked and do not count as denied).
-
-${exitCodesHelp(['OK', 'CHECK_FAILED', 'USAGE', 'INPUT_INVALID'])}`;
+import { loadConfiguredPolicy, type PolicyTrust } from '../interceptors/image-policy/policy-file';
+import { createProvenance } from '../interceptors/image-policy/provenance-config';
+import { silentLogger } from '../log';
+import { describeSigner } from '../provenance/outcome';
+import type { Provenance } from '../provenance/provenance';
 
 interface Line {
   readonly text: string;
@@ -22,8 +21,16 @@ interface Line {
   readonly blocks: boolean;
 }
 
-/** One line for one image under one policy. */
-function check(policy: CompiledPolicy, image: string, namespace: string): Line {
+interface CheckedPolicy {
+  readonly name: string;
+  readonly policy: CompiledPolicy;
+  readonly trust: PolicyTrust;
+  /** Verifies signatures online; undefined with --offline or without rules that ask for them. */
+  readonly provenance: Promise<Provenance> | undefined;
+}
+
+/** One line for one image under one policy; an image a `verify` rule allows is verified at its registry now. */
+async function decide({ policy, trust, provenance: loading }: CheckedPolicy, image: string, namespace: string): Promise<Line> {
   const spec = classifyImage(image);
   const enforced = policy.mode === 'enforce';
   const denied = (rest: string): Line => ({ text: `${enforced ? 'deny' : 'deny (audit)'} ${rest}`, blocks: enforced });
@@ -32,59 +39,84 @@ function check(policy: CompiledPolicy, image: string, namespace: string): Line {
   const decision = policy.decide(spec.ref, namespace);
   const by = decision.rule === undefined ? 'default action' : `rule "${decision.rule.name}"`;
   const rest = `${spec.ref.normalized} by ${by}: ${decision.reason}`;
-  return decision.action === 'allow' ? { text: `allow ${rest}`, blocks: false } : denied(rest);
+  if (decision.action !== 'allow') return denied(rest);
+  const ruleTrust = decision.rule === undefined ? undefined : trust.get(decision.rule.index);
+  if (decision.verify === undefined || ruleTrust === undefined) return { text: `allow ${rest}`, blocks: false };
+  if (loading === undefined) return { text: `allow ${rest}; needs a verified signature (not checked: --offline)`, blocks: false };
+  const answer = await (await loading).verifyName(ruleTrust, spec.ref, { remember: false });
+  const at = answer.digest === undefined ? '' : ` (${answer.digest})`;
+  if (answer.result.ok) return { text: `allow ${rest}; signed by ${describeSigner(answer.result.signer)}${at}`, blocks: false };
+  const why = `not verified${at}: ${answer.result.failure}: ${answer.result.detail}`;
+  if (decision.verify.onUnverifiable === 'audit')
+    return { text: `allow ${rest}; ${why} (allowed by onUnverifiable: audit)`, blocks: false };
+  return denied(`${spec.ref.normalized} by ${by}: ${why}`);
 }
 
+export const policyCheckCommand: Command = {
+  name: 'policy check',
+  help: {
+    usage: 'policy check --config FILE [--namespace NS] [--offline] IMAGE...',
+    summary: 'what the image policy decides for each image, and why (signatures verified)',
+    description: `Prints what each configured image policy decides for each IMAGE, and why (audit-mode denials are
+marked and do not count as denied). Image IDs are resolved by the runtime: check one of the image's names.
+Where the deciding rule asks for a signature (verify), the image is verified at its registry now, as at
+PullImage, and the line names the signer; the proxy's cache of verified digests is read, never written.`,
+    options: `  --config FILE         the proxy's configuration file, with its image-policy interceptors
+  --namespace NS        decide as for a pod in namespace NS (default: none, as for a crictl pull)
+  --offline             ask no registry: images a verify rule allows are shown as needing a signature`,
+    exitStatus: {
+      OK: 'every image would be let through (audit-mode denials included)',
+      CHECK_FAILED: 'an image would be denied',
+      INPUT_INVALID: 'the configuration is unreadable or invalid, or has no image-policy interceptor',
+    },
+  },
+  run: (argv, out) => check(argv, out),
+};
+
 /** Prints each image's decision; CHECK_FAILED when any image would be denied. */
-export function runPolicyCheck(argv: readonly string[], out: CommandOutput = processOutput): Promise<number> {
-  const usage = (problem: string): Promise<number> => {
-    out.err(`cri-proxy policy check: ${problem}\nUsage: ${POLICY_CHECK_USAGE}\n`);
-    return Promise.resolve(ExitCode.USAGE);
-  };
-  const [sub, ...after] = argv;
-  // Takes the arguments after `policy` (`check ...`); those after `check` alone work as well.
-  const rest = sub === 'check' ? after : sub?.startsWith('-') === true ? argv : undefined;
-  if (rest === undefined) return usage(sub === undefined ? 'missing subcommand "check"' : `unknown subcommand "${sub}"`);
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...rest],
-      options: { config: { type: 'string' }, namespace: { type: 'string', default: '' }, help: { type: 'boolean', short: 'h' } },
+async function check(argv: readonly string[], out: CommandOutput): Promise<number> {
+  const { values, positionals: images } = usageOnError(() =>
+    parseArgs({
+      args: [...argv],
+      options: { config: { type: 'string' }, namespace: { type: 'string', default: '' }, offline: { type: 'boolean', default: false } },
       strict: true,
       allowPositionals: true,
-    });
-  } catch (err) {
-    return usage(errorMessage(err).split(/\.\s/)[0] ?? 'invalid arguments');
-  }
-  const { values, positionals: images } = parsed;
-  if (values.help === true) {
-    out.out(`Usage: ${POLICY_CHECK_USAGE}\n\n${POLICY_CHECK_HELP}`);
-    return Promise.resolve(ExitCode.OK);
-  }
-  if (values.config === undefined) return usage('--config FILE is required');
-  if (images.length === 0) return usage('name at least one IMAGE');
+    }),
+  );
+  if (values.config === undefined) throw new UsageError('--config FILE is required');
+  if (images.length === 0) throw new UsageError('name at least one IMAGE');
 
-  let policies: { name: string; policy: CompiledPolicy }[];
+  let policies: CheckedPolicy[];
   try {
     const config = loadConfigFile(values.config, builtinTypes());
     policies = config.interceptors
       .filter((entry) => entry.type === IMAGE_POLICY_TYPE)
-      .map((entry) => ({ name: entry.name, policy: loadConfiguredPolicy(entry.config as ImagePolicyConfig).policy }));
+      .map((entry) => {
+        const settings = entry.config as ImagePolicyConfig;
+        const { policy, trust } = loadConfiguredPolicy(settings);
+        const online = trust.size > 0 && !values.offline;
+        return { name: entry.name, policy, trust, provenance: online ? createProvenance(settings, entry.name, silentLogger) : undefined };
+      });
+    for (const entry of policies) await entry.provenance;
   } catch (err) {
     out.err(`${errorMessage(err)}\n`);
-    return Promise.resolve(ExitCode.INPUT_INVALID);
+    return ExitCode.INPUT_INVALID;
   }
   if (policies.length === 0) {
     out.err(`${values.config}: no interceptor of type "${IMAGE_POLICY_TYPE}" is configured\n`);
-    return Promise.resolve(ExitCode.INPUT_INVALID);
+    return ExitCode.INPUT_INVALID;
   }
   let blocked = false;
-  for (const image of images) {
-    for (const { name, policy } of policies) {
-      const line = check(policy, image, values.namespace);
-      blocked ||= line.blocks;
-      out.out(`${policies.length > 1 ? `[${name}] ` : ''}${line.text}\n`);
+  try {
+    for (const image of images) {
+      for (const entry of policies) {
+        const line = await decide(entry, image, values.namespace);
+        blocked ||= line.blocks;
+        out.out(`${policies.length > 1 ? `[${entry.name}] ` : ''}${line.text}\n`);
+      }
     }
+  } finally {
+    for (const { provenance } of policies) await (await provenance)?.close();
   }
-  return Promise.resolve(blocked ? ExitCode.CHECK_FAILED : ExitCode.OK);
+  return blocked ? ExitCode.CHECK_FAILED : ExitCode.OK;
 }

@@ -1,6 +1,5 @@
 /** Running the proxy: start, serve until SIGTERM/SIGINT, reload on SIGHUP. */
 import { App } from '../app';
-import { parseUnixAddress } from '../config/address';
 import { ConfigError, loadConfigFile, type ConfigOverrides } from '../config/load';
 import { errorMessage } from '../errors';
 import { notifyReadyOnceRuntimeAnswers, notifySystemd, socketFromSystemd } from '../lifecycle/systemd';
@@ -20,7 +19,7 @@ export async function runProxy(configFile: string | undefined, overrides: Config
   let app: App;
   try {
     const log = createLogger(config.logLevel);
-    app = await App.start(config, { log, types: builtinTypes(), listenFd: socketFromSystemd(parseUnixAddress(config.listen), log) });
+    app = await App.start(config, { log, types: builtinTypes(), listenFd: socketFromSystemd(config.listen.path, log) });
   } catch (err) {
     process.stderr.write(`cri-proxy: ${errorMessage(err)}\n`);
     return ExitCode.START_FAILED;

@@ -64,3 +64,53 @@ export function parseHostPort(address: string): HostPort {
   }
   return { host: other, port };
 }
+
+/**
+ * A config value parsed once when the config is validated: what it means, and how it was written (what
+ * messages and `config print` show; JSON and YAML render it as written).
+ */
+abstract class WrittenSetting {
+  constructor(readonly written: string) {}
+
+  toString(): string {
+    return this.written;
+  }
+
+  toJSON(): string {
+    return this.written;
+  }
+}
+
+/** A unix socket address (`listen`, a backend's `endpoint`); throws a CONFIG_INVALID error when it is not one. */
+export class UnixAddress extends WrittenSetting {
+  readonly path: string;
+
+  constructor(written: string) {
+    super(written);
+    this.path = parseUnixAddress(written);
+    Object.freeze(this);
+  }
+}
+
+/** `host:port` of a TCP listener, or "" for none (`http.listen`). */
+export class TcpListenAddress extends WrittenSetting {
+  readonly endpoint: HostPort | undefined;
+
+  constructor(written: string) {
+    super(written);
+    this.endpoint = written === '' ? undefined : Object.freeze(parseHostPort(written));
+    Object.freeze(this);
+  }
+}
+
+/** The CRI socket's file mode, written as a quoted octal string (`"0660"`). */
+export class SocketMode extends WrittenSetting {
+  readonly mode: number;
+
+  constructor(written: string) {
+    super(written);
+    if (!/^0?[0-7]{3}$/.test(written)) throw invalid('must be an octal mode such as "0660"');
+    this.mode = Number.parseInt(written, 8);
+    Object.freeze(this);
+  }
+}

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
+import type { z } from 'zod';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { errorMessage, ProxyError } from '../errors';
 import type { InterceptorTypes } from '../chain/interceptor-types';
 import { describeIssue, formatPath, type ConfigIssue, type IssuePath } from './issues';
-import { validateProxyConfig, type ProxyConfig } from './schema';
+import { proxyConfigSchema, validateProxyConfig, type ProxyConfig } from './schema';
 import { listenDirectoryIssues } from './socket-safety';
 import { isRecord } from '../values';
 import { parseYaml, sortIssues } from './yaml';
@@ -76,8 +77,10 @@ function validate(
 ): ProxyConfig {
   const applied = applyOverrides(input, overrides);
   const result = validateProxyConfig(applied.input, types);
-  // The socket's directory is checked where the file is read (validate, start, reload), not by the pure schema.
-  const found = result.ok ? listenDirectoryIssues(result.config) : result.issues;
+  // The socket's directory is checked where the file is read (validate, start, reload), not by the pure schema;
+  // whenever the settings it needs are valid, so that its problem is reported together with any other.
+  const socket = result.ok ? result.config : socketSettings(applied.input);
+  const found = [...(result.ok ? [] : result.issues), ...(socket === undefined ? [] : listenDirectoryIssues(socket))];
   if (result.ok && found.length === 0) return result.config;
   const issues = found.map((iss): ConfigIssue => {
     const path = formatPath(iss.path);
@@ -89,17 +92,38 @@ function validate(
   throw new ConfigError(source, sortIssues(issues));
 }
 
+/**
+ * The value with every relative path at the dotted key path `keys` made absolute; `*` stands for every key of a map
+ * or every item of a list (`registries.*.caFile`, `rules.*.verify.*.keys.*`). Copies only what it changes.
+ */
+function resolveAt(value: unknown, keys: readonly string[], baseDir: string): unknown {
+  const [key, ...rest] = keys;
+  if (key === undefined) return typeof value === 'string' && value !== '' && !isAbsolute(value) ? resolve(baseDir, value) : value;
+  if (Array.isArray(value)) return key === '*' ? value.map((item: unknown) => resolveAt(item, rest, baseDir)) : value;
+  if (!isRecord(value)) return value;
+  const out = { ...value };
+  for (const name of key === '*' ? Object.keys(out) : [key]) if (Object.hasOwn(out, name)) out[name] = resolveAt(out[name], rest, baseDir);
+  return out;
+}
+
+const socketSettingsSchema = proxyConfigSchema.pick({ listen: true, socketMode: true, allowInsecureSocket: true });
+
+/** The settings of the listen socket from a document that may be invalid elsewhere; undefined if they are not valid. */
+function socketSettings(input: unknown): z.output<typeof socketSettingsSchema> | undefined {
+  if (!isRecord(input)) return undefined;
+  const { listen, socketMode, allowInsecureSocket } = input;
+  const result = socketSettingsSchema.safeParse({ listen, socketMode, allowInsecureSocket });
+  return result.success ? result.data : undefined;
+}
+
 /** Relative file paths in interceptor configs mean "next to the config file", whatever the working directory. */
 function resolveRelativePaths(input: unknown, baseDir: string, types: InterceptorTypes): unknown {
   if (!isRecord(input) || !Array.isArray(input['interceptors'])) return input;
   const interceptors = input['interceptors'].map((entry: unknown) => {
     if (!isRecord(entry) || typeof entry['type'] !== 'string' || !isRecord(entry['config'])) return entry;
     const keys = types.get(entry['type'])?.pathKeys ?? [];
-    const config = { ...entry['config'] };
-    for (const key of keys) {
-      const value = config[key];
-      if (typeof value === 'string' && value !== '' && !isAbsolute(value)) config[key] = resolve(baseDir, value);
-    }
+    let config: unknown = entry['config'];
+    for (const key of keys) config = resolveAt(config, key.split('.'), baseDir);
     return { ...entry, config };
   });
   return { ...input, interceptors };

@@ -13,11 +13,18 @@ function masked(value: unknown, path: readonly string[]): unknown {
   return out;
 }
 
+/** A deprecated key's value is shown under its new name, which its schema fills in: the old one is left out. */
+function withoutKeys(config: unknown, keys: Readonly<Record<string, string>> | undefined): unknown {
+  if (keys === undefined || !isRecord(config)) return config;
+  return Object.fromEntries(Object.entries(config).filter(([key]) => !Object.hasOwn(keys, key)));
+}
+
 /** The configuration as YAML, every default filled in and every secret its type declares masked. */
 export function printableConfig(config: ProxyConfig, types: InterceptorTypes): string {
   const interceptors = config.interceptors.map((entry) => {
-    const secrets = types.get(entry.type)?.secretKeys ?? [];
-    const shown = secrets.reduce<unknown>((c, key) => masked(c, key.split('.')), entry.config);
+    const type = types.get(entry.type);
+    const secrets = type?.secretKeys ?? [];
+    const shown = secrets.reduce<unknown>((c, key) => masked(c, key.split('.')), withoutKeys(entry.config, type?.deprecatedKeys));
     return { ...entry, config: shown };
   });
   return stringify({ ...config, interceptors }, { lineWidth: 0 });

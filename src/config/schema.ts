@@ -1,11 +1,14 @@
 import { z } from 'zod';
 import { errorMessage } from '../errors';
-import { parseHostPort, parseUnixAddress } from './address';
-import { DEFAULT_LIMITS } from '../proxy/server';
-import type { InterceptorTypes } from '../chain/interceptor-types';
+import { SocketMode, TcpListenAddress, UnixAddress } from './address';
+import { LIMITS } from '../proxy/limits';
+import type { InterceptorType, InterceptorTypes } from '../chain/interceptor-types';
+import { compileMethodFilter } from '../chain/chain';
+import { methodTable } from '../chain/method-table';
 import { errorMap, zodIssues, type PathIssue } from './issues';
 import { socketModeProblem } from './socket-safety';
 import { isRecord, MAX_INT32 } from '../values';
+import { podStartsConfigSchema } from '../observability/pod-start-config';
 
 export const DEFAULT_LISTEN = 'unix:///run/cri-proxy/cri-proxy.sock';
 export const DEFAULT_HTTP_LISTEN = '127.0.0.1:9464';
@@ -16,22 +19,34 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export const ON_ERROR_MODES = ['failClosed', 'failOpen'] as const;
 
-interface IssueSink {
-  addIssue(issue: { code: 'custom'; message: string }): void;
-}
-
-/** Runs a throwing parser as a zod refinement so its message becomes the issue. */
-function parsedBy(parse: (s: string) => unknown) {
-  return (value: string, ctx: IssueSink): void => {
+/**
+ * A string parsed once, here, into the value the rest of the program carries; the parser's message becomes the
+ * issue when it throws.
+ */
+function parsedAs<T>(parse: (s: string) => T, typeError?: string) {
+  return z.string(typeError === undefined ? undefined : { error: typeError }).transform((value, ctx) => {
     try {
-      parse(value);
+      return parse(value);
     } catch (err) {
       ctx.addIssue({ code: 'custom', message: errorMessage(err) });
+      return z.NEVER;
     }
-  };
+  });
 }
 
-const unixAddress = z.string().superRefine(parsedBy(parseUnixAddress));
+const unixAddress = parsedAs((s) => new UnixAddress(s));
+
+type LimitsShape = { readonly [K in keyof typeof LIMITS]: z.ZodDefault<z.ZodInt> };
+
+/** `limits`: its keys, ranges and defaults all come from LIMITS. */
+export const limitsSchema = z
+  .strictObject(
+    Object.fromEntries(
+      Object.entries(LIMITS).map(([key, spec]) => [key, z.int().min(spec.min).max(spec.max).default(spec.default)]),
+    ) as LimitsShape,
+  )
+  .prefault({});
+
 const instanceName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
@@ -42,7 +57,7 @@ const methodPattern = z
 
 const backendSchema = z.strictObject({
   name: instanceName,
-  /** Address of the runtime socket as written (`unix:///path` or `/path`); see parseUnixAddress. */
+  /** Address of the runtime socket (`unix:///path` or `/path`); see parseUnixAddress. */
   endpoint: unixAddress,
   default: z.boolean().default(false),
   connectTimeoutMs: z.int().min(1).max(MAX_INT32).default(DEFAULT_CONNECT_TIMEOUT_MS),
@@ -59,56 +74,35 @@ const interceptorEntrySchema = z.strictObject({
 
 /** The file's shape; cross-entry rules and interceptor configs are checked by validateProxyConfig. */
 export const proxyConfigSchema = z.strictObject({
-  listen: unixAddress.default(DEFAULT_LISTEN),
+  listen: unixAddress.prefault(DEFAULT_LISTEN),
   // YAML reads an unquoted 0660 as the decimal 660, so only a string is unambiguous.
-  socketMode: z
-    .string({ error: 'must be a quoted octal string such as "0660"' })
-    .regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0660"')
-    .default(DEFAULT_SOCKET_MODE),
+  socketMode: parsedAs((s) => new SocketMode(s), 'must be a quoted octal string such as "0660"').prefault(DEFAULT_SOCKET_MODE),
   /** Accept a socketMode or listen directory that gives other users write access (logged at warn at start). */
   allowInsecureSocket: z.boolean().default(false),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   maxMessageBytes: z.int().min(1).max(MAX_INT32).default(DEFAULT_MAX_MESSAGE_BYTES),
   shutdownGraceSeconds: z.number().min(0).max(3600).default(DEFAULT_SHUTDOWN_GRACE_SECONDS),
   /** What each client connection may use (docs/data-plane.md). */
-  limits: z
-    .strictObject({
-      maxConnections: z.int().min(1).max(100_000).default(DEFAULT_LIMITS.maxConnections),
-      handshakeTimeoutMs: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.handshakeTimeoutMs),
-      handshakeMaxBytes: z.int().min(64).max(MAX_INT32).default(DEFAULT_LIMITS.handshakeMaxBytes),
-      idleTimeoutMs: z.int().min(0).max(MAX_INT32).default(DEFAULT_LIMITS.idleTimeoutMs),
-      maxConcurrentStreams: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxConcurrentStreams),
-      maxHeaderListBytes: z.int().min(1024).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeaderListBytes),
-      maxHeldRequestBytes: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeldRequestBytes),
-      streamWindowBytes: z.int().min(65_535).max(MAX_INT32).default(DEFAULT_LIMITS.streamWindowBytes),
-      connectionWindowBytes: z.int().min(65_535).max(MAX_INT32).default(DEFAULT_LIMITS.connectionWindowBytes),
-      maxHeldResponseBytes: z.int().min(65_536).max(MAX_INT32).default(DEFAULT_LIMITS.maxHeldResponseBytes),
-      maxResetStreams: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxResetStreams),
-      maxContinuationFrames: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxContinuationFrames),
-      maxSettingsEntries: z.int().min(6).max(MAX_INT32).default(DEFAULT_LIMITS.maxSettingsEntries),
-      maxEmptyFrames: z.int().min(1).max(MAX_INT32).default(DEFAULT_LIMITS.maxEmptyFrames),
-    })
-    .prefault({}),
+  limits: limitsSchema,
   http: z
     .strictObject({
       /** `host:port` of the health/metrics listener; "" disables it. */
-      listen: z
-        .string()
-        .superRefine((v, ctx) => {
-          if (v !== '') parsedBy(parseHostPort)(v, ctx);
-        })
-        .default(DEFAULT_HTTP_LISTEN),
+      listen: parsedAs((s) => new TcpListenAddress(s)).prefault(DEFAULT_HTTP_LISTEN),
     })
     .prefault({}),
+  /** Pod starts followed and kept for the admin page (docs/pod-starts.md). */
+  podStarts: podStartsConfigSchema,
   backends: z.array(backendSchema).min(1, 'at least one backend is required'),
   interceptors: z.array(interceptorEntrySchema).default([]),
 });
 
-export type DeepReadonly<T> = T extends (infer U)[]
-  ? readonly DeepReadonly<U>[]
-  : T extends object
-    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
-    : T;
+export type DeepReadonly<T> = T extends (...args: never) => unknown
+  ? T
+  : T extends (infer U)[]
+    ? readonly DeepReadonly<U>[]
+    : T extends object
+      ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+      : T;
 
 export type ProxyConfig = DeepReadonly<z.output<typeof proxyConfigSchema>>;
 export type BackendConfig = ProxyConfig['backends'][number];
@@ -147,9 +141,15 @@ function checkBackends(list: unknown, issues: PathIssue[]): void {
 }
 
 function checkSocketMode(raw: Record<string, unknown>, issues: PathIssue[]): void {
-  const mode = raw.socketMode;
-  if (raw.allowInsecureSocket === true || typeof mode !== 'string' || !/^0?[0-7]{3}$/.test(mode)) return;
-  const problem = socketModeProblem(Number.parseInt(mode, 8));
+  if (raw.allowInsecureSocket === true || typeof raw.socketMode !== 'string') return;
+  let mode: SocketMode;
+  try {
+    mode = new SocketMode(raw.socketMode);
+  } catch {
+    // Reported by the schema.
+    return;
+  }
+  const problem = socketModeProblem(mode.mode);
   if (problem !== undefined) issues.push({ path: ['socketMode'], message: problem });
 }
 
@@ -170,12 +170,10 @@ function checkInterceptors(list: unknown, types: InterceptorTypes, backends: rea
     try {
       // `config:` left empty in YAML reads as null; both mean "no settings".
       const result = def.schema.safeParse(entry.config ?? {}, { error: errorMap });
-      if (!result.success) {
-        issues.push(...zodIssues(result.error.issues, prefix));
-        continue;
-      }
-      outputs[i] = result.data;
-      for (const issue of def.checkBackends?.(result.data, backends) ?? []) {
+      if (result.success) outputs[i] = result.data;
+      else issues.push(...zodIssues(result.error.issues, prefix));
+      // On the config as written, so that a backend it names wrongly is reported with its other problems.
+      for (const issue of def.checkBackends?.(entry.config ?? {}, backends) ?? []) {
         issues.push({ path: [...prefix, ...issue.path], message: issue.message });
       }
     } catch (err) {
@@ -185,22 +183,47 @@ function checkInterceptors(list: unknown, types: InterceptorTypes, backends: rea
   return outputs;
 }
 
-/** What registered types say about their place in the chain (see InterceptorType.runsBefore, everyMethod). */
+/** What registered types say about their place in the chain (see InterceptorType: runsBefore, everyMethod, keepsMethods, endsCalls, observesEveryCall). */
 function checkChainOrder(list: unknown, types: InterceptorTypes, issues: PathIssue[]): void {
-  const entries = records(list).flatMap(([e, i]) => (typeof e.type === 'string' ? [{ e, i, type: e.type }] : []));
-  for (const { e, i, type } of entries) {
-    const def = types.get(type);
-    if (def?.everyMethod === true && e.methods !== undefined) {
-      issues.push({ path: ['interceptors', i, 'methods'], message: `a ${type} entry must see every call; remove "methods"` });
-    }
-    for (const earlier of entries.filter((x) => x.i < i && Object.hasOwn(def?.runsBefore ?? {}, x.type))) {
-      const why = def?.runsBefore?.[earlier.type] ?? '';
+  const entries = records(list).flatMap(([e, i]) => {
+    const def = typeof e.type === 'string' ? types.get(e.type) : undefined;
+    return def === undefined ? [] : [{ i, def, name: String(e.name), methods: e.methods }];
+  });
+  for (const { i, def, name, methods } of entries) {
+    const type = def.name;
+    if (methods !== undefined) checkMethods(def, i, methods, issues);
+    for (const earlier of entries.filter((x) => x.i < i && Object.hasOwn(def.runsBefore ?? {}, x.def.name))) {
+      const why = def.runsBefore?.[earlier.def.name] ?? '';
       issues.push({
         path: ['interceptors', earlier.i, 'type'],
-        message: `must come after the ${type} entry "${String(e.name)}" (interceptors[${i}]): ${why}`,
+        message: `must come after the ${type} entry "${name}" (interceptors[${i}]): ${why}`,
+      });
+    }
+    if (def.observesEveryCall === undefined) continue;
+    for (const earlier of entries.filter((x) => x.i < i && x.def.endsCalls !== undefined)) {
+      issues.push({
+        path: ['interceptors', i, 'type'],
+        message:
+          `the ${type} entry "${name}" must come before the ${earlier.def.name} entry "${earlier.name}" (interceptors[${earlier.i}]), ` +
+          `which ${earlier.def.endsCalls ?? ''}: after it, ${def.observesEveryCall}`,
       });
     }
   }
+}
+
+function checkMethods(def: InterceptorType, i: number, methods: unknown, issues: PathIssue[]): void {
+  if (def.everyMethod === true) {
+    issues.push({ path: ['interceptors', i, 'methods'], message: `a ${def.name} entry must see every call; remove "methods"` });
+  }
+  const keep = def.keepsMethods ?? [];
+  if (keep.length === 0 || !Array.isArray(methods) || !methods.every((m) => typeof m === 'string')) return;
+  const matches = compileMethodFilter(methods);
+  const left = methodTable.filter((m) => keep.includes(m.name) && !matches(m)).map((m) => m.name);
+  if (left.length === 0) return;
+  issues.push({
+    path: ['interceptors', i, 'methods'],
+    message: `leaves out ${left.join(', ')}, which every ${def.name} entry must run for (${keep.join(', ')}); add them or remove "methods"`,
+  });
 }
 
 /**
@@ -226,7 +249,7 @@ export function validateProxyConfig(input: unknown, types: InterceptorTypes): Va
   const raw = isRecord(input) ? input : {};
   checkBackends(raw.backends, issues);
   checkSocketMode(raw, issues);
-  const backendNames = records(raw.backends).flatMap(([b]) => (typeof b.name === 'string' ? [b.name] : []));
+  const backendNames = [...new Set(records(raw.backends).flatMap(([b]) => (typeof b.name === 'string' ? [b.name] : [])))];
   const configs = checkInterceptors(raw.interceptors, types, backendNames, issues);
   checkChainOrder(raw.interceptors, types, issues);
   if (!base.success || issues.length > 0) return { ok: false, issues };

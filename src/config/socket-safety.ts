@@ -7,16 +7,16 @@ import { dirname } from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log';
 import { ensureGauge } from '../metrics/registry';
-import { parseHostPort, parseUnixAddress } from './address';
+import type { SocketMode, TcpListenAddress, UnixAddress } from './address';
 import type { PathIssue } from './issues';
 import { METRIC } from '../metrics/names';
 
 /** The settings these checks read (a ProxyConfig has them). */
 interface SocketSettings {
-  readonly listen: string;
-  readonly socketMode: string;
+  readonly listen: UnixAddress;
+  readonly socketMode: SocketMode;
   readonly allowInsecureSocket: boolean;
-  readonly http: { readonly listen: string };
+  readonly http: { readonly listen: TcpListenAddress };
 }
 
 const S_ISGID = 0o2000;
@@ -73,9 +73,9 @@ function statOrUndefined(path: string): Stats | undefined {
 }
 
 /** The listen directory's problem as a config issue (at `listen`), unless allowed: for validation. */
-export function listenDirectoryIssues(config: SocketSettings): PathIssue[] {
+export function listenDirectoryIssues(config: Omit<SocketSettings, 'http'>): PathIssue[] {
   if (config.allowInsecureSocket) return [];
-  const problem = listenDirectoryProblem(parseUnixAddress(config.listen), Number.parseInt(config.socketMode, 8));
+  const problem = listenDirectoryProblem(config.listen.path, config.socketMode.mode);
   return problem === undefined ? [] : [{ path: ['listen'], message: problem }];
 }
 
@@ -94,9 +94,9 @@ export function checkSocketSafety(config: SocketSettings, log: Logger, registry:
   });
   const found: [string, string][] = [];
   if (!inheritedSocket) {
-    const mode = Number.parseInt(config.socketMode, 8);
+    const mode = config.socketMode.mode;
     const modeProblem = socketModeProblem(mode);
-    const dirProblem = listenDirectoryProblem(parseUnixAddress(config.listen), mode);
+    const dirProblem = listenDirectoryProblem(config.listen.path, mode);
     if (modeProblem !== undefined) found.push(['socketMode', modeProblem]);
     if (dirProblem !== undefined) found.push(['listen', dirProblem]);
   }
@@ -104,11 +104,11 @@ export function checkSocketSafety(config: SocketSettings, log: Logger, registry:
   if (first !== undefined && !config.allowInsecureSocket) throw new Error(`${first[0]}: ${first[1]}`);
   for (const [setting, problem] of found) log.warn('insecure socket allowed (allowInsecureSocket: true)', { setting, problem });
   const http = config.http.listen;
-  const exposed = http !== '' && !LOOPBACK.test(parseHostPort(http).host);
+  const exposed = http.endpoint !== undefined && !LOOPBACK.test(http.endpoint.host);
   if (exposed) {
     log.warn('http.listen is not a loopback address: /metrics, /healthz and /readyz are reachable from other machines', {
       setting: 'http.listen',
-      address: http,
+      address: http.written,
     });
   }
   for (const setting of ['socketMode', 'listen']) gauge.set({ setting }, found.some(([s]) => s === setting) ? 1 : 0);

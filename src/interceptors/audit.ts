@@ -2,7 +2,8 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { MAX_INT32 } from '../values';
 import { readAuditKey } from '../audit/key-file';
-import { buildRecord, compileRedactor, type Redactor } from '../audit/record';
+import { buildRecord, compileRedactor } from '../audit/record';
+import type { Redactor } from '../audit/workload-details';
 import { acquireAuditWriter } from '../audit/shared-writer';
 import { AuditTimeoutError, type AuditIo } from '../audit/writer';
 import { defineInterceptorType, type InterceptorDeps } from '../chain/interceptor-types';
@@ -11,6 +12,7 @@ import { ensureCounter } from '../metrics/registry';
 import type { Scheduler } from '../scheduler';
 import { policyDecisionKey } from '../policies/decision-key';
 import type { CallContext, CallOutcome, Interceptor, MethodInfo } from '../chain/types';
+import { ownCallsOf } from '../chain/own-call';
 import { METRIC } from '../metrics/names';
 import type { DecodedMessage } from '../messages/codec';
 
@@ -111,11 +113,27 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
   // Unknown methods (a newer CRI) might change state, so they are recorded too, without decoding.
   const recorded = (m: MethodInfo): boolean => config.includeReads || m.mutating || !m.known;
 
+  /** Own calls recorded already (an audit entry after their maker sees them in the chain as well). */
+  const ownRecorded = new WeakSet<CallContext>();
+  /** Writes one record; a failure to write fails the call with a coded error. */
+  const write = async (fields: Record<string, unknown>): Promise<void> => {
+    let result;
+    try {
+      result = await lease.writer.append(fields);
+    } catch (err) {
+      if (err instanceof AuditTimeoutError)
+        throw new ProxyError('AUDIT_TIMEOUT', `cri-proxy: audit log write timed out: ${err.message}`, { cause: err });
+      throw new ProxyError('AUDIT_WRITE_FAILED', `cri-proxy: audit log write failed: ${errorMessage(err)}`, { cause: err });
+    }
+    (result === 'dropped' ? dropped : records).inc(labels);
+  };
+
   return {
     name: deps.name,
     appliesTo: recorded,
     async intercept(ctx, next) {
       if (!recorded(ctx.method)) return next();
+      if (ctx.onBehalfOf !== undefined) ownRecorded.add(ctx);
       // Read before forwarding: afterwards the request bytes are gone.
       const request = await readRequest(ctx);
       let failed = false;
@@ -126,18 +144,19 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
         failed = true;
         failure = err;
       }
-      const fields = recordOf(ctx, request, failed ? failure : undefined, redactor);
-      let result;
       try {
-        result = await lease.writer.append(fields);
+        // Calls interceptors after this one made on the call's behalf (routing's pulls), in the order they were made.
+        for (const own of ownCallsOf(ctx)) {
+          if (ownRecorded.has(own) || !recorded(own.method)) continue;
+          ownRecorded.add(own);
+          await write(recordOf(own, await readRequest(own), undefined, redactor));
+        }
+        await write(recordOf(ctx, request, failed ? failure : undefined, redactor));
       } catch (err) {
         // The call fails anyway; the write error is counted and logged by the writer.
         if (failed) throw failure;
-        if (err instanceof AuditTimeoutError)
-          throw new ProxyError('AUDIT_TIMEOUT', `cri-proxy: audit log write timed out: ${err.message}`, { cause: err });
-        throw new ProxyError('AUDIT_WRITE_FAILED', `cri-proxy: audit log write failed: ${errorMessage(err)}`, { cause: err });
+        throw err;
       }
-      (result === 'dropped' ? dropped : records).inc(labels);
       if (failed) throw failure;
     },
     close: () => lease.release(),
@@ -174,6 +193,7 @@ function recordOf(ctx: CallContext, request: RequestRead, failure: unknown, reda
         durationMs,
         backend: ctx.backend,
         decision: ctx.state.get(policyDecisionKey),
+        onBehalfOf: ctx.onBehalfOf === undefined ? undefined : { method: ctx.onBehalfOf.call.method.name, by: ctx.onBehalfOf.by },
         time,
       },
       redactor,
@@ -211,4 +231,5 @@ export const auditInterceptorType = defineInterceptorType({
   schema: auditConfigSchema,
   create: (config, deps) => createAuditInterceptor(config, deps),
   pathKeys: ['keyFile'],
+  observesEveryCall: 'the audit log would miss the calls it ends',
 });

@@ -112,13 +112,33 @@ export function stringAt(bytes: Uint8Array, path: readonly number[]): string | u
   return message === undefined ? undefined : asBuffer(message).toString('utf8');
 }
 
+/** The message at a path of field numbers (occurrences merged, as a parser would), e.g. `[2, 2]`; undefined when unset. */
+export function messageAt(bytes: Uint8Array, path: readonly number[]): Buffer | undefined {
+  let message: Buffer | undefined = asBuffer(bytes);
+  for (const number of path) {
+    if (message === undefined) return undefined;
+    message = payloadOf(message, number, true);
+  }
+  return message;
+}
+
 /**
  * The message with the string at `path` set to `value` ("" clears it, as proto3 encodes it). Every other entry
  * keeps its bytes and order; the occurrences of each message on the path become one entry in the first one's place.
  */
 export function replaceStringAt(bytes: Uint8Array, path: readonly number[], value: string): Buffer {
+  return replaceAt(bytes, path, value === '' ? undefined : Buffer.from(value, 'utf8'));
+}
+
+/** The message with the message at `path` set to `payload` (bytes of that message), as `replaceStringAt` does. */
+export function replaceMessageAt(bytes: Uint8Array, path: readonly number[], payload: Buffer): Buffer {
+  return replaceAt(bytes, path, payload);
+}
+
+/** `path`'s last field set to `leaf` (a length-delimited payload), or removed when undefined. */
+function replaceAt(bytes: Uint8Array, path: readonly number[], leaf: Buffer | undefined): Buffer {
   const [number, ...rest] = path;
-  if (number === undefined) throw new Error('replaceStringAt needs a non-empty path');
+  if (number === undefined) throw new Error('replacing a field needs a non-empty path');
   const source = asBuffer(bytes);
   const kept: Buffer[] = [];
   let insertAt: number | undefined;
@@ -132,8 +152,32 @@ export function replaceStringAt(bytes: Uint8Array, path: readonly number[], valu
     if (f.wireType === LENGTH_DELIMITED) nested.push(source.subarray(f.valueStart, f.end));
   }
   let replacement: Buffer | undefined;
-  if (rest.length === 0) replacement = value === '' ? undefined : lengthDelimited(number, Buffer.from(value, 'utf8'));
-  else if (nested.length > 0 || value !== '') replacement = lengthDelimited(number, replaceStringAt(Buffer.concat(nested), rest, value));
+  if (rest.length === 0) replacement = leaf === undefined ? undefined : lengthDelimited(number, leaf);
+  else if (nested.length > 0 || leaf !== undefined) replacement = lengthDelimited(number, replaceAt(Buffer.concat(nested), rest, leaf));
   if (replacement !== undefined) kept.splice(insertAt ?? kept.length, 0, replacement);
   return Buffer.concat(kept);
+}
+
+/** The payloads of the entries of a repeated message field, in order. */
+export function itemsOf(bytes: Uint8Array, number: number): Buffer[] {
+  const source = asBuffer(bytes);
+  return wireFields(source)
+    .filter((f) => f.number === number && f.wireType === LENGTH_DELIMITED)
+    .map((f) => source.subarray(f.valueStart, f.end));
+}
+
+/**
+ * The message with the `index`-th entry of the repeated message field `number` rewritten by `rewrite` (from and
+ * to its payload); every other entry keeps its bytes and place.
+ */
+export function replaceItem(bytes: Uint8Array, number: number, index: number, rewrite: (item: Buffer) => Buffer): Buffer {
+  const source = asBuffer(bytes);
+  let seen = 0;
+  return Buffer.concat(
+    wireFields(source).map((f) => {
+      const entry = source.subarray(f.start, f.end);
+      if (f.number !== number || f.wireType !== LENGTH_DELIMITED || seen++ !== index) return entry;
+      return lengthDelimited(number, rewrite(source.subarray(f.valueStart, f.end)));
+    }),
+  );
 }

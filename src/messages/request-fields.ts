@@ -4,7 +4,7 @@
  * request goes out as the client sent it.
  */
 import { ProxyError } from '../errors';
-import { replaceStringAt, stringAt, WireFormatError } from './protobuf-wire';
+import { replaceStringAt, stringAt, wireFields, WireFormatError } from './protobuf-wire';
 import { resolvePath } from './wire-paths';
 
 const paths = new Map<string, readonly number[]>();
@@ -41,4 +41,23 @@ export function rewriteHandler(request: Buffer, requestType: string, field: stri
     const handler = translate(current);
     return handler === current ? request : replaceStringAt(request, numbers, handler);
   });
+}
+
+/**
+ * The string in field number 1 of a message whose schema is not known (a method outside the table), read from the
+ * wire: undefined when that field is absent, empty, not length-delimited, longer than `maxBytes`, or the bytes are
+ * no protobuf message.
+ */
+export function firstFieldString(message: Buffer | undefined, maxBytes: number): string | undefined {
+  if (message === undefined) return undefined;
+  try {
+    const field = wireFields(message).find((f) => f.number === 1);
+    if (field === undefined || field.wireType !== 2 || field.end === field.valueStart || field.end - field.valueStart > maxBytes) {
+      return undefined;
+    }
+    return message.subarray(field.valueStart, field.end).toString('utf8');
+  } catch (err) {
+    if (err instanceof WireFormatError) return undefined;
+    throw err;
+  }
 }

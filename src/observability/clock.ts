@@ -1,12 +1,5 @@
 import { performance } from 'node:perf_hooks';
-
-/** A moment as both wall-clock time (for exporters and logs) and monotonic time (for exact durations). */
-export interface Instant {
-  /** Milliseconds since the epoch, with sub-millisecond precision. */
-  readonly epochMs: number;
-  /** `process.hrtime.bigint()` at that moment. */
-  readonly hrtime: bigint;
-}
+import type { Instant } from '../chain/pod-start-records';
 
 // One anchor pairs the two clocks, so every instant derived from hrtime lies on the same, consistent timeline
 // (CallContext.startedAt is hrtime; spans need wall-clock times).

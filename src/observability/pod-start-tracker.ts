@@ -2,7 +2,8 @@ import { LRUCache } from 'lru-cache';
 import type { CallContext, CriField, MethodInfo } from '../chain/types';
 import { GrpcStatus } from '../errors';
 import { realScheduler, type ScheduledTask, type Scheduler } from '../scheduler';
-import { elapsedMs, instantAt, type Instant } from './clock';
+import type { Instant } from '../chain/pod-start-records';
+import { elapsedMs, instantAt } from './clock';
 import type {
   ObservedCall,
   PodDropReason,
@@ -15,7 +16,7 @@ import type {
 } from './pod-start-types';
 import type { DecodedMessage } from '../messages/codec';
 import { fieldAt } from '../messages/field-at';
-import { podStartPhases } from './pod-start-phases';
+import { podStartImages, podStartPhases } from './pod-start-phases';
 
 export * from './pod-start-types';
 
@@ -32,7 +33,7 @@ interface Prepared {
   readonly caller: TraceContextRef | undefined;
 }
 
-interface PodRecord extends Pick<PodStart, 'uid' | 'name' | 'namespace' | 'runtimeHandler' | 'start'> {
+interface PodRecord extends Pick<PodStart, 'uid' | 'name' | 'namespace' | 'runtimeHandler' | 'backend' | 'start'> {
   sandboxId: string | undefined;
   readonly phases: PodStartPhase[];
   phasesDropped: number;
@@ -89,29 +90,31 @@ export class PodStartTracker {
   }
 
   /**
-   * Call before `next()` for tracked methods: reads the request while it can still be read (once forwarded
-   * unread, it is gone), and the caller's trace context before forwarding can replace it. Never rejects.
+   * Call before the call goes on, for tracked methods: reads the request while it can still be read (once
+   * forwarded unread, it is gone), and the caller's trace context before forwarding can replace it. `read`
+   * reads the request (by default as an interceptor does). Never rejects.
    */
-  async prepare(ctx: CallContext): Promise<void> {
+  async prepare(ctx: CallContext, read: () => Promise<DecodedMessage | undefined> = () => ctx.request()): Promise<void> {
     if (!PodStartTracker.tracks(ctx.method) || ctx.state.has(PREPARED_KEY)) return;
     const caller = callerOf(ctx);
     try {
-      const prepared: Prepared = { request: await ctx.request(), caller };
+      const prepared: Prepared = { request: await read(), caller };
       ctx.state.set(PREPARED_KEY, prepared);
     } catch {
       // An unreadable request fails the call on its own; there is nothing to track.
     }
   }
 
-  /** Call after `next()` settled (resolved or rejected). Never throws. */
-  observe(ctx: CallContext, call: ObservedCall = {}): void {
-    if (this.closed || !PodStartTracker.tracks(ctx.method)) return;
+  /** Call after the call settled (resolved or rejected). Returns the phase it recorded, if any. Never throws. */
+  observe(ctx: CallContext, call: ObservedCall = {}): PodStartPhase | undefined {
+    if (this.closed || !PodStartTracker.tracks(ctx.method)) return undefined;
     const prepared = ctx.state.get(PREPARED_KEY) as Prepared | undefined;
     const request = prepared?.request;
-    if (request === undefined) return;
+    if (request === undefined) return undefined;
     const start = instantAt(call.startedAt ?? ctx.startedAt);
     const end = instantAt(call.endedAt ?? process.hrtime.bigint());
     const code = call.code ?? ctx.outcome?.code ?? GrpcStatus.UNKNOWN;
+    const message = code === GrpcStatus.OK ? undefined : (call.message ?? ctx.outcome?.message);
     const links = [...(prepared?.caller ? [prepared.caller] : []), ...(call.links ?? [])];
     const req = (field: CriField): string | undefined => {
       const path = ctx.method.requestFields[field];
@@ -121,60 +124,71 @@ export class PodStartTracker {
       const path = ctx.method.responseFields[field];
       return path === undefined || code !== GrpcStatus.OK ? undefined : nonEmpty(fieldAt(ctx.response(), path));
     };
-    const phase = (name: PodStartPhaseName, detail: string | undefined): PodStartPhase => ({
+    const phase = (name: PodStartPhaseName, detail: string | undefined, image?: string): PodStartPhase => ({
       phase: name,
       detail,
+      image,
       start,
       end,
       durationMs: elapsedMs(start, end),
       code,
+      message,
       links,
     });
     try {
       switch (podStartPhases.of(ctx.method)) {
         case 'sandbox': {
           const uid = req('podUid');
-          if (uid === undefined) return;
-          this.begin(uid, req('podName'), req('podNamespace'), req('runtimeHandler'), phase('sandbox', undefined), res('sandboxId'));
-          return;
+          if (uid === undefined) return undefined;
+          const sandbox = phase('sandbox', undefined);
+          const pod = {
+            uid,
+            name: req('podName'),
+            namespace: req('podNamespace'),
+            runtimeHandler: req('runtimeHandler'),
+            backend: ctx.backend,
+          };
+          this.begin(pod, sandbox, res('sandboxId'));
+          return sandbox;
         }
         case 'pull': {
           const record = this.lookup(undefined, req('podUid'));
-          if (record) this.addPhase(record, phase('pull', req('image')));
-          return;
+          const image = req('image');
+          return record ? this.addPhase(record, phase('pull', image, image)) : undefined;
         }
         case 'create': {
           const sandboxId = req('sandboxId');
           const record = this.lookup(this.bySandbox.get(sandboxId ?? ''), req('podUid'));
           // A container of an older sandbox of the same pod is not part of this start.
-          if (!record || (record.sandboxId !== undefined && sandboxId !== undefined && record.sandboxId !== sandboxId)) return;
+          if (!record || (record.sandboxId !== undefined && sandboxId !== undefined && record.sandboxId !== sandboxId)) return undefined;
           if (record.sandboxId === undefined && sandboxId !== undefined) this.bySandbox.set((record.sandboxId = sandboxId), record);
           const name = req('containerName');
-          this.addPhase(record, phase('create', name));
+          const created = this.addPhase(record, phase('create', name, containerImage(ctx.method, request)));
           const id = res('containerId');
           if (id !== undefined && record.containers.size < this.maxPhases) {
             record.containers.set(id, name);
             this.byContainer.set(id, record);
           }
-          return;
+          return created;
         }
         case 'start': {
           const id = req('containerId') ?? '';
           const record = this.lookup(this.byContainer.get(id), undefined);
-          if (!record) return;
+          if (!record) return undefined;
           const started = phase('start', record.containers.get(id) ?? id);
           this.addPhase(record, started);
           record.started++;
           record.lastStart = started;
           // The proxy cannot know how many containers a pod has: the start is over once no phase follows for a while.
           record.settle = this.scheduler.after(this.settleMs, () => this.complete(record));
-          return;
+          return started;
         }
         default:
-          return;
+          return undefined;
       }
     } catch {
       // Observation must never affect the call; a malformed response simply goes untracked.
+      return undefined;
     }
   }
 
@@ -197,13 +211,11 @@ export class PodStartTracker {
   }
 
   private begin(
-    uid: string,
-    name: string | undefined,
-    namespace: string | undefined,
-    runtimeHandler: string | undefined,
+    pod: Pick<PodStart, 'uid' | 'name' | 'namespace' | 'runtimeHandler' | 'backend'>,
     sandbox: PodStartPhase,
     sandboxId: string | undefined,
   ): void {
+    const uid = pod.uid;
     const previous = this.pods.peek(uid);
     if (previous) {
       // A new sandbox for the same pod (the old one died or failed): the old start is over either way.
@@ -214,10 +226,7 @@ export class PodStartTracker {
       }
     }
     const record: PodRecord = {
-      uid,
-      name,
-      namespace,
-      runtimeHandler,
+      ...pod,
       sandboxId,
       start: sandbox.start,
       phases: [sandbox],
@@ -244,13 +253,18 @@ export class PodStartTracker {
     return indexed === undefined || record === indexed ? record : undefined;
   }
 
-  private addPhase(record: PodRecord, phase: PodStartPhase): void {
+  /** The phase, or undefined when the pod had too many to keep it. */
+  private addPhase(record: PodRecord, phase: PodStartPhase): PodStartPhase | undefined {
     if (record.settle) {
       record.settle.cancel();
       record.settle = undefined;
     }
-    if (record.phases.length < this.maxPhases) record.phases.push(phase);
-    else record.phasesDropped++;
+    if (record.phases.length < this.maxPhases) {
+      record.phases.push(phase);
+      return phase;
+    }
+    record.phasesDropped++;
+    return undefined;
   }
 
   private complete(record: PodRecord): void {
@@ -268,10 +282,10 @@ export class PodStartTracker {
     for (const p of record.phases) phaseTotals[p.phase] += p.durationMs;
     if (status === 'ok') this.counts.completed++;
     else this.counts.failed++;
-    const { uid, name, namespace, sandboxId, runtimeHandler, start, phases, phasesDropped, started: containers } = record;
+    const { uid, name, namespace, sandboxId, runtimeHandler, backend, start, phases, phasesDropped, started: containers } = record;
     const totalMs = elapsedMs(start, end);
     try {
-      const podStart = { uid, name, namespace, sandboxId, runtimeHandler, start, end, totalMs, status, code };
+      const podStart = { uid, name, namespace, sandboxId, runtimeHandler, backend, start, end, totalMs, status, code };
       this.options.onComplete({ ...podStart, phases, phasesDropped, phaseTotals, containers });
     } catch {
       // A consumer's fault must not break tracking of other pods; consumers guard and report their own errors.
@@ -293,6 +307,15 @@ export class PodStartTracker {
       // As for onComplete.
     }
   }
+}
+
+/** The image as the user wrote it when kubelet sends that, else the one it resolved (the method table says where). */
+function containerImage(method: MethodInfo, request: DecodedMessage): string | undefined {
+  for (const path of podStartImages.of(method) ?? []) {
+    const image = nonEmpty(fieldAt(request, path));
+    if (image !== undefined) return image;
+  }
+  return undefined;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -1,53 +1,10 @@
-import type { PodStartPhaseName } from './pod-start-phases';
+import type { PodStart, PodStartPhaseName, TraceContextRef } from '../chain/pod-start-records';
 import type { Scheduler } from '../scheduler';
-import type { Instant } from './clock';
 
-export type { PodStartPhaseName } from './pod-start-phases';
-
-// The records a PodStartTracker reports, and its options; free of any telemetry library.
+// The records a PodStartTracker reports (chain/pod-start-records.ts: interceptors hear of them), and its options.
+export type { PodStart, PodStartPhase, PodStartPhaseName, TraceContextRef } from '../chain/pod-start-records';
 
 export const podStartPhaseNames: readonly PodStartPhaseName[] = ['sandbox', 'pull', 'create', 'start'];
-
-/** A W3C trace context as received in a call's metadata (the caller's span, typically kubelet's). */
-export interface TraceContextRef {
-  readonly traceparent: string;
-  readonly tracestate?: string;
-}
-
-export interface PodStartPhase {
-  readonly phase: PodStartPhaseName;
-  /** The image (pull), the container name (create, start), or undefined (sandbox). */
-  readonly detail: string | undefined;
-  readonly start: Instant;
-  readonly end: Instant;
-  readonly durationMs: number;
-  /** The call's gRPC status code. */
-  readonly code: number;
-  readonly links: readonly TraceContextRef[];
-}
-
-export interface PodStart {
-  readonly uid: string;
-  readonly name: string | undefined;
-  readonly namespace: string | undefined;
-  readonly sandboxId: string | undefined;
-  readonly runtimeHandler: string | undefined;
-  /** When RunPodSandbox arrived. */
-  readonly start: Instant;
-  /** When the last StartContainer answered (or a failed RunPodSandbox did). */
-  readonly end: Instant;
-  readonly totalMs: number;
-  /** 'failed' when RunPodSandbox failed or the last StartContainer did; `code` is that call's gRPC code. */
-  readonly status: 'ok' | 'failed';
-  readonly code: number;
-  /** In call order, at most `maxPhases` (the rest are counted in `phasesDropped`). */
-  readonly phases: readonly PodStartPhase[];
-  readonly phasesDropped: number;
-  /** Sum of durations per phase kind, in ms. */
-  readonly phaseTotals: Readonly<Record<PodStartPhaseName, number>>;
-  /** Containers started. */
-  readonly containers: number;
-}
 
 export type PodDropReason = 'evicted' | 'expired' | 'replaced';
 
@@ -74,6 +31,8 @@ export interface ObservedCall {
   readonly endedAt?: bigint;
   /** gRPC status code; default `ctx.outcome.code`, UNKNOWN if unset (next() rejected). */
   readonly code?: number;
+  /** Status message of a failed call; default `ctx.outcome.message`. */
+  readonly message?: string;
   /** Links besides the caller's `traceparent` (e.g. the proxy's own span of the call). */
   readonly links?: readonly TraceContextRef[];
 }

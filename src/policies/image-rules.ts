@@ -7,8 +7,30 @@ import type { ImageReference } from './image-reference';
 
 export const POLICY_ACTIONS = ['allow', 'deny'] as const;
 export const POLICY_MODES = ['enforce', 'audit'] as const;
+/** What an allow rule with `verify` does with an image whose signature cannot be verified. */
+export const UNVERIFIABLE_ACTIONS = ['deny', 'audit'] as const;
 export type PolicyAction = (typeof POLICY_ACTIONS)[number];
 export type PolicyMode = (typeof POLICY_MODES)[number];
+export type UnverifiableAction = (typeof UNVERIFIABLE_ACTIONS)[number];
+
+/** A Fulcio certificate identity: the certificate chains to the trusted root and has a transparency log entry. */
+export interface KeylessIdentity {
+  readonly issuer?: string | undefined;
+  readonly issuerRegExp?: string | undefined;
+  readonly subject?: string | undefined;
+  readonly subjectRegExp?: string | undefined;
+  /** A sigstore trusted root (trusted_root.json): CAs, transparency logs, timestamp authorities. */
+  readonly trustedRoot: string;
+}
+
+/**
+ * One way an image may be signed, exactly one of: `keys` (PEM public key files, any of which may have signed) or
+ * `keyless`. A rule's `verify` is satisfied by any one of its entries.
+ */
+export interface VerifyEntry {
+  readonly keys?: readonly string[] | undefined;
+  readonly keyless?: KeylessIdentity | undefined;
+}
 
 export interface RuleConstraints {
   /** Deny `:latest`, given or implied by a missing tag (a digest pins the content, so it is exempt). */
@@ -24,6 +46,10 @@ export interface ImageRule {
   readonly namespaces?: readonly string[] | undefined;
   readonly action: PolicyAction;
   readonly constraints?: RuleConstraints | undefined;
+  /** Allow rules only: the image must also carry a signature one of these entries trusts. */
+  readonly verify?: readonly VerifyEntry[] | undefined;
+  /** With `verify`: `deny` (default) refuses an image that cannot be verified; `audit` lets it run with a warning. */
+  readonly onUnverifiable?: UnverifiableAction | undefined;
 }
 
 export interface RuleSet {
@@ -44,6 +70,8 @@ export interface Decision {
   readonly rule: RuleRef | undefined;
   /** In audit mode a deny is reported, not enforced. */
   readonly mode: PolicyMode;
+  /** Set on an allow that still needs a verified signature (the deciding rule has `verify`). */
+  readonly verify?: { readonly onUnverifiable: UnverifiableAction } | undefined;
 }
 
 export interface CompiledPattern {
@@ -112,6 +140,7 @@ interface CompiledRule {
   readonly namespaces: readonly RegExp[] | undefined;
   readonly denyLatest: boolean;
   readonly requireDigest: boolean;
+  readonly verify: { readonly onUnverifiable: UnverifiableAction } | undefined;
 }
 
 export interface CompiledPolicy {
@@ -151,6 +180,7 @@ export function compilePolicy(set: RuleSet): CompiledPolicy {
     namespaces: rule.namespaces?.map((p) => namespacePattern(rule.name, p)),
     denyLatest: rule.constraints?.denyLatest === true,
     requireDigest: rule.constraints?.requireDigest === true,
+    verify: rule.verify === undefined ? undefined : { onUnverifiable: rule.onUnverifiable ?? 'deny' },
   }));
   const { mode, defaultAction } = set;
 
@@ -173,7 +203,8 @@ export function compilePolicy(set: RuleSet): CompiledPolicy {
     const matched = `matches "${pattern.source}"`;
     if (rule.action === 'deny') return { action: 'deny', reason: matched, rule: rule.ref, mode };
     const problem = constraintProblem(rule, ref);
-    return { action: problem === undefined ? 'allow' : 'deny', reason: problem ?? matched, rule: rule.ref, mode };
+    if (problem !== undefined) return { action: 'deny', reason: problem, rule: rule.ref, mode };
+    return { action: 'allow', reason: matched, rule: rule.ref, mode, verify: rule.verify };
   };
   return { mode, defaultAction, ruleCount: rules.length, decide };
 }
@@ -194,7 +225,8 @@ function outranks(a: Candidate, b: Candidate): boolean {
 
 /**
  * Decides an image known by several names (an image ID's tags and digests): allowed if any name is allowed,
- * since they all denote the same content; otherwise the first name's denial. Undefined for no names.
+ * since they all denote the same content (a name allowed outright before one whose rule asks for a signature);
+ * otherwise the first name's denial. Undefined for no names.
  */
 export function decideAmong(
   policy: CompiledPolicy,
@@ -202,10 +234,12 @@ export function decideAmong(
   namespace: string,
 ): { ref: ImageReference; decision: Decision } | undefined {
   let first: { ref: ImageReference; decision: Decision } | undefined;
+  let verified: { ref: ImageReference; decision: Decision } | undefined;
   for (const ref of refs) {
     const decision = policy.decide(ref, namespace);
-    if (decision.action === 'allow') return { ref, decision };
+    if (decision.action === 'allow' && decision.verify === undefined) return { ref, decision };
+    if (decision.action === 'allow') verified ??= { ref, decision };
     first ??= { ref, decision };
   }
-  return first;
+  return verified ?? first;
 }

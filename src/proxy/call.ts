@@ -33,6 +33,7 @@ export class Call implements CallContext {
   private abortController: AbortController | undefined;
   private metadataView: Metadata | undefined;
   private message: Promise<Buffer> | undefined;
+  private first: Promise<Buffer | undefined> | undefined;
   private decodedRequest: Promise<DecodedMessage | undefined> | undefined;
   /** The chain tried to read the request and it does not decode. */
   private unreadable: ProxyError | undefined;
@@ -82,29 +83,47 @@ export class Call implements CallContext {
   }
 
   requestBytes(): Promise<Buffer | undefined> {
+    return this.readRequestBytes().catch(this.markUnreadable);
+  }
+
+  request(): Promise<DecodedMessage | undefined> {
+    return this.decodeRequest().catch(this.markUnreadable);
+  }
+
+  /**
+   * The request for an observer outside the chain (the pod-start feed): read and decoded once, shared with the
+   * chain; a request that does not decode is undefined here and stays the runtime's business, not refused for
+   * the observer's sake.
+   */
+  observeRequest(): Promise<DecodedMessage | undefined> {
+    return this.decodeRequest().catch(() => undefined);
+  }
+
+  /** The chain needed the request and could not read it: a mutating call is then refused (see forward). */
+  private readonly markUnreadable = (err: unknown): never => {
+    throw (this.unreadable = toProxyError(err));
+  };
+
+  private readRequestBytes(): Promise<Buffer | undefined> {
     if (this.method.requestType === undefined) return Promise.resolve(undefined);
     return (this.message ??= this.transport.readRequest().then((body) => {
       const message = unframeSingle(body);
       if (message === undefined) {
-        throw (this.unreadable = new ProxyError(
-          'MALFORMED_REQUEST',
-          `${this.method.name}: the request is not one uncompressed gRPC message`,
-        ));
+        throw new ProxyError('MALFORMED_REQUEST', `${this.method.name}: the request is not one uncompressed gRPC message`);
       }
       return message;
     }));
   }
 
-  request(): Promise<DecodedMessage | undefined> {
+  firstRequestMessage(): Promise<Buffer | undefined> {
+    if (this.method.requestType !== undefined) return this.requestBytes();
+    return (this.first ??= this.transport.readFirstMessage());
+  }
+
+  private decodeRequest(): Promise<DecodedMessage | undefined> {
     const type = this.method.requestType;
     if (type === undefined) return Promise.resolve(undefined);
-    return (this.decodedRequest ??= this.requestBytes().then((message) => {
-      try {
-        return decodeMessage(type, message ?? Buffer.alloc(0));
-      } catch (err) {
-        throw (this.unreadable = toProxyError(err));
-      }
-    }));
+    return (this.decodedRequest ??= this.readRequestBytes().then((message) => decodeMessage(type, message ?? Buffer.alloc(0))));
   }
 
   response(): DecodedMessage | undefined {

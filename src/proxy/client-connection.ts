@@ -10,6 +10,7 @@ import { Http2Connection } from './http2/connection';
 import type { LocalSettings } from './http2/output';
 import type { HeaderBlock } from './http2/hpack-decoder';
 import { headerFrames } from './http2/header-frames';
+import type { Limits } from './limits';
 import { countRequestData, requestHeadOf, trailersProblem } from './http2/request-head';
 import { StreamBudget } from './http2/stream-budget';
 
@@ -18,16 +19,8 @@ export type LimitName =
   ConnectionLimitName | 'handshakeTimeout' | 'handshakeBytes' | 'concurrentStreams' | 'connections' | 'idleTimeout' | 'heldRequestBytes';
 
 export interface ClientConnectionOptions {
-  readonly settings: LocalSettings & { readonly maxConcurrentStreams: number };
+  readonly limits: Limits;
   readonly maxMessageBytes: number;
-  /** Request bytes held for interceptors that read requests, across the connection's calls. */
-  readonly maxHeldRequestBytes: number;
-  /** Response bytes waiting for the client (unread, or beyond its windows); beyond, the connection is closed. */
-  readonly maxHeldResponseBytes: number;
-  /** Streams the client may waste (reset before their call ended, or refused as malformed) before it goes. */
-  readonly maxResetStreams: number;
-  readonly handshakeTimeoutMs: number;
-  readonly handshakeMaxBytes: number;
   readonly onRequest: (stream: ClientStream) => void;
   readonly onLimit: (limit: LimitName) => void;
   readonly onProtocolError: (error: ConnectionError | StreamError) => void;
@@ -41,6 +34,19 @@ const GRACEFUL_PING = Buffer.from('cri-prxy', 'latin1');
 const RECENTLY_CLOSED = 128;
 const GRACEFUL_PING_WAIT_MS = 250;
 const EMPTY = Buffer.alloc(0);
+
+/** What the proxy announces to its clients and enforces on its frames, from the limits HTTP/2 itself carries. */
+function announced(limits: Limits): LocalSettings {
+  return {
+    streamWindow: limits.streamWindowBytes,
+    connectionWindow: limits.connectionWindowBytes,
+    maxHeaderListBytes: limits.maxHeaderListBytes,
+    maxConcurrentStreams: limits.maxConcurrentStreams,
+    maxContinuationFrames: limits.maxContinuationFrames,
+    maxSettingsEntries: limits.maxSettingsEntries,
+    maxEmptyFrames: limits.maxEmptyFrames,
+  };
+}
 
 /**
  * A connection from a client (kubelet, crictl): the server side of HTTP/2. Requests become ClientStreams the
@@ -68,18 +74,19 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     socket: net.Socket,
     private readonly options: ClientConnectionOptions,
   ) {
-    super(socket, options.settings);
-    this.budget = new StreamBudget(options.maxResetStreams);
+    super(socket, announced(options.limits));
+    this.budget = new StreamBudget(options.limits.maxResetStreams);
     this.onObserverFault = options.onObserverFault;
     for (const frame of this.greeting([])) this.writeFrame(frame);
     socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
     socket.on('error', () => undefined);
     socket.on('close', () => this.onSocketClosed());
-    this.handshake = new ClientHandshake(options.handshakeMaxBytes, options.handshakeTimeoutMs, () => this.abandon('handshakeTimeout'));
+    const { handshakeMaxBytes, handshakeTimeoutMs } = options.limits;
+    this.handshake = new ClientHandshake(handshakeMaxBytes, handshakeTimeoutMs, () => this.abandon('handshakeTimeout'));
   }
 
   get maxHeldBytes(): number {
-    return this.options.maxHeldRequestBytes;
+    return this.options.limits.maxHeldRequestBytes;
   }
 
   get admitted(): boolean {
@@ -97,7 +104,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   /** Accounts request bytes held for an interceptor; false once the connection's limit is exceeded. */
   holdBytes(bytes: number): boolean {
     this.heldBytes += bytes;
-    if (this.heldBytes <= this.options.maxHeldRequestBytes) return true;
+    if (this.heldBytes <= this.options.limits.maxHeldRequestBytes) return true;
     this.options.onLimit('heldRequestBytes');
     return false;
   }
@@ -128,7 +135,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   /** Response bytes waiting for a client that does not take them are bounded: past the limit it is let go. */
   override sendData(stream: ClientStream, data: Buffer, end: boolean, onSent?: (bytes: number) => void): boolean {
     const queued = super.sendData(stream, data, end, onSent);
-    const max = this.options.maxHeldResponseBytes;
+    const max = this.options.limits.maxHeldResponseBytes;
     if (this.queuedDataBytes + this.backlogBytes > max) {
       this.fail(
         new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `more than ${max} response bytes waiting for the client`, 'heldResponseBytes'),
@@ -205,7 +212,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
       this.refuseHeaderList(id, endStream, block.listBytes);
       return;
     }
-    if (this.activeCalls >= this.options.settings.maxConcurrentStreams) {
+    if (this.activeCalls >= this.options.limits.maxConcurrentStreams) {
       // Refused streams are retried by gRPC clients; calls of reset streams still count until they end.
       this.options.onLimit('concurrentStreams');
       this.writeFrame(rstStreamFrame(id, ErrorCode.REFUSED_STREAM));
@@ -256,7 +263,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     for (const frame of headerFrames(
       this.encoder,
       id,
-      statusFields(GrpcStatus.RESOURCE_EXHAUSTED, message, true),
+      statusFields(GrpcStatus.RESOURCE_EXHAUSTED, message, true, 'LIMIT_EXCEEDED'),
       true,
       this.peer.maxFrameSize,
     ))

@@ -1,6 +1,6 @@
 import { ProxyError } from '../errors';
 import { CANCELLED_OUTCOME, outcomeOfError } from './call-outcome';
-import { FrameScanner, frameMessage } from './grpc-frames';
+import { FrameScanner, firstMessageOf, frameMessage } from './grpc-frames';
 import { RESPONSE_FIELDS, statusFields } from './grpc-status';
 import { ErrorCode, type ErrorCodeValue } from './http2/frames';
 import { Http2Stream } from './http2/output';
@@ -42,6 +42,8 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private own: OwnResponse | undefined;
   private replacement: Buffer | undefined;
   private finished = false;
+  /** Only the request's first message was asked for (a method outside the table): the rest is not waited for. */
+  private peeked = false;
   private drainWaiters: (() => void)[] | undefined;
   private readonly creditClient = (bytes: number): void => this.conn.consumed(this, bytes);
   /** Request DATA bytes received, checked against the declared `content-length`. */
@@ -89,21 +91,45 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   }
 
   readRequest(): Promise<Buffer> {
-    if (this.body !== undefined) return this.body.done;
-    if (this.requestError !== undefined) return Promise.reject(this.requestError);
-    if (this.cancelled) return Promise.reject(new ProxyError('CANCELLED', CANCELLED_OUTCOME.message));
-    if (this.mode === RequestMode.Pipe)
-      return Promise.reject(new ProxyError('CHAIN_MISUSE', 'the request was read after it was forwarded'));
-    return this.holdRequest().done;
+    if (this.body !== undefined) {
+      // Asked whole after its first message: it goes up whole too.
+      this.peeked = false;
+      return this.body.done;
+    }
+    const refusal = this.readRefusal();
+    return refusal === undefined ? this.holdRequest().done : Promise.reject(refusal);
   }
 
-  /** From now on the request is held (and the client credited) until it is complete. */
+  readFirstMessage(): Promise<Buffer | undefined> {
+    let body = this.body;
+    if (body === undefined) {
+      if (this.readRefusal() !== undefined) return Promise.resolve(undefined);
+      this.peeked = true;
+      body = this.holdRequest();
+      // Nobody may wait for the whole of it: its failure is the call's, reported when it is forwarded.
+      body.done.catch(() => undefined);
+    }
+    return (body.first ??= new Promise((resolve) => {
+      body.onFirst = resolve;
+      this.checkFirst(body);
+    }));
+  }
+
+  private readRefusal(): ProxyError | undefined {
+    if (this.requestError !== undefined) return this.requestError;
+    if (this.cancelled) return new ProxyError('CANCELLED', CANCELLED_OUTCOME.message);
+    if (this.mode === RequestMode.Pipe) return new ProxyError('CHAIN_MISUSE', 'the request was read after it was forwarded');
+    return undefined;
+  }
+
+  /** From now on the request is held (and the client credited) as it comes. */
   private holdRequest(): Body {
     this.mode = RequestMode.Hold;
     const body: Body = { parts: [], bytes: 0, done: Promise.resolve(EMPTY) };
     body.done = new Promise<Buffer>((resolve, reject) => {
       body.settle = (error) => {
         body.settle = undefined;
+        this.checkFirst(body, true);
         if (error) reject(error);
         else resolve(body.parts.length === 1 ? (body.parts[0] as Buffer) : Buffer.concat(body.parts, body.bytes));
       };
@@ -116,11 +142,22 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     return body;
   }
 
+  /** Hands out the first message once it is whole (or, at the end, that there is none). */
+  private checkFirst(body: Body, ended = false): void {
+    const onFirst = body.onFirst;
+    if (onFirst === undefined) return;
+    const first = firstMessageOf(body.parts, body.bytes);
+    if (!first.done && !ended) return;
+    body.onFirst = undefined;
+    onFirst(first.done ? first.message : undefined);
+  }
+
   private hold(body: Body, data: Buffer): void {
     this.conn.consumed(this, data.length);
     if (data.length === 0) return;
     appendPiece(body.parts, data);
     body.bytes += data.length;
+    this.checkFirst(body);
     if (!this.conn.holdBytes(data.length)) {
       this.failRequest(
         new ProxyError(
@@ -151,18 +188,20 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     if (whole && this.mode === RequestMode.Queue && !this.remoteEnded && !this.cancelled && this.requestError === undefined) {
       this.holdRequest();
     }
-    // A request read by the chain, or held above, goes up whole, once it is all here.
-    const held = this.mode === RequestMode.Hold ? this.body : undefined;
+    // A request read by the chain, or held above, goes up whole once it is all here; one only peeked at (a method
+    // outside the table, its length not declared) goes on as it comes.
+    const peeked = this.mode === RequestMode.Hold && this.peeked && !whole ? (this.body?.parts ?? []) : undefined;
+    const held = this.mode === RequestMode.Hold && peeked === undefined ? this.body : undefined;
     if (held !== undefined) {
       return held.done.then(
-        (body) => this.relayTo(request, body),
-        () => this.relayTo(request, undefined),
+        (body) => this.relayTo(request, body, undefined),
+        () => this.relayTo(request, undefined, undefined),
       );
     }
-    return this.relayTo(request, undefined);
+    return this.relayTo(request, undefined, peeked);
   }
 
-  private relayTo(request: ForwardRequest, body: Buffer | undefined): Promise<CallOutcome> {
+  private relayTo(request: ForwardRequest, body: Buffer | undefined, peeked: Buffer[] | undefined): Promise<CallOutcome> {
     if (this.cancelled) return Promise.resolve(CANCELLED_OUTCOME);
     if (this.requestError !== undefined) return Promise.resolve(outcomeOfError(this.requestError));
     const conn = request.upstream.connection();
@@ -173,9 +212,11 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
       relay.sendRequest(this.replacement ?? body, true, undefined);
     } else {
       this.mode = RequestMode.Pipe;
-      const queued = this.queued ?? [];
+      const queued = peeked ?? this.queued ?? [];
       this.queued = undefined;
-      for (const [i, part] of queued.entries()) relay.sendRequest(part, this.remoteEnded && i === queued.length - 1, this.creditClient);
+      // Bytes held for a peek were credited to the client already.
+      const credit = peeked === undefined ? this.creditClient : undefined;
+      for (const [i, part] of queued.entries()) relay.sendRequest(part, this.remoteEnded && i === queued.length - 1, credit);
       if (queued.length === 0 && this.remoteEnded) relay.sendRequest(EMPTY, true, undefined);
     }
     return relay.outcome;
@@ -269,7 +310,8 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
       for (const message of reply.messages) conn.sendData(this, frameMessage(message), false);
     }
     const trailers = reply?.trailers;
-    if (trailers === undefined) conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent), true);
+    if (trailers === undefined)
+      conn.sendHeaders(this, statusFields(outcome.code, outcome.message, !this.headersSent, outcome.errorCode), true);
     else conn.sendHeaders(this, this.headersSent ? withoutPseudoHeaders(trailers) : asTrailersOnly(trailers), true);
   }
 
@@ -317,4 +359,7 @@ interface Body {
   bytes: number;
   done: Promise<Buffer>;
   settle?: ((error?: ProxyError) => void) | undefined;
+  /** The first message, once asked for (readFirstMessage). */
+  first?: Promise<Buffer | undefined>;
+  onFirst?: ((message: Buffer | undefined) => void) | undefined;
 }

@@ -86,6 +86,24 @@ export function frameMessage(message: Uint8Array): Buffer {
   return out;
 }
 
+/**
+ * The first message of a framed body received so far in `parts` (`bytes` in all): `done` once it is whole, its
+ * message then undefined when it is compressed (the proxy reads none).
+ */
+export function firstMessageOf(
+  parts: readonly Buffer[],
+  bytes: number,
+): { readonly done: false } | { readonly done: true; readonly message: Buffer | undefined } {
+  if (bytes < PREFIX_BYTES) return { done: false };
+  const head = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, Math.min(bytes, PREFIX_BYTES + 1024));
+  const length = PREFIX_BYTES + head.readUInt32BE(1);
+  if (bytes < length) return { done: false };
+  if (head[0] !== 0) return { done: true, message: undefined };
+  const whole = head.length >= length ? head : Buffer.concat(parts, length);
+  // A copy: held pieces may be joined into later (see pieces.ts), and the message outlives the call's holding.
+  return { done: true, message: Buffer.from(whole.subarray(PREFIX_BYTES, length)) };
+}
+
 /** Reads the single message of a framed unary body; undefined when it is not exactly one uncompressed message. */
 export function unframeSingle(body: Buffer): Buffer | undefined {
   if (body.length < PREFIX_BYTES || body[0] !== 0) return undefined;

@@ -1,4 +1,4 @@
-import { GrpcStatus } from '../errors';
+import { GrpcStatus, type ProxyErrorCode } from '../errors';
 
 /** grpc-message is percent-encoded: bytes outside printable ASCII, and '%' itself. */
 export function encodeGrpcMessage(message: string): string {
@@ -59,9 +59,16 @@ export function formatGrpcTimeout(ms: number): string {
 /** Response headers of a call the proxy answers itself with messages. */
 export const RESPONSE_FIELDS: readonly string[] = Object.freeze([':status', '200', 'content-type', 'application/grpc']);
 
-/** A status as a header list: trailers, or a whole trailers-only response when `alone`. */
-export function statusFields(code: number, message: string, alone: boolean): string[] {
+/**
+ * The trailer that marks a status the proxy produced itself with its stable error code (`UPSTREAM_UNAVAILABLE`),
+ * so that a client can tell it from a runtime's status, which is relayed as it came.
+ */
+export const PROXY_ERROR_TRAILER = 'cri-proxy-error';
+
+/** A status as a header list: trailers, or a whole trailers-only response when `alone`; `errorCode` for the proxy's own. */
+export function statusFields(code: number, message: string, alone: boolean, errorCode?: ProxyErrorCode): string[] {
   const status = ['grpc-status', String(code), 'grpc-message', encodeGrpcMessage(message)];
+  if (errorCode !== undefined) status.push(PROXY_ERROR_TRAILER, errorCode);
   return alone ? [...RESPONSE_FIELDS, ...status] : status;
 }
 

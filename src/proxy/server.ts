@@ -9,101 +9,61 @@ import type { Chain } from '../chain/chain';
 import { ClientConnection } from './client-connection';
 import type { ClientStream } from './client-stream';
 import { dataPlaneMetrics, type DataPlaneMetrics } from './data-plane-metrics';
+import type { Limits } from './limits';
 import { lookupMethod } from '../chain/method-table';
 import type { Router } from './router';
 
-/** What one client connection may use; every limit that triggers is counted in `cri_proxy_limit_exceeded_total`. */
-export interface ConnectionLimits {
-  /** Client connections held at once; at the limit the longest-idle one is closed, or the new one refused. */
-  readonly maxConnections: number;
-  /** Time from accept to the client's preface and SETTINGS. */
-  readonly handshakeTimeoutMs: number;
-  /** Bytes a client may send before its preface and SETTINGS are complete. */
-  readonly handshakeMaxBytes: number;
-  /** A connection without calls for this long is closed (GOAWAY, NO_ERROR); 0 never. */
-  readonly idleTimeoutMs: number;
-  /** Calls in flight per connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused (REFUSED_STREAM). */
-  readonly maxConcurrentStreams: number;
-  /** Largest request header list (SETTINGS_MAX_HEADER_LIST_SIZE); a larger one gets RESOURCE_EXHAUSTED. */
-  readonly maxHeaderListBytes: number;
-  /** Request bytes held per connection for interceptors that read requests; beyond, RESOURCE_EXHAUSTED. */
-  readonly maxHeldRequestBytes: number;
-  /** Flow-control windows given to each client: per stream and per connection. */
-  readonly streamWindowBytes: number;
-  readonly connectionWindowBytes: number;
-  /** Response bytes waiting for one client (unread, or beyond its windows); beyond, its connection is closed. */
-  readonly maxHeldResponseBytes: number;
-  /** Streams a client may reset before their call ends, or have refused as malformed, before it is disconnected. */
-  readonly maxResetStreams: number;
-  /** CONTINUATION frames in one header block. */
-  readonly maxContinuationFrames: number;
-  /** Entries in one SETTINGS frame. */
-  readonly maxSettingsEntries: number;
-  /** DATA, HEADERS and CONTINUATION frames in a row that carry nothing and end nothing. */
-  readonly maxEmptyFrames: number;
-}
-
-export const DEFAULT_LIMITS: ConnectionLimits = Object.freeze({
-  maxConnections: 128,
-  handshakeTimeoutMs: 10_000,
-  handshakeMaxBytes: 4096,
-  idleTimeoutMs: 300_000,
-  maxConcurrentStreams: 256,
-  maxHeaderListBytes: 64 * 1024,
-  maxHeldRequestBytes: 64 * 1024 * 1024,
-  streamWindowBytes: 1024 * 1024,
-  connectionWindowBytes: 16 * 1024 * 1024,
-  maxHeldResponseBytes: 16 * 1024 * 1024,
-  maxResetStreams: 500,
-  maxContinuationFrames: 16,
-  maxSettingsEntries: 32,
-  maxEmptyFrames: 10,
-});
+/** Where the CRI socket comes from. */
+export type CriSocket =
+  /** A path the proxy binds (its directory created, a stale socket replaced), gives `mode`, and removes on close. */
+  | { readonly path: string; readonly mode: number }
+  /** A listening descriptor passed in (systemd socket activation): systemd made the file and keeps it. */
+  | { readonly fd: number };
 
 export interface ProxyServerOptions {
-  readonly socketPath: string;
-  /** File mode of the socket, e.g. 0o660. */
-  readonly socketMode: number;
+  readonly socket: CriSocket;
   readonly maxMessageBytes: number;
+  readonly limits: Limits;
   readonly log: Logger;
-  readonly router: Router;
-  readonly chain: Chain<Call>;
-  readonly limits?: Partial<ConnectionLimits>;
   /** Where the data plane's own metrics go (limits, protocol errors, connections). */
   readonly registry?: Registry;
-  /** Listen on this already-listening descriptor (socket activation) instead of binding `socketPath`. */
-  readonly inheritedFd?: number | undefined;
+}
+
+/** What calls run through; swapped at runtime (config reload), calls in flight keep the one they started with. */
+interface Serving {
+  readonly chain: Chain<Call>;
+  readonly env: CallEnvironment;
 }
 
 /**
  * The proxy's CRI endpoint: a unix socket speaking HTTP/2 through the proxy's own frame relay, every stream a
- * call run through the chain. The chain and router can be swapped at runtime (config reload); calls in flight
- * keep the ones they started with.
+ * call run through the chain. `listen` claims the socket; connections made before `serve` says what calls run
+ * through wait, unread, as they would in the socket's backlog.
  */
 export class ProxyServer {
   private readonly listener: net.Server;
   private readonly connections = new Set<ClientConnection>();
-  private readonly limits: ConnectionLimits;
-  private env: CallEnvironment;
-  private chain: Chain<Call>;
+  /** Connections accepted before serve(). */
+  private readonly waiting = new Set<net.Socket>();
+  private serving: Serving | undefined;
   private inFlight = 0;
   /** Calls on watch streams, ended at shutdown so their clients subscribe again to the next process. */
   private readonly watches = new Set<Call>();
   private idleSweep: NodeJS.Timeout | undefined;
   private readonly counters: DataPlaneMetrics;
   private closing = false;
+  /** The socket file this process bound, and so removes on close. */
+  private boundPath: string | undefined;
 
   constructor(private readonly options: ProxyServerOptions) {
-    this.chain = options.chain;
-    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
-    this.env = { maxMessageBytes: options.maxMessageBytes, log: options.log, router: options.router };
     this.counters = dataPlaneMetrics(options.registry ?? new Registry(), options.log);
     this.listener = net.createServer((socket) => this.accept(socket));
     this.listener.on('error', (err) => options.log.error('listener error', { error: err.message }));
   }
 
-  get socketPath(): string {
-    return this.options.socketPath;
+  /** The socket's path, when the proxy bound it. */
+  get socketPath(): string | undefined {
+    return 'path' in this.options.socket ? this.options.socket.path : undefined;
   }
 
   get activeCalls(): number {
@@ -121,41 +81,22 @@ export class ProxyServer {
     return bytes;
   }
 
-  /** Swaps what new calls run through; calls in flight finish with what they started with. */
-  reconfigure(chain: Chain<Call>, router: Router, log: Logger): void {
-    this.chain = chain;
-    this.env = { ...this.env, router, log };
+  /** What new calls run through from now on; calls in flight finish with what they started with. */
+  serve(chain: Chain<Call>, router: Router): void {
+    const { maxMessageBytes, log } = this.options;
+    this.serving = { chain, env: { maxMessageBytes, log, router } };
+    for (const socket of this.waiting) this.admit(socket);
+    this.waiting.clear();
   }
 
+  /** Claims the socket, bound here or passed in; from then on both are served alike. */
   async listen(): Promise<void> {
-    const inheritedFd = this.options.inheritedFd;
-    if (inheritedFd !== undefined) {
-      // systemd made the socket (path, mode, owner) and keeps it: nothing here touches the file.
-      await new Promise<void>((resolve, reject) => {
-        this.listener.once('error', reject);
-        this.listener.listen({ fd: inheritedFd }, () => {
-          this.listener.off('error', reject);
-          resolve();
-        });
-      });
-      return;
-    }
-    const socketPath = this.options.socketPath;
-    await fs.promises.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o750 });
-    await removeStaleSocket(socketPath);
-    await this.listenOn(socketPath);
-    await fs.promises.chmod(socketPath, this.options.socketMode);
+    const socket = this.options.socket;
+    if ('path' in socket) {
+      await bindSocketFile(this.listener, socket.path, socket.mode);
+      this.boundPath = socket.path;
+    } else await listenOn(this.listener, { fd: socket.fd });
     this.startIdleSweep();
-  }
-
-  private listenOn(where: string | { fd: number }): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.listener.once('error', reject);
-      this.listener.listen(where, () => {
-        this.listener.off('error', reject);
-        resolve();
-      });
-    });
   }
 
   /** Stops accepting, lets calls in flight finish within `graceMs`, then closes what is left. */
@@ -165,6 +106,8 @@ export class ProxyServer {
     // Closing our descriptor stops accepting; under socket activation systemd's copy stays open, and new
     // connections wait in its backlog for the next process.
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    for (const socket of this.waiting) socket.destroy();
+    this.waiting.clear();
     const drained = Promise.all([...this.connections].map((c) => new Promise<void>((resolve) => c.socket.once('close', () => resolve()))));
     for (const connection of this.connections) connection.shutdown();
     const stopping = new ProxyError('SHUTTING_DOWN', 'cri-proxy is shutting down; subscribe again');
@@ -177,32 +120,31 @@ export class ProxyServer {
     clearTimeout(timer);
     for (const connection of this.connections) connection.socket.destroy();
     await closed;
-    if (this.options.inheritedFd === undefined) await fs.promises.rm(this.options.socketPath, { force: true });
+    // Under socket activation the file is systemd's; a file another process serves was never bound.
+    if (this.boundPath !== undefined) await fs.promises.rm(this.boundPath, { force: true });
   }
 
   private accept(socket: net.Socket): void {
-    if (this.connections.size >= this.limits.maxConnections && !this.evictIdle()) {
+    if (this.serving !== undefined) {
+      this.admit(socket);
+      return;
+    }
+    this.waiting.add(socket);
+    socket.once('close', () => this.waiting.delete(socket));
+    socket.on('error', () => undefined);
+  }
+
+  private admit(socket: net.Socket): void {
+    if (socket.destroyed) return;
+    const limits = this.options.limits;
+    if (this.connections.size >= limits.maxConnections && !this.evictIdle()) {
       this.counters.limit('connections');
       socket.destroy();
       return;
     }
-    const limits = this.limits;
     const connection = new ClientConnection(socket, {
-      settings: {
-        streamWindow: limits.streamWindowBytes,
-        connectionWindow: limits.connectionWindowBytes,
-        maxHeaderListBytes: limits.maxHeaderListBytes,
-        maxConcurrentStreams: limits.maxConcurrentStreams,
-        maxContinuationFrames: limits.maxContinuationFrames,
-        maxSettingsEntries: limits.maxSettingsEntries,
-        maxEmptyFrames: limits.maxEmptyFrames,
-      },
+      limits,
       maxMessageBytes: this.options.maxMessageBytes,
-      maxHeldRequestBytes: limits.maxHeldRequestBytes,
-      maxHeldResponseBytes: limits.maxHeldResponseBytes,
-      maxResetStreams: limits.maxResetStreams,
-      handshakeTimeoutMs: limits.handshakeTimeoutMs,
-      handshakeMaxBytes: limits.handshakeMaxBytes,
       onRequest: (stream) => this.handleStream(stream),
       onLimit: this.counters.limit,
       onProtocolError: (error) => this.counters.protocolError('client', error),
@@ -231,7 +173,7 @@ export class ProxyServer {
   }
 
   private startIdleSweep(): void {
-    const idle = this.limits.idleTimeoutMs;
+    const idle = this.options.limits.idleTimeoutMs;
     if (idle <= 0) return;
     this.idleSweep = setInterval(
       () => {
@@ -244,11 +186,13 @@ export class ProxyServer {
   }
 
   private handleStream(stream: ClientStream): void {
+    // Streams come only from connections admitted by serve().
+    const { chain, env } = this.serving as Serving;
     const method = lookupMethod(stream.head.path);
-    const call = new Call(stream, method, this.env);
+    const call = new Call(stream, method, env);
     this.inFlight++;
     if (method.watch) this.watches.add(call);
-    this.chain
+    chain
       .runnerFor(method)(call)
       .then(
         () => this.callEnded(call),
@@ -262,9 +206,27 @@ export class ProxyServer {
     try {
       call.finish(error);
     } catch (err) {
-      this.env.log.error('failed to finish a call', { method: call.method.path, error: errorMessage(err) });
+      this.options.log.error('failed to finish a call', { method: call.method.path, error: errorMessage(err) });
     }
   }
+}
+
+/** Binds `socketPath` (its directory created) and gives the file `mode`. */
+async function bindSocketFile(listener: net.Server, socketPath: string, mode: number): Promise<void> {
+  await fs.promises.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o750 });
+  await removeStaleSocket(socketPath);
+  await listenOn(listener, socketPath);
+  await fs.promises.chmod(socketPath, mode);
+}
+
+function listenOn(listener: net.Server, where: string | { fd: number }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(where, () => {
+      listener.off('error', reject);
+      resolve();
+    });
+  });
 }
 
 /** A socket file nobody answers on is stale and replaced; one a live process serves is left alone. */

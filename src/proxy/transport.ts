@@ -33,6 +33,11 @@ export interface CallTransport {
   onCancel(listener: () => void): void;
   /** The whole request body (gRPC-framed), read before forwarding; the transport credits the client itself. */
   readRequest(): Promise<Buffer>;
+  /**
+   * The first message of the request (unframed) once it is here whole, undefined if the request ends (or fails)
+   * before one, or it is compressed. What follows it is held until the call is forwarded, then passed on as it comes.
+   */
+  readFirstMessage(): Promise<Buffer | undefined>;
   /** Relays the call to a runtime; resolves (never rejects) when the runtime's side of the call is over. */
   forward(request: ForwardRequest): Promise<CallOutcome>;
   /** The framed response body of a forwarded call, when `keepResponse` was asked for. */

@@ -1,10 +1,16 @@
-/** A real pod start through cri-proxy yields one pod-start trace over OTLP/HTTP and one histogram count. */
+/**
+ * A real pod start through cri-proxy yields one pod-start trace over OTLP/HTTP, one histogram count, and a pod
+ * start that `cri-proxy pods` lists.
+ */
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { PodStartsAnswer } from '../../src/observability/pod-starts-api';
 import { createCriClient, stringField, type CriClient } from './harness/cri-client';
 import { startEnvironment, type E2eEnvironment } from './harness/environment';
 import { startOtlpReceiver, type OtlpReceiver, type OtlpSpan } from './harness/otlp-receiver';
 import { freePort, waitUntil } from './harness/processes';
-import { startProxy } from './harness/proxy';
+import { CRI_PROXY_CLI, startProxy, type RunningProxy } from './harness/proxy';
 
 jest.setTimeout(180_000);
 
@@ -21,30 +27,29 @@ let env: E2eEnvironment;
 let receiver: OtlpReceiver;
 let via: CriClient;
 let metricsUrl: string;
+let proxy: RunningProxy;
 
 beforeAll(async () => {
   env = await startEnvironment();
   receiver = await startOtlpReceiver();
   const port = await freePort();
   metricsUrl = `http://127.0.0.1:${port}/metrics`;
-  const proxy = await startProxy(
+  proxy = await startProxy(
     env,
     'cri-proxy',
     [
       'http:',
       `  listen: 127.0.0.1:${port}`,
+      'podStarts: { settleMs: 1000 }',
       'interceptors:',
       '  - name: tracing',
       '    type: tracing',
       '    onError: failOpen',
       '    config:',
       `      exporter: { type: otlp-http, endpoint: "${receiver.url}" }`,
-      '      podStart: { settleMs: 1000 }',
       '  - name: metrics',
       '    type: metrics',
       '    onError: failOpen',
-      '    config:',
-      '      podStart: { settleMs: 1000 }',
     ].join('\n'),
   );
   via = createCriClient(proxy.socketPath);
@@ -104,4 +109,63 @@ test('starting a real pod yields a pod-start trace whose phases add up, and the 
 
   await via.call('StopPodSandbox', { pod_sandbox_id: podId });
   await via.call('RemovePodSandbox', { pod_sandbox_id: podId });
+});
+
+test('after real pods start, `cri-proxy pods --json` lists them with their sandbox, create and start phases', async () => {
+  const started: string[] = [];
+  for (const name of ['listed-a', 'listed-b']) {
+    const config = {
+      metadata: { name, namespace: 'e2e-pods', uid: `${name}-uid`, attempt: 0 },
+      log_directory: join(env.podLogDir, name),
+      linux: {},
+    };
+    const podId = stringField(await via.call('RunPodSandbox', { config }), 'pod_sandbox_id');
+    const created = await via.call('CreateContainer', {
+      pod_sandbox_id: podId,
+      sandbox_config: config,
+      config: { metadata: { name: 'main' }, image: { image: env.busyboxImage }, command: ['sleep', '60'] },
+    });
+    await via.call('StartContainer', { container_id: stringField(created, 'container_id') });
+    started.push(podId);
+  }
+  const run = promisify(execFile);
+  let answer: PodStartsAnswer | undefined;
+  await waitUntil(
+    'cri-proxy pods to list both pod starts',
+    async () => {
+      const { stdout } = await run(process.execPath, [
+        CRI_PROXY_CLI,
+        'pods',
+        '--json',
+        '--namespace',
+        'e2e-pods',
+        '--config',
+        proxy.configPath,
+      ]);
+      answer = JSON.parse(stdout) as PodStartsAnswer;
+      return answer.podStarts.length === 2;
+    },
+    { timeoutMs: 30_000 },
+  );
+  expect(answer?.podStarts.map((s) => s.name)).toEqual(['listed-b', 'listed-a']);
+  for (const start of answer?.podStarts ?? []) {
+    expect(start).toMatchObject({ status: 'ok', backend: 'containerd', containers: 1 });
+    expect(start.traceId).toMatch(/^[0-9a-f]{32}$/);
+    for (const phase of ['sandbox', 'create', 'start'] as const) {
+      const found = start.phases.find((p) => p.phase === phase);
+      expect([phase, found?.code, (found?.durationMs ?? 0) > 0]).toEqual([phase, 'OK', true]);
+    }
+    expect(start.phases.find((p) => p.phase === 'create')).toMatchObject({
+      container: 'main',
+      image: env.busyboxImage,
+      imagePresent: true,
+    });
+  }
+  // The table too: a row per pod with its waterfall.
+  const { stdout: table } = await run(process.execPath, [CRI_PROXY_CLI, 'pods', '--namespace', 'e2e-pods', '--config', proxy.configPath]);
+  expect(table).toMatch(/^e2e-pods +listed-b +\S+ m?s /m);
+  for (const podId of started) {
+    await via.call('StopPodSandbox', { pod_sandbox_id: podId });
+    await via.call('RemovePodSandbox', { pod_sandbox_id: podId });
+  }
 });

@@ -14,6 +14,8 @@ import { startEnvironment, type E2eEnvironment } from './harness/environment';
 import { startOtlpGrpcReceiver, startOtlpReceiver, type OtlpGrpcReceiver, type OtlpReceiver } from './harness/otlp-receiver';
 import { run, waitForUnixSocket, waitUntil } from './harness/processes';
 import { nodeOnPath, npmPackage, packageVersion, releaseTarball, unpackRelease, type UnpackedRelease } from './harness/release';
+import { OciRegistry } from '../support/oci-registry';
+import { attachBundle, cosignSignWithKey, generateKey, MockSigstore, signatureStatement } from '../support/signing';
 
 jest.setTimeout(600_000);
 
@@ -134,6 +136,35 @@ describe('the released executable in front of a real containerd', () => {
     await grpcReceiver?.close();
   });
 
+  test('verifies image signatures with the sigstore libraries it bundles', async () => {
+    // A keyless bundle from a mock sigstore and a key signature, on images in the run's registry.
+    const registry = new OciRegistry(env.registryHost);
+    const sigstore = await MockSigstore.start();
+    try {
+      const identity = { issuer: 'https://token.ci.example', subject: 'https://git.example/corp/app/release.yml@refs/tags/v1' };
+      const keyless = await registry.pushImage('release/keyless', '1', 'keyless');
+      await attachBundle(registry, 'release/keyless', keyless, await sigstore.bundle(signatureStatement(keyless.digest), identity));
+      const key = generateKey('ed25519');
+      const keyed = await registry.pushImage('release/keyed', '1', 'keyed');
+      await cosignSignWithKey(registry, 'release/keyed', keyed.digest, key);
+      const root = join(env.workDir, 'trusted_root.json');
+      const keyFile = join(env.workDir, 'release.pub');
+      writeFileSync(root, JSON.stringify(sigstore.trustedRoot));
+      writeFileSync(keyFile, key.publicPem);
+      const viaRoot = ['policy', 'verify', '--plain-http', '--trusted-root', root, '--certificate-oidc-issuer', identity.issuer];
+      const bundle = await runReleased([...viaRoot, '--certificate-identity', identity.subject, `${env.registryHost}/release/keyless:1`]);
+      expect(bundle).toMatchObject({ code: 0, stderr: '' });
+      expect(bundle.stdout).toContain(`signed by ${identity.subject}`);
+      const cosign = await runReleased(['policy', 'verify', '--plain-http', '--key', keyFile, `${env.registryHost}/release/keyed:1`]);
+      expect(cosign).toMatchObject({ code: 0, stderr: '' });
+      const other = await runReleased([...viaRoot, '--certificate-identity', 'someone-else', `${env.registryHost}/release/keyless:1`]);
+      expect(other.code).toBe(1);
+      expect(other.stdout).toContain('identity-mismatch');
+    } finally {
+      await sigstore.close();
+    }
+  });
+
   function writeConfig(name: string, socketPath: string): string {
     const configPath = join(env.workDir, `${name}.yaml`);
     writeFileSync(
@@ -142,6 +173,7 @@ describe('the released executable in front of a real containerd', () => {
         `listen: unix://${socketPath}`,
         'http:',
         '  listen: ""',
+        'podStarts: { settleMs: 500 }',
         'backends:',
         '  - name: containerd',
         `    endpoint: unix://${env.containerdSocket}`,
@@ -152,7 +184,6 @@ describe('the released executable in front of a real containerd', () => {
         '    onError: failOpen',
         '    config:',
         `      exporter: { type: otlp-http, endpoint: "${receiver.url}" }`,
-        '      podStart: { settleMs: 500 }',
         '  - name: tracing-grpc',
         '    type: tracing',
         '    onError: failOpen',
@@ -167,7 +198,6 @@ describe('the released executable in front of a real containerd', () => {
         `    config: { path: ${join(env.workDir, 'audit', 'audit.log')} }`,
         '  - name: images',
         '    type: image-policy',
-        '    methods: [PullImage, CreateContainer]',
         `    config: { rules: [{ name: local, match: { images: ["${env.registryHost}/**"] }, action: allow }], defaultAction: deny }`,
       ].join('\n'),
     );

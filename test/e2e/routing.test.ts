@@ -99,8 +99,48 @@ async function failure(call: Promise<CriMessage>): Promise<{ code: number; detai
   throw new Error('the call was expected to fail');
 }
 
+/** The image's ID on a runtime, or undefined when it does not have it. */
+async function imageOn(client: CriClient, image: string): Promise<string | undefined> {
+  const status = await client.call('ImageStatus', { image: { image } });
+  const found = status['image'] as CriMessage | null | undefined;
+  return found ? stringField(found, 'id') : undefined;
+}
+
+test('kubelet’s own image flow: an image on one runtime only, a pod placed on the other: its container starts there', async () => {
+  // Another pod's image, on the runc containerd only (pulled on its own socket, around the proxy).
+  await direct.runc.call('PullImage', { image: { image: env.busyboxImage } });
+  expect(await imageOn(direct.crun, env.busyboxImage)).toBeUndefined();
+  const pod: Pod = { name: 'kubelet-flow', namespace: 'e2e-crun', handler: '', backend: 'crun', podId: '', containerId: '' };
+  const config = sandboxConfig(pod);
+  pod.podId = stringField(await via.call('RunPodSandbox', { config }), 'pod_sandbox_id');
+  // EnsureImageExists, imagePullPolicy IfNotPresent: ImageStatus (no pod, no handler) says present, so no PullImage.
+  const imageId = await imageOn(via, env.busyboxImage);
+  expect(imageId).toMatch(/^sha256:/);
+  const created = await via.call('CreateContainer', {
+    pod_sandbox_id: pod.podId,
+    sandbox_config: config,
+    config: {
+      metadata: { name: 'main', attempt: 0 },
+      image: { image: imageId, user_specified_image: env.busyboxImage },
+      command: ['sh', '-c', `echo hello from ${pod.name}; sleep 3600`],
+      log_path: 'main.log',
+      linux: {},
+    },
+  });
+  pod.containerId = stringField(created, 'container_id');
+  await via.call('StartContainer', { container_id: pod.containerId });
+  pods.push(pod);
+  // The proxy pulled the image onto crun for the pod: the same image, by the same ID.
+  expect(await imageOn(direct.crun, env.busyboxImage)).toBe(imageId);
+  const status = await direct.crun.call('ContainerStatus', { container_id: pod.containerId });
+  expect(stringField(status, 'status.state')).toBe('CONTAINER_RUNNING');
+  expect(await runtimeContainers('crun', instances.crun.runtimeRoot('crun'))).toEqual(expect.arrayContaining([pod.podId, pod.containerId]));
+  const metrics = await (await fetch(metricsUrl)).text();
+  expect(metrics).toContain('cri_proxy_routing_missing_images_total{backend="crun",outcome="pulled"} 1');
+});
+
 test('pods land on the runtime the rules pick, as each runtime’s own socket and state show', async () => {
-  for (const pod of pods) {
+  for (const pod of pods.filter((p) => p.podId === '')) {
     const config = sandboxConfig(pod);
     pod.podId = stringField(await via.call('RunPodSandbox', { config, runtime_handler: pod.handler }), 'pod_sandbox_id');
     // kubelet pulls for the pod: the image goes where the pod runs.

@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCriClient, stringField, type CriClient } from './harness/cri-client';
+import { createCriClient, listField, stringField, type CriClient } from './harness/cri-client';
 import { startEnvironment, type E2eEnvironment } from './harness/environment';
 import { CRI_PROXY_CLI, startProxy } from './harness/proxy';
 
@@ -30,7 +30,6 @@ beforeAll(async () => {
       `      path: ${auditLog}`,
       '  - name: images',
       '    type: image-policy',
-      '    methods: [PullImage, CreateContainer]',
       '    config:',
       '      defaultAction: deny',
       '      rules:',
@@ -52,6 +51,10 @@ afterAll(async () => {
   direct?.close();
   await env?.stop();
 });
+
+function refusal(err: unknown): { code: number; details: string } {
+  return err as { code: number; details: string };
+}
 
 function sandbox(name: string, namespace: string): Record<string, unknown> {
   return { metadata: { name, namespace, uid: `${name}-uid`, attempt: 0 }, log_directory: join(env.podLogDir, name), linux: {} };
@@ -105,6 +108,42 @@ describe('image policy and audit through cri-proxy', () => {
     await via.call('RemovePodSandbox', { pod_sandbox_id: podId });
   });
 
+  test('an image volume naming a denied image by ID is refused before containerd sees it, though the container image is allowed', async () => {
+    const config = sandbox('volume-pod', 'restricted');
+    const podId = stringField(await via.call('RunPodSandbox', { config }), 'pod_sandbox_id');
+    const refused = await via
+      .call('CreateContainer', {
+        pod_sandbox_id: podId,
+        sandbox_config: config,
+        config: {
+          metadata: { name: 'c' },
+          image: { image: env.pauseImage },
+          mounts: [{ container_path: '/tools', image: { image: imageId }, readonly: true }],
+        },
+      })
+      .then(() => undefined, refusal);
+    expect(refused?.code).toBe(7); // PERMISSION_DENIED
+    expect(refused?.details).toContain(`image volume "${imageId}"`);
+    expect(refused?.details).toContain('no-busybox-in-restricted');
+    expect(listField(await direct.call('ListContainers', { filter: { pod_sandbox_id: podId } }), 'containers')).toEqual([]);
+    await via.call('StopPodSandbox', { pod_sandbox_id: podId });
+    await via.call('RemovePodSandbox', { pod_sandbox_id: podId });
+  });
+
+  test('a RestorePod naming a denied image is refused by the proxy (containerd 1.6 does not know the call)', async () => {
+    const request = {
+      checkpoint_path: join(env.workDir, 'checkpoints', 'restored-pod'),
+      config: sandbox('restored-pod', 'restricted'),
+      container_configs: [{ metadata: { name: 'c' }, image: { image: imageId } }],
+    };
+    const unknown = await direct.call('RestorePod', request).then(() => undefined, refusal);
+    expect(unknown?.code).toBe(12); // UNIMPLEMENTED: only the proxy can refuse it
+    const refused = await via.call('RestorePod', request).then(() => undefined, refusal);
+    expect(refused?.code).toBe(7);
+    expect(refused?.details).toContain(`image "${imageId}"`);
+    expect(refused?.details).toContain('no-busybox-in-restricted');
+  });
+
   test('the audit log of the run verifies and records the refusal, without the secret', () => {
     const verify = spawnSync(process.execPath, [CRI_PROXY_CLI, 'audit', 'verify', auditLog], { encoding: 'utf8' });
     expect(verify.status).toBe(0);
@@ -113,7 +152,20 @@ describe('image policy and audit through cri-proxy', () => {
       .split('\n')
       .map((line) => JSON.parse(line) as Record<string, unknown>);
     const creates = records.filter((r) => JSON.stringify(r).includes('CreateContainer'));
-    expect(creates.length).toBe(3);
+    expect(creates.length).toBe(4);
+    const volume = records.find((r) => r.method === 'CreateContainer' && JSON.stringify(r.mounts ?? []).includes(imageId));
+    expect(volume).toMatchObject({
+      mounts: [{ containerPath: '/tools', image: imageId, readonly: true }],
+      outcome: { code: 7, fromProxy: true },
+      policy: { action: 'deny', rule: 'no-busybox-in-restricted' },
+    });
+    const restore = records.find((r) => r.method === 'RestorePod');
+    expect(restore).toMatchObject({
+      pod: { name: 'restored-pod', namespace: 'restricted' },
+      containers: [{ name: 'c', image: imageId }],
+      outcome: { code: 7, fromProxy: true },
+      policy: { action: 'deny', rule: 'no-busybox-in-restricted' },
+    });
     expect(JSON.stringify(records)).toContain('no-busybox-in-restricted');
     expect(readFileSync(auditLog, 'utf8')).not.toContain('sentinel-e2e-secret');
     expect(readFileSync(join(env.logDir, 'cri-proxy.log'), 'utf8')).not.toContain('sentinel-e2e-secret');

@@ -6,7 +6,7 @@ import { App } from '../../src/app';
 import { verifyAuditFiles } from '../../src/audit/verify';
 import { builtinTypes } from '../../src/commands/builtin-types';
 import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
-import { silentLogger } from '../../src/log';
+import { createLogger, silentLogger } from '../../src/log';
 import { encodeMessage } from '../../src/messages/codec';
 import { FakeRuntime } from '../support/fake-runtime';
 import { RawClient, makeTempDir } from '../support/proxy-harness';
@@ -79,5 +79,43 @@ test('a keyed chain in the running proxy: the key file is reread on reload, and 
   const keys = [Buffer.from(first), Buffer.from(second)];
   expect(await verifyAuditFiles(log, { keys })).toMatchObject({ ok: true, records: 2, keyed: 2, macChecked: true });
   expect((await verifyAuditFiles(log, { keys: keys.slice(0, 1) })).problems).toEqual([expect.objectContaining({ kind: 'edited', seq: 2 })]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a stop within shutdownGraceSeconds of a reload closes every generation: the audit log is closed, its head logged', async () => {
+  const dir = makeTempDir();
+  const runtime = new FakeRuntime(path.join(dir, 'runtime.sock'));
+  await runtime.start();
+  const lines: string[] = [];
+  const log = createLogger('info', (line) => lines.push(line));
+  // The replaced generation would be closed only after 30 s: the stop comes well before.
+  const config = { ...configFor(dir, runtime, {}), shutdownGraceSeconds: 30 };
+  const app = await App.start(config, { log, registry: new Registry() });
+  const client = new RawClient(`unix:${app.socketPath}`);
+  try {
+    const call = (id: string): Promise<number> =>
+      client.unary(START, encodeMessage('runtime.v1.StartContainerRequest', { container_id: id })).then((r) => r.status.code);
+    expect(await call('a')).toBe(grpc.status.OK);
+    await app.reload(config);
+    expect(await call('b')).toBe(grpc.status.OK);
+  } finally {
+    client.close();
+    await app.stop(0);
+    await runtime.stop();
+  }
+  // Closed for good: a proxy started again in this process opens the log afresh and carries the chain on.
+  const again = await App.start(configFor(dir, runtime, {}), { log, registry: new Registry() });
+  await again.stop(0);
+  // The chain head is logged when the shared writer opens and when its last holder closes it.
+  const heads = lines.flatMap((line) => {
+    const head = (JSON.parse(line) as { auditChainHead?: { reason: string; seq: number } }).auditChainHead;
+    return head === undefined ? [] : [[head.reason, head.seq]];
+  });
+  expect(heads).toEqual([
+    ['open', 0],
+    ['close', 2],
+    ['open', 2],
+    ['close', 2],
+  ]);
   rmSync(dir, { recursive: true, force: true });
 });

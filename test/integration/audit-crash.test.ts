@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { runAuditVerify } from '../../src/commands/audit-verify';
+import { main } from '../../src/cli';
 import { verifyAuditFiles } from '../../src/audit/verify';
 import { AuditWriter } from '../../src/audit/writer';
 import { makeTempDir } from '../support/proxy-harness';
@@ -56,7 +56,7 @@ async function crashMidWrite(path: string, tearAfter: number): Promise<{ seq: nu
 
 async function verifyCli(...files: string[]): Promise<{ code: number; out: string }> {
   let out = '';
-  const code = await runAuditVerify(files, { out: (t) => (out += t), err: (t) => (out += t) });
+  const code = await main(['audit', 'verify', ...files], { out: (t) => (out += t), err: (t) => (out += t) });
   return { code, out };
 }
 

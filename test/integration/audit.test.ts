@@ -1,19 +1,14 @@
-import { readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { GENESIS_HASH } from '../../src/audit/line-format';
 import { verifyAuditFiles } from '../../src/audit/verify';
-import type { AuditIo } from '../../src/audit/writer';
 import { ProxyError } from '../../src/errors';
-import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
-import { silentLogger, type Logger } from '../../src/log';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../src/policies/decision-key';
-import type { OnError } from '../../src/chain/chain';
 import { encodeMessage } from '../../src/messages/codec';
 import type { Interceptor } from '../../src/chain/types';
 import { lookupMethod } from '../../src/chain/method-table';
-import { makeTempDir, startTestProxy, type RawClient, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
+import { makeTempDir } from '../support/proxy-harness';
+import { removeAuditDirs, startAudit, type AuditHarness } from '../support/audit-harness';
 import { waitFor } from '../support/wait';
 
 const RT = '/runtime.v1.RuntimeService';
@@ -35,64 +30,7 @@ const createRequest = (extra: Record<string, unknown> = {}): Buffer =>
     sandbox_config: sandboxConfig,
   });
 
-interface Harness {
-  readonly proxy: TestProxy;
-  readonly client: RawClient;
-  readonly path: string;
-  readonly registry: Registry;
-  readonly audit: Interceptor;
-  records(): Record<string, unknown>[];
-  close(): Promise<void>;
-}
-
-interface StartOptions {
-  readonly config?: Record<string, unknown>;
-  readonly log?: Logger;
-  readonly io?: Partial<AuditIo>;
-  readonly onError?: OnError;
-  readonly after?: Interceptor[];
-  readonly dir?: string;
-  readonly runtimeDown?: boolean;
-}
-
-const dirs: string[] = [];
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
-async function start(options: StartOptions = {}): Promise<Harness> {
-  const dir = options.dir ?? makeTempDir('cri-proxy-audit-');
-  dirs.push(dir);
-  const path = join(dir, 'audit.log');
-  const registry = new Registry();
-  const log = options.log ?? silentLogger;
-  const { deps, bind } = depsForTestProxy('audit', registry, log);
-  const config = auditConfigSchema.parse({ path, ...options.config });
-  const audit = createAuditInterceptor(config, deps, options.io ? { io: options.io } : {});
-  const entries = [audit, ...(options.after ?? [])].map((interceptor) => ({
-    interceptor,
-    onError: options.onError ?? 'failClosed',
-    methods: undefined,
-  }));
-  const proxy = await startTestProxy({ entries, log, ...(options.runtimeDown ? { runtimeDown: true } : {}) });
-  bind(proxy);
-  return {
-    proxy,
-    client: proxy.client(),
-    path,
-    registry,
-    audit,
-    records: () =>
-      readFileSync(path, 'utf8')
-        .split('\n')
-        .filter((l) => l !== '')
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
-    close: async () => {
-      await proxy.close();
-      await audit.close?.();
-    },
-  };
-}
+afterAll(removeAuditDirs);
 
 async function counted(registry: Registry, name: string): Promise<number> {
   const metric = await registry.getSingleMetric(name)?.get();
@@ -100,13 +38,13 @@ async function counted(registry: Registry, name: string): Promise<number> {
 }
 
 describe('audit interceptor', () => {
-  let h: Harness;
+  let h: AuditHarness;
   afterEach(async () => {
     await h.close();
   });
 
   test('CreateContainer: identity from request and response, curated details, outcome', async () => {
-    h = await start();
+    h = await startAudit();
     h.proxy.runtime.on('CreateContainer', { respond: encodeMessage('runtime.v1.CreateContainerResponse', { container_id: 'c-42' }) });
     const result = await h.client.unary(`${RT}/CreateContainer`, createRequest());
     expect(result.status.code).toBe(grpc.status.OK);
@@ -132,7 +70,7 @@ describe('audit interceptor', () => {
   });
 
   test('PullImage, ExecSync, RunPodSandbox and a runtime error', async () => {
-    h = await start();
+    h = await startAudit();
     h.proxy.runtime.on('PullImage', { respond: encodeMessage('runtime.v1.PullImageResponse', { image_ref: 'sha256:abc' }) });
     h.proxy.runtime.on('RunPodSandbox', { respond: encodeMessage('runtime.v1.RunPodSandboxResponse', { pod_sandbox_id: 'sb-9' }) });
     h.proxy.runtime.on('StopContainer', { fail: { code: grpc.status.NOT_FOUND, message: 'no such container' } });
@@ -163,7 +101,7 @@ describe('audit interceptor', () => {
   });
 
   test('reads are left out unless includeReads', async () => {
-    h = await start();
+    h = await startAudit();
     await h.client.unary(`${RT}/Version`, Buffer.alloc(0));
     await h.client.unary(`${RT}/ListContainers`, Buffer.alloc(0));
     await h.client.unary(`${RT}/ContainerStatus`, encodeMessage('runtime.v1.ContainerStatusRequest', { container_id: 'c-1' }));
@@ -175,7 +113,7 @@ describe('audit interceptor', () => {
     expect(h.audit.appliesTo?.(lookupMethod(`${RT}/StartContainer`))).toBe(true);
     expect(h.audit.appliesTo?.(lookupMethod('/runtime.v2.Future/Thing'))).toBe(true);
 
-    h = await start({ config: { includeReads: true } });
+    h = await startAudit({ config: { includeReads: true } });
     expect(h.audit.appliesTo?.(lookupMethod(`${RT}/ListContainers`))).toBe(true);
     await h.client.unary(`${RT}/Version`, Buffer.alloc(0));
     await h.client.unary(`${RT}/ContainerStatus`, encodeMessage('runtime.v1.ContainerStatusRequest', { container_id: 'c-1' }));
@@ -186,7 +124,7 @@ describe('audit interceptor', () => {
   });
 
   test('call order is preserved under concurrency', async () => {
-    h = await start();
+    h = await startAudit();
     const ids = Array.from({ length: 12 }, (_, i) => `c-${i}`);
     const answered: string[] = [];
     const results = await Promise.all(
@@ -218,7 +156,7 @@ describe('audit interceptor', () => {
   });
 
   test('a call the proxy itself fails is recorded with the proxy error', async () => {
-    h = await start({ runtimeDown: true });
+    h = await startAudit({ runtimeDown: true });
     const result = await h.client.unary(`${RT}/StartContainer`, encodeMessage('runtime.v1.StartContainerRequest', { container_id: 'c-1' }));
     expect(result.status.code).toBe(grpc.status.UNAVAILABLE);
     expect(h.records()[0]).toMatchObject({ method: 'StartContainer', outcome: { code: 14, status: 'UNAVAILABLE', fromProxy: true } });
@@ -233,7 +171,7 @@ describe('audit interceptor', () => {
         return Promise.reject(new ProxyError('POLICY_DENIED', 'image denied'));
       },
     };
-    h = await start({ after: [policy] });
+    h = await startAudit({ after: [policy] });
     const result = await h.client.unary(
       `${IMG}/PullImage`,
       encodeMessage('runtime.v1.PullImageRequest', { image: { image: 'nginx:latest' } }),
@@ -244,10 +182,10 @@ describe('audit interceptor', () => {
 
   test('a new interceptor on the same file continues the chain (restart)', async () => {
     const dir = makeTempDir('cri-proxy-audit-');
-    h = await start({ dir });
+    h = await startAudit({ dir });
     await h.client.unary(`${RT}/StartContainer`, encodeMessage('runtime.v1.StartContainerRequest', { container_id: 'a' }));
     await h.close();
-    h = await start({ dir });
+    h = await startAudit({ dir });
     await h.client.unary(`${RT}/StartContainer`, encodeMessage('runtime.v1.StartContainerRequest', { container_id: 'b' }));
     expect(h.records().map((r) => r.seq)).toEqual([1, 2]);
     expect(await verifyAuditFiles([h.path])).toMatchObject({ ok: true, records: 2 });

@@ -187,6 +187,39 @@ describe('the cri-proxy command', () => {
     }
   });
 
+  test("a second proxy on a running one's config fails on the socket, exit 4, and touches nothing of the first", async () => {
+    const fake = await runtime('a');
+    const port = await freePort();
+    const config = path.join(dir, 'config.yaml');
+    const audit = path.join(dir, 'audit', 'audit.log');
+    writeConfig(config, fake.socketPath, port, `interceptors:\n  - name: audit\n    type: audit\n    config: { path: ${audit} }\n`);
+    running = startCli(['--config', config]);
+    await started(port);
+    expect((await client().unary('/runtime.v1.RuntimeService/StartContainer', Buffer.alloc(0))).status.code).toBe(grpc.status.OK);
+    // Ready: the runtime answered a Version call that went after the first proxy's own warm-up call, on the same
+    // connection, so that one (however slow on a busy machine) is recorded by now.
+    await eventually(async () => (await httpGet(`http://127.0.0.1:${port}/readyz`).catch(() => ({ status: 0 }))).status === 200);
+    const auditBefore = fs.readFileSync(audit);
+    const callsBefore = fake.calls.length;
+
+    // At log level info the second would log the audit chain head had it opened the log.
+    const second = startCli(['--config', config, '--log-level', 'info']);
+    expect(await second.exited).toBe(4);
+    expect(second.stderr()).toContain(`listen: unix://${dir}/proxy.sock cannot be opened: another process is serving`);
+    expect(fs.readFileSync(audit).equals(auditBefore)).toBe(true);
+    const logged = second
+      .stderr()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { auditChainHead?: unknown });
+    expect(logged.filter((record) => record.auditChainHead !== undefined)).toEqual([]);
+    // It did not even open a connection to the runtimes (its warm-up would have called Version).
+    expect(fake.calls.length).toBe(callsBefore);
+    // The first goes on serving, and records as before.
+    expect((await client().unary('/runtime.v1.RuntimeService/StartContainer', Buffer.alloc(0))).status.code).toBe(grpc.status.OK);
+    expect(fs.readFileSync(audit).subarray(0, auditBefore.length).equals(auditBefore)).toBe(true);
+  });
+
   test('a socket directory that cannot be created fails startup naming the setting, exit 4', async () => {
     const fake = await runtime('a');
     fs.writeFileSync(path.join(dir, 'plain-file'), '');

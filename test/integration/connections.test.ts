@@ -149,7 +149,7 @@ describe('client connections', () => {
     const script = `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`;
     spawnSync(process.execPath, ['-e', script]);
     expect(fs.statSync(stale).isSocket()).toBe(true);
-    const second = new ProxyServer({ ...proxy.serverOptions, socketPath: stale });
+    const second = new ProxyServer({ ...proxy.serverOptions, socket: { path: stale, mode: 0o660 } });
     await second.listen();
     expect(fs.statSync(stale).mode & 0o777).toBe(0o660);
     await second.close(10);
@@ -157,7 +157,7 @@ describe('client connections', () => {
 
   test('a socket another live process serves is not taken over', async () => {
     proxy = await startTestProxy();
-    const second = new ProxyServer({ ...proxy.serverOptions, socketPath: proxy.socketPath });
+    const second = new ProxyServer({ ...proxy.serverOptions, socket: { path: proxy.socketPath, mode: 0o660 } });
     await expect(second.listen()).rejects.toThrow(/another process is serving/);
     const stillServed = await proxy.client().unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0));
     expect(stillServed.status.code).toBe(grpc.status.OK);

@@ -3,7 +3,7 @@ import { Registry } from 'prom-client';
 import { encodeMessage } from '../../src/messages/codec';
 import { ErrorCode, Flag, FrameType, MAX_WINDOW, Setting } from '../../src/proxy/http2/frames';
 import { settingsFrame } from '../../src/proxy/http2/frame-writers';
-import type { ConnectionLimits } from '../../src/proxy/server';
+import type { Limits } from '../../src/proxy/limits';
 import { sample } from '../support/metric-samples';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
 import { RawH2Client } from '../support/raw-h2';
@@ -41,7 +41,7 @@ describe('HTTP/2 floods are bounded, and a well-behaved client alongside is serv
     await proxy.close();
   });
 
-  async function start(limits: Partial<ConnectionLimits> = {}): Promise<void> {
+  async function start(limits: Partial<Limits> = {}): Promise<void> {
     registry = new Registry();
     proxy = await startTestProxy({ registry, limits });
     proxy.runtime.on('ListContainers', { respond: LARGE_RESPONSE });

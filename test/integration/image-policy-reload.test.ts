@@ -155,9 +155,7 @@ describe('image-policy in the running proxy', () => {
           http: { listen: '' },
           shutdownGraceSeconds: 0,
           backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
-          interceptors: [
-            { name: 'images', type: 'image-policy', methods: ['PullImage', 'CreateContainer'], config: { rulesFile: file, ...extra } },
-          ],
+          interceptors: [{ name: 'images', type: 'image-policy', config: { rulesFile: file, ...extra } }],
         },
         builtinTypes(),
       );

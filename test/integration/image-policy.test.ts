@@ -2,12 +2,13 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { createImagePolicyInterceptor, imagePolicySchema } from '../../src/interceptors/image-policy';
 import { policyDecisionKey } from '../../src/policies/decision-key';
-import { encodeMessage } from '../../src/messages/codec';
+import { decodeMessage, encodeMessage } from '../../src/messages/codec';
 import type { Interceptor } from '../../src/chain/types';
 import { startTestProxy, type RawClient, type TestProxy, depsForTestProxy } from '../support/proxy-harness';
 
 const PULL = '/runtime.v1.ImageService/PullImage';
 const CREATE = '/runtime.v1.RuntimeService/CreateContainer';
+const RESTORE = '/runtime.v1.RuntimeService/RestorePod';
 const ID = `sha256:${'5e'.repeat(32)}`;
 const DIGEST = `sha256:${'d1'.repeat(32)}`;
 
@@ -21,12 +22,38 @@ function pull(image: string, namespace?: string): Buffer {
   return encodeMessage('runtime.v1.PullImageRequest', { image: { image }, ...sandbox });
 }
 
-function create(image: string, userSpecified?: string, namespace = 'default'): Buffer {
+/** A mount of an image (an image volume). */
+function volume(containerPath: string, image: string): Record<string, unknown> {
+  return { container_path: containerPath, image: { image }, readonly: true };
+}
+
+const HOST_MOUNT = { container_path: '/host', host_path: '/var/lib/x' };
+
+function create(image: string, userSpecified?: string, namespace = 'default', volumes: Record<string, unknown>[] = []): Buffer {
   const spec = userSpecified === undefined ? { image } : { image, user_specified_image: userSpecified };
+  const mounts = volumes.length === 0 ? {} : { mounts: [HOST_MOUNT, ...volumes] };
   return encodeMessage('runtime.v1.CreateContainerRequest', {
     pod_sandbox_id: 'sb1',
-    config: { metadata: { name: 'c' }, image: spec },
+    config: { metadata: { name: 'c' }, image: spec, ...mounts },
     sandbox_config: { metadata: { name: 'p', namespace } },
+  });
+}
+
+interface Restored {
+  readonly name: string;
+  readonly image: string;
+  readonly volumes?: Record<string, unknown>[];
+}
+
+function restore(containers: readonly Restored[], namespace = 'default'): Buffer {
+  return encodeMessage('runtime.v1.RestorePodRequest', {
+    checkpoint_path: '/var/lib/checkpoints/p',
+    config: { metadata: { name: 'p', namespace, uid: 'u1' } },
+    container_configs: containers.map((c) => ({
+      metadata: { name: c.name },
+      image: { image: c.image },
+      ...(c.volumes === undefined ? {} : { mounts: [HOST_MOUNT, ...c.volumes] }),
+    })),
   });
 }
 
@@ -179,8 +206,8 @@ describe('image-policy interceptor', () => {
     expect(result.status.details).toMatch(/took longer than 100 ms/);
   });
 
-  test('with failOpen, a failed lookup lets the call through', async () => {
-    await start({ rules, failOpen: true });
+  test('with whenLookupFails: allow, a failed lookup lets the call through', async () => {
+    await start({ rules, whenLookupFails: 'allow' });
     proxy.runtime.on('ImageStatus', { fail: { code: grpc.status.INTERNAL, message: 'boom' } });
     expect((await client.unary(CREATE, create(ID))).status.code).toBe(grpc.status.OK);
     expect(runtimeSaw('CreateContainer')).toBe(1);
@@ -207,6 +234,81 @@ describe('image-policy interceptor', () => {
       { action: 'allow', rule: 'no-latest', reason: 'matches "docker.io/library/*"', mode: 'audit' },
       undefined,
     ]);
+  });
+
+  test('image volumes: a mount naming a denied image by ID is refused, though the container image is allowed', async () => {
+    await start({ rules });
+    proxy.runtime.on('ImageStatus', { respond: imageStatus(['quay.io/evil/tools:1']) });
+    const result = await client.unary(CREATE, create('busybox:1.36', undefined, 'default', [volume('/tools', ID)]));
+    expect(result.status.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(result.status.details).toBe(
+      `image volume "${ID}" (quay.io/evil/tools:1) at config.mounts[1].image denied by the default action ` +
+        '(cri-proxy inline image policy of interceptor "images"): no rule matches',
+    );
+    expect(runtimeSaw('CreateContainer')).toBe(0);
+    const lookup = proxy.runtime.lastCall('ImageStatus')?.requestBytes ?? Buffer.alloc(0);
+    expect(decodeMessage('runtime.v1.ImageStatusRequest', lookup)).toMatchObject({ image: { image: ID } });
+    // One decision per image: the container's allowed, the volume's denied.
+    expect(await counted(registry, 'cri_proxy_image_policy_decisions_total', { door: 'create', action: 'allow' })).toBe(1);
+    expect(await counted(registry, 'cri_proxy_image_policy_decisions_total', { door: 'create', action: 'deny' })).toBe(1);
+    expect(decisions).toEqual([
+      {
+        action: 'deny',
+        rule: undefined,
+        reason: 'no rule matches',
+        mode: 'enforce',
+        images: [
+          { image: 'busybox:1.36', at: 'config.image', action: 'allow', rule: 'no-latest', reason: 'matches "docker.io/library/*"' },
+          { image: ID, at: 'config.mounts[1].image', action: 'deny', rule: undefined, reason: 'no rule matches' },
+        ],
+      },
+    ]);
+  });
+
+  test('image volumes: a call whose every image is allowed is forwarded untouched; a denied container image still denies', async () => {
+    await start({ rules });
+    const allowed = create('busybox:1.36', undefined, 'default', [volume('/data', 'busybox:1.37')]);
+    expect((await client.unary(CREATE, allowed)).status.code).toBe(grpc.status.OK);
+    expect(proxy.runtime.lastCall('CreateContainer')?.requestBytes.equals(allowed)).toBe(true);
+    const denied = await client.unary(CREATE, create('busybox', undefined, 'default', [volume('/data', 'busybox:1.37')]));
+    expect(denied.status.details).toMatch(/^image "docker.io\/library\/busybox:latest" denied by rule "no-latest"/);
+    expect(runtimeSaw('CreateContainer')).toBe(1);
+  });
+
+  test('RestorePod: each container image and image volume is checked, and the denial says where', async () => {
+    await start({ rules });
+    const ok = restore([
+      { name: 'a', image: 'busybox:1.36' },
+      { name: 'b', image: 'busybox:1.37', volumes: [volume('/v', 'busybox:1.36')] },
+    ]);
+    expect((await client.unary(RESTORE, ok)).status.code).toBe(grpc.status.OK);
+    expect(proxy.runtime.lastCall('RestorePod')?.requestBytes.equals(ok)).toBe(true);
+    const badImage = await client.unary(
+      RESTORE,
+      restore([
+        { name: 'a', image: 'busybox:1.36' },
+        { name: 'b', image: 'quay.io/x/y:1' },
+      ]),
+    );
+    expect(badImage.status.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(badImage.status.details).toMatch(/^image "quay.io\/x\/y:1" at container_configs\[1\].image denied by the default action/);
+    const badVolume = await client.unary(RESTORE, restore([{ name: 'a', image: 'busybox:1.36', volumes: [volume('/v', 'busybox')] }]));
+    expect(badVolume.status.details).toMatch(
+      /^image volume "docker.io\/library\/busybox:latest" at container_configs\[0\].mounts\[1\].image denied by rule "no-latest"/,
+    );
+    expect(runtimeSaw('RestorePod')).toBe(1);
+    expect(await counted(registry, 'cri_proxy_image_policy_decisions_total', { door: 'restore', action: 'deny' })).toBe(2);
+  });
+
+  test('RestorePod: the namespace is the restored pod’s, and a restore naming no container cannot be decided', async () => {
+    await start({ rules });
+    const teamA = [{ name: 'a', image: 'registry.corp.example/team-a/app:1' }];
+    expect((await client.unary(RESTORE, restore(teamA, 'team-a'))).status.code).toBe(grpc.status.OK);
+    expect((await client.unary(RESTORE, restore(teamA, 'team-b'))).status.code).toBe(grpc.status.PERMISSION_DENIED);
+    const empty = await client.unary(RESTORE, restore([]));
+    expect(empty.status.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(empty.status.details).toBe('RestorePod names no image to check (cri-proxy inline image policy of interceptor "images")');
+    expect(runtimeSaw('RestorePod')).toBe(1);
   });
 
   test('other methods pass without their requests being decoded', async () => {

@@ -4,18 +4,20 @@ import { encodeMessage } from '../../src/messages/codec';
 import { CONNECTION_PREFACE, ErrorCode, Flag, FrameType, Setting } from '../../src/proxy/http2/frames';
 import { settingsFrame } from '../../src/proxy/http2/frame-writers';
 import type { ChainEntry } from '../../src/chain/chain';
-import type { ConnectionLimits } from '../../src/proxy/server';
+import type { Limits } from '../../src/proxy/limits';
 import { sample } from '../support/metric-samples';
 import { readsRequests } from '../support/calls';
-import { startTestProxy, type TestProxy } from '../support/proxy-harness';
+import { startTestProxy, type SocketMode, type TestProxy } from '../support/proxy-harness';
 import { RawH2Client } from '../support/raw-h2';
 import { waitFor } from '../support/wait';
+import { PROXY_ERROR_TRAILER } from '../../src/proxy/grpc-status';
 
 const VERSION = '/runtime.v1.RuntimeService/Version';
 const EXEC_SYNC = '/runtime.v1.RuntimeService/ExecSync';
 const versionRequest = encodeMessage('runtime.v1.VersionRequest', { version: 'v1' });
 
-describe('client connection limits', () => {
+// Both ways the proxy gets its socket: bound from `listen`, or passed in by systemd (socket activation).
+describe.each<SocketMode>(['path', 'inherited'])('client connection limits (socket: %s)', (socket) => {
   let proxy: TestProxy;
   let registry: Registry;
   const raws: RawH2Client[] = [];
@@ -24,9 +26,9 @@ describe('client connection limits', () => {
     await proxy.close();
   });
 
-  async function start(limits: Partial<ConnectionLimits>, entries: readonly ChainEntry[] = []): Promise<void> {
+  async function start(limits: Partial<Limits>, entries: readonly ChainEntry[] = []): Promise<void> {
     registry = new Registry();
-    proxy = await startTestProxy({ registry, limits, entries });
+    proxy = await startTestProxy({ registry, limits, entries, socket });
   }
 
   function raw(): RawH2Client {
@@ -127,6 +129,7 @@ describe('client connection limits', () => {
     const result = await proxy.client().unary(EXEC_SYNC, Buffer.alloc(2000, 1));
     expect(result.status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(result.status.details).toContain('maxHeldRequestBytes');
+    expect(result.status.metadata.get(PROXY_ERROR_TRAILER)).toEqual(['LIMIT_EXCEEDED']);
     expect(await triggered('heldRequestBytes')).toBe(1);
     expect(proxy.runtime.lastCall('ExecSync')).toBeUndefined();
     await neighbourServed();

@@ -6,6 +6,7 @@ import type { ChainEntry } from '../../src/chain/chain';
 import { encodeMessage } from '../../src/messages/codec';
 import type { Interceptor } from '../../src/chain/types';
 import { sample } from '../support/metric-samples';
+import { testPodStarts, type TestPodStarts } from '../support/pod-starts';
 import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
 
 const RUNTIME = '/runtime.v1.RuntimeService';
@@ -35,22 +36,26 @@ describe('metrics interceptor: pod starts and image pulls', () => {
   let client: RawClient;
   let registry: Registry;
   let interceptor: Interceptor;
+  let feedSetup: TestPodStarts;
 
   beforeEach(async () => {
+    feedSetup = testPodStarts({ settleMs: 50 });
     const slot: { interceptor?: Interceptor } = {};
     const entry: ChainEntry = {
       interceptor: { name: 'metrics', intercept: (ctx, next) => (slot.interceptor as Interceptor).intercept(ctx, next) },
       onError: 'failOpen',
       methods: undefined,
     };
-    proxy = await startTestProxy({ entries: [entry] });
+    proxy = await startTestProxy({ entries: [entry], observer: feedSetup.feed.observer(feedSetup.subscribers) });
     client = proxy.client();
     registry = new Registry();
-    const config = metricsConfigSchema.parse({ podStart: { settleMs: 50 } });
-    interceptor = createMetricsInterceptor(config, { name: 'metrics', log: silentLogger, registry, router: proxy.serverOptions.router });
+    const config = metricsConfigSchema.parse({});
+    const deps = { name: 'metrics', log: silentLogger, registry, router: proxy.router, podStarts: feedSetup.subscribers };
+    interceptor = createMetricsInterceptor(config, deps);
     slot.interceptor = interceptor;
   });
   afterEach(async () => {
+    feedSetup.feed.close();
     await interceptor.close?.();
     await proxy.close();
   });
@@ -88,7 +93,7 @@ describe('metrics interceptor: pod starts and image pulls', () => {
     await startPod({ uid: 'u1', handler: 'kata', sandboxId: 'sb-1', containerId: 'ctr-1', pull: true });
     await eventually(async () => (await podStarts('kata')) === 1);
     // Closing reports every pod start still waiting for its quiet period: nothing more is counted for the same pod.
-    await interceptor.close?.();
+    feedSetup.feed.close();
     expect(await podStarts('kata')).toBe(1);
     const total = (await sample(registry, 'cri_proxy_pod_start_duration_seconds', { runtime_handler: 'kata' }, '_sum')) ?? 0;
     for (const name of ['sandbox', 'pull', 'create', 'start']) expect(await phase(name, 'kata', '_count')).toBe(1);
@@ -112,7 +117,7 @@ describe('metrics interceptor: pod starts and image pulls', () => {
     const metadata = { name: 'p', namespace: 'default', uid: 'u3' };
     const result = await client.unary(`${RUNTIME}/RunPodSandbox`, msg('RunPodSandboxRequest', { config: { metadata } }));
     expect(result.status.code).toBe(grpc.status.UNKNOWN);
-    await interceptor.close?.();
+    feedSetup.feed.close();
     expect(await podStarts('default')).toBeUndefined();
   });
 

@@ -39,7 +39,7 @@ async function startWithMetrics(config: unknown = {}, inner: readonly ChainEntry
     name: 'metrics',
     log: silentLogger,
     registry,
-    router: proxy.serverOptions.router,
+    router: proxy.router,
   });
   slot.interceptor = interceptor;
   return { proxy, client: proxy.client(), registry, interceptor };

@@ -1,5 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
+import { ProxyError } from '../../src/errors';
 import { decodeMessage, encodeMessage } from '../../src/messages/codec';
+import { PROXY_ERROR_TRAILER } from '../../src/proxy/grpc-status';
 import { callRuntime, streamRuntime } from '../../src/proxy/runtime-client';
 import { collectStream, interceptorEntry } from '../support/calls';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
@@ -54,7 +56,7 @@ describe('answers the proxy gives itself', () => {
 
   test("a runtime's answer relayed with its trailers", async () => {
     const relay = interceptorEntry('relay', async (ctx) => {
-      const upstream = proxy.serverOptions.router.pick(undefined);
+      const upstream = proxy.router.pick(undefined);
       const reply = await callRuntime(upstream, ctx.method.path, (await ctx.requestBytes()) ?? Buffer.alloc(0), 1000);
       ctx.respond({ messages: reply.body ? [reply.body] : [], trailers: reply.trailers });
     });
@@ -69,6 +71,26 @@ describe('answers the proxy gives itself', () => {
     expect(missing.status.code).toBe(grpc.status.NOT_FOUND);
     expect(missing.status.details).toBe('no such image');
     expect(missing.status.metadata.get('x-why')).toEqual(['gone']);
+  });
+
+  test("its own errors carry their code in the cri-proxy-error trailer; a runtime's error, relayed, never does", async () => {
+    const deny = interceptorEntry('deny', (ctx, next) =>
+      ctx.method.name === 'PullImage' ? Promise.reject(new ProxyError('POLICY_DENIED', 'cri-proxy: denied')) : next(),
+    );
+    proxy = await startTestProxy({ entries: [deny] });
+    const denied = await proxy.client().unary('/runtime.v1.ImageService/PullImage', Buffer.alloc(0));
+    expect(denied.status.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(denied.status.metadata.get(PROXY_ERROR_TRAILER)).toEqual(['POLICY_DENIED']);
+
+    proxy.runtime.on('StopContainer', { fail: { code: grpc.status.UNKNOWN, message: 'ttrpc: closed' } });
+    const relayed = await proxy.client().unary('/runtime.v1.RuntimeService/StopContainer', Buffer.alloc(0));
+    expect(relayed.status).toMatchObject({ code: grpc.status.UNKNOWN, details: 'ttrpc: closed' });
+    expect(relayed.status.metadata.get(PROXY_ERROR_TRAILER)).toEqual([]);
+
+    await proxy.runtime.stop();
+    const down = await proxy.client().unary('/runtime.v1.RuntimeService/StopContainer', Buffer.alloc(0));
+    expect(down.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(down.status.metadata.get(PROXY_ERROR_TRAILER)).toEqual(['UPSTREAM_UNAVAILABLE']);
   });
 
   test('a replaced request reaches the runtime; interceptors still see the client’s', async () => {
@@ -143,7 +165,7 @@ describe("the proxy's own streaming calls", () => {
       },
       trailers: { 'x-end': 'yes' },
     });
-    const upstream = proxy.serverOptions.router.pick(undefined);
+    const upstream = proxy.router.pick(undefined);
     const ids: unknown[] = [];
     const end = await streamRuntime(upstream, '/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0), {}, async (m) => {
       ids.push(decodeMessage('runtime.v1.ContainerEventResponse', m)['container_id']);
@@ -157,7 +179,7 @@ describe("the proxy's own streaming calls", () => {
   test('end CANCELLED when aborted, and the runtime sees the cancellation', async () => {
     proxy = await startTestProxy();
     proxy.runtime.on('GetContainerEvents', { delayMs: Infinity });
-    const upstream = proxy.serverOptions.router.pick(undefined);
+    const upstream = proxy.router.pick(undefined);
     const controller = new AbortController();
     const ended = streamRuntime(
       upstream,
@@ -174,7 +196,7 @@ describe("the proxy's own streaming calls", () => {
 
   test('end UNAVAILABLE naming the runtime when it cannot be reached', async () => {
     proxy = await startTestProxy({ runtimeDown: true });
-    const upstream = proxy.serverOptions.router.pick(undefined);
+    const upstream = proxy.router.pick(undefined);
     const end = await streamRuntime(upstream, '/runtime.v1.RuntimeService/GetContainerEvents', Buffer.alloc(0), {}, () => undefined);
     expect(end.code).toBe(grpc.status.UNAVAILABLE);
     expect(end.message).toContain(proxy.runtime.socketPath);

@@ -47,6 +47,19 @@ class CallLoops {
   }
 }
 
+/** Resolves once the client has seen its connection close (its channel is no longer READY). */
+function connectionLost(client: RawClient): Promise<void> {
+  const channel = client.client.getChannel();
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      const state = channel.getConnectivityState(false);
+      if (state !== grpc.connectivityState.READY) resolve();
+      else channel.watchConnectivityState(state, Date.now() + 30_000, (err) => (err ? reject(err) : check()));
+    };
+    check();
+  });
+}
+
 describe('socket activation', () => {
   let dir: string;
   let runtime: FakeRuntime;
@@ -160,6 +173,10 @@ describe('socket activation', () => {
     expect((await c.unary(VERSION, Buffer.alloc(0))).status.code).toBe(grpc.status.OK);
     parent.signal('SIGKILL');
     expect(await parent.exited(first)).toMatchObject({ signal: 'SIGKILL' });
+    // A call sent on the connection to the killed process fails (UNAVAILABLE, "Connection dropped"): nothing can
+    // answer it. The client learns of that connection's end on its own time, possibly after the exit is known
+    // here; only calls made after that go through the held socket, as kubelet's retries do.
+    await connectionLost(c);
 
     const calls = [c, client()].map((each) => each.unary(VERSION, Buffer.alloc(0), new grpc.Metadata(), { deadline: Date.now() + 30_000 }));
     await parent.start();

@@ -10,6 +10,7 @@ import { App } from '../../src/app';
 import { builtinTypes } from '../../src/commands/builtin-types';
 import { validateConfig } from '../../src/commands/config';
 import { ExitCode } from '../../src/commands/exit-codes';
+import { SocketMode } from '../../src/config/address';
 import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
 import { createLogger, silentLogger } from '../../src/log';
 import { makeTempDir } from '../support/proxy-harness';
@@ -93,7 +94,7 @@ describe('socketMode', () => {
 
   test('a config built without validation is still refused at start', async () => {
     // validateProxyConfig refuses it too; App.start must not rely on that.
-    const unchecked = { ...config({}), socketMode: '0666' } as ProxyConfig;
+    const unchecked: ProxyConfig = { ...config({}), socketMode: new SocketMode('0666') };
     await expect(App.start(unchecked, { log: silentLogger, registry: new Registry() })).rejects.toThrow(
       /^socketMode: "0666" lets every user/,
     );

@@ -9,6 +9,7 @@ import { Router } from '../../src/proxy/router';
 import type { Interceptor } from '../../src/chain/types';
 import { Upstream } from '../../src/proxy/upstream';
 import { startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
+import { testPodStarts, type TestPodStarts } from '../support/pod-starts';
 import { waitFor } from '../support/wait';
 import { tracingConfigSchema } from '../../src/interceptors/tracing/config';
 
@@ -36,20 +37,26 @@ interface Setup {
   readonly client: RawClient;
   readonly exporter: InMemorySpanExporter;
   readonly interceptor: Interceptor;
+  readonly podStarts: TestPodStarts;
 }
 
-async function start(podStart: Record<string, unknown> = {}): Promise<Setup> {
+async function start(options: { enabled?: boolean; maxStarting?: number } = {}): Promise<Setup> {
   const exporter = new InMemorySpanExporter();
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-  const config = tracingConfigSchema.parse({ podStart: { settleMs: 50, ...podStart } });
+  const config = tracingConfigSchema.parse({ podStart: { enabled: options.enabled ?? true } });
+  const podStarts = testPodStarts({ settleMs: 50, ...(options.maxStarting === undefined ? {} : { maxStarting: options.maxStarting }) });
   const interceptor = createTracingInterceptor(config, {
     name: 'tracing',
     log: silentLogger,
     registry: new Registry(),
     router: unusedRouter(),
     tracerProvider,
+    podStarts: podStarts.subscribers,
   });
-  const proxy = await startTestProxy({ entries: [{ interceptor, onError: 'failClosed', methods: undefined }] });
+  const proxy = await startTestProxy({
+    entries: [{ interceptor, onError: 'failClosed', methods: undefined }],
+    observer: podStarts.feed.observer(podStarts.subscribers),
+  });
   const { runtime } = proxy;
   runtime.on('RunPodSandbox', {
     delayMs: 10,
@@ -69,7 +76,7 @@ async function start(podStart: Record<string, unknown> = {}): Promise<Setup> {
     },
   });
   runtime.on('StartContainer', { delayMs: 5 });
-  return { proxy, client: proxy.client(), exporter, interceptor };
+  return { proxy, client: proxy.client(), exporter, interceptor, podStarts };
 }
 
 function uidOf(runPodSandboxRequest: Buffer): string {
@@ -130,6 +137,7 @@ async function startPod(client: RawClient, uid: string): Promise<void> {
 describe('tracing interceptor: pod start traces', () => {
   let setup: Setup;
   afterEach(async () => {
+    setup.podStarts.feed.close();
     await setup.interceptor.close?.();
     await setup.proxy.close();
   });
@@ -225,8 +233,8 @@ describe('tracing interceptor: pod start traces', () => {
     ]);
   });
 
-  test('state is bounded: beyond maxPods the oldest unfinished pod start is dropped', async () => {
-    setup = await start({ maxPods: 1 });
+  test('state is bounded: beyond maxStarting the oldest unfinished pod start is dropped', async () => {
+    setup = await start({ maxStarting: 1 });
     const sandbox = (uid: string) => ({ config: sandboxConfig(uid), runtime_handler: 'runc' });
     await call(setup.client, `${RUNTIME}RunPodSandbox`, 'runtime.v1.RunPodSandboxRequest', sandbox('a'));
     await call(setup.client, `${RUNTIME}RunPodSandbox`, 'runtime.v1.RunPodSandboxRequest', sandbox('b'));
@@ -240,7 +248,7 @@ describe('tracing interceptor: pod start traces', () => {
     }
     await waitFor(() => setup.exporter.getFinishedSpans().some((s) => s.name === 'pod start'));
     // Closing reports every pod start still waiting for its quiet period: nothing later can add one.
-    await setup.interceptor.close?.();
+    setup.podStarts.feed.close();
     const pods = setup.exporter.getFinishedSpans().filter((s) => s.name === 'pod start');
     expect(pods.map((s) => s.attributes['cri.pod.uid'])).toEqual(['b']);
   });
@@ -248,6 +256,7 @@ describe('tracing interceptor: pod start traces', () => {
   test('podStart.enabled: false records call spans only', async () => {
     setup = await start({ enabled: false });
     await startPod(setup.client, 'u1');
+    setup.podStarts.feed.close();
     await setup.interceptor.close?.();
     const names = setup.exporter.getFinishedSpans().map((s) => s.name);
     expect(names).toHaveLength(6);

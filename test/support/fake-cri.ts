@@ -33,6 +33,14 @@ const sub = (m: DecodedMessage | undefined, key: string): DecodedMessage | undef
   return typeof v === 'object' && v !== null ? (v as DecodedMessage) : undefined;
 };
 
+/** `registry/name` of `registry/name:tag` (or of `…@digest`). */
+const repositoryOf = (ref: string): string => {
+  const at = ref.indexOf('@');
+  const named = at === -1 ? ref : ref.slice(0, at);
+  const colon = named.lastIndexOf(':');
+  return colon > named.lastIndexOf('/') ? named.slice(0, colon) : named;
+};
+
 const requestTypes = new Map(methodTable.map((m) => [m.name, m.requestType ?? '']));
 const responseTypes = new Map(methodTable.map((m) => [m.name, m.responseType ?? '']));
 
@@ -41,6 +49,8 @@ export class FakeCri {
   readonly containers = new Map<string, Container>();
   /** Image ID → its tags. */
   readonly images = new Map<string, string[]>();
+  /** While set, pulls fail as they do when the registry cannot be reached. */
+  registryDown = false;
   private next = 0;
   private readonly subscribers = new Set<(event: Buffer | undefined) => void>();
 
@@ -146,6 +156,14 @@ export class FakeCri {
     for (const method of ['UpdatePodSandboxResources', 'PortForward', 'PodSandboxStats', 'CheckpointPod']) this.on(method, bySandbox);
     this.on('CreateContainer', (r) => {
       const sandbox = this.sandbox(str(r, 'pod_sandbox_id'));
+      // As CRI-O says it: a runtime creates containers only from images it holds (tests that leave the image out
+      // do not care which).
+      const config = sub(r, 'config');
+      const mounts = Array.isArray(config?.['mounts']) ? (config['mounts'] as DecodedMessage[]) : [];
+      for (const image of [str(sub(config, 'image'), 'image'), ...mounts.map((m) => str(sub(m, 'image'), 'image'))]) {
+        if (image !== '' && this.imageId(image) === undefined)
+          throw new RuntimeFailure({ code: grpc.status.NOT_FOUND, message: `${this.name}: image not known: ${image}` });
+      }
       const container: Container = {
         id: this.id('ctr'),
         sandboxId: sandbox.id,
@@ -196,13 +214,17 @@ export class FakeCri {
     });
     this.on('ListImages', () => ({ images: [...this.images].map(([id, tags]) => ({ id, repo_tags: tags })) }));
     this.on('ImageStatus', (r) => {
-      const ref = str(sub(r, 'image'), 'image');
-      const found = [...this.images].find(([id, tags]) => id === ref || tags.includes(ref));
-      return found === undefined ? {} : { image: { id: found[0], repo_tags: found[1], size: 4096 } };
+      const id = this.imageId(str(sub(r, 'image'), 'image'));
+      if (id === undefined) return {};
+      const tags = this.images.get(id) ?? [];
+      return { image: { id, repo_tags: tags, repo_digests: [...new Set(tags.map((t) => `${repositoryOf(t)}@${id}`))], size: 4096 } };
     });
     this.on('PullImage', (r) => {
       const ref = str(sub(r, 'image'), 'image');
-      const id = `sha256:${Buffer.from(ref).toString('hex').padEnd(64, '0').slice(0, 64)}`;
+      if (this.registryDown) throw new RuntimeFailure({ code: grpc.status.UNAVAILABLE, message: `${ref}: no route to host` });
+      // The image's ID follows from what was pulled, as content from a registry would; a digest names it outright.
+      const at = ref.indexOf('@');
+      const id = at === -1 ? `sha256:${Buffer.from(ref).toString('hex').padEnd(64, '0').slice(0, 64)}` : ref.slice(at + 1);
       this.images.set(id, [...new Set([...(this.images.get(id) ?? []), ref])]);
       return { image_ref: id };
     });
@@ -213,6 +235,11 @@ export class FakeCri {
     });
     this.on('ImageFsInfo', () => ({ image_filesystems: [{ fs_id: { mountpoint: `/var/lib/${this.name}` } }] }));
     this.runtime.on('GetContainerEvents', { stream: () => this.events() });
+  }
+
+  /** The ID of the image `ref` (an ID or a tag) names, if this runtime holds it. */
+  imageId(ref: string): string | undefined {
+    return [...this.images].find(([id, tags]) => id === ref || tags.includes(ref))?.[0];
   }
 
   private podsMatching(filter: DecodedMessage | undefined): Message[] {

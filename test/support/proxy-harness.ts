@@ -6,14 +6,17 @@ import type { Registry } from 'prom-client';
 import type { InterceptorDeps } from '../../src/chain/interceptor-types';
 import { silentLogger, type Logger } from '../../src/log';
 import type { Call } from '../../src/proxy/call';
-import { Chain, type ChainEntry, type FaultListener } from '../../src/chain/chain';
+import { Chain, type CallObserver, type ChainEntry, type FaultListener } from '../../src/chain/chain';
 import { Router } from '../../src/proxy/router';
 import { dataPlaneMetrics } from '../../src/proxy/data-plane-metrics';
 import type { ConnectionError, StreamError } from '../../src/proxy/http2/frames';
 import type { LocalSettings } from '../../src/proxy/http2/output';
-import { ProxyServer, type ConnectionLimits, type ProxyServerOptions } from '../../src/proxy/server';
+import { limitsSchema } from '../../src/config/schema';
+import type { Limits } from '../../src/proxy/limits';
+import { ProxyServer, type ProxyServerOptions } from '../../src/proxy/server';
 import { Upstream } from '../../src/proxy/upstream';
 import { FakeRuntime } from './fake-runtime';
+import { inheritedSocket } from './inherited-socket';
 
 export interface TestProxy {
   readonly dir: string;
@@ -23,6 +26,8 @@ export interface TestProxy {
   readonly runtimes: ReadonlyMap<string, FakeRuntime>;
   readonly server: ProxyServer;
   readonly serverOptions: ProxyServerOptions;
+  /** What the proxy's calls are routed by (the current one after a restart). */
+  readonly router: Router;
   readonly socketPath: string;
   readonly faults: { entry: string; error: unknown }[];
   client(): RawClient;
@@ -49,12 +54,27 @@ export interface TestProxyOptions {
   readonly runtimeDown?: boolean;
   /** Paths outside CRI v1 the fake runtime serves too. */
   readonly extraMethods?: readonly string[];
-  /** Client connection limits of the proxy's server. */
-  readonly limits?: Partial<ConnectionLimits>;
+  /** Client connection limits of the proxy's server; the config's defaults for those not given. */
+  readonly limits?: Partial<Limits>;
+  /**
+   * How the proxy gets its socket: it binds the path itself (`path`, the default) or is handed a listening
+   * descriptor, as socket activation does (`inherited`).
+   */
+  readonly socket?: SocketMode;
   /** Windows and header limit the proxy announces to the runtime. */
   readonly upstreamSettings?: Partial<LocalSettings>;
   /** Where the data plane's metrics go. */
   readonly registry?: Registry;
+  /** Watches calls from outside the chain, as the app's pod-start feed does. */
+  readonly observer?: CallObserver<Call>;
+}
+
+export type SocketMode = 'path' | 'inherited';
+
+/** A listening descriptor for `socketPath`, made as the socket unit would make it. */
+async function inheritedFd(socketPath: string): Promise<number> {
+  fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o750 });
+  return inheritedSocket(socketPath);
 }
 
 export function makeTempDir(prefix = 'cri-proxy-test-'): string {
@@ -105,19 +125,17 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
     );
     const router = new Router(upstreams, defaultName);
     const owned = options.entriesFor?.(router) ?? [];
-    const chain = new Chain<Call>([...(options.entries ?? []), ...owned], (call) => call.forward(), onFault);
+    const chain = new Chain<Call>([...(options.entries ?? []), ...owned], (call) => call.forward(), onFault, options.observer);
     const serverOptions: ProxyServerOptions = {
-      socketPath,
-      socketMode: 0o660,
+      socket: options.socket === 'inherited' ? { fd: await inheritedFd(socketPath) } : { path: socketPath, mode: 0o660 },
       maxMessageBytes,
       log,
-      router,
-      chain,
-      ...(options.limits ? { limits: options.limits } : {}),
+      limits: limitsSchema.parse(options.limits ?? {}),
       ...(options.registry ? { registry: options.registry } : {}),
     };
     const server = new ProxyServer(serverOptions);
     await server.listen();
+    server.serve(chain, router);
     return { router, server, serverOptions, owned };
   };
   const stop = async (running: Running, graceMs: number): Promise<void> => {
@@ -137,6 +155,9 @@ export async function startTestProxy(options: TestProxyOptions = {}): Promise<Te
     },
     get serverOptions() {
       return running.serverOptions;
+    },
+    get router() {
+      return running.router;
     },
     socketPath,
     faults,
@@ -225,7 +246,7 @@ export function depsForTestProxy(
     registry,
     get router() {
       if (holder.proxy === undefined) throw new Error('proxy not started');
-      return holder.proxy.serverOptions.router;
+      return holder.proxy.router;
     },
   };
   return { deps, bind: (proxy) => (holder.proxy = proxy) };

@@ -5,6 +5,7 @@ import { routingConfigSchema } from '../../src/interceptors/routing/config';
 import { createRoutingInterceptor } from '../../src/interceptors/routing/interceptor';
 import { silentLogger } from '../../src/log';
 import type { ChainEntry } from '../../src/chain/chain';
+import { Downstream } from '../../src/chain/own-call';
 import { decodeMessage, encodeMessage, type DecodedMessage } from '../../src/messages/codec';
 import { methodTable } from '../../src/chain/method-table';
 import type { Router } from '../../src/proxy/router';
@@ -61,6 +62,8 @@ interface RoutingProxyOptions {
   readonly after?: (router: Router) => readonly ChainEntry[];
   /** Entries before routing (observers), built with the router. */
   readonly before?: (router: Router) => readonly ChainEntry[];
+  /** Paths outside CRI v1 both fake runtimes serve (as unary methods). */
+  readonly extraMethods?: readonly string[];
 }
 
 export async function startRoutingProxy(options: RoutingProxyOptions = {}): Promise<RoutingProxy> {
@@ -68,12 +71,14 @@ export async function startRoutingProxy(options: RoutingProxyOptions = {}): Prom
   const config = routingConfigSchema.parse(options.config ?? ROUTING_CONFIG);
   const proxy = await startTestProxy({
     backends: BACKENDS,
+    ...(options.extraMethods ? { extraMethods: options.extraMethods } : {}),
     entriesFor: (router) => {
       registry = new Registry();
-      const routing = createRoutingInterceptor(config, { name: 'routing', log: silentLogger, registry, router });
+      const downstream = new Downstream(router, 'routing');
+      const routing = createRoutingInterceptor(config, { name: 'routing', log: silentLogger, registry, router, downstream });
       return [
         ...(options.before?.(router) ?? []),
-        { interceptor: routing, onError: 'failClosed', methods: undefined },
+        { interceptor: routing, onError: 'failClosed', methods: undefined, downstream },
         ...(options.after?.(router) ?? []),
       ];
     },

@@ -3,7 +3,7 @@ import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { verifyAuditFiles } from '../../src/audit/verify';
 import { AuditTimeoutError, AuditWriter, type AuditIo, type AuditWriterSettings } from '../../src/audit/writer';
-import { runAuditVerify } from '../../src/commands/audit-verify';
+import { main } from '../../src/cli';
 import { makeTempDir } from '../support/proxy-harness';
 import { gatedIo } from '../support/gated-io';
 import { ManualScheduler } from '../support/manual-scheduler';
@@ -99,7 +99,7 @@ test('a rollback that fails: the next record marks the bytes, and verify tells t
   expect(result).toMatchObject({ ok: true, records: 3, lastSeq: 3, problems: [] });
   expect(result.failedWrites).toEqual([{ file, line: 2, offset: torn, bytes: left, markedBy: 2 }]);
   let out = '';
-  expect(await runAuditVerify([file], { out: (t) => (out += t), err: () => undefined })).toBe(0);
+  expect(await main(['audit', 'verify', file], { out: (t) => (out += t), err: () => undefined })).toBe(0);
   expect(out).toContain(`NOTE: ${file}:2: ${left} bytes at byte offset ${torn}`);
 
   // The same torn bytes without the marker after them are a crash: an interrupted write, and the check fails.

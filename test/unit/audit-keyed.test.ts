@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { GENESIS, formatRecord, sha256Hex, type ChainHead } from '../../src/audit/line-format';
 import { verifyAuditFiles } from '../../src/audit/verify';
 import { AuditWriter, type AuditWriterSettings } from '../../src/audit/writer';
-import { runAuditVerify } from '../../src/commands/audit-verify';
+import { main } from '../../src/cli';
 import { createLogger } from '../../src/log';
 import { makeTempDir } from '../support/proxy-harness';
 import { ManualScheduler } from '../support/manual-scheduler';
@@ -52,7 +52,7 @@ function rewriteTail(from: number, change: (r: Record<string, unknown>) => void,
 async function verifyCli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await runAuditVerify(args, { out: (t) => (out += t), err: (t) => (err += t) });
+  const code = await main(['audit', 'verify', ...args], { out: (t) => (out += t), err: (t) => (err += t) });
   return { code, out, err };
 }
 

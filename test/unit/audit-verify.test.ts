@@ -1,7 +1,8 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GENESIS_HASH, checkLine, formatRecord, sha256Hex } from '../../src/audit/line-format';
-import { rotationOrder, runAuditVerify } from '../../src/commands/audit-verify';
+import { main } from '../../src/cli';
+import { rotationOrder } from '../../src/commands/audit-verify';
 import { verifyAuditFiles, type VerifyResult } from '../../src/audit/verify';
 import { AuditWriter } from '../../src/audit/writer';
 import { makeTempDir } from '../support/proxy-harness';
@@ -38,7 +39,7 @@ function reHash(line: string, change: (r: Record<string, unknown>) => void): str
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await runAuditVerify(args, { out: (t) => (out += t), err: (t) => (err += t) });
+  const code = await main(['audit', 'verify', ...args], { out: (t) => (out += t), err: (t) => (err += t) });
   return { code, out, err };
 }
 

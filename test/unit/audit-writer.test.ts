@@ -5,6 +5,7 @@ import { verifyAuditFiles } from '../../src/audit/verify';
 import { AuditWriter, type AuditIo, type AuditWriterSettings } from '../../src/audit/writer';
 import { makeTempDir } from '../support/proxy-harness';
 import { gatedIo } from '../support/gated-io';
+import { ManualScheduler } from '../support/manual-scheduler';
 import { waitFor } from '../support/wait';
 import { nodeIo } from '../../src/audit/file-io';
 
@@ -169,9 +170,12 @@ test('fsync: record syncs every batch, interval only on the timer', async () => 
   await writeN(perRecord, 3);
   expect(syncs.record).toBe(3);
   await perRecord.close();
-  const interval = new AuditWriter(join(dir, 'b.log'), { ...base, fsync: 'interval', fsyncIntervalMs: 20 }, counting('interval'));
+  const scheduler = new ManualScheduler();
+  const settings = { ...base, fsync: 'interval' as const, fsyncIntervalMs: 20, scheduler };
+  const interval = new AuditWriter(join(dir, 'b.log'), settings, counting('interval'));
   await writeN(interval, 3);
   expect(syncs.interval).toBe(0);
+  scheduler.advance(20);
   await waitFor(() => syncs.interval === 1);
   await interval.close();
 });

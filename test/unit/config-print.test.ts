@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -34,7 +34,8 @@ describe('config print', () => {
       maxMessageBytes: 16777216,
       http: { listen: '' },
       backends: [{ name: 'containerd', default: true, connectTimeoutMs: 1000 }],
-      interceptors: [{ name: 'tracing', onError: 'failClosed', config: { samplingRatio: 1, podStart: { settleMs: 3000 } } }],
+      podStarts: { enabled: true, keep: 500, keepSlowest: 50, settleMs: 3000, maxStarting: 1000, ttlMs: 600000 },
+      interceptors: [{ name: 'tracing', onError: 'failClosed', config: { samplingRatio: 1, podStart: { enabled: true } } }],
     });
   });
 
@@ -71,13 +72,75 @@ describe('config validate', () => {
     expect(invalid.err).toContain('lisen: unknown key');
     expect(run((o) => validateConfig(join(dir, 'missing.yaml'), o)).code).toBe(3);
   });
+
+  test('a deprecated key is valid (exit 0) and reported with what to write instead', () => {
+    const old = join(dir, 'old-key.yaml');
+    writeFileSync(old, `${BACKEND}interceptors: [{ name: images, type: image-policy, config: { rules: [], failOpen: true } }]\n`);
+    expect(run((o) => validateConfig(old, o))).toEqual({
+      code: 0,
+      out: `${old}: valid\n`,
+      err: `config ${old}: interceptors[0].config.failOpen: deprecated; use whenLookupFails: allow (failOpen: true) or deny (failOpen: false)\n`,
+    });
+  });
+
+  test('reports every problem at once: schema errors, backends named wrongly, the listen directory, rules files', () => {
+    const open = join(dir, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    writeFileSync(join(dir, 'policy.yaml'), 'rules:\n  - { name: r, match: { images: [nginx] }, action: allow }\n');
+    const file = join(dir, 'everything-wrong.yaml');
+    writeFileSync(
+      file,
+      `listen: unix://${open}/proxy.sock
+lisen: x
+backends:
+  - { name: containerd, endpoint: /run/containerd/containerd.sock, default: true }
+  - { name: containerd, endpoint: /run/other.sock }
+interceptors:
+  - { name: audit, type: audit, config: { path: relative.log, queueSize: 0 } }
+  - name: routing
+    type: routing
+    config:
+      rules:
+        - { name: a, backend: kata, match: { namespaces: [x] } }
+        - { name: a, backend: containerd, match: { namespaces: [y] } }
+        - { name: b, backend: containerd, match: { namespaces: 5 } }
+      handlers: { gvisor: { runsc: "" } }
+      events: { reconnectInitialMs: 100, reconnectMaxMs: 10, subscriberBufferMessages: "x" }
+  - { name: images, type: image-policy, config: { rulesFile: policy.yaml, cacheSize: "x" } }
+`,
+    );
+    const result = run((o) => validateConfig(file, o));
+    expect(result.code).toBe(1);
+    const paths = result.err
+      .trimEnd()
+      .split('\n')
+      .map((line) => line.slice(`config ${file}: `.length).split(':')[0]);
+    expect(paths.sort()).toEqual(
+      [
+        'listen',
+        'lisen',
+        'backends[1].name',
+        'interceptors[0].config.path',
+        'interceptors[0].config.queueSize',
+        'interceptors[1].config.rules[0].backend',
+        'interceptors[1].config.rules[1].name',
+        'interceptors[1].config.rules[2].match.namespaces',
+        'interceptors[1].config.handlers.gvisor',
+        'interceptors[1].config.events.reconnectMaxMs',
+        'interceptors[1].config.events.subscriberBufferMessages',
+        'interceptors[2].config.rulesFile',
+        'interceptors[2].config.cacheSize',
+      ].sort(),
+    );
+  });
 });
 
 describe('--http-listen', () => {
   test('replaces http.listen, "" turns it off, and a bad value is reported under the flag', () => {
     const withFile = parseConfig(`${BACKEND}http: { listen: "127.0.0.1:1" }\n`, 't.yaml', builtinTypes(), { httpListen: '[::1]:9000' });
-    expect(withFile.http.listen).toBe('[::1]:9000');
-    expect(parseConfig(BACKEND, 't.yaml', builtinTypes(), { httpListen: '' }).http.listen).toBe('');
+    expect(withFile.http.listen.written).toBe('[::1]:9000');
+    expect(parseConfig(BACKEND, 't.yaml', builtinTypes(), { httpListen: '' }).http.listen.written).toBe('');
     try {
       parseConfig(BACKEND, 't.yaml', builtinTypes(), { httpListen: 'nope' });
       throw new Error('accepted');

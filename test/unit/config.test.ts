@@ -1,14 +1,12 @@
-import { DEFAULT_LIMITS } from '../../src/proxy/server';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { parseHostPort, parseUnixAddress } from '../../src/config/address';
 import { defineInterceptorType, InterceptorTypes, type InterceptorType } from '../../src/chain/interceptor-types';
 import { builtinInterceptorTypes } from '../../src/interceptors';
 import { ConfigError, DEFAULT_UPSTREAM, loadConfigFile, parseConfig, type ConfigOverrides } from '../../src/config/load';
-import { parseArgs, UsageError } from '../../src/commands/args';
-import { defaultBackend } from '../../src/config/schema';
+import { defaultBackend, limitsSchema } from '../../src/config/schema';
+import { LIMITS } from '../../src/proxy/limits';
 import { formatPath, type ConfigIssue } from '../../src/config/issues';
 import { GrpcStatus, ProxyError } from '../../src/errors';
 
@@ -40,19 +38,24 @@ function issuesOf(yaml: string, overrides?: ConfigOverrides): ConfigIssue[] {
   throw new Error('config was accepted');
 }
 
+/** A config value as JSON renders it: addresses as written. */
+const asWritten = (value: unknown): unknown => JSON.parse(JSON.stringify(value)) as unknown;
+
 const pathsOf = (yaml: string, overrides?: ConfigOverrides): string[] => issuesOf(yaml, overrides).map((i) => i.path);
 
 describe('defaults', () => {
   test('a file with only a backend gets every default', () => {
-    expect(parseConfig(ONE_BACKEND, 'test.yaml', types)).toEqual({
+    // Addresses and the socket mode are carried parsed; as JSON (and in config print) they read as written.
+    expect(asWritten(parseConfig(ONE_BACKEND, 'test.yaml', types))).toEqual({
       listen: 'unix:///run/cri-proxy/cri-proxy.sock',
       socketMode: '0660',
       allowInsecureSocket: false,
       logLevel: 'info',
       maxMessageBytes: 16 * 1024 * 1024,
       shutdownGraceSeconds: 30,
-      limits: DEFAULT_LIMITS,
+      limits: Object.fromEntries(Object.entries(LIMITS).map(([key, spec]) => [key, spec.default])),
       http: { listen: '127.0.0.1:9464' },
+      podStarts: { enabled: true, keep: 500, keepSlowest: 50, settleMs: 3000, maxStarting: 1000, ttlMs: 600_000 },
       backends: [{ name: 'containerd', endpoint: '/run/containerd/containerd.sock', default: true, connectTimeoutMs: 1000 }],
       interceptors: [],
     });
@@ -60,8 +63,39 @@ describe('defaults', () => {
 
   test('no file at all: a single default backend on containerd', () => {
     const cfg = loadConfigFile(undefined, types);
-    expect(cfg.backends).toEqual([{ name: 'default', endpoint: DEFAULT_UPSTREAM, default: true, connectTimeoutMs: 1000 }]);
-    expect(cfg.listen).toBe('unix:///run/cri-proxy/cri-proxy.sock');
+    expect(asWritten(cfg.backends)).toEqual([{ name: 'default', endpoint: DEFAULT_UPSTREAM, default: true, connectTimeoutMs: 1000 }]);
+    expect(cfg.listen.written).toBe('unix:///run/cri-proxy/cri-proxy.sock');
+  });
+
+  test('addresses and the socket mode are parsed once, when the config is validated', () => {
+    const cfg = parseConfig(
+      `listen: unix:///run/p/cri.sock
+socketMode: "0600"
+http: { listen: "[::1]:9000" }
+${ONE_BACKEND}`,
+      't',
+      types,
+    );
+    expect(cfg.listen.path).toBe('/run/p/cri.sock');
+    expect(cfg.socketMode.mode).toBe(0o600);
+    expect(cfg.http.listen.endpoint).toEqual({ host: '::1', port: 9000 });
+    expect(cfg.backends[0]?.endpoint.path).toBe('/run/containerd/containerd.sock');
+    expect(
+      parseConfig(
+        `http: { listen: "" }
+${ONE_BACKEND}`,
+        't',
+        types,
+      ).http.listen.endpoint,
+    ).toBeUndefined();
+  });
+
+  test('every limit has its default, and only the keys LIMITS defines are accepted', () => {
+    expect(limitsSchema.parse({})).toEqual(Object.fromEntries(Object.entries(LIMITS).map(([key, spec]) => [key, spec.default])));
+    expect(
+      pathsOf(`limits: { maxConnections: 0, idleTimeoutMs: 0, noSuchLimit: 1 }
+${ONE_BACKEND}`),
+    ).toEqual(['limits.maxConnections', 'limits.noSuchLimit']);
   });
 
   test('an empty file needs a backend', () => {
@@ -94,12 +128,16 @@ describe('flag overrides', () => {
       [['default', '/x.sock', true]],
     ],
   ])('%s', (_name, yaml, overrides, pick, expected) => {
-    expect(pick(parseConfig(yaml, 'test.yaml', types, overrides))).toEqual(expected);
+    expect(asWritten(pick(parseConfig(yaml, 'test.yaml', types, overrides)))).toEqual(expected);
   });
 
   test('flags without a file', () => {
     const cfg = loadConfigFile(undefined, types, { listen: 'unix:/run/cri-proxy-test/l.sock', upstream: '/tmp/u.sock', logLevel: 'error' });
-    expect([cfg.listen, cfg.logLevel, cfg.backends[0]?.endpoint]).toEqual(['unix:/run/cri-proxy-test/l.sock', 'error', '/tmp/u.sock']);
+    expect(asWritten([cfg.listen, cfg.logLevel, cfg.backends[0]?.endpoint])).toEqual([
+      'unix:/run/cri-proxy-test/l.sock',
+      'error',
+      '/tmp/u.sock',
+    ]);
   });
 
   test.each<[ConfigOverrides, string]>([
@@ -336,58 +374,5 @@ describe('addresses', () => {
   test('formatPath', () => {
     expect(formatPath(['interceptors', 2, 'config', 'rules', 0, 'action'])).toBe('interceptors[2].config.rules[0].action');
     expect(formatPath(['config', 'a.b'])).toBe('config["a.b"]');
-  });
-});
-
-describe('parseArgs', () => {
-  test.each<[string[], unknown]>([
-    [[], { command: 'run', configFile: undefined, overrides: {} }],
-    [['--config', 'c.yaml'], { command: 'run', configFile: 'c.yaml', overrides: {} }],
-    [
-      ['--config=c.yaml', '--listen', '/l.sock', '--upstream', '/u.sock', '--log-level', 'debug'],
-      { command: 'run', configFile: 'c.yaml', overrides: { listen: '/l.sock', upstream: '/u.sock', logLevel: 'debug' } },
-    ],
-    [['--http-listen', ''], { command: 'run', configFile: undefined, overrides: { httpListen: '' } }],
-    [['config', 'validate', 'c.yaml'], { command: 'config-validate', file: 'c.yaml' }],
-    [['config', 'validate', '--help'], { command: 'help', topic: 'config validate' }],
-    [['config', 'print'], { command: 'config-print', configFile: undefined, overrides: {} }],
-    [
-      ['config', 'print', '--config', 'c.yaml', '--http-listen', '[::1]:9000', '--log-level', 'warn'],
-      { command: 'config-print', configFile: 'c.yaml', overrides: { httpListen: '[::1]:9000', logLevel: 'warn' } },
-    ],
-    [['config', 'print', '-h'], { command: 'help', topic: 'config print' }],
-    [['--help'], { command: 'help', topic: 'main' }],
-    [['-h', '--config', 'x'], { command: 'help', topic: 'main' }],
-    [['--version'], { command: 'version' }],
-  ])('%j', (argv, expected) => {
-    expect(parseArgs(argv)).toEqual(expected);
-  });
-
-  test.each([
-    [['--bogus']],
-    [['serve']],
-    [['--config']],
-    [['--log-level', 'debug', 'config', 'validate', 'x']],
-    [['config']],
-    [['config', 'check', 'x']],
-    [['config', 'validate']],
-    [['config', 'validate', 'a', 'b']],
-    [['config', 'validate', '--force', 'a']],
-    [['config', 'print', 'c.yaml']],
-    [['config', 'print', '--version']],
-  ])('%j is a usage error', (argv) => {
-    expect(() => parseArgs(argv)).toThrow(UsageError);
-  });
-
-  test('a usage error carries the usage text', () => {
-    expect(() => parseArgs(['--bogus'])).toThrow(/Usage:/);
-  });
-
-  test('config validate loads the named file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cri-proxy-config-'));
-    const file = join(dir, 'c.yaml');
-    writeFileSync(file, ONE_BACKEND);
-    const cmd = parseArgs(['config', 'validate', file]);
-    expect(cmd.command === 'config-validate' && loadConfigFile(cmd.file, types).backends).toHaveLength(1);
   });
 });

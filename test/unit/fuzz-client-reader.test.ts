@@ -5,6 +5,7 @@
  * `npm run fuzz` runs many more (FUZZ_RUNS, FUZZ_SEED).
  */
 import fc from 'fast-check';
+import { limitsSchema } from '../../src/config/schema';
 import { GrpcStatus } from '../../src/errors';
 import { ClientConnection } from '../../src/proxy/client-connection';
 import type { ClientStream } from '../../src/proxy/client-stream';
@@ -102,13 +103,18 @@ const clientBytes = fc
 
 function connection(socket: FakeSocket, onRequest: (stream: ClientStream) => void): ClientConnection {
   return new ClientConnection(socket.asSocket(), {
-    settings: { streamWindow: 65_535, connectionWindow: 1 << 20, maxHeaderListBytes: 16_384, maxConcurrentStreams: 8 },
+    limits: limitsSchema.parse({
+      streamWindowBytes: 65_535,
+      connectionWindowBytes: 1 << 20,
+      maxHeaderListBytes: 16_384,
+      maxConcurrentStreams: 8,
+      maxHeldRequestBytes: 4096,
+      maxHeldResponseBytes: 1 << 20,
+      maxResetStreams: 4,
+      handshakeTimeoutMs: 60_000,
+      handshakeMaxBytes: 4096,
+    }),
     maxMessageBytes: 1024,
-    maxHeldRequestBytes: 4096,
-    maxHeldResponseBytes: 1 << 20,
-    maxResetStreams: 4,
-    handshakeTimeoutMs: 60_000,
-    handshakeMaxBytes: 4096,
     onRequest,
     onLimit: () => undefined,
     onProtocolError: () => undefined,

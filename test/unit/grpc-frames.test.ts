@@ -1,4 +1,4 @@
-import { FrameScanner, MessageTooLargeError, frameMessage, unframeSingle } from '../../src/proxy/grpc-frames';
+import { FrameScanner, MessageTooLargeError, firstMessageOf, frameMessage, unframeSingle } from '../../src/proxy/grpc-frames';
 import { Metadata, OutgoingMetadata } from '../../src/chain/metadata';
 import { isAcceptableAuthority, pseudoHeader, upstreamFields } from '../../src/proxy/request-headers';
 
@@ -17,6 +17,29 @@ describe('gRPC message framing', () => {
     ['a short prefix', Buffer.from('0000', 'hex')],
   ])('unframeSingle refuses %s', (_name, body) => {
     expect(unframeSingle(body)).toBeUndefined();
+  });
+
+  test('the first message of a body, once whole, however it arrived; none while incomplete or compressed', () => {
+    const body = Buffer.concat([frameMessage(Buffer.from('first')), frameMessage(Buffer.from('second'))]);
+    for (const cut of [1, 5, 7, 10, 11, body.length]) {
+      const parts = [body.subarray(0, cut), body.subarray(cut, 12), body.subarray(12)].filter((p) => p.length > 0);
+      const received = (count: number): Buffer[] => {
+        const out: Buffer[] = [];
+        let left = count;
+        for (const p of parts) {
+          if (left <= 0) break;
+          out.push(p.subarray(0, left));
+          left -= p.length;
+        }
+        return out;
+      };
+      for (let bytes = 0; bytes <= body.length; bytes++) {
+        const first = firstMessageOf(received(bytes), bytes);
+        expect([cut, bytes, first.done ? first.message?.toString() : 'waiting']).toEqual([cut, bytes, bytes >= 10 ? 'first' : 'waiting']);
+      }
+    }
+    const compressed = Buffer.from([1, 0, 0, 0, 1, 0x61]);
+    expect(firstMessageOf([compressed], compressed.length)).toEqual({ done: true, message: undefined });
   });
 
   test('the scanner finds messages whatever the chunking, prefixes split included', () => {

@@ -7,6 +7,10 @@ import type { ConfigIssue } from '../../src/config/issues';
 import '../../src/interceptors/image-policy';
 import { parseImageReference } from '../../src/policies/image-reference';
 import { readPolicyFile } from '../../src/interceptors/image-policy/policy-file';
+import { deprecatedSettings, reportDeprecatedSettings } from '../../src/config/deprecations';
+import { printableConfig } from '../../src/config/print';
+import { createLogger } from '../../src/log';
+import { Registry } from 'prom-client';
 
 const ROOT = join(__dirname, '../..');
 const BACKEND = 'backends: [{ name: containerd, endpoint: /run/containerd/containerd.sock }]\n';
@@ -80,10 +84,50 @@ describe('config validation', () => {
     );
     expect(config.interceptors[0]?.config).toEqual({
       rules: [{ name: 'r', match: { images: ['docker.io/**'] }, action: 'allow' }],
+      mode: 'enforce',
+      defaultAction: 'deny',
       imageStatusTimeoutMs: 2000,
       cacheSize: 1000,
-      failOpen: false,
+      whenLookupFails: 'deny',
+      registries: {},
+      stateDir: '/var/lib/cri-proxy/image-policy',
+      registryTimeoutMs: 10_000,
+      registryConcurrency: 4,
+      verifiedCacheSize: 10_000,
     });
+  });
+
+  test('whenLookupFails: the old failOpen key still works, is reported as deprecated and not printed', () => {
+    const types = builtinTypes();
+    const rules = 'rules: [{ name: r, match: { images: ["docker.io/**"] }, action: allow }]';
+    const settingsOf = (extra: string): unknown => parseConfig(withPolicy(`{ ${rules}${extra} }`), 't', types).interceptors[0]?.config;
+    expect(settingsOf(', failOpen: true')).toMatchObject({ whenLookupFails: 'allow' });
+    expect(settingsOf(', failOpen: false')).toMatchObject({ whenLookupFails: 'deny' });
+    expect(settingsOf(', whenLookupFails: allow')).toMatchObject({ whenLookupFails: 'allow' });
+    const old = parseConfig(withPolicy(`{ ${rules}, failOpen: true }`), 't', types);
+    expect(deprecatedSettings(old, types)).toEqual([
+      { setting: 'interceptors[0].config.failOpen', instead: 'use whenLookupFails: allow (failOpen: true) or deny (failOpen: false)' },
+    ]);
+    expect(deprecatedSettings(parseConfig(withPolicy(`{ ${rules} }`), 't', types), types)).toEqual([]);
+    const printed = printableConfig(old, types);
+    expect(printed).toContain('whenLookupFails: allow');
+    expect(printed).not.toContain('failOpen');
+  });
+
+  test('whenLookupFails: logged once at start and shown in cri_proxy_deprecated_settings, reset by a config without it', async () => {
+    const types = builtinTypes();
+    const rules = 'rules: [{ name: r, match: { images: ["docker.io/**"] }, action: allow }]';
+    const registry = new Registry();
+    const lines: unknown[] = [];
+    const log = createLogger('info', (line) => lines.push(JSON.parse(line)));
+    reportDeprecatedSettings(parseConfig(withPolicy(`{ ${rules}, failOpen: true }`), 't', types), types, log, registry);
+    const gauge = async (): Promise<unknown> =>
+      (await registry.getSingleMetric('cri_proxy_deprecated_settings')?.get())?.values.map((v) => [v.labels.setting, v.value]);
+    expect(await gauge()).toEqual([['interceptors[0].config.failOpen', 1]]);
+    expect(lines).toEqual([expect.objectContaining({ level: 'warn', setting: 'interceptors[0].config.failOpen' })]);
+    reportDeprecatedSettings(parseConfig(withPolicy(`{ ${rules} }`), 't', types), types, log, registry);
+    expect(await gauge()).toEqual([]);
+    expect(lines).toHaveLength(1);
   });
 
   test.each<[string, string, RegExp]>([
@@ -118,6 +162,8 @@ describe('config validation', () => {
     ],
     ['{ rules: [], mode: strict }', 'interceptors[0].config.mode', /enforce/],
     ['{ rules: [], cacheSize: 0 }', 'interceptors[0].config.cacheSize', /.+/],
+    ['{ rules: [], whenLookupFails: open }', 'interceptors[0].config.whenLookupFails', /deny.*allow/],
+    ['{ rules: [], whenLookupFails: allow, failOpen: true }', 'interceptors[0].config.failOpen', /old name of "whenLookupFails"/],
     ['{ rulesFile: /nonexistent/policy.yaml }', 'interceptors[0].config.rulesFile', /^\/nonexistent\/policy.yaml: cannot read file/],
   ])('%s', (config, path, message) => {
     const issues = issuesOf(withPolicy(config));
@@ -146,7 +192,7 @@ describe('config validation', () => {
     [
       'unknown rule key',
       'rules: [{ name: r, match: { images: ["quay.io/**"] }, action: allow, tag: x }]\n',
-      /^rules\[0\]\.tag: unknown key; expected one of: name, match, namespaces, action, constraints \(line 1, column 70\)$/,
+      /^rules\[0\]\.tag: unknown key; expected one of: name, match, namespaces, action, constraints, verify, onUnverifiable \(line 1, column 70\)$/,
     ],
     ['mode clash', 'mode: audit\nrules: []\n', /^mode: "audit" conflicts with mode "enforce" in the interceptor config/],
   ])('rules file problem: %s', (name, text, message) => {

@@ -1,6 +1,7 @@
 import { fakeCallContext } from '../support/fake-context';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { createMetricsInterceptor, metricsConfigSchema } from '../../src/interceptors/metrics';
+import { DEFAULT_BUCKETS } from '../../src/interceptors/metrics/call-metrics';
 import { silentLogger } from '../../src/log';
 import { Router } from '../../src/proxy/router';
 import type { CallContext, CallOutcome, Interceptor } from '../../src/chain/types';
@@ -62,9 +63,9 @@ async function value(registry: Registry, name: string, labels: Record<string, st
 
 describe('metrics interceptor config', () => {
   test('defaults: default buckets, pod start metrics on', () => {
-    const limits = { settleMs: 3000, maxPods: 1000, ttlMs: 600_000 };
-    expect(metricsConfigSchema.parse({})).toEqual({ podStart: { enabled: true, ...limits } });
-    expect(metricsConfigSchema.parse({ podStart: { enabled: false } })).toEqual({ podStart: { enabled: false, ...limits } });
+    const buckets = [...DEFAULT_BUCKETS];
+    expect(metricsConfigSchema.parse({})).toEqual({ buckets, podStart: { enabled: true } });
+    expect(metricsConfigSchema.parse({ podStart: { enabled: false } })).toEqual({ buckets, podStart: { enabled: false } });
   });
 
   test.each([
@@ -73,8 +74,8 @@ describe('metrics interceptor config', () => {
     [{ buckets: [0.1, 0.1] }, 'buckets'],
     [{ buckets: [-1] }, 'buckets.0'],
     [{ podStart: { enabled: true, settle: 5 } }, 'podStart'],
-    [{ podStart: { maxPods: 0 } }, 'podStart.maxPods'],
-    [{ podStart: { ttlMs: 10 } }, 'podStart.ttlMs'],
+    [{ podStart: { maxPods: 10 } }, 'podStart.maxPods'],
+    [{ podStart: { ttlMs: 60_000 } }, 'podStart.ttlMs'],
   ])('rejects %j at "%s"', (config, path) => {
     const result = metricsConfigSchema.safeParse(config);
     expect(result.success).toBe(false);

@@ -3,6 +3,7 @@ import { InterceptorTypes } from '../../src/chain/interceptor-types';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load';
 import { builtinInterceptorTypes } from '../../src/interceptors';
 import { Registry } from 'prom-client';
+import { Downstream } from '../../src/chain/own-call';
 import { routingConfigSchema } from '../../src/interceptors/routing/config';
 import { silentLogger } from '../../src/log';
 import { Router } from '../../src/proxy/router';
@@ -53,6 +54,8 @@ test('config/routing.yaml validates to the documented shape', () => {
     ],
     handlers: { crio: { crio: '', 'kata-fast': 'kata' } },
     ownership: { cacheSize: 10000, rebuildTimeoutMs: 10000, lookupTimeoutMs: 2000 },
+    images: { pullOnCreate: true, credentialCacheSize: 1000 },
+    maxMergedAnswerBytes: 16777216,
     events: { reconnectInitialMs: 250, reconnectMaxMs: 30000, subscriberBufferMessages: 1024, subscriberBufferBytes: 16777216 },
   });
 });
@@ -63,6 +66,8 @@ test('an empty routing config gets every default', () => {
     rules: [],
     handlers: {},
     ownership: { cacheSize: 10000, rebuildTimeoutMs: 10000, lookupTimeoutMs: 2000 },
+    images: { pullOnCreate: true, credentialCacheSize: 1000 },
+    maxMergedAnswerBytes: 16777216,
     events: { reconnectInitialMs: 250, reconnectMaxMs: 30000, subscriberBufferMessages: 1024, subscriberBufferBytes: 16777216 },
   });
 });
@@ -171,7 +176,10 @@ test('the type builds a running interceptor from a validated config, which close
   );
   const router = new Router(upstreams, 'containerd');
   const registry = new Registry();
-  const interceptor = type?.create(routingConfigSchema.parse({}), { name: 'routing', log: silentLogger, registry, router });
+  const deps = { name: 'routing', log: silentLogger, registry, router };
+  // Its pulls for kubelet go through the chain: without a way to make them, it is not built.
+  expect(() => type?.create(routingConfigSchema.parse({}), deps)).toThrow(/deps.downstream/);
+  const interceptor = type?.create(routingConfigSchema.parse({}), { ...deps, downstream: new Downstream(router, 'routing') });
   expect(interceptor?.name).toBe('routing');
   // The start-up rebuild asked both backends (neither is there) and says so.
   await eventually(

@@ -51,6 +51,7 @@ function callOf(name: string, request: Record<string, unknown> | Buffer = {}, si
     deadline: 1000,
     metadata: ['traceparent', 'x'],
     signal,
+    pull: () => Promise.reject(new Error('this test makes no pull')),
   };
 }
 
@@ -213,12 +214,10 @@ describe('images', () => {
 });
 
 describe('node-wide calls', () => {
-  test('Version and RuntimeConfig: the default backend, untouched', async () => {
+  test('Version: the default backend, untouched', async () => {
     const { dispatcher } = setup();
-    for (const name of ['Version', 'RuntimeConfig']) {
-      const call = callOf(name);
-      expect(forwarded(await dispatcher.decide(call))).toEqual({ kind: 'forward', backend: 'containerd', request: call.request });
-    }
+    const call = callOf('Version');
+    expect(forwarded(await dispatcher.decide(call))).toEqual({ kind: 'forward', backend: 'containerd', request: call.request });
   });
 
   test('lists: merged from every backend, the default first whatever the config order', async () => {
@@ -264,6 +263,53 @@ describe('node-wide calls', () => {
     for (const name of ['Status', 'UpdateRuntimeConfig', 'ImageFsInfo']) {
       expect(await dispatcher.decide(callOf(name))).toMatchObject({ kind: 'answer' });
     }
+  });
+
+  test('a method outside the table: the owner of the sandbox or container its field 1 names, if cached; else the default', async () => {
+    const lists: Script = {
+      crio: {
+        ListPodSandbox: ok(listOf([encode('PodSandbox', { id: 's-b' })])),
+        ListContainers: ok(listOf([encode('Container', { id: 'c-b', pod_sandbox_id: 's-b' })])),
+      },
+    };
+    const { dispatcher, calls } = setup(lists);
+    await dispatcher.start();
+    const asked = calls.length;
+    const field1 = (value: string): Buffer => encode('ContainerStatusRequest', { container_id: value });
+    expect(await dispatcher.backendOfUnknown(field1('c-b'))).toBe('crio');
+    expect(await dispatcher.backendOfUnknown(field1('s-b'))).toBe('crio');
+    for (const other of [
+      field1('nobody'),
+      field1('x'.repeat(300)),
+      encode('StopContainerRequest', { timeout: 3 }),
+      Buffer.from([0x0a, 0x09]),
+      undefined,
+    ]) {
+      expect(await dispatcher.backendOfUnknown(other)).toBe('containerd');
+    }
+    // The cache is all it goes by: nobody was asked.
+    expect(calls.length).toBe(asked);
+  });
+
+  test('RuntimeConfig: asked of every backend, the default one’s answer when they agree; the start compares them too', async () => {
+    const systemd = ok(encode('RuntimeConfigResponse', { linux: { cgroup_driver: 'SYSTEMD' } }));
+    const cgroupfs = ok(encode('RuntimeConfigResponse', { linux: { cgroup_driver: 'CGROUPFS' } }));
+    const agreeing = setup({ containerd: { RuntimeConfig: systemd }, crio: { RuntimeConfig: systemd } });
+    expect(await agreeing.dispatcher.decide(callOf('RuntimeConfig'))).toEqual({
+      kind: 'answer',
+      answer: { from: 'backend', backend: 'containerd', reply: systemd },
+    });
+    expect(agreeing.calls.map((c) => [c.backend, c.method, c.deadline])).toEqual([
+      ['containerd', 'RuntimeConfig', 1000],
+      ['crio', 'RuntimeConfig', 1000],
+    ]);
+    const differing = setup({ containerd: { RuntimeConfig: systemd }, crio: { RuntimeConfig: cgroupfs } });
+    await differing.dispatcher.start();
+    expect(await sample(differing.registry, 'cri_proxy_routing_runtime_config_consistent')).toBe(0);
+    expect(await differing.dispatcher.decide(callOf('RuntimeConfig'))).toMatchObject({
+      kind: 'answer',
+      answer: { from: 'proxy', answer: { code: 9 } },
+    });
   });
 
   test('a method outside the table goes to the default backend as it is', async () => {
@@ -366,5 +412,6 @@ test("a restart keeps every route: the new instance learns them from the backend
     ].map(async (call) => forwarded(await dispatcher.decide(call)).backend),
   );
   expect(routes).toEqual(['containerd', 'crio', 'crio', 'crio']);
-  expect(calls.every((c) => c.method.startsWith('List'))).toBe(true);
+  // Only the lists were asked (and RuntimeConfig, compared at start): no owner had to be looked up.
+  expect(calls.every((c) => c.method.startsWith('List') || c.method === 'RuntimeConfig')).toBe(true);
 });

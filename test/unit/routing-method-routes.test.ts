@@ -99,7 +99,7 @@ describe('routing method routes', () => {
     const kind = (name: string): string | undefined => methodRoutes[name]?.route.kind;
     expect([kind('Version'), kind('RuntimeConfig'), kind('UpdateRuntimeConfig'), kind('Status')]).toEqual([
       'default',
-      'default',
+      'runtime-config',
       'all',
       'status',
     ]);

@@ -1,4 +1,5 @@
-import { backendCalls, metadataForBackends } from '../../src/interceptors/routing/runtime-calls';
+import { backendCalls } from '../../src/interceptors/routing/runtime-calls';
+import { metadataForBackends } from '../../src/chain/own-call';
 import { silentLogger } from '../../src/log';
 import { Metadata } from '../../src/chain/metadata';
 import { Router } from '../../src/proxy/router';

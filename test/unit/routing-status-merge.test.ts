@@ -200,6 +200,43 @@ test("with the default backend down, the others' info stays under their names", 
   expect(mergeStatus(replies, names).body?.toString()).not.toContain('crio-top');
 });
 
+test('features are compared on the wire: a flag this schema does not know is kept when every backend has it', () => {
+  const future = (value: number): Buffer => Buffer.from([0x98, 0x06, value]); // field 99, a varint
+  const withFeatures = (...entries: Buffer[]): Buffer =>
+    Buffer.concat([status(ready), lengthDelimited(4, Buffer.concat([encode('RuntimeFeatures', { mount_options: true }), ...entries]))]);
+  const featuresOf = (replies: NamedReply[]): number[][] => {
+    const body = mergeStatus(replies, names).body ?? Buffer.alloc(0);
+    const field = wireFields(body).find((f) => f.number === 4);
+    if (field === undefined) return [];
+    const features = body.subarray(field.valueStart, field.end);
+    return wireFields(features).map((f) => [f.number, ...features.subarray(f.start, f.end)]);
+  };
+  expect(featuresOf([named('containerd', ok(withFeatures(future(1)))), named('crio', ok(withFeatures(future(1))))])).toEqual([
+    [3, 0x18, 1],
+    [99, 0x98, 0x06, 1],
+  ]);
+  // One backend lacks it, or says something else of it: not claimed.
+  expect(featuresOf([named('containerd', ok(withFeatures(future(1)))), named('crio', ok(withFeatures()))])).toEqual([[3, 0x18, 1]]);
+  expect(featuresOf([named('containerd', ok(withFeatures(future(1)))), named('crio', ok(withFeatures(future(2))))])).toEqual([
+    [3, 0x18, 1],
+  ]);
+  // A backend that reports no features at all: none is claimed, and the field is left out.
+  expect(featuresOf([named('containerd', ok(withFeatures(future(1)))), named('crio', ok(status(ready)))])).toEqual([]);
+});
+
+test("fields of the default backend's RuntimeStatus this schema does not know are kept beside the combined conditions", () => {
+  const withStatusExtra = (text: string): Buffer =>
+    Buffer.concat([lengthDelimited(1, withUnknown(encode('RuntimeStatus', { conditions: ready }), text))]);
+  const answer = mergeStatus(
+    [named('containerd', ok(withStatusExtra('status-extra'))), named('crio', ok(withStatusExtra('crio-extra')))],
+    names,
+  );
+  const body = answer.body ?? Buffer.alloc(0);
+  expect(body.toString()).toContain('status-extra');
+  expect(body.toString()).not.toContain('crio-extra');
+  expect(conditionsOf(decodeMessage('runtime.v1.StatusResponse', body))).toEqual(ready);
+});
+
 test("fields of the default backend's answer this schema does not know are kept", () => {
   const answer = mergeStatus(
     [named('containerd', ok(withUnknown(status(ready), 'top-level'))), named('crio', ok(withUnknown(status(ready), 'other')))],
@@ -218,9 +255,10 @@ test('mergedStatus asks every backend with the request as given', async () => {
     '/runtime.v1.RuntimeService/Status',
     request,
     names,
+    () => undefined,
   );
   expect(answer.code).toBe(0);
-  expect(calls.map((c) => [c.backend, c.request.equals(request), c.deadline])).toEqual([
+  expect(calls.filter((c) => c.method === 'Status').map((c) => [c.backend, c.request.equals(request), c.deadline])).toEqual([
     ['containerd', true, 7],
     ['crio', true, 7],
   ]);

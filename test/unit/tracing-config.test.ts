@@ -26,15 +26,14 @@ describe('tracing config', () => {
       pollingSamplingRatio: 0,
       slowCallMs: 1000,
       serviceName: 'cri-proxy',
-      podStart: { enabled: true, settleMs: 3000, maxPods: 1000, ttlMs: 600_000 },
+      podStart: { enabled: true },
     });
   });
 
   test('a full config is taken as written', () => {
     const yaml = tracingEntry(
       '{ exporter: { type: otlp-grpc, endpoint: "http://collector:4317", headers: { x-api-key: k }, timeoutMs: 2000, shutdownTimeoutMs: 300 }, ' +
-        'samplingRatio: 0.25, pollingSamplingRatio: 0.5, slowCallMs: 200, serviceName: node-a, ' +
-        'podStart: { enabled: false, settleMs: 1000, maxPods: 10, ttlMs: 60000 } }',
+        'samplingRatio: 0.25, pollingSamplingRatio: 0.5, slowCallMs: 200, serviceName: node-a, podStart: { enabled: false } }',
     );
     const config = parseConfig(yaml, 'test.yaml', builtinTypes());
     expect(config.interceptors[0]?.config).toEqual({
@@ -49,7 +48,7 @@ describe('tracing config', () => {
       pollingSamplingRatio: 0.5,
       slowCallMs: 200,
       serviceName: 'node-a',
-      podStart: { enabled: false, settleMs: 1000, maxPods: 10, ttlMs: 60_000 },
+      podStart: { enabled: false },
     });
   });
 
@@ -64,8 +63,8 @@ describe('tracing config', () => {
     ['zero timeout', '{ exporter: { timeoutMs: 0 } }', ['interceptors[0].config.exporter.timeoutMs']],
     ['unknown key', '{ exporter: { type: none, url: "http://x" } }', ['interceptors[0].config.exporter.url']],
     ['unknown top-level key', '{ sampler: always }', ['interceptors[0].config.sampler']],
-    ['fractional settleMs', '{ podStart: { settleMs: 1.5 } }', ['interceptors[0].config.podStart.settleMs']],
-    ['zero maxPods', '{ podStart: { maxPods: 0 } }', ['interceptors[0].config.podStart.maxPods']],
+    ['settleMs, now podStarts.settleMs', '{ podStart: { settleMs: 1000 } }', ['interceptors[0].config.podStart.settleMs']],
+    ['maxPods, now podStarts.maxStarting', '{ podStart: { maxPods: 10 } }', ['interceptors[0].config.podStart.maxPods']],
     ['empty service name', '{ serviceName: "" }', ['interceptors[0].config.serviceName']],
   ])('%s is rejected at its path', (_name, config, paths) => {
     expect(issuePaths(tracingEntry(config))).toEqual(paths);

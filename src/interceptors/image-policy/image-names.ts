@@ -4,7 +4,7 @@ import { GrpcStatus, ProxyError } from '../../errors';
 import { warmCodec, type DecodedMessage } from '../../messages/codec';
 import { callRuntimeTyped, type Backend } from '../../chain/backends';
 
-const IMAGE_STATUS = {
+export const IMAGE_STATUS = {
   path: '/runtime.v1.ImageService/ImageStatus',
   requestType: 'runtime.v1.ImageStatusRequest',
   responseType: 'runtime.v1.ImageStatusResponse',
@@ -12,6 +12,12 @@ const IMAGE_STATUS = {
 
 function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string' && v !== '') : [];
+}
+
+function idOf(response: DecodedMessage | undefined): string {
+  const image = response?.image;
+  const id = typeof image === 'object' && image !== null ? (image as Record<string, unknown>).id : undefined;
+  return typeof id === 'string' ? id : '';
 }
 
 /** Tags first, then digests: a denial then names the tag the user most likely knows. */
@@ -43,6 +49,21 @@ export class ImageNameResolver {
     warmCodec([IMAGE_STATUS.requestType, IMAGE_STATUS.responseType]);
   }
 
+  /** The image ID's names asked again (it may have gained some since they were cached), and cached anew. */
+  refresh(upstream: Backend, id: string, deadline: number | undefined): Promise<readonly string[]> {
+    return this.lookup(upstream, id, deadline);
+  }
+
+  /** The image's names, asked again every time (for a name, whose image may change); [] if unknown. */
+  async fresh(
+    upstream: Backend,
+    image: string,
+    deadline: number | undefined,
+  ): Promise<{ readonly id: string; readonly names: readonly string[] }> {
+    const reply = await this.status(upstream, image, deadline);
+    return reply === undefined ? { id: '', names: [] } : { id: idOf(reply), names: namesOf(reply) };
+  }
+
   /** The image's names ([] if the runtime does not know it); throws when the runtime cannot be asked. */
   names(upstream: Backend, id: string, deadline: number | undefined): Promise<readonly string[]> {
     const key = `${upstream.name}\n${id}`;
@@ -57,14 +78,19 @@ export class ImageNameResolver {
   }
 
   private async lookup(upstream: Backend, id: string, deadline: number | undefined): Promise<readonly string[]> {
+    const names = namesOf(await this.status(upstream, id, deadline));
+    if (names.length > 0) this.cache.set(`${upstream.name}\n${id}`, names);
+    return names;
+  }
+
+  /** The runtime's ImageStatus answer; undefined when it does not know the image. */
+  private async status(upstream: Backend, image: string, deadline: number | undefined): Promise<DecodedMessage | undefined> {
     // Leave the call its own deadline rather than spending all of it here.
     const left = deadline === undefined ? this.timeoutMs : Math.min(this.timeoutMs, deadline - Date.now());
     if (left <= 0) throw new ProxyError('DEADLINE_EXCEEDED', 'no time left to look the image up');
-    const reply = await callRuntimeTyped(upstream, IMAGE_STATUS, { image: { image: id } }, left);
-    if (reply.code === GrpcStatus.NOT_FOUND) return [];
+    const reply = await callRuntimeTyped(upstream, IMAGE_STATUS, { image: { image } }, left);
+    if (reply.code === GrpcStatus.NOT_FOUND) return undefined;
     if (reply.code !== GrpcStatus.OK) throw new Error(`status ${reply.code}: ${reply.message}`);
-    const names = namesOf(reply.response);
-    if (names.length > 0) this.cache.set(`${upstream.name}\n${id}`, names);
-    return names;
+    return reply.response;
   }
 }

@@ -1,88 +1,92 @@
 /**
- * `image-policy`: an image allowlist enforced on the node itself, at PullImage and at CreateContainer, so
- * it also holds for static pods and for images that are already present.
+ * `image-policy`: an image allowlist enforced on the node itself, at every door an image comes through (doors.ts),
+ * so it also holds for static pods and for images that are already present; rules may also require a signature.
  */
 import type { Counter } from 'prom-client';
-import { z } from 'zod';
-import { MAX_INT32 } from '../../values';
 import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
-import { ProxyError, errorMessage } from '../../errors';
+import { ProxyError, errorMessage, type ProxyErrorCode } from '../../errors';
 import type { Scheduler } from '../../scheduler';
 import { ensureCounter } from '../../metrics/registry';
-import { imageDoors, type ImageCheck } from './doors';
+import { imageDoors, type DoorName } from './doors';
+import { imagesAtDoor, type ImageAtDoor } from './images-at-door';
 import type { CallContext, Interceptor, MethodInfo, Next } from '../../chain/types';
-import { policyDecisionKey, type PolicyDecisionRecord } from '../../policies/decision-key';
-import { ImageNameResolver } from './image-names';
+import {
+  policyDecisionKey,
+  type ImageDecisionRecord,
+  type PolicyDecisionRecord,
+  type VerificationRecord,
+} from '../../policies/decision-key';
+import { IMAGE_STATUS, ImageNameResolver } from './image-names';
 import { classifyImage, parseImageReference, type ImageReference } from '../../policies/image-reference';
 import { decideAmong, type CompiledPolicy, type Decision, type PolicyAction, type PolicyMode } from '../../policies/image-rules';
-import { loadConfiguredPolicy, policyLabel, readPolicyFile } from './policy-file';
-import { policyActionSchema, policyModeSchema, rulesSchema } from '../../policies/policy-schema';
+import { loadConfiguredPolicy, policyLabel, readPolicyFile, type LoadedPolicy } from './policy-file';
 import { PolicyFileWatcher } from './policy-watcher';
 import { METRIC } from '../../metrics/names';
-import type { DecodedMessage } from '../../messages/codec';
+import { describeSigner, failureCode } from '../../provenance/outcome';
+import { createProvenance } from './provenance-config';
+import { imagePolicySchema, type ImagePolicyConfig } from './config';
+import { ImageVerification, repositoryDigests, type DigestSource } from './verification';
+import { forwardConfirmedPull, pullCredentials, REMOVE_IMAGE, type PullPin } from './pull-confirmation';
+import { warmCodec, type DecodedMessage } from '../../messages/codec';
 import { fieldAt } from '../../messages/field-at';
 
 export const IMAGE_POLICY_TYPE = 'image-policy';
 
-export const imagePolicySchema = z
-  .strictObject({
-    mode: policyModeSchema.optional(),
-    defaultAction: policyActionSchema.optional(),
-    rules: rulesSchema.optional(),
-    rulesFile: z.string().min(1, 'must not be empty').optional(),
-    imageStatusTimeoutMs: z.int().min(1).max(MAX_INT32).default(2000),
-    cacheSize: z.int().min(1).max(10_000_000).default(1000),
-    failOpen: z.boolean().default(false),
-  })
-  .superRefine((config, ctx) => {
-    if ((config.rules === undefined) === (config.rulesFile === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'set exactly one of "rules" (an inline policy) or "rulesFile"' });
-      return;
-    }
-    // Reading the file here makes `config validate`, startup and SIGHUP all reject a bad policy.
-    if (config.rulesFile === undefined) return;
-    const result = readPolicyFile(config.rulesFile, config);
-    if (result.ok) return;
-    for (const problem of result.problems) {
-      ctx.addIssue({ code: 'custom', path: ['rulesFile'], message: `${config.rulesFile}: ${problem}` });
-    }
-  });
-
-export type ImagePolicyConfig = z.output<typeof imagePolicySchema>;
+export { imagePolicySchema, type ImagePolicyConfig };
 
 /** For tests: the time the rules file watcher debounces changes by. */
 export interface ImagePolicyTestHooks {
   readonly scheduler?: Scheduler;
 }
 
-/** What the interceptor concluded about one call. */
+/** What the interceptor concluded about one image. */
 interface Verdict {
   readonly action: PolicyAction;
   readonly mode: PolicyMode;
-  readonly code: 'POLICY_DENIED' | 'POLICY_UNDECIDABLE';
+  readonly code: ProxyErrorCode;
   /** The denial as the user sees it (unused when allowed). */
   readonly message: string;
   /** Why, in short (for the audit record). */
   readonly reason: string;
   readonly image: string;
   readonly rule: string | undefined;
+  readonly verification?: VerificationRecord;
+  /** A pull of a tag whose digest was verified: the runtime must pull that digest. */
+  readonly pin?: PullPin;
 }
 
-/** The image a call is about: the first non-empty of the method's image paths. */
-function imageOf(check: ImageCheck, request: DecodedMessage | undefined): string {
-  for (const path of check.imagePaths) {
-    const value = fieldAt(request, path);
-    if (value !== undefined && value !== '') return value;
-  }
-  return '';
+function decisionOf(verdict: Verdict | undefined): ImageDecisionRecord {
+  if (verdict === undefined) throw new Error('an image without a verdict');
+  const { action, rule, reason, verification } = verdict;
+  return { action, rule, reason, ...(verification === undefined ? {} : { verification }) };
+}
+
+interface Judged {
+  readonly verdict: Verdict;
+  readonly ref?: ImageReference;
+  readonly decision?: Decision;
+}
+
+function pinOf(ref: ImageReference, digest: string): PullPin {
+  return { name: ref.normalized, registry: ref.registry, repository: ref.repository, digest };
+}
+
+/** Doors where the image is about to come from its registry, so its digest is asked of the registry, not the node. */
+const REGISTRY_DOORS: ReadonlySet<DoorName> = new Set(['pull']);
+
+/** How a denial names the image: what it is for and, where a call can name several, where (`image volume "x" at config.mounts[0].image`). */
+function subjectOf(found: ImageAtDoor, shown: string): string {
+  return `${found.noun} ${shown}${found.showAt ? ` at ${found.at}` : ''}`;
 }
 
 export class ImagePolicyInterceptor implements Interceptor {
   readonly name: string;
-  private current: CompiledPolicy;
+  private current: LoadedPolicy;
   private lastText: string | undefined;
   private readonly label: string;
   private readonly resolver: ImageNameResolver;
+  /** Signature verification; loaded when a rule asks for it (by the config or a later rules file). */
+  private verification: Promise<ImageVerification> | undefined;
   private readonly watcher: PolicyFileWatcher | undefined;
   private readonly decisions: Counter<'door' | 'action' | 'mode'>;
   private readonly reloads: Counter<'result'>;
@@ -95,7 +99,7 @@ export class ImagePolicyInterceptor implements Interceptor {
   ) {
     this.name = deps.name;
     const loaded = loadConfiguredPolicy(config);
-    this.current = loaded.policy;
+    this.current = { policy: loaded.policy, trust: loaded.trust };
     this.lastText = loaded.text;
     this.label = policyLabel(config, deps.name);
     this.resolver = new ImageNameResolver(config.cacheSize, config.imageStatusTimeoutMs);
@@ -103,7 +107,7 @@ export class ImagePolicyInterceptor implements Interceptor {
     // Counters survive config reloads: the new instance finds the old one's in the shared registry.
     this.decisions = ensureCounter(registry, {
       name: METRIC.imagePolicyDecisionsTotal,
-      help: 'Image policy decisions, by door (pull or create), action and mode',
+      help: 'Image policy decisions, one per image, by door (pull, create or restore), action and mode',
       labelNames: ['door', 'action', 'mode'] as const,
     });
     this.reloads = ensureCounter(registry, {
@@ -123,7 +127,7 @@ export class ImagePolicyInterceptor implements Interceptor {
 
   /** The policy new calls are decided by. */
   get policy(): CompiledPolicy {
-    return this.current;
+    return this.current.policy;
   }
 
   /** Only the doors images come in through. */
@@ -132,68 +136,176 @@ export class ImagePolicyInterceptor implements Interceptor {
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
-    const check = imageDoors.of(ctx.method);
-    if (check === undefined) return next();
-    const { door } = check;
+    const door = imageDoors.of(ctx.method);
+    if (door === undefined) return next();
     // One policy for the whole call, even if the file is swapped meanwhile.
-    const policy = this.current;
+    const loaded = this.current;
     const request = await ctx.request();
-    const namespace = fieldAt(request, check.namespacePath) ?? '';
-    const verdict = await this.judge(ctx, imageOf(check, request), namespace, policy);
-    this.decisions.inc({ door, action: verdict.action, mode: verdict.mode });
-    const record: PolicyDecisionRecord = { action: verdict.action, rule: verdict.rule, reason: verdict.reason, mode: verdict.mode };
+    const namespace = fieldAt(request, door.namespacePath) ?? '';
+    const images = imagesAtDoor(door, request);
+    const verdicts =
+      images.length === 0
+        ? [this.nothingToCheck(ctx, loaded.policy)]
+        : await Promise.all(images.map((image) => this.decideImage(ctx, door.door, image, namespace, loaded, request)));
+    for (const verdict of verdicts) this.decisions.inc({ door: door.door, action: verdict.action, mode: verdict.mode });
+    const deciding = verdicts.find((v) => v.action === 'deny') ?? verdicts[0];
+    if (deciding === undefined) return next();
+    const record: PolicyDecisionRecord = {
+      ...decisionOf(deciding),
+      mode: deciding.mode,
+      ...(images.length > 1 ? { images: images.map(({ image, at }, i) => ({ image, at, ...decisionOf(verdicts[i]) })) } : {}),
+    };
     ctx.state.set(policyDecisionKey, record);
-    if (verdict.action === 'deny') {
-      const fields = { door, image: verdict.image, namespace, rule: verdict.rule, reason: verdict.reason };
-      if (verdict.mode === 'enforce') {
-        this.deps.log.warn('image denied by policy', fields);
-        throw new ProxyError(verdict.code, verdict.message);
-      }
-      this.deps.log.warn('image policy would deny (audit mode)', fields);
+    for (const [i, verdict] of verdicts.entries()) {
+      if (verdict.action === 'allow') continue;
+      const { image, rule, reason, code } = verdict;
+      const fields = { door: door.door, at: images[i]?.at, image, namespace, rule, reason, code };
+      this.deps.log.warn(verdict.mode === 'enforce' ? 'image denied by policy' : 'image policy would deny (audit mode)', fields);
     }
-    return next();
+    if (deciding.action === 'deny' && deciding.mode === 'enforce') throw new ProxyError(deciding.code, deciding.message);
+    // Only a registry door pins, and a registry door (a pull) names one image.
+    if (deciding.pin === undefined) return next();
+    return forwardConfirmedPull(ctx, next, deciding.pin, {
+      upstream: this.deps.router.pick(ctx.backend),
+      resolver: this.resolver,
+      timeoutMs: this.config.imageStatusTimeoutMs,
+      log: this.deps.log,
+      label: this.label,
+    });
   }
 
-  private async judge(ctx: CallContext, image: string, namespace: string, policy: CompiledPolicy): Promise<Verdict> {
+  /** A door call that names no image at all (a restore without container configs) cannot be decided. */
+  private nothingToCheck(ctx: CallContext, policy: CompiledPolicy): Verdict {
+    const reason = `${ctx.method.name} names no image to check`;
+    const message = `${reason} (${this.label})`;
+    return { action: 'deny', mode: policy.mode, code: 'POLICY_UNDECIDABLE', message, reason, image: '', rule: undefined };
+  }
+
+  /**
+   * Decides one image at one door: by its name (the rules), then, when the deciding rule asks for a signature, by
+   * its verification. Every image of every door is decided here, so every door verifies.
+   */
+  private async decideImage(
+    ctx: CallContext,
+    door: DoorName,
+    found: ImageAtDoor,
+    namespace: string,
+    loaded: LoadedPolicy,
+    request: DecodedMessage | undefined,
+  ): Promise<Verdict> {
+    const { verdict, ref, decision } = await this.judge(ctx, found, namespace, loaded.policy);
+    if (verdict.action !== 'allow' || decision?.verify === undefined || decision.rule === undefined || ref === undefined) return verdict;
+    const trust = loaded.trust.get(decision.rule.index);
+    if (trust === undefined) throw new Error(`rule "${decision.rule.name}" has no trust loaded`);
+    const upstream = this.deps.router.pick(ctx.backend);
+    const fromRegistry = REGISTRY_DOORS.has(door);
+    const { id } = found;
+    const source: DigestSource = fromRegistry
+      ? { from: 'registry', credentials: pullCredentials(request, ref.registry) }
+      : {
+          from: 'node',
+          names: async () => {
+            if (id === undefined) return (await this.resolver.fresh(upstream, ref.normalized, ctx.deadline)).names;
+            const cached = await this.resolver.names(upstream, id, ctx.deadline);
+            // Pulled from this repository since its names were cached: ask again.
+            if (repositoryDigests(cached, ref).length > 0) return cached;
+            return this.resolver.refresh(upstream, id, ctx.deadline);
+          },
+        };
+    const outcome = await (await this.verifier()).verify({ ctx, ref, rule: decision.rule.name, trust, source });
+    const { result, digest } = outcome;
+    if (result.ok) {
+      const verification: VerificationRecord = {
+        result: 'verified',
+        digest,
+        signer: result.signer,
+        ...(outcome.cached ? { cached: true } : {}),
+      };
+      const reason = `${verdict.reason}; signed by ${describeSigner(result.signer)}`;
+      const pin = fromRegistry && ref.digest === undefined && digest !== undefined ? pinOf(ref, digest) : undefined;
+      return { ...verdict, reason, verification, ...(pin === undefined ? {} : { pin }) };
+    }
+    const verification: VerificationRecord = { result: 'unverified', digest, failure: result.failure };
+    if (decision.verify.onUnverifiable === 'audit') {
+      this.deps.log.warn('image signature not verified; allowed (onUnverifiable: audit)', {
+        image: ref.normalized,
+        at: found.at,
+        digest,
+        rule: decision.rule.name,
+        failure: result.failure,
+        reason: result.detail,
+      });
+      return { ...verdict, reason: `unverified, allowed by onUnverifiable: audit: ${result.detail}`, verification };
+    }
+    const reason = `not verified: ${result.detail}`;
+    // As the request names it, with the ID or the name it was decided by beside it.
+    const shown =
+      id === undefined ? `"${ref.normalized}"` : id === found.image ? `"${id}" (${ref.normalized})` : `"${found.image}" (${id})`;
+    return {
+      action: 'deny',
+      mode: verdict.mode,
+      code: failureCode[result.failure],
+      message: `${subjectOf(found, shown)} denied by rule "${decision.rule.name}" (${this.label}): ${reason}`,
+      reason,
+      image: ref.normalized,
+      rule: decision.rule.name,
+      verification,
+    };
+  }
+
+  /** The verification service, made on first need (a policy without `verify` never touches the state directory). */
+  private verifier(): Promise<ImageVerification> {
+    this.verification ??= createProvenance(this.config, this.name, this.deps.log).then(
+      (provenance) => new ImageVerification(provenance, this.deps.registry),
+      (err: unknown) => {
+        // Tried again by the next call that needs it (a credentials file back in place, say).
+        this.verification = undefined;
+        throw err;
+      },
+    );
+    return this.verification;
+  }
+
+  /** The decision on an image's name (an image ID's names asked of the runtime), and the name and decision behind it. */
+  private async judge(ctx: CallContext, found: ImageAtDoor, namespace: string, policy: CompiledPolicy): Promise<Judged> {
+    const { image } = found;
+    const subject = (shown: string): string => subjectOf(found, shown);
     const spec = classifyImage(image);
     const mode = policy.mode;
-    const deny = (code: Verdict['code'], shown: string, reason: string, message: string): Verdict => ({
-      action: 'deny',
-      mode,
-      code,
-      message,
-      reason,
-      image: shown,
-      rule: undefined,
+    const deny = (code: Verdict['code'], shown: string, reason: string, message: string): Judged => ({
+      verdict: { action: 'deny', mode, code, message, reason, image: shown, rule: undefined },
     });
     if (spec.kind === 'malformed') {
       const reason = `malformed image reference: ${spec.reason}`;
-      return deny('POLICY_DENIED', image, reason, `image "${image}" denied (${this.label}): ${reason}`);
+      return deny('POLICY_DENIED', image, reason, `${subject(`"${image}"`)} denied (${this.label}): ${reason}`);
     }
-    if (spec.kind === 'reference') return this.verdictOf(`"${spec.ref.normalized}"`, spec.ref, policy.decide(spec.ref, namespace));
+    if (spec.kind === 'reference') {
+      const decision = policy.decide(spec.ref, namespace);
+      return { verdict: this.verdictOf(subject(`"${spec.ref.normalized}"`), spec.ref, decision), ref: spec.ref, decision };
+    }
     let names: readonly string[];
     try {
       names = await this.resolver.names(this.deps.router.pick(ctx.backend), spec.id, ctx.deadline);
     } catch (err) {
       this.lookupFailures.inc();
       const problem = `ImageStatus failed: ${errorMessage(err)}`;
-      if (this.config.failOpen) {
-        this.deps.log.warn('image policy could not decide; allowed (failOpen)', { image: spec.id, reason: problem });
-        const reason = `undecidable, allowed by failOpen: ${problem}`;
-        return { action: 'allow', mode, code: 'POLICY_UNDECIDABLE', message: '', reason, image: spec.id, rule: undefined };
+      if (this.config.whenLookupFails === 'allow') {
+        this.deps.log.warn('image policy could not decide; allowed (whenLookupFails: allow)', { image: spec.id, reason: problem });
+        const reason = `undecidable, allowed by whenLookupFails: ${problem}`;
+        return { verdict: { action: 'allow', mode, code: 'POLICY_UNDECIDABLE', message: '', reason, image: spec.id, rule: undefined } };
       }
-      return deny('POLICY_UNDECIDABLE', spec.id, problem, `image "${spec.id}" cannot be checked (${this.label}): ${problem}`);
+      return deny('POLICY_UNDECIDABLE', spec.id, problem, `${subject(`"${spec.id}"`)} cannot be checked (${this.label}): ${problem}`);
     }
     const refs = names.flatMap((n): ImageReference[] => {
       const parsed = parseImageReference(n);
       return parsed.ok ? [parsed.ref] : [];
     });
-    const found = decideAmong(policy, refs, namespace);
-    if (found === undefined) {
+    const decided = decideAmong(policy, refs, namespace);
+    if (decided === undefined) {
       const reason = 'the runtime knows no name for it to check';
-      return deny('POLICY_UNDECIDABLE', spec.id, reason, `image "${spec.id}" denied (${this.label}): ${reason}`);
+      return deny('POLICY_UNDECIDABLE', spec.id, reason, `${subject(`"${spec.id}"`)} denied (${this.label}): ${reason}`);
     }
-    return this.verdictOf(`"${spec.id}" (${found.ref.normalized})`, found.ref, found.decision);
+    return { verdict: this.verdictOf(subject(`"${spec.id}" (${decided.ref.normalized})`), decided.ref, decided.decision), ...decided };
   }
 
   private verdictOf(subject: string, ref: ImageReference, decision: Decision): Verdict {
@@ -202,7 +314,7 @@ export class ImagePolicyInterceptor implements Interceptor {
       action: decision.action,
       mode: decision.mode,
       code: 'POLICY_DENIED',
-      message: `image ${subject} denied by ${by} (${this.label}): ${decision.reason}`,
+      message: `${subject} denied by ${by} (${this.label}): ${decision.reason}`,
       reason: decision.reason,
       image: ref.normalized,
       rule: decision.rule?.name,
@@ -222,19 +334,25 @@ export class ImagePolicyInterceptor implements Interceptor {
       this.deps.log.error('image policy file rejected; keeping the previous policy', { file, problems: result.problems });
       return;
     }
-    this.current = result.policy;
+    this.current = { policy: result.policy, trust: result.trust };
     this.reloads.inc({ result: 'applied' });
     this.deps.log.info('image policy reloaded', { file, rules: result.policy.ruleCount, mode: result.policy.mode });
   }
 
-  warmUp(): Promise<void> {
+  async warmUp(): Promise<void> {
     this.resolver.warmUp();
-    return Promise.resolve();
+    if (this.current.trust.size === 0) return;
+    warmCodec([REMOVE_IMAGE.requestType, REMOVE_IMAGE.responseType, IMAGE_STATUS.requestType]);
+    try {
+      await this.verifier();
+    } catch (err) {
+      this.deps.log.error('signature verification could not be set up; calls that need it fail until it can', { error: errorMessage(err) });
+    }
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.watcher?.close();
-    return Promise.resolve();
+    await (await this.verification)?.provenance.close();
   }
 }
 
@@ -249,6 +367,19 @@ export function createImagePolicyInterceptor(
 export const imagePolicyInterceptorType = defineInterceptorType({
   name: IMAGE_POLICY_TYPE,
   schema: imagePolicySchema,
-  pathKeys: ['rulesFile'],
+  // Relative paths are relative to the config file; those inside a rules file, to the rules file.
+  pathKeys: [
+    'rulesFile',
+    'authFile',
+    'stateDir',
+    'registries.*.caFile',
+    'registries.*.authFile',
+    'rules.*.verify.*.keys.*',
+    'rules.*.verify.*.keyless.trustedRoot',
+  ],
+  // Every door, or an image could come in through the one left out.
+  keepsMethods: Object.keys(imageDoors.byName),
+  endsCalls: 'refuses calls naming a denied image',
+  deprecatedKeys: { failOpen: 'use whenLookupFails: allow (failOpen: true) or deny (failOpen: false)' },
   create: (config, deps) => createImagePolicyInterceptor(config, deps),
 });

@@ -4,27 +4,20 @@ import type { CallContext } from '../../chain/types';
 import { GRPC_CODE_COUNT, ensureHistogram, grpcCodeName } from '../../metrics/registry';
 import { METRIC } from '../../metrics/names';
 import { fieldAt } from '../../messages/field-at';
+import { PulledImageSizes } from '../../observability/pulled-image-sizes';
 
 const PULL_SECONDS_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200];
 const PULL_BYTES_BUCKETS = [1e6, 5e6, 1e7, 2.5e7, 5e7, 1e8, 2.5e8, 5e8, 1e9, 2.5e9, 5e9, 1e10];
 
-/** How long a pulled image waits for the runtime to report its size, and how many may wait at once. */
-const PENDING_TTL_MS = 120_000;
-const PENDING_MAX = 128;
-
 /**
- * Image pull durations, and sizes where the runtime reports them. PullImageResponse carries only the image
- * reference, and the proxy never makes calls of its own on the hot path; but kubelet asks ImageStatus right
- * after a successful pull (for its "Image size" event), so the size is taken from that answer when its
- * image id matches a reference pulled moments ago. ImageStatus answers are decoded only while such a pull
- * is pending, so the common ImageStatus call stays undecoded.
+ * Image pull durations, and sizes where the runtime reports them (see PulledImageSizes: taken from the
+ * ImageStatus kubelet sends right after a pull, decoded only while a pull waits for its size).
  */
 export class ImagePullMetrics {
   private readonly duration: Histogram<'code'>;
   private readonly bytes: Histogram;
   private readonly byCode: (Histogram.Internal<'code'> | undefined)[] = new Array<undefined>(GRPC_CODE_COUNT);
-  /** image_ref of recent successful pulls → when the pull finished (ms). */
-  private readonly pending = new Map<string, number>();
+  private readonly sizes = new PulledImageSizes<undefined>();
 
   constructor(registry: Registry) {
     this.duration = ensureHistogram(registry, {
@@ -49,53 +42,17 @@ export class ImagePullMetrics {
       if (code >= 0 && code < GRPC_CODE_COUNT) this.byCode[code] = child;
     }
     child.observe(seconds);
-    if (code !== GrpcStatus.OK) return;
-    const ref = fieldAt(ctx.response(), 'image_ref');
-    if (ref === undefined || ref === '') return;
-    const now = Date.now();
-    this.expire(now);
-    if (this.pending.size >= PENDING_MAX) {
-      const oldest = this.pending.keys().next();
-      if (oldest.done !== true) this.pending.delete(oldest.value);
-    }
-    this.pending.set(ref, now);
+    if (code === GrpcStatus.OK) this.sizes.expect(fieldAt(ctx.response(), 'image_ref'), undefined);
   }
 
   /** True while a pulled image waits for its size: only then is ImageStatus worth decoding. */
   get waiting(): boolean {
-    return this.pending.size > 0;
+    return this.sizes.waiting;
   }
 
   /** After an OK ImageStatus call while `waiting`. */
   onImageStatus(ctx: CallContext): void {
-    this.expire(Date.now());
-    const response = ctx.response();
-    const image = response?.image;
-    if (image === null || typeof image !== 'object') return;
-    const fields = image as Readonly<Record<string, unknown>>;
-    const ref = this.matchingRef(fields);
-    if (ref === undefined) return;
-    this.pending.delete(ref);
-    const size = Number(fields.size);
-    if (Number.isFinite(size) && size > 0) this.bytes.observe(size);
-  }
-
-  private matchingRef(image: Readonly<Record<string, unknown>>): string | undefined {
-    const id = fieldAt(image, 'id');
-    if (id !== undefined && this.pending.has(id)) return id;
-    // Runtimes whose pull reference is a repo digest rather than the image id.
-    const digests = image.repo_digests;
-    if (Array.isArray(digests)) {
-      for (const digest of digests) if (typeof digest === 'string' && this.pending.has(digest)) return digest;
-    }
-    return undefined;
-  }
-
-  private expire(now: number): void {
-    for (const [ref, at] of this.pending) {
-      // Insertion order is time order, so the first fresh entry ends the sweep.
-      if (now - at < PENDING_TTL_MS) return;
-      this.pending.delete(ref);
-    }
+    const bytes = this.sizes.match(ctx.response())?.bytes;
+    if (bytes !== undefined) this.bytes.observe(bytes);
   }
 }

@@ -18,7 +18,7 @@ export const metricsConfigSchema = z.strictObject({
     .array(z.number().positive())
     .min(1)
     .refine((b) => b.every((v, i) => i === 0 || v > (b[i - 1] as number)), 'buckets must be strictly increasing')
-    .optional(),
+    .default([...DEFAULT_BUCKETS]),
   podStart: podStartConfigSchema,
 });
 export type MetricsConfig = z.output<typeof metricsConfigSchema>;
@@ -41,8 +41,6 @@ interface MethodSeries {
   readonly service: string;
   readonly method: string;
   readonly role: ImageRole | undefined;
-  /** One of the calls a pod start consists of (and pod start metrics are on). */
-  readonly podStart: boolean;
   readonly inFlight: ValueCell<MethodLabels>;
   readonly overhead: HistogramCell<MethodLabels>;
   readonly streamMessages: ValueCell<MethodLabels> | undefined;
@@ -71,7 +69,6 @@ class MetricsInterceptor implements Interceptor {
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
     const series = this.begin(ctx);
-    if (series?.podStart === true) await this.preparePodStart(ctx);
     try {
       await next();
     } catch (err) {
@@ -85,14 +82,6 @@ class MetricsInterceptor implements Interceptor {
     for (const gauge of this.backendGauges) gauge.release();
     this.podStarts?.close();
     return Promise.resolve();
-  }
-
-  private async preparePodStart(ctx: CallContext): Promise<void> {
-    try {
-      await this.podStarts?.prepare(ctx);
-    } catch (err) {
-      this.fault(err);
-    }
   }
 
   private begin(ctx: CallContext): MethodSeries | undefined {
@@ -138,7 +127,6 @@ class MetricsInterceptor implements Interceptor {
       else if (series.role === 'status' && code === GrpcStatus.OK && this.imagePulls.waiting) {
         this.imagePulls.onImageStatus(ctx);
       }
-      if (series.podStart) this.podStarts?.observe(ctx, code);
     } catch (err) {
       this.fault(err);
     }
@@ -173,17 +161,17 @@ class MetricsInterceptor implements Interceptor {
       inFlight: this.metrics.inFlight.cell(service, method),
       overhead: this.metrics.overhead.cell(service, method),
       streamMessages: info?.kind === 'server-stream' ? this.metrics.streamMessages.cell(service, method) : undefined,
-      podStart: this.podStarts !== undefined && info !== undefined && PodStartMetrics.tracks(info),
       backends: new Map(),
     };
   }
 }
 
 export function createMetricsInterceptor(config: MetricsConfig, deps: InterceptorDeps): Interceptor {
-  const metrics = callMetrics(deps.registry, config.buckets ?? DEFAULT_BUCKETS);
+  const metrics = callMetrics(deps.registry, config.buckets);
   const imagePulls = new ImagePullMetrics(deps.registry);
   const fault = observerFaultReporter(deps.registry, deps.name, deps.log, 'metrics interceptor failed to record a call');
-  const podStarts = config.podStart.enabled ? new PodStartMetrics(config.podStart, deps.registry, fault) : undefined;
+  const feed = deps.podStarts;
+  const podStarts = config.podStart.enabled && feed !== undefined ? new PodStartMetrics(feed, deps.registry, fault) : undefined;
   const gauges = backendGauges(deps.registry, deps.router);
   return new MetricsInterceptor(deps.name, metrics, deps.router, imagePulls, podStarts, gauges, fault);
 }
@@ -191,5 +179,6 @@ export function createMetricsInterceptor(config: MetricsConfig, deps: Intercepto
 export const metricsInterceptorType = defineInterceptorType({
   name: 'metrics',
   schema: metricsConfigSchema,
+  observesEveryCall: 'the calls it ends would not be counted',
   create: createMetricsInterceptor,
 });

@@ -1,9 +1,8 @@
 import type { Histogram, Registry } from 'prom-client';
-import type { CallContext, MethodInfo } from '../../chain/types';
 import { ensureHistogram } from '../../metrics/registry';
 import type { ObserverFaultReporter } from '../../metrics/observer-faults';
-import type { PodStartConfig } from '../../observability/pod-start-config';
-import { PodStartTracker, podStartPhaseNames, type PodStart, type PodStartPhaseName } from '../../observability/pod-start-tracker';
+import type { PodStartSubscriptions } from '../../chain/pod-start-records';
+import { podStartPhaseNames, type PodStart, type PodStartPhaseName } from '../../observability/pod-start-tracker';
 import { METRIC } from '../../metrics/names';
 
 const POD_START_BUCKETS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600];
@@ -19,16 +18,16 @@ const DEFAULT_HANDLER = 'default';
 const OTHER_HANDLER = 'other';
 
 /**
- * Pod start histograms fed by a PodStartTracker: one observation per pod that started (failed starts are
- * not durations of a start), and per phase kind the pod went through, the summed time of that kind.
+ * Pod start histograms fed by the proxy's pod start feed: one observation per pod that started (failed starts
+ * are not durations of a start), and per phase kind the pod went through, the summed time of that kind.
  */
 export class PodStartMetrics {
   private readonly total: Histogram<'runtime_handler'>;
   private readonly phases: Histogram<'phase' | 'runtime_handler'>;
   private readonly handlers = new Map<string, HandlerSeries>();
-  private readonly tracker: PodStartTracker;
+  private readonly unsubscribe: () => void;
 
-  constructor(config: PodStartConfig, registry: Registry, fault: ObserverFaultReporter) {
+  constructor(feed: PodStartSubscriptions, registry: Registry, fault: ObserverFaultReporter) {
     this.total = ensureHistogram(registry, {
       name: METRIC.podStartDurationSeconds,
       help: 'Pod start as seen in CRI calls: RunPodSandbox arrival to the answer of its last StartContainer',
@@ -41,36 +40,18 @@ export class PodStartMetrics {
       labelNames: ['phase', 'runtime_handler'] as const,
       buckets: PHASE_BUCKETS,
     });
-    this.tracker = new PodStartTracker({
-      settleMs: config.settleMs,
-      maxPods: config.maxPods,
-      ttlMs: config.ttlMs,
-      onComplete: (podStart) => {
-        try {
-          this.record(podStart);
-        } catch (err) {
-          fault(err);
-        }
-      },
+    this.unsubscribe = feed.subscribe((podStart) => {
+      try {
+        this.record(podStart);
+      } catch (err) {
+        fault(err);
+      }
+      return undefined;
     });
   }
 
-  static tracks(method: MethodInfo): boolean {
-    return PodStartTracker.tracks(method);
-  }
-
-  /** Before `next()`, tracked methods only: reads the request while it can still be read. Never rejects. */
-  prepare(ctx: CallContext): Promise<void> {
-    return this.tracker.prepare(ctx);
-  }
-
-  /** After `next()` settled, tracked methods only. */
-  observe(ctx: CallContext, code: number): void {
-    this.tracker.observe(ctx, { code });
-  }
-
   close(): void {
-    this.tracker.close();
+    this.unsubscribe();
   }
 
   private record(podStart: PodStart): void {

@@ -1,6 +1,8 @@
 /** The `routing` interceptor's config: rules, handler names per backend, and the limits of its caches and streams. */
 import { z } from 'zod';
 import type { IssuePath } from '../../config/issues';
+import { duplicateNames } from '../../policies/unique-names';
+import { isRecord } from '../../values';
 
 const MAX_INT32 = 2 ** 31 - 1;
 const ms = (min: number, fallback: number) => z.int().min(min).max(MAX_INT32).default(fallback);
@@ -35,15 +37,13 @@ export const routingConfigSchema = z.strictObject({
   rules: z
     .array(ruleSchema)
     .default([])
-    .superRefine((rules, ctx) => {
-      const seen = new Map<string, number>();
-      rules.forEach((rule, i) => {
-        if (rule.name === undefined) return;
-        const first = seen.get(rule.name);
-        if (first === undefined) seen.set(rule.name, i);
-        else ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate rule name "${rule.name}" (also rules[${first}])` });
-      });
-    }),
+    .superRefine(
+      (rules, ctx) => {
+        for (const { index, message } of duplicateNames(rules, 'rule')) ctx.addIssue({ code: 'custom', path: [index, 'name'], message });
+      },
+      // Also when a rule is wrong otherwise, so that every problem is reported at once (entries may be invalid).
+      { when: (payload) => Array.isArray(payload.value) },
+    ),
   /** Per backend: kubelet's RuntimeClass handler → the handler that backend knows ("" = its default). */
   handlers: z.record(z.string().min(1), z.record(z.string(), z.string())).default({}),
   ownership: z
@@ -56,6 +56,20 @@ export const routingConfigSchema = z.strictObject({
       lookupTimeoutMs: ms(1, 2_000),
     })
     .prefault({}),
+  images: z
+    .strictObject({
+      /** At CreateContainer, pull an image the pod's runtime lacks there first (through the chain after routing). */
+      pullOnCreate: z.boolean().default(true),
+      /** Image repositories whose credentials (the last kubelet sent with a pull that worked) are kept, in memory. */
+      credentialCacheSize: z.int().min(0).max(100_000).default(1000),
+    })
+    .prefault({}),
+  /** The largest answer merged from several runtimes that is sent (kubelet's receive limit); larger ones fail. */
+  maxMergedAnswerBytes: z
+    .int()
+    .min(1024)
+    .max(MAX_INT32)
+    .default(16 * 1024 * 1024),
   events: z
     .strictObject({
       /** First wait before reconnecting a broken upstream event stream; doubles per failure up to the max. */
@@ -73,6 +87,9 @@ export const routingConfigSchema = z.strictObject({
     .refine((e) => e.reconnectMaxMs >= e.reconnectInitialMs, {
       message: 'reconnectMaxMs must not be smaller than reconnectInitialMs',
       path: ['reconnectMaxMs'],
+      // Whenever both are numbers, whatever else is wrong in `events`.
+      when: (payload) =>
+        isRecord(payload.value) && typeof payload.value.reconnectMaxMs === 'number' && typeof payload.value.reconnectInitialMs === 'number',
     }),
 });
 
@@ -84,17 +101,25 @@ export interface RoutingConfigIssue {
   readonly message: string;
 }
 
-/** Backend names the config uses that the proxy config does not define. */
-export function routingBackendIssues(config: RoutingConfig, backends: readonly string[]): RoutingConfigIssue[] {
+/** Backend names the config (as written, valid or not) uses that the proxy config does not define. */
+export function routingBackendIssues(config: unknown, backends: readonly string[]): RoutingConfigIssue[] {
   const known = new Set(backends);
   const expected = `configured backends: ${backends.join(', ')}`;
+  const unknown = (name: string): string => `no backend named "${name}" (${expected})`;
   const issues: RoutingConfigIssue[] = [];
-  config.rules.forEach((rule, i) => {
-    if (!known.has(rule.backend))
-      issues.push({ path: ['rules', i, 'backend'], message: `no backend named "${rule.backend}" (${expected})` });
-  });
-  for (const backend of Object.keys(config.handlers)) {
-    if (!known.has(backend)) issues.push({ path: ['handlers', backend], message: `no backend named "${backend}" (${expected})` });
+  if (!isRecord(config)) return issues;
+  const { rules, handlers } = config;
+  if (Array.isArray(rules)) {
+    rules.forEach((rule: unknown, i) => {
+      const backend = isRecord(rule) ? rule.backend : undefined;
+      if (typeof backend === 'string' && backend !== '' && !known.has(backend)) {
+        issues.push({ path: ['rules', i, 'backend'], message: unknown(backend) });
+      }
+    });
+  }
+  if (isRecord(handlers)) {
+    for (const backend of Object.keys(handlers))
+      if (!known.has(backend)) issues.push({ path: ['handlers', backend], message: unknown(backend) });
   }
   return issues;
 }

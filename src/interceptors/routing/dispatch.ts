@@ -17,12 +17,15 @@ import { imageStatusAcross, removeImageAcross } from './image-lookup';
 import { compileListMerge, type ListMerge } from './list-merge';
 import { methodRoutes, type RouteEntry } from './method-routes';
 import { routingMetrics, type RoutingMetrics } from './metrics';
-import { mergedList, toEveryBackend } from './node-wide';
+import { mergedList, toEveryBackend, type AnswerLimit } from './node-wide';
 import { OwnershipCache } from './ownership';
-import { requestString, rewriteHandler } from '../../messages/request-fields';
+import { firstFieldString, requestString, rewriteHandler } from '../../messages/request-fields';
 import { mergedStatus } from './status-merge';
 import { mergeStreams } from './stream-merge';
 import { fieldAt } from '../../messages/field-at';
+import { ImageFlow, type PullThroughChain } from './image-flow';
+import { PullCredentials } from './pull-credentials';
+import { runtimeConfigAnswer, RuntimeConfigWatch } from './runtime-config';
 
 /** What routing needs to know about one call. */
 export interface RoutingCall {
@@ -39,6 +42,8 @@ export interface RoutingCall {
   readonly metadata: MetadataFields;
   /** The client's call: aborted when it is cancelled. */
   readonly signal: AbortSignal;
+  /** Pulls an image on the client's behalf, through the interceptors after routing (CreateContainer needs it). */
+  readonly pull: PullThroughChain;
 }
 
 export type Decision =
@@ -69,6 +74,9 @@ export interface RoutingDeps {
   readonly now?: () => number;
 }
 
+/** Longer strings are no IDs of a runtime: not worth a cache lookup. */
+const MAX_ID_LENGTH = 256;
+
 const built = (answer: BuiltAnswer): Decision => ({ kind: 'answer', answer: { from: 'proxy', answer } });
 
 export class RoutingDispatcher {
@@ -79,9 +87,13 @@ export class RoutingDispatcher {
   /** Default first: merged answers list its items first, and its words win. */
   private readonly order: readonly string[];
   private readonly merges = new Map<string, ListMerge>();
+  private readonly credentials: PullCredentials;
+  private readonly images: ImageFlow;
+  private readonly limit: AnswerLimit;
+  private readonly configs: RuntimeConfigWatch;
 
   constructor(
-    config: RoutingConfig,
+    private readonly config: RoutingConfig,
     private readonly deps: RoutingDeps,
   ) {
     this.order = [deps.defaultBackend, ...deps.backends.filter((b) => b !== deps.defaultBackend)];
@@ -106,11 +118,29 @@ export class RoutingDispatcher {
       ...(deps.schedule !== undefined ? { schedule: deps.schedule } : {}),
       observe: (backend, message) => this.ownership.learnFromEvent(backend, message),
     });
+    this.credentials = new PullCredentials(config.images.credentialCacheSize);
+    this.images = new ImageFlow({
+      backends: this.order,
+      call: deps.call,
+      pullOnCreate: config.images.pullOnCreate,
+      credentials: this.credentials,
+      metrics: this.metrics,
+      log: deps.log,
+    });
+    this.limit = { bytes: config.maxMergedAnswerBytes, exceeded: (method) => this.metrics.mergedTooLarge.inc({ method }) };
+    this.configs = new RuntimeConfigWatch(this.metrics, deps.log);
   }
 
-  /** Rebuilds the ownership cache from every backend; calls naming unknown IDs wait for it. */
+  /**
+   * Rebuilds the ownership cache from every backend (calls naming unknown IDs wait for it), and compares their
+   * RuntimeConfig answers, saying so when they differ.
+   */
   start(): Promise<unknown> {
-    return this.ownership.rebuild();
+    const deadline = (this.deps.now ?? Date.now)() + this.config.ownership.rebuildTimeoutMs;
+    const configs = this.configs
+      .check({ call: this.deps.call, backends: this.order, metadata: [], deadline })
+      .catch((err: unknown) => this.deps.log.warn("could not compare the backends' RuntimeConfig", { error: errorMessage(err) }));
+    return Promise.all([this.ownership.rebuild(), configs]);
   }
 
   close(): void {
@@ -140,9 +170,14 @@ export class RoutingDispatcher {
       case 'all':
         return { kind: 'answer', answer: await toEveryBackend(fanOut, call.method, call.path, call.request) };
       case 'status':
-        return built(await mergedStatus(fanOut, call.path, call.request, this.rules.kubeletNamesOf));
+        return built(
+          await mergedStatus(fanOut, call.path, call.request, this.rules.kubeletNamesOf, (c) => this.configs.note(c), this.limit),
+        );
+      case 'runtime-config': {
+        return { kind: 'answer', answer: runtimeConfigAnswer(await this.configs.check(fanOut)) };
+      }
       case 'merge':
-        return built(await mergedList(fanOut, call.method, call.path, call.request, this.mergeOf(call, entry)));
+        return built(await mergedList(fanOut, call.method, call.path, call.request, this.mergeOf(call, entry), this.limit));
       case 'merge-stream':
         return { kind: 'stream', run: (send) => this.mergeStream(call, entry, send) };
       case 'events':
@@ -152,7 +187,11 @@ export class RoutingDispatcher {
       case 'pull': {
         const request = decodeMessage(type, call.request);
         const owner = this.ownership.podOwner(fieldAt(request, 'sandbox_config.metadata.uid') ?? '');
-        return owner !== undefined ? this.forward(entry, call, owner) : this.place(entry, call, this.rules.placeImagePull(request));
+        const decision =
+          owner !== undefined ? this.forward(entry, call, owner) : this.place(entry, call, this.rules.placeImagePull(request));
+        // Credentials that worked are the ones to pull the image with onto another runtime later.
+        const image = fieldAt(request, 'image.image') ?? '';
+        return { ...decision, onSuccess: () => this.credentials.learn(image, call.request) };
       }
       case 'image-status':
       case 'image-remove': {
@@ -166,12 +205,38 @@ export class RoutingDispatcher {
       case 'container': {
         const owner = await this.ownership.owner(route.kind, requestString(call.request, type, route.field), call.deadline);
         if (owner.kind === 'unavailable') return built(owner.answer);
-        return this.forward(entry, call, owner.backend);
+        const decision = this.forward(entry, call, owner.backend);
+        // With one backend, an image any runtime has is on the pod's: kubelet's own flow holds.
+        if (entry.ensuresImage !== true || owner.kind !== 'owned' || this.order.length === 1) return decision;
+        const image = await this.images.beforeCreate({
+          request: decision.request,
+          owner: owner.backend,
+          metadata: call.metadata,
+          deadline: call.deadline,
+          pull: call.pull,
+        });
+        return image.kind === 'failed' ? built(image.answer) : { ...decision, request: image.request };
       }
     }
   }
 
-  private place(entry: RouteEntry, call: RoutingCall, placement: Placement): Decision {
+  /** Whether methods outside the table may go elsewhere than the default backend (there is another). */
+  get routesUnknownMethods(): boolean {
+    return this.order.length > 1;
+  }
+
+  /**
+   * A method outside the table: to the backend that owns the sandbox or container its first field names (field
+   * number 1, a string, as in every scoped CRI method), when the ownership cache holds that ID; else the default
+   * backend. Never asks the backends: the field may be no ID at all.
+   */
+  async backendOfUnknown(firstMessage: Buffer | undefined): Promise<string> {
+    const id = firstFieldString(firstMessage, MAX_ID_LENGTH);
+    const owner = id === undefined ? undefined : await this.ownership.cachedOwner(id);
+    return owner ?? this.deps.defaultBackend;
+  }
+
+  private place(entry: RouteEntry, call: RoutingCall, placement: Placement): Decision & { kind: 'forward' } {
     this.metrics.placements.inc({ backend: placement.backend, rule: placement.rule ?? 'default' });
     return { ...this.forward(entry, call, placement.backend), rule: placement.rule };
   }

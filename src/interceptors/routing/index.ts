@@ -10,5 +10,6 @@ export const routingInterceptorType = defineInterceptorType({
   // Routing decides where every call goes, and the image policy asks the backend it picked about image IDs.
   everyMethod: true,
   runsBefore: { 'image-policy': 'the image policy checks images on the backend routing picks' },
+  endsCalls: 'answers some calls itself (lists, Status and events merged across runtimes, UpdateRuntimeConfig sent to each)',
   create: createRoutingInterceptor,
 });

@@ -6,31 +6,44 @@
 import type { InterceptorDeps } from '../../chain/interceptor-types';
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
 import type { Logger } from '../../log';
-import { warmCodec, type DecodedMessage } from '../../messages/codec';
-import { methodTable } from '../../chain/method-table';
+import { decodeMessage, warmCodec, type DecodedMessage } from '../../messages/codec';
+import { fieldAt } from '../../messages/field-at';
+import { lookupMethod, methodTable } from '../../chain/method-table';
+import type { Downstream } from '../../chain/own-call';
+import type { PullOutcome, PullThroughChain } from './image-flow';
 import type { CallContext, Interceptor, Next } from '../../chain/types';
 import type { RoutingConfig } from './config';
 import { RoutingDispatcher, type Decision, type RoutingCall } from './dispatch';
 import type { BuiltAnswer, RoutedAnswer } from './fan-out';
-import { backendCalls, metadataForBackends } from './runtime-calls';
+import { backendCalls } from './runtime-calls';
+import { metadataForBackends } from '../../chain/own-call';
 import { EVERY_BACKEND } from '../../chain/backends';
 
 type Forward = Extract<Decision, { kind: 'forward' }>;
 type Stream = Extract<Decision, { kind: 'stream' }>;
 
+const PULL_IMAGE = lookupMethod('/runtime.v1.ImageService/PullImage');
+const PULL_RESPONSE = 'runtime.v1.PullImageResponse';
+
 class RoutingInterceptor implements Interceptor {
   constructor(
     readonly name: string,
     private readonly dispatcher: RoutingDispatcher,
+    private readonly downstream: Downstream,
     private readonly log: Logger,
   ) {}
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {
     const { method } = ctx;
+    if (!method.known && this.dispatcher.routesUnknownMethods) {
+      ctx.backend = await this.dispatcher.backendOfUnknown(await ctx.firstRequestMessage());
+      return next();
+    }
     if (!method.known || this.dispatcher.passesThrough(method.name)) {
       ctx.backend = this.dispatcher.defaultBackend;
       return next();
     }
+    const pull: PullThroughChain = (backend, request) => this.pull(ctx, backend, request);
     const request = (await ctx.requestBytes()) ?? Buffer.alloc(0);
     const call: RoutingCall = {
       method: method.name,
@@ -46,6 +59,7 @@ class RoutingInterceptor implements Interceptor {
       get signal() {
         return ctx.signal;
       },
+      pull,
     };
     const decision = await this.dispatcher.decide(call);
     switch (decision.kind) {
@@ -57,6 +71,22 @@ class RoutingInterceptor implements Interceptor {
       case 'stream':
         return stream(ctx, decision);
     }
+  }
+
+  /** A pull on the client's behalf, through the entries after routing (the image policy judges it), to `backend`. */
+  private async pull(ctx: CallContext, backend: string, request: Buffer): Promise<PullOutcome> {
+    const { outcome, body } = await this.downstream.call(ctx, { method: PULL_IMAGE, request, backend });
+    let imageRef: string | undefined;
+    if (outcome.code === GrpcStatus.OK && body !== undefined) {
+      try {
+        imageRef = fieldAt(decodeMessage(PULL_RESPONSE, body), 'image_ref');
+      } catch {
+        // The pull worked; the ID kubelet named is kept.
+      }
+    }
+    // Refused by an interceptor after routing (the image policy), as opposed to failed by the runtime or on the way.
+    const refused = outcome.fromProxy && outcome.code === GrpcStatus.PERMISSION_DENIED;
+    return { code: outcome.code, message: outcome.message, refused, imageRef };
   }
 
   warmUp(): Promise<void> {
@@ -124,7 +154,9 @@ async function stream(ctx: CallContext, decision: Stream): Promise<void> {
 }
 
 export function createRoutingInterceptor(config: RoutingConfig, deps: InterceptorDeps): Interceptor {
-  const { router, log } = deps;
+  const { router, log, downstream } = deps;
+  // Its pulls for kubelet must pass the interceptors after it: never made around them.
+  if (downstream === undefined) throw new Error('routing needs the proxy to give it a way to call through the chain (deps.downstream)');
   const { call, stream: streamCall } = backendCalls(router);
   const dispatcher = new RoutingDispatcher(config, {
     backends: [...router.upstreams].map((u) => u.name),
@@ -138,5 +170,5 @@ export function createRoutingInterceptor(config: RoutingConfig, deps: Intercepto
   dispatcher
     .start()
     .catch((err: unknown) => log.error('ownership rebuild failed; objects are found on demand', { error: errorMessage(err) }));
-  return new RoutingInterceptor(deps.name, dispatcher, log);
+  return new RoutingInterceptor(deps.name, dispatcher, downstream, log);
 }

@@ -29,6 +29,8 @@ export type MethodRoute =
   | { readonly kind: 'default' }
   /** Node-wide, sent to every backend; OK only when all of them say so. */
   | { readonly kind: 'all' }
+  /** RuntimeConfig: asked of every backend, answered only when they agree. */
+  | { readonly kind: 'runtime-config' }
   /** GetContainerEvents: one upstream per backend, shared by every subscriber. */
   | { readonly kind: 'events' };
 
@@ -55,6 +57,8 @@ export interface RouteEntry {
   /** Request path of a RuntimeClass handler to translate for the chosen backend (see `handlers`). */
   readonly handlerField?: string;
   readonly ownership?: OwnershipEffect;
+  /** CreateContainer: the owner must have the container's image first (image-flow.ts). */
+  readonly ensuresImage?: boolean;
 }
 
 type Column = RouteEntry | ((method: MethodInfo) => RouteEntry);
@@ -63,7 +67,7 @@ const sandbox = (m: MethodInfo): RouteEntry => ({ route: { kind: 'sandbox', fiel
 const container = (m: MethodInfo): RouteEntry => ({ route: { kind: 'container', field: fieldPath(m, 'containerId') } });
 const merge = (...lists: ListField[]): RouteEntry => ({ route: { kind: 'merge', lists } });
 const mergeStream = (...lists: ListField[]): RouteEntry => ({ route: { kind: 'merge-stream', lists } });
-const node = (kind: 'default' | 'all' | 'status'): RouteEntry => ({ route: { kind } });
+const node = (kind: 'default' | 'all' | 'status' | 'runtime-config'): RouteEntry => ({ route: { kind } });
 /** A new pod, placed by the rules; the backend learns the sandbox and the pod's UID. */
 const place = (m: MethodInfo, ownership: OwnershipEffect = {}): RouteEntry => ({
   route: { kind: 'place' },
@@ -82,7 +86,7 @@ const routes = new MethodColumn<RouteEntry>({
   Version: node('default'),
   Status: node('status'),
   UpdateRuntimeConfig: node('all'),
-  RuntimeConfig: node('default'),
+  RuntimeConfig: node('runtime-config'),
 
   RunPodSandbox: (m) => place(m),
   StopPodSandbox: sandbox,
@@ -96,6 +100,7 @@ const routes = new MethodColumn<RouteEntry>({
     ...sandbox(m),
     handlerField: 'config.image.runtime_handler',
     ownership: { containerId: fieldPath(m, 'containerId', 'response'), sandboxOfContainer: fieldPath(m, 'sandboxId') },
+    ensuresImage: true,
   }),
   StartContainer: container,
   StopContainer: container,

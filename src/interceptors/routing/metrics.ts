@@ -21,6 +21,12 @@ export interface RoutingMetrics {
   readonly eventUpstreamUp: Gauge<'backend'>;
   readonly eventSubscribers: Gauge;
   readonly eventSubscribersDropped: Counter;
+  /** CreateContainer calls whose image the pod's runtime lacked, by what routing did for kubelet (MissingImageOutcome). */
+  readonly missingImages: Counter<'backend' | 'outcome'>;
+  /** Merged answers refused for being larger than a client accepts. */
+  readonly mergedTooLarge: Counter<'method'>;
+  /** 1 while every backend's RuntimeConfig agrees (as last asked), 0 while they differ. */
+  readonly runtimeConfigConsistent: Gauge;
 }
 
 export function routingMetrics(registry: Registry): RoutingMetrics {
@@ -73,6 +79,23 @@ export function routingMetrics(registry: Registry): RoutingMetrics {
     eventSubscribersDropped: ensureCounter(registry, {
       name: METRIC.routingEventSubscribersDroppedTotal,
       help: 'GetContainerEvents callers dropped because they fell behind by more than their buffer',
+      labelNames: [],
+    }),
+    missingImages: ensureCounter(registry, {
+      name: METRIC.routingMissingImagesTotal,
+      help:
+        "CreateContainer calls whose image the pod's runtime did not have, by what routing did for kubelet: local_id (it had the " +
+        'image under another ID), pulled, pull_denied, pull_failed, not_pulled (images.pullOnCreate off)',
+      labelNames: ['backend', 'outcome'],
+    }),
+    mergedTooLarge: ensureCounter(registry, {
+      name: METRIC.routingMergedAnswersTooLargeTotal,
+      help: 'Answers merged from every backend that were not sent for being larger than maxMergedAnswerBytes',
+      labelNames: ['method'],
+    }),
+    runtimeConfigConsistent: ensureGauge(registry, {
+      name: METRIC.routingRuntimeConfigConsistent,
+      help: "1 while every backend's RuntimeConfig answer agrees (as last asked), 0 while they differ",
       labelNames: [],
     }),
   };

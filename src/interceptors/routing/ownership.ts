@@ -188,6 +188,17 @@ export class OwnershipCache {
     return backend;
   }
 
+  /**
+   * The backend that owns a sandbox or container with this ID, if the cache holds it (once the start-up rebuild is
+   * over); never asks the backends.
+   */
+  async cachedOwner(id: string): Promise<string | undefined> {
+    const now = this.sandboxes.get(id) ?? this.containers.get(id)?.backend;
+    if (now !== undefined) return now;
+    await this.rebuilding;
+    return this.sandboxes.get(id) ?? this.containers.get(id)?.backend;
+  }
+
   /** The backend a call naming this sandbox or container must go to. Never rejects. */
   async owner(kind: LookupKind, id: string, deadline?: number): Promise<Owner> {
     const { metrics } = this.options;

@@ -1,16 +1,21 @@
 /**
  * `Status` of the node as one runtime: each condition combined over the backends, the union of their runtime
- * handlers (under the names kubelet uses), the features all of them have. How a condition that differs between
- * backends is reported is documented in docs/routing.md.
+ * handlers (under the names kubelet uses), the features all of them have, and a condition of its own while their
+ * RuntimeConfig answers disagree. How a condition that differs between backends is reported is documented in
+ * docs/routing.md.
  */
 import { GrpcStatus, ProxyError, errorMessage } from '../../errors';
 import { decodeMessage, encodeMessage, messageType, type DecodedMessage } from '../../messages/codec';
-import { lengthDelimited, replaceStringAt, stringAt, wireFields, WireFormatError } from '../../messages/protobuf-wire';
+import { lengthDelimited, messageAt, replaceStringAt, stringAt, wireFields, WireFormatError } from '../../messages/protobuf-wire';
 import type { NamedReply } from './backend-call';
 import { callEvery, failuresOf, fanOutFailure, statusName, type BuiltAnswer, type FanOutCall } from './fan-out';
+import { overLimit, type AnswerLimit } from './node-wide';
+import { askRuntimeConfigs, RUNTIME_CONFIG_CONDITION, RUNTIME_CONFIG_MISMATCH, type RuntimeConfigs } from './runtime-config';
 
 const RESPONSE = 'runtime.v1.StatusResponse';
-const FEATURES = 'runtime.v1.RuntimeFeatures';
+const RUNTIME_STATUS = 'runtime.v1.RuntimeStatus';
+const STATUS_FIELD = 1;
+const FEATURES_FIELD = 4;
 /** Conditions kubelet requires: a backend that does not report one (or does not answer) counts as false. */
 const REQUIRED = ['RuntimeReady', 'NetworkReady'] as const;
 const HANDLERS_FIELD = 3;
@@ -85,15 +90,19 @@ function asProto3(condition: Condition): Record<string, unknown> {
   return Object.fromEntries(Object.entries(condition).filter(([, v]) => v !== '' && v !== false));
 }
 
-/** A feature is claimed only when every backend that answered claims it. */
-function mergedFeatures(answered: readonly Answered[]): Record<string, boolean> {
-  const features: Record<string, boolean> = {};
-  for (const field of messageType(FEATURES).fieldsArray) {
-    if (field.type !== 'bool') continue;
-    if (answered.every((a) => (a.decoded['features'] as Record<string, unknown> | undefined)?.[field.name] === true))
-      features[field.name] = true;
-  }
-  return features;
+/**
+ * A feature is claimed only when every backend that answered claims it, compared on the wire: an entry of
+ * `features` is kept, as its bytes, when every answer has the very same entry, so flags a newer runtime adds (that
+ * this schema does not know) survive when every backend has them.
+ */
+function mergedFeatures(answered: readonly Answered[]): Buffer | undefined {
+  const entriesOf = (a: Answered): Buffer[] => {
+    const features = messageAt(a.body, [FEATURES_FIELD]);
+    return features === undefined ? [] : wireFields(features).map((f) => features.subarray(f.start, f.end));
+  };
+  const [first, ...others] = answered.map(entriesOf);
+  const kept = (first ?? []).filter((entry) => others.every((entries) => entries.some((e) => e.equals(entry))));
+  return kept.length === 0 ? undefined : lengthDelimited(FEATURES_FIELD, Buffer.concat(kept));
 }
 
 /** The default backend's info as it is; the others' under `<backend>/<key>`. */
@@ -127,16 +136,28 @@ function mergedHandlers(answered: readonly Answered[], names: HandlerNames): Buf
   return out;
 }
 
-/** Top-level fields of the default backend's answer that this schema does not know, kept as they were. */
-function unknownFields(answer: Answered): Buffer[] {
-  const known = messageType(RESPONSE).fieldsById;
-  return wireFields(answer.body)
+/** Fields of `message` (of `type`) that this schema does not know, kept as they were. */
+function unknownFields(type: string, message: Buffer | undefined): Buffer[] {
+  if (message === undefined) return [];
+  const known = messageType(type).fieldsById;
+  return wireFields(message)
     .filter((f) => known[f.number] === undefined)
-    .map((f) => answer.body.subarray(f.start, f.end));
+    .map((f) => message.subarray(f.start, f.end));
 }
 
-/** One Status from every backend's answer (in backend order, the default first: its words win). */
-export function mergeStatus(replies: readonly NamedReply[], names: HandlerNames): BuiltAnswer {
+/** The combined conditions, and whatever else the default backend's RuntimeStatus holds that this schema does not know. */
+function mergedRuntimeStatus(conditions: readonly Condition[], primary: Answered | undefined): Buffer {
+  const known = encodeMessage(RUNTIME_STATUS, { conditions: conditions.map(asProto3) });
+  const unknown = unknownFields(RUNTIME_STATUS, primary === undefined ? undefined : messageAt(primary.body, [STATUS_FIELD]));
+  return lengthDelimited(STATUS_FIELD, Buffer.concat([known, ...unknown]));
+}
+
+/**
+ * One Status from every backend's answer (in backend order, the default first: its words win), built at the wire
+ * level: handlers, features and the fields this schema does not know are carried as the runtimes sent them.
+ * `extra` conditions (the proxy's own findings) come after the combined ones.
+ */
+export function mergeStatus(replies: readonly NamedReply[], names: HandlerNames, extra: readonly Condition[] = []): BuiltAnswer {
   const answeredReplies = replies.filter((r) => r.reply.code === GrpcStatus.OK);
   if (answeredReplies.length === 0) return fanOutFailure('Status', failuresOf(replies));
   const answered = answeredReplies.map(({ backend, reply }): Answered => {
@@ -149,22 +170,44 @@ export function mergeStatus(replies: readonly NamedReply[], names: HandlerNames)
   });
   const defaultBackend = replies[0]?.backend ?? '';
   const primary = answered.find((a) => a.backend === defaultBackend);
-  const built = encodeMessage(RESPONSE, {
-    status: { conditions: mergedConditions(answered, failuresOf(replies)).map(asProto3) },
-    info: mergedInfo(answered, defaultBackend),
-    features: mergedFeatures(answered),
-  });
-  let carried: Buffer[];
+  const conditions = [...mergedConditions(answered, failuresOf(replies)), ...extra];
+  let parts: Buffer[];
   try {
-    carried = [...mergedHandlers(answered, names), ...(primary === undefined ? [] : unknownFields(primary))];
+    const features = mergedFeatures(answered);
+    parts = [
+      mergedRuntimeStatus(conditions, primary),
+      encodeMessage(RESPONSE, { info: mergedInfo(answered, defaultBackend) }),
+      ...mergedHandlers(answered, names),
+      ...(features === undefined ? [] : [features]),
+      ...unknownFields(RESPONSE, primary?.body),
+    ];
   } catch (err) {
     if (!(err instanceof WireFormatError)) throw err;
     throw new ProxyError('UPSTREAM_PROTOCOL', `a backend sent a malformed ${RESPONSE}: ${err.message}`, { cause: err });
   }
-  return { code: GrpcStatus.OK, message: '', body: Buffer.concat([built, ...carried]) };
+  return { code: GrpcStatus.OK, message: '', body: Buffer.concat(parts) };
 }
 
-/** Status of every backend, combined; fails only when no backend answers. */
-export async function mergedStatus(c: FanOutCall, path: string, request: Buffer, names: HandlerNames): Promise<BuiltAnswer> {
-  return mergeStatus(await callEvery(c, c.backends, path, request), names);
+/** The condition `Status` carries while the backends disagree on RuntimeConfig. */
+function runtimeConfigCondition(disagreement: string | undefined): Condition[] {
+  if (disagreement === undefined) return [];
+  return [{ type: RUNTIME_CONFIG_CONDITION, status: false, reason: RUNTIME_CONFIG_MISMATCH, message: disagreement }];
+}
+
+/**
+ * Status of every backend, combined, with what their RuntimeConfig answers (asked at the same time) show; fails
+ * only when no backend answers Status. `onConfigs` learns what RuntimeConfig showed.
+ */
+export async function mergedStatus(
+  c: FanOutCall,
+  path: string,
+  request: Buffer,
+  names: HandlerNames,
+  onConfigs: (configs: RuntimeConfigs) => void,
+  limit?: AnswerLimit,
+): Promise<BuiltAnswer> {
+  const [replies, configs] = await Promise.all([callEvery(c, c.backends, path, request), askRuntimeConfigs(c).catch(() => undefined)]);
+  if (configs !== undefined) onConfigs(configs);
+  const answer = mergeStatus(replies, names, runtimeConfigCondition(configs?.disagreement));
+  return (limit === undefined ? undefined : overLimit('Status', answer, replies, limit)) ?? answer;
 }

@@ -41,6 +41,19 @@ export const criFieldAttributes: Readonly<Record<CriField, string>> = {
   runtimeHandler: ATTR_CRI_RUNTIME_HANDLER,
 };
 
+// Image verification (a child span of the call's, one per verification).
+export const SPAN_IMAGE_VERIFICATION = 'image verification';
+/** The image policy rule whose `verify` was checked. */
+export const ATTR_IMAGE_POLICY_RULE = 'cri.image_policy.rule';
+/** The manifest (or index) digest verified. */
+export const ATTR_IMAGE_DIGEST = 'cri.image.digest';
+/** `verified`, or why not (`no-signature`, `untrusted-signer`, …). */
+export const ATTR_VERIFICATION_RESULT = 'cri.image_verification.result';
+/** True when the cache of verified digests answered, without the registry. */
+export const ATTR_VERIFICATION_CACHED = 'cri.image_verification.cached';
+/** The signer: `key sha256:…` or a certificate identity. */
+export const ATTR_VERIFICATION_SIGNER = 'cri.image_verification.signer';
+
 // Pod start.
 export const ATTR_POD_START_TOTAL_MS = 'cri.pod_start.total_ms';
 /** 'ok' or 'failed'. */

@@ -3,11 +3,14 @@ import {
   SpanKind,
   SpanStatusCode,
   TraceFlags,
+  isSpanContextValid,
   trace,
   type Attributes,
+  type Link,
   type Span,
   type TextMapGetter,
   type TextMapSetter,
+  type Context,
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -20,19 +23,41 @@ import type { Metadata, OutgoingMetadata } from '../../chain/metadata';
 import type { CallContext, CriField, MethodInfo, Next } from '../../chain/types';
 import {
   ATTR_CRI_BACKEND,
+  ATTR_CRI_CONTAINER_NAME,
   ATTR_CRI_FROM_PROXY,
+  ATTR_CRI_IMAGE,
+  ATTR_CRI_POD_NAME,
+  ATTR_CRI_POD_NAMESPACE,
+  ATTR_CRI_POD_UID,
+  ATTR_CRI_RUNTIME_HANDLER,
+  ATTR_CRI_SANDBOX_ID,
+  ATTR_POD_START_CONTAINERS,
+  ATTR_POD_START_PHASE,
+  ATTR_POD_START_PHASES_DROPPED,
+  ATTR_POD_START_PHASE_MS,
+  ATTR_POD_START_STATUS,
+  ATTR_POD_START_TOTAL_MS,
   ATTR_RPC_GRPC_STATUS_CODE,
   ATTR_RPC_METHOD,
   ATTR_RPC_SERVICE,
   ATTR_RPC_SYSTEM,
   RPC_SYSTEM_GRPC,
   criFieldAttributes,
+  podStartPhaseTotalAttribute,
 } from './attributes';
+import { callSpanKey, type CallSpan } from '../../observability/call-span';
 import { instantAt } from '../../observability/clock';
 import { observerFaultReporter, type ObserverFaultReporter } from '../../metrics/observer-faults';
-import { PodStartTracker, type PodStart, type TraceContextRef } from '../../observability/pod-start-tracker';
-import { buildTracerProvider } from './tracer-provider';
-import { PodStartSpans } from './pod-start-spans';
+import type { PodStartAnnotations } from '../../chain/pod-start-records';
+import { PodStartFeed } from '../../observability/pod-start-feed';
+import {
+  PodStartTracker,
+  podStartPhaseNames,
+  type PodStart,
+  type PodStartPhase,
+  type TraceContextRef,
+} from '../../observability/pod-start-tracker';
+import { buildTracerProvider, type OwnedTracerProvider } from './tracer-provider';
 import { PollingSampling } from './polling';
 import { fieldAt } from '../../messages/field-at';
 
@@ -58,12 +83,17 @@ const headerGetter: TextMapGetter<Metadata> = {
 const headerSetter: TextMapSetter<OutgoingMetadata> = {
   set: (carrier, key, value) => carrier.set(key, value),
 };
+const refGetter: TextMapGetter<TraceContextRef> = {
+  keys: () => ['traceparent', 'tracestate'],
+  get: (carrier, key) => (key === 'traceparent' ? carrier.traceparent : key === 'tracestate' ? carrier.tracestate : undefined),
+};
 
 /** The tracing interceptor's implementation, loaded on demand (see index.ts). */
 export class CallTracer {
   private readonly propagator = new W3CTraceContextPropagator();
   private readonly plans: ReadonlyMap<string, MethodPlan>;
-  private readonly tracker: PodStartTracker | undefined;
+  /** Stops the pod start traces; undefined when there are none. */
+  private readonly unsubscribe: (() => void) | undefined;
   /** Tracing faults never fail a call: they are counted, and logged rarely. */
   private readonly fault: ObserverFaultReporter;
   private readonly shutdownTimeoutMs: number;
@@ -72,7 +102,7 @@ export class CallTracer {
   static async create(config: TracingConfig, deps: InterceptorDeps): Promise<CallTracer> {
     if (deps.tracerProvider) return new CallTracer(config, deps.tracerProvider.getTracer(TRACER_NAME), undefined, deps);
     const owned = await buildTracerProvider(config, deps);
-    return new CallTracer(config, owned.getTracer(TRACER_NAME), owned, deps);
+    return new CallTracer(config, owned.provider.getTracer(TRACER_NAME), owned, deps);
   }
 
   private readonly log: Logger;
@@ -80,7 +110,7 @@ export class CallTracer {
   private constructor(
     config: TracingConfig,
     private readonly tracer: Tracer,
-    private readonly owned: { shutdown(): Promise<void> } | undefined,
+    private readonly owned: OwnedTracerProvider | undefined,
     deps: InterceptorDeps,
   ) {
     this.log = deps.log;
@@ -88,16 +118,8 @@ export class CallTracer {
     this.shutdownTimeoutMs = config.exporter.shutdownTimeoutMs;
     this.polling = new PollingSampling(config.pollingSamplingRatio, config.slowCallMs);
     this.plans = new Map(methodTable.map((m) => [m.path, planFor(m)]));
-    const { enabled, ...limits } = config.podStart;
-    const spans = new PodStartSpans(this.tracer, this.propagator);
-    const record = (pod: PodStart): void => {
-      try {
-        spans.record(pod);
-      } catch (err) {
-        this.fault(err);
-      }
-    };
-    this.tracker = enabled ? new PodStartTracker({ ...limits, onComplete: record }) : undefined;
+    const feed = config.podStart.enabled ? deps.podStarts : undefined;
+    this.unsubscribe = feed?.subscribe((p) => this.recordPodStart(p));
   }
 
   intercept(ctx: CallContext, next: Next): Promise<void> {
@@ -143,8 +165,6 @@ export class CallTracer {
       // An unreadable request is the call's problem, reported by the runtime or the proxy; tracing steps aside.
       this.fault(err);
     }
-    // Never rejects; apart from the call span, so a broken tracer cannot cost the pod start records.
-    if (plan.podStart) await this.tracker?.prepare(ctx);
     try {
       await next();
     } catch (err) {
@@ -155,17 +175,12 @@ export class CallTracer {
   }
 
   async close(): Promise<void> {
-    this.tracker?.close();
+    this.unsubscribe?.();
     // An injected provider belongs to whoever injected it.
     if (!this.owned) return;
     // Queued spans get a bounded flush: a collector that accepts and never answers must not hold up a stop.
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<'expired'>((resolve) => {
-      timer = setTimeout(() => resolve('expired'), this.shutdownTimeoutMs);
-    });
     try {
-      const outcome = await Promise.race([this.owned.shutdown(), expired]);
-      if (outcome === 'expired') {
+      if ((await this.owned.shutdown(this.shutdownTimeoutMs)) === 'expired') {
         this.log.warn('spans still queued at shutdown were dropped: the collector did not take them in time', {
           shutdownTimeoutMs: this.shutdownTimeoutMs,
         });
@@ -173,8 +188,6 @@ export class CallTracer {
     } catch (err) {
       // The last export failing (collector gone) is no reason to fail a shutdown or reload.
       this.log.warn('spans still queued at shutdown could not be exported', { error: errorMessage(err) });
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -187,8 +200,13 @@ export class CallTracer {
       { kind: SpanKind.SERVER, startTime: instantAt(ctx.startedAt).epochMs, attributes: plan.attributes },
       parent,
     );
+    // A span made once the call has ended (a late one) has nothing left to pass on.
+    if (!propagate) return span;
     // The runtime's own spans then nest under this one.
-    if (propagate) this.propagator.inject(trace.setSpan(ROOT_CONTEXT, span), ctx.upstreamMetadata, headerSetter);
+    const context = trace.setSpan(ROOT_CONTEXT, span);
+    this.propagator.inject(context, ctx.upstreamMetadata, headerSetter);
+    // Later interceptors' own work (an image verification) nests under it too.
+    if (span.isRecording()) ctx.state.set(callSpanKey, { tracer: this.tracer, context } satisfies CallSpan);
     return span;
   }
 
@@ -212,11 +230,75 @@ export class CallTracer {
     } catch (err) {
       this.fault(err);
     }
-    if (plan.podStart && this.tracker) {
-      // A link to the proxy's own span of the call reaches the runtime's spans too (and works without kubelet's).
-      const own = span && isSampled(span) ? [traceparentOf(span)] : [];
-      this.tracker.observe(ctx, { endedAt, code, links: own });
+    try {
+      // The pod start phase links to the proxy's own span of the call: it reaches the runtime's spans too (and
+      // works without kubelet's).
+      if (plan.podStart && this.unsubscribe !== undefined && span && isSampled(span)) PodStartFeed.link(ctx, traceparentOf(span));
+    } catch (err) {
+      this.fault(err);
     }
+  }
+
+  /**
+   * One trace per pod start, rooted in a span of its own: kubelet's calls for one pod belong to different traces
+   * (or none), so none of them could hold the whole start. Each phase links back to the calls' spans instead.
+   */
+  private recordPodStart(pod: PodStart): PodStartAnnotations | undefined {
+    try {
+      const attributes: Attributes = {
+        [ATTR_CRI_POD_UID]: pod.uid,
+        [ATTR_POD_START_TOTAL_MS]: pod.totalMs,
+        [ATTR_POD_START_STATUS]: pod.status,
+        [ATTR_POD_START_CONTAINERS]: pod.containers,
+      };
+      if (pod.name !== undefined) attributes[ATTR_CRI_POD_NAME] = pod.name;
+      if (pod.namespace !== undefined) attributes[ATTR_CRI_POD_NAMESPACE] = pod.namespace;
+      if (pod.sandboxId !== undefined) attributes[ATTR_CRI_SANDBOX_ID] = pod.sandboxId;
+      if (pod.runtimeHandler !== undefined) attributes[ATTR_CRI_RUNTIME_HANDLER] = pod.runtimeHandler;
+      if (pod.phasesDropped > 0) attributes[ATTR_POD_START_PHASES_DROPPED] = pod.phasesDropped;
+      for (const phase of podStartPhaseNames) attributes[podStartPhaseTotalAttribute[phase]] = pod.phaseTotals[phase];
+      const root = this.tracer.startSpan(
+        'pod start',
+        { root: true, kind: SpanKind.INTERNAL, startTime: pod.start.epochMs, attributes, links: this.links(pod.phases[0]?.links ?? []) },
+        ROOT_CONTEXT,
+      );
+      if (pod.status === 'failed') {
+        root.setStatus({ code: SpanStatusCode.ERROR, message: `pod start failed with gRPC status ${pod.code}` });
+      }
+      const parent = trace.setSpan(ROOT_CONTEXT, root);
+      for (const phase of pod.phases) this.recordPhase(phase, parent);
+      root.end(pod.end.epochMs);
+      return isSampled(root) ? { traceId: root.spanContext().traceId } : undefined;
+    } catch (err) {
+      this.fault(err);
+      return undefined;
+    }
+  }
+
+  private recordPhase(phase: PodStartPhase, parent: Context): void {
+    const attributes: Attributes = {
+      [ATTR_POD_START_PHASE]: phase.phase,
+      [ATTR_POD_START_PHASE_MS]: phase.durationMs,
+      [ATTR_RPC_GRPC_STATUS_CODE]: phase.code,
+    };
+    if (phase.detail !== undefined) attributes[phase.phase === 'pull' ? ATTR_CRI_IMAGE : ATTR_CRI_CONTAINER_NAME] = phase.detail;
+    const name = phase.detail === undefined ? `pod start: ${phase.phase}` : `pod start: ${phase.phase} ${phase.detail}`;
+    const span = this.tracer.startSpan(
+      name,
+      { kind: SpanKind.INTERNAL, startTime: phase.start.epochMs, attributes, links: this.links(phase.links) },
+      parent,
+    );
+    if (phase.code !== GrpcStatus.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: `gRPC status ${phase.code}` });
+    span.end(phase.end.epochMs);
+  }
+
+  private links(refs: readonly TraceContextRef[]): Link[] {
+    const links: Link[] = [];
+    for (const ref of refs) {
+      const context = trace.getSpanContext(this.propagator.extract(ROOT_CONTEXT, ref, refGetter));
+      if (context && isSpanContextValid(context)) links.push({ context });
+    }
+    return links;
   }
 }
 

@@ -43,5 +43,6 @@ export const tracingInterceptorType = defineInterceptorType({
   schema: tracingConfigSchema,
   // Exporter headers carry API keys and bearer tokens.
   secretKeys: ['exporter.headers.*'],
+  observesEveryCall: 'the calls it ends would have no span',
   create: createTracingInterceptor,
 });

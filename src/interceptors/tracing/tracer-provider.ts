@@ -17,6 +17,8 @@ import { ensureCounter } from '../../metrics/registry';
 import type { TracingConfig } from './config';
 import { ATTR_SERVICE_NAME } from './attributes';
 import { METRIC } from '../../metrics/names';
+import { OtlpExporter } from './otlp-exporter';
+import { otlpSettings } from './otlp-settings';
 
 type ExporterConfig = TracingConfig['exporter'];
 
@@ -24,15 +26,22 @@ type ExporterConfig = TracingConfig['exporter'];
 const MAX_QUEUE_SIZE = 2048;
 const MAX_EXPORT_BATCH_SIZE = 512;
 const SCHEDULED_DELAY_MS = 2000;
-// The batch processor gives up waiting on an export after timeoutMs, but the exporter goes on retrying it (five
-// attempts, backoff included): without a limit a dead collector holds dozens of batches at once. With one, a
-// batch that arrives meanwhile fails at once and is counted as dropped.
-const EXPORTS_IN_FLIGHT = 1;
+
+/** The proxy's own provider and how it ends. */
+export interface OwnedTracerProvider {
+  readonly provider: BasicTracerProvider;
+  /**
+   * Exports the spans still queued, for at most `flushMs`, then ends whatever export is still going (an export
+   * that started before the stop is not waited for): nothing of the exporter is left running. `expired` when the
+   * queued spans did not go out in time.
+   */
+  shutdown(flushMs: number): Promise<'flushed' | 'expired'>;
+}
 
 /** The proxy's own provider: never registered globally, so it cannot collide with anything else in the process. */
-export async function buildTracerProvider(config: TracingConfig, deps: InterceptorDeps): Promise<BasicTracerProvider> {
+export async function buildTracerProvider(config: TracingConfig, deps: InterceptorDeps): Promise<OwnedTracerProvider> {
   const exporter = await createExporter(config.exporter);
-  return new BasicTracerProvider({
+  const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: config.serviceName }),
     // Every new trace kept: no need to work a ratio out of each trace id.
     sampler: new ParentBasedSampler({
@@ -49,33 +58,45 @@ export async function buildTracerProvider(config: TracingConfig, deps: Intercept
         ]
       : [],
   });
+  return {
+    provider,
+    shutdown: async (flushMs) => {
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<{ readonly expired: true }>((resolve) => {
+        timer = setTimeout(() => resolve({ expired: true }), flushMs);
+      });
+      // Settles either way, so that a flush that fails after the bound is not an unhandled rejection.
+      const flushed = provider.shutdown().then(
+        () => ({ error: undefined }),
+        (error: unknown) => ({ error }),
+      );
+      try {
+        const outcome = await Promise.race([flushed, expired]);
+        if ('expired' in outcome) return 'expired';
+        if (outcome.error !== undefined) throw outcome.error instanceof Error ? outcome.error : new Error(errorMessage(outcome.error));
+        return 'flushed';
+      } finally {
+        clearTimeout(timer);
+        await exporter?.shutdown();
+      }
+    },
+  };
 }
 
-/** Only the configured exporter's module is loaded; each pulls in a sizeable dependency tree. */
-async function createExporter(config: ExporterConfig): Promise<SpanExporter | undefined> {
-  const url = config.endpoint === undefined ? {} : { url: config.endpoint };
-  switch (config.type) {
-    case 'none':
-      return undefined;
-    case 'otlp-http': {
-      const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
-      return new OTLPTraceExporter({
-        ...url,
-        timeoutMillis: config.timeoutMs,
-        concurrencyLimit: EXPORTS_IN_FLIGHT,
-        ...(config.headers ? { headers: { ...config.headers } } : {}),
-      });
-    }
-    case 'otlp-grpc': {
-      const [{ OTLPTraceExporter }, { Metadata }] = await Promise.all([
-        import('@opentelemetry/exporter-trace-otlp-grpc'),
-        import('@grpc/grpc-js'),
-      ]);
-      const metadata = new Metadata();
-      for (const [key, value] of Object.entries(config.headers ?? {})) metadata.set(key, value);
-      return new OTLPTraceExporter({ ...url, timeoutMillis: config.timeoutMs, concurrencyLimit: EXPORTS_IN_FLIGHT, metadata });
-    }
-  }
+/** Only the configured exporter's transport is loaded. */
+async function createExporter(config: ExporterConfig): Promise<OtlpExporter | undefined> {
+  if (config.type === 'none') return undefined;
+  const protocol = config.type === 'otlp-grpc' ? 'grpc' : 'http';
+  const settings = otlpSettings(protocol, config);
+  const [{ JsonTraceSerializer, ProtobufTraceSerializer }, transport] = await Promise.all([
+    import('@opentelemetry/otlp-transformer'),
+    protocol === 'grpc'
+      ? import('./otlp-grpc').then(({ OtlpGrpcTransport }) => new OtlpGrpcTransport(settings))
+      : import('./otlp-http').then(({ OtlpHttpTransport }) => new OtlpHttpTransport(settings)),
+  ]);
+  // OTLP/HTTP sends JSON, OTLP/gRPC protobuf.
+  const serializer = protocol === 'grpc' ? ProtobufTraceSerializer : JsonTraceSerializer;
+  return new OtlpExporter(transport, (spans) => serializer.serializeRequest(spans), config.timeoutMs);
 }
 
 /**

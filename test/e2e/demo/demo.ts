@@ -129,6 +129,7 @@ Each runtime lists only its own; the proxy lists both:
 cri-proxy demo is running (Ctrl-C stops and cleans up everything).
 
   CRI socket (point a CRI client here):  unix://${proxy.socketPath}
+  pod starts (open in a browser):        http://127.0.0.1:${port}/pods
   metrics, health:                       http://127.0.0.1:${port}/metrics  /healthz  /readyz
 ${runtimes}
   local registry image:                  ${env.busyboxImage}
@@ -145,6 +146,7 @@ A pod "demo" runs container "hello" (${containerId.slice(0, 12)}). Try, in anoth
   ${call} PullImage '{"image":{"image":"${env.registryHost}/library/missing:1.0"}}'   # an error, relayed as is
   curl -s http://127.0.0.1:${port}/metrics | grep '^cri_proxy_calls_total'
   ${cli} audit verify ${auditLog}
+  ${cli} pods --url http://127.0.0.1:${port}            # the pod starts above, with a waterfall each
 ${routed}`);
 }
 

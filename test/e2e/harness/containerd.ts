@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run, spawnLogged, tailFile, waitForUnixSocket, type ManagedProcess } from './processes';
+import { createCriClient } from './cri-client';
+import { run, spawnLogged, tailFile, waitForUnixSocket, waitUntil, type ManagedProcess } from './processes';
 
 export type Snapshotter = 'overlayfs' | 'native';
 
@@ -275,7 +276,33 @@ export async function startContainerd(
     const detail = reasons.length > 0 ? reasons.slice(-10).join('\n') : log.split('\n').slice(-20).join('\n');
     throw new Error(`containerd's CRI plugin is not loaded (${cri?.trim().replace(/\s+/g, ' ') ?? 'absent'}):\n${detail}`);
   }
+  await criServing(layout.socket, proc);
   return { layout, snapshotter: settings.snapshotter, runtime: settings.runtime, process: proc };
+}
+
+/**
+ * Resolves once the CRI service answers: after a restart it first recovers its pods and containers, answering
+ * "server is not initialized yet" meanwhile (the more it holds, the longer).
+ */
+async function criServing(socket: string, proc: ManagedProcess): Promise<void> {
+  const client = createCriClient(socket);
+  try {
+    await waitUntil(
+      `the CRI service on ${socket}`,
+      async () => {
+        try {
+          await client.call('ListPodSandbox', {}, { timeoutMs: 5_000 });
+          return true;
+        } catch (err) {
+          if (/not initialized/.test((err as { details?: string }).details ?? '')) return false;
+          throw err;
+        }
+      },
+      { timeoutMs: 30_000, process: proc },
+    );
+  } finally {
+    client.close();
+  }
 }
 
 /** The containers an OCI runtime has in its state root (`<runtime> --root ROOT list -q`). */
