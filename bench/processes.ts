@@ -108,6 +108,14 @@ export interface RelayLaunch {
   readonly upstream: string;
   /** Extra node flags (profiling). */
   readonly nodeArgs: readonly string[];
+  /** A command node runs under (valgrind and its options), if any. */
+  readonly wrapper?: readonly string[];
+}
+
+/** The program and arguments that run node with `args`, under the launch's wrapper if it has one. */
+function nodeCommand(launch: RelayLaunch, args: readonly string[]): [string, string[]] {
+  const [program, ...options] = launch.wrapper ?? [];
+  return program === undefined ? [process.execPath, [...args]] : [program, [...options, process.execPath, ...args]];
 }
 
 /** Starts the built CLI exactly as an operator would: its config file and command line, nothing else. */
@@ -122,13 +130,20 @@ export function startProxy(launch: RelayLaunch & { readonly configFile: string }
     '--upstream',
     `unix://${launch.upstream}`,
   ];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const [program, argv] = nodeCommand(launch, args);
+  const proc = spawn(program, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   return new Child(launch.name, proc);
 }
 
 /** Forks a reference relay (`splice-process.js`, say) of the compiled bench; it exits when the bench does. */
 export function startReference(script: string, launch: RelayLaunch): Child {
-  const proc = fork(path.join(__dirname, script), [launch.listen, launch.upstream], {
+  const scriptArgs = [path.join(__dirname, script), launch.listen, launch.upstream];
+  if (launch.wrapper !== undefined) {
+    // Under a wrapper (valgrind) the IPC channel does not survive: the bench stops the relay itself.
+    const [program, argv] = nodeCommand(launch, [...launch.nodeArgs, ...scriptArgs]);
+    return new Child(launch.name, spawn(program, argv, { stdio: ['ignore', 'ignore', 'pipe'] }));
+  }
+  const proc = fork(scriptArgs[0] as string, scriptArgs.slice(1), {
     execArgv: [...launch.nodeArgs],
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });

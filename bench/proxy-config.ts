@@ -2,7 +2,7 @@
  * The proxy variants' config files, built from config/node.yaml (the production example) with every path and
  * address moved into the bench's temp dir: nothing touches /run, /var or /etc, nothing is exported anywhere.
  */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { repoRoot } from './paths';
@@ -118,4 +118,16 @@ export function writeProxyConfig(variant: ProxyVariant, where: ConfigPlacement):
   const file = path.join(where.dir, 'cri-proxy.yaml');
   writeFileSync(file, `# Built by the bench from config/node.yaml (${variant.name}).\n${stringify(config)}`);
   return file;
+}
+
+/** Lets a variant's copy of the rules file allow `images` too (from a registry only this run knows). */
+export function allowImages(variantDir: string, images: readonly string[]): void {
+  if (images.length === 0) return;
+  const dir = path.join(variantDir, 'policies');
+  for (const file of existsSync(dir) ? readdirSync(dir) : []) {
+    const rules = parse(readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown>;
+    const existing: unknown[] = Array.isArray(rules.rules) ? (rules.rules as unknown[]) : [];
+    rules.rules = [{ name: 'bench-registry', match: { images }, action: 'allow' }, ...existing];
+    writeFileSync(path.join(dir, file), stringify(rules));
+  }
 }

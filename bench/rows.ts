@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import type * as http2 from 'node:http2';
 import * as path from 'node:path';
 import { Child, startProxy, startReference } from './processes';
-import { PROXY_VARIANTS, writeProxyConfig, type TracingExporterMode } from './proxy-config';
+import { allowImages, PROXY_VARIANTS, writeProxyConfig, type TracingExporterMode } from './proxy-config';
 
 export const DIRECT = 'direct';
 export const SPLICE = 'splice';
@@ -40,6 +40,10 @@ export interface RowLaunch {
   readonly closedPort: number;
   readonly proxyNodeArgs: readonly string[];
   readonly profile: boolean;
+  /** Image patterns the proxies' image policy must allow too (the private registry of a real runtime). */
+  readonly allowImages?: readonly string[];
+  /** Per row, a command node runs under (valgrind, for instruction counts). */
+  readonly wrapper?: (row: string) => readonly string[] | undefined;
 }
 
 /** Starts every relay at once (they boot in parallel) and returns the rows, direct first, none waited for. */
@@ -54,7 +58,14 @@ export function startRows(launch: RowLaunch): Row[] {
     const reference = REFERENCE_ROWS.find((r) => r.name === name);
     if (reference !== undefined) {
       mkdirSync(dir, { recursive: true });
-      const relay = startReference(reference.script, { name, listen: socketPath, upstream: launch.runtimeSocket, nodeArgs: [] });
+      const wrapper = launch.wrapper?.(name);
+      const relay = startReference(reference.script, {
+        name,
+        listen: socketPath,
+        upstream: launch.runtimeSocket,
+        nodeArgs: [],
+        ...(wrapper ? { wrapper } : {}),
+      });
       rows.push({ name, kind: 'reference', socketPath, relay, profileDir: undefined, session: undefined });
       continue;
     }
@@ -67,14 +78,17 @@ export function startRows(launch: RowLaunch): Row[] {
       tracingExporter: launch.tracingExporter,
       closedPort: launch.closedPort,
     });
+    allowImages(dir, launch.allowImages ?? []);
     const profileDir = launch.profile ? path.join(dir, 'profile') : undefined;
     const profiling = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
+    const wrapper = launch.wrapper?.(name);
     const relay = startProxy({
       name,
       configFile,
       listen: socketPath,
       upstream: launch.runtimeSocket,
       nodeArgs: [...launch.proxyNodeArgs, ...profiling],
+      ...(wrapper ? { wrapper } : {}),
     });
     rows.push({ name, kind: 'proxy', socketPath, relay, profileDir, session: undefined });
   }

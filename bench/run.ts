@@ -21,8 +21,10 @@ import { DIRECT, startRows, type Row } from './rows';
 import { containerdUnavailable, startFake, startPrivateContainerd, type Runtime } from './runtimes';
 import { settingsFromEnv, type Settings } from './settings';
 import { soak } from './memory-run';
+import { runBursts, type BurstRecord } from './pod-burst';
 import { measureStartup } from './startup';
 import { round } from './stats';
+import { summarizeBursts } from './burst-summary';
 import {
   summarizeRuntime,
   type BenchResult,
@@ -62,6 +64,7 @@ interface RuntimeRun {
   readonly result: RuntimeResult;
   readonly checks: readonly TargetCheck[];
   readonly phases: readonly PhaseRecord[];
+  readonly bursts: readonly BurstRecord[];
 }
 
 /** Starts every row in front of `runtime`, measures them, and stops them again. */
@@ -75,6 +78,7 @@ async function runRuntime(runtime: Runtime, settings: Settings, res: Resources, 
     closedPort: await freePort(),
     proxyNodeArgs: settings.proxyNodeArgs,
     profile: settings.profile,
+    allowImages: runtime.allowImages ?? [],
   });
   res.rows.push(...rows);
   for (const row of rows) if (row.relay) res.children.push(row.relay);
@@ -100,6 +104,14 @@ async function runRuntime(runtime: Runtime, settings: Settings, res: Resources, 
     row.session = await connect(row.socketPath);
   }
   const phases = await runRounds(runtime, rows, settings);
+  const bursts =
+    runtime.pods !== undefined && settings.burstPods > 0
+      ? await watched(
+          runtime,
+          direct,
+          runBursts(rows, runtime.pods, { pods: settings.burstPods, rounds: settings.burstRounds, callTimeoutMs: 240_000 }),
+        )
+      : [];
   const memory: Record<string, MemorySummary> = {};
   for (const row of rows) {
     const before = idle.get(row.name);
@@ -127,8 +139,9 @@ async function runRuntime(runtime: Runtime, settings: Settings, res: Resources, 
     skipped: runtime.skipped,
     ...(Object.keys(startup).length > 0 ? { startup } : {}),
     ...(Object.keys(soaked).length > 0 ? { soak: soaked } : {}),
+    ...(bursts.length > 0 ? { bursts: summarizeBursts(bursts) } : {}),
   };
-  return { ...summarizeRuntime(runtime.name, phases, facts), phases };
+  return { ...summarizeRuntime(runtime.name, phases, facts), phases, bursts };
 }
 
 /** Stops the proxies gracefully (profiles are written on exit), keeps each profile and prints its summary. */
@@ -165,12 +178,13 @@ async function runBench(settings: Settings, res: Resources): Promise<void> {
   await fake.stop();
   if (settings.containerd) {
     progress('starting a private containerd');
-    const ctd = await startPrivateContainerd(path.join(res.dir, 'containerd'), settings.calls, (stop) => res.teardowns.push(stop));
+    const ctd = await startPrivateContainerd(settings.calls, (stop) => res.teardowns.push(stop));
     if (ctd.calls.length > 0) runs[ctd.name] = await runRuntime(ctd, settings, res, { soak: false });
     else progress('containerd: none of BENCH_CALLS can be measured against it');
   }
   const all = Object.values(runs);
   const phases = all.flatMap((r) => r.phases);
+  const bursts = all.flatMap((r) => r.bursts);
   const result: BenchResult = {
     schema: 2,
     at: new Date().toISOString(),
@@ -192,7 +206,7 @@ async function runBench(settings: Settings, res: Resources): Promise<void> {
   process.stdout.write(`\n${formatReport(result)}\n`);
   process.stdout.write(`BENCH_RESULT ${JSON.stringify(result)}\n`);
   fs.mkdirSync(resultsDir(), { recursive: true });
-  fs.writeFileSync(path.join(resultsDir(), 'latest.json'), JSON.stringify({ ...result, phases }, null, 2) + '\n');
+  fs.writeFileSync(path.join(resultsDir(), 'latest.json'), JSON.stringify({ ...result, phases, bursts }, null, 2) + '\n');
 }
 
 async function main(): Promise<number> {

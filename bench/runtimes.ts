@@ -2,15 +2,15 @@
  * What the rows stand in front of: the fake runtime (always), and a private containerd when asked for and
  * available. Each is a process whose CPU the bench reads, with the call types it can answer.
  */
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { containerdLayout, startContainerd, type Containerd } from '../test/e2e/harness/containerd';
-import { run, tailFile } from '../test/e2e/harness/processes';
-import { teardownContainerd } from '../test/e2e/harness/teardown';
+import { startEnvironment, type E2eEnvironment } from '../test/e2e/harness/environment';
+import { run } from '../test/e2e/harness/processes';
 import { GRPC_PREFIX_BYTES } from './cri-messages';
 import { connect, responseBytesOf } from './load';
+import { criCall, type PodTemplate } from './pods';
 import { startFakeRuntime, type Watched } from './processes';
-import { ALLOWED_IMAGE, startupCalls, type CallType } from './workloads';
+import { startupCalls, type CallType } from './workloads';
 
 export interface Runtime {
   /** `fake-runtime` or `containerd`: the key of its section in the result. */
@@ -24,6 +24,10 @@ export interface Runtime {
   /** Calls whose first use after a proxy start is measured; empty when the runtime cannot answer them cheaply. */
   readonly startupCalls: readonly CallType[];
   readonly skipped: Readonly<Record<string, string>>;
+  /** What the pod-start burst starts pods with; undefined where pods cannot run (the fake runtime). */
+  readonly pods?: PodTemplate;
+  /** Image patterns the proxies' copy of the image policy must allow too (the private registry's). */
+  readonly allowImages?: readonly string[];
   stop(): Promise<void>;
 }
 
@@ -62,64 +66,63 @@ export function containerdUnavailable(): string | undefined {
   return undefined;
 }
 
-function watchContainerd(ctd: Containerd): Watched {
-  const proc = ctd.process;
+/** A process known only by its pid: it died when /proc no longer has it. */
+function watchPid(name: string, pid: () => number): Watched {
   return {
-    name: 'containerd',
-    pid: proc.pid,
+    name,
+    get pid() {
+      return pid();
+    },
     unlessItDies<T>(work: Promise<T>): Promise<T> {
-      const death = proc.exited.then(async (info): Promise<never> => {
-        throw new Error(`containerd exited (${String(info.code ?? info.signal)}) unexpectedly:\n${await tailFile(proc.logFile)}`);
+      let timer: NodeJS.Timeout | undefined;
+      const death = new Promise<never>((_, reject) => {
+        timer = setInterval(() => {
+          if (!existsSync(`/proc/${pid()}`)) reject(new Error(`${name} (pid ${pid()}) exited unexpectedly`));
+        }, 500);
       });
-      return Promise.race([work, death]);
+      return Promise.race([work, death]).finally(() => clearInterval(timer));
     },
   };
 }
 
 /**
- * A private containerd (its own root, state and socket in `dir`, the CRI plugin on, configured like the e2e
- * suite's) with no pods: Version and ListContainers answer without any. Teardown is the e2e suite's too, handed
- * to `onTeardown` before anything starts.
+ * The e2e suite's environment (test/e2e/harness): a private containerd (its own root, state and socket, the CRI
+ * plugin, CNI, runc), a private registry and the busybox and pause images pushed to it, both pulled before the
+ * measured calls so that the pod-start burst measures starts, not downloads. Version and ListContainers are
+ * measured while no pod runs. Teardown is the environment's own, handed to `onTeardown` first.
  */
 export async function startPrivateContainerd(
-  dir: string,
   calls: readonly CallType[],
   onTeardown: (stop: () => Promise<void>) => void,
 ): Promise<Runtime> {
-  const layout = containerdLayout(path.join(dir, 'ctd'));
-  const logDir = path.join(dir, 'logs');
-  mkdirSync(logDir, { recursive: true });
-  let started: Containerd['process'] | undefined;
-  // Safe to run more than once, and before containerd has started: an interrupted start is torn down too.
-  const stop = (): Promise<void> => teardownContainerd(layout, started);
-  onTeardown(stop);
+  const holder: { env?: E2eEnvironment } = {};
+  onTeardown(() => holder.env?.stop() ?? Promise.resolve());
+  const env = (holder.env = await startEnvironment());
+  const usable = calls.filter((c) => !c.fakeOnly);
+  const skipped = Object.fromEntries(calls.filter((c) => c.fakeOnly).map((c) => [c.name, 'needs data only the fake runtime has']));
+  const session = await connect(env.containerdSocket);
+  const responseBytes: Record<string, number> = {};
   try {
-    // No pod is ever started: the sandbox image is never pulled and no registry is contacted.
-    const settings = { sandboxImage: ALLOWED_IMAGE, registryHost: '127.0.0.1:1', snapshotter: 'native' as const, runtime: 'runc' as const };
-    const ctd = await startContainerd(layout, settings, logDir, (p) => (started = p));
-    const usable = calls.filter((c) => !c.fakeOnly);
-    const skipped = Object.fromEntries(calls.filter((c) => c.fakeOnly).map((c) => [c.name, 'needs data only the fake runtime has']));
-    const session = await connect(layout.socket);
-    const responseBytes: Record<string, number> = {};
-    try {
-      for (const call of usable) responseBytes[call.name] = (await responseBytesOf(session, call)) - GRPC_PREFIX_BYTES;
-    } finally {
-      session.close();
+    for (const image of [env.pauseImage, env.busyboxImage]) {
+      const pulled = await criCall(session, 'PullImage', { image: { image } }, 120_000);
+      if (pulled.code !== 0) throw new Error(`containerd could not pull ${image}: ${pulled.message}`);
     }
-    const version = (await run('containerd', ['--version'])).stdout.trim();
-    return {
-      name: 'containerd',
-      description: `${version}, private (CRI plugin, no pods)`,
-      socketPath: layout.socket,
-      process: watchContainerd(ctd),
-      calls: usable,
-      responseBytes,
-      startupCalls: [],
-      skipped,
-      stop,
-    };
-  } catch (err) {
-    await stop();
-    throw err;
+    for (const call of usable) responseBytes[call.name] = (await responseBytesOf(session, call)) - GRPC_PREFIX_BYTES;
+  } finally {
+    session.close();
   }
+  const version = (await run('containerd', ['--version'])).stdout.trim();
+  return {
+    name: 'containerd',
+    description: `${version}, private (CRI plugin, CNI bridge, ${env.snapshotter}, runc), no pods but the burst's`,
+    socketPath: env.containerdSocket,
+    process: watchPid('containerd', () => env.containerdPid),
+    calls: usable,
+    responseBytes,
+    startupCalls: [],
+    skipped,
+    pods: { image: env.busyboxImage, command: ['sleep', '3600'], logDir: env.podLogDir },
+    allowImages: [`${env.registryHost}/**`],
+    stop: () => env.stop(),
+  };
 }

@@ -21,6 +21,9 @@ export interface Settings {
   readonly soakCalls: number;
   readonly soakSampleEvery: number;
   readonly containerd: boolean;
+  /** Pods per pod-start burst (with containerd), and rounds of bursts; 0 pods skips the burst. */
+  readonly burstPods: number;
+  readonly burstRounds: number;
   readonly profile: boolean;
   readonly proxyNodeArgs: readonly string[];
 }
@@ -79,6 +82,8 @@ export function settingsFromEnv(): Settings {
     soakCalls: Math.round(numberFromEnv('BENCH_CALLS_TOTAL', 0, 0)),
     soakSampleEvery: Math.round(numberFromEnv('BENCH_RSS_EVERY', 100_000, 1000)),
     containerd: flagFromEnv('BENCH_CONTAINERD'),
+    burstPods: Math.round(numberFromEnv('BENCH_PODS', 50, 0)),
+    burstRounds: Math.round(numberFromEnv('BENCH_POD_ROUNDS', 3, 1)),
     profile: flagFromEnv('BENCH_PROFILE'),
     // The proxy runs with the flags the release runs it with (src/cli.ts) unless told otherwise.
     proxyNodeArgs: (process.env.BENCH_PROXY_NODE_ARGS ?? '--max-semi-space-size=1').split(/\s+/).filter((a) => a !== ''),

@@ -6,16 +6,8 @@
  */
 import type * as http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
-import { decode, encode, frame } from './cri-messages';
-import { unaryCall } from './load';
-
-export interface PodTemplate {
-  /** The image the pods' single container runs. */
-  readonly image: string;
-  readonly command: readonly string[];
-  /** Parent folder of the pods' log folders. */
-  readonly logDir: string;
-}
+import { decode } from './cri-messages';
+import { createContainerRequest, criCall, podName, sandboxConfig, type PodTemplate } from './pods';
 
 export interface SoakLoadSettings {
   readonly pods: number;
@@ -34,18 +26,9 @@ export interface MethodCount {
 }
 
 interface Pod {
-  readonly name: string;
-  readonly uid: string;
-  readonly config: Record<string, unknown>;
   readonly id: string;
   containerId: string | undefined;
 }
-
-const SERVICE: Readonly<Record<string, string>> = {
-  PullImage: 'ImageService',
-  ImageStatus: 'ImageService',
-  ImageFsInfo: 'ImageService',
-};
 
 /** Ticks that found the previous round of the same task still running (the load could not keep its pace). */
 export type SkippedTicks = Record<'relist' | 'status' | 'stats' | 'churn', number>;
@@ -83,7 +66,7 @@ export class KubeletLoad {
 
   /** Pulls the image and starts `settings.pods` pods, a few at a time. */
   async fillUp(concurrency = 4): Promise<void> {
-    await this.call('PullImage', 'PullImageRequest', { image: { image: this.template.image } });
+    await this.call('PullImage', { image: { image: this.template.image } });
     let next = 0;
     const workers = Array.from({ length: concurrency }, async () => {
       while (next++ < this.settings.pods) await this.startPod();
@@ -129,10 +112,7 @@ export class KubeletLoad {
   }
 
   private async relist(): Promise<void> {
-    await Promise.all([
-      this.call('ListPodSandbox', 'ListPodSandboxRequest', {}),
-      this.call('ListContainers', 'ListContainersRequest', { filter: {} }),
-    ]);
+    await Promise.all([this.call('ListPodSandbox', {}), this.call('ListContainers', { filter: {} })]);
   }
 
   private async pollStatus(): Promise<void> {
@@ -140,19 +120,18 @@ export class KubeletLoad {
     const polled: Promise<unknown>[] = [];
     for (let i = 0; i < perSecond && this.pods.length > 0; i++) {
       const pod = this.pods[this.statusCursor++ % this.pods.length] as Pod;
-      polled.push(this.call('PodSandboxStatus', 'PodSandboxStatusRequest', { pod_sandbox_id: pod.id }));
-      if (pod.containerId !== undefined)
-        polled.push(this.call('ContainerStatus', 'ContainerStatusRequest', { container_id: pod.containerId }));
+      polled.push(this.call('PodSandboxStatus', { pod_sandbox_id: pod.id }));
+      if (pod.containerId !== undefined) polled.push(this.call('ContainerStatus', { container_id: pod.containerId }));
     }
     await Promise.all(polled);
   }
 
   private async stats(): Promise<void> {
     await Promise.all([
-      this.call('Status', 'StatusRequest', {}),
-      this.call('ImageFsInfo', 'ImageFsInfoRequest', {}),
-      this.call('ListPodSandboxStats', 'ListPodSandboxStatsRequest', { filter: {} }),
-      this.call('ListContainerStats', 'ListContainerStatsRequest', { filter: {} }),
+      this.call('Status', {}),
+      this.call('ImageFsInfo', {}),
+      this.call('ListPodSandboxStats', { filter: {} }),
+      this.call('ListContainerStats', { filter: {} }),
     ]);
   }
 
@@ -162,66 +141,40 @@ export class KubeletLoad {
   }
 
   private async startPod(): Promise<void> {
-    const n = this.made++;
-    const name = `soak-${n}`;
-    const uid = `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
-    const labels = { 'io.kubernetes.pod.name': name, 'io.kubernetes.pod.namespace': 'soak', 'io.kubernetes.pod.uid': uid };
-    const config = {
-      metadata: { name, namespace: 'soak', uid, attempt: 0 },
-      hostname: name,
-      log_directory: `${this.template.logDir}/soak_${name}_${uid}`,
-      labels,
-      annotations: { 'kubernetes.io/config.source': 'api', 'kubernetes.io/config.seen': new Date().toISOString() },
-      linux: { cgroup_parent: '' },
-    };
-    const sandbox = await this.run('RunPodSandbox', 'RunPodSandboxRequest', { config });
+    const name = podName('soak', this.made++);
+    const config = sandboxConfig(name, this.template);
+    const sandbox = await this.run('RunPodSandbox', { config });
     const id = sandbox === undefined ? undefined : stringOf(decode('RunPodSandboxResponse', sandbox).pod_sandbox_id);
     if (id === undefined) return;
-    const pod: Pod = { name, uid, config, id, containerId: undefined };
+    const pod: Pod = { id, containerId: undefined };
     this.pods.push(pod);
-    await this.call('ImageStatus', 'ImageStatusRequest', { image: { image: this.template.image } });
-    const created = await this.run('CreateContainer', 'CreateContainerRequest', {
-      pod_sandbox_id: id,
-      config: {
-        metadata: { name: 'app', attempt: 0 },
-        image: { image: this.template.image, user_specified_image: this.template.image },
-        command: this.template.command,
-        labels: { ...labels, 'io.kubernetes.container.name': 'app' },
-        annotations: {
-          'io.kubernetes.container.restartCount': '0',
-          'io.kubernetes.container.terminationMessagePath': '/dev/termination-log',
-        },
-        log_path: 'app/0.log',
-        linux: {},
-      },
-      sandbox_config: config,
-    });
+    await this.call('ImageStatus', { image: { image: this.template.image } });
+    const created = await this.run('CreateContainer', createContainerRequest(name, id, config, this.template));
     const containerId = created === undefined ? undefined : stringOf(decode('CreateContainerResponse', created).container_id);
     if (containerId === undefined) return;
     pod.containerId = containerId;
-    await this.call('StartContainer', 'StartContainerRequest', { container_id: containerId });
-    await this.call('PodSandboxStatus', 'PodSandboxStatusRequest', { pod_sandbox_id: id });
-    await this.call('ContainerStatus', 'ContainerStatusRequest', { container_id: containerId });
+    await this.call('StartContainer', { container_id: containerId });
+    await this.call('PodSandboxStatus', { pod_sandbox_id: id });
+    await this.call('ContainerStatus', { container_id: containerId });
   }
 
   private async removePod(pod: Pod): Promise<void> {
     if (pod.containerId !== undefined) {
-      await this.call('StopContainer', 'StopContainerRequest', { container_id: pod.containerId, timeout: 1 });
-      await this.call('RemoveContainer', 'RemoveContainerRequest', { container_id: pod.containerId });
+      await this.call('StopContainer', { container_id: pod.containerId, timeout: 1 });
+      await this.call('RemoveContainer', { container_id: pod.containerId });
     }
-    await this.call('StopPodSandbox', 'StopPodSandboxRequest', { pod_sandbox_id: pod.id });
-    await this.call('RemovePodSandbox', 'RemovePodSandboxRequest', { pod_sandbox_id: pod.id });
+    await this.call('StopPodSandbox', { pod_sandbox_id: pod.id });
+    await this.call('RemovePodSandbox', { pod_sandbox_id: pod.id });
   }
 
-  private async call(method: string, requestType: string, fields: Record<string, unknown>): Promise<void> {
-    await this.run(method, requestType, fields);
+  private async call(method: string, fields: Record<string, unknown>): Promise<void> {
+    await this.run(method, fields);
   }
 
   /** One call, counted; the response message when it succeeded. */
-  private async run(method: string, requestType: string, fields: Record<string, unknown>): Promise<Buffer | undefined> {
-    const path = `/runtime.v1.${SERVICE[method] ?? 'RuntimeService'}/${method}`;
+  private async run(method: string, fields: Record<string, unknown>): Promise<Buffer | undefined> {
     const sentAt = performance.now();
-    const answer = await unaryCall(this.session, path, frame(encode(requestType, fields)), this.settings.callTimeoutMs);
+    const answer = await criCall(this.session, method, fields, this.settings.callTimeoutMs);
     const ms = performance.now() - sentAt;
     let count = this.counts.get(method);
     if (count === undefined) this.counts.set(method, (count = { calls: 0, errors: 0, maxMs: 0 }));

@@ -10,16 +10,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parse, stringify } from 'yaml';
 import { startEnvironment, type E2eEnvironment } from '../test/e2e/harness/environment';
 import { freePort } from '../test/e2e/harness/processes';
 import { connect } from './load';
 import { progress } from './log';
 import { cliPath, resultsDir } from './paths';
 import { cpuMicros, memoryOf, settledRssKb, startFakeRuntime, startProxy, waitUntilListening, type Child } from './processes';
-import { PROXY_VARIANTS, writeProxyConfig } from './proxy-config';
+import { allowImages, PROXY_VARIANTS, writeProxyConfig } from './proxy-config';
 import { containerdUnavailable } from './runtimes';
-import { KubeletLoad, type PodTemplate } from './soak-load';
+import type { PodTemplate } from './pods';
+import { KubeletLoad } from './soak-load';
 import { formatSoakReport, type SoakResult, type SoakSample } from './soak-report';
 import { soakSettingsFromEnv, type SoakSettings } from './soak-settings';
 import { round } from './stats';
@@ -61,18 +61,6 @@ async function containerdTarget(): Promise<Target> {
     allowImages: [`${env.registryHost}/**`],
     stop: () => env.stop(),
   };
-}
-
-/** Lets the soak's copy of the rules file allow `images` too (they come from a registry only this run knows). */
-function allowImages(proxyDir: string, images: readonly string[]): void {
-  if (images.length === 0) return;
-  const dir = path.join(proxyDir, 'policies');
-  for (const file of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
-    const rules = parse(fs.readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown>;
-    const existing: unknown[] = Array.isArray(rules.rules) ? (rules.rules as unknown[]) : [];
-    rules.rules = [{ name: 'soak-registry', match: { images }, action: 'allow' }, ...existing];
-    fs.writeFileSync(path.join(dir, file), stringify(rules));
-  }
 }
 
 function sample(proxy: Child, load: KubeletLoad, startedAt: number, last: { at: number; cpuUs: number }): SoakSample {

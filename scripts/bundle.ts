@@ -50,7 +50,8 @@ async function main(outDir: string): Promise<void> {
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    minifyWhitespace: true,
+    // Minified (names of functions and classes kept): the whole script is held in memory, about 8 MB less so.
+    minify: true,
     keepNames: true,
     legalComments: 'none',
     metafile: true,

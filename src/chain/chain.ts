@@ -43,6 +43,8 @@ export class Chain<C extends CallContext = CallContext> {
   private readonly matchers: readonly ((method: MethodInfo) => boolean)[];
 
   private readonly terminal: Terminal<C>;
+  /** The terminal step unwrapped, for methods no entry applies to: nothing sits between it and the server. */
+  private readonly bareTerminal: Terminal<C>;
   private readonly onFault: FaultListener;
 
   constructor(
@@ -52,6 +54,7 @@ export class Chain<C extends CallContext = CallContext> {
     private readonly observer?: CallObserver<C>,
   ) {
     this.matchers = entries.map((entry) => compileMethodFilter(entry.methods));
+    this.bareTerminal = terminal;
     this.terminal = (ctx) =>
       terminal(ctx).catch((err: unknown) => {
         throw ownBug(err);
@@ -66,8 +69,14 @@ export class Chain<C extends CallContext = CallContext> {
     entries.forEach((entry, index) => entry.downstream?.bind((call) => this.runAfter(index, call)));
   }
 
+  /** Whether entry `i` runs for `method`: its `methods` patterns name it and its interceptor acts on it. */
+  private appliesTo(i: number, method: MethodInfo): boolean {
+    const entry = this.entries[i] as ChainEntry;
+    return (this.matchers[i] as (m: MethodInfo) => boolean)(method) && (entry.interceptor.appliesTo?.(method) ?? true);
+  }
+
   private runsFor(method: MethodInfo): boolean {
-    return this.matchers.some((matches) => matches(method));
+    return this.entries.some((_, i) => this.appliesTo(i, method));
   }
 
   /**
@@ -85,9 +94,10 @@ export class Chain<C extends CallContext = CallContext> {
   runnerFor(method: MethodInfo): RunChain<C> {
     let runner = this.byPath.get(method.path);
     if (runner) return runner;
-    const applicable = this.entries.filter((_, i) => (this.matchers[i] as (m: MethodInfo) => boolean)(method));
-    const inner = compose(applicable, this.terminal, this.onFault);
+    const applicable = this.entries.filter((_, i) => this.appliesTo(i, method));
     const around = this.observer?.around(method);
+    // With no interceptor (nor observer) to tell its failures from the proxy's own, whoever runs the chain sorts them out.
+    const inner = applicable.length === 0 && around === undefined ? this.bareTerminal : compose(applicable, this.terminal, this.onFault);
     runner = around === undefined ? inner : (ctx) => around(ctx, inner);
     // Unknown paths come from clients; cache only what the table bounds.
     if (method.known) this.byPath.set(method.path, runner);
@@ -99,7 +109,7 @@ export class Chain<C extends CallContext = CallContext> {
     const key = `${index}\0${call.method.path}`;
     let runner = this.ownByPath.get(key);
     if (runner === undefined) {
-      const after = this.entries.filter((_, i) => i > index && (this.matchers[i] as (m: MethodInfo) => boolean)(call.method));
+      const after = this.entries.filter((_, i) => i > index && this.appliesTo(i, call.method));
       runner = compose<OwnCall>(after, (c) => c.forward(), this.onFault);
       // Own calls are of the table's methods only (OwnCall refuses others): the keys are bounded.
       this.ownByPath.set(key, runner);

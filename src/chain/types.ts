@@ -140,6 +140,11 @@ export type Next = () => Promise<void>;
 export interface Interceptor {
   readonly name: string;
   intercept(ctx: CallContext, next: Next): Promise<void>;
+  /**
+   * The methods it acts on, when not all: the chain does not enter it for any other (a call pays nothing for an
+   * interceptor that has nothing to do with it). Asked once per method, never per call.
+   */
+  appliesTo?(method: MethodInfo): boolean;
   /** Gets ready before the first call (loads what it loads lazily); awaited, briefly, before calls are taken. */
   warmUp?(): Promise<void>;
   /** Releases resources (files, exporters) on shutdown or when replaced on reload. */

@@ -130,6 +130,7 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
 
   return {
     name: deps.name,
+    appliesTo: recorded,
     async intercept(ctx, next) {
       if (!recorded(ctx.method)) return next();
       if (ctx.onBehalfOf !== undefined) ownRecorded.add(ctx);

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import * as protobuf from 'protobufjs';
+import type * as Protobuf from 'protobufjs';
 import { ProxyError, errorMessage } from '../errors';
 import { packageFile } from '../package-files';
 
@@ -9,11 +9,23 @@ export type DecodedMessage = Readonly<Record<string, unknown>>;
 /** The schema's path in the package; the release's single executable embeds it under the same name. */
 export const CRI_PROTO_FILE = join('proto', 'runtime', 'v1', 'cri.proto');
 
-let root: protobuf.Root | undefined;
+let library: typeof Protobuf | undefined;
+
+/**
+ * protobufjs, loaded on first use: a proxy whose interceptors decode nothing never needs it (about 1.5 MB of
+ * memory, bench/README.md). Synchronous, so that decoding stays synchronous; a bundle keeps it lazy too.
+ */
+export function protobufjs(): typeof Protobuf {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a message is first read
+  return (library ??= require('protobufjs') as typeof Protobuf);
+}
+
+let root: Protobuf.Root | undefined;
 
 /** The parsed CRI schema, loaded on first use and then kept. */
-export function criRoot(): protobuf.Root {
+export function criRoot(): Protobuf.Root {
   if (!root) {
+    const protobuf = protobufjs();
     // keepCase: decoded keys must match the snake_case paths of the method table. The schema imports nothing.
     const loaded = protobuf.parse(packageFile(CRI_PROTO_FILE), new protobuf.Root(), { keepCase: true }).root;
     loaded.resolveAll();
@@ -22,14 +34,14 @@ export function criRoot(): protobuf.Root {
   return root;
 }
 
-const types = new Map<string, protobuf.Type>();
+const types = new Map<string, Protobuf.Type>();
 
 /** A message type by fully qualified name (e.g. `runtime.v1.RunPodSandboxRequest`). */
-export function messageType(typeName: string): protobuf.Type {
+export function messageType(typeName: string): Protobuf.Type {
   let type = types.get(typeName);
   if (!type) {
     const found = criRoot().lookup(typeName);
-    if (!(found instanceof protobuf.Type)) {
+    if (!(found instanceof protobufjs().Type)) {
       throw new ProxyError('MALFORMED_REQUEST', `unknown message type ${typeName}`);
     }
     type = found;
@@ -38,7 +50,7 @@ export function messageType(typeName: string): protobuf.Type {
   return type;
 }
 
-const toObjectOptions: protobuf.IConversionOptions = {
+const toObjectOptions: Protobuf.IConversionOptions = {
   longs: String,
   enums: String,
   bytes: Buffer,
@@ -61,7 +73,7 @@ export function decodeMessage(typeName: string, bytes: Uint8Array): DecodedMessa
   const type = messageType(typeName);
   // A Buffer makes protobufjs hand back `bytes` fields as Buffers (slices, no copy).
   const input = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let message: protobuf.Message;
+  let message: Protobuf.Message;
   try {
     message = type.decode(input);
   } catch (err) {

@@ -1,16 +1,16 @@
 /** Dotted snake_case field paths (as the method table writes them) turned into field numbers for the wire reader. */
-import * as protobuf from 'protobufjs';
-import { messageType } from './codec';
+import type * as Protobuf from 'protobufjs';
+import { messageType, protobufjs } from './codec';
 
 export interface ResolvedPath {
   readonly numbers: readonly number[];
   /** The type of the last field when it is a message (the item type of a repeated field). */
-  readonly type: protobuf.Type | undefined;
+  readonly type: Protobuf.Type | undefined;
   readonly repeated: boolean;
 }
 
 /** Resolves `path` in `type`; every step but the last must be a singular message field. Throws on a wrong path. */
-export function resolvePath(type: string | protobuf.Type, path: string): ResolvedPath {
+export function resolvePath(type: string | Protobuf.Type, path: string): ResolvedPath {
   let current = typeof type === 'string' ? messageType(type) : type;
   const numbers: number[] = [];
   const parts = path.split('.');
@@ -19,7 +19,7 @@ export function resolvePath(type: string | protobuf.Type, path: string): Resolve
     if (field === undefined) throw new Error(`${current.fullName.slice(1)} has no field "${part}" (path ${path})`);
     field.resolve();
     numbers.push(field.id);
-    const resolved = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
+    const resolved = field.resolvedType instanceof protobufjs().Type ? field.resolvedType : undefined;
     if (i === parts.length - 1) return { numbers, type: resolved, repeated: field.repeated };
     if (resolved === undefined || field.repeated || field.map) {
       throw new Error(`${current.fullName.slice(1)}.${part} is not a singular message (path ${path})`);

@@ -9,7 +9,7 @@ import { readsResponse } from '../chain/method-table';
 import { tooLarge } from './relay-messages';
 import { upstreamFields } from './request-headers';
 import type { Router } from './router';
-import type { CallTransport } from './transport';
+import type { CallTransport, ForwardRequest } from './transport';
 import type { CallContext, CallOutcome, MethodInfo, OwnAnswer, ResponseStream, StreamMessage } from '../chain/types';
 
 export interface CallEnvironment {
@@ -48,9 +48,7 @@ export class Call implements CallContext {
     private readonly transport: CallTransport,
     readonly method: MethodInfo,
     private readonly env: CallEnvironment,
-  ) {
-    transport.onCancel(() => this.abortController?.abort(new ProxyError('CANCELLED', 'the client cancelled the call')));
-  }
+  ) {}
 
   get log(): Logger {
     return this.env.log;
@@ -70,8 +68,11 @@ export class Call implements CallContext {
 
   get signal(): AbortSignal {
     if (!this.abortController) {
-      this.abortController = new AbortController();
-      if (this.transport.cancelled) this.abortController.abort(new ProxyError('CANCELLED', 'the client cancelled the call'));
+      // Made on first use: most calls never ask, and nothing needs telling when they are cancelled.
+      const controller = (this.abortController = new AbortController());
+      const cancel = (): void => controller.abort(new ProxyError('CANCELLED', 'the client cancelled the call'));
+      if (this.transport.cancelled) cancel();
+      else this.transport.onCancel(cancel);
     }
     return this.abortController.signal;
   }
@@ -172,26 +173,38 @@ export class Call implements CallContext {
   }
 
   /** The last step of every chain: send the call to the runtime the router picks and relay its answer. */
-  async forward(): Promise<void> {
+  forward(): Promise<void> {
+    let request: ForwardRequest;
+    try {
+      request = this.forwardRequest();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    // Not an async function: one that awaits keeps its whole frame alive for the length of the call.
+    const sentAt = process.hrtime.bigint();
+    return this.transport.forward(request).then((outcome) => {
+      this.upstreamNanos = process.hrtime.bigint() - sentAt;
+      this.outcome = outcome;
+    });
+  }
+
+  private forwardRequest(): ForwardRequest {
     this.claim();
     // A mutating call the chain could not read is refused, never passed on for the runtime to half-apply.
     if (this.unreadable !== undefined && this.method.mutating) throw this.unreadable;
     const upstream = this.env.router.pick(this.backend);
     this.backend = upstream.name;
-    const headers = upstreamFields(this.transport.fields, { extra: this.extra, remainingMs: this.remainingMs() });
-    const sentAt = process.hrtime.bigint();
-    const outcome = await this.transport.forward({
+    const method = this.method;
+    return {
       upstream,
-      headers,
-      holdResponse: this.method.kind === 'unary',
-      wholeRequest: this.method.kind !== 'unknown',
-      keepResponse: readsResponse(this.method),
+      headers: upstreamFields(this.transport.fields, { extra: this.extra, remainingMs: this.remainingMs() }),
+      holdResponse: method.kind === 'unary',
+      wholeRequest: method.kind !== 'unknown',
+      keepResponse: readsResponse(method),
       maxMessageBytes: this.env.maxMessageBytes,
       observers: this.observers,
-      responseType: this.method.responseType,
-    });
-    this.upstreamNanos = process.hrtime.bigint() - sentAt;
-    this.outcome = outcome;
+      responseType: method.responseType,
+    };
   }
 
   /** Sends the call's final status once the chain has run; `error` overrides the runtime's. */

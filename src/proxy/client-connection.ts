@@ -11,7 +11,7 @@ import type { LocalSettings } from './http2/output';
 import type { HeaderBlock } from './http2/hpack-decoder';
 import { headerFrames } from './http2/header-frames';
 import type { Limits } from './limits';
-import { countRequestData, readRequestHead, trailersProblem } from './http2/request-head';
+import { countRequestData, requestHeadOf, trailersProblem } from './http2/request-head';
 import { StreamBudget } from './http2/stream-budget';
 
 /** Limits a client connection enforces; each one that triggers is counted under its name. */
@@ -64,6 +64,8 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   private readonly recentlyClosed = new RecentlyClosed(RECENTLY_CLOSED);
   private readonly budget: StreamBudget;
   private paused = false;
+  /** Requests whose headers arrived in the bytes being read, not yet handed to the server. */
+  private arrived: ClientStream[] | undefined;
   private draining: 'no' | 'announced' | 'final' = 'no';
   private shutdownRequested = false;
   readonly onObserverFault: (error: unknown) => void;
@@ -155,7 +157,9 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
       this.fail(bytes);
       return;
     }
-    if (!this.receive(bytes)) return;
+    const received = this.receive(bytes);
+    this.startArrived();
+    if (!received) return;
     if (this.handshake.overBudget(this.reader.heldBytes)) {
       this.abandon('handshakeBytes');
       return;
@@ -217,14 +221,24 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
       return;
     }
     // Never forwarded when malformed (RFC 9113 §8.1.1): the runtime sees exactly the list the chain saw.
-    const head = readRequestHead(block.fields);
+    const head = requestHeadOf(block);
     if (typeof head === 'string') throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `malformed request: ${head}`);
     if (endStream) countRequestData(id, head, 0, 0, true);
     const stream = new ClientStream(this, id, this.newStreamWindows(), block.fields, head, this.options.maxMessageBytes);
     stream.remoteEnded = endStream;
     this.streams.set(id, stream);
     this.activeCalls++;
-    this.options.onRequest(stream);
+    // Started once the rest of what was read with it has been taken in: the request's DATA, usually, so that a
+    // unary call goes up whole at once rather than being held for it.
+    (this.arrived ??= []).push(stream);
+  }
+
+  /** Hands the requests whose headers came in the bytes just read to the server. */
+  private startArrived(): void {
+    const arrived = this.arrived;
+    if (arrived === undefined) return;
+    this.arrived = undefined;
+    for (const stream of arrived) this.options.onRequest(stream);
   }
 
   /** A second header block on a request: its trailers, which gRPC has no use for; they only end the request. */

@@ -182,7 +182,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   }
 
   // ---- forwarding ----
-  async forward(request: ForwardRequest): Promise<CallOutcome> {
+  forward(request: ForwardRequest): Promise<CallOutcome> {
     // A request still arriving that must go up whole waits for its end (held, the client credited as it comes).
     const whole = request.wholeRequest || this.head.contentLength >= 0;
     if (whole && this.mode === RequestMode.Queue && !this.remoteEnded && !this.cancelled && this.requestError === undefined) {
@@ -191,11 +191,21 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     // A request read by the chain, or held above, goes up whole once it is all here; one only peeked at (a method
     // outside the table, its length not declared) goes on as it comes.
     const peeked = this.mode === RequestMode.Hold && this.peeked && !whole ? (this.body?.parts ?? []) : undefined;
-    const body = this.mode === RequestMode.Hold && peeked === undefined ? await this.body?.done.catch(() => undefined) : undefined;
-    if (this.cancelled) return CANCELLED_OUTCOME;
-    if (this.requestError !== undefined) return outcomeOfError(this.requestError);
+    const held = this.mode === RequestMode.Hold && peeked === undefined ? this.body : undefined;
+    if (held !== undefined) {
+      return held.done.then(
+        (body) => this.relayTo(request, body, undefined),
+        () => this.relayTo(request, undefined, undefined),
+      );
+    }
+    return this.relayTo(request, undefined, peeked);
+  }
+
+  private relayTo(request: ForwardRequest, body: Buffer | undefined, peeked: Buffer[] | undefined): Promise<CallOutcome> {
+    if (this.cancelled) return Promise.resolve(CANCELLED_OUTCOME);
+    if (this.requestError !== undefined) return Promise.resolve(outcomeOfError(this.requestError));
     const conn = request.upstream.connection();
-    if (conn instanceof ProxyError) return outcomeOfError(conn);
+    if (conn instanceof ProxyError) return Promise.resolve(outcomeOfError(conn));
     const relay = (this.relay = new ResponseRelay(this, request, conn, this.conn.onObserverFault));
     if (body !== undefined) {
       // Held bytes were credited to the client already.

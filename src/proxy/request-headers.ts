@@ -11,9 +11,15 @@ export function pseudoHeader(fields: readonly string[], name: string): string | 
   return undefined;
 }
 
+/** The last :authority found acceptable: a client sends the same one call after call. */
+let lastAcceptable: string | undefined;
+
 /** An :authority value every HTTP/2 implementation accepts (RFC 3986 authority characters). */
 export function isAcceptableAuthority(value: string): boolean {
-  return /^[A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]*$/.test(value);
+  if (value === lastAcceptable) return true;
+  const acceptable = /^[A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]*$/.test(value);
+  if (acceptable) lastAcceptable = value;
+  return acceptable;
 }
 
 /**

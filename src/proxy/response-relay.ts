@@ -167,7 +167,8 @@ export class ResponseRelay implements UpstreamHandler {
 
   private settleWithTrailers(fields: readonly string[]): void {
     this.trailers = fields;
-    this.settleWith({ ...readStatusFields(fields), fromProxy: false });
+    const { code, message } = readStatusFields(fields);
+    this.settleWith({ code, message, fromProxy: false });
   }
 
   private protocolError(problem: string): void {

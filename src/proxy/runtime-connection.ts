@@ -57,7 +57,7 @@ export class RuntimeConnection extends Http2Connection<UpstreamStream> {
     socket.setNoDelay?.(true);
     this.writeFrame(CONNECTION_PREFACE);
     for (const frame of this.greeting([[Setting.ENABLE_PUSH, 0]])) this.writeFrame(frame);
-    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    // Its reads come from whoever made the socket, through receive() (see socket-reads.ts).
     socket.on('error', (err: Error) => {
       this.lastError = err;
     });
@@ -76,9 +76,14 @@ export class RuntimeConnection extends Http2Connection<UpstreamStream> {
   open(fields: readonly string[], handler: UpstreamHandler): UpstreamStream {
     const [send, recv] = this.newStreamWindows();
     const stream = new UpstreamStream(handler, send, recv);
-    this.sendHeaders(stream, fields, false);
-    if (this.streams.size < this.peer.maxConcurrentStreams) this.start(stream);
-    else this.waiting.push(stream);
+    if (this.streams.size < this.peer.maxConcurrentStreams) {
+      this.start(stream);
+      this.sendHeaders(stream, fields, false);
+    } else {
+      // Queued on the stream until a slot frees up and it gets its id.
+      this.sendHeaders(stream, fields, false);
+      this.waiting.push(stream);
+    }
     return stream;
   }
 

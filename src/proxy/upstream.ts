@@ -1,4 +1,4 @@
-import * as net from 'node:net';
+import { connectReading } from './socket-reads';
 import type { Backend, BackendHealth, CallOptions, StreamEnd, StreamOptions, UnaryReply } from '../chain/backends';
 import { ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
@@ -92,7 +92,9 @@ export class Upstream implements Backend {
 
   private connect(): RuntimeConnection {
     const { socketPath, connectTimeoutMs } = this.options;
-    const socket = net.connect(socketPath);
+    // The connection reads what arrives once it exists (nothing can arrive before).
+    const reader: { connection?: RuntimeConnection } = {};
+    const socket = connectReading(socketPath, (chunk) => reader.connection?.receive(chunk));
     let connected = false;
     const timer = setTimeout(() => {
       if (!connected) socket.destroy(new Error(`no connection within ${connectTimeoutMs} ms`));
@@ -113,6 +115,7 @@ export class Upstream implements Backend {
       },
       onProtocolError: (error) => this.options.onProtocolError?.(error),
     });
+    reader.connection = connection;
     // The previous connection (going away) finishes its streams on its own.
     this.current = connection;
     return connection;

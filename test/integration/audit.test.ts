@@ -6,6 +6,7 @@ import { ProxyError } from '../../src/errors';
 import { policyDecisionKey, type PolicyDecisionRecord } from '../../src/policies/decision-key';
 import { encodeMessage } from '../../src/messages/codec';
 import type { Interceptor } from '../../src/chain/types';
+import { lookupMethod } from '../../src/chain/method-table';
 import { makeTempDir } from '../support/proxy-harness';
 import { removeAuditDirs, startAudit, type AuditHarness } from '../support/audit-harness';
 import { waitFor } from '../support/wait';
@@ -108,7 +109,12 @@ describe('audit interceptor', () => {
     expect(h.records().map((r) => r.method)).toEqual(['StartContainer']);
     await h.close();
 
+    expect(h.audit.appliesTo?.(lookupMethod(`${RT}/ListContainers`))).toBe(false);
+    expect(h.audit.appliesTo?.(lookupMethod(`${RT}/StartContainer`))).toBe(true);
+    expect(h.audit.appliesTo?.(lookupMethod('/runtime.v2.Future/Thing'))).toBe(true);
+
     h = await startAudit({ config: { includeReads: true } });
+    expect(h.audit.appliesTo?.(lookupMethod(`${RT}/ListContainers`))).toBe(true);
     await h.client.unary(`${RT}/Version`, Buffer.alloc(0));
     await h.client.unary(`${RT}/ContainerStatus`, encodeMessage('runtime.v1.ContainerStatusRequest', { container_id: 'c-1' }));
     expect(h.records().map((r) => [r.method, (r.container as { id?: string } | undefined)?.id])).toEqual([

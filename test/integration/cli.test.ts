@@ -108,7 +108,8 @@ describe('the cri-proxy command', () => {
     writeConfig(config, fake.socketPath, port);
     running = startCli(['--config', config]);
     await started(port);
-    expect((await httpGet(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    // Ready once the proxy has finished starting and the runtime answered its Version.
+    await eventually(async () => (await httpGet(`http://127.0.0.1:${port}/readyz`)).status === 200);
 
     fake.on('StopContainer', { delayMs: 500 });
     const inFlight = client().unary('/runtime.v1.RuntimeService/StopContainer', Buffer.alloc(0));

@@ -161,6 +161,7 @@ describe('stopping with an unresponsive trace collector', () => {
     const { socket, config } = writeTracingConfig(dir, runtime.socketPath, [
       '    onError: failOpen',
       '    config:',
+      '      pollingSamplingRatio: 1',
       '      exporter:',
       '        type: otlp-http',
       `        endpoint: http://127.0.0.1:${collector.port}/v1/traces`,
@@ -195,6 +196,8 @@ describe('stopping with an unresponsive trace collector', () => {
   test.each(EXPORTERS)('%s: an idle proxy whose last export the collector holds is gone promptly after SIGTERM', async (type) => {
     const { socket, config } = writeTracingConfig(dir, runtime.socketPath, [
       '    config:',
+      // Status is a polling call: traced only when sampled.
+      '      pollingSamplingRatio: 1',
       '      exporter:',
       ...exporterLines(type, collector.port),
       // Were the stop to wait for the export the collector holds, it would take this long.
@@ -232,7 +235,7 @@ describe('stopping leaves nothing of the exporter running', () => {
         listen: `unix://${path.join(dir, 'proxy.sock')}`,
         http: { listen: '' },
         backends: [{ name: 'fake', endpoint: `unix://${runtime.socketPath}` }],
-        interceptors: [{ name: 'tracing', type: 'tracing', config: { exporter } }],
+        interceptors: [{ name: 'tracing', type: 'tracing', config: { exporter, pollingSamplingRatio: 1 } }],
       },
       builtinTypes(),
     );

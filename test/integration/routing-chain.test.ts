@@ -98,7 +98,13 @@ describe('observers in front of routing', () => {
     const auditPath = join(dir, 'audit.log');
     routing = await startRoutingProxy({
       before: (router) => [
-        entry(createTracingInterceptor(tracingConfigSchema.parse({}), { ...depsOf('tracing', router), tracerProvider }), 'failOpen'),
+        entry(
+          createTracingInterceptor(tracingConfigSchema.parse({ pollingSamplingRatio: 1 }), {
+            ...depsOf('tracing', router),
+            tracerProvider,
+          }),
+          'failOpen',
+        ),
         entry(createMetricsInterceptor(metricsConfigSchema.parse({}), depsOf('metrics', router, metrics)), 'failOpen'),
         entry(createAuditInterceptor(auditConfigSchema.parse({ path: auditPath, includeReads: true }), depsOf('audit', router))),
       ],

@@ -69,6 +69,8 @@ async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
   const registry = new Registry();
   const config = tracingConfigSchema.parse({
     serviceName: 'svc-under-test',
+    // Every call traced (the calls sent are polling ones, which are not by default).
+    pollingSamplingRatio: 1,
     // An export timeout far beyond the test: calls that waited on the exporter would never finish in time.
     exporter: { type: 'otlp-http', endpoint: `http://127.0.0.1:${port}/v1/traces`, headers: { 'x-api-key': 'k-123' }, timeoutMs: 600_000 },
   });

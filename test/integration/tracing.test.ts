@@ -85,7 +85,7 @@ describe('tracing interceptor: call spans', () => {
   });
 
   test('an OK call gets a SERVER span with the RPC attributes and an unset status; polling calls are not decoded', async () => {
-    setup = await start();
+    setup = await start({ pollingSamplingRatio: 1 });
     const result = await setup.client.unary(`${RUNTIME}Version`, encodeMessage('runtime.v1.VersionRequest', { version: 'v1' }));
     expect(result.status.code).toBe(grpc.status.OK);
     const span = only(setup.exporter.getFinishedSpans(), 'runtime.v1.RuntimeService/Version');
@@ -165,11 +165,45 @@ describe('tracing interceptor: call spans', () => {
   });
 
   test('without a client trace context the span starts a trace and the runtime still gets a traceparent', async () => {
-    setup = await start();
+    setup = await start({ pollingSamplingRatio: 1 });
     await setup.client.unary(`${RUNTIME}Version`, Buffer.alloc(0));
     const span = only(setup.exporter.getFinishedSpans(), 'runtime.v1.RuntimeService/Version');
     const { traceId, spanId } = span.spanContext();
     expect(setup.proxy.runtime.lastCall('Version')?.metadata.traceparent).toBe(`00-${traceId}-${spanId}-01`);
+  });
+
+  test('by default a polling call gets no span and the runtime gets no trace context from the proxy; a call that changes state does', async () => {
+    setup = await start();
+    await setup.client.unary(`${RUNTIME}Version`, Buffer.alloc(0));
+    await setup.client.unary(`${RUNTIME}ListContainers`, Buffer.alloc(0));
+    expect(setup.exporter.getFinishedSpans()).toEqual([]);
+    expect(setup.proxy.runtime.lastCall('Version')?.metadata.traceparent).toBeUndefined();
+    await setup.client.unary(`${RUNTIME}StartContainer`, encodeMessage('runtime.v1.StartContainerRequest', { container_id: 'c1' }));
+    only(setup.exporter.getFinishedSpans(), 'runtime.v1.RuntimeService/StartContainer');
+    expect(setup.proxy.runtime.lastCall('StartContainer')?.metadata.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  });
+
+  test('a polling call left out that is slow gets its span once it ends, from its arrival to its end', async () => {
+    setup = await start({ slowCallMs: 0 });
+    const before = Date.now();
+    await setup.client.unary(`${RUNTIME}ListContainers`, Buffer.alloc(0));
+    const span = only(setup.exporter.getFinishedSpans(), 'runtime.v1.RuntimeService/ListContainers');
+    expect(span.attributes).toMatchObject({ 'rpc.method': 'ListContainers', 'rpc.grpc.status_code': 0, 'cri.backend': 'fake' });
+    const startMs = span.startTime[0] * 1000 + span.startTime[1] / 1e6;
+    const endMs = span.endTime[0] * 1000 + span.endTime[1] / 1e6;
+    expect(startMs).toBeGreaterThanOrEqual(before - 1);
+    expect(endMs).toBeGreaterThanOrEqual(startMs);
+    // Its span came after the call was forwarded: the runtime got no trace context of it.
+    expect(setup.proxy.runtime.lastCall('ListContainers')?.metadata.traceparent).toBeUndefined();
+  });
+
+  test("a polling call the caller's context leaves unsampled gets no span; its context reaches the runtime as sent", async () => {
+    setup = await start();
+    const md = new grpc.Metadata();
+    md.set('traceparent', `00-${KUBELET_TRACE}-${KUBELET_SPAN}-00`);
+    await setup.client.unary(`${RUNTIME}Status`, Buffer.alloc(0), md);
+    expect(setup.exporter.getFinishedSpans()).toEqual([]);
+    expect(setup.proxy.runtime.lastCall('Status')?.metadata.traceparent).toBe(`00-${KUBELET_TRACE}-${KUBELET_SPAN}-00`);
   });
 
   test('a tracer that throws never fails or alters a call', async () => {
@@ -249,6 +283,7 @@ describe('tracing interceptor: OTLP/gRPC export', () => {
     });
     const config = tracingConfigSchema.parse({
       serviceName: 'svc-grpc-test',
+      pollingSamplingRatio: 1,
       exporter: { type: 'otlp-grpc', endpoint: `http://127.0.0.1:${port}`, headers: { 'x-api-key': 'k-456' }, timeoutMs: 2000 },
     });
     const interceptor = createTracingInterceptor(config, {
@@ -281,6 +316,7 @@ describe('tracing interceptor: a collector that never answers', () => {
     // An export timeout far beyond the test: calls that waited on the exporter would never finish in time.
     const config = tracingConfigSchema.parse({
       exporter: { type: 'otlp-grpc', endpoint: `http://127.0.0.1:${collector.port}`, timeoutMs: 600_000 },
+      pollingSamplingRatio: 1,
     });
     const interceptor = createTracingInterceptor(config, { name: 'tracing', log: silentLogger, registry, router: unusedRouter() });
     const proxy = await startTestProxy({ entries: [{ interceptor, onError: 'failClosed', methods: undefined }] });

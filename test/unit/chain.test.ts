@@ -52,6 +52,21 @@ describe('interceptor chain', () => {
     expect(log).toEqual(['zeta:before', 'alpha:before', 'mid:before', 'runtime', 'mid:after', 'alpha:after', 'zeta:after']);
   });
 
+  test('an interceptor is not entered for a method it says it does not act on, nor warmed for it', async () => {
+    const log: string[] = [];
+    const pullsOnly: Interceptor = { ...recorder('pulls', log), appliesTo: (m) => m.name === 'PullImage' };
+    const { chain } = build([entry(pullsOnly), entry(recorder('all', log))], log);
+    await chain.runnerFor(runPod)(fakeCtx());
+    expect(log).toEqual(['all:before', 'runtime', 'all:after']);
+    log.length = 0;
+    await chain.runnerFor(pull)(fakeCtx());
+    expect(log).toEqual(['pulls:before', 'all:before', 'runtime', 'all:after', 'pulls:after']);
+    expect(build([entry(pullsOnly)]).chain.typesRead([runPod, pull])).toEqual([
+      'runtime.v1.PullImageRequest',
+      'runtime.v1.PullImageResponse',
+    ]);
+  });
+
   test('an entry limited to methods is skipped for others', async () => {
     const log: string[] = [];
     const { chain } = build(
@@ -148,19 +163,25 @@ describe('interceptor chain', () => {
   });
 
   test("a bug in the proxy's own last step is PROXY_INTERNAL, never blamed on an interceptor", async () => {
-    for (const entries of [[], [entry(recorder('a', []))]]) {
-      const faults: string[] = [];
-      const chain = new Chain(
-        entries,
-        () => Promise.reject(new TypeError('x is undefined')),
-        (e) => faults.push(e.interceptor.name),
-      );
-      await expect(chain.runnerFor(runPod)(fakeCtx())).rejects.toMatchObject({
-        code: 'PROXY_INTERNAL',
-        message: 'cri-proxy internal error: x is undefined',
-      });
-      expect(faults).toEqual([]);
-    }
+    const faults: string[] = [];
+    const chain = new Chain(
+      [entry(recorder('a', []))],
+      () => Promise.reject(new TypeError('x is undefined')),
+      (e) => faults.push(e.interceptor.name),
+    );
+    await expect(chain.runnerFor(runPod)(fakeCtx())).rejects.toMatchObject({
+      code: 'PROXY_INTERNAL',
+      message: 'cri-proxy internal error: x is undefined',
+    });
+    expect(faults).toEqual([]);
+  });
+
+  test('a method no entry applies to runs the last step itself, its failures passed as they are', async () => {
+    const bug = new TypeError('x is undefined');
+    const terminal = (): Promise<void> => Promise.reject(bug);
+    const chain = new Chain([{ ...entry(recorder('a', [])), methods: ['Version'] }], terminal, () => undefined);
+    expect(chain.runnerFor(runPod)).toBe(terminal);
+    await expect(new Chain([], terminal, () => undefined).runnerFor(runPod)(fakeCtx())).rejects.toBe(bug);
   });
 
   test('a failing fault listener changes nothing and blames no outer interceptor', async () => {

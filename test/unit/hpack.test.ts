@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { ConnectionError } from '../../src/proxy/http2/frames';
 import { HpackDecoder } from '../../src/proxy/http2/hpack-decoder';
 import { HpackEncoder, maxEncodedLength } from '../../src/proxy/http2/hpack-encoder';
@@ -177,6 +178,44 @@ describe('HPACK encoding', () => {
     decoder.decode(second, 1e6);
     expect(second.length).toBeLessThan(first.length / 3);
     expect(decoder.tableEntries).toBe(entries);
+  });
+
+  test('any run of blocks round-trips, whatever repeats, changes, is evicted or resized in between', () => {
+    const name = fc.constantFrom(':path', ':authority', 'content-type', 'grpc-status', 'user-agent', 'x-custom', 'te', 'grpc-timeout');
+    const value = fc.constantFrom('', 'a', 'application/grpc', '0', '/runtime.v1.RuntimeService/Version', 'x'.repeat(300));
+    const block = fc.array(fc.tuple(name, value), { maxLength: 8 }).map((pairs) => pairs.flat());
+    // Lists come back as the same arrays (as relayed ones do), or as new ones, or the table is resized.
+    const step = fc.oneof(fc.nat(), block, fc.integer({ min: -4096, max: 0 }));
+    fc.assert(
+      fc.property(fc.array(block, { minLength: 1, maxLength: 4 }), fc.array(step, { maxLength: 40 }), (lists, steps) => {
+        const encoder = new HpackEncoder();
+        const decoder = new HpackDecoder();
+        for (const s of steps) {
+          if (typeof s === 'number' && s <= 0) encoder.setPeerTableSize(-s);
+          else {
+            const fields = typeof s === 'number' ? (lists[s % lists.length] as string[]) : s;
+            expect(decoder.decode(encode(encoder, fields), 1e6).fields).toEqual(fields);
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('the same bytes decode to what the table says now: a repeated block is reused only while the table is unchanged', () => {
+    const decoder = new HpackDecoder();
+    // 0x40 literal with indexing: new name "x-a" = "1", then "x-b" = "2"; 0xbe is dynamic index 62, the newest entry.
+    decoder.decode(hex('4003 782d 6101 31'), 1e6);
+    const first = decoder.decode(hex('be'), 1e6);
+    expect(first.fields).toEqual(['x-a', '1']);
+    expect(decoder.decode(hex('be'), 1e6)).toBe(first);
+    decoder.decode(hex('4003 782d 6201 32'), 1e6);
+    expect(decoder.decode(hex('be'), 1e6).fields).toEqual(['x-b', '2']);
+    // A block that changes the table is decoded (and changes it) every time it comes.
+    const inserting = hex('4003 782d 6301 33');
+    decoder.decode(inserting, 1e6);
+    decoder.decode(inserting, 1e6);
+    expect(decoder.tableEntries).toBe(4);
   });
 
   test('eviction keeps encoder and decoder in step with a small table', () => {

@@ -1,4 +1,4 @@
-import { readRequestHead, trailersProblem } from '../../src/proxy/http2/request-head';
+import { readRequestHead, requestHeadOf, trailersProblem } from '../../src/proxy/http2/request-head';
 
 const VERSION = '/runtime.v1.RuntimeService/Version';
 
@@ -156,6 +156,31 @@ describe('request header lists (RFC 9113 §8)', () => {
     expect(readRequestHead([...base, 'content-length', '42'])).toEqual({ path: VERSION, contentLength: 42 });
     expect(readRequestHead(base)).toEqual({ path: VERSION, contentLength: -1 });
     expect(readRequestHead([':method', 'OPTIONS', ':scheme', 'http', ':path', '*'])).toEqual({ path: '*', contentLength: -1 });
+  });
+});
+
+describe('request header lists handed out again', () => {
+  const block = (fields: readonly string[], shared: boolean) => ({
+    fields,
+    listBytes: 0,
+    overLimit: false,
+    neverIndexed: undefined,
+    shared,
+  });
+
+  test('a shared well-formed list is read once: the same head comes back', () => {
+    const fields = [...base];
+    const first = requestHeadOf(block(fields, true));
+    expect(first).toEqual({ path: VERSION, contentLength: -1 });
+    expect(requestHeadOf(block(fields, true))).toBe(first);
+  });
+
+  test('a malformed list is refused every time; a list not shared is read every time', () => {
+    const bad = [...base, 'Upper', 'x'];
+    expect(requestHeadOf(block(bad, true))).toMatch(/invalid field name/);
+    expect(requestHeadOf(block(bad, true))).toMatch(/invalid field name/);
+    const fields = [...base];
+    expect(requestHeadOf(block(fields, false))).not.toBe(requestHeadOf(block(fields, false)));
   });
 });
 

@@ -23,6 +23,8 @@ describe('tracing config', () => {
     expect(tracingConfigSchema.parse({})).toEqual({
       exporter: { type: 'none', timeoutMs: 10_000, shutdownTimeoutMs: 1000 },
       samplingRatio: 1,
+      pollingSamplingRatio: 0,
+      slowCallMs: 1000,
       serviceName: 'cri-proxy',
       podStart: { enabled: true },
     });
@@ -31,7 +33,7 @@ describe('tracing config', () => {
   test('a full config is taken as written', () => {
     const yaml = tracingEntry(
       '{ exporter: { type: otlp-grpc, endpoint: "http://collector:4317", headers: { x-api-key: k }, timeoutMs: 2000, shutdownTimeoutMs: 300 }, ' +
-        'samplingRatio: 0.25, serviceName: node-a, podStart: { enabled: false } }',
+        'samplingRatio: 0.25, pollingSamplingRatio: 0.5, slowCallMs: 200, serviceName: node-a, podStart: { enabled: false } }',
     );
     const config = parseConfig(yaml, 'test.yaml', builtinTypes());
     expect(config.interceptors[0]?.config).toEqual({
@@ -43,6 +45,8 @@ describe('tracing config', () => {
         shutdownTimeoutMs: 300,
       },
       samplingRatio: 0.25,
+      pollingSamplingRatio: 0.5,
+      slowCallMs: 200,
       serviceName: 'node-a',
       podStart: { enabled: false },
     });
@@ -51,6 +55,8 @@ describe('tracing config', () => {
   test.each([
     ['ratio above 1', '{ samplingRatio: 1.5 }', ['interceptors[0].config.samplingRatio']],
     ['negative ratio', '{ samplingRatio: -0.1 }', ['interceptors[0].config.samplingRatio']],
+    ['polling ratio above 1', '{ pollingSamplingRatio: 2 }', ['interceptors[0].config.pollingSamplingRatio']],
+    ['negative slowCallMs', '{ slowCallMs: -1 }', ['interceptors[0].config.slowCallMs']],
     ['unknown exporter', '{ exporter: { type: jaeger } }', ['interceptors[0].config.exporter.type']],
     ['endpoint not http', '{ exporter: { type: otlp-http, endpoint: "ftp://x/v1/traces" } }', ['interceptors[0].config.exporter.endpoint']],
     ['endpoint not a URL', '{ exporter: { type: otlp-http, endpoint: "collector:4318" } }', ['interceptors[0].config.exporter.endpoint']],

@@ -4,7 +4,7 @@
  */
 import type { Counter } from 'prom-client';
 import { defineInterceptorType, type InterceptorDeps } from '../../chain/interceptor-types';
-import type { CallContext, Interceptor, Next } from '../../chain/types';
+import type { CallContext, Interceptor, MethodInfo, Next } from '../../chain/types';
 import { ProxyError, errorMessage } from '../../errors';
 import { warmCodec, type DecodedMessage } from '../../messages/codec';
 import { fieldAt } from '../../messages/field-at';
@@ -88,6 +88,11 @@ export class ImagePolicyInterceptor implements Interceptor {
   /** The policy new calls are decided by. */
   get policy(): CompiledPolicy {
     return this.current.policy;
+  }
+
+  /** Only the doors images come in through. */
+  appliesTo(method: MethodInfo): boolean {
+    return imageDoors.of(method) !== undefined;
   }
 
   async intercept(ctx: CallContext, next: Next): Promise<void> {

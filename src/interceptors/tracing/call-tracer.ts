@@ -58,6 +58,7 @@ import {
   type TraceContextRef,
 } from '../../observability/pod-start-tracker';
 import { buildTracerProvider, type OwnedTracerProvider } from './tracer-provider';
+import { PollingSampling } from './polling';
 import { fieldAt } from '../../messages/field-at';
 
 const TRACER_NAME = 'cri-proxy';
@@ -71,6 +72,8 @@ interface MethodPlan {
   /** Response fields not already given by the request. */
   readonly responseFields: readonly (readonly [attribute: string, path: string])[];
   readonly podStart: boolean;
+  /** Called by kubelet in a loop: sampled on its own (see polling.ts). */
+  readonly polling: boolean;
 }
 
 const headerGetter: TextMapGetter<Metadata> = {
@@ -94,6 +97,7 @@ export class CallTracer {
   /** Tracing faults never fail a call: they are counted, and logged rarely. */
   private readonly fault: ObserverFaultReporter;
   private readonly shutdownTimeoutMs: number;
+  private readonly polling: PollingSampling;
 
   static async create(config: TracingConfig, deps: InterceptorDeps): Promise<CallTracer> {
     if (deps.tracerProvider) return new CallTracer(config, deps.tracerProvider.getTracer(TRACER_NAME), undefined, deps);
@@ -112,13 +116,44 @@ export class CallTracer {
     this.log = deps.log;
     this.fault = observerFaultReporter(deps.registry, deps.name, deps.log, 'tracing skipped part of a call');
     this.shutdownTimeoutMs = config.exporter.shutdownTimeoutMs;
+    this.polling = new PollingSampling(config.pollingSamplingRatio, config.slowCallMs);
     this.plans = new Map(methodTable.map((m) => [m.path, planFor(m)]));
     const feed = config.podStart.enabled ? deps.podStarts : undefined;
     this.unsubscribe = feed?.subscribe((p) => this.recordPodStart(p));
   }
 
-  async intercept(ctx: CallContext, next: Next): Promise<void> {
+  intercept(ctx: CallContext, next: Next): Promise<void> {
     const plan = this.plans.get(ctx.method.path) ?? planFor(ctx.method);
+    if (plan.polling && !this.polling.tracedFromStart(ctx.metadata.get('traceparent'))) return this.untraced(ctx, plan, next);
+    return this.traced(ctx, plan, next);
+  }
+
+  /** A polling call left out at its start: it costs nothing more unless it fails or is slow. */
+  private untraced(ctx: CallContext, plan: MethodPlan, next: Next): Promise<void> {
+    return next().then(
+      () => this.lateSpan(ctx, plan, undefined),
+      (err: unknown) => {
+        this.lateSpan(ctx, plan, { error: err });
+        throw err;
+      },
+    );
+  }
+
+  /** The span of a call left out at its start that failed or was slow, with the times it had. Never throws. */
+  private lateSpan(ctx: CallContext, plan: MethodPlan, failure: { error: unknown } | undefined): void {
+    const code = failure ? statusOf(failure.error) : (ctx.outcome?.code ?? GrpcStatus.UNKNOWN);
+    if (!this.polling.worthLateSpan(code, process.hrtime.bigint() - ctx.startedAt)) return;
+    let span: Span;
+    try {
+      span = this.startCallSpan(ctx, plan, false);
+    } catch (err) {
+      this.fault(err);
+      return;
+    }
+    this.finish(ctx, plan, span, failure);
+  }
+
+  private async traced(ctx: CallContext, plan: MethodPlan, next: Next): Promise<void> {
     let span: Span | undefined;
     try {
       span = this.startCallSpan(ctx, plan);
@@ -156,7 +191,7 @@ export class CallTracer {
     }
   }
 
-  private startCallSpan(ctx: CallContext, plan: MethodPlan): Span {
+  private startCallSpan(ctx: CallContext, plan: MethodPlan, propagate = true): Span {
     // Kubelet sends its span as W3C trace context in the gRPC metadata; without it the span starts a new trace.
     const parent =
       ctx.metadata.get('traceparent') === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, ctx.metadata, headerGetter);
@@ -165,6 +200,8 @@ export class CallTracer {
       { kind: SpanKind.SERVER, startTime: instantAt(ctx.startedAt).epochMs, attributes: plan.attributes },
       parent,
     );
+    // A span made once the call has ended (a late one) has nothing left to pass on.
+    if (!propagate) return span;
     // The runtime's own spans then nest under this one.
     const context = trace.setSpan(ROOT_CONTEXT, span);
     this.propagator.inject(context, ctx.upstreamMetadata, headerSetter);
@@ -280,6 +317,7 @@ function planFor(method: MethodInfo): MethodPlan {
     requestFields: fields(method.requestFields, {}),
     responseFields: method.kind === 'unary' ? fields(method.responseFields, method.requestFields) : [],
     podStart: PodStartTracker.tracks(method),
+    polling: method.polling,
   };
 }
 

@@ -21,6 +21,10 @@ export const tracingConfigSchema = z.strictObject({
   exporter: exporterSchema.prefault({}),
   /** Share of new traces kept; calls that arrive with a trace context follow the caller's decision. */
   samplingRatio: z.number().min(0).max(1).default(1),
+  /** Share of polling calls (List*, *Status, *Stats, Version) without the caller's trace context that get a span. */
+  pollingSamplingRatio: z.number().min(0).max(1).default(0),
+  /** A polling call left out by sampling that fails or takes this long still gets its span. */
+  slowCallMs: z.int().min(0).max(MAX_INT32).default(1000),
   serviceName: z.string().min(1).default('cri-proxy'),
   podStart: podStartConfigSchema,
 });

@@ -1,6 +1,7 @@
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
+  AlwaysOnSampler,
   BasicTracerProvider,
   BatchSpanProcessor,
   ParentBasedSampler,
@@ -42,7 +43,10 @@ export async function buildTracerProvider(config: TracingConfig, deps: Intercept
   const exporter = await createExporter(config.exporter);
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: config.serviceName }),
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.samplingRatio) }),
+    // Every new trace kept: no need to work a ratio out of each trace id.
+    sampler: new ParentBasedSampler({
+      root: config.samplingRatio >= 1 ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(config.samplingRatio),
+    }),
     spanProcessors: exporter
       ? [
           new BatchSpanProcessor(new ReportingExporter(exporter, config.exporter.type, deps), {

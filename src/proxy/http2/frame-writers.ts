@@ -8,7 +8,10 @@ export function writeFrameHeader(out: Buffer, at: number, length: number, type: 
   out[at + 2] = length & 0xff;
   out[at + 3] = type;
   out[at + 4] = flags;
-  out.writeUInt32BE(streamId, at + 5);
+  out[at + 5] = (streamId >>> 24) & 0xff;
+  out[at + 6] = (streamId >>> 16) & 0xff;
+  out[at + 7] = (streamId >>> 8) & 0xff;
+  out[at + 8] = streamId & 0xff;
 }
 
 export function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {

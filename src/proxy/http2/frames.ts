@@ -230,7 +230,11 @@ export class FrameReader {
   private dispatch(bytes: Buffer, offset: number, frameEnd: number): void {
     const type = bytes[offset + 3] as number;
     const flags = bytes[offset + 4] as number;
-    const streamId = bytes.readUInt32BE(offset + 5) & 0x7fffffff;
+    const streamId =
+      (((bytes[offset + 5] as number) & 0x7f) << 24) |
+      ((bytes[offset + 6] as number) << 16) |
+      ((bytes[offset + 7] as number) << 8) |
+      (bytes[offset + 8] as number);
     this.handler.onFrame(type, flags, streamId, bytes.subarray(offset + FRAME_HEADER_BYTES, frameEnd));
   }
 }
@@ -246,7 +250,7 @@ export function headersFragment(flags: number, payload: Buffer): Buffer {
   }
   if (flags & Flag.PRIORITY) start += 5;
   if (start > end) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
-  return payload.subarray(start, end);
+  return start === 0 && end === payload.length ? payload : payload.subarray(start, end);
 }
 
 /** The data of a DATA frame without its padding. */

@@ -10,20 +10,46 @@ export const ENTRY_OVERHEAD = 32;
  * so every byte survives re-encoding unchanged.
  */
 export interface HeaderBlock {
-  readonly fields: string[];
+  /** Shared with later identical blocks (see HpackDecoder): never to be changed. */
+  readonly fields: readonly string[];
   /** The header list size (RFC 9113 §6.5.2): name + value + 32 per field, counted even past the limit. */
   readonly listBytes: number;
   /** Fields past the limit were counted but not kept. */
   readonly overLimit: boolean;
   /** Positions (in `fields`, of the name) of fields sent as never-indexed: they must stay so when relayed. */
   readonly neverIndexed: readonly number[] | undefined;
+  /**
+   * The decoder may hand this very block out again for identical bytes (see HpackDecoder): what is worked out from
+   * its fields can be remembered with them.
+   */
+  readonly shared: boolean;
 }
 
 function compressionError(message: string): ConnectionError {
   return new ConnectionError(ErrorCode.COMPRESSION_ERROR, message);
 }
 
-/** One connection's HPACK decoding context (RFC 7541 §3). Errors are connection errors (COMPRESSION_ERROR). */
+/** A block decoded earlier that left the table as it found it, with the bytes it came from. */
+interface RecentBlock {
+  readonly bytes: Buffer;
+  readonly decoded: HeaderBlock;
+  readonly maxListBytes: number;
+  /** The table's generation when it was decoded: the block decodes the same only while the table has not changed. */
+  readonly generation: number;
+}
+
+/** Blocks remembered per decoder, and the longest one worth remembering. */
+const RECENT_BLOCKS = 8;
+const RECENT_MAX_BYTES = 256;
+
+/**
+ * One connection's HPACK decoding context (RFC 7541 §3). Errors are connection errors (COMPRESSION_ERROR).
+ *
+ * Calls repeat their header blocks byte for byte (a runtime's response headers and trailers, a client's request
+ * headers whose values are all in the table or sent as literals that are not indexed): a block identical to one
+ * of the last few, decoded while the table was as it is now, decodes to the same fields, which are handed out
+ * again instead of being decoded anew.
+ */
 export class HpackDecoder {
   /** Oldest first; the newest entry is dynamic index 1 (table index 62). */
   private readonly names: string[] = [];
@@ -32,6 +58,10 @@ export class HpackDecoder {
   private size = 0;
   private capacity: number;
   private offset = 0;
+  /** Bumped by every change to the dynamic table. */
+  private generation = 0;
+  private readonly recent: (RecentBlock | undefined)[] = new Array<RecentBlock | undefined>(RECENT_BLOCKS).fill(undefined);
+  private nextRecent = 0;
 
   /** `limit`: the SETTINGS_HEADER_TABLE_SIZE this side announced. */
   constructor(private readonly limit = 4096) {
@@ -47,6 +77,32 @@ export class HpackDecoder {
   }
 
   decode(block: Buffer, maxListBytes: number): HeaderBlock {
+    const known = this.recall(block, maxListBytes);
+    if (known !== undefined) return known;
+    const generation = this.generation;
+    const decoded = this.decodeFresh(block, maxListBytes);
+    if (this.generation !== generation || decoded.overLimit || block.length > RECENT_MAX_BYTES) return decoded;
+    const shared = { ...decoded, shared: true };
+    this.recent[this.nextRecent] = { bytes: Buffer.from(block), decoded: shared, maxListBytes, generation };
+    this.nextRecent = (this.nextRecent + 1) % RECENT_BLOCKS;
+    return shared;
+  }
+
+  /** The fields of a block decoded before from the same bytes, while the table was as it is now. */
+  private recall(block: Buffer, maxListBytes: number): HeaderBlock | undefined {
+    const length = block.length;
+    for (const recent of this.recent) {
+      if (recent === undefined || recent.generation !== this.generation || recent.maxListBytes !== maxListBytes) continue;
+      const bytes = recent.bytes;
+      if (bytes.length !== length) continue;
+      let i = 0;
+      while (i < length && bytes[i] === block[i]) i++;
+      if (i === length) return recent.decoded;
+    }
+    return undefined;
+  }
+
+  private decodeFresh(block: Buffer, maxListBytes: number): HeaderBlock {
     const fields: string[] = [];
     let neverIndexed: number[] | undefined;
     let listBytes = 0;
@@ -67,6 +123,7 @@ export class HpackDecoder {
         if (size > this.limit) throw compressionError(`dynamic table size update to ${size} exceeds the limit ${this.limit}`);
         this.capacity = size;
         this.evictTo(size);
+        this.generation++;
         continue;
       } else {
         const incremental = (first & 0xc0) === 0x40;
@@ -81,7 +138,7 @@ export class HpackDecoder {
       if (listBytes > maxListBytes) overLimit = true;
       else fields.push(name, value);
     }
-    return { fields, listBytes, overLimit, neverIndexed };
+    return { fields, listBytes, overLimit, neverIndexed, shared: false };
   }
 
   private entry(index: number): readonly [string, string] {
@@ -92,6 +149,7 @@ export class HpackDecoder {
   }
 
   private insert(name: string, value: string): void {
+    this.generation++;
     const entrySize = name.length + value.length + ENTRY_OVERHEAD;
     if (entrySize > this.capacity) {
       // A too-large entry empties the table and is not added (RFC 7541 §4.4).

@@ -24,37 +24,83 @@ const INDEXED_NAMES = new Set([
   'accept-encoding',
 ]);
 
-interface NameEntry {
-  /** Static index of the name, 0 if not static. */
-  readonly staticName: number;
-  readonly staticValues: ReadonlyMap<string, number>;
+interface StaticName {
+  /** Static index of the name. */
+  readonly index: number;
+  readonly values: ReadonlyMap<string, number>;
 }
 
-const staticByName = new Map<string, NameEntry>();
+const staticByName = new Map<string, StaticName>();
 for (const [i, [name, value]] of STATIC_TABLE.entries()) {
-  const entry = staticByName.get(name) ?? { staticName: i + 1, staticValues: new Map<string, number>() };
-  const values = entry.staticValues as Map<string, number>;
+  const entry = staticByName.get(name) ?? { index: i + 1, values: new Map<string, number>() };
+  const values = entry.values as Map<string, number>;
   if (!values.has(value)) values.set(value, i + 1);
   staticByName.set(name, entry);
 }
 
+/**
+ * What the encoder knows of one header name, found with one lookup per field: its static entries, its entries in
+ * the dynamic table, and the last value sent with it. Calls repeat their fields, and the values the decoder hands
+ * on are the same strings call after call, so the last value usually answers on its own.
+ */
+class NameState {
+  /** Insertion number of each value's newest entry still in the dynamic table. */
+  dynamic: Map<string, number> | undefined;
+  /** Insertion number of the newest entry with this name, -1 if none (or evicted). */
+  newest = -1;
+  /** The last value found in a table, and where: a static index, or an insertion number (then `lastStatic` is 0). */
+  lastValue: string | undefined;
+  lastStatic = 0;
+  lastSeq = -1;
+
+  constructor(
+    readonly name: string,
+    readonly staticName: number,
+    readonly staticValues: ReadonlyMap<string, number> | undefined,
+    /** Worth a table entry (see INDEXED_NAMES). */
+    readonly indexable: boolean,
+  ) {}
+}
+
+/** Names other than static and indexed ones remembered at most (see stateOf). */
+const MAX_OTHER_NAMES = 256;
+
+/** A header list encoded earlier without changing the table, and its encoding. */
+interface RecentList {
+  readonly fields: readonly string[];
+  readonly encoded: Buffer;
+  /** The table's generation: the encoding holds only while the table has not changed. */
+  readonly generation: number;
+}
+
+const RECENT_LISTS = 8;
+const RECENT_MAX_BYTES = 256;
+
 export class HpackEncoder {
-  /** name → value → insertion number, for entries still in the table. */
-  private readonly dynamic = new Map<string, Map<string, number>>();
-  /** Insertion number of the newest entry per name (for name references). */
-  private readonly dynamicNames = new Map<string, number>();
-  private readonly entries: { name: string; value: string; size: number }[] = [];
+  private readonly names = new Map<string, NameState>();
+  private otherNames = 0;
+  /** Dynamic table entries, oldest first from `oldest`; entry `i` has insertion number `inserted - (entries.length - i)`. */
+  private readonly entries: { readonly state: NameState; readonly value: string; readonly size: number }[] = [];
   private oldest = 0;
   private inserted = 0;
   private size = 0;
   private capacity = 4096;
   /** Set when the peer lowered SETTINGS_HEADER_TABLE_SIZE: announced at the start of the next block. */
   private pendingCapacity: number | undefined;
+  /** Bumped by every change to the table. */
+  private generation = 0;
+  /**
+   * Header lists relayed call after call are often the very same array (the decoder hands a repeated block's
+   * fields out again): while the table is unchanged, such a list encodes to the same bytes as last time.
+   */
+  private readonly recent: (RecentList | undefined)[] = new Array<RecentList | undefined>(RECENT_LISTS).fill(undefined);
+  private nextRecent = 0;
 
   /** The peer's SETTINGS_HEADER_TABLE_SIZE; the table is kept at most 4096 bytes whatever it allows. */
   setPeerTableSize(size: number): void {
     const capacity = Math.min(size, 4096);
     if (capacity === this.capacity) return;
+    this.generation++;
     this.capacity = capacity;
     this.pendingCapacity = Math.min(this.pendingCapacity ?? capacity, capacity);
     this.evictTo(capacity);
@@ -62,9 +108,27 @@ export class HpackEncoder {
 
   /**
    * Encodes `fields` (alternating names and values) into `out` from `at`, which must have room for
-   * `maxEncodedLength(fields)` bytes; returns the end offset.
+   * `maxEncodedLength(fields)` bytes; returns the end offset. A list, once encoded, must not change.
    */
   encodeInto(fields: readonly string[], out: Buffer, at: number, neverIndexed?: readonly number[]): number {
+    const plain = neverIndexed === undefined && this.pendingCapacity === undefined;
+    if (plain) {
+      for (const recent of this.recent) {
+        if (recent?.fields !== fields || recent.generation !== this.generation) continue;
+        out.set(recent.encoded, at);
+        return at + recent.encoded.length;
+      }
+    }
+    const generation = this.generation;
+    const end = this.encodeFresh(fields, out, at, neverIndexed);
+    if (plain && this.generation === generation && end - at <= RECENT_MAX_BYTES) {
+      this.recent[this.nextRecent] = { fields, encoded: Buffer.from(out.subarray(at, end)), generation };
+      this.nextRecent = (this.nextRecent + 1) % RECENT_LISTS;
+    }
+    return end;
+  }
+
+  private encodeFresh(fields: readonly string[], out: Buffer, at: number, neverIndexed: readonly number[] | undefined): number {
     let offset = at;
     if (this.pendingCapacity !== undefined) {
       // A lowered table is announced at its minimum, then at the size in use (RFC 7541 §4.2).
@@ -75,61 +139,95 @@ export class HpackEncoder {
     for (let i = 0; i < fields.length; i += 2) {
       const name = fields[i] as string;
       const value = fields[i + 1] as string;
-      const known = staticByName.get(name);
+      const state = this.stateOf(name);
       const never = neverIndexed !== undefined && neverIndexed.includes(i);
       if (!never) {
-        const index = known?.staticValues.get(value) ?? this.dynamicIndex(name, value);
-        if (index !== undefined) {
+        const index = this.indexOf(state, value);
+        if (index > 0) {
           offset = writeInteger(out, offset, index, 7, 0x80);
           continue;
         }
       }
-      const nameIndex = known?.staticName ?? this.dynamicNameIndex(name);
-      const index = !never && INDEXED_NAMES.has(name) && name.length + value.length + ENTRY_OVERHEAD <= this.capacity / 2;
+      const nameIndex = state.staticName > 0 ? state.staticName : state.newest >= 0 ? this.dynamicIndex(state.newest) : 0;
+      const index = !never && state.indexable && name.length + value.length + ENTRY_OVERHEAD <= this.capacity / 2;
       // 0x40 literal with incremental indexing (6-bit), 0x10 never indexed, 0x00 without indexing (4-bit).
-      if (index) offset = writeInteger(out, offset, nameIndex ?? 0, 6, 0x40);
-      else offset = writeInteger(out, offset, nameIndex ?? 0, 4, never ? 0x10 : 0x00);
-      if (nameIndex === undefined) offset = writeString(out, offset, name);
+      if (index) offset = writeInteger(out, offset, nameIndex, 6, 0x40);
+      else offset = writeInteger(out, offset, nameIndex, 4, never ? 0x10 : 0x00);
+      if (nameIndex === 0) offset = writeString(out, offset, name);
       offset = writeString(out, offset, value);
-      if (index) this.insert(name, value);
+      if (index) this.insert(state, value);
     }
     return offset;
   }
 
-  private dynamicIndex(name: string, value: string): number | undefined {
-    const seq = this.dynamic.get(name)?.get(value);
-    return seq === undefined ? undefined : STATIC_TABLE.length + this.inserted - seq;
+  private stateOf(name: string): NameState {
+    let state = this.names.get(name);
+    if (state === undefined) {
+      const known = staticByName.get(name);
+      state = new NameState(name, known?.index ?? 0, known?.values, INDEXED_NAMES.has(name));
+      // Other names come from clients, any number of them: at most so many are remembered. They never enter the
+      // dynamic table, so forgetting them loses nothing the table holds.
+      if (known === undefined && !state.indexable && ++this.otherNames > MAX_OTHER_NAMES) {
+        for (const [key, old] of this.names) if (old.staticName === 0 && !old.indexable) this.names.delete(key);
+        this.otherNames = 1;
+      }
+      this.names.set(name, state);
+    }
+    return state;
   }
 
-  private dynamicNameIndex(name: string): number | undefined {
-    const seq = this.dynamicNames.get(name);
-    return seq === undefined ? undefined : STATIC_TABLE.length + this.inserted - seq;
+  /** The table index of (name, value), 0 if it has none. */
+  private indexOf(state: NameState, value: string): number {
+    if (value === state.lastValue) {
+      if (state.lastStatic > 0) return state.lastStatic;
+      if (state.lastSeq >= this.oldestSeq) return this.dynamicIndex(state.lastSeq);
+    }
+    const known = state.staticValues?.get(value);
+    if (known !== undefined) {
+      state.lastValue = value;
+      state.lastStatic = known;
+      return known;
+    }
+    const seq = state.dynamic?.get(value);
+    if (seq === undefined) return 0;
+    state.lastValue = value;
+    state.lastStatic = 0;
+    state.lastSeq = seq;
+    return this.dynamicIndex(seq);
   }
 
-  private insert(name: string, value: string): void {
-    const size = name.length + value.length + ENTRY_OVERHEAD;
+  /** Insertion number of the oldest entry still in the table. */
+  private get oldestSeq(): number {
+    return this.inserted - (this.entries.length - this.oldest);
+  }
+
+  private dynamicIndex(seq: number): number {
+    return STATIC_TABLE.length + this.inserted - seq;
+  }
+
+  private insert(state: NameState, value: string): void {
+    const size = state.name.length + value.length + ENTRY_OVERHEAD;
     if (size > this.capacity) return;
+    this.generation++;
     this.evictTo(this.capacity - size);
     const seq = this.inserted++;
-    this.entries.push({ name, value, size });
+    this.entries.push({ state, value, size });
     this.size += size;
-    let values = this.dynamic.get(name);
-    if (!values) this.dynamic.set(name, (values = new Map<string, number>()));
-    values.set(value, seq);
-    this.dynamicNames.set(name, seq);
+    (state.dynamic ??= new Map<string, number>()).set(value, seq);
+    state.newest = seq;
   }
 
   private evictTo(size: number): void {
     while (this.size > size) {
-      const seq = this.inserted - (this.entries.length - this.oldest);
-      const entry = this.entries[this.oldest++] as { name: string; value: string; size: number };
+      const seq = this.oldestSeq;
+      const entry = this.entries[this.oldest++] as { state: NameState; value: string; size: number };
       this.size -= entry.size;
-      const values = this.dynamic.get(entry.name);
-      if (values?.get(entry.value) === seq) {
-        values.delete(entry.value);
-        if (values.size === 0) this.dynamic.delete(entry.name);
+      const state = entry.state;
+      if (state.dynamic?.get(entry.value) === seq) {
+        state.dynamic.delete(entry.value);
+        if (state.dynamic.size === 0) state.dynamic = undefined;
       }
-      if (this.dynamicNames.get(entry.name) === seq) this.dynamicNames.delete(entry.name);
+      if (state.newest === seq) state.newest = -1;
     }
     if (this.oldest > 64 && this.oldest * 2 > this.entries.length) {
       this.entries.splice(0, this.oldest);

@@ -1,8 +1,8 @@
 import type * as net from 'node:net';
-import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, Flag, FrameType, type ErrorCodeValue } from './frames';
-import { goawayFrame, rstStreamFrame, windowUpdateFrame } from './frame-writers';
-import { headerFrames } from './header-frames';
-import { HpackEncoder } from './hpack-encoder';
+import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, type ErrorCodeValue } from './frames';
+import { goawayFrame, rstStreamFrame, windowUpdateFrame, writeFrameHeader } from './frame-writers';
+import { HpackEncoder, maxEncodedLength } from './hpack-encoder';
+import { Outbox } from './outbox';
 import { JOIN_FROM_PIECES, joinSmall } from './pieces';
 
 /** What this side announces, and how it paces the peer. */
@@ -69,10 +69,6 @@ export class Http2Stream {
 
 /** Above this many bytes waiting in the socket, credits for relayed data wait for 'drain'. */
 const CREDIT_HOLD_BYTES = 64 * 1024;
-/** A tick's output up to this size is joined into one buffer; beyond, only its small pieces are. */
-const JOIN_BELOW_BYTES = 16 * 1024;
-/** Pieces smaller than this are copied together; larger ones (relayed data) go out as they are. */
-const COPY_BELOW_BYTES = 2048;
 
 /**
  * The sending half of an HTTP/2 connection: frames go out through a per-tick outbox (one write per tick),
@@ -90,11 +86,12 @@ export abstract class Http2Output<S extends Http2Stream> {
   protected sendWindow = DEFAULT_WINDOW;
   protected recvWindow = DEFAULT_WINDOW;
   private recvUncredited = 0;
-  private outbox: Buffer[] = [];
-  private outboxBytes = 0;
+  private readonly outbox = new Outbox();
   private flushScheduled = false;
+  private readonly flushNow = (): void => this.flush();
   private readonly blocked = new Set<S>();
-  private heldCredits: (() => void)[] | undefined;
+  /** Credits waiting for 'drain', by whom to credit: a large answer waits frame after frame, one entry for all. */
+  private heldCredits: Map<(bytes: number) => void, number> | undefined;
   /** DATA bytes queued on streams, waiting for the peer's windows (what the socket holds is not counted). */
   protected queuedDataBytes = 0;
   /**
@@ -140,50 +137,69 @@ export abstract class Http2Output<S extends Http2Stream> {
   // ---- output ----
   protected writeFrame(frame: Buffer): void {
     if (this.closed) return;
-    this.outbox.push(frame);
-    this.outboxBytes += frame.length;
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      process.nextTick(() => this.flush());
+    this.outbox.append(frame);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    process.nextTick(this.flushNow);
+  }
+
+  /** A frame header, written straight into the outbox. */
+  private writeHeader(length: number, type: number, flags: number, streamId: number): void {
+    const chunk = this.outbox.reserve(FRAME_HEADER_BYTES);
+    writeFrameHeader(chunk, this.outbox.at, length, type, flags, streamId);
+    this.outbox.commit(FRAME_HEADER_BYTES);
+  }
+
+  /** A header block encoded straight into the outbox behind its HEADERS frame header (and CONTINUATIONs past the frame size). */
+  private writeHeaderBlock(streamId: number, fields: readonly string[], end: boolean, neverIndexed: readonly number[] | undefined): void {
+    if (this.closed) return;
+    const outbox = this.outbox;
+    const chunk = outbox.reserve(FRAME_HEADER_BYTES + maxEncodedLength(fields));
+    const at = outbox.at;
+    const blockEnd = this.encoder.encodeInto(fields, chunk, at + FRAME_HEADER_BYTES, neverIndexed);
+    const length = blockEnd - at - FRAME_HEADER_BYTES;
+    const streamFlag = end ? Flag.END_STREAM : 0;
+    const maxFrameSize = this.peer.maxFrameSize;
+    if (length <= maxFrameSize) {
+      writeFrameHeader(chunk, at, length, FrameType.HEADERS, streamFlag | Flag.END_HEADERS, streamId);
+      outbox.commit(FRAME_HEADER_BYTES + length);
+    } else {
+      // Rare (a block over 16 KB): the rest of the block is copied out before its CONTINUATION frames are written.
+      const rest = Buffer.from(chunk.subarray(at + FRAME_HEADER_BYTES + maxFrameSize, blockEnd));
+      writeFrameHeader(chunk, at, maxFrameSize, FrameType.HEADERS, streamFlag, streamId);
+      outbox.commit(FRAME_HEADER_BYTES + maxFrameSize);
+      for (let from = 0; from < rest.length; from += maxFrameSize) {
+        const piece = rest.subarray(from, Math.min(rest.length, from + maxFrameSize));
+        const last = from + piece.length >= rest.length;
+        this.writeHeader(piece.length, FrameType.CONTINUATION, last ? Flag.END_HEADERS : 0, streamId);
+        outbox.append(piece);
+      }
     }
+    this.scheduleFlush();
   }
 
   /** Writes everything queued this tick in one go. */
   flush(): void {
     this.flushScheduled = false;
-    const out = this.outbox;
-    if (out.length === 0 || this.closed) return;
-    this.outbox = [];
-    const bytes = this.outboxBytes;
-    this.outboxBytes = 0;
-    // One write per tick: a Writable costs more per piece than copying a few KB does.
-    if (out.length === 1 || bytes <= JOIN_BELOW_BYTES) {
-      this.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, bytes));
+    if (this.outbox.bytes === 0 || this.closed) return;
+    const pieces = this.outbox.take();
+    if (pieces.length === 1) {
+      this.socket.write(pieces[0] as Buffer);
       return;
     }
-    // More than that: small pieces (frame headers, control frames) joined, relayed data passed as it is (never
-    // copied), in one vectored write.
+    // Relayed data goes out as it came (never copied), with what is around it, in one vectored write.
     this.socket.cork();
-    let run: Buffer[] = [];
-    let runBytes = 0;
-    for (const piece of out) {
-      if (piece.length < COPY_BELOW_BYTES) {
-        run.push(piece);
-        runBytes += piece.length;
-        continue;
-      }
-      if (run.length > 0) this.socket.write(run.length === 1 ? (run[0] as Buffer) : Buffer.concat(run, runBytes));
-      run = [];
-      runBytes = 0;
-      this.socket.write(piece);
-    }
-    if (run.length > 0) this.socket.write(run.length === 1 ? (run[0] as Buffer) : Buffer.concat(run, runBytes));
+    for (const piece of pieces) this.socket.write(piece);
     this.socket.uncork();
   }
 
   /** Bytes queued for the socket and not yet handed to the kernel. */
   get backlogBytes(): number {
-    return this.outboxBytes + this.socket.writableLength;
+    return this.outbox.bytes + this.socket.writableLength;
   }
 
   sendHeaders(stream: S, fields: readonly string[], end: boolean, neverIndexed?: readonly number[]): void {
@@ -194,7 +210,7 @@ export abstract class Http2Output<S extends Http2Stream> {
       stream.out.push({ fields, end, neverIndexed });
       return;
     }
-    for (const frame of headerFrames(this.encoder, stream.id, fields, end, this.peer.maxFrameSize, neverIndexed)) this.writeFrame(frame);
+    this.writeHeaderBlock(stream.id, fields, end, neverIndexed);
     if (end) this.closeIfDone(stream);
   }
 
@@ -205,8 +221,15 @@ export abstract class Http2Output<S extends Http2Stream> {
   sendData(stream: S, data: Buffer, end: boolean, onSent?: (bytes: number) => void): boolean {
     if (stream.localEnded || this.closed) return false;
     if (end) stream.localEnded = true;
-    this.queuedDataBytes += data.length;
     const out = stream.out;
+    if (out === undefined && stream.id !== 0 && data.length <= Math.min(stream.sendWindow, this.sendWindow, this.peer.maxFrameSize)) {
+      // Nothing queued ahead and the windows allow it all: out at once, nothing queued.
+      this.writeData(stream, data, end, onSent);
+      this.closeIfDone(stream);
+      this.onStreamDrained();
+      return true;
+    }
+    this.queuedDataBytes += data.length;
     if (out === undefined) {
       stream.out = [{ data, end, onSent }];
     } else if (!this.joinQueued(out, data, end, onSent)) {
@@ -233,8 +256,7 @@ export abstract class Http2Output<S extends Http2Stream> {
     while (out.length > 0) {
       const item = out[0] as OutItem;
       if (!('data' in item)) {
-        for (const frame of headerFrames(this.encoder, stream.id, item.fields, item.end, this.peer.maxFrameSize, item.neverIndexed))
-          this.writeFrame(frame);
+        this.writeHeaderBlock(stream.id, item.fields, item.end, item.neverIndexed);
         out.shift();
         continue;
       }
@@ -248,26 +270,26 @@ export abstract class Http2Output<S extends Http2Stream> {
       }
       const take = Math.min(length, room);
       const last = take === length;
-      const header = Buffer.allocUnsafe(9);
-      header[0] = (take >>> 16) & 0xff;
-      header[1] = (take >>> 8) & 0xff;
-      header[2] = take & 0xff;
-      header[3] = FrameType.DATA;
-      header[4] = last && item.end ? Flag.END_STREAM : 0;
-      header.writeUInt32BE(stream.id, 5);
-      this.writeFrame(header);
-      if (take > 0) this.writeFrame(last ? item.data : item.data.subarray(0, take));
-      stream.sendWindow -= take;
-      this.sendWindow -= take;
+      this.writeData(stream, last ? item.data : item.data.subarray(0, take), last && item.end, item.onSent);
       this.queuedDataBytes -= take;
-      if (item.onSent !== undefined && take > 0) this.credit(item.onSent, take);
       if (last) out.shift();
       else item.data = item.data.subarray(take);
     }
     stream.out = undefined;
-    this.blocked.delete(stream);
+    if (this.blocked.size > 0) this.blocked.delete(stream);
     this.closeIfDone(stream);
     this.onStreamDrained();
+  }
+
+  /** One DATA frame, the windows allowing: written, counted against the windows, its source credited. */
+  private writeData(stream: S, data: Buffer, end: boolean, onSent: ((bytes: number) => void) | undefined): void {
+    const length = data.length;
+    this.writeHeader(length, FrameType.DATA, end ? Flag.END_STREAM : 0, stream.id);
+    if (length > 0) this.outbox.append(data);
+    this.scheduleFlush();
+    stream.sendWindow -= length;
+    this.sendWindow -= length;
+    if (onSent !== undefined && length > 0) this.credit(onSent, length);
   }
 
   /** A stream's queued output has all been written. */
@@ -298,17 +320,21 @@ export abstract class Http2Output<S extends Http2Stream> {
 
   /** Relayed bytes are credited to their source once written here, or after 'drain' if the socket is full. */
   private credit(onSent: (bytes: number) => void, bytes: number): void {
-    if (this.socket.writableLength + this.outboxBytes < CREDIT_HOLD_BYTES && this.heldCredits === undefined) {
-      onSent(bytes);
-      return;
+    let held = this.heldCredits;
+    if (held === undefined) {
+      if (this.socket.writableLength + this.outbox.bytes < CREDIT_HOLD_BYTES) {
+        onSent(bytes);
+        return;
+      }
+      held = this.heldCredits = new Map();
     }
-    (this.heldCredits ??= []).push(() => onSent(bytes));
+    held.set(onSent, (held.get(onSent) ?? 0) + bytes);
   }
 
   private onDrain(): void {
     const held = this.heldCredits;
     this.heldCredits = undefined;
-    if (held) for (const run of held) run();
+    if (held) for (const [onSent, bytes] of held) onSent(bytes);
     this.onWritable();
   }
 

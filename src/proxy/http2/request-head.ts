@@ -1,4 +1,5 @@
 import { ErrorCode, StreamError } from './frames';
+import type { HeaderBlock } from './hpack-decoder';
 
 /**
  * What RFC 9113 §8 calls a malformed request, checked in one pass over the decoded header list: an intermediary
@@ -92,6 +93,18 @@ function regularFieldProblem(name: string, value: string): string | undefined {
     default:
       return undefined;
   }
+}
+
+/** Heads of header lists the decoder hands out again (repeated blocks): each is read once. */
+const sharedHeads = new WeakMap<readonly string[], RequestHead>();
+
+/** `readRequestHead` of a block's fields, remembered with them when the decoder may hand the same block out again. */
+export function requestHeadOf(block: HeaderBlock): RequestHead | string {
+  const known = sharedHeads.get(block.fields);
+  if (known !== undefined) return known;
+  const head = readRequestHead(block.fields);
+  if (block.shared && typeof head !== 'string') sharedHeads.set(block.fields, head);
+  return head;
 }
 
 /**
