@@ -7,7 +7,7 @@ import type { Row } from './rows';
 import type { Runtime } from './runtimes';
 import type { Settings } from './settings';
 import { percentiles, round } from './stats';
-import type { PhaseRecord, Workload } from './summary';
+import type { PhaseRecord, Workload } from './result';
 import type { CallType } from './workloads';
 
 /** The framed DATA bytes a correct answer to `call` carries. */

@@ -7,7 +7,7 @@ import type { Row } from './rows';
 import type { Runtime } from './runtimes';
 import type { Settings } from './settings';
 import { round } from './stats';
-import type { SoakSample } from './summary';
+import type { SoakSample } from './result';
 import { versionCall, type CallType } from './workloads';
 
 function sample(row: Row, calls: number, callsPerSec: number, errors: number): SoakSample {

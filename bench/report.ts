@@ -1,5 +1,6 @@
 /** The bench's result as text tables: one section per runtime, the targets beside the numbers. */
-import { TARGETS, variantOf, type BenchResult, type CallSummary, type RowSummary, type RuntimeResult } from './summary';
+import type { BenchResult, CallSummary, RowSummary, RuntimeResult } from './result';
+import { TARGETS, variantOf } from './targets';
 
 /** Left-aligned first column, right-aligned numbers. */
 export function table(rows: readonly (readonly string[])[]): string {

@@ -25,16 +25,8 @@ import { runBursts, type BurstRecord } from './pod-burst';
 import { measureStartup } from './startup';
 import { round } from './stats';
 import { summarizeBursts } from './burst-summary';
-import {
-  summarizeRuntime,
-  type BenchResult,
-  type MemorySummary,
-  type PhaseRecord,
-  type RuntimeResult,
-  type SoakSample,
-  type StartupSummary,
-  type TargetCheck,
-} from './summary';
+import { summarizeRuntime } from './summary';
+import type { BenchResult, MemorySummary, PhaseRecord, RuntimeResult, SoakSample, StartupSummary, TargetCheck } from './result';
 
 /** Everything that must go away at the end, whatever the end is (success, error, Ctrl-C). */
 class Resources {

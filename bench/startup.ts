@@ -7,7 +7,7 @@ import { framedBytes, watched } from './measure';
 import type { Row } from './rows';
 import type { Runtime } from './runtimes';
 import { median, round } from './stats';
-import type { StartupCall, StartupSummary } from './summary';
+import type { StartupCall, StartupSummary } from './result';
 import { versionCall } from './workloads';
 
 export async function measureStartup(runtime: Runtime, row: Row, later: number): Promise<StartupSummary> {
