@@ -2,15 +2,10 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
-  TraceFlags,
-  isSpanContextValid,
   trace,
-  type Attributes,
-  type Link,
   type Span,
   type TextMapGetter,
   type TextMapSetter,
-  type Context,
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -20,61 +15,21 @@ import type { TracingConfig } from './config';
 import type { Logger } from '../../log';
 import { methodTable } from '../../chain/method-table';
 import type { Metadata, OutgoingMetadata } from '../../chain/metadata';
-import type { CallContext, CriField, MethodInfo, Next } from '../../chain/types';
-import {
-  ATTR_CRI_BACKEND,
-  ATTR_CRI_CONTAINER_NAME,
-  ATTR_CRI_FROM_PROXY,
-  ATTR_CRI_IMAGE,
-  ATTR_CRI_POD_NAME,
-  ATTR_CRI_POD_NAMESPACE,
-  ATTR_CRI_POD_UID,
-  ATTR_CRI_RUNTIME_HANDLER,
-  ATTR_CRI_SANDBOX_ID,
-  ATTR_POD_START_CONTAINERS,
-  ATTR_POD_START_PHASE,
-  ATTR_POD_START_PHASES_DROPPED,
-  ATTR_POD_START_PHASE_MS,
-  ATTR_POD_START_STATUS,
-  ATTR_POD_START_TOTAL_MS,
-  ATTR_RPC_GRPC_STATUS_CODE,
-  ATTR_RPC_METHOD,
-  ATTR_RPC_SERVICE,
-  ATTR_RPC_SYSTEM,
-  RPC_SYSTEM_GRPC,
-  criFieldAttributes,
-  podStartPhaseTotalAttribute,
-} from './attributes';
+import type { CallContext, Next } from '../../chain/types';
+import { ATTR_CRI_BACKEND, ATTR_CRI_FROM_PROXY, ATTR_RPC_GRPC_STATUS_CODE } from './attributes';
 import { callSpanKey, type CallSpan } from '../../observability/call-span';
 import { instantAt } from '../../observability/clock';
 import { observerFaultReporter, type ObserverFaultReporter } from '../../metrics/observer-faults';
 import type { PodStartAnnotations } from '../../chain/pod-start-records';
 import { PodStartFeed } from '../../observability/pod-start-feed';
-import {
-  PodStartTracker,
-  podStartPhaseNames,
-  type PodStart,
-  type PodStartPhase,
-  type TraceContextRef,
-} from '../../observability/pod-start-tracker';
+import type { PodStart } from '../../observability/pod-start-tracker';
 import { buildTracerProvider, type OwnedTracerProvider } from './tracer-provider';
 import { PollingSampling } from './polling';
 import { fieldAt } from '../../messages/field-at';
+import { planFor, type MethodPlan } from './method-plan';
+import { isSampled, recordPodStart, traceparentOf } from './pod-start-spans';
 
 const TRACER_NAME = 'cri-proxy';
-
-/** What a method's span needs, worked out once per method rather than on every call. */
-interface MethodPlan {
-  readonly spanName: string;
-  readonly attributes: Attributes;
-  /** Request fields to record; empty for polling methods, whose requests are never decoded for tracing. */
-  readonly requestFields: readonly (readonly [attribute: string, path: string])[];
-  /** Response fields not already given by the request. */
-  readonly responseFields: readonly (readonly [attribute: string, path: string])[];
-  readonly podStart: boolean;
-  /** Called by kubelet in a loop: sampled on its own (see polling.ts). */
-  readonly polling: boolean;
-}
 
 const headerGetter: TextMapGetter<Metadata> = {
   keys: (carrier) => carrier.keys(),
@@ -82,10 +37,6 @@ const headerGetter: TextMapGetter<Metadata> = {
 };
 const headerSetter: TextMapSetter<OutgoingMetadata> = {
   set: (carrier, key, value) => carrier.set(key, value),
-};
-const refGetter: TextMapGetter<TraceContextRef> = {
-  keys: () => ['traceparent', 'tracestate'],
-  get: (carrier, key) => (key === 'traceparent' ? carrier.traceparent : key === 'tracestate' ? carrier.tracestate : undefined),
 };
 
 /** The tracing interceptor's implementation, loaded on demand (see index.ts). */
@@ -119,7 +70,7 @@ export class CallTracer {
     this.polling = new PollingSampling(config.pollingSamplingRatio, config.slowCallMs);
     this.plans = new Map(methodTable.map((m) => [m.path, planFor(m)]));
     const feed = config.podStart.enabled ? deps.podStarts : undefined;
-    this.unsubscribe = feed?.subscribe((p) => this.recordPodStart(p));
+    this.unsubscribe = feed?.subscribe((p) => this.tracePodStart(p));
   }
 
   intercept(ctx: CallContext, next: Next): Promise<void> {
@@ -239,86 +190,15 @@ export class CallTracer {
     }
   }
 
-  /**
-   * One trace per pod start, rooted in a span of its own: kubelet's calls for one pod belong to different traces
-   * (or none), so none of them could hold the whole start. Each phase links back to the calls' spans instead.
-   */
-  private recordPodStart(pod: PodStart): PodStartAnnotations | undefined {
+  /** A finished pod start's own trace (see pod-start-spans.ts); a tracing fault is counted, never thrown. */
+  private tracePodStart(pod: PodStart): PodStartAnnotations | undefined {
     try {
-      const attributes: Attributes = {
-        [ATTR_CRI_POD_UID]: pod.uid,
-        [ATTR_POD_START_TOTAL_MS]: pod.totalMs,
-        [ATTR_POD_START_STATUS]: pod.status,
-        [ATTR_POD_START_CONTAINERS]: pod.containers,
-      };
-      if (pod.name !== undefined) attributes[ATTR_CRI_POD_NAME] = pod.name;
-      if (pod.namespace !== undefined) attributes[ATTR_CRI_POD_NAMESPACE] = pod.namespace;
-      if (pod.sandboxId !== undefined) attributes[ATTR_CRI_SANDBOX_ID] = pod.sandboxId;
-      if (pod.runtimeHandler !== undefined) attributes[ATTR_CRI_RUNTIME_HANDLER] = pod.runtimeHandler;
-      if (pod.phasesDropped > 0) attributes[ATTR_POD_START_PHASES_DROPPED] = pod.phasesDropped;
-      for (const phase of podStartPhaseNames) attributes[podStartPhaseTotalAttribute[phase]] = pod.phaseTotals[phase];
-      const root = this.tracer.startSpan(
-        'pod start',
-        { root: true, kind: SpanKind.INTERNAL, startTime: pod.start.epochMs, attributes, links: this.links(pod.phases[0]?.links ?? []) },
-        ROOT_CONTEXT,
-      );
-      if (pod.status === 'failed') {
-        root.setStatus({ code: SpanStatusCode.ERROR, message: `pod start failed with gRPC status ${pod.code}` });
-      }
-      const parent = trace.setSpan(ROOT_CONTEXT, root);
-      for (const phase of pod.phases) this.recordPhase(phase, parent);
-      root.end(pod.end.epochMs);
-      return isSampled(root) ? { traceId: root.spanContext().traceId } : undefined;
+      return recordPodStart(this.tracer, this.propagator, pod);
     } catch (err) {
       this.fault(err);
       return undefined;
     }
   }
-
-  private recordPhase(phase: PodStartPhase, parent: Context): void {
-    const attributes: Attributes = {
-      [ATTR_POD_START_PHASE]: phase.phase,
-      [ATTR_POD_START_PHASE_MS]: phase.durationMs,
-      [ATTR_RPC_GRPC_STATUS_CODE]: phase.code,
-    };
-    if (phase.detail !== undefined) attributes[phase.phase === 'pull' ? ATTR_CRI_IMAGE : ATTR_CRI_CONTAINER_NAME] = phase.detail;
-    const name = phase.detail === undefined ? `pod start: ${phase.phase}` : `pod start: ${phase.phase} ${phase.detail}`;
-    const span = this.tracer.startSpan(
-      name,
-      { kind: SpanKind.INTERNAL, startTime: phase.start.epochMs, attributes, links: this.links(phase.links) },
-      parent,
-    );
-    if (phase.code !== GrpcStatus.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: `gRPC status ${phase.code}` });
-    span.end(phase.end.epochMs);
-  }
-
-  private links(refs: readonly TraceContextRef[]): Link[] {
-    const links: Link[] = [];
-    for (const ref of refs) {
-      const context = trace.getSpanContext(this.propagator.extract(ROOT_CONTEXT, ref, refGetter));
-      if (context && isSpanContextValid(context)) links.push({ context });
-    }
-    return links;
-  }
-}
-
-function planFor(method: MethodInfo): MethodPlan {
-  const attributes: Attributes = { [ATTR_RPC_SYSTEM]: RPC_SYSTEM_GRPC, [ATTR_RPC_SERVICE]: method.service, [ATTR_RPC_METHOD]: method.name };
-  const decoded = method.known && !method.polling;
-  const fields = (paths: MethodInfo['requestFields'], skip: MethodInfo['requestFields']): [string, string][] =>
-    decoded
-      ? Object.entries(paths).flatMap(([field, path]) =>
-          path === undefined || skip[field as CriField] !== undefined ? [] : [[criFieldAttributes[field as CriField], path]],
-        )
-      : [];
-  return {
-    spanName: `${method.service}/${method.name}`,
-    attributes,
-    requestFields: fields(method.requestFields, {}),
-    responseFields: method.kind === 'unary' ? fields(method.responseFields, method.requestFields) : [],
-    podStart: PodStartTracker.tracks(method),
-    polling: method.polling,
-  };
 }
 
 function setIfPresent(span: Span, attribute: string, value: string | undefined): void {
@@ -328,17 +208,4 @@ function setIfPresent(span: Span, attribute: string, value: string | undefined):
 function statusOf(error: unknown): number {
   // Anything but a ProxyError becomes INTERNAL in the chain (see chain.ts/call.ts).
   return error instanceof ProxyError ? error.grpcStatus : GrpcStatus.INTERNAL;
-}
-
-function isSampled(span: Span): boolean {
-  try {
-    return (span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0;
-  } catch {
-    return false;
-  }
-}
-
-function traceparentOf(span: Span): TraceContextRef {
-  const { traceId, spanId, traceFlags } = span.spanContext();
-  return { traceparent: `00-${traceId}-${spanId}-${traceFlags.toString(16).padStart(2, '0')}` };
 }
