@@ -7,7 +7,7 @@ import { ConnectionError, ErrorCode, MAX_STREAM_ID, StreamError, type Connection
 import { pingFrame, rstStreamFrame } from './http2/frame-writers';
 import { RecentlyClosed, type ClosedHow } from './http2/closed-streams';
 import { Http2Connection } from './http2/connection';
-import type { LocalSettings } from './http2/output';
+import type { LocalSettings } from './http2/local-settings';
 import type { HeaderBlock } from './http2/hpack-decoder';
 import { headerFrames } from './http2/header-frames';
 import type { Limits } from './limits';

@@ -3,7 +3,7 @@ import { CANCELLED_OUTCOME, outcomeOfError } from './call-outcome';
 import { FrameScanner, firstMessageOf, frameMessage } from './grpc-frames';
 import { RESPONSE_FIELDS, statusFields } from './grpc-status';
 import { ErrorCode, type ErrorCodeValue } from './http2/frames';
-import { Http2Stream } from './http2/output';
+import { Http2Stream } from './http2/stream';
 import { appendPiece } from './http2/pieces';
 import type { RequestHead } from './http2/request-head';
 import { OwnResponse } from './own-response';

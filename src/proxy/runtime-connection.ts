@@ -2,7 +2,8 @@ import type * as net from 'node:net';
 import { CONNECTION_PREFACE, ConnectionError, ErrorCode, Setting, type StreamError } from './http2/frames';
 import type { ClosedHow } from './http2/closed-streams';
 import { Http2Connection } from './http2/connection';
-import { Http2Stream, type LocalSettings } from './http2/output';
+import type { LocalSettings } from './http2/local-settings';
+import { Http2Stream } from './http2/stream';
 import type { HeaderBlock } from './http2/hpack-decoder';
 
 /** Why a stream to the runtime ended without (the rest of) a response. */

@@ -4,7 +4,7 @@ import { ProxyError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import type { ConnectionError, StreamError } from './http2/frames';
 import { RuntimeConnection } from './runtime-connection';
-import type { LocalSettings } from './http2/output';
+import type { LocalSettings } from './http2/local-settings';
 import { callRuntime, streamRuntime } from './runtime-client';
 
 export interface UpstreamOptions {

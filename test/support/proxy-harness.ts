@@ -10,7 +10,7 @@ import { Chain, type CallObserver, type ChainEntry, type FaultListener } from '.
 import { Router } from '../../src/proxy/router';
 import { dataPlaneMetrics } from '../../src/proxy/data-plane-metrics';
 import type { ConnectionError, StreamError } from '../../src/proxy/http2/frames';
-import type { LocalSettings } from '../../src/proxy/http2/output';
+import type { LocalSettings } from '../../src/proxy/http2/local-settings';
 import { limitsSchema } from '../../src/config/schema';
 import type { Limits } from '../../src/proxy/limits';
 import { ProxyServer, type ProxyServerOptions } from '../../src/proxy/server';

@@ -1,27 +1,19 @@
-import {
-  ConnectionError,
-  DEFAULT_WINDOW,
-  ErrorCode,
-  Flag,
-  FrameReader,
-  FrameType,
-  MAX_WINDOW,
-  Setting,
-  StreamError,
-  dataPayload,
-  headersFragment,
-} from './frames';
-import { SETTINGS_ACK, pingFrame, rstStreamFrame, settingsFrame, windowUpdateFrame } from './frame-writers';
+import { ConnectionError, DEFAULT_WINDOW, ErrorCode, Flag, FrameReader, FrameType, MAX_WINDOW, StreamError, dataPayload } from './frames';
+import { SETTINGS_ACK, pingFrame, rstStreamFrame } from './frame-writers';
+import { EmptyFrames } from './empty-frames';
 import { closedStreamError, type ClosedHow } from './closed-streams';
 import { HeaderBlockReader, type CompleteBlock } from './header-block-reader';
 import { applyPeerSettings } from './peer-settings';
 import type { HeaderBlock } from './hpack-decoder';
-import { Http2Output, type Http2Stream, type LocalSettings } from './output';
-
-// What a side enforces unless its settings say otherwise (nghttp2 allows 8 CONTINUATION frames, 32 entries).
-const DEFAULT_MAX_CONTINUATION_FRAMES = 16;
-const DEFAULT_MAX_SETTINGS_ENTRIES = 32;
-const DEFAULT_MAX_EMPTY_FRAMES = 10;
+import {
+  DEFAULT_MAX_CONTINUATION_FRAMES,
+  DEFAULT_MAX_EMPTY_FRAMES,
+  DEFAULT_MAX_SETTINGS_ENTRIES,
+  greetingFrames,
+  type LocalSettings,
+} from './local-settings';
+import { Http2Output } from './output';
+import type { Http2Stream } from './stream';
 
 /**
  * One HTTP/2 connection as the relay sees it (RFC 9113): frames in through a FrameReader, header blocks through
@@ -33,31 +25,20 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
   protected readonly reader = new FrameReader(this);
   private readonly blocks: HeaderBlockReader;
   private settingsAcked = false;
-  /** DATA and HEADERS frames in a row that carried nothing and ended nothing. */
-  private emptyFrames = 0;
-  private readonly maxEmptyFrames: number;
+  private readonly emptyFrames: EmptyFrames;
   private readonly maxSettingsEntries: number;
 
   constructor(socket: ConstructorParameters<typeof Http2Output>[0], local: LocalSettings) {
     super(socket, local);
     this.blocks = new HeaderBlockReader(local.maxHeaderListBytes, local.maxContinuationFrames ?? DEFAULT_MAX_CONTINUATION_FRAMES);
-    this.maxEmptyFrames = local.maxEmptyFrames ?? DEFAULT_MAX_EMPTY_FRAMES;
+    this.emptyFrames = new EmptyFrames(local.maxEmptyFrames ?? DEFAULT_MAX_EMPTY_FRAMES);
     this.maxSettingsEntries = local.maxSettingsEntries ?? DEFAULT_MAX_SETTINGS_ENTRIES;
   }
 
   /** Our SETTINGS frame and the connection window raise, sent first on every connection. */
   protected greeting(extra: readonly (readonly [number, number])[]): Buffer[] {
-    const settings: (readonly [number, number])[] = [
-      [Setting.INITIAL_WINDOW_SIZE, this.local.streamWindow],
-      [Setting.MAX_HEADER_LIST_SIZE, this.local.maxHeaderListBytes],
-      ...extra,
-    ];
-    if (this.local.maxConcurrentStreams !== undefined) settings.push([Setting.MAX_CONCURRENT_STREAMS, this.local.maxConcurrentStreams]);
-    const frames = [settingsFrame(settings)];
-    const raise = this.local.connectionWindow - DEFAULT_WINDOW;
-    if (raise > 0) frames.push(windowUpdateFrame(0, raise));
     this.recvWindow = Math.max(DEFAULT_WINDOW, this.local.connectionWindow);
-    return frames;
+    return greetingFrames(this.local, extra);
   }
 
   /** A new stream's windows: until our SETTINGS are acknowledged the peer may still use the default. */
@@ -104,7 +85,7 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
       if (this.blocks.inProgress && type !== FrameType.CONTINUATION) {
         throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a header block was interrupted by another frame');
       }
-      if (type <= FrameType.HEADERS) this.countEmpty(type, flags, payload);
+      if (type <= FrameType.HEADERS) this.emptyFrames.count(type, flags, payload);
       switch (type) {
         case FrameType.DATA:
           this.readData(flags, id, payload);
@@ -161,21 +142,6 @@ export abstract class Http2Connection<S extends Http2Stream> extends Http2Output
         this.onUnopenedStreamReset(err.streamId);
       }
     }
-  }
-
-  /**
-   * DATA and HEADERS frames that carry nothing and end nothing cost work for no progress (CVE-2019-9518): only so
-   * many in a row. (A split DATA frame's pieces always carry bytes; CONTINUATION frames have a limit of their own.)
-   */
-  private countEmpty(type: number, flags: number, payload: Buffer): void {
-    const carried = type === FrameType.DATA ? dataPayload(flags, payload) : headersFragment(flags, payload);
-    if (carried.length > 0 || (flags & Flag.END_STREAM) !== 0) {
-      this.emptyFrames = 0;
-      return;
-    }
-    const max = this.maxEmptyFrames;
-    if (++this.emptyFrames > max)
-      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `more than ${max} empty frames in a row`, 'emptyFrames');
   }
 
   /** A frame on a stream that is not open: ignored, or the error RFC 9113 §5.1 asks for. */

@@ -1,3 +1,6 @@
+import { FRAME_HEADER_BYTES } from './frames';
+import { writeFrameHeader } from './frame-writers';
+
 /**
  * What one connection sends until the end of the tick. Frame headers, header blocks and control frames are
  * written straight into a chunk of memory the outbox owns (no buffer per frame, no join at flush); relayed data
@@ -45,6 +48,13 @@ export class Outbox {
   commit(length: number): void {
     this.end += length;
     this.bytes += length;
+  }
+
+  /** A frame header, written straight into the chunk. */
+  frameHeader(length: number, type: number, flags: number, streamId: number): void {
+    const chunk = this.reserve(FRAME_HEADER_BYTES);
+    writeFrameHeader(chunk, this.end, length, type, flags, streamId);
+    this.commit(FRAME_HEADER_BYTES);
   }
 
   /** Queues `bytes`: copied when small, kept as they are otherwise. */

@@ -1,71 +1,13 @@
 import type * as net from 'node:net';
-import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, type ErrorCodeValue } from './frames';
-import { goawayFrame, rstStreamFrame, windowUpdateFrame, writeFrameHeader } from './frame-writers';
-import { HpackEncoder, maxEncodedLength } from './hpack-encoder';
+import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, Flag, FrameType, type ErrorCodeValue } from './frames';
+import { goawayFrame, rstStreamFrame, windowUpdateFrame } from './frame-writers';
+import { writeHeaderFrames } from './header-frames';
+import { HpackEncoder } from './hpack-encoder';
+import type { LocalSettings } from './local-settings';
 import { Outbox } from './outbox';
+import type { PeerSettings } from './peer-settings';
 import { JOIN_FROM_PIECES, joinSmall } from './pieces';
-
-/** What this side announces, and how it paces the peer. */
-export interface LocalSettings {
-  /** SETTINGS_INITIAL_WINDOW_SIZE: how much the peer may send on one stream before we credit it. */
-  readonly streamWindow: number;
-  /** The connection-level window we give the peer (raised from 65,535 with a WINDOW_UPDATE at start). */
-  readonly connectionWindow: number;
-  /** SETTINGS_MAX_HEADER_LIST_SIZE; larger header lists are refused. */
-  readonly maxHeaderListBytes: number;
-  /** SETTINGS_MAX_CONCURRENT_STREAMS, announced only when set (servers). */
-  readonly maxConcurrentStreams?: number;
-  /** CONTINUATION frames one header block may take; more end the connection (ENHANCE_YOUR_CALM). */
-  readonly maxContinuationFrames?: number;
-  /** Entries one SETTINGS frame may carry; more end the connection (ENHANCE_YOUR_CALM). */
-  readonly maxSettingsEntries?: number;
-  /** DATA, HEADERS and CONTINUATION frames in a row that carry nothing and end nothing; more end the connection. */
-  readonly maxEmptyFrames?: number;
-}
-
-/** The peer's settings as last received (RFC 9113 §6.5.2 defaults until then). */
-export interface PeerSettings {
-  maxConcurrentStreams: number;
-  initialWindow: number;
-  maxFrameSize: number;
-  maxHeaderListSize: number;
-}
-
-/** Bytes to send on a stream once its flow-control windows allow; `onSent` credits whoever they came from. */
-interface OutData {
-  data: Buffer;
-  readonly end: boolean;
-  readonly onSent: ((bytes: number) => void) | undefined;
-}
-interface OutHeaders {
-  readonly fields: readonly string[];
-  readonly end: boolean;
-  readonly neverIndexed: readonly number[] | undefined;
-}
-type OutItem = OutData | OutHeaders;
-
-/** Per-stream state the connection keeps; relay code extends it. */
-export class Http2Stream {
-  sendWindow: number;
-  recvWindow: number;
-  recvUncredited = 0;
-  out: OutItem[] | undefined;
-  /** We sent END_STREAM (or reset the stream). */
-  localEnded = false;
-  /** The peer sent END_STREAM (or reset the stream). */
-  remoteEnded = false;
-  /** Who reset the stream, if it was reset: frames arriving after it are treated as RFC 9113 §5.1 says. */
-  resetBy: 'peer' | 'local' | undefined = undefined;
-  closed = false;
-  /** 0 until the stream is opened (a runtime may make new streams wait for a free slot). */
-  id: number;
-
-  constructor(id: number, sendWindow: number, recvWindow: number) {
-    this.id = id;
-    this.sendWindow = sendWindow;
-    this.recvWindow = recvWindow;
-  }
-}
+import type { Http2Stream, OutItem } from './stream';
 
 /** Above this many bytes waiting in the socket, credits for relayed data wait for 'drain'. */
 const CREDIT_HOLD_BYTES = 64 * 1024;
@@ -147,38 +89,10 @@ export abstract class Http2Output<S extends Http2Stream> {
     process.nextTick(this.flushNow);
   }
 
-  /** A frame header, written straight into the outbox. */
-  private writeHeader(length: number, type: number, flags: number, streamId: number): void {
-    const chunk = this.outbox.reserve(FRAME_HEADER_BYTES);
-    writeFrameHeader(chunk, this.outbox.at, length, type, flags, streamId);
-    this.outbox.commit(FRAME_HEADER_BYTES);
-  }
-
-  /** A header block encoded straight into the outbox behind its HEADERS frame header (and CONTINUATIONs past the frame size). */
+  /** A header block encoded straight into the outbox behind its HEADERS frame header (see header-frames.ts). */
   private writeHeaderBlock(streamId: number, fields: readonly string[], end: boolean, neverIndexed: readonly number[] | undefined): void {
     if (this.closed) return;
-    const outbox = this.outbox;
-    const chunk = outbox.reserve(FRAME_HEADER_BYTES + maxEncodedLength(fields));
-    const at = outbox.at;
-    const blockEnd = this.encoder.encodeInto(fields, chunk, at + FRAME_HEADER_BYTES, neverIndexed);
-    const length = blockEnd - at - FRAME_HEADER_BYTES;
-    const streamFlag = end ? Flag.END_STREAM : 0;
-    const maxFrameSize = this.peer.maxFrameSize;
-    if (length <= maxFrameSize) {
-      writeFrameHeader(chunk, at, length, FrameType.HEADERS, streamFlag | Flag.END_HEADERS, streamId);
-      outbox.commit(FRAME_HEADER_BYTES + length);
-    } else {
-      // Rare (a block over 16 KB): the rest of the block is copied out before its CONTINUATION frames are written.
-      const rest = Buffer.from(chunk.subarray(at + FRAME_HEADER_BYTES + maxFrameSize, blockEnd));
-      writeFrameHeader(chunk, at, maxFrameSize, FrameType.HEADERS, streamFlag, streamId);
-      outbox.commit(FRAME_HEADER_BYTES + maxFrameSize);
-      for (let from = 0; from < rest.length; from += maxFrameSize) {
-        const piece = rest.subarray(from, Math.min(rest.length, from + maxFrameSize));
-        const last = from + piece.length >= rest.length;
-        this.writeHeader(piece.length, FrameType.CONTINUATION, last ? Flag.END_HEADERS : 0, streamId);
-        outbox.append(piece);
-      }
-    }
+    writeHeaderFrames(this.outbox, this.encoder, streamId, fields, end, this.peer.maxFrameSize, neverIndexed);
     this.scheduleFlush();
   }
 
@@ -284,7 +198,7 @@ export abstract class Http2Output<S extends Http2Stream> {
   /** One DATA frame, the windows allowing: written, counted against the windows, its source credited. */
   private writeData(stream: S, data: Buffer, end: boolean, onSent: ((bytes: number) => void) | undefined): void {
     const length = data.length;
-    this.writeHeader(length, FrameType.DATA, end ? Flag.END_STREAM : 0, stream.id);
+    this.outbox.frameHeader(length, FrameType.DATA, end ? Flag.END_STREAM : 0, stream.id);
     if (length > 0) this.outbox.append(data);
     this.scheduleFlush();
     stream.sendWindow -= length;

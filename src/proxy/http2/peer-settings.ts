@@ -1,6 +1,13 @@
 import { ConnectionError, DEFAULT_MAX_FRAME_SIZE, ErrorCode, MAX_FRAME_SIZE_LIMIT, MAX_WINDOW, Setting } from './frames';
 import type { HpackEncoder } from './hpack-encoder';
-import type { PeerSettings } from './output';
+
+/** The peer's settings as last received (RFC 9113 §6.5.2 defaults until then). */
+export interface PeerSettings {
+  maxConcurrentStreams: number;
+  initialWindow: number;
+  maxFrameSize: number;
+  maxHeaderListSize: number;
+}
 
 /**
  * Applies a SETTINGS frame's entries (RFC 9113 §6.5.2) to what this side knows of its peer, checking each, and
