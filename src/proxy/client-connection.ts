@@ -2,7 +2,8 @@ import type * as net from 'node:net';
 import { GrpcStatus } from '../errors';
 import { statusFields } from './grpc-status';
 import { ClientHandshake } from './client-handshake';
-import { ClientStream, type StreamHost } from './client-stream';
+import { ClientStream } from './client-stream';
+import type { StreamHost } from './stream-host';
 import { ConnectionError, ErrorCode, MAX_STREAM_ID, StreamError, type ConnectionLimitName } from './http2/frames';
 import { pingFrame, rstStreamFrame } from './http2/frame-writers';
 import { RecentlyClosed, type ClosedHow } from './http2/closed-streams';
@@ -52,7 +53,7 @@ function announced(limits: Limits): LocalSettings {
  * A connection from a client (kubelet, crictl): the server side of HTTP/2. Requests become ClientStreams the
  * server runs through the chain. The proxy's SETTINGS go out at once: gRPC-Go clients wait for them.
  */
-export class ClientConnection extends Http2Connection<ClientStream> implements StreamHost {
+export class ClientConnection extends Http2Connection<ClientStream> implements StreamHost<ClientStream> {
   private readonly handshake: ClientHandshake;
   private lastStreamId = 0;
   /** Calls started and not yet finished, reset streams included (their calls still run). */

@@ -1,8 +1,10 @@
 import { ProxyError } from '../errors';
 import { CANCELLED_OUTCOME, outcomeOfError } from './call-outcome';
-import { FrameScanner, firstMessageOf, frameMessage } from './grpc-frames';
-import { RESPONSE_FIELDS, statusFields } from './grpc-status';
-import { ErrorCode, type ErrorCodeValue } from './http2/frames';
+import { FrameScanner, frameMessage } from './grpc-frames';
+import { RESPONSE_FIELDS, asTrailersOnly, statusFields, withoutPseudoHeaders } from './grpc-status';
+import { HeldRequest } from './held-request';
+import type { StreamHost } from './stream-host';
+import { ErrorCode } from './http2/frames';
 import { Http2Stream } from './http2/stream';
 import { appendPiece } from './http2/pieces';
 import type { RequestHead } from './http2/request-head';
@@ -33,7 +35,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private cancelListener: (() => void) | undefined;
   private mode = RequestMode.Queue;
   private queued: Buffer[] | undefined;
-  private body: Body | undefined;
+  private body: HeldRequest | undefined;
   private requestError: ProxyError | undefined;
   private readonly requestScanner: FrameScanner;
   private relay: ResponseRelay | undefined;
@@ -44,13 +46,12 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   private finished = false;
   /** Only the request's first message was asked for (a method outside the table): the rest is not waited for. */
   private peeked = false;
-  private drainWaiters: (() => void)[] | undefined;
   private readonly creditClient = (bytes: number): void => this.conn.consumed(this, bytes);
   /** Request DATA bytes received, checked against the declared `content-length`. */
   receivedBytes = 0;
 
   constructor(
-    readonly conn: StreamHost,
+    readonly conn: StreamHost<ClientStream>,
     id: number,
     windows: readonly [number, number],
     readonly fields: readonly string[],
@@ -109,10 +110,7 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
       // Nobody may wait for the whole of it: its failure is the call's, reported when it is forwarded.
       body.done.catch(() => undefined);
     }
-    return (body.first ??= new Promise((resolve) => {
-      body.onFirst = resolve;
-      this.checkFirst(body);
-    }));
+    return body.firstMessage();
   }
 
   private readRefusal(): ProxyError | undefined {
@@ -123,18 +121,9 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
   }
 
   /** From now on the request is held (and the client credited) as it comes. */
-  private holdRequest(): Body {
+  private holdRequest(): HeldRequest {
     this.mode = RequestMode.Hold;
-    const body: Body = { parts: [], bytes: 0, done: Promise.resolve(EMPTY) };
-    body.done = new Promise<Buffer>((resolve, reject) => {
-      body.settle = (error) => {
-        body.settle = undefined;
-        this.checkFirst(body, true);
-        if (error) reject(error);
-        else resolve(body.parts.length === 1 ? (body.parts[0] as Buffer) : Buffer.concat(body.parts, body.bytes));
-      };
-    });
-    this.body = body;
+    const body = (this.body = new HeldRequest());
     const queued = this.queued;
     this.queued = undefined;
     if (queued) for (const part of queued) this.hold(body, part);
@@ -142,22 +131,10 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     return body;
   }
 
-  /** Hands out the first message once it is whole (or, at the end, that there is none). */
-  private checkFirst(body: Body, ended = false): void {
-    const onFirst = body.onFirst;
-    if (onFirst === undefined) return;
-    const first = firstMessageOf(body.parts, body.bytes);
-    if (!first.done && !ended) return;
-    body.onFirst = undefined;
-    onFirst(first.done ? first.message : undefined);
-  }
-
-  private hold(body: Body, data: Buffer): void {
+  private hold(body: HeldRequest, data: Buffer): void {
     this.conn.consumed(this, data.length);
     if (data.length === 0) return;
-    appendPiece(body.parts, data);
-    body.bytes += data.length;
-    this.checkFirst(body);
+    body.add(data);
     if (!this.conn.holdBytes(data.length)) {
       this.failRequest(
         new ProxyError(
@@ -271,16 +248,6 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     this.conn.sendHeaders(this, statusFields(code, message, false), true);
   }
 
-  waitForDrain(): Promise<void> {
-    return new Promise<void>((resolve) => (this.drainWaiters ??= []).push(resolve));
-  }
-
-  wakeDrainWaiters(): void {
-    const waiters = this.drainWaiters;
-    this.drainWaiters = undefined;
-    if (waiters) for (const wake of waiters) wake();
-  }
-
   // ---- the end ----
   finish(outcome: CallOutcome): void {
     if (this.finished) return;
@@ -323,43 +290,6 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
     this.body?.settle?.(new ProxyError('CANCELLED', CANCELLED_OUTCOME.message));
     this.relay?.cancel(CANCELLED_OUTCOME);
     this.own?.abandon();
-    this.wakeDrainWaiters();
     this.cancelListener?.();
   }
-}
-
-/** Trailers as HTTP/2 allows them: no pseudo-headers. */
-function withoutPseudoHeaders(fields: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < fields.length; i += 2)
-    if (!(fields[i] as string).startsWith(':')) out.push(fields[i] as string, fields[i + 1] as string);
-  return out;
-}
-
-/** A trailers-only response carrying `fields`: kept as they are if they already are one (a runtime's). */
-function asTrailersOnly(fields: readonly string[]): readonly string[] {
-  return fields[0] === ':status' ? fields : [...RESPONSE_FIELDS, ...fields];
-}
-
-/** What a client stream needs of the connection it arrived on (the client connection implements it). */
-export interface StreamHost {
-  consumed(stream: ClientStream, bytes: number): void;
-  sendHeaders(stream: ClientStream, fields: readonly string[], end: boolean): void;
-  sendData(stream: ClientStream, data: Buffer, end: boolean, onSent?: (bytes: number) => void): boolean;
-  resetStream(stream: ClientStream, code: ErrorCodeValue): void;
-  /** Accounts request bytes held for an interceptor; false once the connection's limit is exceeded. */
-  holdBytes(bytes: number): boolean;
-  readonly maxHeldBytes: number;
-  callEnded(stream: ClientStream, heldBytes: number): void;
-  readonly onObserverFault: (error: unknown) => void;
-}
-
-interface Body {
-  readonly parts: Buffer[];
-  bytes: number;
-  done: Promise<Buffer>;
-  settle?: ((error?: ProxyError) => void) | undefined;
-  /** The first message, once asked for (readFirstMessage). */
-  first?: Promise<Buffer | undefined>;
-  onFirst?: ((message: Buffer | undefined) => void) | undefined;
 }

@@ -86,3 +86,16 @@ export function readStatusFields(fields: readonly string[]): { code: number; mes
     message: message !== undefined ? decodeGrpcMessage(message) : Number.isInteger(code) ? '' : 'missing grpc-status',
   };
 }
+
+/** Trailers as HTTP/2 allows them: no pseudo-headers. */
+export function withoutPseudoHeaders(fields: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < fields.length; i += 2)
+    if (!(fields[i] as string).startsWith(':')) out.push(fields[i] as string, fields[i + 1] as string);
+  return out;
+}
+
+/** A trailers-only response carrying `fields`: kept as they are if they already are one (a runtime's). */
+export function asTrailersOnly(fields: readonly string[]): readonly string[] {
+  return fields[0] === ':status' ? fields : [...RESPONSE_FIELDS, ...fields];
+}

@@ -12,17 +12,16 @@ export interface OwnResponseHost {
   /** Frames and sends one message; returns its framed size, and `onSent` reports bytes written. */
   sendOwnMessage(message: Buffer, onSent: (bytes: number) => void): number;
   endOwnResponse(code: number, message: string): void;
-  waitForDrain(): Promise<void>;
-  wakeDrainWaiters(): void;
 }
 
 /** A response the proxy streams itself, paced by what the client takes. */
 export class OwnResponse implements ResponseStream {
   private unsent = 0;
   private ended = false;
+  private drainWaiters: (() => void)[] | undefined;
   private readonly sent = (bytes: number): void => {
     this.unsent -= bytes;
-    if (this.unsent < STREAM_HIGH_WATER / 2) this.stream.wakeDrainWaiters();
+    if (this.unsent < STREAM_HIGH_WATER / 2) this.wakeDrainWaiters();
   };
 
   constructor(
@@ -42,7 +41,13 @@ export class OwnResponse implements ResponseStream {
 
   drained(): Promise<void> {
     if (this.closed || this.unsent < STREAM_HIGH_WATER / 2) return Promise.resolve();
-    return this.stream.waitForDrain();
+    return new Promise<void>((resolve) => (this.drainWaiters ??= []).push(resolve));
+  }
+
+  private wakeDrainWaiters(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = undefined;
+    if (waiters) for (const wake of waiters) wake();
   }
 
   end(code: number = GrpcStatus.OK, message = ''): void {
@@ -54,6 +59,7 @@ export class OwnResponse implements ResponseStream {
 
   /** The client went away: the call ends CANCELLED, whatever its writer does next. */
   abandon(): void {
+    this.wakeDrainWaiters();
     if (this.ended) return;
     this.ended = true;
     this.onEnd(CANCELLED_OUTCOME);

@@ -1,3 +1,4 @@
+/** A flood of frames that carry nothing, bounded apart from the frame handling that counts them. */
 import { ConnectionError, ErrorCode, Flag, FrameType, dataPayload, headersFragment } from './frames';
 
 /**
