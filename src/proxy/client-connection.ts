@@ -1,23 +1,20 @@
 import type * as net from 'node:net';
 import { GrpcStatus } from '../errors';
 import { statusFields } from './grpc-status';
-import { ClientHandshake } from './client-handshake';
+import { ClientLifecycle, type LimitName } from './client-lifecycle';
 import { ClientStream } from './client-stream';
 import type { StreamHost } from './stream-host';
-import { ConnectionError, ErrorCode, MAX_STREAM_ID, StreamError, type ConnectionLimitName } from './http2/frames';
-import { pingFrame, rstStreamFrame } from './http2/frame-writers';
+import { ConnectionError, ErrorCode, StreamError } from './http2/frames';
+import { rstStreamFrame } from './http2/frame-writers';
 import { RecentlyClosed, type ClosedHow } from './http2/closed-streams';
-import { Http2Connection } from './http2/connection';
-import type { LocalSettings } from './http2/local-settings';
 import type { HeaderBlock } from './http2/hpack-decoder';
 import { headerFrames } from './http2/header-frames';
 import type { Limits } from './limits';
 import { countRequestData, requestHeadOf, trailersProblem } from './http2/request-head';
 import { StreamBudget } from './http2/stream-budget';
 
-/** Limits a client connection enforces; each one that triggers is counted under its name. */
-export type LimitName =
-  ConnectionLimitName | 'handshakeTimeout' | 'handshakeBytes' | 'concurrentStreams' | 'connections' | 'idleTimeout' | 'heldRequestBytes';
+const RECENTLY_CLOSED = 128;
+const EMPTY = Buffer.alloc(0);
 
 export interface ClientConnectionOptions {
   readonly limits: Limits;
@@ -29,69 +26,31 @@ export interface ClientConnectionOptions {
   readonly onClosed: (connection: ClientConnection) => void;
 }
 
-/** Reading stops while more than this is waiting to be written to a client that does not read. */
-const PAUSE_ABOVE_BYTES = 4 * 1024 * 1024;
-const GRACEFUL_PING = Buffer.from('cri-prxy', 'latin1');
-const RECENTLY_CLOSED = 128;
-const GRACEFUL_PING_WAIT_MS = 250;
-const EMPTY = Buffer.alloc(0);
-
-/** What the proxy announces to its clients and enforces on its frames, from the limits HTTP/2 itself carries. */
-function announced(limits: Limits): LocalSettings {
-  return {
-    streamWindow: limits.streamWindowBytes,
-    connectionWindow: limits.connectionWindowBytes,
-    maxHeaderListBytes: limits.maxHeaderListBytes,
-    maxConcurrentStreams: limits.maxConcurrentStreams,
-    maxContinuationFrames: limits.maxContinuationFrames,
-    maxSettingsEntries: limits.maxSettingsEntries,
-    maxEmptyFrames: limits.maxEmptyFrames,
-  };
-}
-
 /**
  * A connection from a client (kubelet, crictl): the server side of HTTP/2. Requests become ClientStreams the
- * server runs through the chain. The proxy's SETTINGS go out at once: gRPC-Go clients wait for them.
+ * server runs through the chain; the connection's life around them is ClientLifecycle's.
  */
-export class ClientConnection extends Http2Connection<ClientStream> implements StreamHost<ClientStream> {
-  private readonly handshake: ClientHandshake;
+export class ClientConnection extends ClientLifecycle implements StreamHost<ClientStream> {
   private lastStreamId = 0;
-  /** Calls started and not yet finished, reset streams included (their calls still run). */
-  activeCalls = 0;
-  /** When the last call finished (or the connection opened), for the idle timeout. */
-  idleSince = Date.now();
   private heldBytes = 0;
   /** How the last streams closed, so late frames on them are told apart from frames on ids never used. */
   private readonly recentlyClosed = new RecentlyClosed(RECENTLY_CLOSED);
   private readonly budget: StreamBudget;
-  private paused = false;
   /** Requests whose headers arrived in the bytes being read, not yet handed to the server. */
   private arrived: ClientStream[] | undefined;
-  private draining: 'no' | 'announced' | 'final' = 'no';
-  private shutdownRequested = false;
   readonly onObserverFault: (error: unknown) => void;
 
   constructor(
     socket: net.Socket,
     private readonly options: ClientConnectionOptions,
   ) {
-    super(socket, announced(options.limits));
+    super(socket, options.limits);
     this.budget = new StreamBudget(options.limits.maxResetStreams);
     this.onObserverFault = options.onObserverFault;
-    for (const frame of this.greeting([])) this.writeFrame(frame);
-    socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
-    socket.on('error', () => undefined);
-    socket.on('close', () => this.onSocketClosed());
-    const { handshakeMaxBytes, handshakeTimeoutMs } = options.limits;
-    this.handshake = new ClientHandshake(handshakeMaxBytes, handshakeTimeoutMs, () => this.abandon('handshakeTimeout'));
   }
 
   get maxHeldBytes(): number {
     return this.options.limits.maxHeldRequestBytes;
-  }
-
-  get admitted(): boolean {
-    return this.handshake.done;
   }
 
   /**
@@ -117,17 +76,6 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     this.endIfDone();
   }
 
-  private goawayReceived = false;
-
-  /** Once going away and every call's last frame is written, the connection ends. */
-  private endIfDone(): void {
-    if (this.closed || (this.draining !== 'final' && !this.goawayReceived)) return;
-    if (this.activeCalls > 0 || this.hasQueuedOutput()) return;
-    this.flush();
-    this.closed = true;
-    this.socket.end();
-  }
-
   protected override forget(stream: ClientStream): void {
     if (!stream.closed) this.recentlyClosed.add(stream.id, closedHow(stream));
     super.forget(stream);
@@ -145,49 +93,6 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
       this.socket.destroy();
     }
     return queued;
-  }
-
-  protected override onStreamDrained(): void {
-    this.endIfDone();
-  }
-
-  private onSocketData(chunk: Buffer): void {
-    const bytes = this.handshake.preface(chunk);
-    if (bytes === undefined) return;
-    if (bytes instanceof ConnectionError) {
-      this.fail(bytes);
-      return;
-    }
-    const received = this.receive(bytes);
-    this.startArrived();
-    if (!received) return;
-    if (this.handshake.overBudget(this.reader.heldBytes)) {
-      this.abandon('handshakeBytes');
-      return;
-    }
-    // A client that sends but does not read (a PING flood, say) stops being read until it catches up.
-    if (this.backlogBytes > PAUSE_ABOVE_BYTES && !this.paused) {
-      this.paused = true;
-      this.socket.pause();
-    }
-  }
-
-  protected override onWritable(): void {
-    if (this.paused && this.backlogBytes <= PAUSE_ABOVE_BYTES) {
-      this.paused = false;
-      this.socket.resume();
-    }
-  }
-
-  override onFrame(type: number, flags: number, id: number, payload: Buffer): void {
-    const refused = this.handshake.refuseFirst(type, payload.length);
-    if (refused === 'handshakeBytes') this.abandon(refused);
-    else if (refused !== undefined) this.fail(refused);
-    else super.onFrame(type, flags, id, payload);
-  }
-
-  protected override onSettings(): void {
-    if (this.handshake.settled() && this.shutdownRequested) this.shutdown();
   }
 
   protected onHeaders(id: number, endStream: boolean, block: HeaderBlock): void {
@@ -235,7 +140,7 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
   }
 
   /** Hands the requests whose headers came in the bytes just read to the server. */
-  private startArrived(): void {
+  protected startArrived(): void {
     const arrived = this.arrived;
     if (arrived === undefined) return;
     this.arrived = undefined;
@@ -296,16 +201,6 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     if (error !== undefined) this.fail(error);
   }
 
-  protected onGoaway(): void {
-    // The client opens no more streams; those it has finish normally.
-    this.goawayReceived = true;
-    this.endIfDone();
-  }
-
-  protected override onPingAck(): void {
-    if (this.draining === 'announced') this.finalGoaway();
-  }
-
   protected closedHow(id: number): ClosedHow {
     if (id > this.lastStreamId || id % 2 === 0) return 'idle';
     return this.recentlyClosed.get(id) ?? 'forgotten';
@@ -315,64 +210,20 @@ export class ClientConnection extends Http2Connection<ClientStream> implements S
     return this.lastStreamId;
   }
 
+  protected countLimit(limit: LimitName): void {
+    this.options.onLimit(limit);
+  }
+
+  protected onConnectionClosed(): void {
+    this.options.onClosed(this);
+  }
+
   protected onProtocolError(error: ConnectionError | StreamError): void {
     this.options.onProtocolError(error);
   }
 
   protected override onLimitExceeded(error: ConnectionError): void {
     if (error.limit !== undefined) this.options.onLimit(error.limit);
-  }
-
-  /**
-   * Graceful shutdown (as gRPC servers do it): GOAWAY with the largest stream id and a PING, then, once the PING
-   * comes back (every stream the client opened before seeing the GOAWAY has arrived), the real GOAWAY. No stream
-   * is refused on the way; the connection closes when its last call ends.
-   */
-  shutdown(): void {
-    if (this.closed || this.draining !== 'no') return;
-    if (!this.admitted) {
-      // Not a client yet: the announcement follows its SETTINGS (the handshake timeout still applies).
-      this.shutdownRequested = true;
-      return;
-    }
-    this.draining = 'announced';
-    this.sendGoaway(MAX_STREAM_ID, ErrorCode.NO_ERROR, 'shutting down');
-    this.writeFrame(pingFrame(GRACEFUL_PING, false));
-    // Some clients never answer a PING after a GOAWAY; a unix socket's round trip is far shorter than this.
-    setTimeout(() => this.finalGoaway(), GRACEFUL_PING_WAIT_MS).unref();
-  }
-
-  private finalGoaway(): void {
-    if (this.draining === 'final' || this.closed) return;
-    this.draining = 'final';
-    this.sendGoaway(this.lastStreamId, ErrorCode.NO_ERROR, 'shutting down');
-    this.endIfDone();
-  }
-
-  /** Closes an idle connection (idle timeout, or room for a new one) with GOAWAY NO_ERROR. */
-  closeIdle(limit: LimitName): void {
-    this.options.onLimit(limit);
-    this.draining = 'final';
-    this.sendGoaway(this.lastStreamId, ErrorCode.NO_ERROR, limit);
-    this.endIfDone();
-  }
-
-  private abandon(limit: LimitName): void {
-    if (this.closed || this.handshake.done) return;
-    this.options.onLimit(limit);
-    this.closed = true;
-    this.socket.destroy();
-  }
-
-  private onSocketClosed(): void {
-    this.handshake.stop();
-    this.closed = true;
-    this.reader.stop();
-    for (const stream of [...this.streams.values()]) {
-      this.forget(stream);
-      stream.cancel();
-    }
-    this.options.onClosed(this);
   }
 }
 

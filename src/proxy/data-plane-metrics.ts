@@ -2,7 +2,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../log';
 import { observerFaultReporter } from '../metrics/observer-faults';
 import { ensureCounter, ensureGauge } from '../metrics/registry';
-import type { LimitName } from './client-connection';
+import type { LimitName } from './client-lifecycle';
 import { ConnectionError, errorCodeName, type StreamError } from './http2/frames';
 import { METRIC } from '../metrics/names';
 
