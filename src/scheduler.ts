@@ -24,3 +24,16 @@ export const realScheduler: Scheduler = {
     return { cancel: () => clearTimeout(timer) };
   },
 };
+
+/** Waits `ms`, or less if `signal` aborts; leaves no timer or listener behind either way. */
+export function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

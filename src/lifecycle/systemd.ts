@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { errorMessage } from '../errors';
 import type { Logger } from '../log';
+import { delay } from '../scheduler';
 
 /** sd_listen_fds(3): passed descriptors start at 3. */
 const LISTEN_FDS_START = 3;
@@ -132,16 +133,4 @@ export async function notifyReadyOnceRuntimeAnswers(
     }
     await delay(retryMs, stopped);
   }
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
-  });
 }

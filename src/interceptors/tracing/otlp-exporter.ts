@@ -1,5 +1,6 @@
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { delay } from '../../scheduler';
 
 /** How one attempt to send an export went. */
 export type SendResult =
@@ -98,17 +99,4 @@ export class OtlpExporter implements SpanExporter {
 
 export function failure(err: unknown, retryable: boolean, retryAfterMs?: number): SendResult {
   return { ok: false, retryable, error: err instanceof Error ? err : new Error(String(err)), retryAfterMs };
-}
-
-/** Waits `ms`, or less if `signal` aborts; leaves no timer behind either way. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
