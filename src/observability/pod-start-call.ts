@@ -3,12 +3,12 @@
  * forwarded unread it is gone) with the caller's trace context, and once it settled, its fields (read on the wire,
  * see pod-start-wire.ts) and the phase it was.
  */
-import type { CallContext, CriField, FieldPaths } from '../chain/types';
+import type { CallContext, CriField } from '../chain/types';
 import { GrpcStatus } from '../errors';
 import { WireFormatError } from '../messages/protobuf-wire';
 import { elapsedMs, instantAt } from './clock';
 import { podStartImages } from './pod-start-phases';
-import { wireString } from './pod-start-wire';
+import { wireStrings } from './pod-start-wire';
 import type { ObservedCall, PodStartPhase, PodStartPhaseName, TraceContextRef } from './pod-start-types';
 
 /** What prepareCall() saw before the call went on: the request message, and the caller's trace context. */
@@ -57,9 +57,12 @@ export function settledCall(ctx: CallContext, call: ObservedCall): SettledCall |
   let images: (string | undefined)[];
   try {
     // Every field read at once, so that bad bytes leave the call untracked rather than half recorded.
-    req = readFields(request, method.requestType, method.requestFields);
-    res = code === GrpcStatus.OK ? readFields(ctx.responseBytes(), method.responseType, method.responseFields) : {};
-    images = (podStartImages.of(method) ?? []).map((path) => wireString(request, method.requestType, path));
+    req = wireStrings(request, method.requestType, method.requestFields);
+    const answer = code === GrpcStatus.OK ? ctx.responseBytes() : undefined;
+    res = answer === undefined ? {} : wireStrings(answer, method.responseType, method.responseFields);
+    const imagePaths = podStartImages.of(method) ?? [];
+    const found = wireStrings(request, method.requestType, Object.fromEntries(imagePaths.entries()));
+    images = imagePaths.map((_, i) => found[String(i)]);
   } catch (err) {
     if (err instanceof WireFormatError) return undefined;
     throw err;
@@ -78,17 +81,6 @@ export function settledCall(ctx: CallContext, call: ObservedCall): SettledCall |
 }
 
 type Fields = Partial<Record<CriField, string>>;
-
-/** The non-empty strings at `paths` of a message of `type`. */
-function readFields(bytes: Buffer | undefined, type: string | undefined, paths: FieldPaths): Fields {
-  const fields: Fields = {};
-  if (bytes === undefined) return fields;
-  for (const [field, path] of Object.entries(paths) as [CriField, string][]) {
-    const value = wireString(bytes, type, path);
-    if (value !== undefined) fields[field] = value;
-  }
-  return fields;
-}
 
 function callerOf(ctx: CallContext): TraceContextRef | undefined {
   const traceparent = ctx.metadata.get('traceparent');

@@ -46,6 +46,29 @@ export function wireString(bytes: Buffer, type: string | undefined, path: string
   return value === '' ? undefined : value;
 }
 
+/**
+ * The strings at several paths of one message of `type` (key → path; "" and unset alike are left out); paths
+ * under the same message find it once. Throws WireFormatError on bad bytes.
+ */
+export function wireStrings<K extends string>(
+  bytes: Buffer,
+  type: string | undefined,
+  paths: Readonly<Partial<Record<K, string>>>,
+): Partial<Record<K, string>> {
+  const found: Partial<Record<K, string>> = {};
+  const parents = new Map<string, Buffer | undefined>();
+  for (const [key, path] of Object.entries(paths) as [K, string | undefined][]) {
+    if (path === undefined) continue;
+    const numbers = numbersOf(type, path);
+    const parentKey = numbers.slice(0, -1).join('.');
+    let parent = parents.get(parentKey);
+    if (!parents.has(parentKey)) parents.set(parentKey, (parent = messageAt(bytes, numbers.slice(0, -1))));
+    const value = parent === undefined ? undefined : stringAt(parent, numbers.slice(-1));
+    if (value !== undefined && value !== '') found[key] = value;
+  }
+  return found;
+}
+
 /** What an ImageStatus answer says of its image: what matches a pull (its id, its repo digests), and its size. */
 export interface ImageStatusFacts {
   readonly id: string | undefined;
