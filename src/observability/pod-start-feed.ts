@@ -38,9 +38,9 @@ export interface WatchedCall extends CallContext {
 /**
  * Follows pod starts for the whole proxy, from outside the interceptor chain: the chain's runner of each pod
  * start method (RunPodSandbox, PullImage, CreateContainer, StartContainer) is wrapped once, and the calls are
- * read by one PodStartTracker, on the wire: nothing is decoded. Other methods' runners are left alone, but for ImageStatus while a pulled image
- * waits for its size. Finished starts go to the current generation's listeners (tracing, metrics), then to the
- * store.
+ * read by one PodStartTracker, on the wire (nothing is decoded). Other methods' runners are left alone, but for
+ * ImageStatus while a pulled image waits for its size. Finished starts go to the current generation's listeners
+ * (tracing, metrics), then to the store.
  */
 export class PodStartFeed {
   private readonly tracker: PodStartTracker;
