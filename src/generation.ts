@@ -73,9 +73,10 @@ export function buildGeneration(
 }
 
 /**
- * Before calls are taken: decoders built, interceptors' lazy parts loaded, a connection open to every runtime
- * (and its path through the relay run once), so the first pod after a start is as fast as the next. Bounded:
- * a runtime that does not answer only delays start-up by WARM_UP_MS.
+ * Before calls are taken: the interceptors' decoders built, their lazy parts loaded, a connection open to every
+ * runtime (and its path through the relay run once), so the first pod after a start is as fast as the next.
+ * Pod starts are read on the wire and need no decoder: without interceptors no schema is loaded. Bounded: a
+ * runtime that does not answer only delays start-up by WARM_UP_MS.
  */
 export async function warmUp(generation: Generation): Promise<void> {
   warmCodec(generation.chain.typesRead(methodTable));

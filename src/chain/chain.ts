@@ -80,13 +80,13 @@ export class Chain<C extends CallContext = CallContext> {
   }
 
   /**
-   * The message types the entries (and the observer) may decode among `methods`: the requests of the methods
-   * some entry runs for or the observer watches, and the responses the table says are read. A chain with no
-   * entries and no observer decodes nothing.
+   * The message types the entries may decode among `methods`: the requests of the methods some entry runs for,
+   * and the responses the table says are read. The observer decodes nothing (it reads the wire), so a chain with
+   * no entries decodes nothing.
    */
   typesRead(methods: readonly MethodInfo[]): string[] {
     return methods
-      .filter((m) => this.runsFor(m) || this.observer?.around(m) !== undefined)
+      .filter((m) => this.runsFor(m))
       .flatMap((m) => (readsResponse(m) ? [m.requestType, m.responseType] : [m.requestType]))
       .filter((t) => t !== undefined);
   }

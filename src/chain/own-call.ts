@@ -120,12 +120,17 @@ export class OwnCall implements CallContext {
     return this.requestBytes();
   }
 
+  responseBytes(): Buffer | undefined {
+    const type = this.method.responseType;
+    if (type === undefined || this.outcome?.code !== GrpcStatus.OK || !readsResponse(this.method)) return undefined;
+    return this.body;
+  }
+
   response(): DecodedMessage | undefined {
     const type = this.method.responseType;
-    if (type === undefined || this.outcome?.code !== GrpcStatus.OK || this.body === undefined || !readsResponse(this.method)) {
-      return undefined;
-    }
-    return (this.decodedResponse ??= decodeMessage(type, this.body));
+    const message = this.responseBytes();
+    if (type === undefined || message === undefined) return undefined;
+    return (this.decodedResponse ??= decodeMessage(type, message));
   }
 
   respond(answer: OwnAnswer): void {

@@ -110,6 +110,8 @@ export interface CallContext {
    * and unknown methods.
    */
   response(): DecodedMessage | undefined;
+  /** The message of that response as the client got it (unframed protobuf bytes), undecoded; when `response()` has one. */
+  responseBytes(): Buffer | undefined;
   /** Answers the call without a runtime (messages it built, a status, a runtime's answer relayed); instead of `next()`. */
   respond(answer: OwnAnswer): void;
   /**

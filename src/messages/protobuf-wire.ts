@@ -123,6 +123,19 @@ export function messageAt(bytes: Uint8Array, path: readonly number[]): Buffer | 
 }
 
 /**
+ * The unsigned varint (uint64, uint32, a non-negative int64) at a path of field numbers, exact up to 2^53; the last
+ * occurrence wins, as in any protobuf parser; undefined when unset.
+ */
+export function varintAt(bytes: Uint8Array, path: readonly number[]): number | undefined {
+  const number = path[path.length - 1];
+  const message = number === undefined ? undefined : messageAt(bytes, path.slice(0, -1));
+  if (message === undefined) return undefined;
+  let value: number | undefined;
+  for (const f of wireFields(message)) if (f.number === number && f.wireType === VARINT) value = readVarint(message, f.valueStart)[0];
+  return value;
+}
+
+/**
  * The message with the string at `path` set to `value` ("" clears it, as proto3 encodes it). Every other entry
  * keeps its bytes and order; the occurrences of each message on the path become one entry in the first one's place.
  */

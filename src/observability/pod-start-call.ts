@@ -1,19 +1,20 @@
 /**
- * One call of a pod start as the tracker reads it: the request, kept before the call goes on (once forwarded
- * unread it is gone) with the caller's trace context, and once it settled, its fields and the phase it was.
+ * One call of a pod start as the tracker reads it: the request's bytes, kept before the call goes on (once
+ * forwarded unread it is gone) with the caller's trace context, and once it settled, its fields (read on the wire,
+ * see pod-start-wire.ts) and the phase it was.
  */
-import type { CallContext, CriField, MethodInfo } from '../chain/types';
+import type { CallContext, CriField } from '../chain/types';
 import { GrpcStatus } from '../errors';
-import type { DecodedMessage } from '../messages/codec';
-import { fieldAt } from '../messages/field-at';
+import { WireFormatError } from '../messages/protobuf-wire';
 import { elapsedMs, instantAt } from './clock';
 import { podStartImages } from './pod-start-phases';
+import { wireStrings } from './pod-start-wire';
 import type { ObservedCall, PodStartPhase, PodStartPhaseName, TraceContextRef } from './pod-start-types';
 
-/** What prepareCall() saw before the call went on: the request, and the caller's trace context. */
+/** What prepareCall() saw before the call went on: the request message, and the caller's trace context. */
 const PREPARED_KEY = Symbol('pod-start-tracker.prepared');
 interface Prepared {
-  readonly request: DecodedMessage | undefined;
+  readonly request: Buffer | undefined;
   readonly caller: TraceContextRef | undefined;
 }
 
@@ -29,8 +30,8 @@ export interface SettledCall {
   readonly containerImage: () => string | undefined;
 }
 
-/** Keeps the request (read by `read`) and the caller's trace context on the call, once. Never rejects. */
-export async function prepareCall(ctx: CallContext, read: () => Promise<DecodedMessage | undefined>): Promise<void> {
+/** Keeps the request message (read by `read`) and the caller's trace context on the call, once. Never rejects. */
+export async function prepareCall(ctx: CallContext, read: () => Promise<Buffer | undefined>): Promise<void> {
   if (ctx.state.has(PREPARED_KEY)) return;
   const caller = callerOf(ctx);
   try {
@@ -41,42 +42,45 @@ export async function prepareCall(ctx: CallContext, read: () => Promise<DecodedM
   }
 }
 
-/** The settled call, or undefined when its request was not kept. */
+/**
+ * The settled call, or undefined when its request was not kept or its bytes (or those of its answer) are no
+ * protobuf message: such a call goes untracked, as one the runtime will judge.
+ */
 export function settledCall(ctx: CallContext, call: ObservedCall): SettledCall | undefined {
   const prepared = ctx.state.get(PREPARED_KEY) as Prepared | undefined;
   const request = prepared?.request;
   if (request === undefined) return undefined;
+  const code = call.code ?? ctx.outcome?.code ?? GrpcStatus.UNKNOWN;
+  const method = ctx.method;
+  let req: Fields;
+  let res: Fields;
+  let images: (string | undefined)[];
+  try {
+    // Every field read at once, so that bad bytes leave the call untracked rather than half recorded.
+    req = wireStrings(request, method.requestType, method.requestFields);
+    const answer = code === GrpcStatus.OK ? ctx.responseBytes() : undefined;
+    res = answer === undefined ? {} : wireStrings(answer, method.responseType, method.responseFields);
+    const imagePaths = podStartImages.of(method) ?? [];
+    const found = wireStrings(request, method.requestType, Object.fromEntries(imagePaths.entries()));
+    images = imagePaths.map((_, i) => found[String(i)]);
+  } catch (err) {
+    if (err instanceof WireFormatError) return undefined;
+    throw err;
+  }
   const start = instantAt(call.startedAt ?? ctx.startedAt);
   const end = instantAt(call.endedAt ?? process.hrtime.bigint());
-  const code = call.code ?? ctx.outcome?.code ?? GrpcStatus.UNKNOWN;
   const message = code === GrpcStatus.OK ? undefined : (call.message ?? ctx.outcome?.message);
   const links = [...(prepared?.caller ? [prepared.caller] : []), ...(call.links ?? [])];
   return {
-    req: (field) => {
-      const path = ctx.method.requestFields[field];
-      return path === undefined ? undefined : nonEmpty(fieldAt(request, path));
-    },
-    res: (field) => {
-      const path = ctx.method.responseFields[field];
-      return path === undefined || code !== GrpcStatus.OK ? undefined : nonEmpty(fieldAt(ctx.response(), path));
-    },
+    req: (field) => req[field],
+    res: (field) => res[field],
     phase: (name, detail, image) => ({ phase: name, detail, image, start, end, durationMs: elapsedMs(start, end), code, message, links }),
-    containerImage: () => containerImage(ctx.method, request),
+    // The image as the user wrote it when kubelet sends that, else the one it resolved (the method table says where).
+    containerImage: () => images.find((image) => image !== undefined),
   };
 }
 
-/** The image as the user wrote it when kubelet sends that, else the one it resolved (the method table says where). */
-function containerImage(method: MethodInfo, request: DecodedMessage): string | undefined {
-  for (const path of podStartImages.of(method) ?? []) {
-    const image = nonEmpty(fieldAt(request, path));
-    if (image !== undefined) return image;
-  }
-  return undefined;
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === '' ? undefined : value;
-}
+type Fields = Partial<Record<CriField, string>>;
 
 function callerOf(ctx: CallContext): TraceContextRef | undefined {
   const traceparent = ctx.metadata.get('traceparent');

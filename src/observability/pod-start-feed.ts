@@ -1,8 +1,6 @@
 import { GrpcStatus, ProxyError, errorMessage } from '../errors';
 import type { CallObserver, RunChain } from '../chain/chain';
 import type { CallContext, MethodInfo } from '../chain/types';
-import type { DecodedMessage } from '../messages/codec';
-import { fieldAt } from '../messages/field-at';
 import type { Scheduler } from '../scheduler';
 import type { PodStartsConfig } from './pod-start-config';
 import type { PodStartStore } from './pod-start-store';
@@ -32,17 +30,17 @@ export interface PodStartFeedOptions extends Pick<PodStartsConfig, 'settleMs' | 
 
 const LINKS_KEY = Symbol('pod-start-feed.links');
 
-/** A call as the proxy runs it: its context, and a read of its request that holds no failure against the call. */
+/** A call as the proxy runs it: its context, and a read of its request bytes that holds no failure against the call. */
 export interface WatchedCall extends CallContext {
-  observeRequest(): Promise<DecodedMessage | undefined>;
+  observeRequestBytes(): Promise<Buffer | undefined>;
 }
 
 /**
  * Follows pod starts for the whole proxy, from outside the interceptor chain: the chain's runner of each pod
  * start method (RunPodSandbox, PullImage, CreateContainer, StartContainer) is wrapped once, and the calls are
- * read by one PodStartTracker. Other methods' runners are left alone, but for ImageStatus while a pulled image
- * waits for its size. Finished starts go to the current generation's listeners (tracing, metrics), then to the
- * store.
+ * read by one PodStartTracker, on the wire (nothing is decoded). Other methods' runners are left alone, but for
+ * ImageStatus while a pulled image waits for its size. Finished starts go to the current generation's listeners
+ * (tracing, metrics), then to the store.
  */
 export class PodStartFeed {
   private readonly tracker: PodStartTracker;
@@ -98,7 +96,7 @@ export class PodStartFeed {
   }
 
   private async phaseCall<C extends WatchedCall>(call: C, run: RunChain<C>): Promise<void> {
-    await this.tracker.prepare(call, () => call.observeRequest());
+    await this.tracker.prepare(call, () => call.observeRequestBytes());
     try {
       await run(call);
     } catch (err) {
@@ -120,7 +118,7 @@ export class PodStartFeed {
       const message = failure === undefined ? call.outcome?.message : errorMessage(error);
       const links = call.state.get(LINKS_KEY) as TraceContextRef[] | undefined;
       const phase = this.tracker.observe(call, { code, ...(message === undefined ? {} : { message }), ...(links ? { links } : {}) });
-      if (phase?.phase === 'pull' && code === GrpcStatus.OK) this.sizes.expect(fieldAt(call.response(), 'image_ref'), phase);
+      if (phase?.phase === 'pull' && code === GrpcStatus.OK) this.sizes.expect(call.responseBytes(), phase);
     } catch (err) {
       this.fault(err);
     }
@@ -130,7 +128,7 @@ export class PodStartFeed {
     await run(call);
     try {
       if (call.outcome?.code !== GrpcStatus.OK) return;
-      const match = this.sizes.match(call.response());
+      const match = this.sizes.match(call.responseBytes());
       if (match?.bytes !== undefined) this.bytes.set(match.value, match.bytes);
     } catch (err) {
       this.fault(err);

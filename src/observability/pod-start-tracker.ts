@@ -13,7 +13,6 @@ import type {
   PodStartStats,
   PodStartTrackerOptions,
 } from './pod-start-types';
-import type { DecodedMessage } from '../messages/codec';
 import { podStartPhases } from './pod-start-phases';
 import { prepareCall, settledCall } from './pod-start-call';
 
@@ -84,9 +83,9 @@ export class PodStartTracker {
   /**
    * Call before the call goes on, for tracked methods: reads the request while it can still be read (once
    * forwarded unread, it is gone), and the caller's trace context before forwarding can replace it. `read`
-   * reads the request (by default as an interceptor does). Never rejects.
+   * reads the request's message bytes (by default as an interceptor does). Never rejects.
    */
-  async prepare(ctx: CallContext, read: () => Promise<DecodedMessage | undefined> = () => ctx.request()): Promise<void> {
+  async prepare(ctx: CallContext, read: () => Promise<Buffer | undefined> = () => ctx.requestBytes()): Promise<void> {
     if (PodStartTracker.tracks(ctx.method)) await prepareCall(ctx, read);
   }
 

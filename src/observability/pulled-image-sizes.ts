@@ -1,5 +1,4 @@
-import type { DecodedMessage } from '../messages/codec';
-import { fieldAt } from '../messages/field-at';
+import { imageStatusFacts, wireString, type ImageStatusFacts } from './pod-start-wire';
 
 /** How long a pulled image waits for the runtime to report its size, and how many may wait at once. */
 const PENDING_TTL_MS = 120_000;
@@ -9,8 +8,8 @@ const PENDING_MAX = 128;
  * Sizes of freshly pulled images. PullImageResponse carries only the image reference, and the proxy makes no
  * calls of its own on the call path; but kubelet asks ImageStatus right after a successful pull (for the size in
  * its "Pulled" event), so the size is taken from that answer when its image id (or a repo digest) matches a
- * reference pulled moments ago. Callers decode ImageStatus answers only while `waiting`, so the common
- * ImageStatus call stays undecoded.
+ * reference pulled moments ago. Callers read ImageStatus answers (on the wire) only while `waiting`, so the
+ * common ImageStatus call stays unread.
  */
 export class PulledImageSizes<T> {
   /** image_ref of recent successful pulls → when the pull finished (ms) and what the caller tied to it. */
@@ -18,9 +17,13 @@ export class PulledImageSizes<T> {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  /** After a successful PullImage: its `image_ref` waits for its size, with `value` to hand back then. */
-  expect(ref: string | undefined, value: T): void {
-    if (ref === undefined || ref === '') return;
+  /**
+   * After a successful PullImage, its answer (message bytes): the `image_ref` waits for its size, with `value` to
+   * hand back then. Throws WireFormatError when the bytes are no protobuf message.
+   */
+  expect(pullAnswer: Buffer | undefined, value: T): void {
+    const ref = pullAnswer === undefined ? undefined : wireString(pullAnswer, 'runtime.v1.PullImageResponse', 'image_ref');
+    if (ref === undefined) return;
     const now = this.now();
     this.expire(now);
     if (this.pending.size >= PENDING_MAX) {
@@ -31,34 +34,30 @@ export class PulledImageSizes<T> {
     this.pending.set(ref, { at: now, value });
   }
 
-  /** True while a pulled image waits for its size: only then is an ImageStatus answer worth decoding. */
+  /** True while a pulled image waits for its size: only then is an ImageStatus answer worth reading. */
   get waiting(): boolean {
     return this.pending.size > 0;
   }
 
-  /** An OK ImageStatus answer: the pull it matches (once) and the size the runtime reports, if any. */
-  match(response: DecodedMessage | undefined): { readonly value: T; readonly bytes: number | undefined } | undefined {
+  /**
+   * An OK ImageStatus answer (its message bytes): the pull it matches (once) and the size the runtime reports, if
+   * any. Throws WireFormatError when the bytes are no protobuf message.
+   */
+  match(response: Buffer | undefined): { readonly value: T; readonly bytes: number | undefined } | undefined {
     this.expire(this.now());
-    const image = response?.image;
-    if (image === null || typeof image !== 'object') return undefined;
-    const fields = image as Readonly<Record<string, unknown>>;
-    const ref = this.matchingRef(fields);
+    const image = response === undefined ? undefined : imageStatusFacts(response);
+    const ref = image === undefined ? undefined : this.matchingRef(image);
     const found = ref === undefined ? undefined : this.pending.get(ref);
     if (ref === undefined || found === undefined) return undefined;
     this.pending.delete(ref);
-    const size = Number(fields.size);
-    return { value: found.value, bytes: Number.isFinite(size) && size > 0 ? size : undefined };
+    const size = image?.size;
+    return { value: found.value, bytes: size !== undefined && size > 0 ? size : undefined };
   }
 
-  private matchingRef(image: Readonly<Record<string, unknown>>): string | undefined {
-    const id = fieldAt(image, 'id');
-    if (id !== undefined && this.pending.has(id)) return id;
+  private matchingRef(image: ImageStatusFacts): string | undefined {
+    if (image.id !== undefined && this.pending.has(image.id)) return image.id;
     // Runtimes whose pull reference is a repo digest rather than the image id.
-    const digests = image.repo_digests;
-    if (Array.isArray(digests)) {
-      for (const digest of digests) if (typeof digest === 'string' && this.pending.has(digest)) return digest;
-    }
-    return undefined;
+    return image.repoDigests.find((digest) => this.pending.has(digest));
   }
 
   private expire(now: number): void {

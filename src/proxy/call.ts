@@ -91,12 +91,12 @@ export class Call implements CallContext {
   }
 
   /**
-   * The request for an observer outside the chain (the pod-start feed): read and decoded once, shared with the
-   * chain; a request that does not decode is undefined here and stays the runtime's business, not refused for
-   * the observer's sake.
+   * The request message for an observer outside the chain (the pod-start feed): read once, shared with the chain,
+   * never decoded; a request that cannot be read is undefined here and stays the runtime's business, not refused
+   * for the observer's sake.
    */
-  observeRequest(): Promise<DecodedMessage | undefined> {
-    return this.decodeRequest().catch(() => undefined);
+  observeRequestBytes(): Promise<Buffer | undefined> {
+    return this.readRequestBytes().catch(() => undefined);
   }
 
   /** The chain needed the request and could not read it: a mutating call is then refused (see forward). */
@@ -126,17 +126,19 @@ export class Call implements CallContext {
     return (this.decodedRequest ??= this.readRequestBytes().then((message) => decodeMessage(type, message ?? Buffer.alloc(0))));
   }
 
-  response(): DecodedMessage | undefined {
-    const type = this.method.responseType;
-    if (type === undefined || this.outcome?.code !== GrpcStatus.OK || !readsResponse(this.method)) return undefined;
-    if (this.decodedResponse !== undefined) return this.decodedResponse;
+  responseBytes(): Buffer | undefined {
+    if (this.method.responseType === undefined || this.outcome?.code !== GrpcStatus.OK || !readsResponse(this.method)) return undefined;
     // An answer the proxy gave itself (a runtime's relayed by routing, say) is the response the client got.
-    let message: Buffer | undefined = this.answered;
-    if (!this.outcome.fromProxy) {
-      const body = this.transport.responseBody();
-      message = body === undefined ? undefined : unframeSingle(body);
-    }
-    return message === undefined ? undefined : (this.decodedResponse = decodeMessage(type, message));
+    if (this.outcome.fromProxy) return this.answered;
+    const body = this.transport.responseBody();
+    return body === undefined ? undefined : unframeSingle(body);
+  }
+
+  response(): DecodedMessage | undefined {
+    if (this.decodedResponse !== undefined) return this.decodedResponse;
+    const type = this.method.responseType;
+    const message = this.responseBytes();
+    return type === undefined || message === undefined ? undefined : (this.decodedResponse = decodeMessage(type, message));
   }
 
   onResponseMessage(observer: (message: StreamMessage) => void): void {

@@ -2,6 +2,7 @@ import { ProxyError } from '../../src/errors';
 import { Chain, compileMethodFilter, type ChainEntry, type OnError } from '../../src/chain/chain';
 import { lookupMethod, methodTable } from '../../src/chain/method-table';
 import type { CallContext, Interceptor, Next } from '../../src/chain/types';
+import { testPodStarts } from '../support/pod-starts';
 
 const runPod = lookupMethod('/runtime.v1.RuntimeService/RunPodSandbox');
 const pull = lookupMethod('/runtime.v1.ImageService/PullImage');
@@ -219,6 +220,19 @@ describe('interceptor chain', () => {
 describe('message types a chain may decode (what start-up warms)', () => {
   test('none without entries', () => {
     expect(build([]).chain.typesRead(methodTable)).toEqual([]);
+  });
+
+  test('none for the pod-start observer, which reads the wire', () => {
+    const { feed, subscribers } = testPodStarts();
+    const chain = new Chain(
+      [],
+      () => Promise.resolve(),
+      () => undefined,
+      feed.observer(subscribers),
+    );
+    expect(methodTable.filter((m) => feed.observer(subscribers).around(m) !== undefined)).toHaveLength(5);
+    expect(chain.typesRead(methodTable)).toEqual([]);
+    feed.close();
   });
 
   test('the requests of the methods entries run for, and only the responses the table marks as read', () => {

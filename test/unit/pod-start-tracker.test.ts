@@ -2,7 +2,7 @@ import { fakeCallContext } from '../support/fake-context';
 import { PodStartTracker, type PodStart, type PodStartTrackerOptions } from '../../src/observability/pod-start-tracker';
 import type { CallContext } from '../../src/chain/types';
 import { ManualScheduler } from '../support/manual-scheduler';
-import type { DecodedMessage } from '../../src/messages/codec';
+import { encodeMessage, type DecodedMessage } from '../../src/messages/codec';
 
 const RUNTIME = '/runtime.v1.RuntimeService/';
 const IMAGE = '/runtime.v1.ImageService/';
@@ -17,12 +17,21 @@ interface FakeCall {
   readonly metadata?: Record<string, string>;
 }
 
+/** The call as bytes on the wire: the tracker reads them there and must never decode (request() and response() throw). */
 function fakeCtx(call: FakeCall): CallContext {
+  const base = fakeCallContext(call.path, call.metadata);
+  const { requestType, responseType } = base.method;
+  const ok = (call.code ?? 0) === 0;
+  const decoded = (): never => {
+    throw new Error('the tracker decoded a message');
+  };
   return {
-    ...fakeCallContext(call.path, call.metadata),
+    ...base,
     backend: 'fake',
-    request: () => Promise.resolve(call.request),
-    response: () => ((call.code ?? 0) === 0 ? call.response : undefined),
+    request: decoded,
+    requestBytes: () => Promise.resolve(encodeMessage(requestType as string, call.request)),
+    response: decoded,
+    responseBytes: () => (ok && call.response !== undefined ? encodeMessage(responseType as string, call.response) : undefined),
     outcome: { code: call.code ?? 0, message: call.code ? 'failed' : '', fromProxy: false },
     upstreamNanos: 0n,
   };
@@ -169,6 +178,25 @@ describe('PodStartTracker', () => {
     const unprepared = fakeCtx(runPod('u9', 'sb9'));
     tracker.observe(unprepared);
     expect(tracker.stats.active).toBe(0);
+    clock.advance(60_000);
+    expect(completed).toHaveLength(0);
+    tracker.close();
+  });
+
+  test('bytes that are no protobuf message, in the request or in the answer, leave the call untracked', async () => {
+    const { tracker, completed, clock } = setup();
+    const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff]);
+    const badRequest: CallContext = { ...fakeCtx(runPod('u1', 'sb1')), requestBytes: () => Promise.resolve(garbage) };
+    const badAnswer: CallContext = { ...fakeCtx(runPod('u2', 'sb2')), responseBytes: () => garbage };
+    for (const ctx of [badRequest, badAnswer]) {
+      await tracker.prepare(ctx);
+      expect(tracker.observe(ctx)).toBeUndefined();
+    }
+    expect(tracker.stats.active).toBe(0);
+    const good = fakeCtx(runPod('u3', 'sb3'));
+    await tracker.prepare(good);
+    expect(tracker.observe(good)?.phase).toBe('sandbox');
+    expect(tracker.stats.active).toBe(1);
     clock.advance(60_000);
     expect(completed).toHaveLength(0);
     tracker.close();

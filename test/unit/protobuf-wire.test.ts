@@ -1,5 +1,5 @@
 import { decodeMessage, encodeMessage } from '../../src/messages/codec';
-import { lengthDelimited, replaceStringAt, stringAt, wireFields, WireFormatError } from '../../src/messages/protobuf-wire';
+import { lengthDelimited, replaceStringAt, stringAt, varintAt, wireFields, WireFormatError } from '../../src/messages/protobuf-wire';
 
 const hex = (b: Buffer): string => b.toString('hex');
 
@@ -121,5 +121,27 @@ describe('replaceStringAt', () => {
 
   test('an empty path is a programming error', () => {
     expect(() => replaceStringAt(request, [], 'x')).toThrow('non-empty path');
+  });
+});
+
+describe('varintAt', () => {
+  const type = 'runtime.v1.ImageStatusResponse';
+
+  test('a uint64 at a path, exact beyond 32 bits; the last occurrence wins; undefined when unset', () => {
+    const bytes = encodeMessage(type, { image: { id: 'i', size: '5000000000' } });
+    expect(varintAt(bytes, [1, 4])).toBe(5_000_000_000);
+    // A second occurrence of the image message merges into the first: its size wins.
+    const again = Buffer.concat([bytes, encodeMessage(type, { image: { size: '7' } })]);
+    expect(varintAt(again, [1, 4])).toBe(7);
+    expect(varintAt(encodeMessage(type, { image: { id: 'i' } }), [1, 4])).toBeUndefined();
+    expect(varintAt(Buffer.alloc(0), [1, 4])).toBeUndefined();
+  });
+
+  test('a field of another wire type under that number is not a varint', () => {
+    expect(varintAt(lengthDelimited(4, Buffer.from('x')), [4])).toBeUndefined();
+  });
+
+  test('truncated bytes throw WireFormatError', () => {
+    expect(() => varintAt(Buffer.from([0x20, 0xff]), [4])).toThrow(WireFormatError);
   });
 });

@@ -3,7 +3,6 @@ import { GrpcStatus } from '../../errors';
 import type { CallContext } from '../../chain/types';
 import { GRPC_CODE_COUNT, ensureHistogram, grpcCodeName } from '../../metrics/registry';
 import { METRIC } from '../../metrics/names';
-import { fieldAt } from '../../messages/field-at';
 import { PulledImageSizes } from '../../observability/pulled-image-sizes';
 
 const PULL_SECONDS_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200];
@@ -11,7 +10,7 @@ const PULL_BYTES_BUCKETS = [1e6, 5e6, 1e7, 2.5e7, 5e7, 1e8, 2.5e8, 5e8, 1e9, 2.5
 
 /**
  * Image pull durations, and sizes where the runtime reports them (see PulledImageSizes: taken from the
- * ImageStatus kubelet sends right after a pull, decoded only while a pull waits for its size).
+ * ImageStatus kubelet sends right after a pull, read on the wire only while a pull waits for its size).
  */
 export class ImagePullMetrics {
   private readonly duration: Histogram<'code'>;
@@ -42,17 +41,17 @@ export class ImagePullMetrics {
       if (code >= 0 && code < GRPC_CODE_COUNT) this.byCode[code] = child;
     }
     child.observe(seconds);
-    if (code === GrpcStatus.OK) this.sizes.expect(fieldAt(ctx.response(), 'image_ref'), undefined);
+    if (code === GrpcStatus.OK) this.sizes.expect(ctx.responseBytes(), undefined);
   }
 
-  /** True while a pulled image waits for its size: only then is ImageStatus worth decoding. */
+  /** True while a pulled image waits for its size: only then is ImageStatus worth reading. */
   get waiting(): boolean {
     return this.sizes.waiting;
   }
 
   /** After an OK ImageStatus call while `waiting`. */
   onImageStatus(ctx: CallContext): void {
-    const bytes = this.sizes.match(ctx.response())?.bytes;
+    const bytes = this.sizes.match(ctx.responseBytes())?.bytes;
     if (bytes !== undefined) this.bytes.observe(bytes);
   }
 }
