@@ -175,8 +175,9 @@ describe('stopping with an unresponsive trace collector', () => {
     await waitFor(() => fs.existsSync(socket), 20_000);
     const c = new RawClient(`unix:${socket}`);
     client = c;
+    // The socket file appears as it is bound: the first call waits for the connection rather than failing on a refusal.
     // A traced call queues a span; the export it triggers on stop goes into the black hole.
-    expect((await c.unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0))).status.code).toBe(grpc.status.OK);
+    expect((await c.unary('/runtime.v1.RuntimeService/Version', Buffer.alloc(0), waitingForReady())).status.code).toBe(grpc.status.OK);
 
     runtime.on('StopContainer', { delayMs: 1500 });
     const inFlight = c.unary('/runtime.v1.RuntimeService/StopContainer', Buffer.alloc(0));
@@ -209,7 +210,7 @@ describe('stopping with an unresponsive trace collector', () => {
     await waitFor(() => fs.existsSync(socket), 20_000);
     const c = new RawClient(`unix:${socket}`);
     client = c;
-    expect((await c.unary('/runtime.v1.RuntimeService/Status', Buffer.alloc(0))).status.code).toBe(grpc.status.OK);
+    expect((await c.unary('/runtime.v1.RuntimeService/Status', Buffer.alloc(0), waitingForReady())).status.code).toBe(grpc.status.OK);
     c.close();
     client = undefined;
     // Idle: the span went out with the scheduled export, which the collector now holds; nothing is queued.
@@ -264,3 +265,10 @@ describe('stopping leaves nothing of the exporter running', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
+
+/** Metadata for a first call that waits for the connection instead of failing on a refusal. */
+function waitingForReady(): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  metadata.setOptions({ waitForReady: true });
+  return metadata;
+}
