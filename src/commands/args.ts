@@ -7,7 +7,7 @@ export const PROXY_OPTIONS = `  --config FILE         YAML configuration file (w
   --listen ADDRESS      socket kubelet connects to (unix:///path or /path); replaces "listen"
   --upstream ADDRESS    runtime socket; replaces the default backend's endpoint
                         (without a config file: ${DEFAULT_UPSTREAM})
-  --http-listen ADDRESS host:port of /healthz, /readyz and /metrics; "" turns it off; replaces "http.listen"
+  --http-listen ADDRESS host:port of /healthz, /readyz, /metrics, /pods and /api/pods; "" turns it off; replaces "http.listen"
   --log-level LEVEL     debug, info, warn or error; replaces "logLevel"`;
 
 export const PROXY_HELP: CommandHelp = {

@@ -39,7 +39,7 @@ export const LIMITS = {
   maxContinuationFrames: { default: 16, min: 1, max: MAX_INT32 },
   /** Entries in one SETTINGS frame. */
   maxSettingsEntries: { default: 32, min: 6, max: MAX_INT32 },
-  /** DATA, HEADERS and CONTINUATION frames in a row that carry nothing and end nothing. */
+  /** DATA and HEADERS frames in a row that carry nothing and end nothing (CONTINUATION frames have maxContinuationFrames). */
   maxEmptyFrames: { default: 10, min: 1, max: MAX_INT32 },
 } as const satisfies Record<string, LimitSpec>;
 
