@@ -5,6 +5,13 @@ import { HpackDecoder } from '../../src/proxy/http2/hpack-decoder';
 import { HpackEncoder, maxEncodedLength } from '../../src/proxy/http2/hpack-encoder';
 import { frameMessage } from '../../src/proxy/grpc-frames';
 
+/** A 32-bit big-endian field (a window increment, an error code, a stream dependency). */
+export function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}
+
 export interface ReceivedFrame {
   readonly type: number;
   readonly flags: number;
