@@ -189,12 +189,16 @@ export class ClientStream extends Http2Stream implements CallTransport, Response
       relay.sendRequest(this.replacement ?? body, true, undefined);
     } else {
       this.mode = RequestMode.Pipe;
-      const queued = peeked ?? this.queued ?? [];
+      const queued = peeked ?? this.queued;
       this.queued = undefined;
       // Bytes held for a peek were credited to the client already.
       const credit = peeked === undefined ? this.creditClient : undefined;
-      for (const [i, part] of queued.entries()) relay.sendRequest(part, this.remoteEnded && i === queued.length - 1, credit);
-      if (queued.length === 0 && this.remoteEnded) relay.sendRequest(EMPTY, true, undefined);
+      if (queued === undefined || queued.length === 0) {
+        if (this.remoteEnded) relay.sendRequest(EMPTY, true, undefined);
+      } else {
+        const last = queued.length - 1;
+        for (let i = 0; i <= last; i++) relay.sendRequest(queued[i] as Buffer, this.remoteEnded && i === last, credit);
+      }
     }
     return relay.outcome;
   }

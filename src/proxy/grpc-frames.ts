@@ -26,7 +26,8 @@ export class FrameScanner {
   /** Only for a prefix split across chunks; allocated the first time that happens. */
   private prefix: Buffer | undefined;
   private bodyRemaining = 0;
-  private parts: Buffer[] = [];
+  /** The message being collected, only when somebody wants messages. */
+  private parts: Buffer[] | undefined;
   private compressed = false;
 
   constructor(private readonly options: FrameScannerOptions) {}
@@ -37,7 +38,7 @@ export class FrameScanner {
     while (offset < chunk.length) {
       if (this.bodyRemaining > 0) {
         const take = Math.min(this.bodyRemaining, chunk.length - offset);
-        if (this.options.onMessage) this.parts.push(chunk.subarray(offset, offset + take));
+        if (this.options.onMessage) (this.parts ??= []).push(chunk.subarray(offset, offset + take));
         this.bodyRemaining -= take;
         offset += take;
         if (this.bodyRemaining === 0) this.completeMessage();
@@ -71,8 +72,9 @@ export class FrameScanner {
   private completeMessage(): void {
     const onMessage = this.options.onMessage;
     if (!onMessage) return;
-    const message = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
-    this.parts = [];
+    const parts = this.parts;
+    this.parts = undefined;
+    const message = parts === undefined ? Buffer.alloc(0) : parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
     onMessage(message, this.compressed);
   }
 }

@@ -6,7 +6,7 @@ import { settingsFrame } from '../../src/proxy/http2/frame-writers';
 import type { Limits } from '../../src/proxy/limits';
 import { sample } from '../support/metric-samples';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
-import { RawH2Client } from '../support/raw-h2';
+import { RawH2Client, u32 } from '../support/raw-h2';
 import { waitFor } from '../support/wait';
 
 // Floods move megabytes through the proxy: slow on a busy machine, bounded in work (no timing is asserted).
@@ -25,12 +25,6 @@ const LARGE_RESPONSE = Buffer.alloc(2 * MiB, 7);
  * grew the proxy by 1.5 GB. The tighter bound each test checks is the proxy's own account of what it holds.
  */
 const RSS_GROWTH_BOUND = 256 * MiB;
-
-const u32 = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
 
 describe('HTTP/2 floods are bounded, and a well-behaved client alongside is served throughout', () => {
   let proxy: TestProxy;

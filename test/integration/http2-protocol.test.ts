@@ -5,16 +5,11 @@ import { CONNECTION_PREFACE, ErrorCode, Flag, FrameType, MAX_WINDOW, Setting } f
 import { settingsFrame } from '../../src/proxy/http2/frame-writers';
 import { sample } from '../support/metric-samples';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
-import { RawH2Client } from '../support/raw-h2';
+import { RawH2Client, u32 } from '../support/raw-h2';
 import { waitFor } from '../support/wait';
 
 const VERSION = '/runtime.v1.RuntimeService/Version';
 const versionRequest = encodeMessage('runtime.v1.VersionRequest', { version: 'v1' });
-const u32 = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
 
 describe('HTTP/2 protocol errors from a client', () => {
   let proxy: TestProxy;

@@ -7,7 +7,7 @@ import type { CallContext } from '../../src/chain/types';
 import { interceptorEntry } from '../support/calls';
 import { sample } from '../support/metric-samples';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
-import { RawH2Client } from '../support/raw-h2';
+import { RawH2Client, u32 } from '../support/raw-h2';
 import { waitFor } from '../support/wait';
 
 const VERSION = '/runtime.v1.RuntimeService/Version';
@@ -16,11 +16,6 @@ const EXEC_SYNC = '/runtime.v1.RuntimeService/ExecSync';
 const versionRequest = encodeMessage('runtime.v1.VersionRequest', { version: 'v1' });
 const body = frameMessage(versionRequest);
 const base = [':method', 'POST', ':scheme', 'http', ':path', VERSION, ':authority', 'localhost', 'content-type', 'application/grpc'];
-const u32 = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
 /** A PRIORITY frame's payload (or a HEADERS frame's priority fields): exclusive bit, dependency, weight. */
 const priority = (dependsOn: number): Buffer => Buffer.concat([u32(dependsOn), Buffer.from([16])]);
 

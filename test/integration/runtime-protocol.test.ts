@@ -4,6 +4,7 @@ import { frameMessage } from '../../src/proxy/grpc-frames';
 import { ErrorCode, Flag, FrameType } from '../../src/proxy/http2/frames';
 import { sample } from '../support/metric-samples';
 import { startTestProxy, type TestProxy } from '../support/proxy-harness';
+import { u32 } from '../support/raw-h2';
 import { RawRuntime, type Script } from '../support/raw-runtime';
 
 const VERSION = '/runtime.v1.RuntimeService/Version';
@@ -14,11 +15,6 @@ const answer: Script = (id, _fields, reply) => {
   reply.headers(id, RESPONSE, false);
   reply.frame(FrameType.DATA, 0, id, frameMessage(Buffer.from([0x0a, 0x01, 0x76])));
   reply.headers(id, OK, true);
-};
-const u32 = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
 };
 
 describe('a runtime that breaks HTTP/2 or gRPC', () => {

@@ -5,6 +5,32 @@ import { HpackDecoder } from '../../src/proxy/http2/hpack-decoder';
 import { HpackEncoder, maxEncodedLength } from '../../src/proxy/http2/hpack-encoder';
 import { frameMessage } from '../../src/proxy/grpc-frames';
 
+/** A 32-bit big-endian field (a window increment, an error code, a stream dependency). */
+export function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}
+
+/** The header list of a gRPC request for `path` as grpc-go sends it, `extra` fields after. */
+export function grpcRequestFields(path: string, extra: readonly string[] = []): string[] {
+  return [
+    ':method',
+    'POST',
+    ':scheme',
+    'http',
+    ':path',
+    path,
+    ':authority',
+    'localhost',
+    'content-type',
+    'application/grpc',
+    'te',
+    'trailers',
+    ...extra,
+  ];
+}
+
 export interface ReceivedFrame {
   readonly type: number;
   readonly flags: number;
@@ -60,22 +86,7 @@ export class RawH2Client {
 
   /** A HEADERS frame carrying a gRPC request for `path`, encoded with this client's HPACK context. */
   requestHeaders(streamId: number, path: string, extra: readonly string[] = [], flags: number = Flag.END_HEADERS): Buffer {
-    const fields = [
-      ':method',
-      'POST',
-      ':scheme',
-      'http',
-      ':path',
-      path,
-      ':authority',
-      'localhost',
-      'content-type',
-      'application/grpc',
-      'te',
-      'trailers',
-      ...extra,
-    ];
-    return this.frame(FrameType.HEADERS, flags, streamId, this.headerBlock(fields));
+    return this.frame(FrameType.HEADERS, flags, streamId, this.headerBlock(grpcRequestFields(path, extra)));
   }
 
   headerBlock(fields: readonly string[]): Buffer {

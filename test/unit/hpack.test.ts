@@ -3,6 +3,7 @@ import { ConnectionError } from '../../src/proxy/http2/frames';
 import { HpackDecoder } from '../../src/proxy/http2/hpack-decoder';
 import { HpackEncoder, maxEncodedLength } from '../../src/proxy/http2/hpack-encoder';
 import { decodeHuffman } from '../../src/proxy/http2/hpack-huffman';
+import { grpcRequestFields } from '../support/raw-h2';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s/g, ''), 'hex');
 const pairs = (fields: readonly string[]): [string, string][] => {
@@ -140,24 +141,8 @@ describe('HPACK errors are connection errors', () => {
 });
 
 describe('HPACK encoding', () => {
-  const grpcRequest = (path: string, timeout: string): string[] => [
-    ':method',
-    'POST',
-    ':scheme',
-    'http',
-    ':path',
-    path,
-    ':authority',
-    'localhost',
-    'content-type',
-    'application/grpc',
-    'te',
-    'trailers',
-    'grpc-timeout',
-    timeout,
-    'user-agent',
-    'grpc-go/1.60',
-  ];
+  const grpcRequest = (path: string, timeout: string): string[] =>
+    grpcRequestFields(path, ['grpc-timeout', timeout, 'user-agent', 'grpc-go/1.60']);
 
   test('blocks round-trip through a decoder, call after call', () => {
     const encoder = new HpackEncoder();
