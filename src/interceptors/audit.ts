@@ -130,9 +130,9 @@ export function createAuditInterceptor(config: AuditConfig, deps: InterceptorDep
 
   return {
     name: deps.name,
+    // The chain enters it only for recorded methods.
     appliesTo: recorded,
     async intercept(ctx, next) {
-      if (!recorded(ctx.method)) return next();
       if (ctx.onBehalfOf !== undefined) ownRecorded.add(ctx);
       // Read before forwarding: afterwards the request bytes are gone.
       const request = await readRequest(ctx);

@@ -56,11 +56,18 @@ function field(object: Readonly<Record<string, unknown>> | undefined, name: stri
   return key === undefined ? undefined : object[key];
 }
 
+/** A registry and a repository in it: what a signature, a pull or a recorded digest is about. */
+export type Repository = Pick<SignedTarget, 'registry' | 'repository'>;
+
+/** True when both name the same repository (registry hosts compare without regard to case). */
+export function inRepository(ref: Repository, target: Repository): boolean {
+  return ref.registry.toLowerCase() === target.registry.toLowerCase() && ref.repository === target.repository;
+}
+
 /** True when `reference` (a `docker-reference`) names the target's repository, however it is spelled. */
-export function sameRepository(reference: string, target: Pick<SignedTarget, 'registry' | 'repository'>): boolean {
+export function sameRepository(reference: string, target: Repository): boolean {
   const parsed = parseImageReference(reference);
-  if (!parsed.ok) return false;
-  return parsed.ref.registry.toLowerCase() === target.registry.toLowerCase() && parsed.ref.repository === target.repository;
+  return parsed.ok && inRepository(parsed.ref, target);
 }
 
 /**

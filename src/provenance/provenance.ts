@@ -80,18 +80,13 @@ export class Provenance {
     this.cache = new VerifiedCache({ file: options.cacheFile, max: options.cacheSize, onError: options.onCacheError });
   }
 
-  /** The cached answer for a digest, without any I/O; undefined when it has not been verified under this trust. */
-  cached(trust: RuleTrust, target: SignedTarget): VerificationResult | undefined {
-    const hit = this.cache.get(cacheKey(trust.fingerprint, `${target.registry}/${target.repository}`, target.digest));
-    return hit === undefined ? undefined : { ok: true, signer: hit.signer, signedDigest: hit.signedDigest, format: hit.format };
-  }
-
   /** Verifies a digest: from the cache, else online (one verification at a time per digest and trust). */
   async verify(request: VerifyRequest): Promise<VerifyAnswer> {
     const { trust, target } = request;
-    const hit = this.cached(trust, target);
-    if (hit !== undefined) return { result: hit, cached: true };
     const key = cacheKey(trust.fingerprint, `${target.registry}/${target.repository}`, target.digest);
+    const hit = this.cache.get(key);
+    if (hit !== undefined)
+      return { result: { ok: true, signer: hit.signer, signedDigest: hit.signedDigest, format: hit.format }, cached: true };
     // A pull's own credentials may see what the node's cannot: such a lookup is not shared with others.
     const shareable = request.credentials === undefined;
     let pending = shareable ? this.inFlight.get(key) : undefined;

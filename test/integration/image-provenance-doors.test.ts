@@ -4,16 +4,16 @@
  * holding images signed by the test; the call passes only if each is signed, and the audit record carries each
  * image's verification.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { auditConfigSchema, createAuditInterceptor } from '../../src/interceptors/audit';
 import { createImagePolicyInterceptor, imagePolicySchema } from '../../src/interceptors/image-policy';
 import { decodeMessage, encodeMessage } from '../../src/messages/codec';
-import { startRegistry, type Registry as RegistryServer } from '../e2e/harness/registry';
-import { OciRegistry } from '../support/oci-registry';
+import type { Registry as RegistryServer } from '../e2e/harness/registry';
+import type { OciRegistry } from '../support/oci-registry';
+import { startTestRegistry, stopTestRegistry } from '../support/test-registry';
 import { depsForTestProxy, startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
 import { cosignSignWithKey, generateKey, type SigningKey } from '../support/signing';
 
@@ -54,17 +54,14 @@ async function pushed(signed: boolean): Promise<PushedImage> {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cri-proxy-provenance-doors-'));
-  server = await startRegistry(dir, dir);
-  registry = new OciRegistry(server.host);
+  ({ dir, server, registry } = await startTestRegistry('cri-proxy-provenance-doors-'));
   key = generateKey();
   keyFile = join(dir, 'release.pub');
   await writeFile(keyFile, key.publicPem);
 });
 
 afterAll(async () => {
-  await server?.stop();
-  await rm(dir, { recursive: true, force: true });
+  await stopTestRegistry(server, dir);
 });
 
 beforeEach(async () => {

@@ -4,10 +4,9 @@
  * after it, CreateContainer verifies the image on the node, and what was decided reaches the audit record, the
  * metrics and the trace.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -19,10 +18,11 @@ import { tracingConfigSchema } from '../../src/interceptors/tracing/config';
 import { createLogger } from '../../src/log';
 import { decodeMessage, encodeMessage } from '../../src/messages/codec';
 import type { Interceptor } from '../../src/chain/types';
-import { startRegistry, type Registry as RegistryServer } from '../e2e/harness/registry';
+import type { Registry as RegistryServer } from '../e2e/harness/registry';
 import { freePort } from '../e2e/harness/processes';
 import { sample } from '../support/metric-samples';
-import { OciRegistry } from '../support/oci-registry';
+import type { OciRegistry } from '../support/oci-registry';
+import { startTestRegistry, stopTestRegistry } from '../support/test-registry';
 import { depsForTestProxy, startTestProxy, type RawClient, type TestProxy } from '../support/proxy-harness';
 import { cosignSignWithKey, generateKey, simpleSigningPayload, type SigningKey } from '../support/signing';
 
@@ -53,17 +53,14 @@ async function image(signed: boolean): Promise<{ name: string; repository: strin
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cri-proxy-image-provenance-'));
-  server = await startRegistry(dir, dir);
-  registry = new OciRegistry(server.host);
+  ({ dir, server, registry } = await startTestRegistry('cri-proxy-image-provenance-'));
   key = generateKey();
   keyFile = join(dir, 'release.pub');
   await writeFile(keyFile, key.publicPem);
 });
 
 afterAll(async () => {
-  await server?.stop();
-  await rm(dir, { recursive: true, force: true });
+  await stopTestRegistry(server, dir);
 });
 
 describe('image policy with verify rules', () => {

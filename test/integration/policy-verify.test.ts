@@ -1,10 +1,10 @@
 /** `cri-proxy policy verify` and `policy check` against a real registry holding images the test signed. */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main } from '../../src/cli';
-import { startRegistry, type Registry } from '../e2e/harness/registry';
-import { OciRegistry } from '../support/oci-registry';
+import type { Registry } from '../e2e/harness/registry';
+import type { OciRegistry } from '../support/oci-registry';
+import { startTestRegistry, stopTestRegistry } from '../support/test-registry';
 import { attachBundle, cosignSignWithKey, generateKey, MockSigstore, signatureStatement, type SigningKey } from '../support/signing';
 
 jest.setTimeout(120_000);
@@ -35,9 +35,7 @@ async function run(command: Words, ...argv: string[]): Promise<{ code: number; o
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cri-proxy-policy-verify-'));
-  server = await startRegistry(dir, dir);
-  registry = new OciRegistry(server.host);
+  ({ dir, server, registry } = await startTestRegistry('cri-proxy-policy-verify-'));
   sigstore = await MockSigstore.start();
   key = generateKey('p384');
   keyFile = join(dir, 'release.pub');
@@ -76,8 +74,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await sigstore?.close();
-  await server?.stop();
-  await rm(dir, { recursive: true, force: true });
+  await stopTestRegistry(server, dir);
 });
 
 describe('cri-proxy policy verify', () => {

@@ -3,16 +3,16 @@
  * images pushed and signed by the test: keys made per run, cosign's classic layout, sigstore bundles made with
  * @sigstore/sign against @sigstore/mock's services, and the trusted root built for them.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startRegistry, type Registry } from '../e2e/harness/registry';
+import type { Registry } from '../e2e/harness/registry';
 import type { SignedTarget } from '../../src/policies/signature-claims';
 import type { VerificationResult } from '../../src/provenance/outcome';
 import { Provenance } from '../../src/provenance/provenance';
 import { loadTrust, type RuleTrust } from '../../src/provenance/trust';
 import type { VerifyEntry } from '../../src/policies/image-rules';
-import { OciRegistry, type Descriptor } from '../support/oci-registry';
+import type { Descriptor, OciRegistry } from '../support/oci-registry';
+import { startTestRegistry, stopTestRegistry } from '../support/test-registry';
 import {
   attachBundle,
   attachCosignSignature,
@@ -79,9 +79,7 @@ function failureOf(result: VerificationResult): string {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cri-proxy-provenance-'));
-  server = await startRegistry(dir, dir);
-  registry = new OciRegistry(server.host);
+  ({ dir, server, registry } = await startTestRegistry('cri-proxy-provenance-'));
   sigstore = await MockSigstore.start();
   rootFile = join(dir, 'trusted_root.json');
   await writeFile(rootFile, JSON.stringify(sigstore.trustedRoot));
@@ -102,8 +100,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await provenance?.close();
   await sigstore?.close();
-  await server?.stop();
-  await rm(dir, { recursive: true, force: true });
+  await stopTestRegistry(server, dir);
 });
 
 describe('cosign signatures (the sha256-<hex>.sig tag)', () => {

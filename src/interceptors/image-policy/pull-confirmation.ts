@@ -80,8 +80,7 @@ export async function forwardConfirmedPull(ctx: CallContext, next: Next, pin: Pu
       `image "${pin.name}" was pulled but cannot be confirmed (${deps.label}): ${errorMessage(err)}`,
     );
   }
-  const target = { registry: pin.registry, repository: pin.repository, implicitTag: false, normalized: pin.name };
-  const digests = repositoryDigests(names, target);
+  const digests = repositoryDigests(names, pin);
   if (digests.includes(pin.digest)) return;
   const removed = await removeIfNew(pulled, before, names, pin, deps);
   const found = digests.length > 0 ? digests.join(', ') : 'another image';

@@ -11,7 +11,7 @@ import { METRIC } from '../../metrics/names';
 import { ensureCounter, ensureGauge, ensureHistogram } from '../../metrics/registry';
 import { callSpanOf } from '../../observability/call-span';
 import { parseImageReference, type ImageReference } from '../../policies/image-reference';
-import type { SignedTarget } from '../../policies/signature-claims';
+import { inRepository, type Repository, type SignedTarget } from '../../policies/signature-claims';
 import { describeSigner, furthest, unverified, type Unverified, type VerificationResult } from '../../provenance/outcome';
 import type { Provenance } from '../../provenance/provenance';
 import type { Credentials } from '../../provenance/registry/auth';
@@ -51,14 +51,13 @@ export interface ImageVerificationOutcome {
 
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-/** The digests the runtime records for the image in `ref`'s repository (`registry/repo@sha256:…` names). */
-export function repositoryDigests(names: readonly string[], ref: ImageReference): string[] {
+/** The digests the runtime records for the image in `repository` (`registry/repo@sha256:…` names). */
+export function repositoryDigests(names: readonly string[], repository: Repository): string[] {
   const digests: string[] = [];
   for (const name of names) {
     const parsed = parseImageReference(name);
     if (!parsed.ok || parsed.ref.digest === undefined) continue;
-    const same = parsed.ref.registry.toLowerCase() === ref.registry.toLowerCase() && parsed.ref.repository === ref.repository;
-    if (same && !digests.includes(parsed.ref.digest)) digests.push(parsed.ref.digest);
+    if (inRepository(parsed.ref, repository) && !digests.includes(parsed.ref.digest)) digests.push(parsed.ref.digest);
   }
   return digests;
 }
