@@ -4,6 +4,7 @@ import type { CallOutcome, CriField, MethodInfo } from '../chain/types';
 import { REDACTED } from '../values';
 import type { DecodedMessage } from '../messages/codec';
 import { fieldAt } from '../messages/field-at';
+import { grpcCodeName } from '../metrics/registry';
 import { MAX_LIST, clip, compact, flag, list, num, obj, set, str, stringMap, strings } from './record-values';
 import { containerDetails, restoredContainer, sandboxDetails, type Redactor } from './workload-details';
 
@@ -48,8 +49,6 @@ export interface RecordInput {
   readonly time: Date;
 }
 
-const statusNames = new Map<number, string>(Object.entries(GrpcStatus).map(([name, code]) => [code, name]));
-
 /** The curated fields of one audit record (seq, prev and hash are added by the writer). */
 export function buildRecord(input: RecordInput, redactor: Redactor): Record<string, unknown> {
   const { method, request, response } = input;
@@ -74,7 +73,7 @@ export function buildRecord(input: RecordInput, redactor: Redactor): Record<stri
   set(record, 'backend', input.backend);
   record.outcome = {
     code: input.outcome.code,
-    status: statusNames.get(input.outcome.code) ?? 'UNKNOWN',
+    status: grpcCodeName(input.outcome.code),
     ...(input.outcome.message && input.outcome.code !== GrpcStatus.OK ? { message: clip(input.outcome.message) } : {}),
     ...(input.outcome.fromProxy ? { fromProxy: true } : {}),
   };

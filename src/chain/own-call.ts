@@ -66,6 +66,8 @@ export class OwnCall implements CallContext {
   backend: string | undefined;
   outcome: CallOutcome | undefined = undefined;
   upstreamNanos = 0n;
+  /** The metadata sent, as `metadata` reads it (names and values alternating). */
+  private readonly fields: readonly string[];
   private sent: Buffer;
   private body: Buffer | undefined;
   private decodedRequest: Promise<DecodedMessage | undefined> | undefined;
@@ -84,7 +86,8 @@ export class OwnCall implements CallContext {
     this.method = spec.method;
     this.backend = spec.backend;
     this.sent = spec.request;
-    this.metadata = new Metadata(metadataForBackends(parent));
+    this.fields = metadataForBackends(parent);
+    this.metadata = new Metadata(this.fields);
     this.onBehalfOf = { call: parent, by };
   }
 
@@ -170,7 +173,7 @@ export class OwnCall implements CallContext {
     try {
       const reply = await upstream.call(this.method.path, this.sent, {
         timeoutMs,
-        metadata: this.upstreamMetadata.applyTo(this.metadata.entries().flat()),
+        metadata: this.upstreamMetadata.applyTo(this.fields),
       });
       this.body = reply.body;
       this.outcome = { code: reply.code, message: reply.message, fromProxy: false };

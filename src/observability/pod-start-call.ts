@@ -57,12 +57,12 @@ export function settledCall(ctx: CallContext, call: ObservedCall): SettledCall |
   let images: (string | undefined)[];
   try {
     // Every field read at once, so that bad bytes leave the call untracked rather than half recorded.
-    req = wireStrings(request, method.requestType, method.requestFields);
+    // The request is walked once for the table's fields and the places its image may be named (keyed by index).
+    const imagePaths = podStartImages.of(method) ?? [];
+    req = wireStrings(request, method.requestType, { ...method.requestFields, ...Object.fromEntries(imagePaths.entries()) });
+    images = imagePaths.map((_, i) => req[String(i)]);
     const answer = code === GrpcStatus.OK ? ctx.responseBytes() : undefined;
     res = answer === undefined ? {} : wireStrings(answer, method.responseType, method.responseFields);
-    const imagePaths = podStartImages.of(method) ?? [];
-    const found = wireStrings(request, method.requestType, Object.fromEntries(imagePaths.entries()));
-    images = imagePaths.map((_, i) => found[String(i)]);
   } catch (err) {
     if (err instanceof WireFormatError) return undefined;
     throw err;
@@ -80,7 +80,7 @@ export function settledCall(ctx: CallContext, call: ObservedCall): SettledCall |
   };
 }
 
-type Fields = Partial<Record<CriField, string>>;
+type Fields = Partial<Record<string, string>>;
 
 function callerOf(ctx: CallContext): TraceContextRef | undefined {
   const traceparent = ctx.metadata.get('traceparent');

@@ -2,7 +2,7 @@ import type { AdminResponse } from '../admin/admin-server';
 import { errorMessage } from '../errors';
 import { grpcCodeName } from '../metrics/registry';
 import { parseDuration } from './duration';
-import type { Gap, KeptPhase, KeptPodStart, Percentiles, PodStartPart, PodStartQuery, PodStartStore } from './pod-start-store';
+import type { KeptPhase, KeptPodStart, Percentiles, PodStartQuery, PodStartStore } from './pod-start-store';
 
 /*
  * `GET /api/pods`: the kept pod starts as JSON, the schema documented in docs/pod-starts.md. The page, the
@@ -16,27 +16,12 @@ export interface PhaseView extends Omit<KeptPhase, 'code'> {
   readonly code: string;
 }
 
-export interface PodStartView {
-  readonly seq: number;
-  readonly uid: string;
-  readonly name?: string;
-  readonly namespace?: string;
-  readonly sandboxId?: string;
-  readonly runtimeHandler?: string;
-  readonly backend?: string;
+/** A kept pod start as the API shows it: its times as ISO moments, its codes by name. */
+export interface PodStartView extends Omit<KeptPodStart, 'startMs' | 'endMs' | 'code' | 'phases'> {
   readonly startedAt: string;
   readonly endedAt: string;
-  readonly totalMs: number;
-  readonly status: 'ok' | 'failed';
   readonly code: string;
-  readonly message?: string;
-  readonly containers: number;
-  readonly traceId?: string;
-  readonly dominant: PodStartPart;
-  readonly totals: Readonly<Record<PodStartPart, number>>;
   readonly phases: readonly PhaseView[];
-  readonly gaps: readonly Gap[];
-  readonly phasesDropped: number;
 }
 
 export interface PodStartsAnswer {
@@ -65,13 +50,12 @@ export function parsePodStartQuery(params: URLSearchParams, now: number): PodSta
     sort,
     limit,
     namespace: namespace === '' ? undefined : namespace,
-    minMs: duration(params, 'min'),
+    minMs: durationOf('min', params.get('min')),
     sinceMs: since(params.get('since'), now),
   };
 }
 
-function duration(params: URLSearchParams, name: string): number | undefined {
-  const text = params.get(name);
+function durationOf(name: string, text: string | null): number | undefined {
   if (text === null || text === '') return undefined;
   try {
     return parseDuration(text);
@@ -82,13 +66,12 @@ function duration(params: URLSearchParams, name: string): number | undefined {
 
 /** `since` is a duration back from now (`10m`) or a moment (`2025-01-31T12:00:00Z`). */
 function since(text: string | null, now: number): number | undefined {
-  if (text === null || text === '') return undefined;
-  if (/^\d{4}-\d\d-\d\dT/.test(text)) {
+  if (text !== null && /^\d{4}-\d\d-\d\dT/.test(text)) {
     const at = Date.parse(text);
     if (Number.isNaN(at)) throw new Error(`since: "${text}" is not a valid time`);
     return at;
   }
-  const back = duration(new URLSearchParams({ since: text }), 'since');
+  const back = durationOf('since', text);
   return back === undefined ? undefined : now - back;
 }
 

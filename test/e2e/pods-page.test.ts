@@ -13,10 +13,9 @@ import * as grpc from '@grpc/grpc-js';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
-import { builtinTypes } from '../../src/commands/builtin-types';
-import { validateProxyConfig } from '../../src/config/schema';
 import { silentLogger } from '../../src/log';
 import type { PodStartsAnswer } from '../../src/observability/pod-starts-api';
+import { appConfig } from '../support/app-config';
 import { FakeRuntime } from '../support/fake-runtime';
 import { startPod, type PodSpec } from '../support/kubelet';
 import { RawClient, makeTempDir } from '../support/proxy-harness';
@@ -141,18 +140,7 @@ describe('the /pods page in Chromium', () => {
     dir = makeTempDir();
     runtime = new FakeRuntime(path.join(dir, 'runtime.sock'));
     await runtime.start();
-    const result = validateProxyConfig(
-      {
-        listen: `unix://${path.join(dir, 'proxy.sock')}`,
-        http: { listen: '127.0.0.1:0' },
-        shutdownGraceSeconds: 0,
-        backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
-        podStarts: { settleMs: 1000 },
-      },
-      builtinTypes(),
-    );
-    if (!result.ok) throw new Error(JSON.stringify(result.issues));
-    app = await App.start(result.config, { log: silentLogger, registry: new Registry() });
+    app = await App.start(appConfig(dir, runtime, { podStarts: { settleMs: 1000 } }), { log: silentLogger, registry: new Registry() });
     client = new RawClient(`unix:${app.socketPath}`);
     base = `http://${app.adminAddress ?? ''}`;
     for (const pod of PODS) await startPod(client, runtime, pod);

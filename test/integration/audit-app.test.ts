@@ -4,28 +4,20 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
 import { verifyAuditFiles } from '../../src/audit/verify';
-import { builtinTypes } from '../../src/commands/builtin-types';
-import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
+import type { ProxyConfig } from '../../src/config/schema';
 import { createLogger, silentLogger } from '../../src/log';
 import { encodeMessage } from '../../src/messages/codec';
+import { appConfig } from '../support/app-config';
 import { FakeRuntime } from '../support/fake-runtime';
 import { RawClient, makeTempDir } from '../support/proxy-harness';
 
 const START = '/runtime.v1.RuntimeService/StartContainer';
 
 function configFor(dir: string, runtime: FakeRuntime, audit: Record<string, unknown>): ProxyConfig {
-  const result = validateProxyConfig(
-    {
-      listen: `unix://${path.join(dir, 'proxy.sock')}`,
-      http: { listen: '' },
-      shutdownGraceSeconds: 0,
-      backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
-      interceptors: [{ name: 'audit', type: 'audit', config: { path: path.join(dir, 'audit.log'), ...audit } }],
-    },
-    builtinTypes(),
-  );
-  if (!result.ok) throw new Error(JSON.stringify(result.issues));
-  return result.config;
+  return appConfig(dir, runtime, {
+    http: { listen: '' },
+    interceptors: [{ name: 'audit', type: 'audit', config: { path: path.join(dir, 'audit.log'), ...audit } }],
+  });
 }
 
 test('in the running proxy, a config reload keeps one writer and one chain', async () => {

@@ -3,28 +3,17 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
-import { builtinTypes } from '../../src/commands/builtin-types';
-import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
+import type { ProxyConfig } from '../../src/config/schema';
 import '../../src/interceptors/metrics';
 import { silentLogger } from '../../src/log';
+import { appConfig } from '../support/app-config';
 import { FakeRuntime } from '../support/fake-runtime';
 import { RawClient, makeTempDir } from '../support/proxy-harness';
 
 const VERSION = '/runtime.v1.RuntimeService/Version';
 
 function configFor(dir: string, runtime: FakeRuntime, metricsConfig: Record<string, unknown>): ProxyConfig {
-  const result = validateProxyConfig(
-    {
-      listen: `unix://${path.join(dir, 'proxy.sock')}`,
-      http: { listen: '127.0.0.1:0' },
-      shutdownGraceSeconds: 0,
-      backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
-      interceptors: [{ name: 'metrics', type: 'metrics', onError: 'failOpen', config: metricsConfig }],
-    },
-    builtinTypes(),
-  );
-  if (!result.ok) throw new Error(JSON.stringify(result.issues));
-  return result.config;
+  return appConfig(dir, runtime, { interceptors: [{ name: 'metrics', type: 'metrics', onError: 'failOpen', config: metricsConfig }] });
 }
 
 /** The exposition text's value for a series line starting with `prefix`. */

@@ -3,10 +3,10 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
-import { builtinTypes } from '../../src/commands/builtin-types';
-import { validateProxyConfig, type ProxyConfig } from '../../src/config/schema';
+import type { ProxyConfig } from '../../src/config/schema';
 import { silentLogger } from '../../src/log';
 import type { PodStartsAnswer, PodStartView } from '../../src/observability/pod-starts-api';
+import { appConfig } from '../support/app-config';
 import { FakeRuntime } from '../support/fake-runtime';
 import { SECRET_SENTINEL, startPod, type PodSpec } from '../support/kubelet';
 import { RawClient, makeTempDir } from '../support/proxy-harness';
@@ -15,19 +15,7 @@ import { eventually } from '../support/wait';
 const NGINX = 'docker.io/library/nginx:1.27';
 
 function configFor(dir: string, runtime: FakeRuntime, extra: Record<string, unknown> = {}): ProxyConfig {
-  const result = validateProxyConfig(
-    {
-      listen: `unix://${path.join(dir, 'proxy.sock')}`,
-      http: { listen: '127.0.0.1:0' },
-      shutdownGraceSeconds: 0,
-      backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
-      podStarts: { settleMs: 150 },
-      ...extra,
-    },
-    builtinTypes(),
-  );
-  if (!result.ok) throw new Error(JSON.stringify(result.issues));
-  return result.config;
+  return appConfig(dir, runtime, { podStarts: { settleMs: 150 }, ...extra });
 }
 
 const twoContainers: PodSpec = {

@@ -5,14 +5,13 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { App } from '../../src/app';
 import { main } from '../../src/cli';
-import { builtinTypes } from '../../src/commands/builtin-types';
 import { ExitCode } from '../../src/commands/exit-codes';
 import type { CommandOutput } from '../../src/commands/output';
 import { podsCommand } from '../../src/commands/pods';
 import { runCommand } from '../../src/commands/usage';
-import { validateProxyConfig } from '../../src/config/schema';
 import { silentLogger } from '../../src/log';
 import type { PodStartsAnswer, PodStartView } from '../../src/observability/pod-starts-api';
+import { appConfig } from '../support/app-config';
 import { FakeRuntime } from '../support/fake-runtime';
 import { startPod, type PodSpec } from '../support/kubelet';
 import { RawClient, makeTempDir } from '../support/proxy-harness';
@@ -57,18 +56,7 @@ describe('cri-proxy pods', () => {
     dir = makeTempDir();
     runtime = new FakeRuntime(path.join(dir, 'runtime.sock'));
     await runtime.start();
-    const result = validateProxyConfig(
-      {
-        listen: `unix://${path.join(dir, 'proxy.sock')}`,
-        http: { listen: '127.0.0.1:0' },
-        shutdownGraceSeconds: 0,
-        backends: [{ name: 'containerd', endpoint: `unix://${runtime.socketPath}` }],
-        podStarts: { settleMs: 100 },
-      },
-      builtinTypes(),
-    );
-    if (!result.ok) throw new Error(JSON.stringify(result.issues));
-    app = await App.start(result.config, { log: silentLogger, registry: new Registry() });
+    app = await App.start(appConfig(dir, runtime, { podStarts: { settleMs: 100 } }), { log: silentLogger, registry: new Registry() });
     client = new RawClient(`unix:${app.socketPath}`);
     url = `http://${app.adminAddress ?? ''}`;
     await startPod(client, runtime, pod('fast', 'shop'));
